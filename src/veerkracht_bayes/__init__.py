@@ -1,0 +1,1 @@
+"""veerkracht_bayes."""
