@@ -295,6 +295,23 @@ class CausalGraph:
                        "polarity": lp.polarity} for lp in self.spec.loops],
         }
 
+    # ------------------------------------------------------------------ drawing / display
+    def draw(self, **kwargs: object) -> object:
+        """Draw the diagram; see :func:`veerkracht_bayes.drawing.draw_graph` for arguments."""
+        from .drawing import draw_graph
+
+        return draw_graph(self, **kwargs)  # type: ignore[arg-type]
+
+    def _repr_svg_(self) -> str:
+        from .drawing import graph_svg
+
+        return graph_svg(self)
+
+    def _repr_html_(self) -> str:
+        from .drawing import graph_html
+
+        return graph_html(self)
+
     def __repr__(self) -> str:
         return (f"CausalGraph(name={self.name!r}, nodes={len(self.nodes)}, edges={len(self.edges)}, "
                 f"named_loops={len(self.spec.loops)})")
