@@ -32,11 +32,28 @@ combined with ``and``, ``or``, ``not`` and parentheses. See :mod:`veerkracht_bay
 
 from __future__ import annotations
 
-from typing import Literal
+from collections import defaultdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-__all__ = ["CODEBOOK_VERSION", "ItemSpec", "ConstructSpec", "SubgroupSpec", "Codebook"]
+from .errors import Problem, SurveyError, did_you_mean, format_path
+from .yaml_io import YamlDocument, load_yaml
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .causal_graph import CausalGraph
+
+__all__ = [
+    "CODEBOOK_VERSION",
+    "ItemSpec",
+    "ConstructSpec",
+    "SubgroupSpec",
+    "Codebook",
+    "load_codebook",
+    "parse_codebook",
+    "check_codebook",
+]
 
 CODEBOOK_VERSION = 1
 
@@ -125,3 +142,181 @@ class Codebook(_Strict):
     def observed_constructs(self) -> list[str]:
         """Construct node ids with at least one item."""
         return [k for k, c in self.constructs.items() if c.items]
+
+    # ---- additive helpers (codebook schema unchanged) ----------------------------
+    def item_specs(self) -> list[tuple[str, ItemSpec]]:
+        """``(construct, item)`` pairs in construct then item order."""
+        return [(k, it) for k, c in self.constructs.items() for it in c.items]
+
+    def item(self, column: str) -> ItemSpec:
+        """The item spec of an item column (did-you-mean error for unknown columns)."""
+        for _, it in self.item_specs():
+            if it.column == column:
+                return it
+        raise SurveyError(Problem(f"unknown item column {column!r}{did_you_mean(column, self.item_columns())}",
+                                  field="column", value=column))
+
+    def known_columns(self) -> list[str]:
+        """Every column the codebook names: items, id, weight, group and extra columns."""
+        cols = self.item_columns() + [self.id_column]
+        if self.weight_column:
+            cols.append(self.weight_column)
+        cols += list(self.group_columns.values()) + list(self.extra_columns)
+        return list(dict.fromkeys(cols))
+
+
+# ------------------------------------------------------------------------------ loading
+def _pydantic_problems(exc: ValidationError, doc: YamlDocument) -> list[Problem]:
+    probs = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        field = next((str(p) for p in reversed(loc) if isinstance(p, str)), None)
+        value = err.get("input")
+        kind = err["type"]
+        if kind == "missing":
+            text = f"missing required field {field!r}"
+        elif kind == "extra_forbidden":
+            allowed: list[str] = []
+            for model in (Codebook, ConstructSpec, ItemSpec, SubgroupSpec):
+                allowed += list(model.model_fields)
+            text = f"unknown field {field!r} (not part of the codebook format){did_you_mean(str(field), allowed)}"
+        else:
+            shown = value if not isinstance(value, (dict, list)) else type(value).__name__
+            text = f"field {field!r} has value {shown!r}: {err['msg']}"
+            if kind == "literal_error" and isinstance(value, str):
+                choices = err.get("ctx", {}).get("expected", "")
+                opts = [c.strip().strip("'") for c in choices.replace(" or ", ",").split(",")]
+                text += did_you_mean(value, opts)
+        probs.append(Problem(text, file=doc.path, line=doc.line_of(loc), location=format_path(loc),
+                             field=field, value=value))
+    return probs
+
+
+def check_codebook(
+    codebook: Codebook,
+    graph: "CausalGraph | str | Path | None" = None,
+    doc: YamlDocument | None = None,
+) -> list[Problem]:
+    """Cross-reference checks of a codebook; returns located problems (empty when fine).
+
+    Checks: an item column mapped twice (to two constructs, or twice in one); an item
+    column that is also the id, weight or a group column; Likert ``categories``
+    inconsistent with ``valid_min``/``valid_max``; subgroup conditions that do not
+    parse or name unknown columns; with a graph, construct keys that are not nodes.
+
+    Parameters
+    ----------
+    codebook
+        The codebook.
+    graph
+        Optional graph (or ``"marvel"``/path) whose nodes the construct keys must be.
+    doc
+        The YAML document the codebook came from, for file and line numbers.
+    """
+    from .subgroups import parse_condition
+
+    path = doc.path if doc is not None else None
+
+    def prob(msg: str, loc: tuple[Any, ...], field: str | None, value: object) -> Problem:
+        line = doc.line_of(loc) if doc is not None else None
+        return Problem(msg, file=path, line=line, location=format_path(loc), field=field, value=value)
+
+    out: list[Problem] = []
+    if graph is not None:
+        from .causal_graph import load_graph
+
+        g = load_graph(graph)
+        for key in codebook.constructs:
+            if not g.has_node(key):
+                out.append(prob(f"construct {key!r} is not a node of graph {g.name!r} (expected a node id)"
+                                f"{did_you_mean(key, g.nodes)}", ("constructs", key), key, key))
+    seen: dict[str, list[tuple[str, int]]] = defaultdict(list)
+    for key, cons in codebook.constructs.items():
+        for j, it in enumerate(cons.items):
+            seen[it.column].append((key, j))
+            loc = ("constructs", key, "items", j)
+            if it.scale == "likert" and it.valid_min is not None and it.valid_max is not None:
+                width = it.valid_max - it.valid_min + 1
+                if it.categories is not None and width != it.categories:
+                    out.append(prob(
+                        f"item {it.column!r}: categories={it.categories} but valid_min..valid_max = "
+                        f"{it.valid_min:g}..{it.valid_max:g} spans {width:g} values (expected them to agree)",
+                        loc + ("categories",), "categories", it.categories))
+    for col, where in seen.items():
+        if len(where) > 1:
+            places = ", ".join(f"constructs.{k}.items[{j}]" for k, j in where)
+            cons = sorted({k for k, _ in where})
+            what = (f"mapped to {len(cons)} constructs ({', '.join(cons)})" if len(cons) > 1
+                    else f"listed {len(where)} times under construct {cons[0]!r}")
+            k, j = where[1]
+            out.append(prob(f"item column {col!r} is {what} at {places} (expected each column to "
+                            "measure exactly one construct)", ("constructs", k, "items", j, "column"),
+                            "column", col))
+    special = {"id_column": codebook.id_column}
+    if codebook.weight_column:
+        special["weight_column"] = codebook.weight_column
+    for kind, col in codebook.group_columns.items():
+        special[f"group_columns.{kind}"] = col
+    for fld, col in special.items():
+        if col in seen:
+            k, j = seen[col][0]
+            out.append(prob(f"column {col!r} is both the {fld} and an item of construct {k!r} "
+                            "(expected distinct columns)", tuple(fld.split(".")), fld, col))
+    known = codebook.known_columns()
+    for name, sg in codebook.subgroups.items():
+        loc = ("subgroups", name, "where")
+        line = doc.line_of(loc) if doc is not None else None
+        try:
+            parse_condition(sg.where, name).check_columns(
+                known, location=format_path(loc), file=path, line=line)
+        except SurveyError as exc:
+            for p in exc.problems:
+                out.append(Problem(p.message, file=path, line=line, location=format_path(loc),
+                                   field="where", value=p.value))
+    return out
+
+
+def parse_codebook(doc: YamlDocument, graph: "CausalGraph | str | Path | None" = None) -> Codebook:
+    """Validate a loaded YAML document as a :class:`Codebook` (see :func:`load_codebook`)."""
+    data = doc.data
+    if not isinstance(data, dict):
+        raise SurveyError(Problem("expected a YAML mapping with keys id_column, constructs, subgroups, ...; "
+                                  f"got {type(data).__name__}", file=doc.path, line=1))
+    ver = data.get("codebook_version", CODEBOOK_VERSION)
+    if ver != CODEBOOK_VERSION:
+        raise SurveyError(Problem(f"unsupported codebook_version {ver!r} (expected {CODEBOOK_VERSION})",
+                                  file=doc.path, line=doc.line_of(("codebook_version",)),
+                                  location="codebook_version", field="codebook_version", value=ver))
+    try:
+        cb = Codebook.model_validate(data)
+    except ValidationError as exc:
+        raise SurveyError(_pydantic_problems(exc, doc)) from None
+    problems = check_codebook(cb, graph, doc)
+    if problems:
+        raise SurveyError(problems)
+    return cb
+
+
+def load_codebook(path: str | Path, graph: "CausalGraph | str | Path | None" = None) -> Codebook:
+    """Read and validate a codebook YAML file.
+
+    Parameters
+    ----------
+    path
+        The codebook file (UTF-8 YAML, read safely).
+    graph
+        Optional graph (a :class:`~veerkracht_bayes.causal_graph.CausalGraph`, ``"marvel"``
+        or a path): every construct key must then be one of its nodes.
+
+    Returns
+    -------
+    Codebook
+        The validated codebook.
+
+    Raises
+    ------
+    SurveyError
+        Every problem, each naming the file, line, YAML path, field, value and what was
+        expected (did-you-mean for misspelt names).
+    """
+    return parse_codebook(load_yaml(path, error_cls=SurveyError), graph)
