@@ -153,14 +153,15 @@ def check_spec(spec: GraphSpec) -> list[tuple[tuple[str | int, ...], str, str, o
                             f"edge {fld} {v!r} is not a node of the graph (expected one of the "
                             f"{len(idset)} node ids){did_you_mean(v, idset)}", v))
         if e.source == e.target:
-            out.append((("edges", i), "target",
-                        f"self-loop {e.source}->{e.target} (expected source and target to differ)",
-                        e.target))
+            out.append((("edges", i, "target"), "target",
+                        f"self-loop: source and target are both {e.target!r} (expected an edge "
+                        "between two different nodes)", e.target))
         pair = (e.source, e.target)
         if pair in edge_seen:
-            out.append((("edges", i), "target",
-                        f"duplicate edge {e.source}->{e.target} (already given as edges[{edge_seen[pair]}]; "
-                        "expected each edge once)", f"{e.source}->{e.target}"))
+            out.append((("edges", i), "source/target",
+                        f"duplicate edge: source {e.source!r}, target {e.target!r} is already given as "
+                        f"edges[{edge_seen[pair]}] (expected each source->target pair once)",
+                        f"{e.source}->{e.target}"))
         else:
             edge_seen[pair] = i
     for node in spec.measurement:
@@ -211,24 +212,35 @@ def _pydantic_problems(exc: ValidationError, doc: YamlDocument) -> list[Problem]
         value = err.get("input")
         kind = err["type"]
         msg = err["msg"]
+        parent = format_path(loc[:-1]) if len(loc) > 1 else "the top level"
         if kind == "missing":
-            text = f"missing required field {field!r}"
+            text = f"missing required field {field!r} (expected a {field!r} entry in {parent})"
         elif kind == "extra_forbidden":
-            text = f"unknown field {field!r} (not part of the graph spec)"
+            allowed = _allowed_fields(loc)
+            text = (f"unknown field {field!r} (not part of the graph spec; expected one of "
+                    f"{', '.join(allowed)}){did_you_mean(str(field), allowed)}")
         else:
             shown = value if not isinstance(value, (dict, list)) else type(value).__name__
             text = f"field {field!r} has value {shown!r}: {msg}"
             if kind == "literal_error":
-                text = f"field {field!r} has value {shown!r}; {msg.lower()}"
                 choices = err.get("ctx", {}).get("expected", "")
+                text = f"field {field!r} has value {shown!r}; expected {choices}"
                 if isinstance(value, str):
                     opts = [c.strip().strip("'") for c in choices.replace(" or ", ",").split(",")]
                     text += did_you_mean(value, opts)
+                    if field == "sign" and value in ("\u2212", "\u2013", "\u2014"):
+                        text += " (that is a typographic dash; type the ASCII minus '-')"
         probs.append(
             Problem(text, file=doc.path, line=doc.line_of(loc), location=format_path(loc),
                     field=field, value=value)
         )
     return probs
+
+
+def _allowed_fields(loc: tuple) -> list[str]:
+    models = {"nodes": NodeSpec, "edges": EdgeSpec, "loops": LoopSpec}
+    model = models.get(loc[0], GraphSpec) if len(loc) > 2 and isinstance(loc[1], int) else GraphSpec
+    return list(model.model_fields)
 
 
 def parse_graph_spec(doc: YamlDocument) -> GraphSpec:

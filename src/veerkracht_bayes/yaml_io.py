@@ -72,6 +72,27 @@ def _expanded_size(node: yaml.Node, memo: dict[int, int], limit: int) -> int:
     return total
 
 
+def _duplicate_key(node: yaml.Node, seen: set[int]) -> tuple[str, int, int] | None:
+    """First repeated scalar key of any mapping: ``(key, first line, repeated line)``."""
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        if id(cur) in seen:
+            continue
+        seen.add(id(cur))
+        if isinstance(cur, yaml.MappingNode):
+            lines: dict[str, int] = {}
+            for k, v in cur.value:
+                if isinstance(k, yaml.ScalarNode) and k.value != "<<":
+                    if k.value in lines:
+                        return k.value, lines[k.value], k.start_mark.line + 1
+                    lines[k.value] = k.start_mark.line + 1
+                stack += [k, v]
+        elif isinstance(cur, yaml.SequenceNode):
+            stack += cur.value
+    return None
+
+
 @dataclass(frozen=True)
 class YamlDocument:
     """A parsed YAML document that can map a data path back to a line number."""
@@ -141,8 +162,13 @@ def load_yaml(
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
+        where = f" at column {mark.column + 1}" if mark is not None else ""
+        hint = ""
+        if "sequence entries are not allowed" in problem:
+            hint = "; a bare '-' starts a list item: quote it (\"-\") if you meant a minus sign"
         raise error_cls(
-            Problem(f"malformed YAML: {problem} (expected valid YAML syntax)", file=label, line=line)
+            Problem(f"malformed YAML{where}: {problem} (expected valid YAML syntax{hint})",
+                    file=label, line=line)
         ) from None
     if root is None:
         raise error_cls(Problem("empty document (expected a YAML mapping)", file=label, line=1))
@@ -155,6 +181,14 @@ def load_yaml(
                 file=label,
                 line=root.start_mark.line + 1,
             )
+        )
+    dup = _duplicate_key(root, set())
+    if dup is not None:
+        key, first, again = dup
+        raise error_cls(
+            Problem(f"duplicate key {key!r} in a mapping (first on line {first}); expected each "
+                    "key once (YAML would silently keep only the last value)",
+                    file=label, line=again, field=key, value=key)
         )
     try:
         data = yaml.safe_load(text)
