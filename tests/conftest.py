@@ -1,0 +1,19 @@
+"""Shared pytest fixtures (generic only; module-specific fixtures live in their test files)."""
+
+from __future__ import annotations
+
+import os
+
+# Keep BLAS/OpenMP single-threaded: the test machines have few cores and tests run in parallel.
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import pytest  # noqa: E402
+
+from veerkracht_bayes.causal_graph import CausalGraph  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def marvel() -> CausalGraph:
+    """The shipped MARVEL diagram (loaded once per session; do not mutate)."""
+    return CausalGraph.marvel()
