@@ -514,7 +514,7 @@ def _read_source(
 
 # ---------------------------------------------------------------------------- coercion
 def _listing(ctx: _Ctx, positions: Sequence[int], values: Sequence[Any]) -> str:
-    parts = [f"{v!r} at {ctx.where(p)}" for p, v in zip(positions[:_MAX_LISTED], values[:_MAX_LISTED])]
+    parts = [f"{_py(v)!r} at {ctx.where(p)}" for p, v in zip(positions[:_MAX_LISTED], values[:_MAX_LISTED])]
     more = f" and {len(positions) - _MAX_LISTED} more" if len(positions) > _MAX_LISTED else ""
     return "; ".join(parts) + more
 
@@ -734,7 +734,7 @@ def read_survey(
             groups.setdefault(data[idc].iloc[p], []).append(int(src_pos[p]))
         shown = []
         for v, ps in list(groups.items())[:_MAX_LISTED]:
-            shown.append(f"{v!r} at " + ", ".join(ctx.where(p) for p in ps))
+            shown.append(f"{_py(v)!r} at " + ", ".join(ctx.where(p) for p in ps))
         more = f"; and {len(groups) - _MAX_LISTED} more duplicated ids" if len(groups) > _MAX_LISTED else ""
         first = next(iter(groups.values()))[1]
         problems.append(ctx.problem(
@@ -893,6 +893,10 @@ def read_survey(
     rows1.setflags(write=False)
     return SurveyData(_data=data, codebook=cb, source=label, sha256=digest, report=report,
                       _weights=wn, _masks=masks, metadata=meta, source_rows=rows1)
+
+
+def _py(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def _num(v: float) -> float | int:
