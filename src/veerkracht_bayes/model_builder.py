@@ -1,0 +1,363 @@
+"""Build the PyMC model of a signed, cyclic structural equation model.
+
+Model (continuous path, latent scores marginalised; see ``docs/model.md``)
+-------------------------------------------------------------------------
+Nodes of the graph fall into three classes:
+
+* **covariates** ``x`` – observed exogenous nodes (no parents, one measured column);
+  the model is conditional on them (lavaan's ``fixed.x``), centred at the weighted mean;
+* **absent** nodes – unmeasured nodes without parents (policy levers, unmeasured
+  exogenous factors): value 0 in the baseline population; their outgoing links are
+  estimated from their priors alone (used by do-queries);
+* **latent constructs** ``eta`` – every other node, measured or not.
+
+Structural part on standardised latents::
+
+    eta = B eta + Gamma x + zeta,   zeta ~ N(0, diag(psi)),   A = (I - B)^-1
+    Cov(eta | x) = A diag(psi) A^T
+
+Identification of scale: every latent has variance 1 in the population
+(``diag(A diag(psi) A^T + A Gamma S_x Gamma^T A^T) = 1``). ``psi`` is therefore not a free
+parameter: it solves the linear system ``(A∘A) psi = 1 - diag(A Gamma S_x Gamma^T A^T)``,
+so every coefficient is a standardised (correlation-sized) effect, comparable to
+literature betas. Draws for which some ``psi <= 0`` have no valid standardised solution
+and get zero density.
+
+Measurement part on standardised items (weighted mean 0, sd 1)::
+
+    y_i = nu_i + lambda_i eta_{c(i)} + eps_i,   eps_i ~ N(0, theta_i)
+
+Constructs with a single item have their loading fixed by an assumed reliability
+``rel`` (``lambda = sqrt(rel)``, ``theta = 1 - rel``; default 0.8), since a single
+indicator cannot separate true from error variance. Likert items are treated as
+continuous here (route (a) of MATH.md §2; documented in every brief).
+
+Marginal likelihood (exact for cycles: the implied moments use ``(I - B)^-1``)::
+
+    y | x ~ N(nu + Lambda A Gamma x,  Lambda A diag(psi) A^T Lambda^T + diag(theta))
+
+evaluated through per-missingness-pattern sufficient statistics (full-information
+maximum likelihood form) and multiplied by normalised survey weights
+(**pseudo-likelihood**: weights sum to n, so the posterior has the width of an
+unweighted sample of the same size; it is not a design-based variance).
+
+Stability: a smooth barrier on the Perron root of |B| (an upper bound of the spectral
+radius of B, computed by power iteration so that it is differentiable):
+``log_sigmoid((rho_max - rho(|B|)) / width)``. The exact spectral radius of every
+draw is reported by the diagnostics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from .causal_graph import CausalGraph
+from .errors import ModelError, Problem
+from .sufficient_stats import ModelData
+
+__all__ = ["EdgePriorValues", "ModelLayout", "StabilitySettings", "build_model", "edge_prior_values"]
+
+LOG_2PI = float(np.log(2 * np.pi))
+
+
+@dataclass(frozen=True)
+class StabilitySettings:
+    """Smooth stability barrier: density times ``sigmoid((rho_max - rho(|B|)) / width)``."""
+
+    rho_max: float = 0.99
+    width: float = 0.005
+    power_iterations: int = 60
+
+
+@dataclass(frozen=True)
+class EdgePriorValues:
+    """Numeric prior of one edge coefficient (standardised scale)."""
+
+    distribution: str  # truncated_normal | normal | student_t | half_normal
+    mean: float
+    sd: float
+    lower: float | None
+    upper: float | None
+    nu: float | None = None
+
+
+#: Default prior for an edge without a literature source: |beta| ~ N(0.15, 0.15) truncated to sign.
+DEFAULT_EDGE_PRIOR = (0.15, 0.15)
+
+
+def edge_prior_values(priors: object | None, graph: CausalGraph, *, vague: bool = False
+                      ) -> dict[str, EdgePriorValues]:
+    """Numeric priors for every edge, from a PriorSet-like object or the defaults.
+
+    Parameters
+    ----------
+    priors
+        An object with ``for_edge(key)`` returning something with ``distribution``,
+        ``mean`` and ``sd`` attributes (see :mod:`veerkracht_bayes.prior_spec`), or None.
+    graph
+        The diagram (edge signs).
+    vague
+        Without ``priors``: unconstrained Normal(0, 1) (generic lavaan models) instead
+        of the sign-constrained default.
+    """
+    out = {}
+    for e in graph.edges:
+        sgn = 1.0 if e.sign == "+" else -1.0
+        if priors is not None:
+            p = priors.for_edge(e.key)
+            dist = str(getattr(p, "distribution", "truncated_normal"))
+            mean = float(getattr(p, "mean"))
+            sd = float(getattr(p, "sd"))
+            nu = getattr(p, "nu", None)
+        elif vague:
+            dist, mean, sd, nu = "normal", 0.0, 1.0, None
+        else:
+            dist, mean, sd, nu = "truncated_normal", sgn * DEFAULT_EDGE_PRIOR[0], DEFAULT_EDGE_PRIOR[1], None
+        if dist == "half_normal":
+            dist, mean = "truncated_normal", 0.0
+        if dist == "truncated_normal":
+            lower, upper = (0.0, None) if sgn > 0 else (None, 0.0)
+        else:
+            lower = upper = None
+        out[e.key] = EdgePriorValues(dist, mean, sd, lower, upper, None if nu is None else float(nu))
+    return out
+
+
+@dataclass(frozen=True)
+class ModelLayout:
+    """How graph nodes and edges map onto model arrays (returned with the model)."""
+
+    nodes: tuple[str, ...]
+    latent: tuple[str, ...]
+    covariates: tuple[str, ...]
+    absent: tuple[str, ...]
+    unobserved_latent: tuple[str, ...]
+    edge_keys: tuple[str, ...]
+    edge_kind: dict[str, str]  # latent | covariate | absent (class of the source)
+    items: tuple[str, ...]
+    item_construct: tuple[str, ...]
+    single_item_constructs: tuple[str, ...]
+    reliability: float
+    stability: StabilitySettings
+    edge_priors: dict[str, EdgePriorValues] = field(default_factory=dict)
+
+
+def _classify(graph: CausalGraph, data: ModelData | None) -> tuple[list[str], list[str], list[str]]:
+    covariates = list(data.x_names) if data is not None else []
+    for c in covariates:
+        if graph.parents(c):
+            raise ModelError(Problem(
+                f"node {c!r} is used as an observed covariate but has parents "
+                f"{graph.parents(c)} (expected an exogenous node without incoming links)", field=c))
+    measured = set(data.item_construct) if data is not None else set()
+    absent, latent = [], []
+    for n in graph.nodes:
+        if n in covariates:
+            continue
+        node = graph.node(n)
+        if n not in measured and not graph.parents(n) and node.role in ("policy_lever", "exogenous"):
+            absent.append(n)
+        else:
+            latent.append(n)
+    return latent, covariates, absent
+
+
+def _perron_root(absb: pt.TensorVariable, iters: int) -> pt.TensorVariable:
+    p = absb.shape[0]
+    mat = absb + 1e-6
+    v = pt.ones((p,)) / pt.sqrt(p)
+    for _ in range(iters):
+        v = pt.dot(mat, v)
+        v = v / pt.sqrt(pt.sum(v**2))
+    return pt.sqrt(pt.sum(pt.dot(mat, v) ** 2))
+
+
+def _edge_rvs(priors: dict[str, EdgePriorValues], keys: list[str]) -> pt.TensorVariable:
+    """Create one vector of edge coefficients (in ``keys`` order) from grouped RVs."""
+    groups: dict[tuple, list[int]] = {}
+    for i, k in enumerate(keys):
+        p = priors[k]
+        kind = (p.distribution, p.lower is not None, p.upper is not None)
+        groups.setdefault(kind, []).append(i)
+    parts, order = [], []
+    for (dist, has_lo, has_hi), idx in groups.items():
+        mu = np.array([priors[keys[i]].mean for i in idx])
+        sd = np.array([priors[keys[i]].sd for i in idx])
+        name = f"beta_{dist}{'_pos' if has_lo else ''}{'_neg' if has_hi else ''}"
+        if dist == "truncated_normal":
+            rv = pm.TruncatedNormal(name, mu=mu, sigma=sd, lower=0.0 if has_lo else None,
+                                    upper=0.0 if has_hi else None, shape=len(idx))
+        elif dist == "normal":
+            rv = pm.Normal(name, mu=mu, sigma=sd, shape=len(idx))
+        elif dist == "student_t":
+            nu = np.array([priors[keys[i]].nu or 4.0 for i in idx])
+            rv = pm.StudentT(name, nu=nu, mu=mu, sigma=sd, shape=len(idx))
+        else:
+            raise ModelError(f"unknown prior distribution {dist!r} (expected truncated_normal, "
+                             "normal, student_t or half_normal)")
+        parts.append(rv)
+        order.extend(idx)
+    flat = pt.concatenate(parts) if len(parts) > 1 else parts[0]
+    inv = np.argsort(np.array(order))
+    return flat[inv]
+
+
+def build_model(
+    graph: CausalGraph,
+    data: ModelData | None,
+    priors: object | None = None,
+    *,
+    vague: bool = False,
+    reliability: float = 0.8,
+    stability: StabilitySettings | None = None,
+    measurement_priors: Mapping[str, float] | None = None,
+) -> tuple[pm.Model, ModelLayout]:
+    """Build the PyMC model for ``graph`` and (optionally) survey data.
+
+    Parameters
+    ----------
+    graph
+        The signed diagram.
+    data
+        Prepared survey data (:func:`~veerkracht_bayes.sufficient_stats.prepare_model_data`),
+        or None for a prior-only model.
+    priors
+        PriorSet-like object (``for_edge``); None for defaults.
+    vague
+        Use vague unconstrained edge priors when ``priors`` is None.
+    reliability
+        Assumed reliability of single-item constructs.
+    stability
+        Settings of the stability barrier.
+    measurement_priors
+        Overrides for the measurement priors: ``loading_mu`` (0.7), ``loading_sd`` (0.3),
+        ``theta_logmean`` (log 0.5), ``theta_logsd`` (0.75), ``nu_sd`` (0.5).
+
+    Returns
+    -------
+    (pm.Model, ModelLayout)
+    """
+    stability = stability or StabilitySettings()
+    if not 0 < reliability <= 1:
+        raise ModelError(f"reliability must be in (0, 1], got {reliability}")
+    mp = {"loading_mu": 0.7, "loading_sd": 0.3, "theta_logmean": float(np.log(0.5)),
+          "theta_logsd": 0.75, "nu_sd": 0.5}
+    mp.update(measurement_priors or {})
+    latent, covariates, absent = _classify(graph, data)
+    if data is not None:
+        unknown = sorted(set(data.item_construct) - set(graph.nodes))
+        if unknown:
+            raise ModelError(f"items measure nodes that are not in the graph: {unknown}")
+    eps = edge_prior_values(priors, graph, vague=vague)
+    keys = graph.edge_keys
+    li = {n: i for i, n in enumerate(latent)}
+    ci = {n: i for i, n in enumerate(covariates)}
+    edge_kind = {}
+    for e in graph.edges:
+        edge_kind[e.key] = ("covariate" if e.source in ci else "absent" if e.source in absent
+                            else "latent")
+        if e.target not in li:
+            raise ModelError(f"edge {e.key} points into {e.target!r}, which is not a latent node")
+    measured = [] if data is None else list(dict.fromkeys(data.item_construct))
+    unobserved = tuple(n for n in latent if n not in measured)
+    items = () if data is None else data.item_names
+    item_construct = () if data is None else data.item_construct
+    counts = {c: item_construct.count(c) for c in measured}
+    single = tuple(c for c in measured if counts[c] == 1)
+
+    coords = {"edge": list(keys), "node": list(graph.nodes), "latent": latent,
+              "item": list(items), "covariate": covariates}
+    with pm.Model(coords=coords) as model:
+        beta = pm.Deterministic("beta", _edge_rvs(eps, list(keys)), dims="edge")
+        pl = len(latent)
+        rows = np.array([li[e.target] for e in graph.edges if edge_kind[e.key] == "latent"], dtype=int)
+        cols = np.array([li[e.source] for e in graph.edges if edge_kind[e.key] == "latent"], dtype=int)
+        bidx = np.array([i for i, e in enumerate(graph.edges) if edge_kind[e.key] == "latent"], dtype=int)
+        B = pt.zeros((pl, pl))
+        if len(bidx):
+            B = pt.set_subtensor(B[rows, cols], beta[bidx])
+        A = pt.linalg.inv(pt.eye(pl) - B)
+        q = len(covariates)
+        if q:
+            grows = np.array([li[e.target] for e in graph.edges if edge_kind[e.key] == "covariate"], dtype=int)
+            gcols = np.array([ci[e.source] for e in graph.edges if edge_kind[e.key] == "covariate"], dtype=int)
+            gidx = np.array([i for i, e in enumerate(graph.edges) if edge_kind[e.key] == "covariate"], dtype=int)
+            G = pt.zeros((pl, q))
+            if len(gidx):
+                G = pt.set_subtensor(G[grows, gcols], beta[gidx])
+            AG = pt.dot(A, G)
+            dx = pt.sum(pt.dot(AG, data.x_cov) * AG, axis=1)
+        else:
+            AG = None
+            dx = pt.zeros((pl,))
+        psi_lat = pt.linalg.solve(A * A, 1.0 - dx)
+        psi_ok = pt.all(pt.gt(psi_lat, 1e-4))
+        psi_safe = pt.switch(pt.gt(psi_lat, 1e-4), psi_lat, 1e-4)
+        # full-node psi: latent -> solved, covariates -> their variance, absent -> 0
+        psi_full = pt.zeros((len(graph.nodes),))
+        lat_pos = np.array([graph.node_index[n] for n in latent], dtype=int)
+        psi_full = pt.set_subtensor(psi_full[lat_pos], psi_lat)
+        if q:
+            cov_pos = np.array([graph.node_index[n] for n in covariates], dtype=int)
+            psi_full = pt.set_subtensor(psi_full[cov_pos], np.diag(data.x_cov))
+        pm.Deterministic("psi", psi_full, dims="node")
+        pm.Deterministic("alpha", pt.zeros((len(graph.nodes),)), dims="node")
+        rho = _perron_root(pt.abs(B), stability.power_iterations) if pl else pt.constant(0.0)
+        pm.Deterministic("rho_abs_bound", rho)
+        pm.Potential("stability", -pt.softplus(-(stability.rho_max - rho) / stability.width))
+        pm.Potential("standardisation", pt.switch(psi_ok, 0.0, -np.inf))
+
+        if data is not None and len(items):
+            m = len(items)
+            c_idx = np.array([li[c] for c in item_construct], dtype=int)
+            free = np.array([counts[c] > 1 for c in item_construct])
+            lam = pt.zeros((m,))
+            theta = pt.zeros((m,))
+            if free.any():
+                lam_free = pm.TruncatedNormal("loading", mu=mp["loading_mu"], sigma=mp["loading_sd"],
+                                              lower=0.0, shape=int(free.sum()))
+                th_free = pm.LogNormal("residual_var", mu=mp["theta_logmean"], sigma=mp["theta_logsd"],
+                                       shape=int(free.sum()))
+                lam = pt.set_subtensor(lam[np.flatnonzero(free)], lam_free)
+                theta = pt.set_subtensor(theta[np.flatnonzero(free)], th_free)
+            if (~free).any():
+                lam = pt.set_subtensor(lam[np.flatnonzero(~free)], np.sqrt(reliability))
+                theta = pt.set_subtensor(theta[np.flatnonzero(~free)], 1.0 - reliability)
+            pm.Deterministic("lambda", lam, dims="item")
+            pm.Deterministic("theta", theta, dims="item")
+            nu = pm.Normal("nu", 0.0, mp["nu_sd"], dims="item")
+            S_eta = pt.dot(A * psi_safe[None, :], A.T)
+            Sigma = lam[:, None] * lam[None, :] * S_eta[c_idx][:, c_idx] + pt.diag(theta)
+            if q:
+                Pi = lam[:, None] * AG[c_idx]
+                M = pt.concatenate([nu[:, None], Pi], axis=1)
+            else:
+                M = nu[:, None]
+            st = data.stats
+            D = st.masks.astype(float)
+            eye = np.eye(m)
+            Sig_p = D[:, :, None] * Sigma[None] * D[:, None, :] + (1.0 - D)[:, :, None] * eye[None]
+            MSuy = pt.einsum("ik,pkj->pij", M, st.Suy)
+            R = st.Syy - MSuy - MSuy.transpose(0, 2, 1) + pt.einsum("ik,pkl,jl->pij", M, st.Suu, M)
+            R = D[:, :, None] * R * D[:, None, :]
+            L = pt.linalg.cholesky(Sig_p)
+            logdet = 2.0 * pt.sum(pt.log(pt.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
+            V = pt.linalg.solve_triangular(L, R, lower=True)
+            U = pt.linalg.solve_triangular(L, V.transpose(0, 2, 1), lower=True)
+            quad = pt.sum(pt.diagonal(U, axis1=-2, axis2=-1), axis=-1)
+            m_obs = D.sum(axis=1)
+            ll = -0.5 * (st.W * (logdet + m_obs * LOG_2PI) + quad)
+            pm.Potential("loglik", pt.sum(ll))
+    layout = ModelLayout(
+        nodes=tuple(graph.nodes), latent=tuple(latent), covariates=tuple(covariates),
+        absent=tuple(absent), unobserved_latent=unobserved, edge_keys=tuple(keys),
+        edge_kind=edge_kind, items=tuple(items), item_construct=tuple(item_construct),
+        single_item_constructs=single, reliability=reliability, stability=stability,
+        edge_priors=eps,
+    )
+    return model, layout
