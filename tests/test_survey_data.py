@@ -500,3 +500,20 @@ def test_all_problems_reported_together(cb: Codebook) -> None:
     df.loc[1, "weight"] = -1
     msg = _err(df, cb)
     assert msg.startswith("2 problems found") and "wb1" in msg and "negative weight" in msg
+
+
+def test_value_labels_decode_text(tmp_path: Path) -> None:
+    import yaml
+
+    d = yaml.safe_load(CODEBOOK_YAML)
+    d["constructs"]["single_parent_household"]["items"][0]["value_labels"] = {0: "nee", 1: "ja"}
+    cb = Codebook.model_validate(d)
+    df = make_frame().astype({"single_parent": object})
+    want = df["single_parent"].to_numpy(dtype=float).copy()
+    df["single_parent"] = np.where(want == 1, "Ja", "nee")
+    sd = read_survey(write_csv(df, tmp_path / "s.csv"), cb)
+    np.testing.assert_array_equal(sd.data["single_parent"].to_numpy(), want)
+    assert {i.column: i for i in sd.report.items}["single_parent"].n_label_decoded == 40
+    df.loc[2, "single_parent"] = "misschien"
+    msg = _err(df, cb)
+    assert "text in numeric item 'single_parent'" in msg and "'misschien' at row 3" in msg

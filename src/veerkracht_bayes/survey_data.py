@@ -213,12 +213,14 @@ class ValidationReport:
         if self.unobserved_constructs is not None:
             L.append(f"  unobserved constructs, carried on priors alone ({len(self.unobserved_constructs)}): "
                      + (", ".join(self.unobserved_constructs) or "none"))
-        L.append(f"  items ({len(self.items)}):")
+        L.append(f"  items ({len(self.items)}; missing = NaN after codes/range, codes = missing codes, "
+                 "range = out of range, labels = text decoded via value_labels):")
         L.append(f"    {'column':<22} {'construct':<26} {'scale':<10} {'missing':>8} {'%':>6} "
-                 f"{'codes':>6} {'range':>6}")
+                 f"{'codes':>6} {'range':>6} {'labels':>7}")
         for it in self.items:
             L.append(f"    {it.column:<22} {it.construct:<26} {it.scale:<10} {it.n_missing:>8} "
-                     f"{100 * it.missing_fraction:>6.1f} {it.n_missing_codes:>6} {it.n_out_of_range:>6}")
+                     f"{100 * it.missing_fraction:>6.1f} {it.n_missing_codes:>6} {it.n_out_of_range:>6} "
+                     f"{it.n_label_decoded:>7}")
         if self.rows_without_items:
             L.append(f"  rows with no observed item: {self.rows_without_items} (kept)")
         if self.groups:
