@@ -517,3 +517,17 @@ def test_value_labels_decode_text(tmp_path: Path) -> None:
     df.loc[2, "single_parent"] = "misschien"
     msg = _err(df, cb)
     assert "text in numeric item 'single_parent'" in msg and "'misschien' at row 3" in msg
+
+
+def test_shipped_synthetic_survey_validates() -> None:
+    """Integration: the shipped synthetic survey (written by veerkracht_bayes.synthetic) validates."""
+    root = Path(__file__).resolve().parents[1] / "data" / "synthetic"
+    data, cbp = root / "veerkracht_synthetic.csv.gz", root / "codebook_synthetic.yaml"
+    if not (data.exists() and cbp.exists()):
+        pytest.skip("shipped synthetic survey not present")
+    sd = read_survey(data, cbp, graph="marvel")
+    assert sd.codebook.synthetic is True and sd.report.synthetic is True
+    assert sd.n >= 10_000 and sd.report.rows_excluded == 0
+    assert sd.weights.sum() == pytest.approx(sd.n)
+    for name in ["single_parent", "low_income", "youth", "welfare_recipient", "mental_health_problems"]:
+        assert sd.subgroup_sizes().loc[name, "n"] > 0
