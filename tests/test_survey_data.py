@@ -531,3 +531,21 @@ def test_shipped_synthetic_survey_validates() -> None:
     assert sd.weights.sum() == pytest.approx(sd.n)
     for name in ["single_parent", "low_income", "youth", "welfare_recipient", "mental_health_problems"]:
         assert sd.subgroup_sizes().loc[name, "n"] > 0
+
+
+def test_integer_group_codes_from_csv(tmp_path: Path, cb: Codebook) -> None:
+    df = make_frame()
+    df["wijk"] = np.where(df["wijk"] == "W01", 3630101, 3630202)
+    sd = read_survey(write_csv(df, tmp_path / "s.csv"), cb)
+    codes, levels = sd.group_codes("neighbourhood")
+    assert levels == [3630101, 3630202] and all(isinstance(v, int) for v in levels)
+    np.testing.assert_array_equal(np.array(levels)[codes], df["wijk"].to_numpy())
+
+
+def test_subgroup_type_mismatch_is_reported(cb: Codebook) -> None:
+    import yaml
+
+    d = yaml.safe_load(CODEBOOK_YAML)
+    d["subgroups"]["bad"] = {"label_en": "Bad", "where": "origin == 1"}
+    msg = _err(make_frame(), Codebook.model_validate(d))
+    assert "subgroup 'bad'" in msg and "holds text but is compared with the number 1" in msg

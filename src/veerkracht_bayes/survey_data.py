@@ -839,7 +839,9 @@ def read_survey(
         s = data[col]
         if ctx.csv:
             s = _infer_column(s, ctx.decimal)
-            data[col] = s
+        if pd.api.types.is_float_dtype(s) and s.notna().all() and np.all(s == np.round(s)):
+            s = s.astype(np.int64)  # integer codes (e.g. CBS wijk codes) stay integers
+        data[col] = s
         nm = int(pd.isna(s).sum())
         if nm:
             warnings.append(f"group column {col!r} ({kind}): {nm} missing value(s) (kept; code -1)")
