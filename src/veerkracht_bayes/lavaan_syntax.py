@@ -756,8 +756,11 @@ def graph_to_lavaan(graph: "CausalGraph") -> str:
     for node in graph.nodes:
         pars = [e for e in graph.edges if e.target == node]
         if pars:
-            terms = " + ".join(f"{edge_label(e.source, e.target)}*{e.source}" for e in pars)
-            out.append(f"{node} ~ {terms}")
+            terms = [f"{edge_label(e.source, e.target)}*{e.source}" for e in pars]
+            line = f"{node} ~ {' + '.join(terms)}"
+            if len(line) > 100:  # one term per line; a line ending in '+' continues
+                line = f"{node} ~\n    " + " +\n    ".join(terms)
+            out.append(line)
     touched = {e.source for e in graph.edges} | {e.target for e in graph.edges} | set(
         graph.spec.measurement)
     isolated = [n for n in graph.nodes if n not in touched]
