@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from pathlib import Path
@@ -14,6 +15,17 @@ from veerkracht_bayes import drawing
 from veerkracht_bayes.cli import EXIT_INPUT_ERROR, app
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _restore_package_logger():
+    """The CLI configures the 'veerkracht_bayes' logger; undo it so other tests are unaffected."""
+    log = logging.getLogger("veerkracht_bayes")
+    saved = (log.level, list(log.handlers), log.propagate)
+    yield
+    log.setLevel(saved[0])
+    log.handlers[:] = saved[1]
+    log.propagate = saved[2]
 
 BASE = """\
 spec_version: 1

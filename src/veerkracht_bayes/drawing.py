@@ -182,11 +182,7 @@ def draw_matplotlib(graph: "CausalGraph", *, highlight_loops: Sequence[Any] = ()
     hl = _highlight_map(graph, highlight_loops)
     g = graph.nx
     n = max(len(graph.nodes), 1)
-    try:
-        pos = nx.kamada_kawai_layout(g) if nx.is_weakly_connected(g) and n > 2 else \
-            nx.spring_layout(g, seed=seed)
-    except Exception:  # pragma: no cover - layout fallback
-        pos = nx.spring_layout(g, seed=seed)
+    pos = _layout(g, seed)
     side = min(6 + 0.3 * n, 18)
     fig = Figure(figsize=(side, side * 0.75))
     ax = fig.add_subplot()
@@ -231,6 +227,18 @@ def draw_matplotlib(graph: "CausalGraph", *, highlight_loops: Sequence[Any] = ()
     ax.set_axis_off()
     fig.tight_layout()
     return fig
+
+
+def _layout(g: Any, seed: int) -> dict[str, Any]:
+    """Kamada-Kawai (stress-minimising) start, then a few spring steps to separate close nodes."""
+    import networkx as nx
+
+    n = g.number_of_nodes()
+    if n <= 2 or not nx.is_weakly_connected(g):
+        return nx.spring_layout(g, seed=seed)
+    und = nx.Graph(g)
+    start = nx.kamada_kawai_layout(und)
+    return nx.spring_layout(und, pos=start, k=1.6 / n**0.5, iterations=40, seed=seed)
 
 
 def _node_groups(graph: "CausalGraph") -> list[tuple[tuple[str, str], list[str]]]:
