@@ -3,7 +3,8 @@
 The reader handles what ``priors/references.bib`` needs and a little more: ``@type{key,
 field = {value}, field = "value", field = 123, field = a # "b"}`` with nested braces,
 ``@string`` macros, ``@comment`` and ``@preamble`` blocks, and ``%`` comment lines
-between entries. It never evaluates anything. Malformed input raises
+between entries (an ``@`` on a ``%`` line starts no entry; elsewhere outside entries, as in
+BibTeX, text is ignored and every ``@`` starts one). It never evaluates anything. Malformed input raises
 :class:`~veerkracht_bayes.errors.PriorError` naming the file, line, entry and what was
 expected; duplicate keys are errors (BibTeX keys are case-insensitive, and so are ours).
 
@@ -219,6 +220,8 @@ class _Parser:
         s = self.s
         while True:
             at = s.find("@", self.i)
+            while at >= 0 and s[s.rfind("\n", 0, at) + 1:at].lstrip().startswith("%"):
+                at = s.find("@", at + 1)  # an '@' on a '%' comment line starts no entry
             if at < 0:
                 return entries
             self.i = at + 1
