@@ -274,3 +274,15 @@ def test_graph_commands_report_bad_graph(tmp_path: Path) -> None:
         res = _invoke(*cmd, "--graph", str(path))
         assert res.exit_code == EXIT_INPUT_ERROR and "stated 'B'" in res.stderr
         assert res.stdout == ""
+
+
+def test_verbose_and_quiet_control_diagnostics(tmp_path: Path) -> None:
+    lav = tmp_path / "pd.lav"
+    lav.write_text("f =~ x1 + x2\ny ~ f\nx1 ~~ x2\n", encoding="utf-8")
+    loud = _invoke("--verbose", "validate", "--graph", str(lav))
+    assert loud.exit_code == 0
+    assert "DEBUG: loading graph" in loud.stderr
+    assert "left out" in loud.stderr and "x1 ~~ x2" in loud.stderr  # nothing dropped silently
+    assert "valid" in loud.stdout and "DEBUG" not in loud.stdout
+    normal = _invoke("validate", "--graph", str(lav))
+    assert normal.exit_code == 0 and normal.stderr == ""
