@@ -72,9 +72,9 @@ def valid(series: pd.Series, codes: list) -> pd.Series:
 
 # ----------------------------------------------------------------------------- reproducibility
 def test_bit_identical_for_a_seed_and_different_for_another(tmp_path: Path) -> None:
-    a = write_synthetic(tmp_path / "a", n=3000, seed=5)
-    b = write_synthetic(tmp_path / "b", n=3000, seed=5)
-    c = write_synthetic(tmp_path / "c", n=3000, seed=6)
+    a = write_synthetic(tmp_path / "a", n=1000, seed=5)
+    b = write_synthetic(tmp_path / "b", n=1000, seed=5)
+    c = write_synthetic(tmp_path / "c", n=1000, seed=6)
     for k in ("data", "codebook", "truth", "readme"):
         assert sha(a[k]) == sha(b[k]), k
     assert sha(a["data"]) != sha(c["data"])
