@@ -400,3 +400,11 @@ def test_many_problems_reported_together(work):
     text = _replace_in_entry(text, "stress->shame", "distribution: half_normal", "distribution: gauss")
     msg = _error(_write(work, text))
     assert msg.startswith("2 problems found:")
+
+
+def test_docs_table_is_current(marvel, priors):
+    # docs/priors.md carries a generated table; it must list every edge with its current prior.
+    text = (ROOT / "docs" / "priors.md").read_text(encoding="utf-8")
+    for e in marvel.edges:
+        p = priors.for_edge(e.key)
+        assert f"| `{e.key}` | {e.sign} | {p.label()} |" in text, e.key
