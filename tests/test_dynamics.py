@@ -1,0 +1,92 @@
+"""Tests for veerkracht_bayes.dynamics: convergence to the equilibrium, rates, t = 0."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from veerkracht_bayes.causal_graph import CausalGraph
+from veerkracht_bayes.do_queries import do_query
+from veerkracht_bayes.dynamics import RATES_PER_YEAR, edge_rates, simulate_trajectories
+from veerkracht_bayes.errors import InterventionError
+from veerkracht_bayes.graph_spec import GraphSpec
+from veerkracht_bayes.interventions import Intervention, MechanismChange, Normal, Set, Shift
+from veerkracht_bayes.structural_draws import StructuralDraws
+
+
+def small_graph() -> CausalGraph:
+    """Small cyclic graph: loops a->b->c->a and a<->b, an exogenous e and a sink d."""
+
+    def node(i, role="construct"):
+        return {"id": i, "label_en": i, "label_nl": i, "resource": "individual", "role": role}
+
+    edges = [("e", "a", "+", "short"), ("a", "b", "+", "immediate"), ("b", "c", "+", "medium"),
+             ("c", "a", "+", "long"), ("b", "a", "-", "short"), ("c", "d", "+", "generational"),
+             ("a", "d", "-", "short")]
+    spec = GraphSpec.model_validate({
+        "spec_version": 1, "name": "small",
+        "nodes": [node("a"), node("b"), node("c"), node("d"), node("e", "exogenous")],
+        "edges": [{"source": s, "target": t, "sign": g, "delay": d, "evidence": "test"}
+                  for s, t, g, d in edges],
+        "loops": [{"id": "L1", "title": "abc", "nodes": ["a", "b", "c"], "polarity": "R"},
+                  {"id": "L2", "title": "ab", "nodes": ["a", "b"], "polarity": "B"}],
+    })
+    return CausalGraph(spec)
+
+
+def random_draws(graph, S, seed, scale=0.25):
+    rng = np.random.default_rng(seed)
+    sign = np.array([1.0 if e.sign == "+" else -1.0 for e in graph.edges])
+    beta = sign * np.abs(rng.normal(scale, 0.1, (S, len(graph.edges))))
+    alpha = rng.normal(0.0, 0.5, (S, len(graph.nodes)))
+    psi = rng.uniform(0.5, 1.5, (S, len(graph.nodes)))
+    return StructuralDraws.from_arrays(graph, beta, alpha, psi)
+
+
+def test_trajectories_converge_to_equilibrium_small():
+    g = small_graph()
+    d = random_draws(g, 40, seed=1, scale=0.4)
+    ivs = [Intervention(name="shift", parts=[Shift(node="e", delta=Normal(mean=0.3, sd=0.1))]),
+           Intervention(name="set", parts=[Set(node="b", value=1.0)]),
+           Intervention(name="mech", parts=[MechanismChange(source="b", target="c", scale=0.5)])]
+    outs = ["a", "c", "d"]
+    eq = do_query(d, ivs, outcomes=outs, seed=9)
+    # generational rate 0.05/yr: the slowest mode decays like 0.95^t; 600 steps leave < 1e-12
+    tr = simulate_trajectories(d, ivs, outcomes=outs, horizon=600, seed=9)
+    stable = eq.stable & eq.solvable
+    assert stable.all()
+    for k, o in enumerate(outs):
+        np.testing.assert_allclose(tr.outcome(o)[:, :, -1], eq.outcome_effect(o), atol=1e-8)
+    assert tr.times[-1] == 600.0
+
+
+def test_trajectories_converge_on_marvel(marvel):
+    d = random_draws(marvel, 20, seed=2)
+    ivs = [Intervention(name="p", parts=[Shift(node="social_network", delta=0.2),
+                                         Set(node="financial_means", value=0.5)])]
+    eq = do_query(d, ivs, outcomes=["wellbeing", "stress"])
+    tr = simulate_trajectories(d, ivs, outcomes=["wellbeing", "stress"], horizon=800)
+    for o in ("wellbeing", "stress"):
+        np.testing.assert_allclose(tr.outcome(o)[:, :, -1], eq.outcome_effect(o), atol=1e-8)
+
+
+def test_t0_is_direct_impact_only_and_delays_slow_things_down():
+    g = small_graph()
+    d = random_draws(g, 5, seed=3)
+    iv = [Intervention(name="s", parts=[Shift(node="a", delta=1.0)])]
+    tr = simulate_trajectories(d, iv, outcomes=["a", "d"], horizon=3)
+    np.testing.assert_allclose(tr.outcome("a")[0, :, 0], 1.0, atol=1e-12)
+    np.testing.assert_allclose(tr.outcome("d")[0, :, 0], 0.0, atol=1e-12)
+    # a->d is a 'short' edge (rate 0.7/yr): one step later d has moved by 0.7 * B[d, a] * 1.0
+    B_da = d.B[:, g.node_index["d"], g.node_index["a"]]
+    np.testing.assert_allclose(tr.outcome("d")[0, :, 1], 0.7 * B_da, atol=1e-12)
+
+
+def test_edge_rates_and_step_length():
+    r = edge_rates(["immediate", "short", "medium", "long", "generational"])
+    np.testing.assert_allclose(r, [1.0, 0.7, 0.35, 0.15, 0.05])
+    # two half-year steps close the same gap as one year
+    r_half = edge_rates(["medium"], dt=0.5)[0]
+    assert (1 - r_half) ** 2 == pytest.approx(1 - RATES_PER_YEAR["medium"])
+    with pytest.raises(InterventionError, match="did you mean 'short'"):
+        edge_rates(["shrt"])
