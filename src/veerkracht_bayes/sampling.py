@@ -91,7 +91,8 @@ def _prior_draws(model, layout: ModelLayout, graph: CausalGraph, n: int, seed: i
     """Forward draws from the priors; stability barrier and psi > 0 applied by rejection."""
     import pymc as pm
 
-    names = [v for v in ("beta", "lambda", "theta", "nu", "psi", "alpha") if v in model.named_vars]
+    names = [v for v in ("beta", "lambda", "theta", "nu", "psi", "alpha", "rho_abs_bound")
+             if v in model.named_vars] + [rv.name for rv in model.free_RVs if rv.name != "nu"]
     rng = np.random.default_rng(seed)
     kept: list[xr.Dataset] = []
     total = 0
@@ -176,15 +177,28 @@ def fit(
         if settings.sampler in ("numpyro", "blackjax"):
             enable_compilation_cache()
         kwargs: dict[str, object] = {}
+        # Start each chain at a different draw from the (stability-truncated) prior, which is
+        # a valid point (stable system, positive disturbance variances); no further jitter.
+        free = [rv.name for rv in model.free_RVs]
+        init_rng = np.random.default_rng(settings.random_seed)
+        picks = init_rng.choice(prior.sizes["draw"], size=settings.chains, replace=False)
+        initvals = [{k: prior[k].isel(chain=0, draw=int(i)).values for k in free} for i in picks]
+        nuts: dict[str, object] = {"target_accept": settings.target_accept}
+        if settings.sampler in ("numpyro", "blackjax"):
+            nuts["jitter"] = False
         if settings.sampler == "numpyro":
-            kwargs["nuts_sampler_kwargs"] = {"chain_method": "parallel" if settings.chains > 1 else "sequential"}
+            nuts["chain_method"] = "parallel" if settings.chains > 1 else "sequential"
+        kwargs["nuts"] = nuts
+        kwargs["initvals"] = initvals if settings.sampler != "pymc" else initvals
+        if settings.sampler == "pymc":
+            kwargs["init"] = "adapt_diag"
         log.info("sampling %d chains x (%d tune + %d draws) with %s", settings.chains, settings.tune,
                  settings.draws, settings.sampler)
         with model:
             idata = pm.sample(
                 draws=settings.draws, tune=settings.tune, chains=settings.chains,
                 cores=min(settings.chains, os.cpu_count() or 1),
-                target_accept=settings.target_accept, random_seed=settings.random_seed,
+                random_seed=settings.random_seed,
                 progressbar=settings.progressbar, nuts_sampler=settings.sampler,
                 compute_convergence_checks=False, idata_kwargs={"log_likelihood": False}, **kwargs,
             )

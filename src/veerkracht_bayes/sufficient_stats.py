@@ -23,7 +23,7 @@ import numpy as np
 
 from .errors import ModelError, Problem
 
-__all__ = ["ModelData", "PatternStats", "pattern_stats", "prepare_model_data"]
+__all__ = ["ModelData", "PatternStats", "pattern_stats", "prepare_model_data", "model_data_from_survey"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +135,9 @@ class ModelData:
     exclusion_reasons: dict[str, int] = field(default_factory=dict)
     data_hash: str | None = None
     source: str | None = None
+    missing_method: str = "complete"
+    missing_information: float = 0.0
+    n_patterns: int = 1
 
     @property
     def n(self) -> int:
@@ -173,6 +176,8 @@ def prepare_model_data(
     covariate_names: Sequence[str] = (),
     data_hash: str | None = None,
     source: str | None = None,
+    missing: str = "auto",
+    max_fiml_patterns: int = 200,
 ) -> ModelData:
     """Standardise items, centre covariates and compute pattern sufficient statistics.
 
@@ -189,6 +194,10 @@ def prepare_model_data(
         with a missing covariate are excluded and counted).
     covariate_names
         Graph node of each covariate column.
+    missing
+        ``"fiml"`` (exact per-pattern statistics), ``"two_stage"`` (EM-expected complete-data
+        statistics; see :mod:`veerkracht_bayes.missing_data`) or ``"auto"``: exact when there
+        are at most ``max_fiml_patterns`` patterns.
 
     Raises
     ------
@@ -239,10 +248,78 @@ def prepare_model_data(
     x_mean = (w @ x) / w.sum() if x.shape[1] else np.zeros(0)
     x = x - x_mean
     u = np.concatenate([np.ones((n_used, 1)), x], axis=1)
-    stats = pattern_stats(y, u, w)
+    obs = ~np.isnan(y)
+    n_pat = int(np.unique(obs, axis=0).shape[0])
+    if missing not in ("auto", "fiml", "two_stage"):
+        raise ModelError(f"missing must be 'auto', 'fiml' or 'two_stage', got {missing!r}")
+    if n_pat == 1 and obs.all():
+        method = "complete"
+    elif missing == "fiml" or (missing == "auto" and n_pat <= max_fiml_patterns):
+        method = "fiml"
+    else:
+        method = "two_stage"
+    info = 0.0
+    if method == "two_stage":
+        from .missing_data import em_saturated
+
+        em = em_saturated(y, u, w)
+        info = em.missing_information
+        stats = PatternStats(np.ones((1, m), dtype=bool), np.array([em.W]), em.Syy[None],
+                             em.Suy[None], em.Suu[None], np.zeros(n_used, dtype=np.int64))
+    else:
+        stats = pattern_stats(y, u, w)
     return ModelData(
         item_names=tuple(item_names), item_construct=tuple(item_construct), y=y,
         item_center=center, item_scale=scale, x_names=tuple(covariate_names), x=x,
         x_mean=x_mean, weights=w, stats=stats, n_excluded=int((~keep).sum()),
         exclusion_reasons=reasons, data_hash=data_hash, source=source,
+        missing_method=method, missing_information=info, n_patterns=n_pat,
+    )
+
+
+def model_data_from_survey(survey: object, graph: object, *, covariates: Sequence[str] | None = None,
+                           missing: str = "auto") -> ModelData:
+    """Model-ready data from a validated :class:`~veerkracht_bayes.survey_data.SurveyData`.
+
+    Observed exogenous nodes (no parents, role ``exogenous``, exactly one item) become
+    covariates ``x`` unless ``covariates`` says otherwise. Binary covariates stay 0/1
+    (their coefficient is the SD change of the target per unit, like Cohen's d);
+    other covariates are standardised (weighted), so their coefficients are standardised
+    betas. All other items are returned reverse-coded for :func:`prepare_model_data`.
+
+    Parameters
+    ----------
+    survey
+        A SurveyData.
+    graph
+        The CausalGraph whose nodes the codebook maps onto.
+    covariates
+        Explicit list of covariate nodes (default: inferred as above).
+    """
+    y_all, cols = survey.item_matrix(reverse=True)
+    constructs = survey.constructs
+    col_node = {c: node for node, items in constructs.items() for c in items}
+    if covariates is None:
+        covariates = [node for node, items in constructs.items()
+                      if graph.has_node(node) and not graph.parents(node)
+                      and graph.node(node).role == "exogenous" and len(items) == 1]
+    covariates = list(covariates)
+    w = survey.weights
+    xcols = []
+    for node in covariates:
+        if node not in constructs:
+            raise ModelError(Problem(f"covariate node {node!r} has no item in the codebook", field=node))
+        j = cols.index(constructs[node][0])
+        v = y_all[:, j].copy()
+        vals = np.unique(v[~np.isnan(v)])
+        if not set(vals.tolist()) <= {0.0, 1.0}:
+            mu, sd = _wmean_sd(v, w)
+            v = (v - mu) / sd
+        xcols.append(v)
+    keep_items = [j for j, c in enumerate(cols) if col_node[c] not in covariates]
+    x = np.column_stack(xcols) if xcols else None
+    return prepare_model_data(
+        y_all[:, keep_items], [cols[j] for j in keep_items], [col_node[cols[j]] for j in keep_items],
+        weights=w, covariates=x, covariate_names=covariates, data_hash=survey.sha256,
+        source=str(survey.source), missing=missing,
     )
