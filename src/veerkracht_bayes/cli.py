@@ -16,6 +16,7 @@ Commands::
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import logging
 import sys
@@ -270,16 +271,73 @@ def validate(
     graph: Annotated[str | None, typer.Option(
         "--graph", "-g", help="Graph to validate: 'marvel', a YAML graph file or lavaan syntax.")
     ] = None,
+    survey: Annotated[str | None, typer.Option(
+        "--survey", help="Survey file (CSV, CSV.gz, Parquet, SPSS .sav, Stata .dta).")] = None,
+    codebook: Annotated[str | None, typer.Option(
+        "--codebook", help="Codebook YAML mapping the survey's columns onto graph nodes.")] = None,
+    out_of_range: Annotated[str, typer.Option(
+        "--out-of-range", help="'error' (default) or 'missing': out-of-range values become missing "
+        "and are counted.")] = "error",
+    as_json: JsonOption = False,
 ) -> None:
     """Validate input files; exit 0 with a summary when valid, 2 with located errors if not."""
     # Each input adds one check; checks run independently and all errors are reported.
-    # (Survey/codebook options are added next to --graph as further checks.)
     checks: list[tuple[str, Callable[[], list[str]]]] = []
-    if graph is not None:
+    if graph is not None and survey is None:
         checks.append(("graph", functools.partial(_validate_graph, graph)))
+    if (survey is None) != (codebook is None):
+        raise VeerkrachtError("--survey and --codebook must be given together "
+                              "(expected both a survey file and its codebook)")
+    if survey is not None and codebook is not None:
+        checks.append(("survey", functools.partial(
+            _validate_survey, survey, codebook, graph or "marvel", out_of_range, as_json)))
     if not checks:
-        raise VeerkrachtError("nothing to validate: give --graph FILE (or 'marvel')")
+        raise VeerkrachtError("nothing to validate: give --graph FILE (or 'marvel'), or "
+                              "--survey FILE --codebook FILE")
     _run_checks(checks)
+
+
+def _validate_survey(survey: str, codebook: str, graph: str, out_of_range: str,
+                     as_json: bool) -> list[str]:
+    """Validate a survey against its codebook and graph; the report goes to stdout."""
+    from .survey_data import read_survey
+
+    if out_of_range not in ("error", "missing"):
+        raise VeerkrachtError(f"--out-of-range must be 'error' or 'missing', got {out_of_range!r}")
+    s = read_survey(survey, codebook, graph=_load(graph), out_of_range=out_of_range)  # type: ignore[arg-type]
+    if as_json:
+        _echo_json(s.report.to_dict())
+        return []
+    return [s.report.to_text()]
+
+
+@app.command("simulate")
+@handle_errors
+def simulate(
+    n: Annotated[int, typer.Option("--n", help="Number of respondents.")] = 20000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 2023,
+    out: Annotated[str, typer.Option("--out", help="Output folder.")] = "synthetic_out",
+) -> None:
+    """Draw a SYNTHETIC survey (data, codebook, true parameters) from the MARVEL model."""
+    from .synthetic import simulate_main
+
+    code = simulate_main(n=n, seed=seed, out=out)
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command("policies")
+@handle_errors
+def policies(
+    as_json: JsonOption = False,
+    path: Annotated[str | None, typer.Option("--policies", help="Policy YAML (default: shipped).")] = None,
+) -> None:
+    """List the policy recommendations (levers, doses, target subgroups)."""
+    from .policies import policies_main
+
+    code = policies_main(as_json=as_json, path=path)
+    if code:
+        raise typer.Exit(code)
 
 
 def _run_checks(checks: list[tuple[str, Callable[[], list[str]]]]) -> None:
@@ -295,6 +353,17 @@ def _run_checks(checks: list[tuple[str, Callable[[], list[str]]]]) -> None:
         for exc in errors:
             typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_INPUT_ERROR)
+
+
+# ---------------------------------------------------------------------------- more commands
+# Stage modules register further commands on `app` (sem, effects, run, demo). A module that
+# is not there yet is skipped; an import error inside an existing module is raised.
+for _mod in ("cli_sem", "cli_effects", "cli_run"):
+    try:
+        importlib.import_module(f"veerkracht_bayes.{_mod}")
+    except ModuleNotFoundError as _exc:  # pragma: no cover - only while a module is absent
+        if _exc.name != f"veerkracht_bayes.{_mod}":
+            raise
 
 
 def main() -> None:
