@@ -56,6 +56,8 @@ class SamplerSettings:
     random_seed: int = 2023
     progressbar: bool = True
     prior_draws: int = 1000
+    dense_mass: bool = False
+    max_treedepth: int = 10
 
 
 @dataclass
@@ -188,6 +190,8 @@ def fit(
             nuts["jitter"] = False
         if settings.sampler == "numpyro":
             nuts["chain_method"] = "parallel" if settings.chains > 1 else "sequential"
+            nuts["dense_mass"] = settings.dense_mass
+            nuts["max_tree_depth"] = settings.max_treedepth
         kwargs["nuts"] = nuts
         kwargs["initvals"] = initvals if settings.sampler != "pymc" else initvals
         if settings.sampler == "pymc":
