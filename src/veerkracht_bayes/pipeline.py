@@ -133,14 +133,14 @@ def _diagnose(fit: Any, cfg: RunConfig) -> Any:
         if exc.name != "veerkracht_bayes.diagnostics":
             raise
         log.warning("veerkracht_bayes.diagnostics is not installed; using the built-in minimal "
-                    "checks (R-hat, ESS, divergences) and no edge classification")
+                    "checks (R-hat, ESS) and no edge classification")
         return _MinimalDiagnostics.compute(fit, cfg)
-    thresholds = cfg.diagnostics.model_dump()
+    thresholds = {**cfg.diagnostics.model_dump(), "seed": cfg.sampler.seed}
     params = inspect.signature(mod.diagnose).parameters
-    if "thresholds" in params:
-        return mod.diagnose(fit, thresholds=thresholds)
-    kwargs = {k: v for k, v in thresholds.items() if k in params}
-    return mod.diagnose(fit, **kwargs)
+    ignored = sorted(k for k in thresholds if k not in params)
+    if ignored:
+        log.warning("diagnose() does not take the thresholds %s; ignored", ignored)
+    return mod.diagnose(fit, **{k: v for k, v in thresholds.items() if k in params})
 
 
 @dataclass
@@ -165,17 +165,11 @@ class _MinimalDiagnostics:
             rhat = float(np.nanmax(az.rhat(post)["beta"].values))
             ess_b = float(np.nanmin(az.ess(post, method="bulk")["beta"].values))
             ess_t = float(np.nanmin(az.ess(post, method="tail")["beta"].values))
-            div = int(fit.idata["sample_stats"].to_dataset()["diverging"].values.sum()) \
-                if "sample_stats" in fit.idata.children else 0
-            summary.update(rhat_max=rhat, ess_bulk_min=ess_b, ess_tail_min=ess_t, divergences=div)
+            summary.update(rhat_max=rhat, ess_bulk_min=ess_b, ess_tail_min=ess_t)
             if rhat > th.rhat_max:
                 problems.append(f"max R-hat {rhat:.3f} > {th.rhat_max}")
-            if ess_b < th.ess_bulk_min:
-                problems.append(f"min bulk ESS {ess_b:.0f} < {th.ess_bulk_min:.0f}")
-            if ess_t < th.ess_tail_min:
-                problems.append(f"min tail ESS {ess_t:.0f} < {th.ess_tail_min:.0f}")
-            if div > th.max_divergences:
-                problems.append(f"{div} divergent transitions > {th.max_divergences}")
+            if min(ess_b, ess_t) < th.ess_min:
+                problems.append(f"min ESS {min(ess_b, ess_t):.0f} < {th.ess_min:.0f}")
         return cls(passed=not problems, problems=problems, edge_class=None,
                    edge_table=pd.DataFrame(), summary=summary)
 
@@ -306,10 +300,10 @@ def run(config_path_or_model: str | Path | RunConfig, *, overwrite: bool = False
         cfg.output.dir = str(Path(out_dir).resolve())
     if fast:
         cfg = fast_settings(cfg)
-    warnings: list[str] = []
     with _Steps(9, progress) as steps:
         steps.step("validating inputs")
         vi = validate_inputs(cfg, overwrite=overwrite)
+        warnings: list[str] = list(vi.warnings)
         steps.done()
         q, s = cfg.query, cfg.sampler
         prior_only = cfg.inputs.prior_only
@@ -406,10 +400,13 @@ def _provenance(cfg: RunConfig, vi: ValidatedInputs, data: Any, collect: Any, *,
 
 
 def _relpath(p: Path, base: Path) -> str:
-    try:
-        return os.path.relpath(p.resolve(), base)
-    except ValueError:  # pragma: no cover - other drive on Windows
-        return str(p)
+    """``p`` relative to the config folder, else to the repository/package root, else as is."""
+    p = p.resolve()
+    roots = [base.resolve(), Path(__file__).resolve().parents[2]]
+    for root in roots:
+        if p.is_relative_to(root):
+            return p.relative_to(root).as_posix()
+    return str(p)
 
 
 # ----------------------------------------------------------------------------- outputs

@@ -120,13 +120,22 @@ class QueryConfig(_Strict):
 
 
 class DiagnosticsConfig(_Strict):
-    """``[diagnostics]``: convergence thresholds (for the full draw count; see ``--fast``)."""
+    """``[diagnostics]``: thresholds of :func:`veerkracht_bayes.diagnostics.diagnose`.
 
-    rhat_max: float = Field(default=1.01, gt=1.0)
-    ess_bulk_min: float = Field(default=400.0, ge=0.0)
-    ess_tail_min: float = Field(default=400.0, ge=0.0)
-    max_divergences: int = Field(default=0, ge=0)
-    bfmi_min: float = Field(default=0.3, ge=0.0)
+    ``ess_min`` is for the configured number of draws; ``--fast`` scales it (see
+    :func:`fast_settings`).
+    """
+
+    rhat_max: float = Field(default=1.01, gt=1.0, description="Largest acceptable split R-hat.")
+    ess_min: float = Field(default=400.0, ge=0.0, description="Smallest bulk and tail ESS.")
+    bfmi_min: float = Field(default=0.3, ge=0.0, description="Smallest E-BFMI per chain.")
+    contraction_min: float = Field(default=0.5, ge=0.0, le=1.0, description="Edges contracting "
+                                   "less (1 - var_post/var_prior) are prior-dominated.")
+    sensitivity_max: float = Field(default=0.05, ge=0.0, description="Power-scaling prior "
+                                   "sensitivity above this (with weak likelihood) is prior-dominated.")
+    ppp_min: float = Field(default=0.05, ge=0.0, le=1.0, description="Smallest acceptable "
+                           "posterior predictive p-value.")
+    ppp_draws: int = Field(default=200, ge=1, description="Draws used by the predictive check.")
 
 
 class OutputConfig(_Strict):
@@ -294,7 +303,8 @@ def fast_settings(cfg: RunConfig) -> RunConfig:
     Draws and tuning steps become ``min(FAST_DRAWS, configured)``, prior draws
     ``min(FAST_PRIOR_DRAWS, configured)``. The ESS thresholds are scaled by
     ``fast draws / configured draws`` (an ESS requirement is a fraction of the draws), and
-    ``rhat_max`` is relaxed to at least 1.05 (split-Rhat is noisier on short chains).
+    ``rhat_max`` is relaxed to at least 1.05 (split-Rhat is noisier on short chains) and the
+    posterior predictive check uses at most 100 draws.
     """
     new = cfg.model_copy(deep=True)
     new._base, new._path = cfg._base, cfg._path
@@ -304,9 +314,9 @@ def fast_settings(cfg: RunConfig) -> RunConfig:
                                        "prior_draws": min(FAST_PRIOR_DRAWS, s.prior_draws)})
     scale = draws / s.draws
     d = cfg.diagnostics
-    new.diagnostics = d.model_copy(update={"ess_bulk_min": d.ess_bulk_min * scale,
-                                           "ess_tail_min": d.ess_tail_min * scale,
-                                           "rhat_max": max(d.rhat_max, 1.05)})
+    new.diagnostics = d.model_copy(update={"ess_min": d.ess_min * scale,
+                                           "rhat_max": max(d.rhat_max, 1.05),
+                                           "ppp_draws": min(d.ppp_draws, 100)})
     return new
 
 
@@ -326,6 +336,7 @@ class ValidatedInputs:
     min_cell_size: int
     out_dir: Path
     files: dict[str, Path | None] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _path_problem(cfg: RunConfig, key: str, value: str) -> Problem | None:
@@ -494,12 +505,14 @@ def validate_inputs(cfg: RunConfig, *, overwrite: bool = False) -> ValidatedInpu
         survey.codebook.min_cell_size if survey is not None else 50)
     if probs:
         raise ConfigError(probs)
+    warnings: list[str] = []
     if survey is None:
         for g in needed:
             if g not in q.prevalence:
-                log.warning("no survey and no [query] prevalence for subgroup %r: its population "
-                            "average uses a share of 1 (equal to the within-subgroup effect)", g)
+                warnings.append(f"no survey and no [query] prevalence for subgroup {g!r}: its "
+                                "population average uses a share of 1 (equal to the "
+                                "within-subgroup effect)")
     return ValidatedInputs(config=cfg, graph=graph, priors=priors, survey=survey,
                            policies=policy_set, interventions=interventions, outcomes=outcomes,
                            subgroups=subgroups, min_cell_size=int(min_cell), out_dir=out_dir,
-                           files=files)
+                           files=files, warnings=warnings)

@@ -1,0 +1,111 @@
+"""CLI commands ``run`` and ``demo`` (registered on :data:`veerkracht_bayes.cli.app`).
+
+::
+
+    veerkracht-bayes run CONFIG.toml [--out DIR] [--overwrite] [--force] [--fast]
+    veerkracht-bayes demo [--out DIR] [--fast] [--overwrite] [--force]
+
+Exit codes: 0 success; 2 bad input (before any sampling); 3 the diagnostics failed and
+``--force`` was not given (the numbers are written, the brief is not).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .cli import app, handle_errors
+from .errors import ConfigError, Problem
+
+__all__ = ["run_command", "demo_command", "demo_config_path", "synthetic_data_dir",
+           "EXIT_DIAGNOSTICS_FAILED"]
+
+log = logging.getLogger(__name__)
+
+#: Exit code when the diagnostics fail without ``--force``.
+EXIT_DIAGNOSTICS_FAILED = 3
+
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing, non-empty "
+                                                                "output folder.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Write the brief even if the diagnostics "
+                                                        "fail (page one then says so).")]
+FastOpt = Annotated[bool, typer.Option("--fast", help="Short chains (200 tuning + 200 draws, 500 "
+                                                      "prior draws) and scaled diagnostics "
+                                                      "thresholds: about a minute, for CI and "
+                                                      "notebooks.")]
+
+
+def demo_config_path() -> Path:
+    """The shipped demo config (``veerkracht_bayes/data/demo.toml``)."""
+    return Path(__file__).resolve().parent / "data" / "demo.toml"
+
+
+def synthetic_data_dir() -> Path:
+    """``data/synthetic`` of the source checkout the package runs from.
+
+    Raises
+    ------
+    ConfigError
+        When the package does not sit in a source checkout (e.g. installed from a wheel).
+    """
+    root = Path(__file__).resolve().parents[2]
+    d = root / "data" / "synthetic"
+    if not (d / "veerkracht_synthetic.csv.gz").is_file():
+        raise ConfigError(Problem(
+            f"the shipped synthetic data were not found at {str(d)!r}; the demo needs a source "
+            "checkout or editable install (pip install -e .) of veerkracht-bayes, or run "
+            "'veerkracht-bayes simulate --out DIR' and 'veerkracht-bayes run CONFIG.toml' with a "
+            "config that points at DIR", file=str(demo_config_path()), field="survey",
+            value=str(d)))
+    return d
+
+
+def _finish(result: object, force: bool) -> None:
+    out = getattr(result, "out_dir", None)
+    typer.echo(f"wrote {out}")
+    if not getattr(result, "diagnostics_passed", True):
+        if force:
+            log.warning("diagnostics failed; the brief was written because of --force and says so")
+            return
+        typer.echo("error: diagnostics failed; the numbers were written but no brief (see "
+                   "diagnostics.json; rerun with --force to write a brief marked as such)", err=True)
+        raise typer.Exit(EXIT_DIAGNOSTICS_FAILED)
+
+
+@app.command("run")
+@handle_errors
+def run_command(
+    config: Annotated[Path, typer.Argument(help="Run config (TOML); see docs/pipeline.md.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (overrides "
+                                             "[output] dir).")] = None,
+    overwrite: OverwriteOpt = False,
+    force: ForceOpt = False,
+    fast: FastOpt = False,
+) -> None:
+    """Validate every input, fit, diagnose, query the policies and write the outputs."""
+    from .pipeline import run
+
+    result = run(config, overwrite=overwrite, force=force, fast=fast,
+                 progress=log.getEffectiveLevel() <= logging.WARNING, out_dir=out)
+    _finish(result, force)
+
+
+@app.command("demo")
+@handle_errors
+def demo_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder.")] = Path(
+        "veerkracht_demo"),
+    fast: FastOpt = False,
+    overwrite: OverwriteOpt = False,
+    force: ForceOpt = False,
+) -> None:
+    """Run on the shipped SYNTHETIC survey with the shipped demo config."""
+    from .pipeline import run
+
+    synthetic_data_dir()  # clear error when not in a source checkout
+    result = run(demo_config_path(), overwrite=overwrite, force=force, fast=fast,
+                 progress=log.getEffectiveLevel() <= logging.WARNING, out_dir=out)
+    _finish(result, force)
