@@ -431,7 +431,7 @@ def _edge_rows(c: _Ctx) -> Block:
             col = next((k for k in table.columns if "contraction" in str(k)), None)
             if col is not None and np.isfinite(float(table.loc[e.key, col])):
                 contraction = f"{float(table.loc[e.key, col]):.2f}"
-        rows.append([f"{c.label(e.source)} → {c.label(e.target)}", e.sign,
+        rows.append([f"{c.label(e.source)} → {c.label(e.target)}", e.sign.replace("-", _MINUS),
                      _num(means.get(e.key, np.nan), 3, signed=True), contraction,
                      cls.get(e.key, "unclassified"), "yes" if e.inferred else "no"])
     return Block("table", header=["Link", "Sign", "Posterior mean", "Contraction",
@@ -568,7 +568,8 @@ def _assumptions(c: _Ctx) -> list[Block]:
         out.append(Block("p", f"{len(inferred)} links are our reading of the report's text, not "
                               "links the report states:"))
         out.append(Block("table", header=["Link", "Sign", "Why"],
-                         rows=[[f"{c.label(e.source)} → {c.label(e.target)}", e.sign,
+                         rows=[[f"{c.label(e.source)} → {c.label(e.target)}",
+                                e.sign.replace("-", _MINUS),
                                 str(getattr(e, "evidence", "") or "")] for e in inferred],
                          css="inferred", ident="inferred-links"))
     else:
@@ -642,11 +643,13 @@ def _references(c: _Ctx) -> Block:
     entries = []
     if keys and Path(bib_path).is_file():
         bib = load_bib(bib_path)
+        seen: set[str] = set()
         for k in keys:
-            if k in bib:
-                entries.append(bib[k])
-            else:
+            if k not in bib:
                 missing.append(k)
+            elif bib[k].key.lower() not in seen:
+                seen.add(bib[k].key.lower())
+                entries.append(bib[k])
     else:
         missing = keys
     from .bibliography import _sort_key
@@ -710,7 +713,8 @@ def brief_blocks(result: Any, figures: Mapping[str, Mapping[str, Path]] | None =
                              "is better)"))
         b.append(_ranking(c, o))
         b += _figure(figures, f"forest_{o}", f"Forest plot: effect of each recommendation on "
-                                            f"{c.label(o).lower()}, best first.")
+                                            f"{c.label(o).lower()}, ordered by the mean effect "
+                                            "within the target group, best first.")
     b.append(Block("h2", "For whom: subgroups", ident="subgroups"))
     b += _figure(figures, "subgroups", "Effects within each targeted subgroup (blue) and averaged "
                                        "over the whole population (orange). Suppressed cells show "
@@ -807,6 +811,7 @@ figure{margin:1em 0 1.4em}
 figure img{max-width:100%;height:auto;border:1px solid #eee}
 figcaption{font-size:.85em;color:#555;margin-top:.3em}
 details{margin:.5em 0 1em}summary{cursor:pointer;color:#1f5fa8}
+table.doses td:nth-child(3){white-space:nowrap}
 ol.references li{margin:.3em 0;font-size:.92em}
 code{background:#f2f2f2;padding:0 3px}
 @media print{.page-one{page-break-after:always}main{box-shadow:none}details{display:block}}
@@ -815,13 +820,13 @@ code{background:#f2f2f2;padding:0 3px}
 _NUMERIC = re.compile(r"^[−+\-]?[\d.,<>%–\[\] −+]+$|^[<>]?\d+%$")
 
 
-def _cell(x: str, header: bool = False) -> str:
+def _cell(x: str, header: bool = False, numeric: bool = True) -> str:
     tag = "th" if header else "td"
     s = str(x)
     cls = ""
     if not header and s.startswith("suppressed"):
         cls = ' class="suppressed"'
-    elif not header and _NUMERIC.match(s):
+    elif not header and numeric and _NUMERIC.match(s):
         cls = ' class="num"'
     return f"<{tag}{cls}>{html.escape(s)}</{tag}>"
 
@@ -849,7 +854,9 @@ def _html_blocks(blocks: Sequence[Block]) -> list[str]:
             out.append(f'<div class="banner {esc(b.css)}" role="alert">{body}</div>')
         elif k == "table":
             head = "<tr>" + "".join(_cell(h, True) for h in b.header) + "</tr>"
-            body = "".join("<tr>" + "".join(_cell(x) for x in r) + "</tr>" for r in b.rows)
+            num = b.css != "prov"
+            body = "".join("<tr>" + "".join(_cell(x, numeric=num) for x in r) + "</tr>"
+                           for r in b.rows)
             out.append(f'<table class="{esc(b.css)}"{ident}><thead>{head}</thead>'
                        f"<tbody>{body}</tbody></table>")
         elif k == "figure":

@@ -1,0 +1,106 @@
+"""A RunResult-like object built from real module outputs (prior-only MARVEL fit).
+
+Shared by tests/test_brief.py, tests/test_figures.py and tests/test_display.py until
+``pipeline.RunResult`` exists. Everything comes from the package's own functions; only the
+``Diagnostics`` stand-in is assembled here (prior vs posterior moments of the fit), because the
+diagnostics module is written elsewhere. Sizes are small (200 prior draws) to keep tests fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from types import SimpleNamespace
+
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+SEED = 11
+N_DRAWS = 200
+#: Subgroup sizes: ``youth`` is below the minimum cell size and must be suppressed.
+SUBGROUPS = {"single_parent": (0.06, 400), "low_income": (0.15, 900),
+             "migration_background": (0.2, 1100), "mental_health_problems": (0.12, 700),
+             "welfare_recipient": (0.05, 260), "youth": (0.004, 23)}
+MIN_CELL = 50
+
+
+def _diagnostics(fit, graph):
+    prior = fit.idata["prior"].to_dataset()["beta"]
+    post = fit.idata["posterior"].to_dataset()["beta"]
+    pm_, ps_ = prior.mean(("chain", "draw")).values, prior.std(("chain", "draw")).values
+    qm, qs = post.mean(("chain", "draw")).values, post.std(("chain", "draw")).values
+    contraction = 1 - qs**2 / ps_**2
+    keys = [str(k) for k in post["edge"].values]
+    cls = np.where(contraction > 0.5, "data-informed", "prior-dominated")
+    table = pd.DataFrame({"prior_mean": pm_, "prior_sd": ps_, "posterior_mean": qm,
+                          "posterior_sd": qs, "contraction": contraction,
+                          "classification": cls}, index=pd.Index(keys, name="edge"))
+    summary = {"passed": True, "r_hat_max": None, "ess_bulk_min": None, "divergences": 0,
+               "p_stable": 1.0, "rho_max": 0.6, "ppp": None, "missing_data_method": None}
+    ns = SimpleNamespace(passed=True, problems=[], edge_class=dict(zip(keys, cls)),
+                         edge_table=table)
+    ns.to_dict = lambda: dict(summary)
+    ns.to_markdown = lambda: ("| check | value |\n|---|---|\n| divergences | 0 |\n"
+                              "| edges data-informed | %d of %d |\n" % ((cls == "data-informed").sum(),
+                                                                    len(cls)))
+    return ns
+
+
+@functools.lru_cache(maxsize=1)
+def build_run_result():
+    """Prior-only MARVEL run (built once per process; do not mutate): fit, do-queries for the ten policies, summaries, loops, dynamics."""
+    from veerkracht_bayes import sampling
+    from veerkracht_bayes.causal_graph import load_graph
+    from veerkracht_bayes.do_queries import SubgroupInfo, do_query
+    from veerkracht_bayes.dynamics import simulate_trajectories
+    from veerkracht_bayes.effect_summaries import pairwise_beats, summarise_effects
+    from veerkracht_bayes.loop_analysis import loop_amplification, loop_gain_summary
+    from veerkracht_bayes.policies import load_policies
+    from veerkracht_bayes.prior_spec import load_priors, marvel_priors_path
+    from veerkracht_bayes.provenance import collect_provenance
+    from veerkracht_bayes.structural_draws import StructuralDraws
+
+    graph = load_graph("marvel")
+    priors = load_priors(marvel_priors_path(), graph)
+    fit = sampling.fit(graph, None, priors, prior_draws=N_DRAWS, random_seed=SEED,
+                       progressbar=False)
+    diag = _diagnostics(fit, graph)
+    draws = StructuralDraws.from_posterior(fit.idata, graph, edge_class=diag.edge_class)
+    pols = load_policies()
+    ivs = pols.to_interventions()
+    sg = {k: SubgroupInfo(p, n=n) for k, (p, n) in SUBGROUPS.items()}
+    outcomes = ["wellbeing", "stress", "mental_problems"]
+    do = do_query(draws, ivs, outcomes, subgroups=sg, min_cell_size=MIN_CELL, seed=SEED)
+    effects = summarise_effects(do)
+    pop = effects[effects.scope == "population"]
+    p_best = pop.pivot(index="policy", columns="outcome", values="p_best")
+    pairwise = {o: pairwise_beats(do, o) for o in outcomes}
+    tr = simulate_trajectories(draws, ivs, outcomes, horizon=15, subgroups=sg,
+                               min_cell_size=MIN_CELL, seed=SEED)
+    rows = []
+    for k, o in enumerate(tr.outcomes):
+        for i, name in enumerate(tr.names):
+            x = tr.effect[i, :, :, k]
+            for t_i, t in enumerate(tr.times):
+                col = x[:, t_i]
+                col = col[np.isfinite(col)]
+                rows.append({"policy": name, "outcome": o.name, "t": float(t),
+                             "mean": col.mean() if col.size else np.nan,
+                             "lower": np.quantile(col, 0.05) if col.size else np.nan,
+                             "upper": np.quantile(col, 0.95) if col.size else np.nan})
+    traj = pd.DataFrame(rows)
+    gains = loop_gain_summary(draws, graph)
+    amp = loop_amplification(draws, graph, ivs[:2], ["wellbeing"], subgroups=sg, seed=SEED)
+    sizes = pd.DataFrame([{"subgroup": k, "n": n, "prevalence": p, "suppressed": n < MIN_CELL}
+                          for k, (p, n) in SUBGROUPS.items()])
+    prov = collect_provenance(seed=SEED, files={"priors": marvel_priors_path()},
+                              settings={"prior_draws": N_DRAWS})
+    return SimpleNamespace(
+        config=None, config_path=None, graph=graph, priors=priors, survey_report=None, fit=fit,
+        diagnostics=diag, policies=pols, do_result=do, effects=effects, pairwise=pairwise,
+        p_best=p_best, trajectories=traj, loop_gains=gains, loop_amplification=amp,
+        subgroup_sizes=sizes, provenance=prov, forced=False, prior_only=True,
+        warnings=["example warning: 3 draws unstable under P05"])
