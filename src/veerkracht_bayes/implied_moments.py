@@ -15,21 +15,31 @@ from .sufficient_stats import ModelData
 __all__ = ["structural_matrices", "implied_moments", "pointwise_loglik"]
 
 
-def structural_matrices(layout: ModelLayout, graph: CausalGraph, beta: np.ndarray
-                        ) -> tuple[np.ndarray, np.ndarray]:
-    """Latent-block ``B`` (S, pl, pl) and covariate block ``Gamma`` (S, pl, q) from edge draws."""
+def structural_matrices(layout: ModelLayout, graph: CausalGraph, beta: np.ndarray, *,
+                        system: str = "full") -> tuple[np.ndarray, np.ndarray]:
+    """Latent-block ``B`` (S, pl, pl) and covariate block ``Gamma`` (S, pl, q) from edge draws.
+
+    Parameters
+    ----------
+    system
+        ``"full"``: every latent node (``layout.latent``; stability, do-queries) or
+        ``"likelihood"``: the system the likelihood uses (``layout.lik_latent``).
+    """
     beta = np.atleast_2d(beta)
     s = beta.shape[0]
-    li = {n: i for i, n in enumerate(layout.latent)}
+    nodes = layout.latent if system == "full" else (layout.lik_latent or layout.latent)
+    kinds = ("latent", "prior_only") if system == "full" else ("latent",)
+    li = {n: i for i, n in enumerate(nodes)}
     ci = {n: i for i, n in enumerate(layout.covariates)}
     B = np.zeros((s, len(li), len(li)))
     G = np.zeros((s, len(li), len(ci)))
     for e_i, e in enumerate(graph.edges):
-        kind = layout.edge_kind[e.key]
-        if kind == "latent":
-            B[:, li[e.target], li[e.source]] = beta[:, e_i]
-        elif kind == "covariate":
+        if e.target not in li:
+            continue
+        if e.source in ci:
             G[:, li[e.target], ci[e.source]] = beta[:, e_i]
+        elif layout.edge_kind[e.key] in kinds and e.source in li:
+            B[:, li[e.target], li[e.source]] = beta[:, e_i]
     return B, G
 
 
@@ -43,18 +53,21 @@ def implied_moments(layout: ModelLayout, graph: CausalGraph, data: ModelData, dr
         Flattened draws: ``beta`` (S, E), ``lambda`` (S, m), ``theta`` (S, m), ``nu`` (S, m),
         ``psi`` (S, P) on graph nodes.
     """
-    B, G = structural_matrices(layout, graph, draws["beta"])
+    B, G = structural_matrices(layout, graph, draws["beta"], system="likelihood")
     s, pl, _ = B.shape
     A = np.linalg.inv(np.eye(pl)[None] - B)
-    lat_pos = [graph.node_index[n] for n in layout.latent]
-    psi = draws["psi"][:, lat_pos]
+    nodes = layout.lik_latent or layout.latent
+    # disturbance variances of the likelihood system: solve (A∘A) psi = 1 - diag(A G Sx G' A')
+    AG = np.einsum("sij,sjk->sik", A, G)
+    dx = np.einsum("sik,kl,sil->si", AG, data.x_cov, AG) if G.shape[2] else np.zeros((s, pl))
+    psi = np.linalg.solve(A * A, (1.0 - dx)[..., None])[..., 0]
+    psi = np.maximum(psi, 1e-4)
     S_eta = np.einsum("sij,sj,skj->sik", A, psi, A)
-    li = {n: i for i, n in enumerate(layout.latent)}
+    li = {n: i for i, n in enumerate(nodes)}
     c = np.array([li[k] for k in layout.item_construct], dtype=int)
     lam, theta, nu = draws["lambda"], draws["theta"], draws["nu"]
     Sigma = lam[:, :, None] * lam[:, None, :] * S_eta[:, c][:, :, c]
     Sigma = Sigma + np.einsum("si,ij->sij", theta, np.eye(len(c)))
-    AG = np.einsum("sij,sjk->sik", A, G)
     M = np.concatenate([nu[:, :, None], lam[:, :, None] * AG[:, c]], axis=2)
     return Sigma, M
 

@@ -41,6 +41,19 @@ maximum likelihood form) and multiplied by normalised survey weights
 (**pseudo-likelihood**: weights sum to n, so the posterior has the width of an
 unweighted sample of the same size; it is not a design-based variance).
 
+Unmeasured constructs (``unmeasured="cut"``, the default): the likelihood is that of the
+*measured sub-system* — latent constructs with at least one item, the covariates and the
+links among them. Links that touch an unmeasured construct are not in the likelihood:
+they keep their (stability-truncated) priors, as the issue asks ("constructs with no data
+stay in the model on their priors"). This is a cut (modular) posterior (Plummer, 2015): it
+stops prior-only loops such as stress <-> shame from bending the geometry of the data-informed
+coefficients, at the price of ignoring the weak information the data carry about them
+through the standardisation. Paths measured -> unmeasured -> measured are therefore
+represented twice in do-queries (once inside the data-estimated direct link, once through the
+prior-only path); on MARVEL such paths are products of two or more small prior links.
+``unmeasured="joint"`` fits the full system instead. ``psi`` is reported for the full system
+(every latent with variance 1); a soft barrier keeps it positive.
+
 Stability: a smooth barrier on the Perron root of |B| (an upper bound of the spectral
 radius of B, computed by power iteration so that it is differentiable):
 ``log_sigmoid((rho_max - rho(|B|)) / width)``. The exact spectral radius of every
@@ -145,6 +158,8 @@ class ModelLayout:
     reliability: float
     stability: StabilitySettings
     edge_priors: dict[str, EdgePriorValues] = field(default_factory=dict)
+    lik_latent: tuple[str, ...] = ()
+    unmeasured: str = "cut"
 
 
 def _classify(graph: CausalGraph, data: ModelData | None) -> tuple[list[str], list[str], list[str]]:
@@ -216,6 +231,7 @@ def build_model(
     reliability: float = 0.8,
     stability: StabilitySettings | None = None,
     measurement_priors: Mapping[str, float] | None = None,
+    unmeasured: str = "cut",
 ) -> tuple[pm.Model, ModelLayout]:
     """Build the PyMC model for ``graph`` and (optionally) survey data.
 
@@ -237,6 +253,8 @@ def build_model(
     measurement_priors
         Overrides for the measurement priors: ``loading_mu`` (0.7), ``loading_sd`` (0.3),
         ``theta_logmean`` (log 0.5), ``theta_logsd`` (0.75), ``nu_sd`` (0.5).
+    unmeasured
+        ``"cut"`` (default) or ``"joint"``: see the module docstring.
 
     Returns
     -------
@@ -253,17 +271,26 @@ def build_model(
         unknown = sorted(set(data.item_construct) - set(graph.nodes))
         if unknown:
             raise ModelError(f"items measure nodes that are not in the graph: {unknown}")
+    if unmeasured not in ("cut", "joint"):
+        raise ModelError(f"unmeasured must be 'cut' or 'joint', got {unmeasured!r}")
     eps = edge_prior_values(priors, graph, vague=vague)
     keys = graph.edge_keys
+    measured = [] if data is None else list(dict.fromkeys(data.item_construct))
+    lik_latent = [n for n in latent if unmeasured == "joint" or n in measured]
     li = {n: i for i, n in enumerate(latent)}
+    lli = {n: i for i, n in enumerate(lik_latent)}
     ci = {n: i for i, n in enumerate(covariates)}
     edge_kind = {}
     for e in graph.edges:
-        edge_kind[e.key] = ("covariate" if e.source in ci else "absent" if e.source in absent
-                            else "latent")
         if e.target not in li:
             raise ModelError(f"edge {e.key} points into {e.target!r}, which is not a latent node")
-    measured = [] if data is None else list(dict.fromkeys(data.item_construct))
+        if e.source in ci:
+            kind = "covariate" if e.target in lli else "prior_only"
+        elif e.source in absent:
+            kind = "absent"
+        else:
+            kind = "latent" if (e.source in lli and e.target in lli) else "prior_only"
+        edge_kind[e.key] = kind
     unobserved = tuple(n for n in latent if n not in measured)
     items = () if data is None else data.item_names
     item_construct = () if data is None else data.item_construct
@@ -274,47 +301,69 @@ def build_model(
               "item": list(items), "covariate": covariates}
     with pm.Model(coords=coords) as model:
         beta = pm.Deterministic("beta", _edge_rvs(eps, list(keys)), dims="edge")
-        pl = len(latent)
-        rows = np.array([li[e.target] for e in graph.edges if edge_kind[e.key] == "latent"], dtype=int)
-        cols = np.array([li[e.source] for e in graph.edges if edge_kind[e.key] == "latent"], dtype=int)
-        bidx = np.array([i for i, e in enumerate(graph.edges) if edge_kind[e.key] == "latent"], dtype=int)
-        B = pt.zeros((pl, pl))
-        if len(bidx):
-            B = pt.set_subtensor(B[rows, cols], beta[bidx])
-        A = pt.linalg.inv(pt.eye(pl) - B)
+        def _block(nodes_idx: dict[str, int], kinds: tuple[str, ...]) -> pt.TensorVariable:
+            sel = [i for i, e in enumerate(graph.edges) if edge_kind[e.key] in kinds
+                   and e.source in nodes_idx and e.target in nodes_idx]
+            mat = pt.zeros((len(nodes_idx), len(nodes_idx)))
+            if sel:
+                r = np.array([nodes_idx[graph.edges[i].target] for i in sel], dtype=int)
+                c = np.array([nodes_idx[graph.edges[i].source] for i in sel], dtype=int)
+                mat = pt.set_subtensor(mat[r, c], beta[np.array(sel, dtype=int)])
+            return mat
+
+        def _gamma(nodes_idx: dict[str, int]) -> pt.TensorVariable:
+            sel = [i for i, e in enumerate(graph.edges) if e.source in ci and e.target in nodes_idx]
+            mat = pt.zeros((len(nodes_idx), len(ci)))
+            if sel:
+                r = np.array([nodes_idx[graph.edges[i].target] for i in sel], dtype=int)
+                c = np.array([ci[graph.edges[i].source] for i in sel], dtype=int)
+                mat = pt.set_subtensor(mat[r, c], beta[np.array(sel, dtype=int)])
+            return mat
+
         q = len(covariates)
+        x_cov = data.x_cov if (data is not None and q) else np.zeros((q, q))
+        # full latent system: stability and reported psi (every latent standardised)
+        pl = len(latent)
+        B_full = _block(li, ("latent", "prior_only"))
+        A_full = pt.linalg.inv(pt.eye(pl) - B_full)
         if q:
-            grows = np.array([li[e.target] for e in graph.edges if edge_kind[e.key] == "covariate"], dtype=int)
-            gcols = np.array([ci[e.source] for e in graph.edges if edge_kind[e.key] == "covariate"], dtype=int)
-            gidx = np.array([i for i, e in enumerate(graph.edges) if edge_kind[e.key] == "covariate"], dtype=int)
-            G = pt.zeros((pl, q))
-            if len(gidx):
-                G = pt.set_subtensor(G[grows, gcols], beta[gidx])
-            AG = pt.dot(A, G)
-            dx = pt.sum(pt.dot(AG, data.x_cov) * AG, axis=1)
+            AG_full = pt.dot(A_full, _gamma(li))
+            dx_full = pt.sum(pt.dot(AG_full, x_cov) * AG_full, axis=1)
+        else:
+            dx_full = pt.zeros((pl,))
+        psi_full_lat = pt.linalg.solve(A_full * A_full, 1.0 - dx_full)
+        psi_full = pt.zeros((len(graph.nodes),))
+        lat_pos = np.array([graph.node_index[n] for n in latent], dtype=int)
+        psi_full = pt.set_subtensor(psi_full[lat_pos], psi_full_lat)
+        if q:
+            cov_pos = np.array([graph.node_index[n] for n in covariates], dtype=int)
+            psi_full = pt.set_subtensor(psi_full[cov_pos], np.diag(x_cov))
+        pm.Deterministic("psi", psi_full, dims="node")
+        pm.Deterministic("alpha", pt.zeros((len(graph.nodes),)), dims="node")
+        rho = _perron_root(pt.abs(B_full), stability.power_iterations) if pl else pt.constant(0.0)
+        pm.Deterministic("rho_abs_bound", rho)
+        pm.Potential("stability", -pt.softplus(-(stability.rho_max - rho) / stability.width))
+        # soft positivity of the full-system disturbance variances (R^2 of every latent < 1)
+        pm.Potential("standardisation_full",
+                     pt.sum(-pt.softplus(-(psi_full_lat - 0.02) / 0.01)))
+        # likelihood system (measured sub-system in cut mode)
+        plk = len(lik_latent)
+        B = _block(lli, ("latent",))
+        A = pt.linalg.inv(pt.eye(plk) - B)
+        if q:
+            AG = pt.dot(A, _gamma(lli))
+            dx = pt.sum(pt.dot(AG, x_cov) * AG, axis=1)
         else:
             AG = None
-            dx = pt.zeros((pl,))
+            dx = pt.zeros((plk,))
         psi_lat = pt.linalg.solve(A * A, 1.0 - dx)
         psi_ok = pt.all(pt.gt(psi_lat, 1e-4))
         psi_safe = pt.switch(pt.gt(psi_lat, 1e-4), psi_lat, 1e-4)
-        # full-node psi: latent -> solved, covariates -> their variance, absent -> 0
-        psi_full = pt.zeros((len(graph.nodes),))
-        lat_pos = np.array([graph.node_index[n] for n in latent], dtype=int)
-        psi_full = pt.set_subtensor(psi_full[lat_pos], psi_lat)
-        if q:
-            cov_pos = np.array([graph.node_index[n] for n in covariates], dtype=int)
-            psi_full = pt.set_subtensor(psi_full[cov_pos], np.diag(data.x_cov))
-        pm.Deterministic("psi", psi_full, dims="node")
-        pm.Deterministic("alpha", pt.zeros((len(graph.nodes),)), dims="node")
-        rho = _perron_root(pt.abs(B), stability.power_iterations) if pl else pt.constant(0.0)
-        pm.Deterministic("rho_abs_bound", rho)
-        pm.Potential("stability", -pt.softplus(-(stability.rho_max - rho) / stability.width))
         pm.Potential("standardisation", pt.switch(psi_ok, 0.0, -np.inf))
 
         if data is not None and len(items):
             m = len(items)
-            c_idx = np.array([li[c] for c in item_construct], dtype=int)
+            c_idx = np.array([lli[c] for c in item_construct], dtype=int)
             free = np.array([counts[c] > 1 for c in item_construct])
             lam = pt.zeros((m,))
             theta = pt.zeros((m,))
@@ -358,6 +407,6 @@ def build_model(
         absent=tuple(absent), unobserved_latent=unobserved, edge_keys=tuple(keys),
         edge_kind=edge_kind, items=tuple(items), item_construct=tuple(item_construct),
         single_item_constructs=single, reliability=reliability, stability=stability,
-        edge_priors=eps,
+        edge_priors=eps, lik_latent=tuple(lik_latent), unmeasured=unmeasured,
     )
     return model, layout

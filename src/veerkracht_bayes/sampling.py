@@ -109,9 +109,13 @@ def _prior_draws(model, layout: ModelLayout, graph: CausalGraph, n: int, seed: i
         B, _ = structural_matrices(layout, graph, beta)
         rho = _perron(np.abs(B))
         lat_pos = [graph.node_index[k] for k in layout.latent]
-        ok_psi = (psi[:, lat_pos] > 1e-4).all(axis=1)
+        psi_lat = psi[:, lat_pos]
+        ok_psi = (psi_lat > 1e-4).all(axis=1)
         st = layout.stability
-        accept_p = 1.0 / (1.0 + np.exp(-(st.rho_max - rho) / st.width))
+        # acceptance = the model's smooth barriers (stability, positive disturbance variances)
+        log_acc = -np.logaddexp(0.0, -(st.rho_max - rho) / st.width)
+        log_acc += np.sum(-np.logaddexp(0.0, -(psi_lat - 0.02) / 0.01), axis=1)
+        accept_p = np.exp(log_acc)
         keep = ok_psi & (rng.random(len(rho)) < accept_p)
         idx = np.flatnonzero(keep)
         sel = prior.stack(sample=("chain", "draw")).isel(sample=idx)
