@@ -67,6 +67,8 @@ __all__ = [
     "build_sem_model",
     "sem_logp_reference",
     "fit_sem",
+    "map_estimate",
+    "StructuralView",
     "parameter_table",
     "implied_matrices",
     "structural_view",
@@ -1016,7 +1018,19 @@ def fit_sem(
     return fit
 
 
-def _ml_start(pm_model, chains: int, seed: int) -> list[dict[str, np.ndarray]]:
+def map_estimate(spec: SemSpec, data: SemData, priors: Mapping[str, SemPrior] | None = None
+                 ) -> np.ndarray:
+    """Posterior mode under the (vague) priors: the value of every parameter-table row.
+
+    With the default vague priors this is the ML estimate up to the priors' small pull; it is
+    what the chains start from. Used by tests to compare with lavaan's ML estimates.
+    """
+    pm_model = build_sem_model(spec, data, priors)
+    _, values = _ml_start(pm_model, 1, 0, with_values=True)
+    return values
+
+
+def _ml_start(pm_model, chains: int, seed: int, with_values: bool = False):
     """Chain starts: the MAP (L-BFGS on the JAX-compiled log density, i.e. the ML fit under the
     vague priors) for chain 0; for further chains the MAP plus a small perturbation (sd 0.02) on
     the unconstrained scale, kept only where the log density is finite (else the MAP itself)."""
@@ -1027,8 +1041,8 @@ def _ml_start(pm_model, chains: int, seed: int) -> list[dict[str, np.ndarray]]:
 
     jax.config.update("jax_enable_x64", True)
     value_vars = pm_model.value_vars
-    logp_fn = get_jaxified_graph(inputs=value_vars, outputs=[pm_model.logp()])
-    outs = pm_model.replace_rvs_by_values(list(pm_model.free_RVs))
+    logp_fn = get_jaxified_graph(inputs=value_vars, outputs=[pm_model.logp(jacobian=False)])
+    outs = pm_model.replace_rvs_by_values(list(pm_model.free_RVs) + [pm_model["param_value"]])
     back_fn = get_jaxified_graph(inputs=value_vars, outputs=outs)
     ip = pm_model.initial_point()
     shapes = [np.shape(ip[v.name]) for v in value_vars]
@@ -1057,7 +1071,8 @@ def _ml_start(pm_model, chains: int, seed: int) -> list[dict[str, np.ndarray]]:
     if not np.isfinite(f(x0)[0]) or f(x0)[0] >= 1e300:
         raise ModelError("the starting values give a zero density (the implied covariance matrix "
                          "is not positive definite); check the model's fixed values")
-    res = minimize(f, x0, jac=True, method="L-BFGS-B", options={"maxiter": 5000})
+    res = minimize(f, x0, jac=True, method="L-BFGS-B",
+                   options={"maxiter": 10000, "ftol": 1e-14, "gtol": 1e-9})
     xs = res.x
     log.info("ML/MAP start: -logp %.4f after %d iterations (%s)", res.fun, res.nit, res.message)
     rng = np.random.default_rng(seed)
@@ -1073,7 +1088,9 @@ def _ml_start(pm_model, chains: int, seed: int) -> list[dict[str, np.ndarray]]:
                     break
         vals = back_fn(*unflat(jnp.asarray(x)))
         starts.append({n: np.asarray(v, dtype=float) for n, v in zip(names, vals)})
-    return starts
+        if c == 0:
+            map_values = np.asarray(vals[-1], dtype=float)
+    return (starts, map_values) if with_values else starts
 
 
 def _divergences(idata) -> int:
