@@ -1,0 +1,119 @@
+"""Execute the notebooks in ``notebooks/`` (jupytext percent ``.py`` files) in fast mode.
+
+Each notebook is converted to ``.ipynb`` in a temporary folder and executed top to bottom by
+nbclient with the ``python3`` kernel, with ``VEERKRACHT_FAST=1`` (short chains, real code
+paths, nothing mocked). jupyter_client replaces the kernel spec's ``python`` with the
+interpreter running the tests, so the kernel runs in this virtual environment; the first
+cell checks that (``sys.prefix``) so a notebook can never silently run against another install.
+A notebook fails the test when any cell raises. The executed notebooks are written to
+``$VEERKRACHT_NOTEBOOK_OUT`` when that is set (for inspection); nothing is written to the
+repository.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+jupytext = pytest.importorskip("jupytext")
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("ipykernel")
+
+NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+#: Per-notebook limits (seconds) for the whole execution in fast mode on 2 cores; the measured
+#: times are in notebooks/README.md. A cell timeout catches a hung kernel earlier.
+NOTEBOOK_TIMEOUT = {
+    "01_diagram_and_loops": 120,
+    "02_priors_and_prior_predictive": 300,
+    "03_fitting_and_diagnostics": 420,
+    "04_policy_effects_and_brief": 600,
+    "05_your_own_diagram_and_survey": 420,
+}
+CELL_TIMEOUT = 400
+
+_CHECK_KERNEL = (
+    "import sys as _sys\n"
+    "assert _sys.prefix == {prefix!r}, ('kernel runs in ' + _sys.prefix + ', expected {prefix}')"
+)
+
+
+def _notebook(name: str) -> "nbformat.NotebookNode":
+    nb = jupytext.read(NOTEBOOK_DIR / f"{name}.py", fmt="py:percent")
+    check = nbformat.v4.new_code_cell(_CHECK_KERNEL.format(prefix=sys.prefix))
+    nb.cells.insert(0, check)
+    return nb
+
+
+def _execute(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> "nbformat.NotebookNode":
+    monkeypatch.setenv("VEERKRACHT_FAST", "1")
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.setenv(var, "1")
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    nb = _notebook(name)
+    client = nbclient.NotebookClient(nb, timeout=CELL_TIMEOUT, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    start = time.perf_counter()
+    try:
+        client.execute()
+    finally:
+        out = os.environ.get("VEERKRACHT_NOTEBOOK_OUT")
+        if out:
+            Path(out).mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, Path(out) / f"{name}.ipynb")
+    elapsed = time.perf_counter() - start
+    print(f"{name}: executed in {elapsed:.1f} s")
+    assert elapsed < NOTEBOOK_TIMEOUT[name], f"{name} took {elapsed:.0f} s"
+    return nb
+
+
+def _outputs(nb: "nbformat.NotebookNode") -> str:
+    """All text and HTML outputs of a notebook, joined (for content checks)."""
+    parts = []
+    for cell in nb.cells:
+        for o in cell.get("outputs", []):
+            if "text" in o:
+                parts.append(o["text"])
+            for mime in ("text/plain", "text/html"):
+                if mime in o.get("data", {}):
+                    parts.append(str(o["data"][mime]))
+    return "\n".join(parts)
+
+
+def _has_image(nb: "nbformat.NotebookNode") -> bool:
+    return any(mime in o.get("data", {}) for c in nb.cells for o in c.get("outputs", [])
+               for mime in ("image/png", "image/svg+xml"))
+
+
+def test_every_notebook_has_a_test() -> None:
+    names = sorted(p.stem for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))
+    assert names == sorted(NOTEBOOK_TIMEOUT), names
+
+
+@pytest.mark.parametrize("name", sorted(NOTEBOOK_TIMEOUT))
+def test_notebook_is_valid_jupytext(name: str) -> None:
+    nb = _notebook(name)
+    nbformat.validate(nb)
+    assert nb.cells[1].cell_type == "markdown"  # opens with an explanation
+    src = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "VEERKRACHT_FAST" in src and "OMP_NUM_THREADS" in src
+
+
+def test_01_diagram_and_loops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nb = _execute("01_diagram_and_loops", tmp_path, monkeypatch)
+    text = _outputs(nb)
+    assert _has_image(nb)
+    assert "L6" in text and "stress" in text
+
+
+def test_02_priors_and_prior_predictive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nb = _execute("02_priors_and_prior_predictive", tmp_path, monkeypatch)
+    text = _outputs(nb)
+    assert _has_image(nb)
+    assert "P01" in text and ("stress-&gt;wellbeing" in text or "stress->wellbeing" in text)
