@@ -79,8 +79,8 @@ def _finish(result: object, force: bool) -> None:
 @handle_errors
 def run_command(
     config: Annotated[Path, typer.Argument(help="Run config (TOML); see docs/pipeline.md.")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (overrides "
-                                             "[output] dir).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output folder (overrides the "
+                                             "config's output dir).")] = None,
     overwrite: OverwriteOpt = False,
     force: ForceOpt = False,
     fast: FastOpt = False,
