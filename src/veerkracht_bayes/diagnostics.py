@@ -739,7 +739,7 @@ def _ppp(result: Any, ppp_draws: int, seed: int) -> PPPResult:
     rows, cols = off[0][keep], off[1][keep]
     names = list(result.layout.items) + list(data.x_names)
     j = int(np.argmax(np.abs(rc[rows, cols])))
-    worst = (str(names[rows[j]]), str(names[cols[j]]), float(rc[rows[j], cols[j]]))
+    worst = (str(names[cols[j]]), str(names[rows[j]]), float(rc[rows[j], cols[j]]))
     return PPPResult(True, "", ppp, d_obs, d_rep, n_eff, df, source, srmr, worst)
 
 
