@@ -243,6 +243,7 @@ def test_contraction_high_with_data_low_without(good_diag, graph):
         assert t.loc[key, "classification"] == "prior-dominated"
     assert t.loc["p->b", "kind"] == "absent" and "absent source" in t.loc["p->b", "reason"]
     assert "unmeasured construct 'u'" in t.loc["a->u", "reason"]
+    assert t.loc["a->u", "kind"] == "prior_only"  # cut posterior: not in the likelihood
     assert good_diag.edge_class == {k: t.loc[k, "classification"] for k in graph.edge_keys}
     assert set(good_diag.edge_class.values()) <= set(EDGE_CLASSES)
     assert good_diag.unobserved_constructs == ("u",) and good_diag.absent_nodes == ("p",)
@@ -274,6 +275,7 @@ def test_sensitivities_match_psense(good, good_diag):
     (("absent", "p", "b", 0.9, 0.01, 0.2), "prior-dominated", "absent source"),
     (("latent", "u", "b", 0.9, 0.01, 0.2), "prior-dominated", "unmeasured construct"),
     (("latent", "a", "u", 0.9, 0.01, 0.2), "prior-dominated", "unmeasured construct"),
+    (("prior_only", "a", "b", 0.9, 0.01, 0.2), "prior-dominated", "not in the likelihood"),
     (("latent", "a", "b", 0.49, 0.01, 0.2), "prior-dominated", "low contraction"),
     (("latent", "a", "b", float("nan"), 0.01, 0.2), "prior-dominated", "low contraction"),
     (("latent", "a", "b", 0.9, 0.06, 0.04), "prior-dominated", "prior sensitivity"),

@@ -36,8 +36,10 @@ Evidence per edge (``edge_table``)
     2. ``absent source``: the source is an absent node (no data, no parents; the edge
        does not enter the likelihood) -> prior-dominated;
     3. ``unmeasured construct``: the source or the target is a latent construct without
-       items (``layout.unobserved_latent``): only products of coefficients along paths
-       through it can be informed -> prior-dominated;
+       items (``layout.unobserved_latent``): in the engine's default cut posterior the edge is
+       not in the likelihood at all, and in a joint fit only products of coefficients along
+       paths through it can be informed -> prior-dominated; any other edge of kind
+       ``prior_only`` (not in the likelihood) likewise;
     4. ``low contraction``: contraction < ``contraction_min`` -> prior-dominated;
     5. ``prior sensitive, likelihood weak``: prior sensitivity > ``sensitivity_max`` and
        likelihood sensitivity < ``sensitivity_max`` (psense's "strong prior / weak
@@ -261,7 +263,9 @@ def classify_edge(
     Parameters
     ----------
     kind
-        ``latent``, ``covariate`` or ``absent`` (class of the source node).
+        ``layout.edge_kind``: ``latent``, ``covariate``, ``absent`` (source without data or
+        parents) or ``prior_only`` (not in the likelihood: touches an unmeasured construct in
+        the engine's default cut posterior).
     source, target
         Node ids.
     contraction
@@ -286,6 +290,8 @@ def classify_edge(
     unm = [n for n in (source, target) if n in set(unobserved)]
     if unm:
         return PRIOR_DOMINATED, f"unmeasured construct {unm[0]!r} (no items)"
+    if kind == "prior_only":
+        return PRIOR_DOMINATED, "not in the likelihood (cut posterior)"
     if not np.isfinite(contraction) or contraction < contraction_min:
         return PRIOR_DOMINATED, f"low contraction {contraction:.3f} < {contraction_min}"
     if (np.isfinite(prior_sensitivity) and np.isfinite(likelihood_sensitivity)
