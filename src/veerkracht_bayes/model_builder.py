@@ -73,7 +73,8 @@ from .causal_graph import CausalGraph
 from .errors import ModelError, Problem
 from .sufficient_stats import ModelData
 
-__all__ = ["EdgePriorValues", "ModelLayout", "StabilitySettings", "build_model", "edge_prior_values"]
+__all__ = ["EdgePriorValues", "ModelLayout", "StabilitySettings", "build_model", "edge_prior_values",
+           "perron_upper_bound"]
 
 LOG_2PI = float(np.log(2 * np.pi))
 
@@ -151,7 +152,7 @@ class ModelLayout:
     absent: tuple[str, ...]
     unobserved_latent: tuple[str, ...]
     edge_keys: tuple[str, ...]
-    edge_kind: dict[str, str]  # latent | covariate | absent (class of the source)
+    edge_kind: dict[str, str]  # latent | prior_only | covariate | absent
     items: tuple[str, ...]
     item_construct: tuple[str, ...]
     single_item_constructs: tuple[str, ...]
@@ -183,13 +184,37 @@ def _classify(graph: CausalGraph, data: ModelData | None) -> tuple[list[str], li
 
 
 def _perron_root(absb: pt.TensorVariable, iters: int) -> pt.TensorVariable:
+    """Smooth upper bound of the Perron root of ``|B|`` (hence of the spectral radius of B).
+
+    Power iteration on ``M + I`` (``M = |B| + 1e-6``, positive, so the iteration converges
+    even when ``|B|`` is periodic or reducible) gives a positive vector ``v``; by the
+    Collatz-Wielandt formula ``max_i (M v)_i / v_i >= rho(M) >= rho(|B|) >= rho(B)`` for ANY
+    positive ``v``, tight once ``v`` has converged. The max is smoothed by a log-sum-exp with
+    temperature 1000 (which can only raise it, by at most log(P)/1000).
+    """
     p = absb.shape[0]
     mat = absb + 1e-6
     v = pt.ones((p,)) / pt.sqrt(p)
     for _ in range(iters):
-        v = pt.dot(mat, v)
-        v = v / pt.sqrt(pt.sum(v**2))
-    return pt.sqrt(pt.sum(pt.dot(mat, v) ** 2))
+        v = pt.dot(mat, v) + v
+        v = v / pt.sum(v)
+    ratio = pt.dot(mat, v) / v
+    return pt.logsumexp(1000.0 * ratio) / 1000.0
+
+
+def perron_upper_bound(absb: np.ndarray, iters: int = 60) -> np.ndarray:
+    """NumPy twin of the model's stability bound, vectorised over leading dimensions."""
+    absb = np.asarray(absb, dtype=float)
+    p = absb.shape[-1]
+    mat = absb + 1e-6
+    v = np.ones(absb.shape[:-1]) / np.sqrt(p)
+    for _ in range(iters):
+        v = np.einsum("...ij,...j->...i", mat, v) + v
+        v = v / v.sum(axis=-1, keepdims=True)
+    ratio = np.einsum("...ij,...j->...i", mat, v) / v
+    z = 1000.0 * ratio
+    zmax = z.max(axis=-1, keepdims=True)
+    return (zmax[..., 0] + np.log(np.exp(z - zmax).sum(axis=-1))) / 1000.0
 
 
 def _edge_rvs(priors: dict[str, EdgePriorValues], keys: list[str]) -> pt.TensorVariable:

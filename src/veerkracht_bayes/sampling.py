@@ -1,7 +1,8 @@
 """Sampling: the `fit` entry point (NUTS via numpyro, blackjax, nutpie or PyMC).
 
 `fit` returns an ArviZ DataTree with groups ``posterior``, ``prior`` (forward draws
-from the priors, stability barrier applied by rejection), ``log_likelihood``
+from the priors; the model's smooth barriers — stability and positive disturbance
+variances — applied by rejection, so the prior group is exactly the prior the sampler uses), ``log_likelihood``
 (variable ``y``, one value per respondent and draw: the weighted pseudo-log-likelihood,
 so LOO works), ``log_prior`` (for power-scaling sensitivity), ``sample_stats`` and
 provenance attributes on the root. Prior-only mode (``data=None``) returns the prior
@@ -23,7 +24,7 @@ import xarray as xr
 from .causal_graph import CausalGraph
 from .errors import ModelError
 from .implied_moments import implied_moments, pointwise_loglik, structural_matrices
-from .model_builder import ModelLayout, build_model
+from .model_builder import ModelLayout, build_model, perron_upper_bound
 from .provenance import collect_provenance
 from .sufficient_stats import ModelData
 
@@ -107,7 +108,7 @@ def _prior_draws(model, layout: ModelLayout, graph: CausalGraph, n: int, seed: i
         beta = _flat(prior, "beta")
         psi = _flat(prior, "psi")
         B, _ = structural_matrices(layout, graph, beta)
-        rho = _perron(np.abs(B))
+        rho = perron_upper_bound(np.abs(B), layout.stability.power_iterations)
         lat_pos = [graph.node_index[k] for k in layout.latent]
         psi_lat = psi[:, lat_pos]
         ok_psi = (psi_lat > 1e-4).all(axis=1)
