@@ -190,9 +190,6 @@ def test_spectral_radius_against_closed_form(good, good_diag):
     assert any(f"in {under} of 600 draws" in n for n in good_diag.notes) == (under > 0)
 
 
-@pytest.mark.xfail(reason="model_builder's power iteration on |B| + 1e-6 does not converge for "
-                          "periodic/reducible |B| (cycle plus leaf): rho_abs_bound can undershoot rho(B)",
-                   strict=False)
 def test_sampler_perron_estimate_is_an_upper_bound(good_diag):
     assert good_diag.stability.n_bound_below_rho == 0
 
