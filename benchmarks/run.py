@@ -1,0 +1,626 @@
+"""Benchmark suite of veerkracht_bayes (not part of the test suite).
+
+Usage (from the repository root)::
+
+    .venv/bin/python benchmarks/run.py --smoke --json     # seconds: checks that every stage runs
+    .venv/bin/python benchmarks/run.py --quick --json     # < 25 min on 2 cores: the numbers of issue 7
+    .venv/bin/python benchmarks/run.py --json             # full: N up to 1M, graphs up to 100 nodes
+
+Stages (each timed in its own fresh subprocess unless noted, so JAX caches and memory do not
+leak between them; peak memory = ``ru_maxrss`` of that subprocess):
+
+1. ``ess``: the MARVEL model (cut posterior, continuous path) on N = 20,000 complete
+   respondents generated from the model (``gen_marvel_data``), sampled by
+   (a) PyMC's default NUTS (``nuts_sampler="pymc"``) on the NAIVE per-respondent likelihood
+   (``pm.MvNormal`` observed per row, same implied mean and covariance, same priors and
+   barriers; BLAS/OpenMP threads 1), capped at ``--pymc-cap`` seconds — a capped run counts as
+   its cap with ESS bounded by its number of draws, so the ratio is then a lower bound;
+   (b) nutpie and (c) ``sampling.fit`` with numpyro, both on the sufficient statistics.
+   ESS/s = min bulk ESS over ``beta`` / sampling seconds (PyMC's recorded ``sampling_time``;
+   compilation excluded there, included in the wall times).
+2. ``scaling_n``: our default path at N = 1k ... 1M: data generation excluded; statistics,
+   model build, compilation (cold JAX cache per run) and sampling included → ``flat_n_ratio``.
+3. ``graph_size``: random signed cyclic graphs with 10 ... 100 nodes (ρ(B) < 1 at the truth,
+   3 items per node), N = 5,000: wall time and ESS/s.
+4. ``first_result``: a fresh interpreter with ``VEERKRACHT_JAX_CACHE`` pointing at an empty
+   directory: import, read ``data/synthetic`` (20,000 rows), statistics (two-stage EM), fit
+   → ``first_result_seconds`` (and the same again with the warm cache).
+5. ``doquery``: 10 policies × 7 subgroup targetings on 4,000 draws, equilibrium
+   (``do_queries.do_query``) plus a 20-step trajectory (``dynamics.simulate_trajectories``),
+   after one warm-up call (JIT) → ``doquery_seconds``.
+6. ``parquet``: peak memory of ``out_of_core.stats_from_parquet`` on a synthetic Parquet file
+   of ``--parquet-rows`` rows written in chunks.
+7. ``ordinal``: the exact ordinal path vs PyMC's default sampler on the same ordinal model.
+
+``--json`` prints one JSON object as the LAST line; a Markdown table goes to
+``benchmarks/results/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")
+
+
+def _env(cache: str | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    for v in THREAD_VARS[:3]:
+        env[v] = "1"
+    env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1 " \
+                       "--xla_force_host_platform_device_count=2"
+    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + str(ROOT / "benchmarks")
+    if cache:
+        env["VEERKRACHT_JAX_CACHE"] = cache
+    return env
+
+
+def run_stage(stage: str, args: dict, *, timeout: float | None = None, cache: str | None = None) -> dict:
+    """Run one stage in a fresh interpreter; returns its JSON (or a timeout record)."""
+    cmd = [sys.executable, str(Path(__file__)), "--stage", stage, "--stage-args", json.dumps(args)]
+    t0 = time.perf_counter()
+    try:
+        out = subprocess.run(cmd, env=_env(cache), capture_output=True, text=True, timeout=timeout,
+                             cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"timed_out": True, "wall_s": time.perf_counter() - t0, "cap_s": timeout}
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
+    if out.returncode != 0 or not lines:
+        return {"error": (out.stderr or out.stdout)[-3000:], "wall_s": time.perf_counter() - t0}
+    res = json.loads(lines[-1])
+    res["process_wall_s"] = time.perf_counter() - t0
+    return res
+
+
+# ============================================================================ data
+def marvel_layout():
+    """MARVEL graph, codebook items and a parameter point to simulate from (one draw of fit's prior)."""
+    from veerkracht_bayes.causal_graph import load_graph
+    from veerkracht_bayes.codebook import load_codebook
+
+    g = load_graph("marvel")
+    cb = load_codebook(ROOT / "data/synthetic/codebook_synthetic.yaml", graph=g)
+    return g, cb
+
+
+def gen_marvel_data(n: int, seed: int = 1):
+    """Complete continuous items drawn with numpy from a fixed MARVEL model point.
+
+    The point: edge coefficients from ``data/synthetic/truth.yaml`` where present (else 0.1 with
+    the diagram's sign), loadings 0.75, residual variances 0.44, standardised latents, the two
+    observed covariates (adverse life events ~ N(0,1), single parent ~ Bernoulli(0.16)). Items are
+    the synthetic codebook's (reverse coding irrelevant here). Generated in blocks; O(n·m) memory.
+    """
+    import numpy as np
+
+    from veerkracht_bayes.implied_moments import implied_moments
+    from veerkracht_bayes.model_builder import build_model
+    from veerkracht_bayes.sufficient_stats import prepare_model_data
+
+    g, cb = marvel_layout()
+    specs = cb.item_specs()
+    cov_nodes = ["adverse_life_events", "single_parent_household"]
+    items = [(it.column, k) for k, it in specs if k not in cov_nodes]
+    rng = np.random.default_rng(seed)
+    # layout from a tiny data set with the same columns
+    tiny = prepare_model_data(rng.normal(size=(50, len(items))), [c for c, _ in items], [k for _, k in items],
+                              covariates=np.column_stack([rng.normal(size=50), rng.integers(0, 2, 50)]),
+                              covariate_names=cov_nodes)
+    _, layout = build_model(g, tiny)
+    truth = _truth_beta(g)
+    m = len(items)
+    draws = {"beta": truth[None], "lambda": np.full((1, m), 0.75), "theta": np.full((1, m), 1 - 0.75**2),
+             "nu": np.zeros((1, m)), "psi": np.ones((1, len(g.nodes)))}
+
+    class _X:  # x_cov of the generating covariates
+        x_cov = np.diag([1.0, 0.16 * 0.84])
+
+    Sigma, M = implied_moments(layout, g, _X, draws)  # type: ignore[arg-type]
+    L = np.linalg.cholesky(Sigma[0])
+    y = np.empty((n, m))
+    x = np.empty((n, 2))
+    for a in range(0, n, 200_000):
+        b = min(n, a + 200_000)
+        xb = np.column_stack([rng.normal(size=b - a), (rng.random(b - a) < 0.16).astype(float)])
+        u = np.column_stack([np.ones(b - a), xb - np.array([0.0, 0.16])])
+        y[a:b] = u @ M[0].T + rng.normal(size=(b - a, m)) @ L.T
+        x[a:b] = xb
+    return g, y, x, [c for c, _ in items], [k for _, k in items], cov_nodes
+
+
+def _truth_beta(g):
+    """Edge coefficients of the synthetic truth (data/synthetic/truth.yaml), in graph order."""
+    import numpy as np
+
+    from veerkracht_bayes.synthetic import SyntheticTruth
+
+    coefs = SyntheticTruth.from_yaml(ROOT / "data/synthetic/truth.yaml").coefficients
+    return np.array([float(coefs.get(e.key, 0.1 if e.sign == "+" else -0.1)) for e in g.edges])
+
+
+def model_data(n: int, seed: int = 1):
+    from veerkracht_bayes.sufficient_stats import prepare_model_data
+
+    g, y, x, names, cons, cov = gen_marvel_data(n, seed)
+    t0 = time.perf_counter()
+    md = prepare_model_data(y, names, cons, covariates=x, covariate_names=cov)
+    return g, md, time.perf_counter() - t0
+
+
+def min_ess_beta(idata) -> float:
+    import numpy as np
+    from arviz_stats import ess
+
+    post = idata["posterior"].to_dataset() if hasattr(idata["posterior"], "to_dataset") else idata["posterior"]
+    e = ess(post[["beta"]], method="bulk")
+    return float(np.nanmin(e["beta"].values))
+
+
+def _sampling_time(idata, fallback: float) -> float:
+    for grp in ("posterior", "sample_stats"):
+        try:
+            t = idata[grp].attrs.get("sampling_time")
+        except Exception:
+            t = None
+        if t:
+            return float(t)
+    return fallback
+
+
+# ============================================================================ stages (subprocess)
+def stage_fit(a: dict) -> dict:
+    """Our path (numpyro or nutpie) on generated MARVEL data of size n."""
+    from veerkracht_bayes.sampling import SamplerSettings, fit
+
+    t_all = time.perf_counter()
+    g, md, t_stats = model_data(a["n"], a.get("seed", 1))
+    t0 = time.perf_counter()
+    res = fit(g, md, settings=SamplerSettings(sampler=a.get("sampler", "numpyro"), chains=2, draws=a["draws"],
+                                              tune=a["tune"], progressbar=False, prior_draws=200),
+              pointwise=False)
+    t_fit = time.perf_counter() - t0
+    ess = min_ess_beta(res.idata)
+    ts = _sampling_time(res.idata, t_fit)
+    return {"n": a["n"], "sampler": a.get("sampler", "numpyro"), "stats_s": t_stats, "fit_s": t_fit,
+            "wall_s": t_stats + t_fit, "sampling_s": ts, "min_ess_beta": ess, "ess_per_s": ess / ts,
+            "total_with_generation_s": time.perf_counter() - t_all,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def build_naive_model(g, md):
+    """PyMC model with the same priors/barriers as build_model and a per-respondent MvNormal."""
+    import dataclasses
+
+    import numpy as np
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    from veerkracht_bayes.model_builder import build_model
+    from veerkracht_bayes.sufficient_stats import PatternStats
+
+    st = md.stats
+    zero = PatternStats(st.masks, np.zeros_like(st.W), np.zeros_like(st.Syy), np.zeros_like(st.Suy),
+                        np.zeros_like(st.Suu), st.pattern_of_row)
+    md0 = dataclasses.replace(md, stats=zero)  # the sufficient-statistics potential becomes 0
+    model, layout = build_model(g, md0)
+    lik = list(layout.lik_latent)
+    lli = {k: i for i, k in enumerate(lik)}
+    ci = {k: i for i, k in enumerate(layout.covariates)}
+    with model:
+        beta = model["beta"]
+        P, q = len(lik), len(ci)
+        B = pt.zeros((P, P))
+        G = pt.zeros((P, q))
+        for i, e in enumerate(g.edges):
+            if layout.edge_kind[e.key] == "latent":
+                B = pt.set_subtensor(B[lli[e.target], lli[e.source]], beta[i])
+            elif layout.edge_kind[e.key] == "covariate":
+                G = pt.set_subtensor(G[lli[e.target], ci[e.source]], beta[i])
+        A = pt.linalg.inv(pt.eye(P) - B)
+        AG = pt.dot(A, G)
+        dx = pt.sum(pt.dot(AG, md.x_cov) * AG, axis=1)
+        psi = pt.linalg.solve(A * A, 1.0 - dx)
+        psi = pt.switch(pt.gt(psi, 1e-4), psi, 1e-4)
+        c = np.array([lli[k] for k in md.item_construct])
+        lam, theta, nu = model["lambda"], model["theta"], model["nu"]
+        S_eta = pt.dot(A * psi[None, :], A.T)
+        Sigma = lam[:, None] * lam[None, :] * S_eta[c][:, c] + pt.diag(theta)
+        mu = nu[None, :] + pt.dot(md.x, (lam[:, None] * AG[c]).T)
+        pm.MvNormal("y", mu=mu, cov=Sigma, observed=md.y)
+    return model, layout
+
+
+def stage_pymc(a: dict) -> dict:
+    import numpy as np
+    import pymc as pm
+
+    from veerkracht_bayes.sampling import _prior_draws
+
+    g, md, _ = model_data(a["n"], a.get("seed", 1))
+    model, layout = build_naive_model(g, md)
+    prior = _prior_draws(model, layout, g, 200, 2023)
+    free = [rv.name for rv in model.free_RVs]
+    picks = np.random.default_rng(2023).choice(prior.sizes["draw"], size=2, replace=False)
+    initvals = [{k: prior[k].isel(chain=0, draw=int(i)).values for k in free} for i in picks]
+    t0 = time.perf_counter()
+    with model:
+        idata = pm.sample(draws=a["draws"], tune=a["tune"], chains=2, cores=2, nuts_sampler="pymc",
+                          init="adapt_diag", initvals=initvals, random_seed=2023, progressbar=False,
+                          compute_convergence_checks=False, target_accept=0.9)
+    wall = time.perf_counter() - t0
+    ts = _sampling_time(idata, wall)
+    ess = min_ess_beta(idata)
+    return {"n": a["n"], "sampler": "pymc-naive", "sampling_s": ts, "wall_s": wall, "min_ess_beta": ess,
+            "ess_per_s": ess / ts, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def random_graph(p: int, seed: int):
+    """Random signed cyclic graph: a chain with ~p/5 back edges, extra forward edges; ρ(B) < 1."""
+    import numpy as np
+
+    from veerkracht_bayes.causal_graph import CausalGraph
+    from veerkracht_bayes.graph_spec import GraphSpec
+
+    rng = np.random.default_rng(seed)
+    nodes = [f"n{i}" for i in range(p)]
+    edges = {(i, i + 1) for i in range(p - 1)}
+    while len(edges) < 2 * p:
+        i, j = rng.choice(p, 2, replace=False)
+        if (i, j) not in edges and (j, i) not in edges and (j < i or rng.random() < 0.8):
+            edges.add((int(i), int(j)))
+    edges = sorted(edges)
+    signs = rng.choice(["+", "-"], size=len(edges))
+    spec = GraphSpec.model_validate({
+        "spec_version": 1, "name": f"random{p}",
+        "nodes": [{"id": n, "label_en": n, "label_nl": n, "resource": "individual", "role": "construct"}
+                  for n in nodes],
+        "edges": [{"source": nodes[i], "target": nodes[j], "sign": s, "evidence": "benchmark"}
+                  for (i, j), s in zip(edges, signs)]})
+    g = CausalGraph(spec)
+    beta = np.array([0.2 if e.sign == "+" else -0.2 for e in g.edges])
+    B = np.zeros((p, p))
+    for k, e in enumerate(g.edges):
+        B[g.node_index[e.target], g.node_index[e.source]] = beta[k]
+    while np.max(np.abs(np.linalg.eigvals(np.abs(B)))) >= 0.8:
+        B *= 0.9
+        beta *= 0.9
+    return g, B
+
+
+def stage_graph(a: dict) -> dict:
+    import numpy as np
+
+    from veerkracht_bayes.sampling import SamplerSettings, fit
+    from veerkracht_bayes.sufficient_stats import prepare_model_data
+
+    p, n = a["p"], a["n"]
+    g, B = random_graph(p, a.get("seed", 3))
+    rng = np.random.default_rng(1)
+    A = np.linalg.inv(np.eye(p) - B)
+    psi = np.linalg.solve(A * A, np.ones(p))
+    psi = np.clip(psi, 0.05, None)
+    eta = rng.normal(size=(n, p)) * np.sqrt(psi) @ A.T
+    c = np.repeat(np.arange(p), 3)
+    y = eta[:, c] * 0.75 + rng.normal(size=(n, 3 * p)) * np.sqrt(1 - 0.75**2)
+    t0 = time.perf_counter()
+    md = prepare_model_data(y, [f"i{j}" for j in range(3 * p)], [g.nodes[k] for k in c])
+    res = fit(g, md, settings=SamplerSettings(chains=2, draws=a["draws"], tune=a["tune"], progressbar=False,
+                                              prior_draws=200), pointwise=False)
+    wall = time.perf_counter() - t0
+    ess = min_ess_beta(res.idata)
+    ts = _sampling_time(res.idata, wall)
+    return {"p": p, "edges": len(g.edges), "n": n, "wall_s": wall, "sampling_s": ts, "min_ess_beta": ess,
+            "ess_per_s": ess / ts, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def stage_first_result(a: dict) -> dict:
+    t_start = a["t_start"]
+    t0 = time.time()
+    from veerkracht_bayes.causal_graph import load_graph
+    from veerkracht_bayes.codebook import load_codebook
+    from veerkracht_bayes.sampling import SamplerSettings, fit
+    from veerkracht_bayes.sufficient_stats import model_data_from_survey
+    from veerkracht_bayes.survey_data import read_survey
+
+    t_imp = time.time()
+    g = load_graph("marvel")
+    cb = load_codebook(ROOT / "data/synthetic/codebook_synthetic.yaml", graph=g)
+    sd = read_survey(ROOT / "data/synthetic/veerkracht_synthetic.csv.gz", cb, graph=g)
+    t_read = time.time()
+    md = model_data_from_survey(sd, g)
+    t_stats = time.time()
+    fit(g, md, settings=SamplerSettings(chains=2, draws=a["draws"], tune=a["tune"], progressbar=False,
+                                        prior_draws=a.get("prior_draws", 1000)), pointwise=a.get("pointwise", False))
+    t_fit = time.time()
+    return {"total_s": t_fit - t_start, "interpreter_s": t0 - t_start, "import_s": t_imp - t0,
+            "read_s": t_read - t_imp, "stats_s": t_stats - t_read, "fit_s": t_fit - t_stats,
+            "missing_method": md.missing_method}
+
+
+def stage_doquery(a: dict) -> dict:
+    import numpy as np
+
+    from veerkracht_bayes.do_queries import SubgroupInfo, do_query
+    from veerkracht_bayes.dynamics import simulate_trajectories
+    from veerkracht_bayes.interventions import Intervention, Shift
+    from veerkracht_bayes.structural_draws import StructuralDraws
+
+    g, _ = marvel_layout()
+    rng = np.random.default_rng(0)
+    S = a["draws"]
+    beta = _truth_beta(g)[None] + rng.normal(0, 0.03, size=(S, len(g.edges)))
+    d = StructuralDraws.from_arrays(g, beta, np.zeros((S, len(g.nodes))))
+    subs = {f"s{k}": SubgroupInfo(prevalence=0.05 + 0.03 * k, n=500) for k in range(7)}
+    targets = [n for n in g.nodes if g.children(n)][:10]
+    ivs = [Intervention(name=f"p{i}_{s}", parts=[Shift(node=t, delta=0.2)], subgroup=s)
+           for i, t in enumerate(targets) for s in subs]
+    outs = ["wellbeing", "stress"]
+    do_query(d, ivs[:2], outcomes=outs, subgroups=subs)  # warm-up (JIT)
+    simulate_trajectories(d, ivs[:2], outcomes=outs, subgroups=subs, horizon=a["horizon"])
+    t0 = time.perf_counter()
+    do_query(d, ivs, outcomes=outs, subgroups=subs)
+    t1 = time.perf_counter()
+    simulate_trajectories(d, ivs, outcomes=outs, subgroups=subs, horizon=a["horizon"])
+    t2 = time.perf_counter()
+    return {"n_interventions": len(ivs), "draws": S, "equilibrium_s": t1 - t0, "trajectory_s": t2 - t1,
+            "doquery_s": t2 - t0}
+
+
+def stage_parquet(a: dict) -> dict:
+    """Write a synthetic Parquet file in chunks, then measure stats_from_parquet's peak memory."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from veerkracht_bayes.synthetic import simulate_population
+
+    rows = a["rows"]
+    path = Path(a["path"])
+    t0 = time.perf_counter()
+    if not path.exists():
+        base = simulate_population(min(rows, 100_000), 5)
+        df = base.data
+        cb = base.codebook
+        writer = None
+        for k, a0 in enumerate(range(0, rows, len(df))):
+            chunk = df.iloc[: min(len(df), rows - a0)].copy()
+            chunk[cb.id_column] = np.arange(a0, a0 + len(chunk)) + 1
+            tbl = pa.Table.from_pandas(chunk, preserve_index=False)
+            writer = writer or pq.ParquetWriter(path, tbl.schema)
+            writer.write_table(tbl)
+        writer.close()
+        (path.with_suffix(".codebook.yaml")).write_text(_codebook_yaml(cb))
+    t_write = time.perf_counter() - t0
+    return {"rows": rows, "write_s": t_write, "path": str(path)}
+
+
+def _codebook_yaml(cb) -> str:
+    import yaml  # writing only (reading goes through yaml_io)
+
+    return yaml.safe_dump(cb.model_dump(mode="json", exclude_none=True), sort_keys=False)
+
+
+def stage_parquet_stats(a: dict) -> dict:
+    from veerkracht_bayes.causal_graph import load_graph
+    from veerkracht_bayes.codebook import load_codebook
+    from veerkracht_bayes.out_of_core import stats_from_parquet
+
+    g = load_graph("marvel")
+    path = Path(a["path"])
+    cb = load_codebook(path.with_suffix(".codebook.yaml"), graph=g)
+    t0 = time.perf_counter()
+    md = stats_from_parquet(path, cb, g, chunk_rows=a.get("chunk_rows", 100_000))
+    return {"rows": md.n, "patterns": md.n_patterns, "method": md.missing_method,
+            "stats_s": time.perf_counter() - t0,
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def stage_ordinal(a: dict) -> dict:
+    """Exact ordinal path (numpyro, vectorized chains) vs PyMC default on the same model."""
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from test_ordinal_model import make_graph, simulate
+
+    from veerkracht_bayes.ordinal_model import fit_ordinal
+    from veerkracht_bayes.sampling import SamplerSettings
+
+    data, _, _ = simulate(a["n"], 1)
+    t0 = time.perf_counter()
+    res = fit_ordinal(make_graph(), data, settings=SamplerSettings(
+        sampler=a["sampler"], chains=2, draws=a["draws"], tune=a["tune"], progressbar=False, prior_draws=200),
+        chain_method="vectorized")
+    wall = time.perf_counter() - t0
+    ess = min_ess_beta(res.idata)
+    ts = _sampling_time(res.idata, wall)
+    del np
+    return {"n": a["n"], "sampler": a["sampler"], "wall_s": wall, "sampling_s": ts, "min_ess_beta": ess,
+            "ess_per_s": ess / ts}
+
+
+STAGES = {"fit": stage_fit, "pymc": stage_pymc, "graph": stage_graph, "first_result": stage_first_result,
+          "doquery": stage_doquery, "parquet": stage_parquet, "parquet_stats": stage_parquet_stats,
+          "ordinal": stage_ordinal}
+
+
+# ============================================================================ driver
+PROFILES = {
+    "smoke": {"n_ess": 2_000, "pymc_draws": 30, "pymc_tune": 30, "draws": 50, "tune": 50, "pymc_cap": 300,
+              "ns": [1_000, 5_000], "ps": [10], "graph_n": 1_000, "dq_draws": 200, "horizon": 20,
+              "parquet_rows": 20_000, "ord_n": 200, "ord_pymc_cap": 120, "first_draws": 50},
+    "quick": {"n_ess": 20_000, "pymc_draws": 150, "pymc_tune": 150, "draws": 500, "tune": 500, "pymc_cap": 600,
+              "ns": [1_000, 1_000_000], "ps": [10, 100], "graph_n": 5_000, "dq_draws": 4_000, "horizon": 20,
+              "parquet_rows": 2_000_000, "ord_n": 20_000, "ord_pymc_cap": 300, "first_draws": 500},
+    "full": {"n_ess": 20_000, "pymc_draws": 300, "pymc_tune": 300, "draws": 1000, "tune": 1000, "pymc_cap": 3600,
+             "ns": [1_000, 10_000, 100_000, 1_000_000], "ps": [10, 30, 60, 100], "graph_n": 5_000,
+             "dq_draws": 4_000, "horizon": 20, "parquet_rows": 17_000_000, "ord_n": 20_000, "ord_pymc_cap": 1800,
+             "first_draws": 1000},
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--skip", default="", help="comma-separated stages to skip: ess,scaling,graph,first,"
+                                               "doquery,parquet,ordinal")
+    ap.add_argument("--stage")
+    ap.add_argument("--stage-args")
+    args = ap.parse_args(argv)
+    if args.stage:
+        res = STAGES[args.stage](json.loads(args.stage_args))
+        print(json.dumps(res))
+        return 0
+    prof = PROFILES["smoke" if args.smoke else "quick" if args.quick else "full"]
+    skip = set(filter(None, args.skip.split(",")))
+    t_all = time.perf_counter()
+    out: dict = {"profile": "smoke" if args.smoke else "quick" if args.quick else "full",
+                 "machine": {"cpus": os.cpu_count(), "load_avg_start": os.getloadavg()[0]}}
+
+    def log(msg: str) -> None:
+        print(f"[{time.perf_counter() - t_all:7.1f}s] {msg}", file=sys.stderr, flush=True)
+
+    def fresh_cache() -> str:
+        return tempfile.mkdtemp(prefix="vk_jax_")
+
+    if "ess" not in skip:
+        n = prof["n_ess"]
+        ours = run_stage("fit", {"n": n, "draws": prof["draws"], "tune": prof["tune"]}, cache=fresh_cache())
+        log(f"ours numpyro N={n}: {ours}")
+        nut = run_stage("fit", {"n": n, "draws": prof["draws"], "tune": prof["tune"], "sampler": "nutpie"},
+                        cache=fresh_cache())
+        log(f"nutpie N={n}: {nut}")
+        base = run_stage("pymc", {"n": n, "draws": prof["pymc_draws"], "tune": prof["pymc_tune"]},
+                         timeout=prof["pymc_cap"])
+        if base.get("timed_out"):
+            # counted as its cap, ESS bounded by the number of draws kept: a lower bound on the ratio
+            base.update(sampling_s=prof["pymc_cap"], min_ess_beta=2 * prof["pymc_draws"],
+                        ess_per_s=2 * prof["pymc_draws"] / prof["pymc_cap"], capped=True)
+        log(f"pymc naive N={n}: {base}")
+        out["ess"] = {"ours": ours, "nutpie": nut, "pymc_naive": base}
+        if "ess_per_s" in ours and "ess_per_s" in base:
+            out["ess_per_s_ratio_vs_pymc"] = ours["ess_per_s"] / base["ess_per_s"]
+            out["ess_ratio_is_lower_bound"] = bool(base.get("capped", False))
+        if "ess_per_s" in nut and "ess_per_s" in base:
+            out["nutpie_ess_per_s_ratio_vs_pymc"] = nut["ess_per_s"] / base["ess_per_s"]
+    if "scaling" not in skip:
+        rows = []
+        for n in prof["ns"]:
+            r = run_stage("fit", {"n": n, "draws": prof["draws"], "tune": prof["tune"]}, cache=fresh_cache())
+            log(f"scaling N={n}: {r}")
+            rows.append(r)
+        out["scaling_n"] = rows
+        if all("wall_s" in r and "error" not in r for r in rows):
+            out["flat_n_ratio"] = rows[-1]["wall_s"] / rows[0]["wall_s"]
+    if "graph" not in skip:
+        rows = []
+        for p in prof["ps"]:
+            r = run_stage("graph", {"p": p, "n": prof["graph_n"], "draws": prof["draws"] // 2,
+                                    "tune": prof["tune"] // 2}, cache=fresh_cache())
+            log(f"graph p={p}: {r}")
+            rows.append(r)
+        out["graph_size"] = rows
+    if "first" not in skip:
+        cache = fresh_cache()
+        cold = run_stage("first_result", {"t_start": time.time(), "draws": prof["first_draws"],
+                                          "tune": prof["first_draws"]}, cache=cache)
+        warm = run_stage("first_result", {"t_start": time.time(), "draws": prof["first_draws"],
+                                          "tune": prof["first_draws"]}, cache=cache)
+        log(f"first result cold: {cold}; warm cache: {warm}")
+        out["first_result"] = {"cold": cold, "warm_cache": warm}
+        if "total_s" in cold:
+            out["first_result_seconds"] = cold["total_s"]
+    if "doquery" not in skip:
+        r = run_stage("doquery", {"draws": prof["dq_draws"], "horizon": prof["horizon"]})
+        log(f"doquery: {r}")
+        out["doquery"] = r
+        if "doquery_s" in r:
+            out["doquery_seconds"] = r["doquery_s"]
+    if "parquet" not in skip:
+        tmp = Path(tempfile.mkdtemp(prefix="vk_pq_")) / "survey.parquet"
+        w = run_stage("parquet", {"rows": prof["parquet_rows"], "path": str(tmp)})
+        s = run_stage("parquet_stats", {"path": str(tmp)})
+        log(f"parquet: {w} {s}")
+        out["parquet"] = {"write": w, "stats": s}
+    if "ordinal" not in skip:
+        o = run_stage("ordinal", {"n": prof["ord_n"], "sampler": "numpyro", "draws": prof["draws"] // 2,
+                                  "tune": prof["tune"] // 2}, cache=fresh_cache())
+        b = run_stage("ordinal", {"n": prof["ord_n"], "sampler": "pymc", "draws": prof["pymc_draws"],
+                                  "tune": prof["pymc_tune"]}, timeout=prof["ord_pymc_cap"])
+        if b.get("timed_out"):
+            b.update(sampling_s=prof["ord_pymc_cap"], ess_per_s=2 * prof["pymc_draws"] / prof["ord_pymc_cap"],
+                     capped=True)
+        log(f"ordinal: {o} pymc: {b}")
+        out["ordinal"] = {"ours": o, "pymc": b}
+        if "ess_per_s" in o and "ess_per_s" in b:
+            out["ordinal_ess_per_s_ratio_vs_pymc"] = o["ess_per_s"] / b["ess_per_s"]
+    out["total_s"] = time.perf_counter() - t_all
+    out["machine"]["load_avg_end"] = os.getloadavg()[0]
+    path = write_markdown(out)
+    log(f"wrote {path}")
+    if args.json:
+        print(json.dumps(out, default=float))
+    return 0
+
+
+def _f(v, fmt="{:.3g}") -> str:
+    return "—" if v is None else fmt.format(v) if isinstance(v, (int, float)) else str(v)
+
+
+def write_markdown(out: dict) -> Path:
+    res = ROOT / "benchmarks" / "results"
+    res.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    lines = [f"# Benchmark ({out['profile']}, {stamp})", "",
+             f"CPUs {out['machine']['cpus']}, load average {out['machine']['load_avg_start']:.2f} at start, "
+             f"{out['machine'].get('load_avg_end', 0):.2f} at end; total {out['total_s']:.0f} s.", "",
+             "| metric | value | target (issue 7) |", "|---|---|---|",
+             f"| ESS/s ratio vs PyMC default (N = 20k) | {_f(out.get('ess_per_s_ratio_vs_pymc'))}"
+             f"{' (lower bound: capped)' if out.get('ess_ratio_is_lower_bound') else ''} | ≥ 100 |",
+             f"| nutpie ESS/s ratio vs PyMC default | {_f(out.get('nutpie_ess_per_s_ratio_vs_pymc'))} | — |",
+             f"| flat_n_ratio (wall, largest / smallest N) | {_f(out.get('flat_n_ratio'))} | ≤ 1.5 |",
+             f"| first_result_seconds (cold cache) | {_f(out.get('first_result_seconds'))} | < 20 |",
+             f"| doquery_seconds | {_f(out.get('doquery_seconds'))} | < 1 |",
+             f"| ordinal ESS/s ratio vs PyMC default | {_f(out.get('ordinal_ess_per_s_ratio_vs_pymc'))} | ≥ 3 |",
+             ""]
+    if "ess" in out:
+        lines += ["## ESS per second (MARVEL, N = 20k)", "", "| sampler | wall s | sampling s | min bulk ESS β | ESS/s |",
+                  "|---|---|---|---|---|"]
+        for k, r in out["ess"].items():
+            lines.append(f"| {k} | {_f(r.get('wall_s'))} | {_f(r.get('sampling_s'))} | {_f(r.get('min_ess_beta'))} "
+                         f"| {_f(r.get('ess_per_s'))} |")
+        lines.append("")
+    if "scaling_n" in out:
+        lines += ["## Scaling in N (our path, cold compile each)", "", "| N | stats s | fit s | wall s | ESS/s | peak MB |",
+                  "|---|---|---|---|---|---|"]
+        for r in out["scaling_n"]:
+            lines.append(f"| {_f(r.get('n'), '{:,}')} | {_f(r.get('stats_s'))} | {_f(r.get('fit_s'))} | "
+                         f"{_f(r.get('wall_s'))} | {_f(r.get('ess_per_s'))} | {_f(r.get('peak_rss_mb'))} |")
+        lines.append("")
+    if "graph_size" in out:
+        lines += ["## Graph size", "", "| nodes | edges | wall s | ESS/s | peak MB |", "|---|---|---|---|---|"]
+        for r in out["graph_size"]:
+            lines.append(f"| {_f(r.get('p'))} | {_f(r.get('edges'))} | {_f(r.get('wall_s'))} | "
+                         f"{_f(r.get('ess_per_s'))} | {_f(r.get('peak_rss_mb'))} |")
+        lines.append("")
+    for key in ("first_result", "doquery", "parquet", "ordinal"):
+        if key in out:
+            lines += [f"## {key}", "", "```", json.dumps(out[key], indent=1, default=float), "```", ""]
+    path = res / f"benchmark-{out['profile']}-{stamp}.md"
+    path.write_text("\n".join(lines))
+    (res / f"latest-{out['profile']}.md").write_text("\n".join(lines))
+    return path
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
