@@ -1,0 +1,113 @@
+"""Tests for ``veerkracht-bayes run`` and ``demo``: an end-to-end run with data on a small
+synthetic survey, exit codes, and that no respondent-level data reach any output."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import xarray as xr
+from typer.testing import CliRunner
+
+from veerkracht_bayes import cli_run, sampling
+from veerkracht_bayes.cli import app
+from veerkracht_bayes.synthetic import write_synthetic
+
+runner = CliRunner()
+
+ID_PREFIX = "RSPNDNT"
+
+
+@pytest.fixture(scope="module")
+def small_survey(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """2,000 synthetic respondents with recognisable ids (to scan the outputs for)."""
+    d = tmp_path_factory.mktemp("cli_run")
+    files = write_synthetic(d, n=2000, seed=1)
+    df = pd.read_csv(files["data"])
+    df["respondent_id"] = [f"{ID_PREFIX}{i:06d}" for i in df["respondent_id"]]
+    df.to_csv(d / "survey.csv", index=False)
+    files["data"].unlink()
+    (d / "run.toml").write_text(f"""\
+[inputs]
+survey = "survey.csv"
+codebook = "{files['codebook'].name}"
+[sampler]
+chains = 2
+draws = 60
+tune = 60
+prior_draws = 100
+seed = 5
+[query]
+outcomes = ["wellbeing", "stress"]
+horizon = 5
+[diagnostics]
+ppp_draws = 20
+[output]
+dir = "out"
+formats = ["csv", "parquet", "netcdf"]
+""", encoding="utf-8")
+    return d
+
+
+def test_run_with_data_end_to_end(small_survey: Path) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    res = runner.invoke(app, ["-q", "run", str(small_survey / "run.toml")])
+    out = small_survey / "out"
+    assert out.is_dir(), res.output
+    prov = json.loads((out / "provenance.json").read_text())
+    # Exit code follows the diagnostics: 0 when they pass, 3 (numbers written) when not.
+    assert res.exit_code == (0 if prov["diagnostics_passed"] else 3), res.output
+    assert not prov["brief_written"]  # "brief" is not among the formats of this config
+    assert prov["inputs"]["survey"]["sha256"] and prov["inputs"]["codebook"]["sha256"]
+    assert prov["settings"]["prior_only"] is False
+    eff = pd.read_csv(out / "effects.csv")
+    assert set(eff["outcome"]) == {"wellbeing", "stress"} and eff["policy"].nunique() == 10
+    sub = pd.read_csv(out / "subgroups.csv")
+    assert (sub["n"] > 0).all() and sub["prevalence"].between(0, 1).all()
+    tree = xr.open_datatree(out / "posterior.nc")
+    assert "log_likelihood" not in tree.children and "posterior" in tree.children
+    # No respondent-level data: no respondent id in any file (text or binary), no
+    # respondent dimension in the posterior file.
+    for p in out.rglob("*"):
+        if p.is_file():
+            data = p.read_bytes()
+            assert ID_PREFIX.encode() not in data, p.name
+            assert b"log_likelihood" not in data or p.suffix in (".json",), p.name
+    for g in tree.children:
+        assert "respondent" not in tree[g].to_dataset().dims
+
+
+def test_nonempty_out_refused_before_sampling(small_survey: Path, monkeypatch: pytest.MonkeyPatch,
+                                              tmp_path: Path) -> None:
+    monkeypatch.setattr(sampling, "fit", lambda *a, **k: pytest.fail("fit was called"))
+    (tmp_path / "x.txt").write_text("x")
+    res = runner.invoke(app, ["run", str(small_survey / "run.toml"), "--out", str(tmp_path)])
+    assert res.exit_code == 2
+    assert "not empty" in res.output and "--overwrite" in res.output
+
+
+def test_demo_without_source_checkout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(sampling, "fit", lambda *a, **k: pytest.fail("fit was called"))
+    monkeypatch.setattr(cli_run, "__file__", str(tmp_path / "a" / "b" / "c" / "cli_run.py"))
+    res = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo")])
+    assert res.exit_code == 2
+    assert "synthetic data were not found" in res.output
+
+
+@pytest.mark.slow
+def test_demo_fast_full(tmp_path: Path) -> None:
+    """The README's command on the shipped 20,000-respondent data (slow: minutes)."""
+    res = runner.invoke(app, ["demo", "--fast", "--force", "--out", str(tmp_path / "demo")])
+    assert res.exit_code == 0, res.output
+    out = tmp_path / "demo"
+    assert (out / "effects.csv").is_file() and (out / "provenance.json").is_file()
+    prov = json.loads((out / "provenance.json").read_text())
+    assert prov["settings"]["fast"] is True
+    try:
+        import veerkracht_bayes.brief  # noqa: F401
+    except ModuleNotFoundError:
+        return
+    assert (out / "brief.html").is_file() and (out / "brief.md").is_file()
