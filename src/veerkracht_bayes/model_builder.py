@@ -74,7 +74,7 @@ from .errors import ModelError, Problem
 from .sufficient_stats import ModelData
 
 __all__ = ["EdgePriorValues", "ModelLayout", "StabilitySettings", "build_model", "edge_prior_values",
-           "perron_upper_bound"]
+           "edge_groups", "perron_upper_bound"]
 
 LOG_2PI = float(np.log(2 * np.pi))
 
@@ -161,6 +161,8 @@ class ModelLayout:
     edge_priors: dict[str, EdgePriorValues] = field(default_factory=dict)
     lik_latent: tuple[str, ...] = ()
     unmeasured: str = "cut"
+    measurement_priors: dict[str, float] = field(default_factory=dict)
+    free_items: tuple[bool, ...] = ()
 
 
 def _classify(graph: CausalGraph, data: ModelData | None) -> tuple[list[str], list[str], list[str]]:
@@ -217,21 +219,32 @@ def perron_upper_bound(absb: np.ndarray, iters: int = 60) -> np.ndarray:
     return (zmax[..., 0] + np.log(np.exp(z - zmax).sum(axis=-1))) / 1000.0
 
 
-def _edge_rvs(priors: dict[str, EdgePriorValues], keys: list[str]) -> pt.TensorVariable:
-    """Create one vector of edge coefficients (in ``keys`` order) from grouped RVs."""
+def edge_groups(priors: dict[str, EdgePriorValues], keys: list[str]) -> list[tuple[str, str, list[int]]]:
+    """Group edges by prior family and bounds: ``(rv_name, distribution, edge indices)``.
+
+    One PyMC random variable is created per group; the order of groups and of indices within
+    a group defines how the free variables map onto ``beta``.
+    """
     groups: dict[tuple, list[int]] = {}
     for i, k in enumerate(keys):
         p = priors[k]
-        kind = (p.distribution, p.lower is not None, p.upper is not None)
-        groups.setdefault(kind, []).append(i)
-    parts, order = [], []
+        groups.setdefault((p.distribution, p.lower is not None, p.upper is not None), []).append(i)
+    out = []
     for (dist, has_lo, has_hi), idx in groups.items():
+        out.append((f"beta_{dist}{'_pos' if has_lo else ''}{'_neg' if has_hi else ''}", dist, idx))
+    return out
+
+
+def _edge_rvs(priors: dict[str, EdgePriorValues], keys: list[str]) -> pt.TensorVariable:
+    """Create one vector of edge coefficients (in ``keys`` order) from grouped RVs."""
+    parts, order = [], []
+    for name, dist, idx in edge_groups(priors, keys):
         mu = np.array([priors[keys[i]].mean for i in idx])
         sd = np.array([priors[keys[i]].sd for i in idx])
-        name = f"beta_{dist}{'_pos' if has_lo else ''}{'_neg' if has_hi else ''}"
+        lo = priors[keys[idx[0]]].lower
+        hi = priors[keys[idx[0]]].upper
         if dist == "truncated_normal":
-            rv = pm.TruncatedNormal(name, mu=mu, sigma=sd, lower=0.0 if has_lo else None,
-                                    upper=0.0 if has_hi else None, shape=len(idx))
+            rv = pm.TruncatedNormal(name, mu=mu, sigma=sd, lower=lo, upper=hi, shape=len(idx))
         elif dist == "normal":
             rv = pm.Normal(name, mu=mu, sigma=sd, shape=len(idx))
         elif dist == "student_t":
@@ -433,5 +446,7 @@ def build_model(
         edge_kind=edge_kind, items=tuple(items), item_construct=tuple(item_construct),
         single_item_constructs=single, reliability=reliability, stability=stability,
         edge_priors=eps, lik_latent=tuple(lik_latent), unmeasured=unmeasured,
+        measurement_priors=dict(mp),
+        free_items=tuple(bool(counts[c] > 1) for c in item_construct),
     )
     return model, layout

@@ -84,50 +84,115 @@ def _flat(ds: xr.Dataset, name: str) -> np.ndarray:
     return arr.reshape((-1,) + arr.shape[2:])
 
 
-def _perron(absB: np.ndarray) -> np.ndarray:
-    if absB.shape[-1] == 0:
-        return np.zeros(absB.shape[0])
-    return np.max(np.abs(np.linalg.eigvals(absB)), axis=-1)
+def _draw_free(layout: ModelLayout, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Forward draws of the model's free random variables (NumPy/SciPy, no compilation)."""
+    from scipy import stats
+
+    from .model_builder import edge_groups
+
+    keys = list(layout.edge_keys)
+    out: dict[str, np.ndarray] = {}
+    for name, dist, idx in edge_groups(layout.edge_priors, keys):
+        p = [layout.edge_priors[keys[i]] for i in idx]
+        mu = np.array([q.mean for q in p])
+        sd = np.array([q.sd for q in p])
+        if dist == "truncated_normal":
+            lo = np.array([-np.inf if q.lower is None else q.lower for q in p])
+            hi = np.array([np.inf if q.upper is None else q.upper for q in p])
+            out[name] = stats.truncnorm.rvs((lo - mu) / sd, (hi - mu) / sd, loc=mu, scale=sd,
+                                            size=(n, len(idx)), random_state=rng)
+        elif dist == "normal":
+            out[name] = rng.normal(mu, sd, size=(n, len(idx)))
+        else:  # student_t
+            nu = np.array([q.nu or 4.0 for q in p])
+            out[name] = mu + sd * rng.standard_t(nu, size=(n, len(idx)))
+    mp = layout.measurement_priors
+    n_free = int(sum(layout.free_items))
+    if n_free:
+        a = (0.0 - mp["loading_mu"]) / mp["loading_sd"]
+        out["loading"] = stats.truncnorm.rvs(a, np.inf, loc=mp["loading_mu"], scale=mp["loading_sd"],
+                                             size=(n, n_free), random_state=rng)
+        out["residual_var"] = np.exp(rng.normal(mp["theta_logmean"], mp["theta_logsd"], size=(n, n_free)))
+    if layout.items:
+        out["nu"] = rng.normal(0.0, mp["nu_sd"], size=(n, len(layout.items)))
+    return out
 
 
-def _prior_draws(model, layout: ModelLayout, graph: CausalGraph, n: int, seed: int) -> xr.Dataset:
-    """Forward draws from the priors; stability barrier and psi > 0 applied by rejection."""
-    import pymc as pm
+def _deterministics(layout: ModelLayout, graph: CausalGraph, free: dict[str, np.ndarray],
+                    x_cov: np.ndarray) -> dict[str, np.ndarray]:
+    """The model's deterministic quantities from free draws (NumPy twin of build_model)."""
+    from .model_builder import edge_groups
 
-    names = [v for v in ("beta", "lambda", "theta", "nu", "psi", "alpha", "rho_abs_bound")
-             if v in model.named_vars] + [rv.name for rv in model.free_RVs if rv.name != "nu"]
+    keys = list(layout.edge_keys)
+    n = next(iter(free.values())).shape[0]
+    beta = np.zeros((n, len(keys)))
+    for name, _, idx in edge_groups(layout.edge_priors, keys):
+        beta[:, idx] = free[name]
+    B, G = structural_matrices(layout, graph, beta)
+    pl = B.shape[1]
+    A = np.linalg.inv(np.eye(pl)[None] - B)
+    if G.shape[2]:
+        AG = np.einsum("sij,sjk->sik", A, G)
+        dx = np.einsum("sik,kl,sil->si", AG, x_cov, AG)
+    else:
+        dx = np.zeros((n, pl))
+    psi_lat = np.linalg.solve(A * A, (1.0 - dx)[..., None])[..., 0]
+    psi = np.zeros((n, len(graph.nodes)))
+    psi[:, [graph.node_index[k] for k in layout.latent]] = psi_lat
+    if layout.covariates:
+        psi[:, [graph.node_index[k] for k in layout.covariates]] = np.diag(x_cov)
+    rho = perron_upper_bound(np.abs(B), layout.stability.power_iterations)
+    det = {"beta": beta, "psi": psi, "alpha": np.zeros((n, len(graph.nodes))), "rho_abs_bound": rho,
+           "_psi_lat": psi_lat}
+    if layout.items:
+        free_mask = np.array(layout.free_items, dtype=bool)
+        lam = np.full((n, len(layout.items)), np.sqrt(layout.reliability))
+        th = np.full((n, len(layout.items)), 1.0 - layout.reliability)
+        if free_mask.any():
+            lam[:, free_mask] = free["loading"]
+            th[:, free_mask] = free["residual_var"]
+        det["lambda"], det["theta"] = lam, th
+    return det
+
+
+def _prior_draws(model, layout: ModelLayout, graph: CausalGraph, n: int, seed: int,
+                 x_cov: np.ndarray | None = None) -> xr.Dataset:
+    """Forward draws from the priors; the model's smooth barriers (stability, positive
+    disturbance variances) applied by rejection, so the result follows the prior density the
+    sampler uses. Pure NumPy/SciPy: nothing is compiled."""
     rng = np.random.default_rng(seed)
-    kept: list[xr.Dataset] = []
+    x_cov = np.zeros((len(layout.covariates),) * 2) if x_cov is None else x_cov
+    st = layout.stability
+    kept: dict[str, list[np.ndarray]] = {}
     total = 0
-    attempts = 0
-    while total < n and attempts < 20:
-        attempts += 1
-        pp = pm.sample_prior_predictive(draws=max(2 * n, 200), model=model, var_names=names,
-                                        random_seed=rng.integers(2**31))
-        prior = pp["prior"].to_dataset() if hasattr(pp["prior"], "to_dataset") else pp["prior"]
-        beta = _flat(prior, "beta")
-        psi = _flat(prior, "psi")
-        B, _ = structural_matrices(layout, graph, beta)
-        rho = perron_upper_bound(np.abs(B), layout.stability.power_iterations)
-        lat_pos = [graph.node_index[k] for k in layout.latent]
-        psi_lat = psi[:, lat_pos]
-        ok_psi = (psi_lat > 1e-4).all(axis=1)
-        st = layout.stability
-        # acceptance = the model's smooth barriers (stability, positive disturbance variances)
-        log_acc = -np.logaddexp(0.0, -(st.rho_max - rho) / st.width)
+    for _ in range(50):
+        m = max(2 * n, 200)
+        free = _draw_free(layout, m, rng)
+        det = _deterministics(layout, graph, free, x_cov)
+        psi_lat = det.pop("_psi_lat")
+        log_acc = -np.logaddexp(0.0, -(st.rho_max - det["rho_abs_bound"]) / st.width)
         log_acc += np.sum(-np.logaddexp(0.0, -(psi_lat - 0.02) / 0.01), axis=1)
-        accept_p = np.exp(log_acc)
-        keep = ok_psi & (rng.random(len(rho)) < accept_p)
-        idx = np.flatnonzero(keep)
-        sel = prior.stack(sample=("chain", "draw")).isel(sample=idx)
-        kept.append(sel.drop_vars(["sample", "chain", "draw"]))
-        total += len(idx)
+        keep = (psi_lat > 1e-4).all(axis=1) & (np.log(rng.random(m)) < log_acc)
+        for k, v in {**free, **det}.items():
+            kept.setdefault(k, []).append(v[keep])
+        total += int(keep.sum())
+        if total >= n:
+            break
     if total < n:
         raise ModelError(f"only {total} of {n} prior draws have a stable, standardisable system; "
                          "the priors put most mass on unstable cycles (reduce the prior means)")
-    allp = xr.concat(kept, dim="sample").isel(sample=slice(0, n))
-    allp = allp.assign_coords(sample=np.arange(n)).rename(sample="draw").expand_dims(chain=[0])
-    return allp.transpose("chain", "draw", ...)
+    dims = {"beta": ("edge",), "psi": ("node",), "alpha": ("node",), "rho_abs_bound": (),
+            "lambda": ("item",), "theta": ("item",), "nu": ("item",)}
+    coords = {"chain": [0], "draw": np.arange(n), "edge": list(layout.edge_keys),
+              "node": list(graph.nodes)}
+    if layout.items:
+        coords["item"] = list(layout.items)
+    data_vars = {}
+    for k, parts in kept.items():
+        arr = np.concatenate(parts)[:n][None]
+        d = dims.get(k, (f"{k}_dim_0",) if arr.ndim == 3 else ())
+        data_vars[k] = (("chain", "draw") + tuple(d), arr)
+    return xr.Dataset(data_vars, coords=coords)
 
 
 def fit(
@@ -176,7 +241,8 @@ def fit(
     if settings.sampler not in ("numpyro", "blackjax", "nutpie", "pymc"):
         raise ModelError(f"unknown sampler {settings.sampler!r} (expected numpyro, blackjax, nutpie or pymc)")
     model, layout = build_model(graph, data, priors, vague=vague, reliability=reliability)
-    prior = _prior_draws(model, layout, graph, settings.prior_draws, settings.random_seed)
+    prior = _prior_draws(model, layout, graph, settings.prior_draws, settings.random_seed,
+                         None if data is None else data.x_cov)
     if data is None:
         post = prior.copy()
         idata = xr.DataTree.from_dict({"posterior": post, "prior": prior})
