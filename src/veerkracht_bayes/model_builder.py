@@ -65,6 +65,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import logging
+
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
@@ -77,6 +79,7 @@ __all__ = ["EdgePriorValues", "ModelLayout", "StabilitySettings", "build_model",
            "edge_groups", "perron_upper_bound"]
 
 LOG_2PI = float(np.log(2 * np.pi))
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -163,6 +166,7 @@ class ModelLayout:
     unmeasured: str = "cut"
     measurement_priors: dict[str, float] = field(default_factory=dict)
     free_items: tuple[bool, ...] = ()
+    identification_warnings: tuple[str, ...] = ()
 
 
 def _classify(graph: CausalGraph, data: ModelData | None) -> tuple[list[str], list[str], list[str]]:
@@ -309,6 +313,11 @@ def build_model(
         unknown = sorted(set(data.item_construct) - set(graph.nodes))
         if unknown:
             raise ModelError(f"items measure nodes that are not in the graph: {unknown}")
+    from .identification import assert_identified
+
+    id_warnings = assert_identified(graph, data, vague=(priors is None and vague))
+    for w in id_warnings:
+        log.info("identification: %s", w)
     if unmeasured not in ("cut", "joint"):
         raise ModelError(f"unmeasured must be 'cut' or 'joint', got {unmeasured!r}")
     eps = edge_prior_values(priors, graph, vague=vague)
@@ -448,5 +457,6 @@ def build_model(
         edge_priors=eps, lik_latent=tuple(lik_latent), unmeasured=unmeasured,
         measurement_priors=dict(mp),
         free_items=tuple(bool(counts[c] > 1) for c in item_construct),
+        identification_warnings=tuple(str(w) for w in id_warnings),
     )
     return model, layout
