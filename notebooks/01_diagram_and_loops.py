@@ -36,6 +36,7 @@
 # so that the structural equation reads `eta = B eta + ...`.
 
 # %%
+# %matplotlib inline
 import os
 
 # One BLAS/OpenMP thread: reproducible timings on small machines, no oversubscription.

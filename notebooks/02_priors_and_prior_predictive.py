@@ -33,6 +33,7 @@
 # before they are mixed with data.
 
 # %%
+# %matplotlib inline
 import os
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -41,6 +42,13 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 FAST = os.environ.get("VEERKRACHT_FAST", "0") == "1"
 SEED = 2023
 PRIOR_DRAWS = 300 if FAST else 2000
+
+import warnings
+
+# The prior draws apply the stability barrier by rejection, so PyMC's warning that
+# potentials are ignored by forward sampling does not apply here.
+warnings.filterwarnings("ignore", message="The effect of Potentials")
+warnings.filterwarnings("ignore", message="Numba will use object mode")
 
 import matplotlib.pyplot as plt
 import numpy as np

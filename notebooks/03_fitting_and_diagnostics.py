@@ -48,6 +48,7 @@
 #   (stability-truncated) priors — the diagnostics mark them prior-dominated.
 
 # %%
+# %matplotlib inline
 import os
 import warnings
 
@@ -65,6 +66,7 @@ else:     # sensible defaults for a 2-core laptop (a few minutes)
 # potentials are ignored by forward sampling does not apply here.
 warnings.filterwarnings("ignore", message="The effect of Potentials")
 warnings.filterwarnings("ignore", message="Numba will use object mode")
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 from pathlib import Path
 

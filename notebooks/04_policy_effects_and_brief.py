@@ -33,6 +33,7 @@
 # time to effect, subgroup targeting and loop amplification. It ends with the brief itself.
 
 # %%
+# %matplotlib inline
 import os
 import tempfile
 import warnings
@@ -44,6 +45,7 @@ FAST = os.environ.get("VEERKRACHT_FAST", "0") == "1"
 SEED = 2023
 warnings.filterwarnings("ignore", message="The effect of Potentials")
 warnings.filterwarnings("ignore", message="Numba will use object mode")
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 from pathlib import Path
 

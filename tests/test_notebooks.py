@@ -147,6 +147,7 @@ def test_03_fitting_and_diagnostics(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert "data-informed" in text and "prior-dominated" in text and "R-hat" in text
 
 
+@pytest.mark.slow  # a full pipeline run plus the step-by-step queries: about 3 CPU-minutes
 @_timeout("04_policy_effects_and_brief")
 def test_04_policy_effects_and_brief(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     nb = _execute("04_policy_effects_and_brief", tmp_path, monkeypatch)
