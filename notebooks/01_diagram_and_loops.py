@@ -48,7 +48,6 @@ SEED = 2023
 
 import numpy as np
 import pandas as pd
-from IPython.display import HTML, display
 
 from veerkracht_bayes.causal_graph import load_graph
 from veerkracht_bayes.drawing import dot_available

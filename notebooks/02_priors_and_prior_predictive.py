@@ -53,7 +53,7 @@ warnings.filterwarnings("ignore", message="Numba will use object mode")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from IPython.display import HTML, display
+from IPython.display import HTML
 
 from veerkracht_bayes import effect_sizes as es
 from veerkracht_bayes.bibliography import references_html

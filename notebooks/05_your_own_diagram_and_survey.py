@@ -66,9 +66,8 @@ warnings.filterwarnings("ignore", message="The effect of Potentials")
 warnings.filterwarnings("ignore", message="Numba will use object mode")
 warnings.filterwarnings("ignore", message="IProgress not found")
 
-import numpy as np
 import pandas as pd
-from IPython.display import HTML, display
+from IPython.display import HTML
 
 from veerkracht_bayes.diagnostics import diagnose
 from veerkracht_bayes.display import EffectsTable, fit_summary_html

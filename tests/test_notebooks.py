@@ -13,7 +13,6 @@ repository.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
