@@ -251,11 +251,15 @@ def test_engine_logp_matches_model(engine):
     assert np.isfinite(ref) and got == pytest.approx(ref, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_sbc_negative_control_fails(engine):
     """Residual variances simulated twice too large: the uniformity test must reject.
 
     10 replications suffice: if every theta rank is 0, chi-square = 40 on 4 df (p = 4e-8),
-    far below the Bonferroni per-test alpha 0.01/K (about 4e-4)."""
+    far below the Bonferroni per-test alpha 0.01/K (about 4e-4).
+    Marked slow: one NUTS run takes 20-25 s wall on the loaded shared 2-core machine.
+    OPEN: in one run (seed 101) replication 1 found no valid initial point among 5 prior
+    draws ("Cannot find valid initial parameters"); not reproduced with other seeds."""
     ranks = run_sbc(engine, reps=10, seed=101, theta_factor=2.0, warmup=200, samples=198)
     p = uniformity_pvalues(ranks)
     alpha = FAMILY_ALPHA / len(p)
