@@ -51,7 +51,10 @@ coefficients, at the price of ignoring the weak information the data carry about
 through the standardisation. Paths measured -> unmeasured -> measured are therefore
 represented twice in do-queries (once inside the data-estimated direct link, once through the
 prior-only path); on MARVEL such paths are products of two or more small prior links.
-``unmeasured="joint"`` fits the full system instead. ``psi`` is reported for the full system
+In the sampler, the prior-only links are independent of everything else (the barriers act
+on the likelihood system); the full system's barriers are then imposed on them by an exact
+accept/redraw step (``sampling._cut_completion``). ``unmeasured="joint"`` fits the full
+system instead. ``psi`` is reported for the full system
 (every latent with variance 1); a soft barrier keeps it positive.
 
 Stability: a smooth barrier on the Perron root of |B| (an upper bound of the spectral
@@ -167,6 +170,7 @@ class ModelLayout:
     measurement_priors: dict[str, float] = field(default_factory=dict)
     free_items: tuple[bool, ...] = ()
     identification_warnings: tuple[str, ...] = ()
+    cut_active: bool = False
 
 
 def _classify(graph: CausalGraph, data: ModelData | None) -> tuple[list[str], list[str], list[str]]:
@@ -387,12 +391,8 @@ def build_model(
             psi_full = pt.set_subtensor(psi_full[cov_pos], np.diag(x_cov))
         pm.Deterministic("psi", psi_full, dims="node")
         pm.Deterministic("alpha", pt.zeros((len(graph.nodes),)), dims="node")
-        rho = _perron_root(pt.abs(B_full), stability.power_iterations) if pl else pt.constant(0.0)
-        pm.Deterministic("rho_abs_bound", rho)
-        pm.Potential("stability", -pt.softplus(-(stability.rho_max - rho) / stability.width))
-        # soft positivity of the full-system disturbance variances (R^2 of every latent < 1)
-        pm.Potential("standardisation_full",
-                     pt.sum(-pt.softplus(-(psi_full_lat - 0.02) / 0.01)))
+        rho_full = _perron_root(pt.abs(B_full), stability.power_iterations) if pl else pt.constant(0.0)
+        pm.Deterministic("rho_abs_bound", rho_full)
         # likelihood system (measured sub-system in cut mode)
         plk = len(lik_latent)
         B = _block(lli, ("latent",))
@@ -407,6 +407,17 @@ def build_model(
         psi_ok = pt.all(pt.gt(psi_lat, 1e-4))
         psi_safe = pt.switch(pt.gt(psi_lat, 1e-4), psi_lat, 1e-4)
         pm.Potential("standardisation", pt.switch(psi_ok, 0.0, -np.inf))
+        # Smooth barriers: stability and positive disturbance variances (R^2 < 1). In cut mode
+        # they act on the likelihood system here; the full system's barriers are applied to the
+        # prior-only links afterwards by rejection (sampling.fit), as the cut posterior requires.
+        cut_active = unmeasured == "cut" and data is not None and plk < pl
+        if cut_active:
+            rho_b = _perron_root(pt.abs(B), stability.power_iterations) if plk else pt.constant(0.0)
+            psi_b = psi_lat
+        else:
+            rho_b, psi_b = rho_full, psi_full_lat
+        pm.Potential("stability", -pt.softplus(-(stability.rho_max - rho_b) / stability.width))
+        pm.Potential("standardisation_soft", pt.sum(-pt.softplus(-(psi_b - 0.02) / 0.01)))
 
         if data is not None and len(items):
             m = len(items)
@@ -458,5 +469,6 @@ def build_model(
         measurement_priors=dict(mp),
         free_items=tuple(bool(counts[c] > 1) for c in item_construct),
         identification_warnings=tuple(str(w) for w in id_warnings),
+        cut_active=bool(unmeasured == "cut" and data is not None and len(lik_latent) < len(latent)),
     )
     return model, layout

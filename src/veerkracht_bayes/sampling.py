@@ -195,6 +195,63 @@ def _prior_draws(model, layout: ModelLayout, graph: CausalGraph, n: int, seed: i
     return xr.Dataset(data_vars, coords=coords)
 
 
+def _cut_completion(post: xr.Dataset, layout: ModelLayout, graph: CausalGraph, x_cov: np.ndarray,
+                    seed: int) -> tuple[xr.Dataset, int]:
+    """Apply the full system's barriers to the prior-only links of a cut posterior.
+
+    In the cut posterior the links that touch unmeasured constructs are independent of the
+    data; NUTS draws them from their priors. Their conditional target given the
+    data-informed links is prior × barrier(full system), sampled here exactly by
+    accept/redraw: each draw is kept with probability barrier(full), otherwise its prior-only
+    links are redrawn from the prior. Returns the completed posterior and the number of redraws.
+    """
+    from .model_builder import edge_groups
+
+    keys = list(layout.edge_keys)
+    po_idx = np.array([i for i, k in enumerate(keys) if layout.edge_kind[k] in ("prior_only", "absent")],
+                      dtype=int)
+    beta = post["beta"].transpose("chain", "draw", "edge").values
+    nc, nd, ne = beta.shape
+    flat = beta.reshape(-1, ne).copy()
+    rng = np.random.default_rng(seed + 7919)
+    st = layout.stability
+    pending = np.arange(flat.shape[0])
+    redraws = 0
+    first = True
+    for _ in range(200):
+        det = _deterministics(layout, graph, {n: flat[pending][:, idx] for n, _, idx in
+                                              edge_groups(layout.edge_priors, keys)}, x_cov)
+        psi_lat = det["_psi_lat"]
+        log_acc = -np.logaddexp(0.0, -(st.rho_max - det["rho_abs_bound"]) / st.width)
+        log_acc += np.sum(-np.logaddexp(0.0, -(psi_lat - 0.02) / 0.01), axis=1)
+        ok = (psi_lat > 1e-4).all(axis=1) & (np.log(rng.random(len(pending))) < log_acc)
+        pending = pending[~ok]
+        if len(pending) == 0 or len(po_idx) == 0:
+            break
+        fresh = _draw_free(layout, len(pending), rng)
+        new_beta = np.zeros((len(pending), ne))
+        for name, _, idx in edge_groups(layout.edge_priors, keys):
+            new_beta[:, idx] = fresh[name]
+        flat[np.ix_(pending, po_idx)] = new_beta[:, po_idx]
+        redraws += len(pending)
+        first = False
+    if len(pending):
+        raise ModelError(f"{len(pending)} posterior draws have no stable, standardisable completion "
+                         "of the prior-only links (the data-informed system is close to unstable)")
+    del first
+    free = {n: flat[:, idx] for n, _, idx in edge_groups(layout.edge_priors, keys)}
+    det = _deterministics(layout, graph, free, x_cov)
+    post = post.copy()
+    post["beta"] = (("chain", "draw", "edge"), flat.reshape(nc, nd, ne))
+    post["psi"] = (("chain", "draw", "node"), det["psi"].reshape(nc, nd, -1))
+    post["rho_abs_bound"] = (("chain", "draw"), det["rho_abs_bound"].reshape(nc, nd))
+    for n, _, idx in edge_groups(layout.edge_priors, keys):
+        if n in post:
+            dims = post[n].dims
+            post[n] = (dims, flat[:, idx].reshape(nc, nd, len(idx)))
+    return post, redraws
+
+
 def fit(
     graph: CausalGraph,
     data: ModelData | None = None,
@@ -280,6 +337,12 @@ def fit(
         keep = ["posterior", "sample_stats"]
         idata = xr.DataTree.from_dict({g: idata[g].to_dataset() for g in keep if g in idata.children})
         idata["prior"] = xr.DataTree(prior)
+        if layout.cut_active:
+            post, redraws = _cut_completion(idata["posterior"].to_dataset(), layout, graph,
+                                            data.x_cov, settings.random_seed)
+            idata["posterior"] = xr.DataTree(post)
+            idata.attrs["cut_redraws"] = int(redraws)
+            log.info("cut posterior: %d prior-only redraws to satisfy the full system's barriers", redraws)
         try:
             lp = compute_log_prior(idata, model=model, extend_inferencedata=False, progressbar=False)
             lp_ds = lp["log_prior"].to_dataset() if "log_prior" in getattr(lp, "children", {}) else lp
