@@ -136,6 +136,8 @@ class DiagnosticsConfig(_Strict):
     ppp_min: float = Field(default=0.05, ge=0.0, le=1.0, description="Smallest acceptable "
                            "posterior predictive p-value.")
     ppp_draws: int = Field(default=200, ge=1, description="Draws used by the predictive check.")
+    srmr_max: float = Field(default=0.08, ge=0.0, description="A PPP below ppp_min fails the run "
+                            "only when the SRMR also exceeds this (otherwise it is reported).")
 
 
 class OutputConfig(_Strict):
