@@ -153,9 +153,9 @@ def _coverage(fit, lam_true):
 
 
 def test_recovery_fast():
-    data, lam, _ = simulate(400, 11)
+    data, lam, _ = simulate(300, 11)
     g = make_graph()
-    fit = fit_ordinal(g, data, settings=SamplerSettings(chains=2, draws=300, tune=400, progressbar=False,
+    fit = fit_ordinal(g, data, settings=SamplerSettings(chains=2, draws=200, tune=300, progressbar=False,
                                                         prior_draws=200, random_seed=5))
     assert "beta" in fit.idata["posterior"] and fit.idata["posterior"]["beta"].dims[-1] == "edge"
     assert "eta" not in fit.idata["posterior"]

@@ -4,8 +4,8 @@ The reference is the in-memory path: ``read_survey`` on the same Parquet file, t
 ``model_data_from_survey``. Statistics are sums of ~10^3 products of O(1) numbers, so
 independent summation orders differ by ~1e-13 relative; we allow rtol 1e-9 (far below
 any statistical scale, far above rounding). The two-stage EM runs to different stopping
-rules in memory (tol 1e-8 on M, S) and on patterns (tol 1e-10), so there the agreement is
-bounded by the in-memory EM's stopping error: atol 1e-5 per unit of W-normalised statistic.
+rules in memory (tol 1e-8 on M, S) and on patterns (tol 1e-9), so there the agreement is
+bounded by the EM stopping errors: atol 1e-5 per unit of W-normalised statistic.
 """
 
 from __future__ import annotations

@@ -347,7 +347,7 @@ def _accumulate(frames: Iterable[pd.DataFrame], lay: _Layout, *, label: str, wei
 
 # ----------------------------------------------------------------------------- finalisation
 def _finalise(acc: StatsAccumulator, lay: _Layout, *, label: str, data_hash: str | None,
-              missing: str, max_fiml_patterns: int, em_tol: float = 1e-10) -> StatsOnlyModelData:
+              missing: str, max_fiml_patterns: int, em_tol: float = 1e-9) -> StatsOnlyModelData:
     q, m = acc.q, acc.m
     if acc.shift is None or acc.rows_read == 0:
         raise SurveyError(Problem("no data rows (expected at least one respondent)", file=label))
@@ -471,7 +471,8 @@ def _finalise(acc: StatsAccumulator, lay: _Layout, *, label: str, data_hash: str
         n_patterns=n_pat, n_rows=n_used)
 
 
-def em_pattern_stats(stats: PatternStats, *, max_iter: int = 2000, tol: float = 1e-10) -> dict[str, Any]:
+def em_pattern_stats(stats: PatternStats, *, max_iter: int = 2000, tol: float = 1e-9,
+                     batch: int = 256) -> dict[str, Any]:
     """EM for the saturated model ``y | u ~ N(M u, S)`` run on per-pattern statistics.
 
     For a pattern with observed set ``o`` and missing set ``r``, ``E[y_r | y_o, u] =
@@ -513,30 +514,26 @@ def em_pattern_stats(stats: PatternStats, *, max_iter: int = 2000, tol: float = 
         K = np.linalg.inv(S)
         Syy_e = np.zeros((m, m))
         Suy_e = np.zeros((q1, m))
-        for k, pats in groups.items():
-            Zp = Z[pats]
-            dm = masks[pats].astype(float)
-            # J = [diag(1-d) M | diag(d)] - P Kmm^-1 K_m: R,   R = diag(d)[-M | I]
-            J = np.zeros((len(pats), m, q1 + m))
-            J[:, :, :q1] = (1.0 - dm)[:, :, None] * M[None]
-            J[:, np.arange(m), q1 + np.arange(m)] = dm
-            Cp = None
-            if k > 0:
-                miss = np.argsort(masks[pats], axis=1, kind="stable")[:, :k]
-                Km = K[miss]  # (P, k, m)
-                Kmm = np.take_along_axis(Km, miss[:, None, :], axis=2)  # (P, k, k)
-                Kmm_inv = np.linalg.inv(Kmm)
-                R = np.concatenate([-dm[:, :, None] * M[None], dm[:, :, None] * np.eye(m)[None]], axis=2)
-                corr = Kmm_inv @ (Km @ R)  # (P, k, q1+m)
-                rows = np.arange(len(pats))[:, None]
-                J[rows, miss, :] -= corr
-                Cp = (Kmm_inv, miss)
-            JZ = J @ Zp  # (P, m, q1+m)
-            Syy_e += np.einsum("pia,pja->ij", JZ, J)
-            Suy_e += JZ[:, :, :q1].sum(0).T
-            if Cp is not None:
-                Kmm_inv, miss = Cp
-                np.add.at(Syy_e, (miss[:, :, None], miss[:, None, :]), Kmm_inv * W[pats][:, None, None])
+        for k, pats_all in groups.items():
+            for b0 in range(0, len(pats_all), batch):  # bounded memory: batch patterns at a time
+                pats = pats_all[b0:b0 + batch]
+                Zp = Z[pats]
+                dm = masks[pats].astype(float)
+                # J = [diag(1-d) M | diag(d)] - P Kmm^-1 K_m: R,   R = diag(d)[-M | I]
+                J = np.zeros((len(pats), m, q1 + m))
+                J[:, :, :q1] = (1.0 - dm)[:, :, None] * M[None]
+                J[:, np.arange(m), q1 + np.arange(m)] = dm
+                if k > 0:
+                    miss = np.argsort(masks[pats], axis=1, kind="stable")[:, :k]
+                    Km = K[miss]  # (P, k, m)
+                    Kmm_inv = np.linalg.inv(np.take_along_axis(Km, miss[:, None, :], axis=2))
+                    R = np.concatenate([-dm[:, :, None] * M[None], dm[:, :, None] * np.eye(m)[None]], axis=2)
+                    corr = Kmm_inv @ (Km @ R)  # (P, k, q1+m)
+                    J[np.arange(len(pats))[:, None], miss, :] -= corr
+                    np.add.at(Syy_e, (miss[:, :, None], miss[:, None, :]), Kmm_inv * W[pats][:, None, None])
+                JZ = J @ Zp  # (P, m, q1+m)
+                Syy_e += np.tensordot(JZ, J, axes=([0, 2], [0, 2]))
+                Suy_e += JZ[:, :, :q1].sum(0).T
         Syy, Suy = 0.5 * (Syy_e + Syy_e.T), Suy_e
         M_new = Suy.T @ Suu_inv
         S_new = (Syy - M_new @ Suy - Suy.T @ M_new.T + M_new @ Suu @ M_new.T) / Wt
