@@ -42,6 +42,7 @@ import argparse
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -68,14 +69,18 @@ def run_stage(stage: str, args: dict, *, timeout: float | None = None, cache: st
     """Run one stage in a fresh interpreter; returns its JSON (or a timeout record)."""
     cmd = [sys.executable, str(Path(__file__)), "--stage", stage, "--stage-args", json.dumps(args)]
     t0 = time.perf_counter()
+    # own session, so that a capped stage is ended together with its sampler worker processes
+    proc = subprocess.Popen(cmd, env=_env(cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, start_new_session=True)
     try:
-        out = subprocess.run(cmd, env=_env(cache), capture_output=True, text=True, timeout=timeout,
-                             cwd=ROOT)
+        stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
         return {"timed_out": True, "wall_s": time.perf_counter() - t0, "cap_s": timeout}
-    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("{")]
-    if out.returncode != 0 or not lines:
-        return {"error": (out.stderr or out.stdout)[-3000:], "wall_s": time.perf_counter() - t0}
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"error": (stderr or stdout)[-3000:], "wall_s": time.perf_counter() - t0}
     res = json.loads(lines[-1])
     res["process_wall_s"] = time.perf_counter() - t0
     return res
