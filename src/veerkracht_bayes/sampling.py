@@ -144,7 +144,7 @@ def _deterministics(layout: ModelLayout, graph: CausalGraph, free: dict[str, np.
     rho = perron_upper_bound(np.abs(B), layout.stability.power_iterations)
     det = {"beta": beta, "psi": psi, "alpha": np.zeros((n, len(graph.nodes))), "rho_abs_bound": rho,
            "_psi_lat": psi_lat}
-    if layout.items:
+    if layout.items and ("loading" in free or not any(layout.free_items)):
         free_mask = np.array(layout.free_items, dtype=bool)
         lam = np.full((n, len(layout.items)), np.sqrt(layout.reliability))
         th = np.full((n, len(layout.items)), 1.0 - layout.reliability)
@@ -321,7 +321,8 @@ def fit(
             nuts["dense_mass"] = settings.dense_mass
             nuts["max_tree_depth"] = settings.max_treedepth
         kwargs["nuts"] = nuts
-        kwargs["initvals"] = initvals if settings.sampler != "pymc" else initvals
+        # nutpie takes one start dict for all chains; the others one per chain
+        kwargs["initvals"] = initvals[0] if settings.sampler == "nutpie" else initvals
         if settings.sampler == "pymc":
             kwargs["init"] = "adapt_diag"
         log.info("sampling %d chains x (%d tune + %d draws) with %s", settings.chains, settings.tune,
@@ -349,7 +350,9 @@ def fit(
             idata["log_prior"] = xr.DataTree(lp_ds)
         except Exception as exc:  # pragma: no cover - reported, not hidden
             log.warning("log_prior could not be computed: %s", exc)
-        if pointwise:
+        if pointwise and data.y.shape[0] == 0:
+            log.info("statistics-only data (out of core): no per-respondent log-likelihood")
+        elif pointwise:
             post = idata["posterior"].to_dataset()
             draws = {k: _flat(post, k) for k in ("beta", "lambda", "theta", "nu", "psi")}
             Sigma, M = implied_moments(layout, graph, data, draws)
