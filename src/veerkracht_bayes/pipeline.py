@@ -329,7 +329,10 @@ def run(config_path_or_model: str | Path | RunConfig, *, overwrite: bool = False
         steps.step("diagnostics")
         diag = _diagnose(fitted, cfg)
         if not diag.passed:
-            warnings.append("diagnostics failed: " + "; ".join(map(str, diag.problems)))
+            probs = [str(p) for p in diag.problems]
+            more = f"; ... ({len(probs) - 3} more, see diagnostics.json)" if len(probs) > 3 else ""
+            warnings.append(f"diagnostics failed ({len(probs)} problems): "
+                            + "; ".join(probs[:3]) + more)
         steps.done()
         steps.step("policy queries")
         draws = StructuralDraws.from_posterior(fitted.idata, vi.graph,
