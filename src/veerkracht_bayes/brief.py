@@ -410,8 +410,12 @@ def _subgroup_sizes(c: _Ctx) -> Block | None:
         if sup:
             rows.append([str(r[name_col]), "suppressed (below the minimum cell size)", "–"])
         else:
-            rows.append([str(r[name_col]), str(int(r[n_col])) if n_col else "–",
-                         _pct_short(float(r[prev_col])) if prev_col else "–"])
+            n_val = r[n_col] if n_col else None
+            prev_val = r[prev_col] if prev_col else None
+            rows.append([str(r[name_col]),
+                         str(int(n_val)) if n_val is not None and not pd.isna(n_val) else "–",
+                         _pct_short(float(prev_val)) if prev_val is not None and not pd.isna(prev_val)
+                         else "–"])
     return Block("table", header=["Subgroup", "Respondents", "Share of population"], rows=rows,
                  css="sizes", ident="subgroup-sizes")
 

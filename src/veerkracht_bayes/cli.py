@@ -372,4 +372,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    main()
+    # run through the package module so commands registered by stage modules are present
+    from veerkracht_bayes.cli import main as _package_main
+
+    _package_main()
