@@ -252,13 +252,9 @@ def _edge_rvs(priors: dict[str, EdgePriorValues], keys: list[str]) -> pt.TensorV
         lo = priors[keys[idx[0]]].lower
         hi = priors[keys[idx[0]]].upper
         if dist == "truncated_normal":
-            from scipy.stats import truncnorm
-
-            a = -np.inf if lo is None else (lo - mu) / sd
-            b = np.inf if hi is None else (hi - mu) / sd
-            start = truncnorm.mean(a, b, loc=mu, scale=sd)  # a valid interior initial point
-            rv = pm.TruncatedNormal(name, mu=mu, sigma=sd, lower=lo, upper=hi, shape=len(idx),
-                                    initval=start)
+            # (no initval here: PyMC's log-density utilities refuse models with custom initial
+            # values; `fit` starts every chain from a valid prior draw instead)
+            rv = pm.TruncatedNormal(name, mu=mu, sigma=sd, lower=lo, upper=hi, shape=len(idx))
         elif dist == "normal":
             rv = pm.Normal(name, mu=mu, sigma=sd, shape=len(idx))
         elif dist == "student_t":
