@@ -134,3 +134,40 @@ def test_demo_fast_full(tmp_path: Path) -> None:
     except ModuleNotFoundError:
         return
     assert (out / "brief.html").is_file() and (out / "brief.md").is_file()
+
+
+def test_effects_run_dir_matches_closed_form(tmp_path):
+    """`effects --run DIR` on a (prior-only) MARVEL posterior equals delta * (I - B)^-1 per draw."""
+    import json
+
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from veerkracht_bayes.causal_graph import load_graph
+    from veerkracht_bayes.cli import app
+    from veerkracht_bayes.sampling import fit
+
+    g = load_graph("marvel")
+    res = fit(g, None, prior_draws=300, random_seed=5)
+    res.idata.to_netcdf(tmp_path / "posterior.nc")
+    (tmp_path / "config.toml").write_text('[inputs]\ngraph = "marvel"\n')
+    out = CliRunner().invoke(app, ["effects", "--run", str(tmp_path), "--shift", "social_network=0.5",
+                                   "--outcome", "wellbeing", "--json"])
+    assert out.exit_code == 0, out.output
+    rec = json.loads(out.output.strip().splitlines()[-1])
+    beta = res.idata["posterior"]["beta"].values.reshape(-1, len(g.edges))
+    idx = g.node_index
+    want = []
+    for b in beta:
+        B = np.zeros((len(g.nodes), len(g.nodes)))
+        for e, v in zip(g.edges, b):
+            B[idx[e.target], idx[e.source]] = v
+        A = np.linalg.inv(np.eye(len(g.nodes)) - B)
+        want.append(0.5 * A[idx["wellbeing"], idx["social_network"]])
+    want = np.array(want)
+    assert rec["mean"] == pytest.approx(want.mean(), rel=1e-8)
+    assert rec["lower"] == pytest.approx(np.quantile(want, 0.05), rel=1e-8)
+    assert rec["p_stable"] == 1.0 and rec["n_draws"] == 300
+    bad = CliRunner().invoke(app, ["effects", "--run", str(tmp_path), "--shift", "social_netwrk=1",
+                                   "--outcome", "wellbeing"])
+    assert bad.exit_code == 2 and "did you mean 'social_network'" in bad.output
