@@ -816,6 +816,15 @@ def diagnose(
 
     if sampling.applicable:
         per = sampling.per_parameter
+        layout = result.layout
+        if getattr(layout, "cut_active", False) and getattr(layout, "sampled_edges", ()):
+            # links outside the cut likelihood are exact independent prior draws, not MCMC:
+            # convergence statistics do not apply to them
+            skip = {f"beta[{k}]" for k in layout.edge_keys if k not in set(layout.sampled_edges)}
+            per = per[~per.index.isin(skip)]
+            if skip:
+                notes.append(f"{len(skip)} links outside the (cut) likelihood are exact draws from "
+                             "their priors; R-hat and ESS are not checked for them")
         for lab, r in per.iterrows():
             if np.isfinite(r["r_hat"]) and r["r_hat"] > rhat_max:
                 problems.append(f"R-hat of {lab} is {r['r_hat']:.4f} > {rhat_max}")

@@ -171,6 +171,7 @@ class ModelLayout:
     free_items: tuple[bool, ...] = ()
     identification_warnings: tuple[str, ...] = ()
     cut_active: bool = False
+    sampled_edges: tuple[str, ...] = ()
 
 
 def _classify(graph: CausalGraph, data: ModelData | None) -> tuple[list[str], list[str], list[str]]:
@@ -353,7 +354,21 @@ def build_model(
     coords = {"edge": list(keys), "node": list(graph.nodes), "latent": latent,
               "item": list(items), "covariate": covariates}
     with pm.Model(coords=coords) as model:
-        beta = pm.Deterministic("beta", _edge_rvs(eps, list(keys)), dims="edge")
+        # In cut mode the links outside the likelihood (prior_only, absent) get no random
+        # variable: they are independent of the data and of NUTS, and are drawn exactly from
+        # their priors afterwards (sampling._cut_completion). They are 0 inside this graph.
+        cut_edges = (unmeasured == "cut" and data is not None
+                     and len(lik_latent) < len(latent))
+        sampled = [i for i, k in enumerate(keys)
+                   if not cut_edges or edge_kind[k] in ("latent", "covariate")]
+        if len(sampled) == len(keys):
+            beta_t = _edge_rvs(eps, list(keys))
+        else:
+            beta_t = pt.zeros((len(keys),))
+            if sampled:
+                sub = _edge_rvs(eps, [keys[i] for i in sampled])
+                beta_t = pt.set_subtensor(beta_t[np.array(sampled, dtype=int)], sub)
+        beta = pm.Deterministic("beta", beta_t, dims="edge")
         def _block(nodes_idx: dict[str, int], kinds: tuple[str, ...]) -> pt.TensorVariable:
             sel = [i for i, e in enumerate(graph.edges) if edge_kind[e.key] in kinds
                    and e.source in nodes_idx and e.target in nodes_idx]
@@ -472,5 +487,6 @@ def build_model(
         free_items=tuple(bool(counts[c] > 1) for c in item_construct),
         identification_warnings=tuple(str(w) for w in id_warnings),
         cut_active=bool(unmeasured == "cut" and data is not None and len(lik_latent) < len(latent)),
+        sampled_edges=tuple(keys[i] for i in sampled),
     )
     return model, layout

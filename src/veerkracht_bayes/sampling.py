@@ -215,9 +215,15 @@ def _cut_completion(post: xr.Dataset, layout: ModelLayout, graph: CausalGraph, x
     flat = beta.reshape(-1, ne).copy()
     rng = np.random.default_rng(seed + 7919)
     st = layout.stability
+    # the prior-only links were not sampled (zeros): draw them from their priors first
+    if len(po_idx):
+        fresh = _draw_free(layout, flat.shape[0], rng)
+        init = np.zeros_like(flat)
+        for name, _, idx in edge_groups(layout.edge_priors, keys):
+            init[:, idx] = fresh[name]
+        flat[:, po_idx] = init[:, po_idx]
     pending = np.arange(flat.shape[0])
     redraws = 0
-    first = True
     for _ in range(200):
         det = _deterministics(layout, graph, {n: flat[pending][:, idx] for n, _, idx in
                                               edge_groups(layout.edge_priors, keys)}, x_cov)
@@ -234,21 +240,15 @@ def _cut_completion(post: xr.Dataset, layout: ModelLayout, graph: CausalGraph, x
             new_beta[:, idx] = fresh[name]
         flat[np.ix_(pending, po_idx)] = new_beta[:, po_idx]
         redraws += len(pending)
-        first = False
     if len(pending):
         raise ModelError(f"{len(pending)} posterior draws have no stable, standardisable completion "
                          "of the prior-only links (the data-informed system is close to unstable)")
-    del first
     free = {n: flat[:, idx] for n, _, idx in edge_groups(layout.edge_priors, keys)}
     det = _deterministics(layout, graph, free, x_cov)
     post = post.copy()
     post["beta"] = (("chain", "draw", "edge"), flat.reshape(nc, nd, ne))
     post["psi"] = (("chain", "draw", "node"), det["psi"].reshape(nc, nd, -1))
     post["rho_abs_bound"] = (("chain", "draw"), det["rho_abs_bound"].reshape(nc, nd))
-    for n, _, idx in edge_groups(layout.edge_priors, keys):
-        if n in post:
-            dims = post[n].dims
-            post[n] = (dims, flat[:, idx].reshape(nc, nd, len(idx)))
     return post, redraws
 
 
@@ -309,10 +309,22 @@ def fit(
         kwargs: dict[str, object] = {}
         # Start each chain at a different draw from the (stability-truncated) prior, which is
         # a valid point (stable system, positive disturbance variances); no further jitter.
+        from .model_builder import edge_groups
+
         free = [rv.name for rv in model.free_RVs]
         init_rng = np.random.default_rng(settings.random_seed)
         picks = init_rng.choice(prior.sizes["draw"], size=settings.chains, replace=False)
-        initvals = [{k: prior[k].isel(chain=0, draw=int(i)).values for k in free} for i in picks]
+        keys_all = list(layout.edge_keys)
+        sampled = list(layout.sampled_edges or keys_all)
+        groups = edge_groups(layout.edge_priors, sampled)
+        prior_beta = prior["beta"].isel(chain=0).values
+        initvals = []
+        for i in picks:
+            iv = {k: prior[k].isel(chain=0, draw=int(i)).values for k in free
+                  if not k.startswith("beta_")}
+            for name, _, idx in groups:
+                iv[name] = prior_beta[int(i), [keys_all.index(sampled[j]) for j in idx]]
+            initvals.append(iv)
         nuts: dict[str, object] = {"target_accept": settings.target_accept}
         if settings.sampler in ("numpyro", "blackjax"):
             nuts["jitter"] = False
