@@ -132,7 +132,9 @@ class SBCEngine:
     def prior_draws(self, n: int, seed: int) -> list[dict[str, np.ndarray]]:
         from veerkracht_bayes.sampling import _prior_draws
 
-        ds = _prior_draws(self.model, self.layout, self.graph, n, seed)
+        xc = self.x - self.x.mean(axis=0)
+        x_cov = xc.T @ xc / xc.shape[0]  # the covariates' moments enter psi (standardisation)
+        ds = _prior_draws(self.model, self.layout, self.graph, n, seed, x_cov)
         keys = ["beta", "lambda", "theta", "nu", "psi"] + [rv.name for rv in self.model.free_RVs]
         return [{k: np.asarray(ds[k].isel(chain=0, draw=i).values) for k in dict.fromkeys(keys)}
                 for i in range(n)]
