@@ -9,7 +9,8 @@ import pytest
 from veerkracht_bayes.do_queries import SubgroupInfo, do_query
 from veerkracht_bayes.errors import ConfigError
 from veerkracht_bayes.interventions import compile_interventions
-from veerkracht_bayes.policies import KNOWN_SUBGROUPS, load_policies, policies_main
+from veerkracht_bayes.cli import policies_main
+from veerkracht_bayes.policies import KNOWN_SUBGROUPS, load_policies
 from veerkracht_bayes.structural_draws import StructuralDraws
 
 GOOD = """spec_version: 1

@@ -13,11 +13,11 @@ import pytest
 
 from veerkracht_bayes.codebook import Codebook
 from veerkracht_bayes.errors import SurveyError
+from veerkracht_bayes.cli import validate_survey_main
 from veerkracht_bayes.survey_data import (
     SurveyData,
     kish_effective_n,
     read_survey,
-    validate_survey_main,
 )
 
 CODEBOOK_YAML = """\

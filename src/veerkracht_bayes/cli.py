@@ -333,8 +333,6 @@ def policies(
     path: Annotated[str | None, typer.Option("--policies", help="Policy YAML (default: shipped).")] = None,
 ) -> None:
     """List the policy recommendations (levers, doses, target subgroups)."""
-    from .policies import policies_main
-
     code = policies_main(as_json=as_json, path=path)
     if code:
         raise typer.Exit(code)
@@ -353,6 +351,28 @@ def _run_checks(checks: list[tuple[str, Callable[[], list[str]]]]) -> None:
         for exc in errors:
             typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(EXIT_INPUT_ERROR)
+
+
+def policies_main(as_json: bool = False, path: str | Path | None = None) -> int:
+    """Print the policies (``veerkracht-bayes policies [--json]``); returns the exit code."""
+    from .policies import format_policies, load_policies
+
+    typer.echo(format_policies(load_policies(path), as_json=as_json))
+    return 0
+
+
+def validate_survey_main(survey: str, codebook: str, graph: str = "marvel", out_of_range: str = "error",
+                         as_json: bool = False) -> int:
+    """Validate a survey against its codebook and print the report; 0 when valid.
+
+    Raises
+    ------
+    SurveyError
+        When it is not (the message lists every problem).
+    """
+    for line in _validate_survey(survey, codebook, graph, out_of_range, as_json):
+        typer.echo(line)
+    return 0
 
 
 # ---------------------------------------------------------------------------- more commands

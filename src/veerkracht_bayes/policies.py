@@ -24,7 +24,7 @@ from .interventions import UNITS, Dose, Intervention, Set, Shift
 from .yaml_io import load_yaml
 
 __all__ = ["KNOWN_SUBGROUPS", "Lever", "Policy", "PolicySet", "policies_path", "load_policies",
-           "policies_main"]
+           "format_policies"]
 
 #: Subgroup names the shipped policy file may target (the codebook defines them for a dataset).
 KNOWN_SUBGROUPS = ("single_parent", "low_income", "migration_background", "mental_health_problems",
@@ -189,18 +189,17 @@ def load_policies(path: str | Path | None = None, graph: CausalGraph | str | Non
     return ps
 
 
-def policies_main(as_json: bool = False, path: str | Path | None = None) -> int:
-    """Print the policies (``veerkracht-bayes policies [--json]``); returns the exit code.
+def format_policies(ps: "PolicySet", as_json: bool = False) -> str:
+    """Text of ``veerkracht-bayes policies [--json]`` (the CLI prints it).
 
-    With ``as_json`` one JSON list is printed, one object per policy with at least ``id``,
-    ``title``, ``levers`` and ``subgroup``.
+    With ``as_json`` one JSON list, one object per policy with at least ``id``, ``title``,
+    ``levers`` and ``subgroup``.
     """
-    ps = load_policies(path)
     if as_json:
-        print(json.dumps([p.to_json() for p in ps.policies], ensure_ascii=False))
-        return 0
+        return json.dumps([p.to_json() for p in ps.policies], ensure_ascii=False)
+    lines = []
     for p in ps.policies:
-        print(f"{p.id}  advice {p.advice:<3} {p.title_en}  [subgroup: {p.subgroup or 'everyone'}]")
+        lines.append(f"{p.id}  advice {p.advice:<3} {p.title_en}  [subgroup: {p.subgroup or 'everyone'}]")
         for lv in p.levers:
             if lv.type == "shift":
                 d = lv.dose
@@ -212,12 +211,5 @@ def policies_main(as_json: bool = False, path: str | Path | None = None) -> int:
             else:
                 what = f"set {lv.node} = {lv.value:g} {lv.unit}"
             cite = f" [{lv.citation}]" if lv.citation else ""
-            print(f"      - {what}{cite}")
-    return 0
-
-
-def _main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - convenience
-    import sys
-
-    args = list(sys.argv[1:] if argv is None else argv)
-    return policies_main("--json" in args)
+            lines.append(f"      - {what}{cite}")
+    return "\n".join(lines)

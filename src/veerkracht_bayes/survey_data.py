@@ -22,7 +22,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -51,7 +50,6 @@ __all__ = [
     "SurveyData",
     "read_survey",
     "kish_effective_n",
-    "validate_survey_main",
 ]
 
 ROW_CONVENTION = "rows are 1-based data rows (first respondent = row 1, header not counted)"
@@ -918,43 +916,3 @@ def _infer_id(s: pd.Series) -> pd.Series:
     if num.notna().all() and np.all(num.to_numpy() == np.round(num.to_numpy())):
         return pd.Series(num.to_numpy().astype(np.int64), index=s.index, name=s.name)
     return st.astype(str)
-
-
-# ============================================================================ CLI helper
-def validate_survey_main(survey: str, codebook: str, graph: str = "marvel", out_of_range: str = "error",
-                         as_json: bool = False) -> int:
-    """Validate a survey file against a codebook and print the report (for the CLI).
-
-    Parameters
-    ----------
-    survey
-        Survey file path.
-    codebook
-        Codebook YAML path.
-    graph
-        ``"marvel"`` or a graph file; construct keys must be its nodes.
-    out_of_range
-        ``"error"`` or ``"missing"``.
-    as_json
-        Print the report as JSON instead of text.
-
-    Returns
-    -------
-    int
-        0 when the survey is valid.
-
-    Raises
-    ------
-    SurveyError
-        When it is not (the message lists every problem).
-    """
-    from .causal_graph import load_graph
-
-    g = load_graph(graph)
-    cb = load_codebook(codebook, g)
-    sd = read_survey(survey, cb, graph=g, out_of_range=out_of_range)  # type: ignore[arg-type]
-    if as_json:
-        print(json.dumps(sd.report.to_dict(), indent=2, ensure_ascii=False))
-    else:
-        print(sd.report.to_text())
-    return 0
