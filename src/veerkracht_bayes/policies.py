@@ -10,7 +10,7 @@ uncertainty, unit, ``dose_source`` and ``citation``), a target ``subgroup`` (or 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
 from typing import Literal
