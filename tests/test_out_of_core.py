@@ -121,7 +121,7 @@ def test_errors_name_file_and_row(setup, tmp_path):
     bad.loc[5, cb.weight_column] = -1.0
     p = tmp_path / "bad.parquet"
     bad.to_parquet(p, index=False)
-    with pytest.raises(SurveyError, match=r"data row 6"):
+    with pytest.raises(SurveyError, match=r"\brow 6\b"):
         stats_from_parquet(p, cb, g, chunk_rows=4)
     dup = df.copy()
     dup.loc[1000, cb.id_column] = dup.loc[3, cb.id_column]

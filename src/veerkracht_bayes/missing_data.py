@@ -10,18 +10,32 @@ statistics. Point estimates are consistent; the posterior is slightly too narrow
 about the fraction of missing information (reported as ``missing_information``). The
 choice is recorded in the fit's provenance and in every brief.
 
-The E-step uses the precision matrix ``K = S^-1``: for a row with missing set ``m``,
-``E[y_m | y_o] = mu_m - K_mm^-1 K_mo (y_o - mu_o)`` and ``Cov = K_mm^-1``, so each
-iteration costs O(m^3 + Σ_n k_n m) with ``k_n`` the number of missing items of row n.
+The EM runs on **per-pattern statistics**, never on rows. For a pattern ``p`` with
+observed set ``o`` and missing set ``r`` (``k = |r|`` items), write ``z = [u, y0]`` (``y0``
+the items with missing entries 0) and ``Z_p = Σ_{n in p} w_n z_n z_nᵀ``. With the precision
+matrix ``K = S⁻¹``, ``E[y_r | y_o, u] = M_r u − K_rr⁻¹ K_ro (y_o − M_o u) = J_p z`` is linear
+in ``z``, with ``J_p = [M_r + C_p M, −C_p]`` and ``C_p = K_rr⁻¹ K_r· diag(d_p)`` (``k × m``).
+The expected complete-data statistics then need only the ``k`` missing rows:
+
+* ``Σ ŷ_r uᵀ = (J_p Z_p)[:, u]`` and ``Σ ŷ_r y_oᵀ = (J_p Z_p)[:, y]``,
+* ``Σ ŷ_r ŷ_rᵀ = J_p Z_p J_pᵀ + W_p K_rr⁻¹``,
+
+while the observed blocks ``Σ_p Z_p`` are constant and summed once. One iteration costs
+``O(Σ_p k_p (q + m)²)`` (a ``k × D`` times ``D × D`` product per pattern, batched over the
+patterns with the same ``k``) instead of ``O(n_patterns · m (q + m)²)``; the only large array
+is the stack of ``Z_p`` itself, which may be passed in blocks (out of core). The same code
+serves the in-memory path (:func:`em_saturated`, statistics from the rows) and the Parquet /
+Dask path (:mod:`veerkracht_bayes.out_of_core`), so both give the same numbers.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["EMResult", "em_saturated", "conditional_fill"]
+__all__ = ["EMResult", "em_saturated", "em_pattern_blocks", "conditional_fill"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +50,7 @@ class EMResult:
     W: float
     iterations: int
     converged: bool
-    missing_information: float  # mean over items of 1 - (complete-data info / observed info) proxy
+    missing_information: float  # mean over items of the weighted share of missing cells
 
 
 def _buckets(obs: np.ndarray) -> dict[int, np.ndarray]:
@@ -47,15 +61,13 @@ def _buckets(obs: np.ndarray) -> dict[int, np.ndarray]:
 def conditional_fill(y: np.ndarray, u: np.ndarray, M: np.ndarray, S: np.ndarray,
                      buckets: dict[int, np.ndarray] | None = None
                      ) -> tuple[np.ndarray, np.ndarray]:
-    """Conditional expectations of missing values and the summed conditional covariance.
+    """Conditional expectations of missing values given the observed ones.
 
     Returns
     -------
-    (yhat, C_sum_rows)
-        ``yhat`` (n, m) with missing entries replaced by E[y_m | y_o, x]; and a list-free
-        representation of the conditional covariances: an ``(n, m, m)``-free accumulator is
-        returned by :func:`em_saturated` instead, so here the second output is the per-row
-        missing index array (for callers who need it).
+    (yhat, empty)
+        ``yhat`` (n, m) with missing entries replaced by ``E[y_m | y_o, x]``; the second
+        output is an empty array kept for backward compatibility.
     """
     obs = ~np.isnan(y)
     mu = u @ M.T
@@ -68,17 +80,162 @@ def conditional_fill(y: np.ndarray, u: np.ndarray, M: np.ndarray, S: np.ndarray,
         Kmo_r = np.einsum("nkm,nm->nk", K[miss], r)
         Kmm = K[miss[:, :, None], miss[:, None, :]]
         delta = np.linalg.solve(Kmm, Kmo_r[..., None])[..., 0]
-        np.put_along_axis(yhat[rows], miss, 0.0, axis=1)
-        fill = mu[rows[:, None], miss] - delta
+        fill = np.take_along_axis(mu[rows], miss, axis=1) - delta
         sub = yhat[rows]
         np.put_along_axis(sub, miss, fill, axis=1)
         yhat[rows] = sub
     return yhat, np.zeros(0)
 
 
-def em_saturated(y: np.ndarray, u: np.ndarray, w: np.ndarray, *, max_iter: int = 500,
-                 tol: float = 1e-8) -> EMResult:
+# ----------------------------------------------------------------------------- pattern EM
+@dataclass
+class _Batch:
+    """Patterns with the same number ``k >= 1`` of missing items (a view into a Z block)."""
+
+    Z: np.ndarray  # (P, D, D)
+    miss: np.ndarray  # (P, k) missing item indices
+    d: np.ndarray  # (P, m) 1.0 where observed
+    W: np.ndarray  # (P,)
+
+
+def _sort_block_by_k(Z: np.ndarray, masks: np.ndarray, W: np.ndarray, *, copy: bool
+                     ) -> tuple[np.ndarray, list[_Batch], np.ndarray, np.ndarray]:
+    """Order a block's patterns by their number of missing items; return its k >= 1 batches."""
+    kmiss = (~masks).sum(axis=1)
+    order = np.argsort(kmiss, kind="stable")
+    if np.any(order != np.arange(len(order))):
+        if copy:
+            Z = Z[order]
+        else:  # a temporary of one block, released at once (callers pass bounded blocks)
+            Z[:] = Z[order]
+        masks, W, kmiss = masks[order], W[order], kmiss[order]
+    batches = []
+    for k in np.unique(kmiss):
+        if k == 0:
+            continue
+        a, b = np.searchsorted(kmiss, [k, k + 1])
+        mk = masks[a:b]
+        miss = np.argsort(mk, axis=1, kind="stable")[:, :k]  # False (missing) first, ascending
+        batches.append(_Batch(Z[a:b], miss, mk.astype(float), W[a:b]))
+    return Z, batches, masks, W
+
+
+def _e_step(batches: Sequence[_Batch], M: np.ndarray, S: np.ndarray, Syy_obs: np.ndarray,
+            Suy_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    m, q1 = M.shape
+    K = np.linalg.inv(S)
+    K = 0.5 * (K + K.T)
+    cross = np.zeros((m, q1 + m))
+    rr = np.zeros(m * m)
+    for bt in batches:
+        P, k = bt.miss.shape
+        miss = bt.miss
+        Kmm = K[miss[:, :, None], miss[:, None, :]]
+        Kmm_inv = np.linalg.inv(Kmm)
+        C = Kmm_inv @ (K[miss] * bt.d[:, None, :])  # (P, k, m); zero in missing columns
+        J = np.empty((P, k, q1 + m))
+        J[:, :, :q1] = M[miss] + C @ M
+        J[:, :, q1:] = -C
+        JZ = J @ bt.Z  # (P, k, D)
+        JZJ = JZ @ J.transpose(0, 2, 1)  # (P, k, k)
+        JZJ += bt.W[:, None, None] * Kmm_inv
+        rows = miss.reshape(-1)
+        onehot = np.zeros((P * k, m))
+        onehot[np.arange(P * k), rows] = 1.0
+        cross += onehot.T @ JZ.reshape(P * k, q1 + m)
+        flat = (miss[:, :, None] * m + miss[:, None, :]).reshape(-1)
+        rr += np.bincount(flat, weights=JZJ.reshape(-1), minlength=m * m)
+    X = cross[:, q1:]
+    Syy = Syy_obs + X + X.T + rr.reshape(m, m)
+    Syy = 0.5 * (Syy + Syy.T)
+    Suy = Suy_obs + cross[:, :q1].T
+    return Syy, Suy
+
+
+def em_pattern_blocks(
+    blocks: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+    q1: int,
+    *,
+    max_iter: int = 2000,
+    tol: float = 1e-9,
+    in_place: bool = False,
+) -> EMResult:
+    """EM for ``y | u ~ N(M u, S)`` on per-pattern statistics given in blocks.
+
+    Parameters
+    ----------
+    blocks
+        Sequence of ``(Z, masks, W)``: ``Z`` ``(P, D, D)`` the patterns' weighted moment
+        matrices of ``z = [u, y0]`` (``D = q1 + m``; rows/columns of missing items 0),
+        ``masks`` ``(P, m)`` True where observed, ``W`` ``(P,)`` summed weights.
+    q1
+        Columns of the design ``u`` (intercept plus covariates).
+    max_iter, tol
+        Stop when the largest change of ``M`` and ``S`` is below ``tol``.
+    in_place
+        Reorder each ``Z`` in place by the number of missing items (saves a copy of the
+        largest array; the caller's blocks are permuted).
+
+    Returns
+    -------
+    EMResult
+        The fit and the expected complete-data statistics at the final ``(M, S)``.
+    """
+    if not blocks:
+        raise ValueError("em_pattern_blocks needs at least one block of patterns")
+    m = blocks[0][1].shape[1]
+    D = q1 + m
+    Syy_obs = np.zeros((m, m))
+    Suy_obs = np.zeros((q1, m))
+    Suu = np.zeros((q1, q1))
+    Wj = np.zeros(m)
+    Wt = 0.0
+    batches: list[_Batch] = []
+    for Z, masks, W in blocks:
+        masks = np.asarray(masks, bool)
+        W = np.asarray(W, float)
+        if Z.shape[1:] != (D, D) or masks.shape != (len(Z), m) or W.shape != (len(Z),):
+            raise ValueError(f"inconsistent block shapes {Z.shape}, {masks.shape}, {W.shape} for D={D}")
+        Zt = Z.sum(axis=0)
+        Syy_obs += Zt[q1:, q1:]
+        Suy_obs += Zt[:q1, q1:]
+        Suu += Zt[:q1, :q1]
+        Wj += masks.T.astype(float) @ W
+        Wt += float(W.sum())
+        _, bts, _, _ = _sort_block_by_k(Z, masks, W, copy=not in_place)
+        batches.extend(bts)
+    Suu = 0.5 * (Suu + Suu.T)
+    Suu_inv = np.linalg.inv(Suu)
+    # start: available-case means and variances
+    mean0 = Suy_obs[0] / Wj
+    M = np.zeros((m, q1))
+    M[:, 0] = mean0
+    S = np.diag(np.maximum(np.diag(Syy_obs) / Wj - mean0 ** 2, 1e-3))
+    converged = False
+    it = 0
+    for it in range(1, max_iter + 1):
+        Syy, Suy = _e_step(batches, M, S, Syy_obs, Suy_obs)
+        M_new = Suy.T @ Suu_inv
+        S_new = (Syy - M_new @ Suy - Suy.T @ M_new.T + M_new @ Suu @ M_new.T) / Wt
+        S_new = 0.5 * (S_new + S_new.T)
+        delta = max(np.max(np.abs(M_new - M)), np.max(np.abs(S_new - S)))
+        M, S = M_new, S_new
+        if delta < tol:
+            converged = True
+            break
+    Syy, Suy = _e_step(batches, M, S, Syy_obs, Suy_obs)  # expected statistics at the fixed point
+    frac = float(np.mean(1.0 - Wj / Wt))
+    return EMResult(M=M, S=S, Syy=Syy, Suy=Suy, Suu=Suu, W=Wt, iterations=it, converged=converged,
+                    missing_information=frac)
+
+
+def em_saturated(y: np.ndarray, u: np.ndarray, w: np.ndarray, *, max_iter: int = 2000,
+                 tol: float = 1e-9) -> EMResult:
     """EM for the saturated regression ``y | u ~ N(M u, S)`` with missing ``y``.
+
+    The rows are first reduced to per-pattern statistics
+    (:func:`~veerkracht_bayes.sufficient_stats.pattern_stats`); the EM then runs on those
+    (:func:`em_pattern_blocks`), exactly as the out-of-core path does.
 
     Parameters
     ----------
@@ -91,67 +248,19 @@ def em_saturated(y: np.ndarray, u: np.ndarray, w: np.ndarray, *, max_iter: int =
     max_iter, tol
         Stop when the largest change of ``M`` and ``S`` is below ``tol``.
     """
-    y = np.asarray(y, float)
-    n, m = y.shape
-    obs = ~np.isnan(y)
-    buckets = _buckets(obs)
-    W = float(w.sum())
-    Suu = u.T @ (u * w[:, None])
-    Suu_inv = np.linalg.inv(Suu)
-    # start: complete-case-free moments with mean imputation
-    col_mean = np.array([np.average(y[obs[:, j], j], weights=w[obs[:, j]]) for j in range(m)])
-    y0 = np.where(obs, y, col_mean)
-    M = ((y0 * w[:, None]).T @ u) @ Suu_inv
-    res = y0 - u @ M.T
-    S = (res * w[:, None]).T @ res / W + 1e-6 * np.eye(m)
-    converged = False
-    it = 0
-    for it in range(1, max_iter + 1):
-        K = np.linalg.inv(S)
-        mu = u @ M.T
-        yhat = np.where(obs, y, mu)
-        Csum = np.zeros((m, m))
-        for k, rows in buckets.items():
-            miss = np.argsort(obs[rows], axis=1, kind="stable")[:, :k]
-            r = np.where(obs[rows], y[rows] - mu[rows], 0.0)
-            Kmo_r = np.einsum("nkm,nm->nk", K[miss], r)
-            Kmm = K[miss[:, :, None], miss[:, None, :]]
-            Kmm_inv = np.linalg.inv(Kmm)
-            delta = np.einsum("nij,nj->ni", Kmm_inv, Kmo_r)
-            fill = np.take_along_axis(mu[rows], miss, axis=1) - delta
-            sub = yhat[rows]
-            np.put_along_axis(sub, miss, fill, axis=1)
-            yhat[rows] = sub
-            wk = w[rows]
-            np.add.at(Csum, (miss[:, :, None], miss[:, None, :]), Kmm_inv * wk[:, None, None])
-        Suy = u.T @ (yhat * w[:, None])
-        M_new = (Suy.T @ Suu_inv)
-        Syy = yhat.T @ (yhat * w[:, None]) + Csum
-        S_new = (Syy - M_new @ Suy - Suy.T @ M_new.T + M_new @ Suu @ M_new.T) / W
-        S_new = 0.5 * (S_new + S_new.T)
-        delta_max = max(np.max(np.abs(M_new - M)), np.max(np.abs(S_new - S)))
-        M, S = M_new, S_new
-        if delta_max < tol:
-            converged = True
-            break
-    # expected complete-data statistics at the fixed point
-    mu = u @ M.T
-    K = np.linalg.inv(S)
-    yhat = np.where(obs, y, mu)
-    Csum = np.zeros((m, m))
-    for k, rows in buckets.items():
-        miss = np.argsort(obs[rows], axis=1, kind="stable")[:, :k]
-        r = np.where(obs[rows], y[rows] - mu[rows], 0.0)
-        Kmo_r = np.einsum("nkm,nm->nk", K[miss], r)
-        Kmm_inv = np.linalg.inv(K[miss[:, :, None], miss[:, None, :]])
-        fill = np.take_along_axis(mu[rows], miss, axis=1) - np.einsum("nij,nj->ni", Kmm_inv, Kmo_r)
-        sub = yhat[rows]
-        np.put_along_axis(sub, miss, fill, axis=1)
-        yhat[rows] = sub
-        np.add.at(Csum, (miss[:, :, None], miss[:, None, :]), Kmm_inv * w[rows][:, None, None])
-    Syy = yhat.T @ (yhat * w[:, None]) + Csum
-    Suy = u.T @ (yhat * w[:, None])
-    # fraction of missing information, proxy: weighted share of missing cells per item, averaged
-    frac = float(np.mean(1.0 - (obs * w[:, None]).sum(0) / W))
-    return EMResult(M=M, S=S, Syy=Syy, Suy=Suy, Suu=Suu, W=W, iterations=it, converged=converged,
-                    missing_information=frac)
+    from .sufficient_stats import pattern_stats
+
+    st = pattern_stats(np.asarray(y, float), np.asarray(u, float), np.asarray(w, float))
+    return em_pattern_blocks([(pattern_z(st.Suu, st.Suy, st.Syy), st.masks, st.W)], u.shape[1],
+                             max_iter=max_iter, tol=tol, in_place=True)
+
+
+def pattern_z(Suu: np.ndarray, Suy: np.ndarray, Syy: np.ndarray) -> np.ndarray:
+    """Stack per-pattern ``Suu, Suy, Syy`` into the moment matrices ``Z_p`` of ``[u, y0]``."""
+    n_pat, q1, m = Suy.shape
+    Z = np.empty((n_pat, q1 + m, q1 + m))
+    Z[:, :q1, :q1] = Suu
+    Z[:, :q1, q1:] = Suy
+    Z[:, q1:, :q1] = Suy.transpose(0, 2, 1)
+    Z[:, q1:, q1:] = Syy
+    return Z

@@ -119,15 +119,26 @@ def _layout(cb: Codebook, graph: object, covariates: Sequence[str] | None) -> _L
 
 
 # ----------------------------------------------------------------------------- accumulation
+_BLOCK = 1024  # patterns per storage block (1024 · D² doubles: ~30 MB for MARVEL)
+_BIG = 48  # patterns with at least this many rows in a chunk: one matrix product each
+_OUTER_ROWS = 2048  # rows per batch of per-row outer products (small patterns)
+
+
 @dataclass
 class StatsAccumulator:
-    """Streaming accumulator of raw per-pattern moments (mergeable: see :meth:`merge`)."""
+    """Streaming accumulator of raw per-pattern moments (mergeable: see :meth:`merge`).
+
+    Pattern moments ``V_p`` live in blocks of :data:`_BLOCK` patterns (no reallocation, no
+    stacking copy at the end); rows are never kept — only 64-bit hashes of the ids for the
+    duplicate check (8 bytes a row).
+    """
 
     q: int
     m: int
     shift: np.ndarray | None = None  # (q + m,)
-    V: dict[bytes, np.ndarray] = field(default_factory=dict)  # pattern key -> (1+q+m)^2
-    count: dict[bytes, int] = field(default_factory=dict)
+    index: dict[bytes, int] = field(default_factory=dict)  # pattern key -> pattern number
+    blocks: list[np.ndarray] = field(default_factory=list)  # (_BLOCK, D, D) raw moments
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     cov_all: np.ndarray | None = None  # (q, 3): Σw, Σw x̃, Σw x̃² over rows with id (all, not only used)
     cov_min: np.ndarray | None = None
     cov_max: np.ndarray | None = None
@@ -144,7 +155,6 @@ class StatsAccumulator:
     w_all_zero: bool = True
 
     def __post_init__(self) -> None:
-        d = self.q + self.m
         if self.cov_all is None:
             self.cov_all = np.zeros((self.q, 3))
             self.cov_min = np.full(self.q, np.inf)
@@ -152,7 +162,45 @@ class StatsAccumulator:
             self.cov_values = [set() for _ in range(self.q)]
             self.item_min = np.full(self.m, np.inf)
             self.item_max = np.full(self.m, -np.inf)
-        del d
+
+    @property
+    def dim(self) -> int:
+        """Size ``1 + q + m`` of the raw vector ``v``."""
+        return 1 + self.q + self.m
+
+    @property
+    def n_patterns(self) -> int:
+        """Distinct missingness patterns seen among the rows used."""
+        return len(self.index)
+
+    def pattern_moments(self) -> Iterable[tuple[int, np.ndarray]]:
+        """Yield ``(first pattern number, view (P, D, D))`` over the filled part of each block."""
+        n = self.n_patterns
+        for b, blk in enumerate(self.blocks):
+            a = b * _BLOCK
+            if a >= n:
+                break
+            yield a, blk[: min(_BLOCK, n - a)]
+
+    def _add_moments(self, keys: Sequence[bytes], moms: np.ndarray, counts: np.ndarray) -> None:
+        """Add moment matrices of patterns ``keys`` (distinct) into the store."""
+        gi = np.empty(len(keys), np.int64)
+        for i, key in enumerate(keys):
+            j = self.index.get(key)
+            if j is None:
+                j = len(self.index)
+                self.index[key] = j
+            gi[i] = j
+        n = len(self.index)
+        while len(self.blocks) * _BLOCK < n:
+            self.blocks.append(np.zeros((_BLOCK, self.dim, self.dim)))
+        if len(self.counts) < n:
+            self.counts = np.concatenate([self.counts, np.zeros(max(n - len(self.counts), _BLOCK), np.int64)])
+        self.counts[gi] += counts
+        blk, off = np.divmod(gi, _BLOCK)
+        for b in np.unique(blk):
+            sel = blk == b
+            self.blocks[b][off[sel]] += moms[sel]  # offsets distinct within a call
 
     def add(self, x: np.ndarray, y: np.ndarray, w: np.ndarray, ids: np.ndarray) -> None:
         """Add cleaned rows: covariates ``x`` (n, q), unreversed items ``y`` (n, m), raw weights."""
@@ -161,13 +209,11 @@ class StatsAccumulator:
         self.w_sum_all += float(w.sum())
         self.w_all_zero &= bool(np.all(w == 0))
         if self.shift is None:
-            ks = []
-            for j in range(q + m):
-                col = x[:, j] if j < q else y[:, j - q]
-                ok = ~np.isnan(col)
-                ws = w[ok].sum()
-                ks.append(float(np.sum(w[ok] * col[ok]) / ws) if ws > 0 else 0.0)
-            self.shift = np.array(ks)
+            xy = np.concatenate([x, y], axis=1)
+            ok = ~np.isnan(xy)
+            ws = ok.T.astype(float) @ w
+            s = np.where(ok, xy, 0.0).T @ w
+            self.shift = np.where(ws > 0, s / np.where(ws > 0, ws, 1.0), 0.0)
         kx, ky = self.shift[:q], self.shift[q:]
         for i in range(q):
             col = x[:, i]
@@ -179,39 +225,59 @@ class StatsAccumulator:
                 self.cov_max[i] = max(self.cov_max[i], float(col[ok].max()))
                 if len(self.cov_values[i]) <= 2:
                     self.cov_values[i].update(np.unique(col[ok])[:3].tolist())
-        with np.errstate(invalid="ignore"):
-            self.item_min = np.fmin(self.item_min, np.nanmin(np.where(np.isnan(y), np.inf, y), axis=0))
-            self.item_max = np.fmax(self.item_max, np.nanmax(np.where(np.isnan(y), -np.inf, y), axis=0))
-        bad_cov = np.isnan(x).any(axis=1) if q else np.zeros(len(w), bool)
         obs = ~np.isnan(y)
+        if len(y):
+            self.item_min = np.fmin(self.item_min, np.where(obs, y, np.inf).min(axis=0))
+            self.item_max = np.fmax(self.item_max, np.where(obs, y, -np.inf).max(axis=0))
+        bad_cov = np.isnan(x).any(axis=1) if q else np.zeros(len(w), bool)
         no_item = ~obs.any(axis=1)
         self.n_bad_cov += int(bad_cov.sum())
         self.n_no_item_any += int(no_item.sum())
         self.n_no_item_kept += int((no_item & ~bad_cov).sum())
-        keep = ~bad_cov & ~no_item
-        if not keep.any():
+        keep = np.flatnonzero(~bad_cov & ~no_item)
+        if not len(keep):
             return
-        obs, w = obs[keep], w[keep]
-        v = np.empty((int(keep.sum()), 1 + q + m))
-        v[:, 0] = 1.0
-        v[:, 1:1 + q] = x[keep] - kx
-        v[:, 1 + q:] = np.where(obs, y[keep] - ky, 0.0)
+        obs = obs[keep]
         packed = np.packbits(obs, axis=1)
         keys, inverse = np.unique(packed, axis=0, return_inverse=True)
         inverse = inverse.reshape(-1)
-        order = np.argsort(inverse, kind="stable")
-        bounds = np.searchsorted(inverse[order], np.arange(len(keys) + 1))
-        for p in range(len(keys)):
-            idx = order[bounds[p]:bounds[p + 1]]
-            vp = v[idx]
-            mom = vp.T @ (vp * w[idx, None])
-            key = keys[p].tobytes()
-            if key in self.V:
-                self.V[key] += mom
-                self.count[key] += len(idx)
-            else:
-                self.V[key] = mom
-                self.count[key] = len(idx)
+        order = keep[np.argsort(inverse, kind="stable")]
+        cnt = np.bincount(inverse, minlength=len(keys))
+        bounds = np.concatenate([[0], np.cumsum(cnt)])
+        # rows sorted by pattern: v = [1, x - kx, (y - ky)·d]
+        D = self.dim
+        v = np.empty((len(order), D))
+        v[:, 0] = 1.0
+        v[:, 1:1 + q] = x[order] - kx
+        ys = y[order] - ky
+        v[:, 1 + q:] = np.where(np.isnan(ys), 0.0, ys)
+        del ys
+        ws = w[order]
+        kb = [k.tobytes() for k in keys]
+        for g0 in range(0, len(keys), _BLOCK):  # bounded memory: _BLOCK patterns at a time
+            grp = np.arange(g0, min(g0 + _BLOCK, len(keys)))
+            moms = np.empty((len(grp), D, D))
+            for i in np.flatnonzero(cnt[grp] >= _BIG):
+                p = grp[i]
+                seg = slice(bounds[p], bounds[p + 1])
+                moms[i] = v[seg].T @ (v[seg] * ws[seg, None])
+            small = np.flatnonzero(cnt[grp] < _BIG)
+            i = 0
+            while i < len(small):  # batches of whole small patterns, ~_OUTER_ROWS rows each
+                j, rows = i, 0
+                while j < len(small) and (rows == 0 or rows + cnt[grp[small[j]]] <= _OUTER_ROWS):
+                    rows += cnt[grp[small[j]]]
+                    j += 1
+                loc = small[i:j]
+                pats = grp[loc]
+                idx = np.concatenate([np.arange(bounds[p], bounds[p + 1]) for p in pats])
+                vb = v[idx]
+                outer = vb[:, :, None] * (vb * ws[idx, None])[:, None, :]
+                starts = np.concatenate([[0], np.cumsum(cnt[pats])[:-1]])
+                moms[loc] = np.add.reduceat(outer, starts, axis=0)
+                del outer, vb
+                i = j
+            self._add_moments(kb[g0:g0 + len(grp)], moms, cnt[grp])
 
     def merge(self, other: "StatsAccumulator") -> "StatsAccumulator":
         """Combine two accumulators (Dask tree reduction). Shifts are re-centred exactly."""
@@ -219,25 +285,25 @@ class StatsAccumulator:
             return self
         if self.shift is None:
             return other
-        out = StatsAccumulator(self.q, self.m, shift=self.shift.copy())
-        q = self.q
-        out.V = {k: v.copy() for k, v in self.V.items()}
-        out.count = dict(self.count)
-        # translate other's moments to self's shift: v_self = T v_other, since
-        # y - k_self = (y - k_other) + (k_other - k_self) on observed entries
+        q, m = self.q, self.m
+        out = StatsAccumulator(q, m, shift=self.shift.copy())
+        out.index = dict(self.index)
+        out.blocks = [b.copy() for b in self.blocks]
+        out.counts = self.counts.copy()
+        # translate other's moments to self's shift: v_self = T v_other, T = I + c e0ᵀ with
+        # c = [0, dx, dy·d], since y - k_self = (y - k_other) + (k_other - k_self) where observed
         delta = other.shift - self.shift
-        for key, mom in other.V.items():
-            obs = np.unpackbits(np.frombuffer(key, np.uint8))[: self.m].astype(bool)
-            T = np.eye(1 + q + self.m)
-            dm = np.concatenate([delta[:q], np.where(obs, delta[q:], 0.0)])
-            T[1:, 0] = dm
-            mom2 = T @ mom @ T.T
-            if key in out.V:
-                out.V[key] += mom2
-                out.count[key] += other.count[key]
-            else:
-                out.V[key] = mom2
-                out.count[key] = other.count[key]
+        keys = list(other.index)
+        masks = _masks_of(keys, m)
+        for a, V in other.pattern_moments():
+            mk = masks[a:a + len(V)]
+            c = np.zeros((len(V), 1 + q + m))
+            c[:, 1:1 + q] = delta[:q]
+            c[:, 1 + q:] = np.where(mk, delta[q:], 0.0)
+            r0 = V[:, 0, :]
+            V2 = (V + c[:, :, None] * r0[:, None, :] + r0[:, :, None] * c[:, None, :]
+                  + V[:, 0, 0][:, None, None] * c[:, :, None] * c[:, None, :])
+            out._add_moments(keys[a:a + len(V)], V2, other.counts[a:a + len(V)])
         ca = other.cov_all.copy()
         dx = delta[:q]
         # x - k_self = (x - k_other) + dx
@@ -257,53 +323,85 @@ class StatsAccumulator:
         return out
 
 
+def _masks_of(keys: Sequence[bytes], m: int) -> np.ndarray:
+    """Observed-item masks ``(len(keys), m)`` from packed pattern keys."""
+    if not keys:
+        return np.zeros((0, m), bool)
+    nb = len(keys[0])
+    raw = np.frombuffer(b"".join(keys), np.uint8).reshape(len(keys), nb)
+    return np.unpackbits(raw, axis=1)[:, :m].astype(bool)
+
+
 # ----------------------------------------------------------------------------- chunk cleaning
-def _where(offset: int, pos: int, label: str) -> str:
-    return f"{label} data row {offset + pos + 1}"
-
-
 def _clean_chunk(df: pd.DataFrame, lay: _Layout, *, offset: int, label: str, weights: bool,
                  out_of_range: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
-    """Validate one chunk like ``read_survey``; returns x, y (unreversed), raw w, id hashes, n missing id."""
-    from .survey_data import _coerce_numeric, _infer_id
+    """Validate one chunk with ``read_survey``'s rules and messages.
+
+    Returns x, y (unreversed), raw weights, id hashes and the number of rows without id.
+    The value-level helpers (coercion, missing codes, value labels, id inference, message
+    wording and row naming) are :mod:`veerkracht_bayes.survey_data`'s own; rows are named
+    by their position in the whole file (``offset`` + position in the chunk).
+    """
+    from .survey_data import _coerce_numeric, _Ctx, _describe_range, _infer_id, _listing
 
     cb = lay.cb
+    ctx = _Ctx(label, "parquet", csv=False, decimal=".")
     absent = [c for c in lay.columns if c not in df.columns]
     if absent:
         raise SurveyError([Problem(f"codebook column {c!r} is missing from the data (expected a column "
                                    "with this name)", file=label, field=c, value=c) for c in absent])
-    ids = df[cb.id_column].astype(object)
-    id_missing = pd.isna(ids).to_numpy() | ids.map(lambda v: isinstance(v, str) and v.strip() == ""
-                                                  ).to_numpy(dtype=bool)
-    keep = np.flatnonzero(~id_missing)
-    df = df.iloc[keep].reset_index(drop=True)
+    ids = df[cb.id_column]
+    if pd.api.types.is_numeric_dtype(ids):
+        id_missing = ids.isna().to_numpy()
+    else:
+        ido = ids.astype(object)
+        id_missing = pd.isna(ido).to_numpy() | ido.map(lambda v: isinstance(v, str) and v.strip() == ""
+                                                      ).to_numpy(dtype=bool)
+    if id_missing.any():
+        keep = np.flatnonzero(~id_missing)
+        df = df.iloc[keep].reset_index(drop=True)
+    else:
+        keep = np.arange(len(df))
+    src = keep + offset  # 0-based positions in the whole file
     idv = _infer_id(df[cb.id_column])
+    # hashed as text, as in every chunk, so 12, 12.0 and "12" in different chunks collide
     hashes = pd.util.hash_pandas_object(idv.astype(str), index=False).to_numpy()
     problems: list[Problem] = []
     if cb.weight_column and weights:
-        c = _coerce_numeric(df[cb.weight_column], ".")
+        wcol = cb.weight_column
+        c = _coerce_numeric(df[wcol], ".")
         w = c.values
-        bad = np.flatnonzero(~np.isfinite(w) | (w < 0))
-        if len(c.bad_pos) or len(bad):
-            p = int(c.bad_pos[0]) if len(c.bad_pos) else int(bad[0])
-            val = df[cb.weight_column].iloc[p]
-            problems.append(Problem(f"invalid weight {val!r} at {_where(offset, int(keep[p]), label)} "
-                                    "(expected a finite non-negative number)", file=label,
-                                    line=offset + int(keep[p]) + 1, location=f"column {cb.weight_column!r}",
-                                    field=cb.weight_column, value=val))
+        if len(c.bad_pos):
+            problems.append(ctx.problem(
+                f"non-numeric weight in column {wcol!r}: {_listing(ctx, src[c.bad_pos].tolist(), c.bad_vals)}"
+                " (expected a non-negative number)", wcol, c.bad_vals[0], int(src[c.bad_pos[0]])))
+        nan = np.isnan(w)
+        nan[c.bad_pos] = False
+        bad_nan = np.flatnonzero(nan)
+        if len(bad_nan):
+            problems.append(ctx.problem(
+                f"missing (NaN) weight in column {wcol!r} at {len(bad_nan)} row(s): "
+                + ", ".join(ctx.where(int(src[p])) for p in bad_nan[:5]) + (" ..." if len(bad_nan) > 5 else "")
+                + " (expected a non-negative number for every respondent)", wcol, None, int(src[bad_nan[0]])))
+        for bad, what, expect in ((np.flatnonzero(w < 0), "negative", "weights >= 0"),
+                                  (np.flatnonzero(np.isinf(w)), "infinite", "a finite number")):
+            if len(bad):
+                problems.append(ctx.problem(
+                    f"{what} weight in column {wcol!r}: {_listing(ctx, src[bad].tolist(), w[bad].tolist())}"
+                    f" (expected {expect})", wcol, float(w[bad[0]]), int(src[bad[0]])))
     else:
         w = np.ones(len(df))
-    specs = {it.column: it for _, it in cb.item_specs()}
+    specs = {it.column: (k, it) for k, it in cb.item_specs()}
 
     def column(col: str) -> np.ndarray:
-        it = specs[col]
+        cons, it = specs[col]
         c = _coerce_numeric(df[col], ".", it.missing_codes, it.value_labels or None)
         x = c.values
         if len(c.bad_pos):
-            p = int(c.bad_pos[0])
-            problems.append(Problem(f"text in numeric item {col!r} that is not a declared missing code: "
-                                    f"{c.bad_vals[0]!r} at {_where(offset, int(keep[p]), label)}",
-                                    file=label, line=offset + int(keep[p]) + 1, location=f"column {col!r}", field=col, value=c.bad_vals[0]))
+            problems.append(ctx.problem(
+                f"text in numeric item {col!r} (construct {cons!r}) that is not a declared missing code: "
+                f"{_listing(ctx, src[c.bad_pos].tolist(), c.bad_vals)}; expected {_describe_range(it)}",
+                col, c.bad_vals[0], int(src[c.bad_pos[0]])))
         lo, hi = it.range
         obs = ~np.isnan(x)
         oor = np.zeros(len(x), bool)
@@ -315,17 +413,22 @@ def _clean_chunk(df: pd.DataFrame, lay: _Layout, *, offset: int, label: str, wei
             oor |= obs & (x != np.round(x))
         if oor.any():
             if out_of_range == "error":
-                p = int(np.flatnonzero(oor)[0])
-                problems.append(Problem(
-                    f"value out of range in item {col!r}: {x[p]!r} at {_where(offset, int(keep[p]), label)}; "
-                    f"expected values in [{lo}, {hi}] (or pass out_of_range='missing')",
-                    file=label, line=offset + int(keep[p]) + 1, location=f"column {col!r}", field=col, value=float(x[p])))
+                pos = np.flatnonzero(oor)
+                problems.append(ctx.problem(
+                    f"value out of range in item {col!r} (construct {cons!r}): "
+                    f"{_listing(ctx, src[pos].tolist(), x[pos].tolist())}; expected {_describe_range(it)} "
+                    "(or pass out_of_range='missing' to treat these as missing)", col, float(x[pos[0]]),
+                    int(src[pos[0]])))
             else:
                 x = np.where(oor, np.nan, x)
         return x
 
-    x = np.column_stack([column(c) for c in lay.cov_cols]) if lay.cov_cols else np.zeros((len(df), 0))
-    y = np.column_stack([column(c) for c in lay.item_cols])
+    x = np.empty((len(df), len(lay.cov_cols)))
+    for i, col in enumerate(lay.cov_cols):
+        x[:, i] = column(col)
+    y = np.empty((len(df), len(lay.item_cols)))
+    for j, col in enumerate(lay.item_cols):
+        y[:, j] = column(col)
     if problems:
         raise SurveyError(problems)
     return x, y, w, hashes, int(id_missing.sum())
@@ -348,34 +451,47 @@ def _accumulate(frames: Iterable[pd.DataFrame], lay: _Layout, *, label: str, wei
 # ----------------------------------------------------------------------------- finalisation
 def _finalise(acc: StatsAccumulator, lay: _Layout, *, label: str, data_hash: str | None,
               missing: str, max_fiml_patterns: int, em_tol: float = 1e-9) -> StatsOnlyModelData:
+    """Standardise the raw pattern moments algebraically; FIML statistics or the two-stage EM.
+
+    The accumulator's blocks are transformed **in place** (raw ``V_p`` become the model's
+    ``Z_p``), so the largest array exists once; the accumulator is spent afterwards.
+    """
     q, m = acc.q, acc.m
+    q1 = 1 + q
     if acc.shift is None or acc.rows_read == 0:
         raise SurveyError(Problem("no data rows (expected at least one respondent)", file=label))
     if acc.w_all_zero:
         raise SurveyError(Problem("all weights are zero (expected at least one positive weight)", file=label,
                                   field=lay.cb.weight_column))
-    hashes = np.sort(np.concatenate(acc.id_hashes)) if acc.id_hashes else np.zeros(0, np.uint64)
-    if len(hashes) > 1 and np.any(hashes[1:] == hashes[:-1]):
-        raise SurveyError(Problem(f"duplicate respondent ids in column {lay.cb.id_column!r} "
-                                  "(expected each id exactly once)", file=label, field=lay.cb.id_column))
+    if acc.id_hashes:
+        hashes = np.concatenate(acc.id_hashes)
+        acc.id_hashes = [hashes]
+        hashes.sort()
+        dup = len(hashes) > 1 and bool(np.any(hashes[1:] == hashes[:-1]))
+        del hashes
+        if dup:
+            raise SurveyError(Problem(f"duplicate respondent ids in column {lay.cb.id_column!r} "
+                                      "(expected each id exactly once)", file=label, field=lay.cb.id_column))
     if missing not in ("auto", "fiml", "two_stage"):
         raise ModelError(f"missing must be 'auto', 'fiml' or 'two_stage', got {missing!r}")
-    keys_packed = list(acc.V)
-    if not keys_packed:
+    n_pat = acc.n_patterns
+    if not n_pat:
         raise ModelError("no respondent has both items and covariates observed")
-    masks = np.array([np.unpackbits(np.frombuffer(k, np.uint8))[:m] for k in keys_packed]).astype(bool)
-    # same pattern order as np.unique(obs, axis=0) in memory (lexicographic on booleans)
-    order = np.lexsort(masks.T[::-1])
-    masks = masks[order]
-    V = np.stack([acc.V[keys_packed[i]] for i in order])
-    counts = np.array([acc.count[keys_packed[i]] for i in order])
+    masks = _masks_of(list(acc.index), m)  # in storage order
+    counts = acc.counts[:n_pat]
     n_used = int(counts.sum())
     kx, ky = acc.shift[:q], acc.shift[q:]
-    W_raw = V[:, 0, 0]
+    W_raw = np.zeros(n_pat)
+    s1 = np.zeros(m)
+    s2 = np.zeros(m)
+    sx = np.zeros(q)
+    for a, V in acc.pattern_moments():
+        W_raw[a:a + len(V)] = V[:, 0, 0]
+        s1 += V[:, 0, q1:].sum(axis=0)  # missing entries of v are 0
+        s2 += np.einsum("pjj->j", V[:, q1:, q1:])
+        sx += V[:, 0, 1:q1].sum(axis=0)
     # item moments over the rows where each item is observed
     Wj = masks.T.astype(float) @ W_raw
-    s1 = np.array([V[masks[:, j], 0, 1 + q + j].sum() for j in range(m)])
-    s2 = np.array([V[masks[:, j], 1 + q + j, 1 + q + j].sum() for j in range(m)])
     problems = []
     cj = np.zeros(m)
     sd = np.ones(m)
@@ -409,10 +525,7 @@ def _finalise(acc: StatsAccumulator, lay: _Layout, *, label: str, data_hash: str
         lo = acc.cov_min[i] if lo is None else lo
         hi = acc.cov_max[i] if hi is None else hi
         vals = acc.cov_values[i]
-        if lay.reverse[i]:
-            a_r, b_r = lo + hi, -1.0
-        else:
-            a_r, b_r = 0.0, 1.0
+        a_r, b_r = (lo + hi, -1.0) if lay.reverse[i] else (0.0, 1.0)
         rev_vals = {a_r + b_r * v for v in vals}
         if len(vals) <= 2 and rev_vals <= {0.0, 1.0}:
             a[i], b[i] = a_r, b_r
@@ -422,28 +535,27 @@ def _finalise(acc: StatsAccumulator, lay: _Layout, *, label: str, data_hash: str
             sd_x = np.sqrt(s2x / sw - mu_t ** 2)
             mu_rev = a_r + b_r * (mu_t + kx[i])
             a[i], b[i] = (a_r - mu_rev) / sd_x, b_r / sd_x
-    xbar_t = V[:, 0, 1:1 + q].sum(axis=0) / W_raw.sum() if q else np.zeros(0)
+    W_tot = W_raw.sum()
+    xbar_t = sx / W_tot
     x_mean = a + b * (xbar_t + kx) if q else np.zeros(0)
-    D = 1 + q + m
-    H = np.zeros((1 + q, D))
-    H[0, 0] = 1.0
+    # z = [u, y_std0] = diag([1_q1, d_p]) A v  with one A for all patterns
+    D = q1 + m
+    A = np.zeros((D, D))
+    A[0, 0] = 1.0
     for i in range(q):
-        H[1 + i, 0] = -b[i] * xbar_t[i]
-        H[1 + i, 1 + i] = b[i]
-    scale = n_used / W_raw.sum()
-    dmask = masks.astype(float)
-    G = np.zeros((len(masks), m, D))
+        A[1 + i, 0] = -b[i] * xbar_t[i]
+        A[1 + i, 1 + i] = b[i]
     coef = sgn_y / sd
-    G[:, np.arange(m), 1 + q + np.arange(m)] = dmask * coef
-    G[:, :, 0] = -dmask * coef * cj
-    VG = np.einsum("pab,pjb->paj", V, G)
-    Syy = scale * np.einsum("pia,paj->pij", G, VG)
-    Suy = scale * np.einsum("ka,paj->pkj", H, VG)
-    Suu = scale * np.einsum("ka,pab,lb->pkl", H, V, H)
+    A[q1 + np.arange(m), 0] = -coef * cj
+    A[q1 + np.arange(m), q1 + np.arange(m)] = coef
+    scale = n_used / W_tot
+    for a0, V in acc.pattern_moments():  # V_p -> Z_p in place, block by block
+        dm = np.concatenate([np.ones((len(V), q1)), masks[a0:a0 + len(V)].astype(float)], axis=1)
+        Z = A @ V @ A.T
+        Z *= scale * dm[:, :, None] * dm[:, None, :]
+        V[:] = 0.5 * (Z + Z.transpose(0, 2, 1))
+        del Z
     W = scale * W_raw
-    Syy = 0.5 * (Syy + Syy.transpose(0, 2, 1))
-    Suu = 0.5 * (Suu + Suu.transpose(0, 2, 1))
-    n_pat = len(masks)
     if n_pat == 1 and masks.all():
         method = "complete"
     elif missing == "fiml" or (missing == "auto" and n_pat <= max_fiml_patterns):
@@ -451,12 +563,30 @@ def _finalise(acc: StatsAccumulator, lay: _Layout, *, label: str, data_hash: str
     else:
         method = "two_stage"
     info = 0.0
-    stats = PatternStats(masks, W, Syy, Suy, Suu, np.zeros(0, dtype=np.int64))
     if method == "two_stage":
-        em = em_pattern_stats(stats, tol=em_tol)
-        info = float(np.mean(1.0 - (dmask * W[:, None]).sum(0) / W.sum()))
-        stats = PatternStats(np.ones((1, m), dtype=bool), np.array([W.sum()]), em["Syy"][None],
-                             em["Suy"][None], em["Suu"][None], np.zeros(0, dtype=np.int64))
+        from .missing_data import em_pattern_blocks
+
+        blocks = [(V, masks[a0:a0 + len(V)], W[a0:a0 + len(V)]) for a0, V in acc.pattern_moments()]
+        em = em_pattern_blocks(blocks, q1, tol=em_tol, in_place=True)
+        del blocks
+        acc.blocks = []  # spent (permuted in place)
+        info = em.missing_information
+        stats = PatternStats(np.ones((1, m), dtype=bool), np.array([W.sum()]), em.Syy[None],
+                             em.Suy[None], em.Suu[None], np.zeros(0, dtype=np.int64))
+    else:
+        # same pattern order as np.unique(obs, axis=0) in memory (lexicographic on booleans)
+        order = np.lexsort(masks.T[::-1])
+        Syy = np.empty((n_pat, m, m))
+        Suy = np.empty((n_pat, q1, m))
+        Suu = np.empty((n_pat, q1, q1))
+        pos = np.empty(n_pat, np.int64)
+        pos[order] = np.arange(n_pat)  # storage index -> output position
+        for a0, V in acc.pattern_moments():
+            dst = pos[a0:a0 + len(V)]
+            Syy[dst] = V[:, q1:, q1:]
+            Suy[dst] = V[:, :q1, q1:]
+            Suu[dst] = V[:, :q1, :q1]
+        stats = PatternStats(masks[order], W[order], Syy, Suy, Suu, np.zeros(0, dtype=np.int64))
     reasons: dict[str, int] = {}
     if q and acc.n_bad_cov:
         reasons["missing covariate (" + ", ".join(lay.cov_nodes) + ")"] = acc.n_bad_cov
@@ -471,80 +601,23 @@ def _finalise(acc: StatsAccumulator, lay: _Layout, *, label: str, data_hash: str
         n_patterns=n_pat, n_rows=n_used)
 
 
-def em_pattern_stats(stats: PatternStats, *, max_iter: int = 2000, tol: float = 1e-9,
-                     batch: int = 256) -> dict[str, Any]:
+def em_pattern_stats(stats: PatternStats, *, max_iter: int = 2000, tol: float = 1e-9) -> dict[str, Any]:
     """EM for the saturated model ``y | u ~ N(M u, S)`` run on per-pattern statistics.
 
-    For a pattern with observed set ``o`` and missing set ``r``, ``E[y_r | y_o, u] =
-    M_r u + S_ro S_oo⁻¹ (y_o − M_o u)`` is linear in ``z = [u, y0]``: ``ŷ = J_p z``, so
-    ``Σ w ŷ ŷᵀ = J_p Z_p J_pᵀ`` with ``Z_p = Σ w z zᵀ`` built from ``Suu_p, Suy_p, Syy_p``,
-    plus ``W_p · Cov(y_r | y_o)``. The result is the same fixed point as
-    :func:`veerkracht_bayes.missing_data.em_saturated` on the rows.
+    A thin wrapper of :func:`veerkracht_bayes.missing_data.em_pattern_blocks` (the same
+    algorithm as :func:`~veerkracht_bayes.missing_data.em_saturated` on rows).
 
     Returns
     -------
     dict
         ``M, S, Syy, Suy, Suu, W, iterations, converged``.
     """
-    masks, W = stats.masks, stats.W
-    n_pat, m = masks.shape
-    q1 = stats.Suu.shape[1]
-    Z = np.zeros((n_pat, q1 + m, q1 + m))
-    Z[:, :q1, :q1] = stats.Suu
-    Z[:, :q1, q1:] = stats.Suy
-    Z[:, q1:, :q1] = stats.Suy.transpose(0, 2, 1)
-    Z[:, q1:, q1:] = stats.Syy
-    Suu = stats.Suu.sum(0)
-    Wt = float(W.sum())
-    Suu_inv = np.linalg.inv(Suu)
-    # start: available-case moments
-    Wj = masks.T.astype(float) @ W
-    mean0 = stats.Suy[:, 0, :].sum(0) / Wj
-    M = np.zeros((m, q1))
-    M[:, 0] = mean0
-    S = np.diag(np.maximum(np.einsum("pjj->j", stats.Syy) / Wj - mean0 ** 2, 1e-3))
-    groups: dict[int, np.ndarray] = {}
-    kmiss = (~masks).sum(1)
-    for k in np.unique(kmiss):
-        groups[int(k)] = np.flatnonzero(kmiss == k)
-    converged = False
-    it = 0
-    Syy = Suy = None
-    for it in range(1, max_iter + 1):
-        K = np.linalg.inv(S)
-        Syy_e = np.zeros((m, m))
-        Suy_e = np.zeros((q1, m))
-        for k, pats_all in groups.items():
-            for b0 in range(0, len(pats_all), batch):  # bounded memory: batch patterns at a time
-                pats = pats_all[b0:b0 + batch]
-                Zp = Z[pats]
-                dm = masks[pats].astype(float)
-                # J = [diag(1-d) M | diag(d)] - P Kmm^-1 K_m: R,   R = diag(d)[-M | I]
-                J = np.zeros((len(pats), m, q1 + m))
-                J[:, :, :q1] = (1.0 - dm)[:, :, None] * M[None]
-                J[:, np.arange(m), q1 + np.arange(m)] = dm
-                if k > 0:
-                    miss = np.argsort(masks[pats], axis=1, kind="stable")[:, :k]
-                    Km = K[miss]  # (P, k, m)
-                    Kmm_inv = np.linalg.inv(np.take_along_axis(Km, miss[:, None, :], axis=2))
-                    R = np.concatenate([-dm[:, :, None] * M[None], dm[:, :, None] * np.eye(m)[None]], axis=2)
-                    corr = Kmm_inv @ (Km @ R)  # (P, k, q1+m)
-                    J[np.arange(len(pats))[:, None], miss, :] -= corr
-                    np.add.at(Syy_e, (miss[:, :, None], miss[:, None, :]), Kmm_inv * W[pats][:, None, None])
-                JZ = J @ Zp  # (P, m, q1+m)
-                Syy_e += np.tensordot(JZ, J, axes=([0, 2], [0, 2]))
-                Suy_e += JZ[:, :, :q1].sum(0).T
-        Syy, Suy = 0.5 * (Syy_e + Syy_e.T), Suy_e
-        M_new = Suy.T @ Suu_inv
-        S_new = (Syy - M_new @ Suy - Suy.T @ M_new.T + M_new @ Suu @ M_new.T) / Wt
-        S_new = 0.5 * (S_new + S_new.T)
-        delta = max(np.max(np.abs(M_new - M)), np.max(np.abs(S_new - S)))
-        M, S = M_new, S_new
-        if delta < tol:
-            converged = True
-            break
-    return {"M": M, "S": S, "Syy": Syy, "Suy": Suy, "Suu": Suu, "W": Wt, "iterations": it,
-            "converged": converged}
+    from .missing_data import em_pattern_blocks, pattern_z
+
+    em = em_pattern_blocks([(pattern_z(stats.Suu, stats.Suy, stats.Syy), stats.masks, stats.W)],
+                           stats.Suu.shape[1], max_iter=max_iter, tol=tol, in_place=True)
+    return {"M": em.M, "S": em.S, "Syy": em.Syy, "Suy": em.Suy, "Suu": em.Suu, "W": em.W,
+            "iterations": em.iterations, "converged": em.converged}
 
 
 # ----------------------------------------------------------------------------- public API
