@@ -120,8 +120,6 @@ def _layout(cb: Codebook, graph: object, covariates: Sequence[str] | None) -> _L
 
 # ----------------------------------------------------------------------------- accumulation
 _BLOCK = 1024  # patterns per storage block (1024 · D² doubles: ~30 MB for MARVEL)
-_BIG = 48  # patterns with at least this many rows in a chunk: one matrix product each
-_OUTER_ROWS = 2048  # rows per batch of per-row outer products (small patterns)
 
 
 @dataclass
@@ -238,46 +236,37 @@ class StatsAccumulator:
         if not len(keep):
             return
         obs = obs[keep]
-        packed = np.packbits(obs, axis=1)
-        keys, inverse = np.unique(packed, axis=0, return_inverse=True)
-        inverse = inverse.reshape(-1)
+        keys, inverse = _pattern_keys(obs)
         order = keep[np.argsort(inverse, kind="stable")]
         cnt = np.bincount(inverse, minlength=len(keys))
         bounds = np.concatenate([[0], np.cumsum(cnt)])
+        del inverse, obs
         # rows sorted by pattern: v = [1, x - kx, (y - ky)·d]
         D = self.dim
         v = np.empty((len(order), D))
         v[:, 0] = 1.0
         v[:, 1:1 + q] = x[order] - kx
-        ys = y[order] - ky
+        ys = y[order]
+        ys -= ky
         v[:, 1 + q:] = np.where(np.isnan(ys), 0.0, ys)
         del ys
-        ws = w[order]
-        kb = [k.tobytes() for k in keys]
-        for g0 in range(0, len(keys), _BLOCK):  # bounded memory: _BLOCK patterns at a time
-            grp = np.arange(g0, min(g0 + _BLOCK, len(keys)))
-            moms = np.empty((len(grp), D, D))
-            for i in np.flatnonzero(cnt[grp] >= _BIG):
-                p = grp[i]
-                seg = slice(bounds[p], bounds[p + 1])
-                moms[i] = v[seg].T @ (v[seg] * ws[seg, None])
-            small = np.flatnonzero(cnt[grp] < _BIG)
-            i = 0
-            while i < len(small):  # batches of whole small patterns, ~_OUTER_ROWS rows each
-                j, rows = i, 0
-                while j < len(small) and (rows == 0 or rows + cnt[grp[small[j]]] <= _OUTER_ROWS):
-                    rows += cnt[grp[small[j]]]
-                    j += 1
-                loc = small[i:j]
-                pats = grp[loc]
-                idx = np.concatenate([np.arange(bounds[p], bounds[p + 1]) for p in pats])
-                vb = v[idx]
-                outer = vb[:, :, None] * (vb * ws[idx, None])[:, None, :]
-                starts = np.concatenate([[0], np.cumsum(cnt[pats])[:-1]])
-                moms[loc] = np.add.reduceat(outer, starts, axis=0)
-                del outer, vb
-                i = j
-            self._add_moments(kb[g0:g0 + len(grp)], moms, cnt[grp])
+        vw = v * w[order][:, None]
+        # one small product per pattern, added straight into the store (no per-chunk
+        # (patterns x D x D) temporary; per-row outer products would move D² doubles a row)
+        index, blocks = self.index, self.blocks
+        if len(self.counts) < len(index) + len(keys):
+            self.counts = np.concatenate([self.counts, np.zeros(len(keys) + _BLOCK, np.int64)])
+        counts = self.counts
+        for p, key in enumerate(keys):
+            j = index.get(key)
+            if j is None:
+                j = len(index)
+                index[key] = j
+                if j >= len(blocks) * _BLOCK:
+                    blocks.append(np.zeros((_BLOCK, D, D)))
+            a0, b0 = bounds[p], bounds[p + 1]
+            blocks[j // _BLOCK][j % _BLOCK] += v[a0:b0].T @ vw[a0:b0]
+            counts[j] += b0 - a0
 
     def merge(self, other: "StatsAccumulator") -> "StatsAccumulator":
         """Combine two accumulators (Dask tree reduction). Shifts are re-centred exactly."""
@@ -321,6 +310,21 @@ class StatsAccumulator:
         out.w_sum_all = self.w_sum_all + other.w_sum_all
         out.w_all_zero = self.w_all_zero and other.w_all_zero
         return out
+
+
+def _pattern_keys(obs: np.ndarray) -> tuple[list[bytes], np.ndarray]:
+    """Distinct rows of the boolean ``obs`` as packed byte keys (padded to 8-byte words) and each row's key."""
+    packed = np.packbits(obs, axis=1)
+    nb = -(-packed.shape[1] // 8) * 8
+    if nb != packed.shape[1]:
+        packed = np.concatenate([packed, np.zeros((len(packed), nb - packed.shape[1]), np.uint8)], axis=1)
+    words = np.ascontiguousarray(packed).view(np.uint64)
+    if words.shape[1] == 1:
+        uniq, inverse = np.unique(words[:, 0], return_inverse=True)
+        uniq = uniq[:, None]
+    else:
+        uniq, inverse = np.unique(words, axis=0, return_inverse=True)
+    return [u.tobytes() for u in uniq], inverse.reshape(-1)
 
 
 def _masks_of(keys: Sequence[bytes], m: int) -> np.ndarray:
