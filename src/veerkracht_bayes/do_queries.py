@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
+
 import jax
 
 jax.config.update("jax_enable_x64", True)
@@ -155,35 +157,98 @@ def _intervened(B, set_mask, mscale, mmask, mval):
     return Bm * (1.0 - set_mask.astype(B.dtype))[:, None]
 
 
-def _kernel(B, c, shift, D, set_mask, set_value, mscale, mmask, mval, det_tol, cond_max):
-    """One draw, one intervention: effect, data-only effect, |det|, cond, rho."""
-    P = B.shape[0]
-    eye = jnp.eye(P, dtype=B.dtype)
-    m = jnp.linalg.solve(eye - B, c)
-    Bdo = _intervened(B, set_mask, mscale, mmask, mval)
-    c_do = jnp.where(set_mask, set_value, c + shift)
-    M = eye - Bdo
-    sv = jnp.linalg.svd(M, compute_uv=False)
-    absdet = jnp.prod(sv)
-    cond = sv[0] / sv[-1]
-    ok = (absdet > det_tol) & (cond < cond_max)
-    Msafe = jnp.where(ok, M, eye)
-    u = c_do - M @ m
-    eff = jnp.linalg.solve(Msafe, u)
-    eff_data = jnp.linalg.solve(jnp.where(ok, eye - Bdo * D, eye), u)
-    nan = jnp.full((P,), jnp.nan, dtype=B.dtype)
-    rho = jnp.max(jnp.abs(jnp.linalg.eigvals(Bdo)))
-    return (jnp.where(ok, eff, nan), jnp.where(ok, eff_data, nan), absdet, cond, rho)
-
-
-_over_draws = jax.vmap(_kernel, in_axes=(0, 0, 0, None, None, None, None, None, None, None, None))
-_batched = jax.jit(jax.vmap(_over_draws, in_axes=(None, 0, 0, None, 0, 0, 0, 0, 0, None, None)))
-
-
 @jax.jit
 def _baseline(B, c):
     eye = jnp.eye(B.shape[-1], dtype=B.dtype)
     return jnp.linalg.solve(eye - B, c[..., None])[..., 0]
+
+
+def _spectral_radius(Bdo, blocks, singles):
+    """``(S,)`` spectral radius of ``Bdo`` from the diagonal blocks of its block-triangular form.
+
+    ``blocks`` are the strongly connected components (size > 1) of a sparsity pattern that
+    contains ``Bdo``'s, grouped by size; ``singles`` the one-node components. The eigenvalues of a
+    block-triangular matrix are those of its diagonal blocks (a one-node block's eigenvalue is its
+    diagonal entry), so this equals ``max |eigvals(Bdo)|`` at a fraction of the cost.
+    """
+    parts = []
+    if singles:
+        ix = jnp.asarray(singles)
+        parts.append(jnp.abs(Bdo[:, ix, ix]))
+    for idx in blocks:  # idx: (n_blocks, k) node indices of same-size blocks
+        ix = jnp.asarray(idx)
+        sub = Bdo[:, ix[:, :, None], ix[:, None, :]]  # (S, n_blocks, k, k)
+        parts.append(jnp.abs(jnp.linalg.eigvals(sub)).reshape(Bdo.shape[0], -1))
+    if not parts:
+        return jnp.zeros(Bdo.shape[0], dtype=Bdo.dtype)
+    return jnp.max(jnp.concatenate(parts, axis=1), axis=1)
+
+
+_baseline_rho = jax.jit(_spectral_radius, static_argnames=("blocks", "singles"))
+
+
+@partial(jax.jit, static_argnames=("blocks", "singles", "has_data"))
+def _structure_kernel(B, set_mask, mscale, mmask, mval, D, cols, det_tol, cond_max, *,
+                      blocks, singles, has_data):
+    """One intervened structure, all draws: columns ``cols`` of ``(I - B_do)^-1`` (and of the
+    data-only system), ``|det|``, condition number, solvability and spectral radius.
+
+    Returns ``X (J, S, P)`` with ``X[j, s] = (I - B_do[s])^-1 e_{cols[j]}`` (NaN where not
+    solvable), the same for ``I - B_do * D`` (``None`` without data mask), ``absdet``, ``cond``
+    and ``rho`` (each ``(S,)``).
+    """
+    S, P = B.shape[0], B.shape[-1]
+    eye = jnp.eye(P, dtype=B.dtype)
+    Bdo = _intervened(B, set_mask, mscale, mmask, mval)
+    M = eye - Bdo
+    sv = jnp.linalg.svd(M, compute_uv=False)
+    absdet = jnp.prod(sv, axis=-1)
+    cond = sv[:, 0] / sv[:, -1]
+    ok = (absdet > det_tol) & (cond < cond_max)
+    E = jnp.broadcast_to(jax.nn.one_hot(cols, P, dtype=B.dtype).T, (S, P, cols.shape[0]))
+    nan = jnp.asarray(jnp.nan, dtype=B.dtype)
+
+    def cols_of_inverse(A):
+        X = jnp.linalg.solve(jnp.where(ok[:, None, None], A, eye), E)  # (S, P, J)
+        return jnp.where(ok[:, None, None], X, nan).transpose(2, 0, 1)
+
+    X = cols_of_inverse(M)
+    Xd = cols_of_inverse(eye - Bdo * D) if has_data else None
+    return X, Xd, absdet, cond, _spectral_radius(Bdo, blocks, singles)
+
+
+@jax.jit
+def _dose_values(key, code, p1, p2, factor, n_draws_like):
+    """``(I, R, S)`` dose per intervention part and draw (``n_draws_like`` only gives ``S``)."""
+    I, R = code.shape
+    kz, ku = jax.random.split(key)
+    shape = (I, R, n_draws_like.shape[0])
+    z = jax.random.normal(kz, shape)
+    uu = jax.random.uniform(ku, shape)
+    code, p1, p2 = code[..., None], p1[..., None], p2[..., None]
+    safe_med = jnp.where(p1 == 0, 1.0, p1)
+    return jnp.select(
+        [code == 0, code == 1, code == 2, code == 3],
+        [jnp.broadcast_to(p1, z.shape), p1 + p2 * z, p1 + (p2 - p1) * uu,
+         jnp.sign(safe_med) * jnp.exp(jnp.log(jnp.abs(safe_med)) + p2 * z)],
+    ) * factor[..., None]
+
+
+def _dose_parts(compiled: CompiledIntervention, n_draws: int, key: jax.Array | int) -> np.ndarray:
+    key = jax.random.PRNGKey(key) if isinstance(key, int) else key
+    return np.asarray(_dose_values(key, jnp.asarray(compiled.dose_code), jnp.asarray(compiled.dose_p1),
+                                   jnp.asarray(compiled.dose_p2), jnp.asarray(compiled.dose_factor),
+                                   jnp.zeros((n_draws, 0))))
+
+
+def _dense_doses(compiled: CompiledIntervention, vals: np.ndarray, n_nodes: int) -> np.ndarray:
+    I, R, S = vals.shape
+    out = np.zeros((I, S, n_nodes))
+    for i in range(I):
+        for r in range(R):
+            if compiled.dose_factor[i, r] != 0.0:
+                out[i, :, compiled.dose_node[i, r]] += vals[i, r]
+    return out
 
 
 def draw_doses(compiled: CompiledIntervention, n_draws: int, n_nodes: int,
@@ -193,22 +258,111 @@ def draw_doses(compiled: CompiledIntervention, n_draws: int, n_nodes: int,
     One dose per intervention part and posterior draw, from ``jax.random`` with a fixed key
     (an int seed or a key); the same key gives the same doses.
     """
-    key = jax.random.PRNGKey(key) if isinstance(key, int) else key
-    I, R = compiled.dose_code.shape
-    kz, ku = jax.random.split(key)
-    z = jax.random.normal(kz, (I, R, n_draws))
-    uu = jax.random.uniform(ku, (I, R, n_draws))
-    code = jnp.asarray(compiled.dose_code)[..., None]
-    p1 = jnp.asarray(compiled.dose_p1)[..., None]
-    p2 = jnp.asarray(compiled.dose_p2)[..., None]
-    safe_med = jnp.where(p1 == 0, 1.0, p1)
-    val = jnp.select(
-        [code == 0, code == 1, code == 2, code == 3],
-        [jnp.broadcast_to(p1, z.shape), p1 + p2 * z, p1 + (p2 - p1) * uu,
-         jnp.sign(safe_med) * jnp.exp(jnp.log(jnp.abs(safe_med)) + p2 * z)],
-    ) * jnp.asarray(compiled.dose_factor)[..., None]
-    onehot = jax.nn.one_hot(jnp.asarray(compiled.dose_node), n_nodes, dtype=val.dtype)  # (I,R,P)
-    return np.asarray(jnp.einsum("irs,irp->isp", val, onehot))
+    return _dense_doses(compiled, _dose_parts(compiled, n_draws, key), n_nodes)
+
+
+# --------------------------------------------------------------------------- structure groups
+@dataclass
+class _Group:
+    """Interventions sharing one intervened structure ``B_do`` (sets and mechanism changes)."""
+
+    members: list[int]
+    set_mask: np.ndarray
+    mscale: np.ndarray
+    mmask: np.ndarray
+    mval: np.ndarray
+    mech_rows: np.ndarray  # rows of B changed by a mechanism change (set rows excluded)
+    cols: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # union of injection nodes
+
+    @property
+    def needs_baseline(self) -> bool:
+        return bool(self.set_mask.any() or self.mech_rows.size)
+
+
+def _structure_groups(compiled: CompiledIntervention) -> tuple[list[_Group], np.ndarray]:
+    """Group interventions by intervened structure; also return each one's group index."""
+    keys: dict[bytes, int] = {}
+    groups: list[_Group] = []
+    gid = np.zeros(compiled.n, int)
+    for i in range(compiled.n):
+        sm, ms, mm = compiled.set_mask[i], compiled.mech_scale[i], compiled.mech_mask[i]
+        mv = np.where(mm, compiled.mech_value[i], 0.0)
+        k = sm.tobytes() + ms.tobytes() + mm.tobytes() + mv.tobytes()
+        if k not in keys:
+            rows = np.flatnonzero((mm | (ms != 1.0)).any(axis=1) & ~sm)
+            keys[k] = len(groups)
+            groups.append(_Group([], sm, ms, mm, mv, rows))
+        gid[i] = keys[k]
+        groups[keys[k]].members.append(i)
+    return groups, gid
+
+
+def _injections(draws: StructuralDraws, compiled: CompiledIntervention, groups: list[_Group],
+                vals: np.ndarray, means: Sequence[np.ndarray | None]
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per intervention the sparse injection ``u``: node indices ``(J,)`` and values ``(J, S)``.
+
+    The effect is ``(I - B_do)^-1 u`` with ``u = c_do - (I - B_do) m`` (``m`` the baseline mean of
+    the target population). Written out, ``u`` is non-zero only at shifted nodes (``u = delta``),
+    set nodes (``u_j = x_j - m_j``) and rows changed by a mechanism change
+    (``u_k = ((B_do - B) m)_k``); elsewhere it is exactly zero. Sets ``g.cols`` per group.
+    """
+    B = draws.B
+    m_alpha: np.ndarray | None = None
+    out: list[tuple[np.ndarray, np.ndarray]] = [None] * compiled.n  # type: ignore[list-item]
+    for g in groups:
+        dB = None
+        if g.mech_rows.size:
+            Br = B[:, g.mech_rows, :]
+            dB = np.where(g.mmask[g.mech_rows], g.mval[g.mech_rows], Br * g.mscale[g.mech_rows]) - Br
+        setn = np.flatnonzero(g.set_mask)
+        cols: set[int] = set()
+        for i in g.members:
+            acc: dict[int, np.ndarray] = {}
+            for r in range(compiled.dose_node.shape[1]):
+                if compiled.dose_factor[i, r] != 0.0:
+                    j = int(compiled.dose_node[i, r])
+                    acc[j] = acc[j] + vals[i, r] if j in acc else vals[i, r].copy()
+            if g.needs_baseline:
+                if means[i] is not None:
+                    m = np.broadcast_to(means[i], (draws.n_draws, len(draws.nodes)))
+                else:
+                    if m_alpha is None:
+                        m_alpha = np.asarray(_baseline(jnp.asarray(B), jnp.asarray(draws.alpha)))
+                    m = m_alpha
+                for j in setn:
+                    acc[int(j)] = compiled.set_value[i, j] - m[:, j]
+                if dB is not None:
+                    du = np.einsum("srp,sp->rs", dB, m)
+                    for r, k in enumerate(g.mech_rows):
+                        k = int(k)
+                        acc[k] = acc[k] + du[r] if k in acc else du[r]
+            nodes = np.array(sorted(acc), dtype=int)
+            out[i] = (nodes, np.stack([acc[int(j)] for j in nodes]) if nodes.size
+                      else np.zeros((0, draws.n_draws)))
+            cols.update(int(j) for j in nodes)
+        g.cols = np.array(sorted(cols), dtype=int)
+    return out
+
+
+def _scc_blocks(draws: StructuralDraws, compiled: CompiledIntervention
+                ) -> tuple[tuple[tuple[tuple[int, ...], ...], ...], tuple[int, ...]]:
+    """Strongly connected components of the union sparsity pattern of every ``B_do``:
+    same-size blocks stacked (static, hashable), and the one-node components."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    pattern = (draws.B != 0).any(axis=0) | compiled.mech_mask.any(axis=0)
+    n, lab = connected_components(csr_matrix(pattern), directed=True, connection="strong")
+    by_size: dict[int, list[tuple[int, ...]]] = {}
+    singles: list[int] = []
+    for c in range(n):
+        idx = tuple(int(j) for j in np.flatnonzero(lab == c))
+        if len(idx) == 1:
+            singles.append(idx[0])
+        else:
+            by_size.setdefault(len(idx), []).append(idx)
+    return tuple(tuple(v) for _, v in sorted(by_size.items())), tuple(singles)
 
 
 # --------------------------------------------------------------------------- result
@@ -306,14 +460,14 @@ class DoResult:
 
 
 # --------------------------------------------------------------------------- driver
-def _subgroup_setup(compiled, draws, subgroups, min_cell_size):
-    I, S, P = compiled.n, draws.n_draws, len(draws.nodes)
+def _subgroup_meta(compiled, draws, subgroups, min_cell_size):
+    """Prevalence, suppression reason and baseline mean (or ``None``) per intervention."""
+    I, P = compiled.n, len(draws.nodes)
     prev = np.ones(I)
     reasons: list[str | None] = []
-    c = np.broadcast_to(draws.alpha, (I, S, P)).copy()
-    eye = np.eye(P)
+    means: list[np.ndarray | None] = []
     for i, g in enumerate(compiled.subgroups):
-        reason = None
+        reason, mg = None, None
         if g is not None:
             info = subgroups[g]
             prev[i] = float(info.prevalence)
@@ -324,9 +478,22 @@ def _subgroup_setup(compiled, draws, subgroups, min_cell_size):
                 mg = np.asarray(info.mean, float)
                 if mg.shape != (P,):
                     raise InterventionError(f"subgroup {g!r} mean has shape {mg.shape}; expected ({P},)")
-                c[i] = mg @ np.swapaxes(eye - draws.B, 1, 2)  # (I - B) m_g per draw
         reasons.append(reason)
-    return prev, tuple(reasons), c
+        means.append(mg)
+    return prev, tuple(reasons), means
+
+
+def _subgroup_setup(compiled, draws, subgroups, min_cell_size):
+    """Prevalence, suppression reasons and the ``(I, S, P)`` intercepts of each target population
+    (``alpha``, or ``(I - B) m_g`` for a subgroup with a baseline mean ``m_g``)."""
+    I, S, P = compiled.n, draws.n_draws, len(draws.nodes)
+    prev, reasons, means = _subgroup_meta(compiled, draws, subgroups, min_cell_size)
+    c = np.broadcast_to(draws.alpha, (I, S, P)).copy()
+    eye = np.eye(P)
+    for i, mg in enumerate(means):
+        if mg is not None:
+            c[i] = mg @ np.swapaxes(eye - draws.B, 1, 2)  # (I - B) m_g per draw
+    return prev, reasons, c
 
 
 def _data_mask(draws: StructuralDraws) -> np.ndarray:
@@ -404,26 +571,61 @@ def do_query(
     outs = resolve_outcomes(outcomes, draws.nodes)
     compiled = compile_interventions(interventions, draws.nodes, draws.edge_keys,
                                      subgroups=list(subgroups), native_scale=native_scale)
-    S, P = draws.n_draws, len(draws.nodes)
-    shifts = draw_doses(compiled, S, P, seed)
-    prev, reasons, c = _subgroup_setup(compiled, draws, subgroups, min_cell_size)
+    I, S, P = compiled.n, draws.n_draws, len(draws.nodes)
+    vals = _dose_parts(compiled, S, seed)
+    shifts = _dense_doses(compiled, vals, P)
+    prev, reasons, means = _subgroup_meta(compiled, draws, subgroups, min_cell_size)
+    groups, _ = _structure_groups(compiled)
+    inj = _injections(draws, compiled, groups, vals, means)
+    blocks, singles = _scc_blocks(draws, compiled)
+    D = _data_mask(draws)
+    has_data = bool(D.any())
     B = jnp.asarray(draws.B)
-    eff, effd, absdet, cond, rho = _batched(
-        B, jnp.asarray(c), jnp.asarray(shifts), jnp.asarray(_data_mask(draws)),
-        jnp.asarray(compiled.set_mask), jnp.asarray(compiled.set_value),
-        jnp.asarray(compiled.mech_scale), jnp.asarray(compiled.mech_mask),
-        jnp.asarray(compiled.mech_value), det_tol, cond_max)
-    eff, effd = np.array(eff), np.array(effd)
-    absdet, cond, rho = np.asarray(absdet), np.asarray(cond), np.asarray(rho)
+    eff = np.empty((I, S, P))
+    effd = np.empty((I, S, P))
+    absdet, cond, rho = np.empty((I, S)), np.empty((I, S)), np.empty((I, S))
+    base_rho = None
+    for g in groups:
+        X, Xd, ad, cn, rh = _structure_kernel(
+            B, jnp.asarray(g.set_mask), jnp.asarray(g.mscale), jnp.asarray(g.mmask),
+            jnp.asarray(g.mval), jnp.asarray(D), jnp.asarray(g.cols), det_tol, cond_max,
+            blocks=blocks, singles=singles, has_data=has_data)
+        X = np.asarray(X)
+        Xd = np.asarray(Xd) if has_data else None
+        ad, cn, rh = np.asarray(ad), np.asarray(cn), np.asarray(rh)
+        ok = (ad > det_tol) & (cn < cond_max)
+        pos = {int(j): q for q, j in enumerate(g.cols)}
+        if not (g.set_mask.any() or g.mmask.any() or (g.mscale != 1.0).any()):
+            base_rho = rh
+        for i in g.members:
+            absdet[i], cond[i], rho[i] = ad, cn, rh
+            nodes, u = inj[i]
+            e = eff[i]
+            e[...] = 0.0
+            for j, uj in zip(nodes, u):
+                e += X[pos[int(j)]] * uj[:, None]
+            ed = effd[i]
+            if has_data:
+                ed[...] = 0.0
+                for j, uj in zip(nodes, u):
+                    ed += Xd[pos[int(j)]] * uj[:, None]
+            else:  # without data-informed edges only the injection itself is "data-only"
+                ed[...] = 0.0
+                ed[:, nodes] = u.T
+                ed[~ok] = np.nan
+            if not nodes.size:
+                e[~ok] = np.nan
+                ed[~ok] = np.nan
+            if reasons[i] is not None:
+                e[...] = np.nan
+                ed[...] = np.nan
+    if base_rho is None:
+        base_rho = np.asarray(_baseline_rho(B, blocks=blocks, singles=singles))
     solvable = (absdet > det_tol) & (cond < cond_max)
-    for i, r in enumerate(reasons):
-        if r is not None:
-            eff[i] = np.nan
-            effd[i] = np.nan
     return DoResult(
         names=compiled.names, nodes=tuple(draws.nodes), effect=eff, effect_data_only=effd,
         solvable=solvable, stable=rho < 1.0, abs_det=absdet, cond=cond, rho=rho,
-        baseline_stable=draws.spectral_radius() < 1.0, subgroups=compiled.subgroups,
+        baseline_stable=base_rho < 1.0, subgroups=compiled.subgroups,
         prevalence=prev, suppressed=reasons, outcomes=tuple(outs), doses=shifts,
         has_edge_class=draws.edge_class is not None,
         meta={"seed": seed if isinstance(seed, int) else None, "det_tol": det_tol,
