@@ -184,20 +184,31 @@ def _spectral_radius(Bdo, blocks, singles):
     return jnp.max(jnp.concatenate(parts, axis=1), axis=1)
 
 
-_baseline_rho = jax.jit(_spectral_radius, static_argnames=("blocks", "singles"))
+def _dense_B(Bvals, flat, P):
+    """Rebuild ``(S, P, P)`` from the values at the flat positions ``flat``."""
+    S = Bvals.shape[0]
+    return jnp.zeros((S, P * P), Bvals.dtype).at[:, flat].set(Bvals).reshape(S, P, P)
+
+
+@partial(jax.jit, static_argnames=("P", "blocks", "singles"))
+def _baseline_rho(Bvals, flat, *, P, blocks, singles):
+    return _spectral_radius(_dense_B(Bvals, flat, P), blocks, singles)
 
 
 @partial(jax.jit, static_argnames=("blocks", "singles", "has_data"))
-def _structure_kernel(B, set_mask, mscale, mmask, mval, D, cols, det_tol, cond_max, *,
+def _structure_kernel(Bvals, flat, set_mask, mscale, mmask, mval, D, cols, det_tol, cond_max, *,
                       blocks, singles, has_data):
     """One intervened structure, all draws: columns ``cols`` of ``(I - B_do)^-1`` (and of the
     data-only system), ``|det|``, condition number, solvability and spectral radius.
 
     Returns ``X (J, S, P)`` with ``X[j, s] = (I - B_do[s])^-1 e_{cols[j]}`` (NaN where not
     solvable), the same for ``I - B_do * D`` (``None`` without data mask), ``absdet``, ``cond``
-    and ``rho`` (each ``(S,)``).
+    and ``rho`` (each ``(S,)``). ``B`` is passed sparse: its values ``Bvals (S, nnz)`` at the flat
+    positions ``flat`` (see :func:`_sparse_B`).
     """
-    S, P = B.shape[0], B.shape[-1]
+    P = set_mask.shape[0]
+    B = _dense_B(Bvals, flat, P)
+    S = B.shape[0]
     eye = jnp.eye(P, dtype=B.dtype)
     Bdo = _intervened(B, set_mask, mscale, mmask, mval)
     M = eye - Bdo
@@ -217,14 +228,17 @@ def _structure_kernel(B, set_mask, mscale, mmask, mval, D, cols, det_tol, cond_m
     return X, Xd, absdet, cond, _spectral_radius(Bdo, blocks, singles)
 
 
-@jax.jit
-def _dose_values(key, code, p1, p2, factor, n_draws_like):
-    """``(I, R, S)`` dose per intervention part and draw (``n_draws_like`` only gives ``S``)."""
+@partial(jax.jit, static_argnames=("n_draws", "need_z", "need_u"))
+def _dose_values(key, code, p1, p2, factor, *, n_draws, need_z, need_u):
+    """``(I, R, S)`` dose per intervention part and draw. The normal (``z``) and uniform (``u``)
+    variates are drawn from two split keys, each only when some dose needs it (skipping one
+    leaves the other's numbers unchanged)."""
     I, R = code.shape
     kz, ku = jax.random.split(key)
-    shape = (I, R, n_draws_like.shape[0])
-    z = jax.random.normal(kz, shape)
-    uu = jax.random.uniform(ku, shape)
+    shape = (I, R, n_draws)
+    zero = jnp.zeros(shape, dtype=p1.dtype)
+    z = jax.random.normal(kz, shape) if need_z else zero
+    uu = jax.random.uniform(ku, shape) if need_u else zero
     code, p1, p2 = code[..., None], p1[..., None], p2[..., None]
     safe_med = jnp.where(p1 == 0, 1.0, p1)
     return jnp.select(
@@ -235,10 +249,15 @@ def _dose_values(key, code, p1, p2, factor, n_draws_like):
 
 
 def _dose_parts(compiled: CompiledIntervention, n_draws: int, key: jax.Array | int) -> np.ndarray:
+    code = compiled.dose_code
+    if not code.any():  # fixed doses only: nothing to draw (and nothing to compile)
+        fixed = np.where(code == 0, compiled.dose_p1, 0.0) * compiled.dose_factor
+        return np.repeat(fixed[..., None], n_draws, axis=-1)
     key = jax.random.PRNGKey(key) if isinstance(key, int) else key
-    return np.asarray(_dose_values(key, jnp.asarray(compiled.dose_code), jnp.asarray(compiled.dose_p1),
+    return np.asarray(_dose_values(key, jnp.asarray(code), jnp.asarray(compiled.dose_p1),
                                    jnp.asarray(compiled.dose_p2), jnp.asarray(compiled.dose_factor),
-                                   jnp.zeros((n_draws, 0))))
+                                   n_draws=n_draws, need_z=bool(np.isin(code, (1, 3)).any()),
+                                   need_u=bool((code == 2).any())))
 
 
 def _dense_doses(compiled: CompiledIntervention, vals: np.ndarray, n_nodes: int) -> np.ndarray:
@@ -345,14 +364,40 @@ def _injections(draws: StructuralDraws, compiled: CompiledIntervention, groups: 
     return out
 
 
-def _scc_blocks(draws: StructuralDraws, compiled: CompiledIntervention
+def _combine(out: np.ndarray, X: np.ndarray, pos: Mapping[int, int], nodes: np.ndarray,
+             u: np.ndarray, ok: np.ndarray) -> None:
+    """``out[s] = sum_j X[pos[nodes[j]], s] * u[j, s]`` in place (NaN where not ``ok``)."""
+    if not nodes.size:
+        out.fill(0.0)
+        if not ok.all():
+            out[~ok] = np.nan
+        return
+    np.multiply(X[pos[int(nodes[0])]], u[0][:, None], out=out)
+    for j, uj in zip(nodes[1:], u[1:]):
+        out += X[pos[int(j)]] * uj[:, None]
+
+
+def _sparse_B(draws: StructuralDraws, compiled: CompiledIntervention
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sparsity pattern ``(P, P)`` covering every ``B_do`` (non-zeros of ``B`` in any draw, and
+    entries a mechanism change sets), its flat positions, and ``B``'s values there ``(S, nnz)``.
+
+    Passing ``(S, nnz)`` values instead of the dense ``(S, P, P)`` array keeps the host-to-device
+    transfer small; the kernels rebuild the dense matrix exactly.
+    """
+    B = draws.B
+    pattern = (B != 0).any(axis=0) | compiled.mech_mask.any(axis=0)
+    rows, cols = np.nonzero(pattern)
+    return pattern, rows * B.shape[-1] + cols, B[:, rows, cols]
+
+
+def _scc_blocks(pattern: np.ndarray
                 ) -> tuple[tuple[tuple[tuple[int, ...], ...], ...], tuple[int, ...]]:
-    """Strongly connected components of the union sparsity pattern of every ``B_do``:
+    """Strongly connected components of a sparsity pattern (``pattern[k, j]``: edge ``j -> k``):
     same-size blocks stacked (static, hashable), and the one-node components."""
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import connected_components
 
-    pattern = (draws.B != 0).any(axis=0) | compiled.mech_mask.any(axis=0)
     n, lab = connected_components(csr_matrix(pattern), directed=True, connection="strong")
     by_size: dict[int, list[tuple[int, ...]]] = {}
     singles: list[int] = []
@@ -577,17 +622,18 @@ def do_query(
     prev, reasons, means = _subgroup_meta(compiled, draws, subgroups, min_cell_size)
     groups, _ = _structure_groups(compiled)
     inj = _injections(draws, compiled, groups, vals, means)
-    blocks, singles = _scc_blocks(draws, compiled)
+    pattern, flat, Bvals = _sparse_B(draws, compiled)
+    blocks, singles = _scc_blocks(pattern)
     D = _data_mask(draws)
     has_data = bool(D.any())
-    B = jnp.asarray(draws.B)
+    Bvals, flat = jnp.asarray(Bvals), jnp.asarray(flat)
     eff = np.empty((I, S, P))
     effd = np.empty((I, S, P))
     absdet, cond, rho = np.empty((I, S)), np.empty((I, S)), np.empty((I, S))
     base_rho = None
     for g in groups:
         X, Xd, ad, cn, rh = _structure_kernel(
-            B, jnp.asarray(g.set_mask), jnp.asarray(g.mscale), jnp.asarray(g.mmask),
+            Bvals, flat, jnp.asarray(g.set_mask), jnp.asarray(g.mscale), jnp.asarray(g.mmask),
             jnp.asarray(g.mval), jnp.asarray(D), jnp.asarray(g.cols), det_tol, cond_max,
             blocks=blocks, singles=singles, has_data=has_data)
         X = np.asarray(X)
@@ -599,28 +645,22 @@ def do_query(
             base_rho = rh
         for i in g.members:
             absdet[i], cond[i], rho[i] = ad, cn, rh
-            nodes, u = inj[i]
-            e = eff[i]
-            e[...] = 0.0
-            for j, uj in zip(nodes, u):
-                e += X[pos[int(j)]] * uj[:, None]
-            ed = effd[i]
-            if has_data:
-                ed[...] = 0.0
-                for j, uj in zip(nodes, u):
-                    ed += Xd[pos[int(j)]] * uj[:, None]
-            else:  # without data-informed edges only the injection itself is "data-only"
-                ed[...] = 0.0
-                ed[:, nodes] = u.T
-                ed[~ok] = np.nan
-            if not nodes.size:
-                e[~ok] = np.nan
-                ed[~ok] = np.nan
             if reasons[i] is not None:
-                e[...] = np.nan
-                ed[...] = np.nan
+                eff[i] = np.nan
+                effd[i] = np.nan
+                continue
+            nodes, u = inj[i]
+            _combine(eff[i], X, pos, nodes, u, ok)
+            if has_data:
+                _combine(effd[i], Xd, pos, nodes, u, ok)
+            else:  # without data-informed edges only the injection itself is "data-only"
+                ed = effd[i]
+                ed.fill(0.0)
+                ed[:, nodes] = u.T
+                if not ok.all():
+                    ed[~ok] = np.nan
     if base_rho is None:
-        base_rho = np.asarray(_baseline_rho(B, blocks=blocks, singles=singles))
+        base_rho = np.asarray(_baseline_rho(Bvals, flat, P=P, blocks=blocks, singles=singles))
     solvable = (absdet > det_tol) & (cond < cond_max)
     return DoResult(
         names=compiled.names, nodes=tuple(draws.nodes), effect=eff, effect_data_only=effd,

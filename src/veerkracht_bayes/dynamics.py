@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .do_queries import (Outcome, SubgroupInfo, _dose_parts, _injections, _intervened,
+from .do_queries import (Outcome, SubgroupInfo, _dose_parts, _injections,
                          _structure_groups, _subgroup_meta, resolve_outcomes)
 from .errors import InterventionError, did_you_mean
 from .interventions import Intervention, NativeScale, compile_interventions
@@ -74,7 +74,7 @@ def edge_rates(delays: Sequence[str], dt: float = 1.0,
 
 
 @partial(jax.jit, static_argnames=("T",))
-def _impulse_kernel(B, set_mask, mscale, mmask, mval, src, tgt, rate, Wt, cols, *, T):
+def _impulse_kernel(beta, set_mask, mscale, mmask, mval, src, tgt, rate, Wt, cols, *, T):
     """Outcome responses to a unit constant injection at each node in ``cols``, all draws.
 
     With ``d_t = mem_t - m[src]`` (edge memories relative to the baseline) the per-edge recursion
@@ -87,15 +87,17 @@ def _impulse_kernel(B, set_mask, mscale, mmask, mval, src, tgt, rate, Wt, cols, 
     transition, ``Src`` the edge-to-source incidence). Propagating the ``K`` outcome rows
     backwards costs ``O(K E)`` per step and draw, independent of the number of interventions.
 
-    Returns ``(J, S, T + 1, K)``: ``G_t[k, cols[j]]`` per draw.
+    ``beta (S, E)`` holds ``B[tgt_e, src_e]`` (only the edges enter the dynamics). Returns
+    ``(J, S, T + 1, K)``: ``G_t[k, cols[j]]`` per draw.
     """
-    P = B.shape[-1]
-    Bdo = _intervened(B, set_mask, mscale, mmask, mval)
-    w = Bdo[:, tgt, src]  # (S, E) coefficient of each edge
-    src1h = jax.nn.one_hot(src, P, dtype=B.dtype)  # (E, P)
-    tgt1h = jax.nn.one_hot(tgt, P, dtype=B.dtype).T  # (P, E)
+    P = set_mask.shape[0]
+    # B_do on the edges, as in do_queries._intervened
+    w = jnp.where(mmask[tgt, src], mval[tgt, src], beta * mscale[tgt, src])
+    w = w * (1.0 - set_mask[tgt].astype(beta.dtype))  # (S, E) coefficient of each edge
+    src1h = jax.nn.one_hot(src, P, dtype=beta.dtype)  # (E, P)
+    tgt1h = jax.nn.one_hot(tgt, P, dtype=beta.dtype).T  # (P, E)
     h0 = Wt[None, :, :] @ tgt1h * w[:, None, :]  # (S, K, E)
-    G0 = jnp.broadcast_to(Wt[:, cols], (B.shape[0],) + Wt[:, cols].shape)  # (S, K, J)
+    G0 = jnp.broadcast_to(Wt[:, cols], (beta.shape[0],) + Wt[:, cols].shape)  # (S, K, J)
     src_cols = src1h[:, cols]  # (E, J)
 
     def step(carry, _):
@@ -188,22 +190,25 @@ def simulate_trajectories(
         for n, v in o.weights.items():
             W[idx[n], k] = v
     rate = edge_rates(draws.edge_delays, dt, rates)
-    B = jnp.asarray(draws.B)
+    beta = jnp.asarray(draws.B[:, draws.edge_targets, draws.edge_sources])
     src, tgt = jnp.asarray(draws.edge_sources), jnp.asarray(draws.edge_targets)
     eff = np.empty((I, S, int(horizon) + 1, len(outs)))
     for g in groups:
         G = np.asarray(_impulse_kernel(
-            B, jnp.asarray(g.set_mask), jnp.asarray(g.mscale), jnp.asarray(g.mmask),
+            beta, jnp.asarray(g.set_mask), jnp.asarray(g.mscale), jnp.asarray(g.mmask),
             jnp.asarray(g.mval), src, tgt, jnp.asarray(rate), jnp.asarray(W.T), jnp.asarray(g.cols),
             T=int(horizon)))
         pos = {int(j): q for q, j in enumerate(g.cols)}
         for i in g.members:
-            e = eff[i]
-            e[...] = 0.0
             if reasons[i] is not None:
-                e[...] = np.nan
+                eff[i] = np.nan
                 continue
             nodes, u = inj[i]
-            for j, uj in zip(nodes, u):
+            if not nodes.size:
+                eff[i] = 0.0
+                continue
+            e = eff[i]
+            np.multiply(G[pos[int(nodes[0])]], u[0][:, None, None], out=e)
+            for j, uj in zip(nodes[1:], u[1:]):
                 e += G[pos[int(j)]] * uj[:, None, None]
     return Trajectories(compiled.names, tuple(outs), np.arange(horizon + 1) * dt, eff, prev)
