@@ -618,7 +618,6 @@ def do_query(
                                      subgroups=list(subgroups), native_scale=native_scale)
     I, S, P = compiled.n, draws.n_draws, len(draws.nodes)
     vals = _dose_parts(compiled, S, seed)
-    shifts = _dense_doses(compiled, vals, P)
     prev, reasons, means = _subgroup_meta(compiled, draws, subgroups, min_cell_size)
     groups, _ = _structure_groups(compiled)
     inj = _injections(draws, compiled, groups, vals, means)
@@ -626,23 +625,34 @@ def do_query(
     blocks, singles = _scc_blocks(pattern)
     D = _data_mask(draws)
     has_data = bool(D.any())
-    Bvals, flat = jnp.asarray(Bvals), jnp.asarray(flat)
-    eff = np.empty((I, S, P))
+    Bvals, flat, Dj = jnp.asarray(Bvals), jnp.asarray(flat), jnp.asarray(D)
+    # dispatch every kernel first (JAX runs them asynchronously), then fill the host-side arrays
+    # while they run
+    pending = [_structure_kernel(Bvals, flat, jnp.asarray(g.set_mask), jnp.asarray(g.mscale),
+                                 jnp.asarray(g.mmask), jnp.asarray(g.mval), Dj, jnp.asarray(g.cols),
+                                 det_tol, cond_max, blocks=blocks, singles=singles, has_data=has_data)
+               for g in groups]
+    identity = [k for k, g in enumerate(groups)
+                if not (g.set_mask.any() or g.mmask.any() or (g.mscale != 1.0).any())]
+    base_rho = (pending[identity[0]][4] if identity
+                else _baseline_rho(Bvals, flat, P=P, blocks=blocks, singles=singles))
+    shifts = _dense_doses(compiled, vals, P)
+    eff = np.zeros((I, S, P))
+    eff.fill(0.0)  # touch the pages now, while the kernels run
     effd = np.empty((I, S, P))
+    if not has_data:  # without data-informed edges only the injection itself is "data-only"
+        for i in range(I):
+            effd[i].fill(0.0)
+            nodes, u = inj[i]
+            effd[i][:, nodes] = u.T
     absdet, cond, rho = np.empty((I, S)), np.empty((I, S)), np.empty((I, S))
-    base_rho = None
-    for g in groups:
-        X, Xd, ad, cn, rh = _structure_kernel(
-            Bvals, flat, jnp.asarray(g.set_mask), jnp.asarray(g.mscale), jnp.asarray(g.mmask),
-            jnp.asarray(g.mval), jnp.asarray(D), jnp.asarray(g.cols), det_tol, cond_max,
-            blocks=blocks, singles=singles, has_data=has_data)
+    for g, res in zip(groups, pending):
+        X, Xd, ad, cn, rh = res
         X = np.asarray(X)
         Xd = np.asarray(Xd) if has_data else None
         ad, cn, rh = np.asarray(ad), np.asarray(cn), np.asarray(rh)
         ok = (ad > det_tol) & (cn < cond_max)
         pos = {int(j): q for q, j in enumerate(g.cols)}
-        if not (g.set_mask.any() or g.mmask.any() or (g.mscale != 1.0).any()):
-            base_rho = rh
         for i in g.members:
             absdet[i], cond[i], rho[i] = ad, cn, rh
             if reasons[i] is not None:
@@ -653,14 +663,9 @@ def do_query(
             _combine(eff[i], X, pos, nodes, u, ok)
             if has_data:
                 _combine(effd[i], Xd, pos, nodes, u, ok)
-            else:  # without data-informed edges only the injection itself is "data-only"
-                ed = effd[i]
-                ed.fill(0.0)
-                ed[:, nodes] = u.T
-                if not ok.all():
-                    ed[~ok] = np.nan
-    if base_rho is None:
-        base_rho = np.asarray(_baseline_rho(Bvals, flat, P=P, blocks=blocks, singles=singles))
+            elif not ok.all():
+                effd[i][~ok] = np.nan
+    base_rho = np.asarray(base_rho)
     solvable = (absdet > det_tol) & (cond < cond_max)
     return DoResult(
         names=compiled.names, nodes=tuple(draws.nodes), effect=eff, effect_data_only=effd,

@@ -192,12 +192,15 @@ def simulate_trajectories(
     rate = edge_rates(draws.edge_delays, dt, rates)
     beta = jnp.asarray(draws.B[:, draws.edge_targets, draws.edge_sources])
     src, tgt = jnp.asarray(draws.edge_sources), jnp.asarray(draws.edge_targets)
+    # dispatch every kernel first (JAX runs them asynchronously), allocate the result meanwhile
+    pending = [_impulse_kernel(beta, jnp.asarray(g.set_mask), jnp.asarray(g.mscale),
+                               jnp.asarray(g.mmask), jnp.asarray(g.mval), src, tgt, jnp.asarray(rate),
+                               jnp.asarray(W.T), jnp.asarray(g.cols), T=int(horizon))
+               for g in groups]
     eff = np.empty((I, S, int(horizon) + 1, len(outs)))
-    for g in groups:
-        G = np.asarray(_impulse_kernel(
-            beta, jnp.asarray(g.set_mask), jnp.asarray(g.mscale), jnp.asarray(g.mmask),
-            jnp.asarray(g.mval), src, tgt, jnp.asarray(rate), jnp.asarray(W.T), jnp.asarray(g.cols),
-            T=int(horizon)))
+    eff.fill(0.0)  # touch the pages now, while the kernels run
+    for g, G in zip(groups, pending):
+        G = np.asarray(G)
         pos = {int(j): q for q, j in enumerate(g.cols)}
         for i in g.members:
             if reasons[i] is not None:
