@@ -163,25 +163,34 @@ def _baseline(B, c):
     return jnp.linalg.solve(eye - B, c[..., None])[..., 0]
 
 
-def _spectral_radius(Bdo, blocks, singles):
-    """``(S,)`` spectral radius of ``Bdo`` from the diagonal blocks of its block-triangular form.
+def _spectral_radius(B: np.ndarray, g: "_Group | None", blocks, singles) -> np.ndarray:
+    """``(S,)`` spectral radius of ``B_do`` (``B`` under the structure of group ``g``; ``None``:
+    ``B`` itself) from the diagonal blocks of its block-triangular form (numpy, on the host).
 
     ``blocks`` are the strongly connected components (size > 1) of a sparsity pattern that
-    contains ``Bdo``'s, grouped by size; ``singles`` the one-node components. The eigenvalues of a
+    contains ``B_do``'s, grouped by size; ``singles`` the one-node components. The eigenvalues of a
     block-triangular matrix are those of its diagonal blocks (a one-node block's eigenvalue is its
-    diagonal entry), so this equals ``max |eigvals(Bdo)|`` at a fraction of the cost.
+    diagonal entry), so this equals ``max |eigvals(B_do)|`` at a fraction of the cost.
     """
+
+    def sub(ix_r, ix_c):
+        Bs = B[:, ix_r, ix_c]
+        if g is None:
+            return Bs
+        Bs = np.where(g.mmask[ix_r, ix_c], g.mval[ix_r, ix_c], Bs * g.mscale[ix_r, ix_c])
+        return Bs * (1.0 - g.set_mask[ix_r].astype(float))
+
     parts = []
     if singles:
-        ix = jnp.asarray(singles)
-        parts.append(jnp.abs(Bdo[:, ix, ix]))
-    for idx in blocks:  # idx: (n_blocks, k) node indices of same-size blocks
-        ix = jnp.asarray(idx)
-        sub = Bdo[:, ix[:, :, None], ix[:, None, :]]  # (S, n_blocks, k, k)
-        parts.append(jnp.abs(jnp.linalg.eigvals(sub)).reshape(Bdo.shape[0], -1))
+        ix = np.asarray(singles)
+        parts.append(np.abs(sub(ix, ix)))
+    for idx in blocks:  # (n_blocks, k) node indices of same-size blocks
+        ix = np.asarray(idx)
+        Bs = sub(ix[:, :, None], ix[:, None, :])  # (S, n_blocks, k, k)
+        parts.append(np.abs(np.linalg.eigvals(Bs)).reshape(B.shape[0], -1))
     if not parts:
-        return jnp.zeros(Bdo.shape[0], dtype=Bdo.dtype)
-    return jnp.max(jnp.concatenate(parts, axis=1), axis=1)
+        return np.zeros(B.shape[0])
+    return np.max(np.concatenate(parts, axis=1), axis=1)
 
 
 def _dense_B(Bvals, flat, P):
@@ -190,20 +199,16 @@ def _dense_B(Bvals, flat, P):
     return jnp.zeros((S, P * P), Bvals.dtype).at[:, flat].set(Bvals).reshape(S, P, P)
 
 
-@partial(jax.jit, static_argnames=("P", "blocks", "singles"))
-def _baseline_rho(Bvals, flat, *, P, blocks, singles):
-    return _spectral_radius(_dense_B(Bvals, flat, P), blocks, singles)
 
-
-@partial(jax.jit, static_argnames=("blocks", "singles", "has_data"))
+@partial(jax.jit, static_argnames=("has_data",))
 def _structure_kernel(Bvals, flat, set_mask, mscale, mmask, mval, D, cols, det_tol, cond_max, *,
-                      blocks, singles, has_data):
+                      has_data):
     """One intervened structure, all draws: columns ``cols`` of ``(I - B_do)^-1`` (and of the
     data-only system), ``|det|``, condition number, solvability and spectral radius.
 
     Returns ``X (J, S, P)`` with ``X[j, s] = (I - B_do[s])^-1 e_{cols[j]}`` (NaN where not
     solvable), the same for ``I - B_do * D`` (``None`` without data mask), ``absdet``, ``cond``
-    and ``rho`` (each ``(S,)``). ``B`` is passed sparse: its values ``Bvals (S, nnz)`` at the flat
+    (each ``(S,)``); the spectral radius is computed on the host meanwhile. ``B`` is passed sparse: its values ``Bvals (S, nnz)`` at the flat
     positions ``flat`` (see :func:`_sparse_B`).
     """
     P = set_mask.shape[0]
@@ -225,7 +230,7 @@ def _structure_kernel(Bvals, flat, set_mask, mscale, mmask, mval, D, cols, det_t
 
     X = cols_of_inverse(M)
     Xd = cols_of_inverse(eye - Bdo * D) if has_data else None
-    return X, Xd, absdet, cond, _spectral_radius(Bdo, blocks, singles)
+    return X, Xd, absdet, cond
 
 
 @partial(jax.jit, static_argnames=("n_draws", "need_z", "need_u"))
@@ -292,6 +297,11 @@ class _Group:
     mval: np.ndarray
     mech_rows: np.ndarray  # rows of B changed by a mechanism change (set rows excluded)
     cols: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # union of injection nodes
+
+    @property
+    def is_identity(self) -> bool:
+        """No set and no mechanism change: ``B_do = B``."""
+        return not (self.set_mask.any() or self.mmask.any() or (self.mscale != 1.0).any())
 
     @property
     def needs_baseline(self) -> bool:
@@ -630,12 +640,8 @@ def do_query(
     # while they run
     pending = [_structure_kernel(Bvals, flat, jnp.asarray(g.set_mask), jnp.asarray(g.mscale),
                                  jnp.asarray(g.mmask), jnp.asarray(g.mval), Dj, jnp.asarray(g.cols),
-                                 det_tol, cond_max, blocks=blocks, singles=singles, has_data=has_data)
+                                 det_tol, cond_max, has_data=has_data)
                for g in groups]
-    identity = [k for k, g in enumerate(groups)
-                if not (g.set_mask.any() or g.mmask.any() or (g.mscale != 1.0).any())]
-    base_rho = (pending[identity[0]][4] if identity
-                else _baseline_rho(Bvals, flat, P=P, blocks=blocks, singles=singles))
     shifts = _dense_doses(compiled, vals, P)
     eff = np.zeros((I, S, P))
     eff.fill(0.0)  # touch the pages now, while the kernels run
@@ -645,12 +651,15 @@ def do_query(
             effd[i].fill(0.0)
             nodes, u = inj[i]
             effd[i][:, nodes] = u.T
+    base_rho = _spectral_radius(draws.B, None, blocks, singles)
+    rhos = [base_rho if g.is_identity else _spectral_radius(draws.B, g, blocks, singles)
+            for g in groups]
     absdet, cond, rho = np.empty((I, S)), np.empty((I, S)), np.empty((I, S))
-    for g, res in zip(groups, pending):
-        X, Xd, ad, cn, rh = res
+    for g, res, rh in zip(groups, pending, rhos):
+        X, Xd, ad, cn = res
         X = np.asarray(X)
         Xd = np.asarray(Xd) if has_data else None
-        ad, cn, rh = np.asarray(ad), np.asarray(cn), np.asarray(rh)
+        ad, cn = np.asarray(ad), np.asarray(cn)
         ok = (ad > det_tol) & (cn < cond_max)
         pos = {int(j): q for q, j in enumerate(g.cols)}
         for i in g.members:
@@ -665,7 +674,6 @@ def do_query(
                 _combine(effd[i], Xd, pos, nodes, u, ok)
             elif not ok.all():
                 effd[i][~ok] = np.nan
-    base_rho = np.asarray(base_rho)
     solvable = (absdet > det_tol) & (cond < cond_max)
     return DoResult(
         names=compiled.names, nodes=tuple(draws.nodes), effect=eff, effect_data_only=effd,
