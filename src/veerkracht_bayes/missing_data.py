@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["EMResult", "em_saturated", "em_pattern_blocks", "conditional_fill"]
+__all__ = ["EMResult", "em_saturated", "em_pattern_blocks", "pattern_keys", "pattern_z", "conditional_fill"]
 
 
 @dataclass(frozen=True)
@@ -233,9 +233,10 @@ def em_saturated(y: np.ndarray, u: np.ndarray, w: np.ndarray, *, max_iter: int =
                  tol: float = 1e-9) -> EMResult:
     """EM for the saturated regression ``y | u ~ N(M u, S)`` with missing ``y``.
 
-    The rows are first reduced to per-pattern statistics
-    (:func:`~veerkracht_bayes.sufficient_stats.pattern_stats`); the EM then runs on those
-    (:func:`em_pattern_blocks`), exactly as the out-of-core path does.
+    The rows are first reduced to per-pattern moment matrices ``Z_p`` (one ``D × D`` product
+    per pattern, patterns found by 64-bit keys, ordered by their number of missing items);
+    the EM then runs on those (:func:`em_pattern_blocks`), exactly as the out-of-core path
+    does. Memory: ``n_patterns · (q + 1 + m)²`` doubles besides the data.
 
     Parameters
     ----------
@@ -248,11 +249,57 @@ def em_saturated(y: np.ndarray, u: np.ndarray, w: np.ndarray, *, max_iter: int =
     max_iter, tol
         Stop when the largest change of ``M`` and ``S`` is below ``tol``.
     """
-    from .sufficient_stats import pattern_stats
+    y = np.asarray(y, float)
+    u = np.asarray(u, float)
+    w = np.asarray(w, float)
+    obs = ~np.isnan(y)
+    keys, inverse = pattern_keys(obs)
+    n_pat = len(keys)
+    cnt = np.bincount(inverse, minlength=n_pat)
+    first = np.full(n_pat, len(y))
+    np.minimum.at(first, inverse, np.arange(len(y)))
+    masks = obs[first]
+    # patterns ordered by number of missing items, so the EM's batches are contiguous views
+    porder = np.argsort((~masks).sum(axis=1), kind="stable")
+    rank = np.empty(n_pat, np.int64)
+    rank[porder] = np.arange(n_pat)
+    prow = rank[inverse]
+    rows = np.argsort(prow, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(cnt[porder])])
+    q1, m = u.shape[1], y.shape[1]
+    z = np.empty((len(y), q1 + m))
+    z[:, :q1] = u[rows]
+    zy = z[:, q1:]
+    np.take(y, rows, axis=0, out=zy)
+    zy[np.isnan(zy)] = 0.0
+    ws = w[rows][:, None]
+    Z = np.empty((n_pat, q1 + m, q1 + m))
+    for p in range(n_pat):
+        seg = z[bounds[p]:bounds[p + 1]]
+        np.matmul(seg.T, seg * ws[bounds[p]:bounds[p + 1]], out=Z[p])
+    del z, zy
+    Wp = np.bincount(prow, weights=w, minlength=n_pat)
+    return em_pattern_blocks([(Z, masks[porder], Wp)], q1, max_iter=max_iter, tol=tol, in_place=True)
 
-    st = pattern_stats(np.asarray(y, float), np.asarray(u, float), np.asarray(w, float))
-    return em_pattern_blocks([(pattern_z(st.Suu, st.Suy, st.Syy), st.masks, st.W)], u.shape[1],
-                             max_iter=max_iter, tol=tol, in_place=True)
+
+def pattern_keys(obs: np.ndarray) -> tuple[list[bytes], np.ndarray]:
+    """Distinct rows of the boolean ``obs`` as packed byte keys and each row's key number.
+
+    Rows are packed to bits and padded to 8-byte words, so for up to 64 items a pattern is
+    one ``uint64`` (a 1-D sort instead of a lexicographic row sort). Keys are in increasing
+    order of their words; ``inverse[i]`` is row ``i``'s key.
+    """
+    packed = np.packbits(obs, axis=1)
+    nb = -(-packed.shape[1] // 8) * 8
+    if nb != packed.shape[1]:
+        packed = np.concatenate([packed, np.zeros((len(packed), nb - packed.shape[1]), np.uint8)], axis=1)
+    words = np.ascontiguousarray(packed).view(np.uint64)
+    if words.shape[1] == 1:
+        uniq, inverse = np.unique(words[:, 0], return_inverse=True)
+        uniq = uniq[:, None]
+    else:
+        uniq, inverse = np.unique(words, axis=0, return_inverse=True)
+    return [u.tobytes() for u in uniq], inverse.reshape(-1)
 
 
 def pattern_z(Suu: np.ndarray, Suy: np.ndarray, Syy: np.ndarray) -> np.ndarray:
