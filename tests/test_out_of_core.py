@@ -165,3 +165,32 @@ def test_dask_optional(setup):
     got = stats_from_dask(ddf, cb, g, missing="fiml")
     for name in ("W", "Syy", "Suy", "Suu"):
         _close(getattr(got.stats, name), getattr(ref.stats, name))
+
+
+def test_accumulator_keeps_no_rows(setup):
+    """Three times the rows (same patterns, new ids): the same pattern store, 8 bytes a row more.
+
+    The accumulator's size may grow with the rows only through the 64-bit id hashes; the
+    moments are per pattern. The statistics triple exactly (sums of identical terms, up to
+    rounding: rtol 1e-12 on sums of ~10^3 products).
+    """
+    from veerkracht_bayes.out_of_core import _accumulate, _layout
+
+    g, cb, df, path, sd = setup
+    lay = _layout(cb, g, None)
+    one = _accumulate([df], lay, label="x", weights=True, out_of_range="error")
+    copies = []
+    for k in range(3):
+        d = df.copy()
+        d[cb.id_column] = np.arange(len(df)) + k * 10 ** 6
+        copies.append(d)
+    three = _accumulate(copies, lay, label="x", weights=True, out_of_range="error")
+    assert three.n_patterns == one.n_patterns and len(three.blocks) == len(one.blocks)
+    np.testing.assert_array_equal(three.counts, 3 * one.counts)
+
+    def row_bytes(acc):
+        return sum(h.nbytes for h in acc.id_hashes)
+
+    assert row_bytes(three) == 3 * row_bytes(one) == 3 * 8 * (len(df) - one.n_missing_id)
+    for (_, a), (_, b) in zip(one.pattern_moments(), three.pattern_moments()):
+        np.testing.assert_allclose(b, 3 * a, rtol=1e-12, atol=1e-9)
