@@ -101,6 +101,9 @@ class SBCEngine:
         from pytensor.graph.traversal import ancestors
 
         jax.config.update("jax_enable_x64", True)
+        from veerkracht_bayes.sampling import enable_compilation_cache
+
+        enable_compilation_cache()  # the package's persistent JAX cache: re-runs skip compilation
         rng = np.random.default_rng(seed)
         self.graph = make_graph()
         x = rng.normal(size=(N, 2))

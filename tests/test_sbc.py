@@ -35,6 +35,14 @@ Fast version (default suite): 50 correct + 20 negative-control replications in o
 200 warmup + 196 draws, L = 49 (thin 4). Full version (slow): 200 correct + 60
 negative-control replications (factor 1.5, a subtler misspecification), 300 warmup + 297
 draws, L = 99 (thin 3).
+
+Cost (measured on the shared, heavily loaded 2-core machine; CPU seconds are the honest
+figure there): the whole file in the default suite takes about 60 s of CPU (about 30-40 s of
+it compiling the batch program, partly saved by the persistent JAX cache on re-runs); the
+full version about 250 s of CPU (8.9 min wall under load average ~10). Full run (seed 2024):
+min p over the 23 parameters 0.076 (c->a), control rejected with p <= 6e-18 on all six
+residual variances, median ESS of the kept draws 0.75-0.98 L, 75 divergent transitions out
+of 77 220 (0.1%).
 """
 
 from __future__ import annotations
