@@ -1,17 +1,40 @@
 """The exact ordinal path: log-density vs a hand-written reference, and recovery.
 
+Diagnosis of the former recovery failure (8/13 covered at n = 300):
+
+* The simulation matches the model: theta parameterisation (y* = lambda eta + N(0, 1)),
+  latents standardised with psi from (A∘A) psi = 1 − diag(A G S_x G'A') with S_x = 1; the
+  model uses the sample S_x of the centred x (≈ 1 ± 0.08 at n = 300, a negligible change of
+  psi), and centring x only shifts the latent means, which the free thresholds absorb.
+* The default edge prior |beta| ~ N(0.15, 0.15) (sign-truncated) is informative: the test's
+  true values 0.4 to 0.5 sit 2 prior sd away, and at n = 300 with 3 ordinal items per construct
+  the posterior is pulled towards 0.15 (medians 0.22, 0.38, 0.25, −0.12 for 0.4, 0.5, 0.45,
+  −0.3). Coverage of a fixed truth is only nominal when the data dominate the prior, so the
+  recovery tests use the weakly informative sign-constrained prior |beta| ~ N(0, 1).
+* The sampler: the model used to be centred in the latent scores; psi (a function of B) and
+  eta formed a funnel (tree depth 8.4, ~570 gradient steps per draw; with N(0, 1) edge priors
+  R-hat ~2 and ESS 3 at 200 draws). It is now non-centred (eta = A(Gx + sqrt(psi) z)), which
+  gives the same posterior (tested below against the centred reference plus the Jacobian)
+  at tree depth ~5 (~40 steps per draw).
+* One data set also varies by itself: with seed 11 even the oracle regression on the TRUE latent
+  scores gives x -> a = 0.315 (true 0.4), c -> a = −0.08 (true −0.3), so one or two misses
+  there are expected.
+
 Recovery tolerance (binomial): with k parameters whose true values should each lie in
 their 90% central interval with probability 0.9, the number covered is ~ Binomial(k, 0.9)
-if the intervals were independent (they are positively correlated, which widens the
-spread; the bounds below are therefore loose on the side of not failing spuriously while
-still failing for a biased sampler or a missing Jacobian, which move all B together).
-Fast test: k = 4 edges + 9 loadings = 13, require >= 9 covered (P[Bin(13, .9) <= 8] = 0.034).
-Slow test: 4 data sets, k = 52, require >= 41 (P[Bin(52, .9) <= 40] = 0.010).
+if the intervals were independent (they are positively correlated through the shared data
+set, which widens the spread; the bounds below are therefore loose on the side of not failing
+spuriously while still failing for a biased sampler or a missing Jacobian, which move all B
+together). Fast test: k = 4 edges + 9 loadings = 13, require >= 9 covered
+(P[Bin(13, .9) <= 8] = 0.034). Slow test: 4 data sets, k = 52, require >= 41
+(P[Bin(52, .9) <= 40] = 0.010). Convergence is checked too: no more than 1% divergent
+transitions and R-hat of every beta <= 1.1 (2 chains).
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -126,17 +149,86 @@ def test_logdensity_matches_reference(cyclic):
         assert abs(np.log(abs(np.linalg.det(np.eye(P) - B)))) > 0.05
 
 
+@pytest.mark.parametrize("wsum", ["n", "not_n"])
+def test_noncentred_model_equals_centred_density_plus_jacobian(wsum):
+    """The model samples z (eta = A(Gx + sqrt(psi) z)); its density in z must be the centred
+    reference density at eta(z) plus the log-Jacobian n·(0.5 Σ log psi − log|det(I − B)|),
+    for weights that sum to n and for weights that do not (exact identity: rtol 1e-9)."""
+    import dataclasses
+
+    data, _, _ = simulate(30, 2)
+    rng = np.random.default_rng(7)
+    w = rng.uniform(0.3, 2.0, size=data.n)
+    w = w * (data.n / w.sum()) * (1.0 if wsum == "n" else 1.3)
+    data = dataclasses.replace(data, weights=w)
+    g = make_graph()
+    model, layout = build_ordinal_model(g, data, keep_eta=True)
+    point = model.initial_point()
+    point["z"] = rng.normal(size=point["z"].shape)
+    point["beta_truncated_normal_pos_interval__"] = rng.normal(0, 0.5, size=3)
+    point["beta_truncated_normal_neg_interval__"] = rng.normal(0, 0.5, size=1)
+    import pytensor
+
+    outs = model.replace_rvs_by_values([model["beta"], model["psi"], model["eta"], model["lambda"],
+                                        model["thresholds"], model["structural"], model["items"]])
+    fn = pytensor.function(model.value_vars, outs, on_unused_input="ignore")
+    beta, psi_node, eta, lam, tau, pot_s, pot_i = fn(*[point[v.name] for v in model.value_vars])
+    logp_z = float(model.compile_logp(vars=[model["z"]])(point))
+    keys = list(g.edge_keys)
+    li = {k: i for i, k in enumerate(layout.lik_latent)}
+    P = len(li)
+    B = np.zeros((P, P))
+    G = np.zeros((P, 1))
+    for k, e in enumerate(g.edges):
+        if e.source == "x":
+            G[li[e.target], 0] = beta[keys.index(e.key)]
+        else:
+            B[li[e.target], li[e.source]] = beta[keys.index(e.key)]
+    psi = psi_node[[g.node_index[k] for k in layout.lik_latent]]
+    c_idx = np.array([li[c] for c in data.item_construct])
+    s_ref, it_ref = reference(B, G, psi, eta, data.xm, data.w, lam, list(tau), data.codes, c_idx)
+    log_jac = data.n * (0.5 * np.sum(np.log(psi)) - np.log(abs(np.linalg.det(np.eye(P) - B))))
+    np.testing.assert_allclose(logp_z + float(pot_s), s_ref + log_jac, rtol=1e-9)
+    np.testing.assert_allclose(float(pot_i), it_ref, rtol=1e-9)
+
+
 def test_model_builds_with_expected_variables():
     data, _, _ = simulate(40, 1)
     model, layout = build_ordinal_model(make_graph(), data)
-    assert {"eta", "thresholds", "loading"} <= set(model.named_vars)
-    assert model["eta"].shape.eval().tolist() == [40, 3]
+    assert {"z", "thresholds", "loading"} <= set(model.named_vars) and "eta" not in model.named_vars
+    assert model["z"].shape.eval().tolist() == [40, 3]
     assert layout.lik_latent == ("a", "b", "c") and layout.covariates == ("x",)
     terms = model.point_logps(model.initial_point())
     assert np.isfinite(terms["items"]) and np.isfinite(terms["structural"])
 
 
 # ----------------------------------------------------------------------------- recovery
+@dataclass(frozen=True)
+class _EdgePrior:
+    distribution: str
+    mean: float
+    sd: float
+    nu: float | None = None
+
+
+class WidePriors:
+    """Weakly informative sign-constrained edge priors: |beta| ~ N(0, 1) truncated to the sign."""
+
+    def for_edge(self, key: str) -> _EdgePrior:  # noqa: ARG002 - same prior for every edge
+        return _EdgePrior("truncated_normal", 0.0, 1.0)
+
+
+def _check_convergence(fit) -> None:
+    from arviz_stats import rhat
+
+    post = fit.idata["posterior"].to_dataset()
+    r = float(np.nanmax(rhat(post[["beta"]])["beta"].values))
+    assert r <= 1.1, f"R-hat of beta {r:.3f}"
+    div = int(fit.idata["sample_stats"]["diverging"].sum())
+    n_tr = int(fit.idata["sample_stats"]["diverging"].size)
+    assert div <= 0.01 * n_tr, f"{div} divergences in {n_tr} transitions"
+
+
 def _coverage(fit, lam_true):
     post = fit.idata["posterior"]
     beta = post["beta"].stack(s=("chain", "draw")).transpose("s", "edge").values
@@ -152,18 +244,15 @@ def _coverage(fit, lam_true):
     return int(cov_b.sum() + cov_l.sum()), cov_b.size + cov_l.size
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "ordinal exact path: coverage 8/13 at n=300 in the last run (P <= 0.034 under calibration); "
-    "not yet diagnosed (scale of the loadings vs the simulation's y*?). Tracked in issue 7."))
+@pytest.mark.xfail(strict=False, reason="seed 11 data set: 8/13 even with wide priors; see module docstring")
 def test_recovery_fast():
     data, lam, _ = simulate(300, 11)
     g = make_graph()
-    fit = fit_ordinal(g, data, settings=SamplerSettings(chains=2, draws=200, tune=300, progressbar=False,
-                                                        prior_draws=200, random_seed=5))
+    fit = fit_ordinal(g, data, WidePriors(), settings=SamplerSettings(
+        chains=2, draws=200, tune=500, progressbar=False, prior_draws=200, random_seed=5))
     assert "beta" in fit.idata["posterior"] and fit.idata["posterior"]["beta"].dims[-1] == "edge"
-    assert "eta" not in fit.idata["posterior"]
-    div = int(fit.idata["sample_stats"]["diverging"].sum())
-    assert div <= 6, f"{div} divergences"
+    assert "eta" not in fit.idata["posterior"] and "z" not in fit.idata["posterior"]
+    _check_convergence(fit)
     covered, k = _coverage(fit, lam)
     assert covered >= 9, f"{covered}/{k} true values inside their 90% intervals"
 
@@ -174,9 +263,38 @@ def test_recovery_slow():
     covered = total = 0
     for seed in range(4):
         data, lam, _ = simulate(800, 100 + seed)
-        fit = fit_ordinal(g, data, settings=SamplerSettings(chains=2, draws=600, tune=600, progressbar=False,
-                                                            prior_draws=200, random_seed=seed))
+        fit = fit_ordinal(g, data, WidePriors(), settings=SamplerSettings(
+            chains=2, draws=400, tune=500, progressbar=False, prior_draws=200, random_seed=seed))
+        _check_convergence(fit)
         c, k = _coverage(fit, lam)
         covered += c
         total += k
     assert covered >= 41, f"{covered}/{total}"
+
+
+def test_ordinal_data_from_shipped_synthetic_survey():
+    """The shipped synthetic survey becomes ordinal-path data: codes in range, covariates centred,
+    weights normalised, and the model builds on it (no sampling here: see the benchmark)."""
+    from pathlib import Path
+
+    from veerkracht_bayes.causal_graph import load_graph
+    from veerkracht_bayes.ordinal_model import ordinal_data_from_survey
+    from veerkracht_bayes.survey_data import read_survey
+
+    root = Path(__file__).resolve().parents[1] / "data" / "synthetic"
+    g = load_graph("marvel")
+    sv = read_survey(root / "veerkracht_synthetic.csv.gz", root / "codebook_synthetic.yaml", graph=g)
+    d = ordinal_data_from_survey(sv, g)
+    assert d.n + d.n_excluded == sv.n
+    assert d.codes.shape == (d.n, len(d.item_names)) and len(d.item_names) > 0
+    assert ((d.codes >= -1) & (d.codes < d.n_categories[None, :])).all()
+    assert set(d.x_names) == {"adverse_life_events", "single_parent_household"}
+    np.testing.assert_allclose(d.x.T @ d.w / d.w.sum(), 0.0, atol=1e-10)
+    np.testing.assert_allclose(d.w.sum(), d.n, rtol=1e-12)
+    import dataclasses
+
+    small = dataclasses.replace(d, codes=d.codes[:50], x=d.x[:50], weights=np.ones(50), cont=d.cont[:50])
+    model, layout = build_ordinal_model(g, small)
+    assert model["z"].shape.eval().tolist() == [50, len(layout.lik_latent)]
+    terms = model.point_logps(model.initial_point())
+    assert np.isfinite(terms["items"]) and np.isfinite(terms["structural"])

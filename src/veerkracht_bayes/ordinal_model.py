@@ -7,7 +7,11 @@ posterior) are parameters. The joint (pseudo-)log-density is
     Σ_n w_n [ log N(zeta_n; 0, diag psi) ]  +  (Σ_n w_n) · log|det(I − B)|        (structural)
   + Σ_n Σ_i w_n log P(y_ni | eta_n)                                            (items)
 
-with ``zeta_n = (I − B) eta_n − Gamma x_n``.
+with ``zeta_n = (I − B) eta_n − Gamma x_n`` (:func:`ordinal_loglik_terms`, the reference).
+The sampler sees it *non-centred*: ``eta_n = A (Gamma x_n + sqrt(psi) z_n)`` with free
+``z_n ~ N(0, I)``; the log-Jacobian of eta -> z cancels the determinant and the ``log psi`` terms
+exactly (when the weights sum to n), so the posterior is the same while the centred funnel
+between psi (a function of B) and eta disappears.
 
 **Why the Jacobian.** The structural model defines eta through its disturbances:
 ``eta = A (Gamma x + zeta)``, ``A = (I − B)⁻¹``. The density of eta is that of zeta at
@@ -57,7 +61,7 @@ from .model_builder import (ModelLayout, StabilitySettings, _classify, _edge_rvs
                             edge_prior_values)
 
 __all__ = ["OrdinalData", "ordinal_data_from_survey", "build_ordinal_model", "fit_ordinal",
-           "ordinal_loglik_terms", "OrdinalSettings"]
+           "ordinal_loglik_terms", "ordinal_item_terms", "OrdinalSettings"]
 
 log = logging.getLogger(__name__)
 LOG_2PI = float(np.log(2 * np.pi))
@@ -243,6 +247,17 @@ def ordinal_loglik_terms(B, G, psi, eta, x, w, lam, tau_pad, codes, c_idx, *,  #
     zeta = pt.dot(eta, (I - B).T) - pt.dot(x, G.T)
     lp_struct = -0.5 * (zeta ** 2 / psi[None, :] + pt.log(psi)[None, :] + LOG_2PI)
     struct = pt.sum(w * pt.sum(lp_struct, axis=1)) + pt.sum(w) * pt.log(pt.abs(pt.linalg.det(I - B)))
+    items = ordinal_item_terms(eta, w, lam, tau_pad, codes, c_idx, cont=cont, cont_c_idx=cont_c_idx,
+                               cont_lam=cont_lam, cont_nu=cont_nu, cont_theta=cont_theta)
+    return struct, items
+
+
+def ordinal_item_terms(eta, w, lam, tau_pad, codes, c_idx, *,  # noqa: ANN001, ANN201
+                       cont=None, cont_c_idx=None, cont_lam=None, cont_nu=None, cont_theta=None):
+    """Item (measurement) log-density given latent scores: the second term of
+    :func:`ordinal_loglik_terms` (same arguments)."""
+    import pytensor.tensor as pt
+
     obs = codes >= 0
     cc = np.where(obs, codes, 0)
     rows = np.arange(codes.shape[1])[None, :]
@@ -257,7 +272,7 @@ def ordinal_loglik_terms(B, G, psi, eta, x, w, lam, tau_pad, codes, c_idx, *,  #
         r = y0 - cont_nu[None, :] - eta[:, cont_c_idx] * cont_lam[None, :]
         lpc = -0.5 * (r ** 2 / cont_theta[None, :] + pt.log(cont_theta)[None, :] + LOG_2PI)
         items = items + pt.sum(w[:, None] * pt.switch(ok, lpc, 0.0))
-    return struct, items
+    return items
 
 
 # ----------------------------------------------------------------------------- model
@@ -276,14 +291,16 @@ class OrdinalSettings:
 
 def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | None = None, *,
                         settings: OrdinalSettings | None = None,
-                        stability: StabilitySettings | None = None):  # noqa: ANN201 - (pm.Model, ModelLayout)
+                        stability: StabilitySettings | None = None,
+                        keep_eta: bool = False):  # noqa: ANN201 - (pm.Model, ModelLayout)
     """Build the PyMC model of the exact ordinal path.
 
     Returns
     -------
     (pm.Model, ModelLayout)
-        Free variables: the edge coefficients (grouped as in the continuous path), ``eta``
-        ``(respondent, lik_latent)``, ``loading``, ``thresholds`` (ordered) and, with Gaussian
+        Free variables: the edge coefficients (grouped as in the continuous path), the
+        standardised disturbances ``z`` ``(respondent, lik_latent)`` (non-centred latent scores
+        ``eta = A (G x + sqrt(psi) z)``, a Deterministic when ``keep_eta``), ``loading``, ``thresholds`` (ordered) and, with Gaussian
         indicators, ``cont_loading``, ``residual_var``, ``nu``. Deterministics ``beta`` (edge),
         ``psi`` and ``alpha`` (node), ``lambda`` (item), ``rho_abs_bound``, as in ``fit``.
     """
@@ -389,7 +406,19 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
         psi_ok = pt.all(pt.gt(psi, 1e-4))
         psi_safe = pt.switch(pt.gt(psi, 1e-4), psi, 1e-4)
         pm.Potential("standardisation", pt.switch(psi_ok, 0.0, -np.inf))
-        eta = pm.Flat("eta", dims=("respondent", "lik_latent"))
+        # Non-centred latent scores: eta_n = A (G x_n + sqrt(psi) * z_n), z_n ~ N(0, I).
+        # The change of variables eta -> z has log-Jacobian n·(0.5 Σ log psi − log|det(I − B)|)
+        # (unweighted), so the target in z equals the centred pseudo-log-density
+        #   Σ w_n log N(zeta_n; 0, psi) + (Σ w) log|det(I − B)| + items      (ordinal_loglik_terms)
+        # plus that Jacobian:  Σ w_n log N(z_n; 0, I) + (Σ w − n)(log|det(I − B)| − 0.5 Σ log psi)
+        # + items. With weights normalised to sum to n the middle term is exactly 0. The centred
+        # form put a funnel between psi (a function of B) and eta, which NUTS could not cross
+        # (tree depth 8+, R-hat ~2 with wide edge priors); see tests/test_ordinal_model.py.
+        z = pm.Normal("z", 0.0, 1.0, dims=("respondent", "lik_latent"))
+        xg = pt.dot(x, G.T) if q else pt.zeros((n, P))
+        eta = pt.dot(xg + z * pt.sqrt(psi_safe)[None, :], A.T)
+        if keep_eta:
+            pm.Deterministic("eta", eta, dims=("respondent", "lik_latent"))
         # ordinal items
         c_idx = np.array([lli[c] for c in data.item_construct], dtype=int)
         free = np.array([counts[c] > 1 for c in data.item_construct], bool)
@@ -430,8 +459,12 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
             kw = dict(cont=data.cont, cont_c_idx=cc_idx, cont_lam=cl, cont_nu=nu, cont_theta=ct)
             lam_all = pt.concatenate([lam, cl])
         pm.Deterministic("lambda", lam_all, dims="item")
-        struct, items = ordinal_loglik_terms(B, G, psi_safe, eta, x, w, lam, tau_pad, data.codes, c_idx, **kw)
-        pm.Potential("structural", struct)
+        items = ordinal_item_terms(eta, w, lam, tau_pad, data.codes, c_idx, **kw)
+        logn_z = -0.5 * (z ** 2 + LOG_2PI)
+        struct = (pt.sum((w - 1.0)[:, None] * logn_z)
+                  + (float(w.sum()) - n) * (pt.log(pt.abs(pt.linalg.det(pt.eye(P) - B)))
+                                            - 0.5 * pt.sum(pt.log(psi_safe))))
+        pm.Potential("structural", struct)  # the weights' part; the N(0, I) part is z's prior
         pm.Potential("items", items)
     layout = ModelLayout(
         nodes=tuple(graph.nodes), latent=tuple(latent), covariates=tuple(covariates), absent=tuple(absent),
@@ -519,7 +552,7 @@ def fit_ordinal(graph: CausalGraph, survey: object, priors: object | None = None
     if chain_method not in ("vectorized", "parallel", "sequential"):
         raise ModelError(f"chain_method must be 'vectorized', 'parallel' or 'sequential', got {chain_method!r}")
     data = survey if isinstance(survey, OrdinalData) else ordinal_data_from_survey(survey, graph)
-    model, layout = build_ordinal_model(graph, data, priors, settings=ordinal)
+    model, layout = build_ordinal_model(graph, data, priors, settings=ordinal, keep_eta=keep_eta)
     prior = _prior_group(model, layout, graph, settings.prior_draws, settings.random_seed)
     if settings.sampler in ("numpyro", "blackjax"):
         enable_compilation_cache()
@@ -539,7 +572,7 @@ def fit_ordinal(graph: CausalGraph, survey: object, priors: object | None = None
                           cores=min(settings.chains, os.cpu_count() or 1), random_seed=settings.random_seed,
                           progressbar=settings.progressbar, nuts_sampler=settings.sampler,
                           compute_convergence_checks=False, idata_kwargs={"log_likelihood": False},
-                          var_names=None if keep_eta else [v for v in _posterior_names(model)], **kwargs)
+                          var_names=_posterior_names(model), **kwargs)
     post = idata["posterior"].to_dataset()
     idata = xr.DataTree.from_dict({"posterior": post, "prior": prior,
                                    "sample_stats": idata["sample_stats"].to_dataset()})
@@ -553,7 +586,7 @@ def fit_ordinal(graph: CausalGraph, survey: object, priors: object | None = None
 
 
 def _posterior_names(model) -> list[str]:  # noqa: ANN001
-    skip = {"eta"}
+    skip = {"z"}  # eta is a Deterministic only when keep_eta
     names = [rv.name for rv in model.free_RVs if rv.name not in skip]
     return names + [d.name for d in model.deterministics]
 
@@ -570,7 +603,7 @@ def _beta_initvals(model, layout: ModelLayout, prior: xr.Dataset, picks: np.ndar
     for i in picks:
         b = prior["beta"].isel(chain=0, draw=int(i)).values
         d = {name: b[np.array(idx)] for name, idx in groups.items() if name in model.named_vars}
-        d["eta"] = np.zeros(model["eta"].type.shape if None not in model["eta"].type.shape
-                            else tuple(int(s) for s in model["eta"].shape.eval()))
+        d["z"] = np.zeros(model["z"].type.shape if None not in model["z"].type.shape
+                          else tuple(int(s) for s in model["z"].shape.eval()))
         out.append(d)
     return out

@@ -1,0 +1,225 @@
+"""Ordinal (Likert) path benchmark: our ``fit_ordinal`` (numpyro) vs PyMC's default NUTS.
+
+Same model (``build_ordinal_model``: explicit latent scores, ordered-probit items, cyclic
+structural part with its Jacobian), same data (simulated from known parameters: the 3-node
+cycle a -> b -> c -> a with a covariate x -> a, 3 five-category items per construct, 5% missing),
+same priors, same starting points (two stability-truncated prior draws). Each sampler runs in
+its own fresh interpreter with OMP/OpenBLAS/MKL threads set to 1:
+
+* ``pymc``: ``pm.sample(nuts_sampler="pymc", chains=2, cores=2)``, killed at ``cap_s`` seconds;
+  a capped run counts as its cap with ESS bounded by its number of draws (2 x draws), so
+  the ratio is then a lower bound;
+* ``ours``: ``fit_ordinal`` with numpyro, ``chain_method="vectorized"`` (all chains on one
+  device: the GPU-ready setting of issue 7).
+
+ESS/s = min bulk ESS over ``beta`` / sampling seconds (PyMC's recorded ``sampling_time``,
+compilation excluded; our sampling time likewise excludes model build and prior draws where
+PyMC records it). Wall times include everything in the subprocess.
+
+Usage: ``run_ordinal_benchmark(n, draws, tune, cap_s)`` (called by ``benchmarks/run.py``), or
+``.venv/bin/python benchmarks/bench_ordinal.py --n 20000 --draws 200 --tune 200 --cap 600``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+EDGES = [("x", "a", "+"), ("a", "b", "+"), ("b", "c", "+"), ("c", "a", "-")]
+TRUE_BETA = (0.4, 0.5, 0.45, -0.3)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[v] = "1"
+    env.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def make_graph():  # noqa: ANN201 - CausalGraph
+    """The benchmark's 3-node cycle with one covariate."""
+    from veerkracht_bayes.causal_graph import CausalGraph
+    from veerkracht_bayes.graph_spec import GraphSpec
+
+    nodes = list(dict.fromkeys([s for s, _, _ in EDGES] + [t for _, t, _ in EDGES]))
+    spec = GraphSpec.model_validate({
+        "spec_version": 1, "name": "ordinal-bench",
+        "nodes": [{"id": n, "label_en": n, "label_nl": n, "resource": "individual",
+                   "role": "exogenous" if n == "x" else "construct"} for n in nodes],
+        "edges": [{"source": s, "target": t, "sign": sg, "evidence": "benchmark"} for s, t, sg in EDGES],
+    })
+    return CausalGraph(spec)
+
+
+def simulate(n: int, seed: int = 1):  # noqa: ANN201 - OrdinalData
+    """Ordinal data from the exact model at ``TRUE_BETA`` (standardised latents, theta probit)."""
+    import numpy as np
+
+    from veerkracht_bayes.ordinal_model import OrdinalData
+
+    rng = np.random.default_rng(seed)
+    B = np.zeros((3, 3))
+    B[1, 0], B[2, 1], B[0, 2] = TRUE_BETA[1], TRUE_BETA[2], TRUE_BETA[3]
+    G = np.array([[TRUE_BETA[0]], [0.0], [0.0]])
+    A = np.linalg.inv(np.eye(3) - B)
+    psi = np.linalg.solve(A * A, 1.0 - ((A @ G) ** 2).sum(1))
+    x = rng.normal(size=(n, 1))
+    eta = (x @ G.T + rng.normal(size=(n, 3)) * np.sqrt(psi)) @ A.T
+    lam = np.array([1.2, 0.9, 0.7] * 3)
+    c_idx = np.repeat(np.arange(3), 3)
+    tau = np.tile(np.array([-1.2, -0.4, 0.3, 1.1]), (9, 1)) + rng.normal(0, 0.2, size=(9, 1))
+    ystar = eta[:, c_idx] * lam + rng.normal(size=(n, 9))
+    codes = (ystar[:, :, None] > tau[None]).sum(-1)
+    codes[rng.random(codes.shape) < 0.05] = -1
+    return OrdinalData(item_names=tuple(f"{c}{i}" for c in "abc" for i in range(3)),
+                       item_construct=tuple(np.repeat(list("abc"), 3)), n_categories=np.full(9, 5),
+                       codes=codes, x_names=("x",), x=x - x.mean(0), weights=np.ones(n))
+
+
+def _min_ess_beta(post) -> float:  # noqa: ANN001
+    import numpy as np
+    from arviz_stats import ess
+
+    e = ess(post[["beta"]], method="bulk")
+    return float(np.nanmin(e["beta"].values))
+
+
+def _sampling_time(idata, fallback: float) -> float:  # noqa: ANN001
+    for grp in ("posterior", "sample_stats"):
+        try:
+            t = idata[grp].attrs.get("sampling_time")
+        except (KeyError, AttributeError):
+            t = None
+        if t:
+            return float(t)
+    return fallback
+
+
+def _stage(which: str, n: int, draws: int, tune: int, chain_method: str) -> dict:
+    """One sampler on the benchmark model (runs inside the subprocess)."""
+    from veerkracht_bayes.sampling import SamplerSettings
+
+    data = simulate(n, 1)
+    g = make_graph()
+    t0 = time.perf_counter()
+    if which == "ours":
+        from veerkracht_bayes.ordinal_model import fit_ordinal
+
+        res = fit_ordinal(g, data, settings=SamplerSettings(chains=2, draws=draws, tune=tune, progressbar=False,
+                                                            prior_draws=200, random_seed=2023),
+                          chain_method=chain_method)
+        idata = res.idata
+        post = idata["posterior"].to_dataset()
+    else:
+        import numpy as np
+        import pymc as pm
+
+        from veerkracht_bayes.ordinal_model import _beta_initvals, _prior_group, build_ordinal_model
+
+        model, layout = build_ordinal_model(g, data)
+        prior = _prior_group(model, layout, g, 200, 2023)
+        picks = np.random.default_rng(2023).choice(prior.sizes["draw"], size=2, replace=False)
+        initvals = _beta_initvals(model, layout, prior, picks)
+        t0 = time.perf_counter()
+        with model:
+            idata = pm.sample(draws=draws, tune=tune, chains=2, cores=2, nuts_sampler="pymc", init="adapt_diag",
+                              initvals=initvals, random_seed=2023, progressbar=False, target_accept=0.9,
+                              compute_convergence_checks=False, var_names=["beta"])
+        post = idata["posterior"]
+        post = post.to_dataset() if hasattr(post, "to_dataset") else post
+    wall = time.perf_counter() - t0
+    ts = _sampling_time(idata, wall)
+    ess = _min_ess_beta(post)
+    div = int(idata["sample_stats"]["diverging"].sum())
+    return {"sampler": "numpyro-" + chain_method if which == "ours" else "pymc", "n": n, "draws": draws,
+            "tune": tune, "wall_s": wall, "sampling_s": ts, "min_ess_beta": ess, "ess_per_s": ess / ts,
+            "divergences": div, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _run_sub(which: str, n: int, draws: int, tune: int, cap_s: float | None, chain_method: str) -> dict:
+    cmd = [sys.executable, str(Path(__file__)), "--stage", which, "--n", str(n), "--draws", str(draws),
+           "--tune", str(tune), "--chain-method", chain_method]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                            start_new_session=True)  # own group: a capped run ends with its workers
+    try:
+        out, err = proc.communicate(timeout=cap_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return {"timed_out": True, "process_wall_s": time.perf_counter() - t0, "cap_s": cap_s}
+    lines = [ln for ln in out.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        return {"error": (err or out)[-3000:], "process_wall_s": time.perf_counter() - t0}
+    res = json.loads(lines[-1])
+    res["process_wall_s"] = time.perf_counter() - t0
+    return res
+
+
+def run_ordinal_benchmark(n: int, draws: int, tune: int, cap_s: float, *,
+                          pymc_draws: int | None = None, pymc_tune: int | None = None,
+                          chain_method: str = "vectorized") -> dict:
+    """Ordinal path: our numpyro fit vs PyMC's default sampler on the same model and data.
+
+    Parameters
+    ----------
+    n
+        Respondents (simulated from the model at known parameters).
+    draws, tune
+        Per chain (2 chains) for both samplers unless ``pymc_draws``/``pymc_tune`` are given.
+    cap_s
+        Wall-clock cap of the PyMC subprocess; a capped run counts as ``cap_s`` seconds with
+        ESS bounded by ``2 * draws`` (ratio then a lower bound).
+    chain_method
+        numpyro chain method of our run (``"vectorized"``: one device, GPU-ready).
+
+    Returns
+    -------
+    dict
+        ``ours`` and ``pymc`` records (``wall_s``, ``sampling_s``, ``min_ess_beta``,
+        ``ess_per_s``, ...), ``ess_per_s_ratio_ordinal_vs_pymc`` and
+        ``ordinal_ratio_is_lower_bound``.
+    """
+    pd_, pt_ = pymc_draws or draws, pymc_tune or tune
+    ours = _run_sub("ours", n, draws, tune, None, chain_method)
+    base = _run_sub("pymc", n, pd_, pt_, cap_s, chain_method)
+    if base.get("timed_out"):
+        base.update(sampler="pymc", n=n, draws=pd_, tune=pt_, sampling_s=float(cap_s), wall_s=float(cap_s),
+                    min_ess_beta=float(2 * pd_), ess_per_s=2 * pd_ / float(cap_s), capped=True)
+    out: dict = {"n": n, "ours": ours, "pymc": base}
+    if "ess_per_s" in ours and "ess_per_s" in base:
+        out["ess_per_s_ratio_ordinal_vs_pymc"] = ours["ess_per_s"] / base["ess_per_s"]
+        out["ordinal_ratio_is_lower_bound"] = bool(base.get("capped", False))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--stage", choices=["ours", "pymc"])
+    ap.add_argument("--n", type=int, default=20_000)
+    ap.add_argument("--draws", type=int, default=200)
+    ap.add_argument("--tune", type=int, default=200)
+    ap.add_argument("--cap", type=float, default=600.0)
+    ap.add_argument("--chain-method", default="vectorized")
+    a = ap.parse_args(argv)
+    if a.stage:
+        sys.path.insert(0, str(ROOT / "src"))
+        print(json.dumps(_stage(a.stage, a.n, a.draws, a.tune, a.chain_method)))
+        return 0
+    print(json.dumps(run_ordinal_benchmark(a.n, a.draws, a.tune, a.cap, chain_method=a.chain_method)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
