@@ -19,6 +19,16 @@ Diagnosis of the former recovery failure (8/13 covered at n = 300):
 * One data set also varies by itself: with seed 11 even the oracle regression on the TRUE latent
   scores gives x -> a = 0.315 (true 0.4), c -> a = −0.08 (true −0.3), so one or two misses
   there are expected.
+* NOT yet resolved: with wide priors and the non-centred model, coverage at n = 300 (2 chains,
+  tune 400-500, 200 draws) was 8, 9, 10, 8, 11 of 13 on seeds 11, 100, 101, 102, 103, i.e.
+  46/65 = 71% (P[Bin(65, .9) <= 46] ≈ 2e-5; intervals are correlated within a data set, so
+  less extreme than that, but below nominal). The misses are systematic in direction: a -> b
+  and b -> c too small (4 of 10 intervals entirely below the truth), and the largest loading
+  of a construct too large (its posterior has a long right tail, ESS 20-40 of 400). The
+  log-density equals the hand-written reference (centred and non-centred), so the remaining
+  suspects are the sampler (R-hat up to 1.1 at 200 draws: longer chains needed to tell) or a
+  finite-sample effect of the weakly identified loadings; the slow test (n = 800) has not
+  been run since the change.
 
 Recovery tolerance (binomial): with k parameters whose true values should each lie in
 their 90% central interval with probability 0.9, the number covered is ~ Binomial(k, 0.9)
@@ -244,7 +254,10 @@ def _coverage(fit, lam_true):
     return int(cov_b.sum() + cov_l.sum()), cov_b.size + cov_l.size
 
 
-@pytest.mark.xfail(strict=False, reason="seed 11 data set: 8/13 even with wide priors; see module docstring")
+@pytest.mark.xfail(strict=False, reason=(
+    "ordinal recovery below nominal: 46/65 covered over 5 data sets at n=300 with wide priors "
+    "(a->b, b->c attenuated; largest loadings inflated); log-density verified, cause open: see module "
+    "docstring and issue 7"))
 def test_recovery_fast():
     data, lam, _ = simulate(300, 11)
     g = make_graph()
