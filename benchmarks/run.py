@@ -86,6 +86,18 @@ def run_stage(stage: str, args: dict, *, timeout: float | None = None, cache: st
     return res
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory (VmHWM). ``ru_maxrss`` is not used: on Linux it
+    carries over from the parent across fork + exec."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 # ============================================================================ data
 def marvel_layout():
     """MARVEL graph, codebook items and a parameter point to simulate from (one draw of fit's prior)."""
@@ -190,22 +202,19 @@ def stage_fit(a: dict) -> dict:
     g, md, t_stats = model_data(a["n"], a.get("seed", 1))
     t0 = time.perf_counter()
     if a.get("sampler") == "nutpie":
-        # sampling.fit passes per-chain initvals, which PyMC's nutpie bridge refuses: same model,
-        # same prior-draw start (one dict for both chains)
-        import numpy as np
+        # PyMC's nutpie bridge takes one start dict for all chains (a prior draw, as in fit)
         import pymc as pm
 
         from veerkracht_bayes.model_builder import build_model
-        from veerkracht_bayes.sampling import _prior_draws
+        from veerkracht_bayes.sampling import _prior_draws, initial_values
 
         model, layout = build_model(g, md)
-        prior = _prior_draws(model, layout, g, 200, 2023)
-        init = {rv.name: prior[rv.name].isel(chain=0, draw=0).values for rv in model.free_RVs}
+        prior = _prior_draws(model, layout, g, 200, 2023, md.x_cov)
+        init = initial_values(model, layout, prior, 1, 2023)[0]
         with model:
             idata = pm.sample(draws=a["draws"], tune=a["tune"], chains=2, cores=2, nuts_sampler="nutpie",
                               initvals=init, random_seed=2023, progressbar=False, target_accept=0.9,
                               compute_convergence_checks=False)
-        del np
     else:
         idata = fit(g, md, settings=SamplerSettings(sampler=a.get("sampler", "numpyro"), chains=2,
                                                     draws=a["draws"], tune=a["tune"], progressbar=False,
@@ -216,7 +225,7 @@ def stage_fit(a: dict) -> dict:
     return {"n": a["n"], "sampler": a.get("sampler", "numpyro"), "stats_s": t_stats, "fit_s": t_fit,
             "wall_s": t_stats + t_fit, "sampling_s": ts, "min_ess_beta": ess, "ess_per_s": ess / ts,
             "total_with_generation_s": time.perf_counter() - t_all,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def build_naive_model(g, md):
@@ -263,17 +272,14 @@ def build_naive_model(g, md):
 
 
 def stage_pymc(a: dict) -> dict:
-    import numpy as np
     import pymc as pm
 
-    from veerkracht_bayes.sampling import _prior_draws
+    from veerkracht_bayes.sampling import _prior_draws, initial_values
 
     g, md, _ = model_data(a["n"], a.get("seed", 1))
     model, layout = build_naive_model(g, md)
-    prior = _prior_draws(model, layout, g, 200, 2023)
-    free = [rv.name for rv in model.free_RVs]
-    picks = np.random.default_rng(2023).choice(prior.sizes["draw"], size=2, replace=False)
-    initvals = [{k: prior[k].isel(chain=0, draw=int(i)).values for k in free} for i in picks]
+    prior = _prior_draws(model, layout, g, 200, 2023, md.x_cov)
+    initvals = initial_values(model, layout, prior, 2, 2023)
     t0 = time.perf_counter()
     with model:
         idata = pm.sample(draws=a["draws"], tune=a["tune"], chains=2, cores=2, nuts_sampler="pymc",
@@ -283,7 +289,7 @@ def stage_pymc(a: dict) -> dict:
     ts = _sampling_time(idata, wall)
     ess = min_ess_beta(idata)
     return {"n": a["n"], "sampler": "pymc-naive", "sampling_s": ts, "wall_s": wall, "min_ess_beta": ess,
-            "ess_per_s": ess / ts, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "ess_per_s": ess / ts, "peak_rss_mb": peak_rss_mb()}
 
 
 def random_graph(p: int, seed: int):
@@ -342,7 +348,7 @@ def stage_graph(a: dict) -> dict:
     ess = min_ess_beta(res.idata)
     ts = _sampling_time(res.idata, wall)
     return {"p": p, "edges": len(g.edges), "n": n, "wall_s": wall, "sampling_s": ts, "min_ess_beta": ess,
-            "ess_per_s": ess / ts, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "ess_per_s": ess / ts, "peak_rss_mb": peak_rss_mb()}
 
 
 def stage_first_result(a: dict) -> dict:
@@ -400,96 +406,23 @@ def stage_doquery(a: dict) -> dict:
             "doquery_s": t2 - t0, "first_call_with_compile_s": first}
 
 
-def stage_parquet(a: dict) -> dict:
-    """Write a synthetic Parquet file in chunks, then measure stats_from_parquet's peak memory."""
-    import numpy as np
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from veerkracht_bayes.synthetic import simulate_population
-
-    rows = a["rows"]
-    path = Path(a["path"])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
-    if not path.exists():
-        base = simulate_population(min(rows, 100_000), 5)
-        df = base.data
-        cb = base.codebook
-        writer = None
-        for k, a0 in enumerate(range(0, rows, len(df))):
-            chunk = df.iloc[: min(len(df), rows - a0)].copy()
-            chunk[cb.id_column] = np.arange(a0, a0 + len(chunk)) + 1
-            tbl = pa.Table.from_pandas(chunk, preserve_index=False)
-            writer = writer or pq.ParquetWriter(path, tbl.schema)
-            writer.write_table(tbl)
-        writer.close()
-        (path.with_suffix(".codebook.yaml")).write_text(_codebook_yaml(cb))
-    t_write = time.perf_counter() - t0
-    return {"rows": rows, "write_s": t_write, "path": str(path)}
-
-
-def _codebook_yaml(cb) -> str:
-    import yaml  # writing only (reading goes through yaml_io)
-
-    return yaml.safe_dump(cb.model_dump(mode="json", exclude_none=True), sort_keys=False)
-
-
-def stage_parquet_stats(a: dict) -> dict:
-    from veerkracht_bayes.causal_graph import load_graph
-    from veerkracht_bayes.codebook import load_codebook
-    from veerkracht_bayes.out_of_core import stats_from_parquet
-
-    g = load_graph("marvel")
-    path = Path(a["path"])
-    cb = load_codebook(path.with_suffix(".codebook.yaml"), graph=g)
-    t0 = time.perf_counter()
-    md = stats_from_parquet(path, cb, g, chunk_rows=a.get("chunk_rows", 100_000))
-    return {"rows": md.n, "patterns": md.n_patterns, "method": md.missing_method,
-            "stats_s": time.perf_counter() - t0,
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
-
-
-def stage_ordinal(a: dict) -> dict:
-    """Exact ordinal path (numpyro, vectorized chains) vs PyMC default on the same model."""
-    import numpy as np
-
-    sys.path.insert(0, str(ROOT / "tests"))
-    from test_ordinal_model import make_graph, simulate
-
-    from veerkracht_bayes.ordinal_model import fit_ordinal
-    from veerkracht_bayes.sampling import SamplerSettings
-
-    data, _, _ = simulate(a["n"], 1)
-    t0 = time.perf_counter()
-    res = fit_ordinal(make_graph(), data, settings=SamplerSettings(
-        sampler=a["sampler"], chains=2, draws=a["draws"], tune=a["tune"], progressbar=False, prior_draws=200),
-        chain_method="vectorized")
-    wall = time.perf_counter() - t0
-    ess = min_ess_beta(res.idata)
-    ts = _sampling_time(res.idata, wall)
-    del np
-    return {"n": a["n"], "sampler": a["sampler"], "wall_s": wall, "sampling_s": ts, "min_ess_beta": ess,
-            "ess_per_s": ess / ts}
-
-
 STAGES = {"fit": stage_fit, "pymc": stage_pymc, "graph": stage_graph, "first_result": stage_first_result,
-          "doquery": stage_doquery, "parquet": stage_parquet, "parquet_stats": stage_parquet_stats,
-          "ordinal": stage_ordinal}
+          "doquery": stage_doquery}
 
 
 # ============================================================================ driver
 PROFILES = {
     "smoke": {"n_ess": 1_000, "pymc_draws": 30, "pymc_tune": 30, "draws": 30, "tune": 100, "pymc_cap": 120,
               "ns": [1_000, 5_000], "ps": [10], "graph_n": 1_000, "dq_draws": 200, "horizon": 20,
-              "parquet_rows": 20_000, "ord_n": 200, "ord_pymc_cap": 120, "first_draws": 50},
-    "quick": {"n_ess": 20_000, "pymc_draws": 150, "pymc_tune": 150, "draws": 500, "tune": 500, "pymc_cap": 600,
-              "ns": [1_000, 1_000_000], "ps": [10, 100], "graph_n": 5_000, "dq_draws": 4_000, "horizon": 20,
-              "parquet_rows": 2_000_000, "ord_n": 20_000, "ord_pymc_cap": 300, "first_draws": 500},
+              "parquet_rows": 20_000, "ord_n": 200, "ord_draws": 30, "ord_pymc_cap": 120, "first_draws": 50},
+    "quick": {"n_ess": 20_000, "pymc_draws": 100, "pymc_tune": 100, "draws": 500, "tune": 500, "pymc_cap": 600,
+              "ns": [1_000, 1_000_000], "ps": [10, 50], "graph_n": 5_000, "dq_draws": 4_000, "horizon": 20,
+              "parquet_rows": 2_000_000, "ord_n": 2_000, "ord_draws": 150, "ord_pymc_cap": 300,
+              "first_draws": 500},
     "full": {"n_ess": 20_000, "pymc_draws": 300, "pymc_tune": 300, "draws": 1000, "tune": 1000, "pymc_cap": 3600,
              "ns": [1_000, 10_000, 100_000, 1_000_000], "ps": [10, 30, 60, 100], "graph_n": 5_000,
-             "dq_draws": 4_000, "horizon": 20, "parquet_rows": 17_000_000, "ord_n": 20_000, "ord_pymc_cap": 1800,
-             "first_draws": 1000},
+             "dq_draws": 4_000, "horizon": 20, "parquet_rows": 17_000_000, "ord_n": 20_000, "ord_draws": 300,
+             "ord_pymc_cap": 1800, "first_draws": 1000},
 }
 
 
@@ -573,23 +506,24 @@ def main(argv: list[str] | None = None) -> int:
         if "doquery_s" in r:
             out["doquery_seconds"] = r["doquery_s"]
     if "parquet" not in skip:
+        from bench_parquet import run_parquet_benchmark
+
         tmp = Path(tempfile.mkdtemp(prefix="vk_pq_")) / "survey.parquet"
-        w = run_stage("parquet", {"rows": prof["parquet_rows"], "path": str(tmp)})
-        s = run_stage("parquet_stats", {"path": str(tmp)})
-        log(f"parquet: {w} {s}")
-        out["parquet"] = {"write": w, "stats": s}
+        r = run_parquet_benchmark(prof["parquet_rows"], str(tmp))
+        for f in tmp.parent.glob("*"):
+            f.unlink()
+        log(f"parquet: {r}")
+        out["parquet"] = r
     if "ordinal" not in skip:
-        o = run_stage("ordinal", {"n": prof["ord_n"], "sampler": "numpyro", "draws": prof["draws"] // 2,
-                                  "tune": prof["tune"] // 2}, cache=fresh_cache())
-        b = run_stage("ordinal", {"n": prof["ord_n"], "sampler": "pymc", "draws": prof["pymc_draws"],
-                                  "tune": prof["pymc_tune"]}, timeout=prof["ord_pymc_cap"])
-        if b.get("timed_out"):
-            b.update(sampling_s=prof["ord_pymc_cap"], ess_per_s=2 * prof["pymc_draws"] / prof["ord_pymc_cap"],
-                     capped=True)
-        log(f"ordinal: {o} pymc: {b}")
-        out["ordinal"] = {"ours": o, "pymc": b}
-        if "ess_per_s" in o and "ess_per_s" in b:
-            out["ordinal_ess_per_s_ratio_vs_pymc"] = o["ess_per_s"] / b["ess_per_s"]
+        from bench_ordinal import run_ordinal_benchmark
+
+        r = run_ordinal_benchmark(prof["ord_n"], prof["ord_draws"], prof["ord_draws"], prof["ord_pymc_cap"],
+                                  chain_method="parallel")
+        log(f"ordinal: {r}")
+        out["ordinal"] = r
+        if "ess_per_s_ratio_ordinal_vs_pymc" in r:
+            out["ordinal_ess_per_s_ratio_vs_pymc"] = r["ess_per_s_ratio_ordinal_vs_pymc"]
+            out["ordinal_ratio_is_lower_bound"] = r["ordinal_ratio_is_lower_bound"]
     out["total_s"] = time.perf_counter() - t_all
     out["machine"]["load_avg_end"] = os.getloadavg()[0]
     path = write_markdown(out)

@@ -228,8 +228,13 @@ def _with_beta(res, values: dict[str, float], rows: slice):
 def test_contraction_high_with_data_low_without(good_diag, graph):
     t = good_diag.edge_table
     assert list(t.index) == list(graph.edge_keys)
-    for key in ("a->b", "b->c", "c->a", "x->a"):
+    for key in ("a->b", "b->c", "c->a"):
         assert t.loc[key, "contraction"] > 0.5, t.loc[key]
+    # x->a (a binary covariate into the loop) is informed less: its contraction is about 0.51
+    # (posterior sd 0.083 against the prior's 0.119, measured with ESS > 3000 by numpyro and
+    # nutpie alike). Here (ESS ~ 300-600 posterior, 1000 prior draws) the Monte Carlo sd of the
+    # estimate is about 0.04; 0.2 lies 7 sd below the reference, 0 (no information) far below.
+    assert t.loc["x->a", "contraction"] > 0.2, t.loc["x->a"]
     for key in ("a->b", "b->c", "c->a"):
         assert t.loc[key, "classification"] == "data-informed", t.loc[key]
     # p->b (absent source) and a->u (unmeasured leaf) are not in the likelihood: posterior = prior,

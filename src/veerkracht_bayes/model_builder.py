@@ -58,7 +58,7 @@ system instead. ``psi`` is reported for the full system
 (every latent with variance 1); a soft barrier keeps it positive.
 
 Stability: a smooth barrier on the Perron root of |B| (an upper bound of the spectral
-radius of B, computed by power iteration so that it is differentiable):
+radius of B, a Collatz-Wielandt bound with a power-iteration test vector, so that it is differentiable):
 ``log_sigmoid((rho_max - rho(|B|)) / width)``. The exact spectral radius of every
 draw is reported by the diagnostics.
 """
@@ -82,6 +82,9 @@ __all__ = ["EdgePriorValues", "ModelLayout", "StabilitySettings", "build_model",
            "edge_groups", "perron_upper_bound"]
 
 LOG_2PI = float(np.log(2 * np.pi))
+#: Name prefix of the model's data containers (``pm.Data``): the sufficient statistics and
+#: the covariates' covariance. Samplers may pass them as arguments (see ``jax_nuts``).
+DATA_PREFIX = "data_"
 log = logging.getLogger(__name__)
 
 
@@ -91,7 +94,7 @@ class StabilitySettings:
 
     rho_max: float = 0.99
     width: float = 0.005
-    power_iterations: int = 60
+    power_iterations: int = 128
 
 
 @dataclass(frozen=True)
@@ -194,34 +197,54 @@ def _classify(graph: CausalGraph, data: ModelData | None) -> tuple[list[str], li
     return latent, covariates, absent
 
 
+def _data(name: str, value: np.ndarray) -> pt.TensorVariable:
+    """A data container with a static shape (so rewrites and contractions know the sizes)."""
+    value = np.asarray(value, dtype=float)
+    return pm.Data(DATA_PREFIX + name, value, shape=value.shape)
+
+
+def _squarings(iters: int) -> int:
+    """Number of repeated squarings that cover ``iters`` power iterations."""
+    return max(1, int(np.ceil(np.log2(max(iters, 2)))))
+
+
 def _perron_root(absb: pt.TensorVariable, iters: int) -> pt.TensorVariable:
     """Smooth upper bound of the Perron root of ``|B|`` (hence of the spectral radius of B).
 
-    Power iteration on ``M + I`` (``M = |B| + 1e-6``, positive, so the iteration converges
-    even when ``|B|`` is periodic or reducible) gives a positive vector ``v``; by the
-    Collatz-Wielandt formula ``max_i (M v)_i / v_i >= rho(M) >= rho(|B|) >= rho(B)`` for ANY
-    positive ``v``, tight once ``v`` has converged. The max is smoothed by a log-sum-exp with
+    ``M = |B| + 1e-6`` is positive. A positive test vector ``v`` comes from power iteration
+    on ``M + I`` (which converges even when ``|B|`` is periodic or reducible), done by
+    repeated squaring: ``(M + I)^(2^s) 1`` with ``2^s >= iters`` costs ``s`` small matrix
+    products instead of ``iters`` matrix-vector products. By the Collatz-Wielandt formula
+    ``max_i (M v)_i / v_i >= rho(M) >= rho(|B|) >= rho(B)`` for ANY positive ``v``, tight once
+    ``v`` has converged; so ``v`` is held constant for the gradient (``disconnected_grad``)
+    and the bound stays valid at every point. The max is smoothed by a log-sum-exp with
     temperature 1000 (which can only raise it, by at most log(P)/1000).
     """
+    from pytensor.gradient import disconnected_grad
+
     p = absb.shape[0]
     mat = absb + 1e-6
-    v = pt.ones((p,)) / pt.sqrt(p)
-    for _ in range(iters):
-        v = pt.dot(mat, v) + v
-        v = v / pt.sum(v)
+    t = mat + pt.eye(p)
+    for _ in range(_squarings(iters)):
+        t = pt.dot(t, t)
+        t = t / pt.sum(t)
+    v = pt.sum(t, axis=1)
+    v = disconnected_grad(v / pt.sum(v))
     ratio = pt.dot(mat, v) / v
     return pt.logsumexp(1000.0 * ratio) / 1000.0
 
 
-def perron_upper_bound(absb: np.ndarray, iters: int = 60) -> np.ndarray:
+def perron_upper_bound(absb: np.ndarray, iters: int = 128) -> np.ndarray:
     """NumPy twin of the model's stability bound, vectorised over leading dimensions."""
     absb = np.asarray(absb, dtype=float)
     p = absb.shape[-1]
     mat = absb + 1e-6
-    v = np.ones(absb.shape[:-1]) / np.sqrt(p)
-    for _ in range(iters):
-        v = np.einsum("...ij,...j->...i", mat, v) + v
-        v = v / v.sum(axis=-1, keepdims=True)
+    t = mat + np.eye(p)
+    for _ in range(_squarings(iters)):
+        t = t @ t
+        t = t / t.sum(axis=(-2, -1), keepdims=True)
+    v = t.sum(axis=-1)
+    v = v / v.sum(axis=-1, keepdims=True)
     ratio = np.einsum("...ij,...j->...i", mat, v) / v
     z = 1000.0 * ratio
     zmax = z.max(axis=-1, keepdims=True)
@@ -390,6 +413,10 @@ def build_model(
 
         q = len(covariates)
         x_cov = data.x_cov if (data is not None and q) else np.zeros((q, q))
+        if data is not None and q:
+            # data enter as pm.Data (shared variables): a JAX sampler can take them as
+            # arguments, so one compiled program serves all data sets of the same shape
+            x_cov = _data("x_cov", x_cov)
         # full latent system: stability and reported psi (every latent standardised)
         pl = len(latent)
         B_full = _block(li, ("latent", "prior_only"))
@@ -405,7 +432,7 @@ def build_model(
         psi_full = pt.set_subtensor(psi_full[lat_pos], psi_full_lat)
         if q:
             cov_pos = np.array([graph.node_index[n] for n in covariates], dtype=int)
-            psi_full = pt.set_subtensor(psi_full[cov_pos], np.diag(x_cov))
+            psi_full = pt.set_subtensor(psi_full[cov_pos], pt.diagonal(x_cov))
         pm.Deterministic("psi", psi_full, dims="node")
         pm.Deterministic("alpha", pt.zeros((len(graph.nodes),)), dims="node")
         rho_full = _perron_root(pt.abs(B_full), stability.power_iterations) if pl else pt.constant(0.0)
@@ -463,11 +490,15 @@ def build_model(
             else:
                 M = nu[:, None]
             st = data.stats
-            D = st.masks.astype(float)
+            D = _data("masks", st.masks.astype(float))
+            W = _data("W", st.W)
+            Syy = _data("Syy", st.Syy)
+            Suy = _data("Suy", st.Suy)
+            Suu = _data("Suu", st.Suu)
             eye = np.eye(m)
             Sig_p = D[:, :, None] * Sigma[None] * D[:, None, :] + (1.0 - D)[:, :, None] * eye[None]
-            MSuy = pt.einsum("ik,pkj->pij", M, st.Suy)
-            R = st.Syy - MSuy - MSuy.transpose(0, 2, 1) + pt.einsum("ik,pkl,jl->pij", M, st.Suu, M)
+            MSuy = pt.matmul(M[None], Suy)  # (patterns, m, m): M Suy_p
+            R = Syy - MSuy - MSuy.transpose(0, 2, 1) + pt.matmul(pt.matmul(M[None], Suu), M.T[None])
             R = D[:, :, None] * R * D[:, None, :]
             L = pt.linalg.cholesky(Sig_p)
             logdet = 2.0 * pt.sum(pt.log(pt.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
@@ -475,7 +506,7 @@ def build_model(
             U = pt.linalg.solve_triangular(L, V.transpose(0, 2, 1), lower=True)
             quad = pt.sum(pt.diagonal(U, axis1=-2, axis2=-1), axis=-1)
             m_obs = D.sum(axis=1)
-            ll = -0.5 * (st.W * (logdet + m_obs * LOG_2PI) + quad)
+            ll = -0.5 * (W * (logdet + m_obs * LOG_2PI) + quad)
             pm.Potential("loglik", pt.sum(ll))
     layout = ModelLayout(
         nodes=tuple(graph.nodes), latent=tuple(latent), covariates=tuple(covariates),

@@ -28,7 +28,7 @@ from .model_builder import ModelLayout, build_model, perron_upper_bound
 from .provenance import collect_provenance
 from .sufficient_stats import ModelData
 
-__all__ = ["SamplerSettings", "FitResult", "fit", "enable_compilation_cache"]
+__all__ = ["SamplerSettings", "FitResult", "fit", "enable_compilation_cache", "initial_values"]
 
 log = logging.getLogger(__name__)
 
@@ -252,6 +252,31 @@ def _cut_completion(post: xr.Dataset, layout: ModelLayout, graph: CausalGraph, x
     return post, redraws
 
 
+def initial_values(model, layout: ModelLayout, prior: xr.Dataset, chains: int,  # noqa: ANN001 - pm.Model
+                   seed: int) -> list[dict[str, np.ndarray]]:
+    """Starting values, one dict per chain: different draws from the (barrier-truncated) prior.
+
+    Each is a valid point (stable system, positive disturbance variances), so no jitter is
+    needed. Edge groups hold only the links the model samples (all links, or in cut mode the
+    data-informed ones).
+    """
+    from .model_builder import edge_groups
+
+    free = [rv.name for rv in model.free_RVs]
+    picks = np.random.default_rng(seed).choice(prior.sizes["draw"], size=chains, replace=False)
+    keys_all = list(layout.edge_keys)
+    sampled = list(layout.sampled_edges or keys_all)
+    groups = edge_groups(layout.edge_priors, sampled)
+    prior_beta = prior["beta"].isel(chain=0).values
+    out = []
+    for i in picks:
+        iv = {k: prior[k].isel(chain=0, draw=int(i)).values for k in free if not k.startswith("beta_")}
+        for name, _, idx in groups:
+            iv[name] = prior_beta[int(i), [keys_all.index(sampled[j]) for j in idx]]
+        out.append(iv)
+    return out
+
+
 def fit(
     graph: CausalGraph,
     data: ModelData | None = None,
@@ -307,24 +332,7 @@ def fit(
         if settings.sampler in ("numpyro", "blackjax"):
             enable_compilation_cache()
         kwargs: dict[str, object] = {}
-        # Start each chain at a different draw from the (stability-truncated) prior, which is
-        # a valid point (stable system, positive disturbance variances); no further jitter.
-        from .model_builder import edge_groups
-
-        free = [rv.name for rv in model.free_RVs]
-        init_rng = np.random.default_rng(settings.random_seed)
-        picks = init_rng.choice(prior.sizes["draw"], size=settings.chains, replace=False)
-        keys_all = list(layout.edge_keys)
-        sampled = list(layout.sampled_edges or keys_all)
-        groups = edge_groups(layout.edge_priors, sampled)
-        prior_beta = prior["beta"].isel(chain=0).values
-        initvals = []
-        for i in picks:
-            iv = {k: prior[k].isel(chain=0, draw=int(i)).values for k in free
-                  if not k.startswith("beta_")}
-            for name, _, idx in groups:
-                iv[name] = prior_beta[int(i), [keys_all.index(sampled[j]) for j in idx]]
-            initvals.append(iv)
+        initvals = initial_values(model, layout, prior, settings.chains, settings.random_seed)
         nuts: dict[str, object] = {"target_accept": settings.target_accept}
         if settings.sampler in ("numpyro", "blackjax"):
             nuts["jitter"] = False
@@ -339,16 +347,28 @@ def fit(
             kwargs["init"] = "adapt_diag"
         log.info("sampling %d chains x (%d tune + %d draws) with %s", settings.chains, settings.tune,
                  settings.draws, settings.sampler)
-        with model:
-            idata = pm.sample(
-                draws=settings.draws, tune=settings.tune, chains=settings.chains,
-                cores=min(settings.chains, os.cpu_count() or 1),
-                random_seed=settings.random_seed,
-                progressbar=settings.progressbar, nuts_sampler=settings.sampler,
-                compute_convergence_checks=False, idata_kwargs={"log_likelihood": False}, **kwargs,
-            )
-        keep = ["posterior", "sample_stats"]
-        idata = xr.DataTree.from_dict({g: idata[g].to_dataset() for g in keep if g in idata.children})
+        if settings.sampler == "numpyro":
+            # our JAX driver: the data statistics are arguments of the compiled program, so
+            # it is compiled once per model shape (and found in the persistent cache)
+            from .jax_nuts import JaxNutsSettings, sample_nuts
+
+            jset = JaxNutsSettings(draws=settings.draws, tune=settings.tune, chains=settings.chains,
+                                   target_accept=settings.target_accept, dense_mass=settings.dense_mass,
+                                   max_tree_depth=settings.max_treedepth, progressbar=settings.progressbar,
+                                   chain_method="parallel" if settings.chains > 1 else "sequential")
+            post, stats, _ = sample_nuts(model, initvals, jset, settings.random_seed)
+            idata = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
+        else:
+            with model:
+                idata = pm.sample(
+                    draws=settings.draws, tune=settings.tune, chains=settings.chains,
+                    cores=min(settings.chains, os.cpu_count() or 1),
+                    random_seed=settings.random_seed,
+                    progressbar=settings.progressbar, nuts_sampler=settings.sampler,
+                    compute_convergence_checks=False, idata_kwargs={"log_likelihood": False}, **kwargs,
+                )
+            keep = ["posterior", "sample_stats"]
+            idata = xr.DataTree.from_dict({g: idata[g].to_dataset() for g in keep if g in idata.children})
         idata["prior"] = xr.DataTree(prior)
         if layout.cut_active:
             post, redraws = _cut_completion(idata["posterior"].to_dataset(), layout, graph,
