@@ -121,6 +121,25 @@ def _fingerprint(model: Any, settings: JaxNutsSettings) -> str:
     return h.hexdigest()
 
 
+class _StartAt:
+    """numpyro init strategy returning the values set before each run.
+
+    numpyro checks a model's starting point by drawing its *init strategy's* values (by
+    default uniform on (-2, 2) in the unconstrained space, 100 tries) before it uses the
+    ``init_params`` passed to ``run``; with stability and standardisation barriers most such
+    points have zero density and the check fails at random ("Cannot find valid initial
+    parameters"). The check is made at our own valid starting point instead.
+    """
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def __call__(self, site: Any = None) -> Any:
+        from numpyro.infer.initialization import init_to_value
+
+        return init_to_value(site, values=self.values)
+
+
 _CACHE: dict[str, tuple[_Compiled, Any]] = {}
 
 
@@ -146,7 +165,7 @@ def _get_sampler(model: Any, settings: JaxNutsSettings) -> tuple[_Compiled, Any]
         numpyro.factor("logp", comp.logp(params, data))
 
     kernel = NUTS(numpyro_model, target_accept_prob=settings.target_accept, dense_mass=settings.dense_mass,
-                  max_tree_depth=settings.max_tree_depth)
+                  max_tree_depth=settings.max_tree_depth, init_strategy=_StartAt())
     mcmc = MCMC(kernel, num_warmup=settings.tune, num_samples=settings.draws, num_chains=settings.chains,
                 chain_method=settings.chain_method, progress_bar=settings.progressbar, jit_model_args=True)
     if len(_CACHE) > 16:
@@ -206,6 +225,7 @@ def sample_nuts(model: Any, initvals: Sequence[dict[str, np.ndarray]], settings:
     data = tuple(jnp.asarray(v) for v in comp.data_values)
     init = _value_initvals(model, initvals)
     init = {k: jnp.asarray(v if settings.chains > 1 else v[0]) for k, v in init.items()}
+    mcmc.sampler._init_strategy.values = {k: v[0] if settings.chains > 1 else v for k, v in init.items()}
     t0 = time.perf_counter()
     mcmc.run(jax.random.PRNGKey(int(random_seed)), *data, init_params=init,
              extra_fields=("num_steps", "energy", "accept_prob", "potential_energy", "adapt_state.step_size"))
