@@ -95,3 +95,18 @@ def test_bad_missing_method_is_rejected():
     y[0, 0] = np.nan
     with pytest.raises(ModelError, match="missing must be"):
         prepare_model_data(y, ["a1", "a2"], ["a", "a"], missing="listwise")
+
+
+@pytest.mark.parametrize("m", [1, 5, 57, 64, 65, 130])
+def test_unique_patterns_equals_numpy_unique_rows(m):
+    """Same distinct rows, same order and same inverse as np.unique(obs, axis=0)."""
+    from veerkracht_bayes.sufficient_stats import unique_patterns
+
+    rng = np.random.default_rng(m)
+    obs = rng.random((3000, m)) < rng.uniform(0.5, 0.99)
+    obs[:5] = False
+    obs[5:9] = True
+    keys, inv = np.unique(obs, axis=0, return_inverse=True)
+    k2, i2 = unique_patterns(obs)
+    np.testing.assert_array_equal(k2, keys)
+    np.testing.assert_array_equal(i2, inv.reshape(-1))

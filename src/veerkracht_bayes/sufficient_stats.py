@@ -55,6 +55,30 @@ class PatternStats:
         return int(self.masks.shape[0])
 
 
+def unique_patterns(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows of a boolean matrix and each row's index: ``np.unique(obs, axis=0)``, fast.
+
+    Rows are packed to bits in big-endian 64-bit words, so the distinct rows come out in the
+    same (lexicographic) order as ``np.unique(obs, axis=0, return_inverse=True)``, with a 1-D
+    sort instead of a row sort when there are at most 64 columns (16 s -> well under 1 s for
+    a million rows of 57 items).
+    """
+    obs = np.asarray(obs, dtype=bool)
+    n, m = obs.shape
+    if n == 0:
+        return np.zeros((0, m), dtype=bool), np.zeros(0, dtype=np.intp)
+    packed = np.packbits(obs, axis=1)
+    nb = -(-packed.shape[1] // 8) * 8
+    if nb != packed.shape[1]:
+        packed = np.concatenate([packed, np.zeros((n, nb - packed.shape[1]), np.uint8)], axis=1)
+    words = np.ascontiguousarray(packed).view(">u8")
+    if words.shape[1] == 1:
+        _, first, inverse = np.unique(words[:, 0], return_index=True, return_inverse=True)
+    else:
+        _, first, inverse = np.unique(words, axis=0, return_index=True, return_inverse=True)
+    return obs[first], inverse.reshape(-1)
+
+
 def pattern_stats(y: np.ndarray, u: np.ndarray, w: np.ndarray) -> PatternStats:
     """Group rows by missingness pattern of ``y`` and sum the cross-products.
 
@@ -71,8 +95,7 @@ def pattern_stats(y: np.ndarray, u: np.ndarray, w: np.ndarray) -> PatternStats:
     u = np.asarray(u, dtype=float)
     w = np.asarray(w, dtype=float)
     obs = ~np.isnan(y)
-    keys, inverse = np.unique(obs, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    keys, inverse = unique_patterns(obs)
     y0 = np.where(obs, y, 0.0)
     n_pat, m = keys.shape
     q1 = u.shape[1]
@@ -249,7 +272,7 @@ def prepare_model_data(
     x = x - x_mean
     u = np.concatenate([np.ones((n_used, 1)), x], axis=1)
     obs = ~np.isnan(y)
-    n_pat = int(np.unique(obs, axis=0).shape[0])
+    n_pat = int(unique_patterns(obs)[0].shape[0])
     if missing not in ("auto", "fiml", "two_stage"):
         raise ModelError(f"missing must be 'auto', 'fiml' or 'two_stage', got {missing!r}")
     if n_pat == 1 and obs.all():
