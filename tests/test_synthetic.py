@@ -29,10 +29,10 @@ from veerkracht_bayes.synthetic import (
     default_truth,
     implied_moments,
     implied_shares,
-    simulate_main,
     simulate_population,
     write_synthetic,
 )
+from veerkracht_bayes.cli import simulate_main
 from veerkracht_bayes.yaml_io import load_yaml
 
 REPO = Path(__file__).resolve().parents[1]

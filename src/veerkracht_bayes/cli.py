@@ -26,7 +26,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from .errors import VeerkrachtError
+from .errors import ConfigError, VeerkrachtError
 
 __all__ = ["app", "graph_app", "main", "EXIT_INPUT_ERROR"]
 
@@ -236,7 +236,7 @@ def graph_draw(
 ) -> None:
     """Draw the diagram (graphviz; matplotlib when the dot program is missing)."""
     from .drawing import draw_graph
-    from .errors import ConfigError, Problem
+    from .errors import Problem
 
     g = _load(graph)
     loops = [s.strip() for s in highlight.split(",") if s.strip()]
@@ -311,6 +311,21 @@ def _validate_survey(survey: str, codebook: str, graph: str, out_of_range: str,
     return [s.report.to_text()]
 
 
+def simulate_main(n: int, seed: int, out: str) -> int:
+    """``veerkracht-bayes simulate`` (and ``python -m veerkracht_bayes.synthetic``): write a
+    synthetic survey and list the files; returns the exit code (2 on a bad setting)."""
+    from .synthetic import write_synthetic
+
+    try:
+        files = write_synthetic(out, n=n, seed=seed)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for k, p in files.items():
+        print(f"{k}: {p}")
+    return 0
+
+
 @app.command("simulate")
 @handle_errors
 def simulate(
@@ -319,8 +334,6 @@ def simulate(
     out: Annotated[str, typer.Option("--out", help="Output folder.")] = "synthetic_out",
 ) -> None:
     """Draw a SYNTHETIC survey (data, codebook, true parameters) from the MARVEL model."""
-    from .synthetic import simulate_main
-
     code = simulate_main(n=n, seed=seed, out=out)
     if code:
         raise typer.Exit(code)

@@ -28,7 +28,7 @@ Measurement model: for each item a continuous response ``y* = lambda eta_k + eps
 
 Public API: :class:`SyntheticTruth`, :func:`default_truth`, :func:`simulate_population`,
 :class:`SyntheticSurvey`, :func:`implied_moments`, :func:`implied_shares`,
-:func:`write_synthetic`, :func:`simulate_main`. Randomness comes only from
+:func:`write_synthetic` (command line: ``veerkracht-bayes simulate``). Randomness comes only from
 ``numpy.random.Generator(PCG64(seed))``; there is no global random state.
 """
 
@@ -40,7 +40,6 @@ import gzip
 import hashlib
 import io
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +76,6 @@ __all__ = [
     "simulate_population",
     "build_codebook",
     "write_synthetic",
-    "simulate_main",
 ]
 
 TRUTH_VERSION = 1
@@ -1290,18 +1288,6 @@ def write_synthetic(out_dir: str | Path, n: int = 20000, seed: int = 2023, *,
     return files
 
 
-def simulate_main(n: int, seed: int, out: str) -> int:
-    """Entry point of ``veerkracht-bayes simulate --n N --seed S --out DIR``; returns the exit code."""
-    try:
-        files = write_synthetic(out, n=n, seed=seed)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    for k, p in files.items():
-        print(f"{k}: {p}")
-    return 0
-
-
 def _main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m veerkracht_bayes.synthetic",
                                  description="Write a SYNTHETIC survey with its codebook and truth.")
@@ -1309,6 +1295,8 @@ def _main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=2023)
     ap.add_argument("--out", type=str, default="data/synthetic")
     a = ap.parse_args(argv)
+    from .cli import simulate_main  # printing belongs to the CLI layer
+
     return simulate_main(a.n, a.seed, a.out)
 
 
