@@ -33,7 +33,7 @@ import xarray as xr
 
 from .errors import ModelError
 
-__all__ = ["JaxNutsSettings", "sample_nuts", "data_inputs"]
+__all__ = ["JaxNutsSettings", "sample_nuts", "data_inputs", "data_values"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +59,11 @@ def data_inputs(model: Any) -> list[Any]:
     return sorted((v for v in model.data_vars if v.name.startswith(DATA_PREFIX)), key=lambda v: v.name)
 
 
+def data_values(model: Any) -> list[np.ndarray]:
+    """Current values of :func:`data_inputs` (the arguments of the compiled program)."""
+    return [np.asarray(v.get_value(borrow=True)) for v in data_inputs(model)]
+
+
 class _Compiled:
     """The model's log-density and its constrained outputs as JAX functions of (values, data)."""
 
@@ -72,7 +77,6 @@ class _Compiled:
         self.value_names = [v.name for v in self.value_vars]
         shared = data_inputs(model)
         self.data_names = [v.name for v in shared]
-        self.data_values = [np.asarray(v.get_value(borrow=True)) for v in shared]
         syms = [pt.tensor(dtype=str(v.dtype), shape=v.type.shape, name=v.name + "_in") for v in shared]
         repl = dict(zip(shared, syms))
         logp = clone_replace([model.logp()], replace=repl)
@@ -152,10 +156,7 @@ def _get_sampler(model: Any, settings: JaxNutsSettings) -> tuple[_Compiled, Any]
     key = _fingerprint(model, settings)
     if key in _CACHE:
         comp, mcmc = _CACHE[key]
-        fresh = _Compiled.__new__(_Compiled)
-        fresh.__dict__.update(comp.__dict__)
-        fresh.data_values = [np.asarray(v.get_value(borrow=True)) for v in data_inputs(model)]
-        return fresh, mcmc
+        return comp, mcmc
     comp = _Compiled(model)
     shapes = comp.shapes
 
@@ -222,7 +223,7 @@ def sample_nuts(model: Any, initvals: Sequence[dict[str, np.ndarray]], settings:
     if chain_method != settings.chain_method:
         settings = JaxNutsSettings(**{**settings.__dict__, "chain_method": chain_method})
     comp, mcmc = _get_sampler(model, settings)
-    data = tuple(jnp.asarray(v) for v in comp.data_values)
+    data = tuple(jnp.asarray(v) for v in data_values(model))
     init = _value_initvals(model, initvals)
     init = {k: jnp.asarray(v if settings.chains > 1 else v[0]) for k, v in init.items()}
     mcmc.sampler._init_strategy.values = {k: v[0] if settings.chains > 1 else v for k, v in init.items()}
