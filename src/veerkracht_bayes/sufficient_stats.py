@@ -103,14 +103,19 @@ def pattern_stats(y: np.ndarray, u: np.ndarray, w: np.ndarray) -> PatternStats:
     Syy = np.zeros((n_pat, m, m))
     Suy = np.zeros((n_pat, q1, m))
     Suu = np.zeros((n_pat, q1, q1))
-    order = np.argsort(inverse, kind="stable")
-    bounds = np.searchsorted(inverse[order], np.arange(n_pat + 1))
+    if n_pat == 1:  # complete data: no regrouping copy
+        order = None
+        bounds = np.array([0, y0.shape[0]])
+    else:
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.searchsorted(inverse[order], np.arange(n_pat + 1))
+        y0, u, w = y0[order], u[order], w[order]  # one copy; each pattern is a contiguous block
     for p in range(n_pat):
-        idx = order[bounds[p]: bounds[p + 1]]
-        wy = y0[idx] * w[idx, None]
-        Syy[p] = y0[idx].T @ wy
-        Suy[p] = u[idx].T @ wy
-        Suu[p] = u[idx].T @ (u[idx] * w[idx, None])
+        sl = slice(bounds[p], bounds[p + 1])
+        wy = y0[sl] * w[sl, None]
+        Syy[p] = y0[sl].T @ wy
+        Suy[p] = u[sl].T @ wy
+        Suu[p] = u[sl].T @ (u[sl] * w[sl, None])
     return PatternStats(keys.astype(bool), W, Syy, Suy, Suu, inverse)
 
 
@@ -246,7 +251,8 @@ def prepare_model_data(
     if all_missing.any():
         reasons["no item observed"] = int((all_missing & keep).sum())
         keep &= ~all_missing
-    y, x, w = y[keep], x[keep], w[keep]
+    if not keep.all():
+        y, x, w = y[keep], x[keep], w[keep]
     n_used = y.shape[0]
     if n_used == 0:
         raise ModelError("no respondent has both items and covariates observed")
@@ -254,20 +260,31 @@ def prepare_model_data(
     center = np.zeros(m)
     scale = np.ones(m)
     problems = []
+    obs = ~np.isnan(y)
+    w_obs = w @ obs  # summed weight of the respondents who answered each item
+    y0 = np.where(obs, y, 0.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mu_all = (w @ y0) / w_obs
+        y0 -= mu_all  # in place: deviations, zeroed where missing, squared
+        y0 *= obs
+        y0 *= y0
+        var_all = (w @ y0) / w_obs
+    del y0
     for j in range(m):
-        if np.isnan(y[:, j]).all():
+        if not w_obs[j] > 0:
             problems.append(Problem(f"item {item_names[j]!r} has no observed value",
                                     field=item_names[j]))
             continue
-        mu, sd = _wmean_sd(y[:, j], w)
-        if not sd > 0:
-            problems.append(Problem(f"item {item_names[j]!r} has no variance (every value {mu})",
+        mu, sd = float(mu_all[j]), float(np.sqrt(max(var_all[j], 0.0)))
+        if not sd > 1e-12 * max(1.0, abs(mu)):
+            problems.append(Problem(f"item {item_names[j]!r} has no variance (every value {mu:g})",
                                     field=item_names[j]))
             continue
         center[j], scale[j] = mu, sd
     if problems:
         raise ModelError(problems)
-    y = (y - center) / scale
+    y -= center
+    y /= scale
     x_mean = (w @ x) / w.sum() if x.shape[1] else np.zeros(0)
     x = x - x_mean
     u = np.concatenate([np.ones((n_used, 1)), x], axis=1)
