@@ -87,7 +87,8 @@ class _Compiled:
         self.out_names = [v.name for v in outs]
         self._outs = get_jaxified_graph(inputs=self.value_vars + syms,
                                         outputs=clone_replace(outs, replace=repl))
-        self.shapes = {v.name: tuple(int(s) for s in model.initial_point()[v.name].shape) for v in self.value_vars}
+        ip = model.initial_point()
+        self.shapes = {v.name: tuple(int(s) for s in ip[v.name].shape) for v in self.value_vars}
         self.dims = {n: model.named_vars_to_dims.get(n) for n in self.out_names}
         self.coords = {k: list(v) for k, v in model.coords.items() if v is not None}
 
