@@ -549,3 +549,25 @@ def test_subgroup_type_mismatch_is_reported(cb: Codebook) -> None:
     d["subgroups"]["bad"] = {"label_en": "Bad", "where": "origin == 1"}
     msg = _err(make_frame(), Codebook.model_validate(d))
     assert "subgroup 'bad'" in msg and "holds text but is compared with the number 1" in msg
+
+
+def test_numeric_fast_path_agrees_with_string_handling() -> None:
+    """Text columns: entries that parse as numbers take a fast path; the rest (blanks, codes,
+    labels, decimal commas, bad values) the full string handling. The outcome per entry must be
+    what the full handling gives for that entry alone, and bad entries keep their positions."""
+    from veerkracht_bayes.survey_data import _coerce_numeric
+
+    raw = ["1", " 2 ", "3,5", "oops", "", "NA", "99", "Zeer eens", "-9", "4.0", None, "weet niet"]
+    codes = [99, "-9", "NA", "weet niet"]
+    labels = {5: "Zeer eens"}
+    s = pd.Series(raw, dtype=object)
+    got = _coerce_numeric(s, ",", codes, labels)
+    for i, v in enumerate(raw):
+        one = _coerce_numeric(pd.Series([v, "x y z"], dtype=object), ",", codes, labels)  # never all-numeric
+        assert np.array_equal(got.values[i], one.values[0], equal_nan=True), (i, v)
+        assert got.code_mask[i] == one.code_mask[0], (i, v)
+    assert list(got.bad_pos) == [3]
+    assert got.bad_vals == ["oops"]
+    assert got.n_decoded == 1
+    np.testing.assert_array_equal(got.values[[0, 1, 2, 7, 9]], [1.0, 2.0, 3.5, 5.0, 4.0])
+    assert got.code_mask[[5, 6, 8, 11]].all()

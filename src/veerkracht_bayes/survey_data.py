@@ -556,6 +556,22 @@ def _coerce_numeric(s: pd.Series, decimal: str, codes: Sequence[Any] = (),
         x[cm] = np.nan
         return _Coerced(x, cm, np.zeros(0, np.int64), [])
     obj = s.astype(object)
+    # fast path: entries that parse as numbers as they stand (most of a CSV read as text) need
+    # none of the string handling below; only the rest (blanks, codes, labels, decimal commas,
+    # bad values) goes through it, with the same outcome as if every entry had
+    text = n > 0 and pd.api.types.infer_dtype(obj, skipna=True) == "string"
+    fast = pd.to_numeric(obj, errors="coerce").to_numpy(dtype=float, na_value=np.nan) if text else None
+    slow = np.flatnonzero(np.isnan(fast)) if text else np.arange(n)
+    if len(slow) < n:
+        x = fast.copy()
+        cm = np.isin(x, np.array(sorted(num_codes), dtype=float)) if num_codes else np.zeros(n, bool)
+        x[cm] = np.nan
+        if len(slow) == 0:
+            return _Coerced(x, cm, np.zeros(0, np.int64), [])
+        rest = _coerce_numeric(obj.iloc[slow].reset_index(drop=True), decimal, codes, labels)
+        x[slow] = rest.values
+        cm[slow] = rest.code_mask
+        return _Coerced(x, cm, slow[rest.bad_pos], rest.bad_vals, rest.n_decoded)
     isna = pd.isna(obj).to_numpy()
     st = pd.Series(np.where(isna, "", obj.to_numpy()), dtype=object).map(str).str.strip()
     empty = (st == "").to_numpy()
