@@ -107,26 +107,29 @@ def _truncnorm_draws(mu: np.ndarray, sd: np.ndarray, lo: np.ndarray, hi: np.ndar
     return mu + sd * z
 
 
+def _group_prior_arrays(layout: ModelLayout, keys: list[str], idx: list[int]
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``mu, sd, lower, upper, nu`` of the edge priors of one group (bounds +-inf where open)."""
+    p = [layout.edge_priors[keys[i]] for i in idx]
+    return (np.array([q.mean for q in p]), np.array([q.sd for q in p]),
+            np.array([-np.inf if q.lower is None else q.lower for q in p]),
+            np.array([np.inf if q.upper is None else q.upper for q in p]),
+            np.array([q.nu or 4.0 for q in p]))
+
+
 def _draw_free(layout: ModelLayout, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Forward draws of the model's free random variables (NumPy/SciPy, no compilation)."""
-    from scipy import stats
-
     from .model_builder import edge_groups
 
     keys = list(layout.edge_keys)
     out: dict[str, np.ndarray] = {}
     for name, dist, idx in edge_groups(layout.edge_priors, keys):
-        p = [layout.edge_priors[keys[i]] for i in idx]
-        mu = np.array([q.mean for q in p])
-        sd = np.array([q.sd for q in p])
+        mu, sd, lo, hi, nu = _group_prior_arrays(layout, keys, idx)
         if dist == "truncated_normal":
-            lo = np.array([-np.inf if q.lower is None else q.lower for q in p])
-            hi = np.array([np.inf if q.upper is None else q.upper for q in p])
             out[name] = _truncnorm_draws(mu, sd, lo, hi, (n, len(idx)), rng)
         elif dist == "normal":
             out[name] = rng.normal(mu, sd, size=(n, len(idx)))
         else:  # student_t
-            nu = np.array([q.nu or 4.0 for q in p])
             out[name] = mu + sd * rng.standard_t(nu, size=(n, len(idx)))
     mp = layout.measurement_priors
     n_free = int(sum(layout.free_items))
@@ -232,18 +235,13 @@ def log_prior_numpy(post: xr.Dataset, layout: ModelLayout) -> xr.Dataset:
     beta = post["beta"]
     out: dict[str, xr.DataArray] = {}
     for name, dist, idx in edge_groups(layout.edge_priors, keys):
-        p = [layout.edge_priors[keys[i]] for i in idx]
-        mu = np.array([q.mean for q in p])
-        sd = np.array([q.sd for q in p])
+        mu, sd, lo, hi, nu = _group_prior_arrays(layout, keys, idx)
         vals = beta.sel(edge=[keys[i] for i in idx]).transpose("chain", "draw", "edge").values
         if dist == "truncated_normal":
-            lo = np.array([-np.inf if q.lower is None else q.lower for q in p])
-            hi = np.array([np.inf if q.upper is None else q.upper for q in p])
             lp = stats.truncnorm.logpdf(vals, (lo - mu) / sd, (hi - mu) / sd, loc=mu, scale=sd)
         elif dist == "normal":
             lp = stats.norm.logpdf(vals, mu, sd)
         else:
-            nu = np.array([q.nu or 4.0 for q in p])
             lp = stats.t.logpdf(vals, nu, mu, sd)
         out[name] = xr.DataArray(lp, dims=("chain", "draw", f"{name}_dim_0"))
     mp = layout.measurement_priors
@@ -445,7 +443,13 @@ def fit(
             idata["posterior"] = xr.DataTree(post)
             idata.attrs["cut_redraws"] = int(redraws)
             log.info("cut posterior: %d prior-only redraws to satisfy the full system's barriers", redraws)
-        idata["log_prior"] = xr.DataTree(log_prior_numpy(idata["posterior"].to_dataset(), layout))
+        lp_ds = log_prior_numpy(idata["posterior"].to_dataset(), layout)
+        if set(lp_ds.data_vars) != {rv.name for rv in model.free_RVs}:  # a model this twin does not know
+            from pymc.stats.log_density import compute_log_prior
+
+            lp = compute_log_prior(idata, model=model, extend_inferencedata=False, progressbar=False)
+            lp_ds = lp["log_prior"].to_dataset() if "log_prior" in getattr(lp, "children", {}) else lp
+        idata["log_prior"] = xr.DataTree(lp_ds)
         if pointwise and data.y.shape[0] == 0:
             log.info("statistics-only data (out of core): no per-respondent log-likelihood")
         elif pointwise:

@@ -104,7 +104,6 @@ def pattern_stats(y: np.ndarray, u: np.ndarray, w: np.ndarray) -> PatternStats:
     Suy = np.zeros((n_pat, q1, m))
     Suu = np.zeros((n_pat, q1, q1))
     if n_pat == 1:  # complete data: no regrouping copy
-        order = None
         bounds = np.array([0, y0.shape[0]])
     else:
         order = np.argsort(inverse, kind="stable")
@@ -288,7 +287,6 @@ def prepare_model_data(
     x_mean = (w @ x) / w.sum() if x.shape[1] else np.zeros(0)
     x = x - x_mean
     u = np.concatenate([np.ones((n_used, 1)), x], axis=1)
-    obs = ~np.isnan(y)
     n_pat = int(unique_patterns(obs)[0].shape[0])
     if missing not in ("auto", "fiml", "two_stage"):
         raise ModelError(f"missing must be 'auto', 'fiml' or 'two_stage', got {missing!r}")
