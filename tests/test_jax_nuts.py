@@ -57,7 +57,7 @@ def two_models():
 def test_data_containers_are_named_and_shaped(two_models):
     _, md, model, _ = two_models[0]
     names = [v.name for v in jax_nuts.data_inputs(model)]
-    assert names == sorted(DATA_PREFIX + k for k in ("masks", "W", "Syy", "Suy", "Suu", "x_cov"))
+    assert names == sorted(DATA_PREFIX + k for k in ("masks", "W", "Syy", "Suy", "Suu", "x_cov", "whiten__nu"))
     syy = model[DATA_PREFIX + "Syy"]
     assert syy.type.shape == md.stats.Syy.shape  # static shape
 
@@ -80,8 +80,9 @@ def test_compiled_logp_equals_model_logp_for_new_data_same_program(two_models):
     for comp, model in ((comp1, m1), (comp2, m2)):
         ref = float(pytensor.function(model.value_vars, model.logp(), mode="FAST_COMPILE")(
             *[point[v.name] for v in model.value_vars]))
-        got = float(comp.logp({k: jnp.asarray(v) for k, v in point.items()},
-                              [jnp.asarray(v) for v in jax_nuts.data_values(model)]))
+        data = [jnp.asarray(v) for v in jax_nuts.data_values(model)]
+        z = comp.from_value(point, data)  # the sampler's (whitened) coordinates
+        got = float(comp.logp({k: jnp.asarray(v) for k, v in z.items()}, data))
         assert np.isfinite(ref) and got == pytest.approx(ref, rel=1e-10, abs=1e-8)
     # and the two data sets give different values (the test can fail)
     v1 = float(comp1.logp(point, [jnp.asarray(v) for v in jax_nuts.data_values(m1)]))

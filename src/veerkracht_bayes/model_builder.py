@@ -76,6 +76,7 @@ import pytensor.tensor as pt
 
 from .causal_graph import CausalGraph
 from .errors import ModelError, Problem
+from .preconditioning import WHITEN_PREFIX, intercept_whitening
 from .sufficient_stats import ModelData
 
 __all__ = ["EdgePriorValues", "ModelLayout", "StabilitySettings", "build_model", "edge_prior_values",
@@ -354,6 +355,7 @@ def build_model(
     stability: StabilitySettings | None = None,
     measurement_priors: Mapping[str, float] | None = None,
     unmeasured: str = "cut",
+    whiten_intercepts: bool = True,
 ) -> tuple[pm.Model, ModelLayout]:
     """Build the PyMC model for ``graph`` and (optionally) survey data.
 
@@ -377,6 +379,10 @@ def build_model(
         ``theta_logmean`` (log 0.5), ``theta_logsd`` (0.75), ``nu_sd`` (0.5).
     unmeasured
         ``"cut"`` (default) or ``"joint"``: see the module docstring.
+    whiten_intercepts
+        Store a whitening matrix for the intercepts, so that the JAX sampler moves in
+        whitened coordinates (:mod:`~veerkracht_bayes.preconditioning`); the model and its
+        posterior are the same either way.
 
     Returns
     -------
@@ -531,13 +537,16 @@ def build_model(
                 theta = pt.set_subtensor(theta[np.flatnonzero(~free)], 1.0 - reliability)
             pm.Deterministic("lambda", lam, dims="item")
             pm.Deterministic("theta", theta, dims="item")
+            st = data.stats
             nu = pm.Normal("nu", 0.0, mp["nu_sd"], dims="item")
+            if whiten_intercepts:
+                # read by the JAX sampler only (jax_nuts): NUTS moves in z with nu = T z
+                _data(WHITEN_PREFIX + "nu", intercept_whitening(st, mp["nu_sd"]))
             if q:
                 Pi = lam[:, None] * AG[c_idx]
                 M = pt.concatenate([nu[:, None], Pi], axis=1)
             else:
                 M = nu[:, None]
-            st = data.stats
             D = _data("masks", st.masks.astype(float))
             W = _data("W", st.W)
             Syy = _data("Syy", st.Syy)

@@ -418,12 +418,25 @@ def fit(
             # our JAX driver: the data statistics are arguments of the compiled program, so
             # it is compiled once per model shape (and found in the persistent cache)
             from .jax_nuts import JaxNutsSettings, sample_nuts
+            from .preconditioning import link_estimate, measurement_start, reciprocal_log_pairs
 
+            scale_points: list[dict[str, np.ndarray]] = []
+            if layout.items:
+                # data-based starts for the measurement part; links keep their prior-draw starts
+                free = {rv.name for rv in model.free_RVs}
+                starts = measurement_start(data.stats, layout.item_construct, layout.free_items,
+                                           settings.chains, settings.random_seed)
+                initvals = [{**iv, **{k: v for k, v in st.items() if k in free}}
+                            for iv, st in zip(initvals, starts)]
+                links = link_estimate(data.stats, layout, tuple(data.x_names))
+                scale_points = [{**initvals[0], **{k: v * f for k, v in links.items() if k in free}}
+                                for f in (1.0, 0.5, 0.25)]
             jset = JaxNutsSettings(draws=settings.draws, tune=settings.tune, chains=settings.chains,
                                    target_accept=settings.target_accept, dense_mass=settings.dense_mass,
                                    max_tree_depth=settings.max_treedepth, progressbar=settings.progressbar,
-                                   chain_method="parallel" if settings.chains > 1 else "sequential")
-            post, stats, _ = sample_nuts(model, initvals, jset, settings.random_seed)
+                                   chain_method="parallel" if settings.chains > 1 else "sequential",
+                                   log_pairs=reciprocal_log_pairs(layout))
+            post, stats, _ = sample_nuts(model, initvals, jset, settings.random_seed, scale_points)
             idata = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
         else:
             with model:
