@@ -149,6 +149,32 @@ class _Compiled:
         vals = self.to_value(params, data)
         return [vals[k] for k in self.value_names] + [data[i] for i in self._graph_idx]
 
+    def start_near(self, center: dict, fallback: dict, scale: dict, data: Sequence, seed: int,
+                   spread: float = 2.0) -> dict:
+        """Chain starts ``center + spread * scale * N(0, 1)`` (``center`` one point, leading axis 1).
+
+        ``spread`` is in units of the curvature scale (about a conditional posterior sd). A
+        chain whose start has a non-finite gradient keeps its ``fallback`` start.
+        """
+        import jax.numpy as jnp
+        from jax.flatten_util import ravel_pytree
+
+        n_chain = int(np.shape(next(iter(fallback.values())))[0])
+        rng = np.random.default_rng(seed)
+        out = {k: np.array(v, dtype=float, copy=True) for k, v in fallback.items()}
+        cand = {k: np.asarray(center[k])[0][None] + spread * np.asarray(scale[k])[None]
+                * rng.standard_normal((n_chain,) + np.shape(scale[k])) for k in fallback}
+        flat = np.stack([np.asarray(ravel_pytree({k: jnp.asarray(v[c]) for k, v in cand.items()})[0])
+                         for c in range(n_chain)])
+        g = np.asarray(self._hess(jnp.asarray(flat), *data))
+        for c in range(n_chain):
+            if np.isfinite(g[c]).all():
+                for k in out:
+                    out[k][c] = cand[k][c]
+            else:
+                log.info("chain %d: no finite gradient near the scale point; it starts at its own start", c)
+        return out
+
     def curvature_scale(self, points: dict, data: Sequence) -> tuple[dict, float]:
         """``1 / sqrt(-d2 logp / dx_i2)`` per sampler coordinate, averaged over ``points``.
 
@@ -345,6 +371,8 @@ def sample_nuts(model: Any, initvals: Sequence[dict[str, np.ndarray]], settings:
             scale = None
         if scale is None:
             scale, _ = comp.curvature_scale(x0, data)
+        else:
+            x0 = comp.start_near(xs, x0, scale, data, int(random_seed))
     else:
         scale = {k: np.ones(v.shape[1:]) for k, v in x0.items()}
     init = {k: jnp.asarray(v / scale[k] if settings.chains > 1 else v[0] / scale[k]) for k, v in x0.items()}
