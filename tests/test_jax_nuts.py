@@ -124,3 +124,29 @@ def test_sample_nuts_layout(two_models):
     # same seed, same numbers
     post2, _, _ = jax_nuts.sample_nuts(model, initial_values(model, layout, prior, 2, 1), s, 7)
     np.testing.assert_array_equal(post["beta"].values, post2["beta"].values)
+
+
+def test_new_data_and_seed_do_not_compile_the_sampler_again(two_models, caplog):
+    """The chains' program takes the data, scales and check point as inputs: a second data set of
+    the same shape with another seed and other starts runs without any sampler compilation."""
+    import logging
+
+    import jax
+
+    g, md1, m1, lay1 = two_models[0]
+    _, md2, m2, lay2 = two_models[1]
+    s = jax_nuts.JaxNutsSettings(draws=20, tune=20, chains=2, chain_method="parallel")
+    if jax.local_device_count() < 2:
+        pytest.skip("needs two XLA devices (set by the package's XLA_FLAGS on a 2-core machine)")
+    p1 = _prior_draws(m1, lay1, g, 20, 1, md1.x_cov)
+    p2 = _prior_draws(m2, lay2, g, 20, 2, md2.x_cov)
+    jax_nuts.sample_nuts(m1, initial_values(m1, lay1, p1, 2, 1), s, 1)
+    jax.config.update("jax_log_compiles", True)
+    try:
+        with caplog.at_level(logging.WARNING, logger="jax"):
+            post, _, _ = jax_nuts.sample_nuts(m2, initial_values(m2, lay2, p2, 2, 2), s, 2)
+    finally:
+        jax.config.update("jax_log_compiles", False)
+    compiled = [r.getMessage() for r in caplog.records if "Finished XLA compilation" in r.getMessage()]
+    assert not [c for c in compiled if "_fun" in c or "per_chain" in c or "pmap" in c], compiled
+    assert post.sizes["draw"] == 20

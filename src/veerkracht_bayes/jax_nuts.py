@@ -259,6 +259,11 @@ class _StartAt:
     ``init_params`` passed to ``run``; with stability and standardisation barriers most such
     points have zero density and the check fails at random ("Cannot find valid initial
     parameters"). The check is made at our own valid starting point instead.
+
+    The point reaches the strategy as an *argument* of the model (set while the model runs,
+    read when numpyro asks for a site's value), so it is a traced input of the compiled program,
+    not a constant: new starting points (another seed, other data) reuse the program. A
+    constant here made every new seed recompile the sampler (6 s on MARVEL).
     """
 
     def __init__(self) -> None:
@@ -268,6 +273,42 @@ class _StartAt:
         from numpyro.infer.initialization import init_to_value
 
         return init_to_value(site, values=self.values)
+
+
+class _ParallelWithArgs:
+    """numpyro ``chain_method``: ``pmap`` over chains with the model arguments as *inputs*.
+
+    numpyro's own ``"parallel"`` closes the model arguments (here: the data statistics, the
+    coordinate scales and the check point) into the ``pmap``-ed function, so they are compiled
+    in as constants and every new data set or seed compiles the sampler again (6 s on MARVEL).
+    numpyro passes a ``functools.partial`` of its per-chain function with ``args=...``; this
+    takes ``args`` out of it and hands them to ``pmap`` as a broadcast input. The ``pmap``-ed
+    function is kept per field selection, so a refit of the same shape compiles nothing.
+    """
+
+    def __init__(self) -> None:
+        self._fns: dict[Any, Any] = {}
+
+    def __call__(self, fn: Any) -> Any:
+        import functools
+
+        import jax
+
+        kw = getattr(fn, "keywords", None)
+        if not isinstance(fn, functools.partial) or kw is None or "args" not in kw:
+            return jax.pmap(fn)
+        args = kw["args"]
+        rest = {k: v for k, v in kw.items() if k != "args"}
+        key = (fn.func, repr(sorted(rest.items())))
+        if key not in self._fns:
+            func = fn.func
+
+            def per_chain(map_args: Any, model_args: Any) -> Any:
+                return func(map_args, args=model_args, **rest)
+
+            self._fns[key] = jax.pmap(per_chain, in_axes=(0, None))
+        pm_fn = self._fns[key]
+        return lambda map_args: pm_fn(map_args, args)
 
 
 _CACHE: dict[str, tuple[_Compiled, Any]] = {}
@@ -289,15 +330,21 @@ def _get_sampler(model: Any, settings: JaxNutsSettings) -> tuple[_Compiled, Any]
     def numpyro_model(*args: Any) -> None:
         # the last argument: the diagonal scale of each coordinate (an argument, not a constant,
         # so a new scale does not recompile)
-        data, scale = args[:-1], args[-1]
+        # and then the point numpyro checks before it takes the chains' init_params (_StartAt)
+        data, scale, start = args[:-2], args[-2], args[-1]
+        strategy.values = start
         params = {k: numpyro.sample(k, dist.ImproperUniform(dist.constraints.real, (), shape)) * scale[k]
                   for k, shape in shapes.items()}
         numpyro.factor("logp", comp.logp(params, data))
 
+    strategy = _StartAt()
     kernel = NUTS(numpyro_model, target_accept_prob=settings.target_accept, dense_mass=settings.dense_mass,
-                  max_tree_depth=settings.max_tree_depth, init_strategy=_StartAt())
+                  max_tree_depth=settings.max_tree_depth, init_strategy=strategy)
+    chain_method: Any = settings.chain_method
+    if chain_method == "parallel" and settings.chains > 1:
+        chain_method = _ParallelWithArgs()
     mcmc = MCMC(kernel, num_warmup=settings.tune, num_samples=settings.draws, num_chains=settings.chains,
-                chain_method=settings.chain_method, progress_bar=settings.progressbar, jit_model_args=True)
+                chain_method=chain_method, progress_bar=settings.progressbar, jit_model_args=True)
     if len(_CACHE) > 16:
         _CACHE.pop(next(iter(_CACHE)))
     _CACHE[key] = (comp, mcmc)
@@ -376,9 +423,9 @@ def sample_nuts(model: Any, initvals: Sequence[dict[str, np.ndarray]], settings:
     else:
         scale = {k: np.ones(v.shape[1:]) for k, v in x0.items()}
     init = {k: jnp.asarray(v / scale[k] if settings.chains > 1 else v[0] / scale[k]) for k, v in x0.items()}
-    mcmc.sampler._init_strategy.values = {k: v[0] if settings.chains > 1 else v for k, v in init.items()}
+    start = {k: v[0] if settings.chains > 1 else v for k, v in init.items()}
     scale_j = {k: jnp.asarray(v) for k, v in scale.items()}
-    mcmc.run(jax.random.PRNGKey(int(random_seed)), *data, scale_j, init_params=init,
+    mcmc.run(jax.random.PRNGKey(int(random_seed)), *data, scale_j, start, init_params=init,
              extra_fields=("num_steps", "energy", "accept_prob", "potential_energy", "adapt_state.step_size"))
     samples = mcmc.get_samples(group_by_chain=True)
     samples = {k: v * scale_j[k] for k, v in samples.items()}
