@@ -104,6 +104,7 @@ class _Compiled:
                 raise ModelError(f"log pair on {name!r}, which is not a value variable of the model")
             self.pairs.setdefault(name, []).append((int(a), int(b)))
         self._hess = None
+        self._hess_rows = 0
         graph_shared = [shared[i] for i in self._graph_idx]
         syms = [pt.tensor(dtype=str(v.dtype), shape=v.type.shape, name=v.name + "_in") for v in graph_shared]
         repl = dict(zip(graph_shared, syms))
@@ -166,7 +167,9 @@ class _Compiled:
                 * rng.standard_normal((n_chain,) + np.shape(scale[k])) for k in fallback}
         flat = np.stack([np.asarray(ravel_pytree({k: jnp.asarray(v[c]) for k, v in cand.items()})[0])
                          for c in range(n_chain)])
-        g = np.asarray(self._hess(jnp.asarray(flat), *data))
+        # padded to the batch the curvature call used: the same compiled program
+        rows = max(self._hess_rows, n_chain)
+        g = np.asarray(self._hess(jnp.asarray(np.resize(flat, (rows, flat.shape[1]))), *data))[:n_chain]
         for c in range(n_chain):
             if np.isfinite(g[c]).all():
                 for k in out:
@@ -202,6 +205,7 @@ class _Compiled:
         h = 1e-4 * np.maximum(1.0, np.abs(flats))  # (chains, n)
         eye = np.eye(n)
         pts = np.concatenate([np.concatenate([f[None] + eye * hc, f[None] - eye * hc]) for f, hc in zip(flats, h)])
+        self._hess_rows = pts.shape[0]
         g = np.asarray(self._hess(jnp.asarray(pts), *data)).reshape(n_chain, 2, n, n)
         curv = -(np.diagonal(g[:, 0], axis1=1, axis2=2) - np.diagonal(g[:, 1], axis1=1, axis2=2)) / (2 * h)
         curv = curv.mean(axis=0)
