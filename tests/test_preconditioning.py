@@ -39,9 +39,8 @@ def _graph(edges=EDGES) -> CausalGraph:
         "edges": [{"source": s, "target": t, "sign": sg, "evidence": "t"} for s, t, sg, _ in edges]}))
 
 
-def _simulate(n: int, seed: int, edges=EDGES, lam=(0.8, 0.6, 0.7, 0.75, 0.65, 0.85), missing=0.0, k=2):
-    """Equilibrium data eta = (I - B)^-1 (gamma x + zeta), ``k`` items per construct."""
-    rng = np.random.default_rng(seed)
+def _system(edges) -> tuple[np.ndarray, np.ndarray]:
+    """``B`` (target row, source column) among a, b, c and ``gamma`` (x -> each)."""
     B = np.zeros((3, 3))
     gam = np.zeros(3)
     for s, t, _, b in edges:
@@ -49,6 +48,13 @@ def _simulate(n: int, seed: int, edges=EDGES, lam=(0.8, 0.6, 0.7, 0.75, 0.65, 0.
             gam[LAT.index(t)] = b
         else:
             B[LAT.index(t), LAT.index(s)] = b
+    return B, gam
+
+
+def _simulate(n: int, seed: int, edges=EDGES, lam=(0.8, 0.6, 0.7, 0.75, 0.65, 0.85), missing=0.0, k=2):
+    """Equilibrium data eta = (I - B)^-1 (gamma x + zeta), ``k`` items per construct."""
+    rng = np.random.default_rng(seed)
+    B, gam = _system(edges)
     x = rng.normal(size=n)
     eta = np.linalg.solve(np.eye(3) - B, (gam[:, None] * x[None] + rng.normal(size=(3, n)))).T
     eta = eta / eta.std(axis=0)
@@ -137,13 +143,7 @@ def test_link_estimate_recovers_acyclic_links():
     for name, _, idx in edge_groups(layout.edge_priors, sampled):
         got.update({sampled[i]: v for i, v in zip(idx, est[name])})
     # standardised truth from the implied covariance A (g g' + I) A' (var x = 1)
-    B = np.zeros((3, 3))
-    gam = np.zeros(3)
-    for s_, t, _, b in edges:
-        if s_ == "x":
-            gam[LAT.index(t)] = b
-        else:
-            B[LAT.index(t), LAT.index(s_)] = b
+    B, gam = _system(edges)
     A = np.linalg.inv(np.eye(3) - B)
     sd = np.sqrt(np.diag(A @ (np.outer(gam, gam) + np.eye(3)) @ A.T))
     truth = {"x->a": 0.4 / sd[0], "a->b": 0.5 * sd[0] / sd[1], "b->c": 0.3 * sd[1] / sd[2],

@@ -69,6 +69,10 @@ def data_values(model: Any) -> list[np.ndarray]:
     return [np.asarray(v.get_value(borrow=True)) for v in data_inputs(model)]
 
 
+#: rows per call of the batched gradient (curvature scale, start check)
+_GRAD_CHUNK = 32
+
+
 class _Compiled:
     """The model's log-density and its constrained outputs as JAX functions of (values, data).
 
@@ -104,7 +108,6 @@ class _Compiled:
                 raise ModelError(f"log pair on {name!r}, which is not a value variable of the model")
             self.pairs.setdefault(name, []).append((int(a), int(b)))
         self._hess = None
-        self._hess_rows = 0
         graph_shared = [shared[i] for i in self._graph_idx]
         syms = [pt.tensor(dtype=str(v.dtype), shape=v.type.shape, name=v.name + "_in") for v in graph_shared]
         repl = dict(zip(graph_shared, syms))
@@ -167,9 +170,7 @@ class _Compiled:
                 * rng.standard_normal((n_chain,) + np.shape(scale[k])) for k in fallback}
         flat = np.stack([np.asarray(ravel_pytree({k: jnp.asarray(v[c]) for k, v in cand.items()})[0])
                          for c in range(n_chain)])
-        # padded to the batch the curvature call used: the same compiled program
-        rows = max(self._hess_rows, n_chain)
-        g = np.asarray(self._hess(jnp.asarray(np.resize(flat, (rows, flat.shape[1]))), *data))[:n_chain]
+        g = self._grads(flat, data)
         for c in range(n_chain):
             if np.isfinite(g[c]).all():
                 for k in out:
@@ -177,6 +178,22 @@ class _Compiled:
             else:
                 log.info("chain %d: no finite gradient near the scale point; it starts at its own start", c)
         return out
+
+    def _grads(self, flat: np.ndarray, data: Sequence) -> np.ndarray:
+        """Gradients at the rows of ``flat`` (flattened sampler coordinates), in fixed-size chunks.
+
+        One compiled program for any number of rows, and memory bounded by the chunk: a batched
+        gradient holds each row's intermediates (per missingness pattern), which for thousands
+        of rows and patterns would not fit.
+        """
+        import jax.numpy as jnp
+
+        rows = flat.shape[0]
+        chunk = _GRAD_CHUNK
+        padded = np.resize(flat, (-(-rows // chunk) * chunk, flat.shape[1]))
+        out = [np.asarray(self._hess(jnp.asarray(padded[i:i + chunk]), *data))
+               for i in range(0, padded.shape[0], chunk)]
+        return np.concatenate(out)[:rows]
 
     def curvature_scale(self, points: dict, data: Sequence) -> tuple[dict, float]:
         """``1 / sqrt(-d2 logp / dx_i2)`` per sampler coordinate, averaged over ``points``.
@@ -205,8 +222,7 @@ class _Compiled:
         h = 1e-4 * np.maximum(1.0, np.abs(flats))  # (chains, n)
         eye = np.eye(n)
         pts = np.concatenate([np.concatenate([f[None] + eye * hc, f[None] - eye * hc]) for f, hc in zip(flats, h)])
-        self._hess_rows = pts.shape[0]
-        g = np.asarray(self._hess(jnp.asarray(pts), *data)).reshape(n_chain, 2, n, n)
+        g = self._grads(pts, data).reshape(n_chain, 2, n, n)
         curv = -(np.diagonal(g[:, 0], axis1=1, axis2=2) - np.diagonal(g[:, 1], axis1=1, axis2=2)) / (2 * h)
         curv = curv.mean(axis=0)
         ok = np.isfinite(curv) & (curv > 0)
@@ -266,8 +282,8 @@ class _StartAt:
 
     The point reaches the strategy as an *argument* of the model (set while the model runs,
     read when numpyro asks for a site's value), so it is a traced input of the compiled program,
-    not a constant: new starting points (another seed, other data) reuse the program. A
-    constant here made every new seed recompile the sampler (6 s on MARVEL).
+    not a constant: new starting points (another seed, other data) reuse the program (see also
+    :class:`_ParallelWithArgs`, without which all model arguments were constants).
     """
 
     def __init__(self) -> None:
