@@ -55,6 +55,18 @@ __all__ = ["WHITEN_PREFIX", "intercept_whitening", "link_estimate", "measurement
 WHITEN_PREFIX = "whiten__"
 
 
+def _pooled(stats: PatternStats) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Pairwise-pooled moments: item second moments ``C`` (m, m), covariate-item ``Sxy`` (q, m),
+    covariate ``Sxx`` (q, q) and each item's summed weight (m,)."""
+    masks = np.asarray(stats.masks, dtype=float)
+    W = np.asarray(stats.W, dtype=float)
+    item_w = W @ masks
+    C = stats.Syy.sum(axis=0) / np.maximum(np.einsum("p,pi,pj->ij", W, masks, masks), 1e-300)
+    Sxy = stats.Suy[:, 1:, :].sum(axis=0) / np.maximum(item_w, 1e-300)[None, :]
+    Sxx = stats.Suu[:, 1:, 1:].sum(axis=0) / max(float(W.sum()), 1e-300)
+    return C, Sxy, Sxx, item_w
+
+
 def intercept_whitening(stats: PatternStats, nu_sd: float, floor: float = 1e-3) -> np.ndarray:
     """Cholesky factor of an approximate posterior covariance of the item intercepts.
 
@@ -85,13 +97,8 @@ def intercept_whitening(stats: PatternStats, nu_sd: float, floor: float = 1e-3) 
     m = masks.shape[1]
     if not np.isfinite(W).all() or W.sum() <= 0:  # no data (e.g. a placeholder): the prior's scale
         return np.eye(m) * nu_sd
-    pair_w = np.einsum("p,pi,pj->ij", W, masks, masks)
-    C = stats.Syy.sum(axis=0) / np.maximum(pair_w, 1e-300)
-    q = stats.Suu.shape[1] - 1
-    if q:
-        item_w = W @ masks
-        Sxy = stats.Suy[:, 1:, :].sum(axis=0) / np.maximum(item_w, 1e-300)[None, :]
-        Sxx = stats.Suu[:, 1:, 1:].sum(axis=0) / W.sum()
+    C, Sxy, Sxx, _ = _pooled(stats)
+    if Sxx.shape[0]:
         C = C - Sxy.T @ np.linalg.lstsq(Sxx, Sxy, rcond=None)[0]
     C = 0.5 * (C + C.T)
     evals, evecs = np.linalg.eigh(C)
@@ -185,11 +192,9 @@ def _loadings(R: np.ndarray, item_construct: tuple[str, ...], reliability: float
 
 def _item_correlations(stats: PatternStats) -> tuple[np.ndarray, np.ndarray]:
     """Pairwise-pooled item correlation matrix and each item's summed weight."""
-    masks = np.asarray(stats.masks, dtype=float)
-    W = np.asarray(stats.W, dtype=float)
-    C = stats.Syy.sum(axis=0) / np.maximum(np.einsum("p,pi,pj->ij", W, masks, masks), 1e-300)
+    C, _, _, item_w = _pooled(stats)
     sd = np.sqrt(np.maximum(np.diag(C), 1e-12))
-    return C / np.outer(sd, sd), W @ masks
+    return C / np.outer(sd, sd), item_w
 
 
 def link_estimate(stats: PatternStats, layout: object, x_names: tuple[str, ...], floor: float = 0.02
@@ -230,10 +235,7 @@ def link_estimate(stats: PatternStats, layout: object, x_names: tuple[str, ...],
             ib = np.flatnonzero(ci == lat[b])
             V[a, b] = V[b, a] = float(np.clip(off[np.ix_(ia, ib)].mean(), -0.95, 0.95))
     if q:
-        masks = np.asarray(stats.masks, dtype=float)
-        item_w = np.asarray(stats.W) @ masks
-        Sxy = stats.Suy[:, 1:, :].sum(axis=0) / np.maximum(item_w, 1e-300)[None, :]
-        Sxx = stats.Suu[:, 1:, 1:].sum(axis=0) / float(np.sum(stats.W))
+        _, Sxy, Sxx, _ = _pooled(stats)
         sx = np.sqrt(np.maximum(np.diag(Sxx), 1e-12))
         n_l = len(lat)
         V[n_l:, n_l:] = Sxx / np.outer(sx, sx)
