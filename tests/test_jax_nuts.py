@@ -150,3 +150,25 @@ def test_new_data_and_seed_do_not_compile_the_sampler_again(two_models, caplog):
     compiled = [r.getMessage() for r in caplog.records if "Finished XLA compilation" in r.getMessage()]
     assert not [c for c in compiled if "_fun" in c or "per_chain" in c or "pmap" in c], compiled
     assert post.sizes["draw"] == 20
+
+
+def test_unit_scale_variables_are_not_measured_and_the_rest_unchanged(two_models):
+    """``curvature_scale(..., unit=(v,))`` gives ``v`` scale 1 without measuring it and the other
+    coordinates the same scales as a full measurement (same gradients, fewer rows)."""
+    import jax.numpy as jnp
+
+    g, md, model, layout = two_models[0]
+    comp, _ = jax_nuts._get_sampler(model, jax_nuts.JaxNutsSettings(draws=10, tune=10, chains=1,
+                                                                    chain_method="sequential"))
+    prior = _prior_draws(model, layout, g, 20, 3, md.x_cov)
+    data = [jnp.asarray(v) for v in jax_nuts.data_values(model)]
+    pts = comp.from_value(jax_nuts._value_initvals(model, initial_values(model, layout, prior, 1, 3)), data)
+    unit = "nu"
+    full, frac_full = comp.curvature_scale(pts, data)
+    part, frac_part = comp.curvature_scale(pts, data, unit=(unit,))
+    np.testing.assert_array_equal(part[unit], np.ones_like(full[unit]))
+    assert not np.allclose(full[unit], 1.0)  # the test can fail: measured, nu's scale is not 1
+    for k in full:
+        if k != unit:
+            np.testing.assert_allclose(part[k], full[k], rtol=1e-12)
+    assert 0 < frac_part <= 1 and 0 < frac_full <= 1

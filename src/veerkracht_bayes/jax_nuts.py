@@ -55,6 +55,14 @@ class JaxNutsSettings:
     log_pairs: tuple[tuple[str, int, int], ...] = ()
     #: scale each coordinate by 1 / sqrt of the log-density's curvature at the starting points
     precondition: bool = True
+    #: value variables already in unit-scale coordinates (e.g. whitened latent scores): no
+    #: curvature is measured for them and each chain keeps its own start for them
+    unit_scale: tuple[str, ...] = ()
+    #: value variables left out of the returned posterior (e.g. per-respondent latent coordinates)
+    exclude: tuple[str, ...] = ()
+    #: rows per call of the batched gradient (curvature scale, start check); lower it for
+    #: models whose gradient holds large per-respondent intermediates
+    grad_chunk: int = 32
 
 
 def data_inputs(model: Any) -> list[Any]:
@@ -85,7 +93,8 @@ class _Compiled:
     Jacobian determinant -1).
     """
 
-    def __init__(self, model: Any, log_pairs: Sequence[tuple[str, int, int]] = ()) -> None:
+    def __init__(self, model: Any, log_pairs: Sequence[tuple[str, int, int]] = (),
+                 exclude: Sequence[str] = (), grad_chunk: int = _GRAD_CHUNK) -> None:
         import pytensor.tensor as pt
         from pymc.sampling.jax import get_jaxified_graph
         from pymc.util import get_default_varnames
@@ -108,6 +117,7 @@ class _Compiled:
                 raise ModelError(f"log pair on {name!r}, which is not a value variable of the model")
             self.pairs.setdefault(name, []).append((int(a), int(b)))
         self._hess = None
+        self.grad_chunk = max(1, int(grad_chunk))
         graph_shared = [shared[i] for i in self._graph_idx]
         syms = [pt.tensor(dtype=str(v.dtype), shape=v.type.shape, name=v.name + "_in") for v in graph_shared]
         repl = dict(zip(graph_shared, syms))
@@ -115,7 +125,7 @@ class _Compiled:
         self._logp = get_jaxified_graph(inputs=self.value_vars + syms, outputs=logp)
         outs = [v for v in model.unobserved_value_vars]
         names = list(get_default_varnames([v.name for v in outs], include_transformed=False))
-        outs = [v for v in outs if v.name in names]
+        outs = [v for v in outs if v.name in names and v.name not in set(exclude)]
         self.out_names = [v.name for v in outs]
         self._outs = get_jaxified_graph(inputs=self.value_vars + syms,
                                         outputs=clone_replace(outs, replace=repl))
@@ -154,11 +164,12 @@ class _Compiled:
         return [vals[k] for k in self.value_names] + [data[i] for i in self._graph_idx]
 
     def start_near(self, center: dict, fallback: dict, scale: dict, data: Sequence, seed: int,
-                   spread: float = 2.0) -> dict:
+                   spread: float = 2.0, keep: Sequence[str] = ()) -> dict:
         """Chain starts ``center + spread * scale * N(0, 1)`` (``center`` one point, leading axis 1).
 
-        ``spread`` is in units of the curvature scale (about a conditional posterior sd). A
-        chain whose start has a non-finite gradient keeps its ``fallback`` start.
+        ``spread`` is in units of the curvature scale (about a conditional posterior sd); the
+        variables in ``keep`` keep each chain's ``fallback`` value. A chain whose start has a
+        non-finite gradient keeps its ``fallback`` start.
         """
         import jax.numpy as jnp
         from jax.flatten_util import ravel_pytree
@@ -168,6 +179,7 @@ class _Compiled:
         out = {k: np.array(v, dtype=float, copy=True) for k, v in fallback.items()}
         cand = {k: np.asarray(center[k])[0][None] + spread * np.asarray(scale[k])[None]
                 * rng.standard_normal((n_chain,) + np.shape(scale[k])) for k in fallback}
+        cand.update({k: np.asarray(fallback[k], dtype=float) for k in keep if k in fallback})
         flat = np.stack([np.asarray(ravel_pytree({k: jnp.asarray(v[c]) for k, v in cand.items()})[0])
                          for c in range(n_chain)])
         g = self._grads(flat, data)
@@ -189,20 +201,21 @@ class _Compiled:
         import jax.numpy as jnp
 
         rows = flat.shape[0]
-        chunk = _GRAD_CHUNK
+        chunk = self.grad_chunk
         padded = np.resize(flat, (-(-rows // chunk) * chunk, flat.shape[1]))
         out = [np.asarray(self._hess(jnp.asarray(padded[i:i + chunk]), *data))
                for i in range(0, padded.shape[0], chunk)]
         return np.concatenate(out)[:rows]
 
-    def curvature_scale(self, points: dict, data: Sequence) -> tuple[dict, float]:
+    def curvature_scale(self, points: dict, data: Sequence, unit: Sequence[str] = ()) -> tuple[dict, float]:
         """``1 / sqrt(-d2 logp / dx_i2)`` per sampler coordinate, averaged over ``points``.
 
-        Central differences of the gradient (``2 x`` coordinates gradients per point, one
-        vectorised call). A coordinate with non-positive curvature at the points gets the
+        Central differences of the gradient (``2 x`` coordinates gradients per point, in
+        batched calls). A coordinate with non-positive curvature at the points gets the
         median scale of its variable. Used as a fixed diagonal preconditioner: NUTS then starts
         its adaptation from about the right scales instead of from an identity mass matrix.
-        Returns the scales and the fraction of coordinates with a finite positive curvature.
+        Variables in ``unit`` get scale 1 without being measured. Returns the scales and the
+        fraction of measured coordinates with a finite positive curvature.
         """
         import jax
         import jax.numpy as jnp
@@ -219,12 +232,18 @@ class _Compiled:
         flats = np.stack([np.asarray(ravel_pytree({k: jnp.asarray(v[c]) for k, v in points.items()})[0])
                           for c in range(n_chain)])
         n = flats.shape[1]
+        measured = np.asarray(ravel_pytree({k: jnp.full(np.shape(v[0]), float(k not in unit))
+                                            for k, v in points.items()})[0]) > 0.5
+        idx = np.flatnonzero(measured)
         h = 1e-4 * np.maximum(1.0, np.abs(flats))  # (chains, n)
-        eye = np.eye(n)
-        pts = np.concatenate([np.concatenate([f[None] + eye * hc, f[None] - eye * hc]) for f, hc in zip(flats, h)])
-        g = self._grads(pts, data).reshape(n_chain, 2, n, n)
-        curv = -(np.diagonal(g[:, 0], axis1=1, axis2=2) - np.diagonal(g[:, 1], axis1=1, axis2=2)) / (2 * h)
-        curv = curv.mean(axis=0)
+        step = np.zeros((idx.size, n))
+        step[np.arange(idx.size), idx] = 1.0
+        pts = np.concatenate([np.concatenate([f[None] + step * hc, f[None] - step * hc]) for f, hc in zip(flats, h)])
+        g = self._grads(pts, data).reshape(n_chain, 2, idx.size, n)
+        rows = np.arange(idx.size)
+        curv_m = -(g[:, 0, rows, idx] - g[:, 1, rows, idx]) / (2 * h[:, idx])
+        curv = np.full(n, np.nan)
+        curv[idx] = curv_m.mean(axis=0)
         ok = np.isfinite(curv) & (curv > 0)
         scale = np.ones(n)
         scale[ok] = 1.0 / np.sqrt(curv[ok])
@@ -232,10 +251,12 @@ class _Compiled:
         okd = {k: np.asarray(v) > 0.5 for k, v in unravel(jnp.asarray(ok.astype(float))).items()}
         fallback = float(np.median(scale[ok])) if ok.any() else 1.0
         for k, v in out.items():
+            if k in unit:
+                continue
             bad = ~okd[k]
             if bad.any():
                 v[bad] = float(np.median(v[~bad])) if (~bad).any() else fallback
-        return out, float(ok.mean())
+        return out, float(ok[idx].mean()) if idx.size else 1.0
 
     def logp(self, params: dict, data: Sequence) -> Any:
         return self._logp(*self._args(params, data))[0]
@@ -344,7 +365,7 @@ def _get_sampler(model: Any, settings: JaxNutsSettings) -> tuple[_Compiled, Any]
     if key in _CACHE:
         comp, mcmc = _CACHE[key]
         return comp, mcmc
-    comp = _Compiled(model, settings.log_pairs)
+    comp = _Compiled(model, settings.log_pairs, settings.exclude, settings.grad_chunk)
     shapes = comp.shapes
 
     def numpyro_model(*args: Any) -> None:
@@ -431,15 +452,15 @@ def sample_nuts(model: Any, initvals: Sequence[dict[str, np.ndarray]], settings:
         scale = None
         for point in scale_points:
             xs = comp.from_value(_value_initvals(model, [point]), data)
-            scale, frac = comp.curvature_scale(xs, data)
+            scale, frac = comp.curvature_scale(xs, data, settings.unit_scale)
             if frac >= 0.9:
                 break
             log.info("curvature scale: only %.0f%% of coordinates finite at a scale point", 100 * frac)
             scale = None
         if scale is None:
-            scale, _ = comp.curvature_scale(x0, data)
+            scale, _ = comp.curvature_scale(x0, data, settings.unit_scale)
         else:
-            x0 = comp.start_near(xs, x0, scale, data, int(random_seed))
+            x0 = comp.start_near(xs, x0, scale, data, int(random_seed), keep=settings.unit_scale)
     else:
         scale = {k: np.ones(v.shape[1:]) for k, v in x0.items()}
     init = {k: jnp.asarray(v / scale[k] if settings.chains > 1 else v[0] / scale[k]) for k, v in x0.items()}

@@ -57,8 +57,9 @@ import xarray as xr
 
 from .causal_graph import CausalGraph
 from .errors import ModelError, Problem
-from .model_builder import (ModelLayout, StabilitySettings, _classify, _edge_rvs, _perron_root,
+from .model_builder import (DATA_PREFIX, ModelLayout, StabilitySettings, _classify, _edge_rvs, _perron_root,
                             edge_prior_values)
+from .preconditioning import ordinal_normal_scores, ordinal_score_guide
 
 __all__ = ["OrdinalData", "ordinal_data_from_survey", "build_ordinal_model", "fit_ordinal",
            "ordinal_loglik_terms", "ordinal_item_terms", "OrdinalSettings"]
@@ -275,6 +276,125 @@ def ordinal_item_terms(eta, w, lam, tau_pad, codes, c_idx, *,  # noqa: ANN001, A
     return items
 
 
+#: finite stand-in for the infinite outer thresholds: Phi(±BIG - mu) is exactly 0 or 1 in
+#: double precision for |mu| < 960, and so are its derivatives
+_BIG = 1000.0
+
+
+def _item_terms_onehot(eta, lam, tau, used, codes, wobs, c_idx, P, kmax, *,  # noqa: ANN001, ANN201
+                       cont=None, cont_weight=None, cont_c_idx=None, cont_lam=None, cont_nu=None,
+                       cont_theta=None):
+    """Item log-density (as :func:`ordinal_item_terms`) in a form that runs fast on JAX.
+
+    * thresholds looked up by a one-hot contraction over categories instead of an
+      advanced-index gather (whose gradient is a scatter-add, slow on XLA's CPU backend);
+    * ``log(Phi(b) - Phi(a))`` with two ``erfc`` instead of four: the interval is reflected
+      (``(a, b) -> (-b, -a)``) when ``a + b > 0``, so both ends are evaluated on the side where
+      ``erfc`` keeps its relative precision (``P`` is the same number, see the tests);
+    * the infinite outer thresholds are ``±_BIG`` and missing answers carry weight 0 at code 0,
+      so no ``inf`` or ``NaN`` reaches the gradient; probabilities are floored at ``1e-300`` as
+      in the reference.
+
+    ``codes`` ``(n, m)`` (missing as 0), ``wobs`` ``(n, m)`` weight times observed, ``used``
+    ``(m, kmax - 1)`` which thresholds an item has; ``cont``/``cont_weight`` the Gaussian
+    indicators (missing as 0 with weight 0).
+    """
+    import pytensor.tensor as pt
+
+    m = len(c_idx)
+    inner = pt.switch(used, tau, _BIG)
+    lo_tab = pt.concatenate([pt.fill(tau[:, :1], -_BIG), inner], axis=1)  # (m, kmax)
+    hi_tab = pt.concatenate([inner, pt.fill(tau[:, :1], _BIG)], axis=1)
+    onehot = pt.cast(pt.eq(codes[:, :, None], np.arange(kmax)[None, None, :]), "float64")
+    lo = pt.sum(onehot * lo_tab[None], axis=2)
+    hi = pt.sum(onehot * hi_tab[None], axis=2)
+    load = np.zeros((P, m))
+    load[c_idx, np.arange(m)] = 1.0
+    mu = pt.dot(eta, load * lam[None, :])
+    a = lo - mu
+    b = hi - mu
+    flip = pt.gt(a + b, 0.0)
+    a2 = pt.switch(flip, -b, a)
+    b2 = pt.switch(flip, -a, b)
+    r = np.sqrt(0.5)
+    p = 0.5 * (pt.erfc(-b2 * r) - pt.erfc(-a2 * r))
+    items = pt.sum(wobs * pt.log(pt.maximum(p, 1e-300)))  # the reference's floor (beyond ~37 sd)
+    if cont is not None:
+        mc = len(cont_c_idx)
+        cload = np.zeros((P, mc))
+        cload[cont_c_idx, np.arange(mc)] = 1.0
+        res = cont - cont_nu[None, :] - pt.dot(eta, cload * cont_lam[None, :])
+        lpc = -0.5 * (res ** 2 / cont_theta[None, :] + pt.log(cont_theta)[None, :] + LOG_2PI)
+        items = items + pt.sum(cont_weight * lpc)
+    return items
+
+
+def _data(name: str, value: np.ndarray, dtype: str = "float64"):  # noqa: ANN202 - TensorVariable
+    """A data container named with :data:`DATA_PREFIX` and a static shape."""
+    import pymc as pm
+
+    value = np.asarray(value, dtype=dtype)
+    return pm.Data(DATA_PREFIX + name, value, shape=value.shape)
+
+
+def _guided_scores(data: OrdinalData, B, G, A, psi, lam, cl, ct, nu, c_idx, cc_idx, x_d, P: int, q: int):  # noqa: ANN001, ANN202
+    """Latent scores ``eta = m + u chol^-1`` and the structural log-density in the guided coordinates.
+
+    ``N(m_n, chol^-T chol^-1)`` is the structural prior ``N(A G x_n, Sigma)`` updated by a Gaussian
+    stand-in for the items (:func:`~veerkracht_bayes.preconditioning.ordinal_score_guide`): each
+    standardised item score ``y_i`` is read as ``a_i eta + N(0, v_i)`` with, for an ordinal item,
+    ``a_i = c_i lambda_i / sqrt(1 + lambda_i^2)`` (``c_i`` its normal score's correlation with
+    ``y*``) and ``v_i = 1 - a_i^2``, and for a Gaussian indicator its own loading and residual
+    variance. The stand-in follows the loadings, so ``u`` stays near ``N(0, I)`` as they move. The
+    returned structural term is the centred pseudo-log-density at ``eta`` plus the log-Jacobian
+    ``-n Σ log diag(chol)`` of ``u -> eta`` (``u`` is flat).
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    n = data.n
+    y_std = _standardised_items(data)
+    m = len(data.item_names)
+    corr = ordinal_score_guide(data.codes, data.n_categories, data.w)
+    u = pm.Flat("u", dims=("respondent", "lik_latent"))
+    y_d = _data("item_score", np.where(np.isnan(y_std), 0.0, y_std))
+    w_d = _data("weight", data.w)
+    corr_d = _data("score_correlation", corr)
+    a_ord = corr_d * lam / pt.sqrt(1.0 + lam ** 2)
+    a_all, v_all, idx = a_ord, 1.0 - a_ord ** 2, list(c_idx)
+    if cl is not None:
+        a_all = pt.concatenate([a_ord, cl])
+        v_all = pt.concatenate([v_all, ct])
+        idx += list(cc_idx)
+        y_d = pt.set_subtensor(y_d[:, m:], y_d[:, m:] - nu[None, :])
+    onto = np.zeros((len(idx), P))
+    onto[np.arange(len(idx)), idx] = 1.0
+    prec = pt.dot(a_all ** 2 / v_all, onto)  # (P,) stand-in precision per latent
+    h = pt.dot(y_d, onto * (a_all / v_all)[:, None])  # (n, P) stand-in precision x mean
+    xg = pt.dot(x_d, G.T) if q else pt.zeros((n, P))
+    IB = pt.eye(P) - B
+    s_inv = pt.dot(IB.T, IB / psi[:, None])  # Sigma^-1
+    chol = pt.linalg.cholesky(s_inv + pt.diag(prec))  # posterior precision = chol chol'
+    chol_inv = pt.linalg.solve_triangular(chol, pt.eye(P), lower=True)
+    post_cov = pt.dot(chol_inv.T, chol_inv)
+    mean = pt.dot(pt.dot(pt.dot(xg, A.T), s_inv) + h, post_cov)
+    eta = mean + pt.dot(u, chol_inv)
+    zeta = pt.dot(eta, IB.T) - xg
+    struct = (-0.5 * pt.sum(w_d[:, None] * zeta ** 2 / psi[None, :])
+              + pt.sum(w_d) * (pt.log(pt.abs(pt.linalg.det(IB))) - 0.5 * pt.sum(pt.log(psi)) - 0.5 * P * LOG_2PI)
+              - n * pt.sum(pt.log(pt.diag(chol))))
+    return eta, struct
+
+
+def _standardised_items(data: OrdinalData) -> np.ndarray:
+    """``(n, m + mc)`` standardised item scores: normal scores of the ordinal items, then the
+    Gaussian indicators (already standardised); NaN missing."""
+    y = ordinal_normal_scores(data.codes, data.n_categories, data.w)
+    if data.cont is not None and len(data.cont_names):
+        y = np.concatenate([y, np.asarray(data.cont, dtype=float)], axis=1)
+    return y
+
+
 # ----------------------------------------------------------------------------- model
 @dataclass(frozen=True)
 class OrdinalSettings:
@@ -292,15 +412,37 @@ class OrdinalSettings:
 def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | None = None, *,
                         settings: OrdinalSettings | None = None,
                         stability: StabilitySettings | None = None,
-                        keep_eta: bool = False):  # noqa: ANN201 - (pm.Model, ModelLayout)
+                        keep_eta: bool = False, coordinates: str = "guided"):  # noqa: ANN201
     """Build the PyMC model of the exact ordinal path.
+
+    Parameters
+    ----------
+    graph, data, priors
+        The diagram, the respondent-level data and the edge priors.
+    settings, stability
+        Measurement priors and the stability barrier.
+    keep_eta
+        Add the latent scores ``eta`` as a Deterministic.
+    coordinates
+        How the latent scores are sampled (same posterior either way):
+
+        * ``"guided"`` (default): ``eta_n = m_n + L u_n`` with flat ``u`` ``(respondent,
+          lik_latent)``, ``N(m_n, L L')`` the structural prior updated by a Gaussian stand-in
+          for the items (:func:`~veerkracht_bayes.preconditioning.ordinal_score_guide`); the
+          data enter as ``pm.Data`` containers (``DATA_PREFIX``), so the JAX sampler compiles
+          once per data shape; the item terms use one-hot threshold look-ups and two ``erfc``
+          per answer (:func:`_item_terms_onehot`).
+        * ``"noncentred"``: ``eta_n = A (Gamma x_n + sqrt(psi) z_n)`` with ``z ~ N(0, I)``, the
+          data as constants and the reference item terms (:func:`ordinal_item_terms`): the model
+          as written straightforwardly (the benchmark's PyMC baseline).
 
     Returns
     -------
     (pm.Model, ModelLayout)
-        Free variables: the edge coefficients (grouped as in the continuous path), the
-        standardised disturbances ``z`` ``(respondent, lik_latent)`` (non-centred latent scores
-        ``eta = A (G x + sqrt(psi) z)``, a Deterministic when ``keep_eta``), ``loading``, ``thresholds`` (ordered) and, with Gaussian
+        Free variables: the edge coefficients (grouped as in the continuous path), the latent
+        coordinates ``u`` (guided) or ``z`` (non-centred), both ``(respondent, lik_latent)``
+        (the latent scores ``eta`` are a Deterministic when ``keep_eta``), ``loading``,
+        ``thresholds`` (ordered) and, with Gaussian
         indicators, ``cont_loading``, ``residual_var``, ``nu``. Deterministics ``beta`` (edge),
         ``psi`` and ``alpha`` (node), ``lambda`` (item), ``rho_abs_bound``, as in ``fit``.
     """
@@ -309,6 +451,8 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
 
     st = settings or OrdinalSettings()
     stability = stability or StabilitySettings()
+    if coordinates not in ("guided", "noncentred"):
+        raise ModelError(f"coordinates must be 'guided' or 'noncentred', got {coordinates!r}")
     if not 0 < st.reliability < 1:
         raise ModelError(f"reliability must be in (0, 1) on the ordinal path, got {st.reliability}")
 
@@ -371,6 +515,7 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
             return mat
 
         x_cov = data.x_cov
+        x_d = _data("x", x) if (q and coordinates != "noncentred") else x
         # full system: reported psi and stability (as in the continuous path)
         pl = len(latent)
         B_full = block(li, ("latent", "prior_only"))
@@ -406,22 +551,11 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
         psi_ok = pt.all(pt.gt(psi, 1e-4))
         psi_safe = pt.switch(pt.gt(psi, 1e-4), psi, 1e-4)
         pm.Potential("standardisation", pt.switch(psi_ok, 0.0, -np.inf))
-        # Non-centred latent scores: eta_n = A (G x_n + sqrt(psi) * z_n), z_n ~ N(0, I).
-        # The change of variables eta -> z has log-Jacobian n·(0.5 Σ log psi − log|det(I − B)|)
-        # (unweighted), so the target in z equals the centred pseudo-log-density
-        #   Σ w_n log N(zeta_n; 0, psi) + (Σ w) log|det(I − B)| + items      (ordinal_loglik_terms)
-        # plus that Jacobian:  Σ w_n log N(z_n; 0, I) + (Σ w − n)(log|det(I − B)| − 0.5 Σ log psi)
-        # + items. With weights normalised to sum to n the middle term is exactly 0. The centred
-        # form put a funnel between psi (a function of B) and eta, which NUTS could not cross
-        # (tree depth 8+, R-hat ~2 with wide edge priors); see tests/test_ordinal_model.py.
-        z = pm.Normal("z", 0.0, 1.0, dims=("respondent", "lik_latent"))
-        xg = pt.dot(x, G.T) if q else pt.zeros((n, P))
-        eta = pt.dot(xg + z * pt.sqrt(psi_safe)[None, :], A.T)
-        if keep_eta:
-            pm.Deterministic("eta", eta, dims=("respondent", "lik_latent"))
-        # ordinal items
         c_idx = np.array([lli[c] for c in data.item_construct], dtype=int)
         free = np.array([counts[c] > 1 for c in data.item_construct], bool)
+        mc = len(data.cont_names)
+        guided = coordinates == "guided"
+        # measurement parameters
         lam = pt.zeros((m,))
         if free.any():
             lam_free = pm.TruncatedNormal("loading", mu=st.loading_mu, sigma=st.loading_sd, lower=0.0,
@@ -433,15 +567,24 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
         for i, k in enumerate(data.n_categories):  # spread each item's used thresholds
             tau_init[i, : k - 1] = np.linspace(-1.5, 1.5, k - 1) if k > 2 else 0.0
             tau_init[i, k - 1:] = 2.0 + np.arange(kmax - k)
-        tau = pm.Normal("thresholds", 0.0, st.threshold_sd, shape=(m, kmax - 1),
-                        transform=pm.distributions.transforms.ordered, initval=tau_init)
+        if guided:
+            # thresholds on the scale of the standardised y*: tau = sqrt(1 + lambda^2) * kappa, so
+            # a move of lambda does not drag every threshold of its item with it. kappa is flat;
+            # tau keeps its N(0, threshold_sd) prior, plus the Jacobian (kmax - 1) log sqrt(1 + lambda^2).
+            sy = pt.sqrt(1.0 + lam ** 2)
+            kappa = pm.Flat("threshold_std", shape=(m, kmax - 1), transform=pm.distributions.transforms.ordered,
+                            initval=tau_init / np.sqrt(2.0))
+            tau = pm.Deterministic("thresholds", kappa * sy[:, None])
+            pm.Potential("threshold_prior", pt.sum(pm.logp(pm.Normal.dist(0.0, st.threshold_sd), tau))
+                         + (kmax - 1) * pt.sum(pt.log(sy)))
+        else:
+            tau = pm.Normal("thresholds", 0.0, st.threshold_sd, shape=(m, kmax - 1),
+                            transform=pm.distributions.transforms.ordered, initval=tau_init)
         colj = np.arange(1, kmax)[None, :]
         used = colj <= (data.n_categories[:, None] - 1)
-        tau_mid = pt.switch(used, tau, np.inf)
-        tau_pad = pt.concatenate([pt.fill(tau[:, :1], -np.inf), tau_mid, pt.fill(tau[:, :1], np.inf)], axis=1)
         kw = {}
-        mc = len(data.cont_names)
         lam_all = lam
+        cl = ct = nu = None
         if mc:
             cc_idx = np.array([lli[c] for c in data.cont_construct], dtype=int)
             cfree = np.array([counts[c] > 1 for c in data.cont_construct], bool)
@@ -459,12 +602,43 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
             kw = dict(cont=data.cont, cont_c_idx=cc_idx, cont_lam=cl, cont_nu=nu, cont_theta=ct)
             lam_all = pt.concatenate([lam, cl])
         pm.Deterministic("lambda", lam_all, dims="item")
-        items = ordinal_item_terms(eta, w, lam, tau_pad, data.codes, c_idx, **kw)
-        logn_z = -0.5 * (z ** 2 + LOG_2PI)
-        struct = (pt.sum((w - 1.0)[:, None] * logn_z)
-                  + (float(w.sum()) - n) * (pt.log(pt.abs(pt.linalg.det(pt.eye(P) - B)))
-                                            - 0.5 * pt.sum(pt.log(psi_safe))))
-        pm.Potential("structural", struct)  # the weights' part; the N(0, I) part is z's prior
+        # latent scores
+        xg_c = pt.dot(x, G.T) if q else pt.zeros((n, P))
+        if not guided:
+            # Non-centred latent scores: eta_n = A (G x_n + sqrt(psi) * z_n), z_n ~ N(0, I).
+            # The change of variables eta -> z has log-Jacobian n·(0.5 Σ log psi − log|det(I − B)|)
+            # (unweighted), so the target in z equals the centred pseudo-log-density
+            #   Σ w_n log N(zeta_n; 0, psi) + (Σ w) log|det(I − B)| + items      (ordinal_loglik_terms)
+            # plus that Jacobian:  Σ w_n log N(z_n; 0, I) + (Σ w − n)(log|det(I − B)| − 0.5 Σ log psi)
+            # + items. With weights normalised to sum to n the middle term is exactly 0. The centred
+            # form put a funnel between psi (a function of B) and eta, which NUTS could not cross
+            # (tree depth 8+, R-hat ~2 with wide edge priors); see tests/test_ordinal_model.py.
+            z = pm.Normal("z", 0.0, 1.0, dims=("respondent", "lik_latent"))
+            eta = pt.dot(xg_c + z * pt.sqrt(psi_safe)[None, :], A.T)
+            logn_z = -0.5 * (z ** 2 + LOG_2PI)
+            struct = (pt.sum((w - 1.0)[:, None] * logn_z)
+                      + (float(w.sum()) - n) * (pt.log(pt.abs(pt.linalg.det(pt.eye(P) - B)))
+                                                - 0.5 * pt.sum(pt.log(psi_safe))))
+        else:
+            eta, struct = _guided_scores(data, B, G, A, psi_safe, lam, cl, ct, nu, c_idx,
+                                         kw.get("cont_c_idx"), x_d, P, q)
+        if keep_eta:
+            pm.Deterministic("eta", eta, dims=("respondent", "lik_latent"))
+        # items
+        if not guided:
+            tau_mid = pt.switch(used, tau, np.inf)
+            tau_pad = pt.concatenate([pt.fill(tau[:, :1], -np.inf), tau_mid, pt.fill(tau[:, :1], np.inf)], axis=1)
+            items = ordinal_item_terms(eta, w, lam, tau_pad, data.codes, c_idx, **kw)
+        else:
+            obs = data.codes >= 0
+            codes_d = _data("ordinal_code", np.where(obs, data.codes, 0), dtype="int64")
+            wobs_d = _data("ordinal_weight", w[:, None] * obs)
+            if mc:
+                ok = ~np.isnan(data.cont)
+                kw["cont"] = _data("cont", np.where(ok, data.cont, 0.0))
+                kw["cont_weight"] = _data("cont_weight", w[:, None] * ok)
+            items = _item_terms_onehot(eta, lam, tau, used, codes_d, wobs_d, c_idx, P, kmax, **kw)
+        pm.Potential("structural", struct)  # non-centred: the weights' part (N(0, I) is z's prior)
         pm.Potential("items", items)
     layout = ModelLayout(
         nodes=tuple(graph.nodes), latent=tuple(latent), covariates=tuple(covariates), absent=tuple(absent),
@@ -512,7 +686,8 @@ def _prior_group(model, layout: ModelLayout, graph: CausalGraph, n: int, seed: i
 
 def fit_ordinal(graph: CausalGraph, survey: object, priors: object | None = None, *,
                 settings: object | None = None, ordinal: OrdinalSettings | None = None,
-                chain_method: str = "vectorized", keep_eta: bool = False):  # noqa: ANN201 - FitResult
+                chain_method: str = "vectorized", keep_eta: bool = False,
+                coordinates: str = "guided"):  # noqa: ANN201 - FitResult
     """Fit the exact ordinal path with NUTS (numpyro by default).
 
     Parameters
@@ -534,6 +709,15 @@ def fit_ordinal(graph: CausalGraph, survey: object, priors: object | None = None
     keep_eta
         Keep the ``(chain, draw, respondent, lik_latent)`` latent scores in the posterior
         (large: off by default).
+    coordinates
+        ``"guided"`` (default) or ``"noncentred"`` latent coordinates (see
+        :func:`build_ordinal_model`; same posterior). With ``"guided"`` and numpyro the chains
+        run on :func:`veerkracht_bayes.jax_nuts.sample_nuts`: data-based starts for the loadings
+        and thresholds (:func:`~veerkracht_bayes.preconditioning.ordinal_start`) and links
+        (:func:`~veerkracht_bayes.preconditioning.link_estimate`), chains started within two
+        curvature scales of that point, the latent coordinates at independent ``N(0, 1)`` draws
+        (they are close to ``N(0, I)`` a posteriori), and the data as arguments of the compiled
+        program (a refit on data of the same shape compiles nothing).
 
     Returns
     -------
@@ -551,33 +735,42 @@ def fit_ordinal(graph: CausalGraph, survey: object, priors: object | None = None
     settings = settings or SamplerSettings()
     if chain_method not in ("vectorized", "parallel", "sequential"):
         raise ModelError(f"chain_method must be 'vectorized', 'parallel' or 'sequential', got {chain_method!r}")
+    if coordinates not in ("guided", "noncentred"):
+        raise ModelError(f"coordinates must be 'guided' or 'noncentred', got {coordinates!r}")
     data = survey if isinstance(survey, OrdinalData) else ordinal_data_from_survey(survey, graph)
-    model, layout = build_ordinal_model(graph, data, priors, settings=ordinal, keep_eta=keep_eta)
+    model, layout = build_ordinal_model(graph, data, priors, settings=ordinal, keep_eta=keep_eta,
+                                        coordinates=coordinates)
     prior = _prior_group(model, layout, graph, settings.prior_draws, settings.random_seed)
     if settings.sampler in ("numpyro", "blackjax"):
         enable_compilation_cache()
-    nuts: dict[str, object] = {"target_accept": settings.target_accept}
-    if settings.sampler == "numpyro":
-        nuts.update(chain_method=chain_method, dense_mass=settings.dense_mass,
-                    max_tree_depth=settings.max_treedepth)
-    kwargs: dict[str, object] = {"nuts": nuts}
-    # start: each chain at a different stability-truncated prior draw of B, eta at 0
+    # start: each chain at a different stability-truncated prior draw of B, latent coordinates at 0
     picks = np.random.default_rng(settings.random_seed).choice(prior.sizes["draw"], size=settings.chains,
                                                                replace=False)
-    kwargs["initvals"] = _beta_initvals(model, layout, prior, picks)
-    if settings.sampler in ("numpyro", "blackjax"):
-        nuts["jitter"] = False
-    with model:
-        idata = pm.sample(draws=settings.draws, tune=settings.tune, chains=settings.chains,
-                          cores=min(settings.chains, os.cpu_count() or 1), random_seed=settings.random_seed,
-                          progressbar=settings.progressbar, nuts_sampler=settings.sampler,
-                          compute_convergence_checks=False, idata_kwargs={"log_likelihood": False},
-                          var_names=_posterior_names(model), **kwargs)
+    initvals = _beta_initvals(model, layout, prior, picks)
+    if settings.sampler == "numpyro" and coordinates == "guided":
+        post, stats = _sample_guided(model, layout, data, initvals, settings, ordinal or OrdinalSettings(),
+                                     chain_method)
+        idata = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
+    else:
+        nuts: dict[str, object] = {"target_accept": settings.target_accept}
+        if settings.sampler == "numpyro":
+            nuts.update(chain_method=chain_method, dense_mass=settings.dense_mass,
+                        max_tree_depth=settings.max_treedepth)
+        kwargs: dict[str, object] = {"nuts": nuts, "initvals": initvals}
+        if settings.sampler in ("numpyro", "blackjax"):
+            nuts["jitter"] = False
+        with model:
+            idata = pm.sample(draws=settings.draws, tune=settings.tune, chains=settings.chains,
+                              cores=min(settings.chains, os.cpu_count() or 1), random_seed=settings.random_seed,
+                              progressbar=settings.progressbar, nuts_sampler=settings.sampler,
+                              compute_convergence_checks=False, idata_kwargs={"log_likelihood": False},
+                              var_names=_posterior_names(model), **kwargs)
     post = idata["posterior"].to_dataset()
     idata = xr.DataTree.from_dict({"posterior": post, "prior": prior,
                                    "sample_stats": idata["sample_stats"].to_dataset()})
     prov = collect_provenance(seed=settings.random_seed, files={}, hashes={"data": data.data_hash},
                               settings={**settings.__dict__, "path": "ordinal", "chain_method": chain_method,
+                                        "coordinates": coordinates,
                                         **(ordinal or OrdinalSettings()).__dict__})
     idata.attrs["provenance"] = json.dumps(prov, sort_keys=True, default=str)
     idata.attrs["prior_only"] = 0
@@ -585,8 +778,51 @@ def fit_ordinal(graph: CausalGraph, survey: object, priors: object | None = None
     return FitResult(idata=idata, layout=layout, graph=graph, data=data, settings=settings)  # type: ignore[arg-type]
 
 
+def _sample_guided(model, layout: ModelLayout, data: OrdinalData, initvals: list[dict], settings: object,  # noqa: ANN001
+                   ordinal: OrdinalSettings, chain_method: str) -> tuple[xr.Dataset, xr.Dataset]:
+    """numpyro NUTS on the guided model through :func:`~veerkracht_bayes.jax_nuts.sample_nuts`."""
+    from .jax_nuts import JaxNutsSettings, sample_nuts
+    from .preconditioning import link_estimate, ordinal_start, reciprocal_log_pairs
+    from .sufficient_stats import pattern_stats
+
+    y = _standardised_items(data)
+    items_c = tuple(data.item_construct) + tuple(data.cont_construct)
+    start = ordinal_start(y, data.codes, data.n_categories, data.w, items_c, ordinal.reliability)
+    m = len(data.item_names)
+    counts = {c: items_c.count(c) for c in items_c}
+    free = np.array([counts[c] > 1 for c in items_c], bool)
+    meas: dict[str, np.ndarray] = {"threshold_std": start["threshold_std"]}
+    if free[:m].any():
+        meas["loading"] = start["lambda_all"][:m][free[:m]]
+    if free[m:].any():
+        meas["cont_loading"] = start["lambda_all"][m:][free[m:]]
+        meas["residual_var"] = start["residual_var"][free[m:]]
+    if len(data.cont_names):
+        meas["nu"] = np.zeros(len(data.cont_names))
+    names = set(model.named_vars)
+    meas = {k: v for k, v in meas.items() if k in names}
+    rng = np.random.default_rng(settings.random_seed)  # type: ignore[attr-defined]
+    u_shape = tuple(int(s_) for s_ in model["u"].shape.eval())
+    initvals = [{**iv, **meas, "u": rng.standard_normal(u_shape)} for iv in initvals]
+    stats = pattern_stats(y, np.column_stack([np.ones(data.n), data.xm]), data.w)
+    links = link_estimate(stats, layout, tuple(data.x_names))
+    scale_points = [{**initvals[0], **{k: v * f for k, v in links.items() if k in names}, "u": np.zeros(u_shape)}
+                    for f in (1.0, 0.5, 0.25)]
+    # the batched curvature gradient holds per-answer intermediates: bound its memory
+    cells = max(data.n * max(m, 1) * int(np.max(data.n_categories)) if m else data.n, 1)
+    jset = JaxNutsSettings(draws=settings.draws, tune=settings.tune, chains=settings.chains,  # type: ignore[attr-defined]
+                           target_accept=settings.target_accept, dense_mass=settings.dense_mass,  # type: ignore[attr-defined]
+                           max_tree_depth=settings.max_treedepth, progressbar=settings.progressbar,  # type: ignore[attr-defined]
+                           chain_method=chain_method if settings.chains > 1 else "sequential",  # type: ignore[attr-defined]
+                           log_pairs=reciprocal_log_pairs(layout), unit_scale=("u",), exclude=("u",),
+                           grad_chunk=int(np.clip(4_000_000 // cells, 1, 32)))
+    post, stats_ds, _ = sample_nuts(model, initvals, jset, settings.random_seed, scale_points)  # type: ignore[attr-defined]
+    keep = [k for k in _posterior_names(model) if k in post]
+    return post[keep], stats_ds
+
+
 def _posterior_names(model) -> list[str]:  # noqa: ANN001
-    skip = {"z"}  # eta is a Deterministic only when keep_eta
+    skip = {"z", "u"}  # eta is a Deterministic only when keep_eta
     names = [rv.name for rv in model.free_RVs if rv.name not in skip]
     return names + [d.name for d in model.deterministics]
 
@@ -603,7 +839,7 @@ def _beta_initvals(model, layout: ModelLayout, prior: xr.Dataset, picks: np.ndar
     for i in picks:
         b = prior["beta"].isel(chain=0, draw=int(i)).values
         d = {name: b[np.array(idx)] for name, idx in groups.items() if name in model.named_vars}
-        d["z"] = np.zeros(model["z"].type.shape if None not in model["z"].type.shape
-                          else tuple(int(s) for s in model["z"].shape.eval()))
+        lat = "u" if "u" in model.named_vars else "z"
+        d[lat] = np.zeros(tuple(int(s) for s in model[lat].shape.eval()))
         out.append(d)
     return out
