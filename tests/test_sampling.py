@@ -132,3 +132,21 @@ def test_truncated_normal_draws_follow_scipy_law(mu, sd, lo, hi):
     assert np.isfinite(x).all() and (x >= lo).all() and (x <= hi).all()
     law = stats.truncnorm((lo - mu) / sd, (hi - mu) / sd, loc=mu, scale=sd)
     assert stats.kstest(x, law.cdf).pvalue > 1e-3
+
+
+def test_log_prior_densities_equal_scipy_stats():
+    """The scipy.special forms used by ``log_prior_numpy`` equal scipy.stats' densities, for
+    one- and two-sided truncation (bounds in either tail), Student t and the log-normal."""
+    from scipy import stats
+
+    from veerkracht_bayes.sampling import _norm_logpdf, _t_logpdf, _truncnorm_logpdf
+
+    x = np.linspace(-3, 3, 61)
+    for mu, sd, lo, hi in ((0.15, 0.15, 0.0, np.inf), (-0.15, 0.15, -np.inf, 0.0), (0.1, 0.3, -0.5, 0.8),
+                           (0.0, 0.1, 0.5, 1.5), (0.0, 0.1, -1.5, -0.5)):
+        ref = stats.truncnorm.logpdf(x, (lo - mu) / sd, (hi - mu) / sd, loc=mu, scale=sd)
+        got = _truncnorm_logpdf(x, mu, sd, lo, hi)
+        assert np.array_equal(np.isfinite(ref), np.isfinite(got))
+        np.testing.assert_allclose(got[np.isfinite(ref)], ref[np.isfinite(ref)], rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(_t_logpdf(x, 4.0, 0.1, 0.3), stats.t.logpdf(x, 4.0, 0.1, 0.3), rtol=1e-12)
+    np.testing.assert_allclose(_norm_logpdf(x, 0.1, 0.3), stats.norm.logpdf(x, 0.1, 0.3), rtol=1e-12)

@@ -79,6 +79,12 @@ def data_values(model: Any) -> list[np.ndarray]:
 
 #: rows per call of the batched gradient (curvature scale, start check)
 _GRAD_CHUNK = 32
+#: XLA options for programs that run once, briefly (curvature, outputs): compile time dominates
+#: (2.0 -> 1.3 s for the curvature on MARVEL), the code is somewhat slower
+_QUICK_COMPILE = {"xla_backend_optimization_level": 0}
+#: one worker thread that compiles the outputs program while the chains run
+_BACKGROUND = __import__("concurrent.futures").futures.ThreadPoolExecutor(max_workers=1,
+                                                                          thread_name_prefix="veerkracht-compile")
 
 
 class _Compiled:
@@ -95,6 +101,7 @@ class _Compiled:
 
     def __init__(self, model: Any, log_pairs: Sequence[tuple[str, int, int]] = (),
                  exclude: Sequence[str] = (), grad_chunk: int = _GRAD_CHUNK) -> None:
+        import jax
         import pytensor.tensor as pt
         from pymc.sampling.jax import get_jaxified_graph
         from pymc.util import get_default_varnames
@@ -117,12 +124,16 @@ class _Compiled:
                 raise ModelError(f"log pair on {name!r}, which is not a value variable of the model")
             self.pairs.setdefault(name, []).append((int(a), int(b)))
         self._hess = None
+        self._hess_exec = None
+        self._out_programs: dict[Any, Any] = {}
         self.grad_chunk = max(1, int(grad_chunk))
         graph_shared = [shared[i] for i in self._graph_idx]
         syms = [pt.tensor(dtype=str(v.dtype), shape=v.type.shape, name=v.name + "_in") for v in graph_shared]
         repl = dict(zip(graph_shared, syms))
         logp = clone_replace([model.logp()], replace=repl)
-        self._logp = get_jaxified_graph(inputs=self.value_vars + syms, outputs=logp)
+        # jitted, so the PyTensor-generated function is traced once (numpyro traces the model
+        # four times, the curvature gradient once more: 0.2-0.4 s each on MARVEL)
+        self._logp = jax.jit(get_jaxified_graph(inputs=self.value_vars + syms, outputs=logp))
         outs = [v for v in model.unobserved_value_vars]
         names = list(get_default_varnames([v.name for v in outs], include_transformed=False))
         outs = [v for v in outs if v.name in names and v.name not in set(exclude)]
@@ -194,16 +205,19 @@ class _Compiled:
     def _grads(self, flat: np.ndarray, data: Sequence) -> np.ndarray:
         """Gradients at the rows of ``flat`` (flattened sampler coordinates), in fixed-size chunks.
 
-        One compiled program for any number of rows, and memory bounded by the chunk: a batched
-        gradient holds each row's intermediates (per missingness pattern), which for thousands
-        of rows and patterns would not fit.
+        One compiled program for any number of rows (the curvature's and the start check's);
+        within a chunk the rows are evaluated one after the other, so memory is that of one
+        gradient.
         """
         import jax.numpy as jnp
 
         rows = flat.shape[0]
         chunk = self.grad_chunk
         padded = np.resize(flat, (-(-rows // chunk) * chunk, flat.shape[1]))
-        out = [np.asarray(self._hess(jnp.asarray(padded[i:i + chunk]), *data))
+        if self._hess_exec is None:  # compiled for speed of compilation: it runs ~0.5 s, once
+            self._hess_exec = self._hess.lower(jnp.asarray(padded[:chunk]), *data).compile(
+                compiler_options=_QUICK_COMPILE)
+        out = [np.asarray(self._hess_exec(jnp.asarray(padded[i:i + chunk]), *data))
                for i in range(0, padded.shape[0], chunk)]
         return np.concatenate(out)[:rows]
 
@@ -227,13 +241,15 @@ class _Compiled:
             def grad_flat(f: Any, *d: Any) -> Any:
                 return ravel_pytree(jax.grad(lambda q: self.logp(q, d))(unravel(f)))[0]
 
-            self._hess = jax.jit(jax.vmap(grad_flat, in_axes=(0,) + (None,) * len(data)))
+            # rows one after the other inside one program (lax.map), not vmapped: a batched
+            # gradient cost 9x more per row here (batched small matrix products) and compiled slower
+            self._hess = jax.jit(lambda rows, *d: jax.lax.map(lambda f: grad_flat(f, *d), rows))
         n_chain = int(np.shape(next(iter(points.values())))[0])
         flats = np.stack([np.asarray(ravel_pytree({k: jnp.asarray(v[c]) for k, v in points.items()})[0])
                           for c in range(n_chain)])
         n = flats.shape[1]
-        measured = np.asarray(ravel_pytree({k: jnp.full(np.shape(v[0]), float(k not in unit))
-                                            for k, v in points.items()})[0]) > 0.5
+        measured = np.concatenate([np.full(int(np.size(points[k][0])), k not in unit)
+                                   for k in sorted(points)])  # ravel_pytree's order: sorted keys
         idx = np.flatnonzero(measured)
         h = 1e-4 * np.maximum(1.0, np.abs(flats))  # (chains, n)
         step = np.zeros((idx.size, n))
@@ -257,6 +273,27 @@ class _Compiled:
             if bad.any():
                 v[bad] = float(np.median(v[~bad])) if (~bad).any() else fallback
         return out, float(ok[idx].mean()) if idx.size else 1.0
+
+    def outputs_program(self, n_draws: int, data: Sequence) -> Any:
+        """A callable returning the compiled per-draw outputs program for ``n_draws`` draws.
+
+        The program is lowered and compiled in a background thread (XLA compiles without the
+        GIL), so its compilation overlaps the chains' own (about 1 s of a cold MARVEL fit);
+        compiled programs are kept per number of draws.
+        """
+        import concurrent.futures
+
+        import jax
+
+        key = (n_draws, tuple((tuple(d.shape), str(d.dtype)) for d in data))
+        if key not in self._out_programs:
+            fn = jax.jit(jax.vmap(lambda p, *d: self.outputs(p, d), in_axes=(0,) + (None,) * len(data)))
+            spec = {k: jax.ShapeDtypeStruct((n_draws,) + tuple(shape), np.float64) for k, shape in self.shapes.items()}
+            dspec = [jax.ShapeDtypeStruct(d.shape, d.dtype) for d in data]
+            self._out_programs[key] = _BACKGROUND.submit(lambda: fn.lower(spec, *dspec).compile(
+                compiler_options=_QUICK_COMPILE))
+        future: concurrent.futures.Future = self._out_programs[key]
+        return future.result
 
     def logp(self, params: dict, data: Sequence) -> Any:
         return self._logp(*self._args(params, data))[0]
@@ -466,6 +503,7 @@ def sample_nuts(model: Any, initvals: Sequence[dict[str, np.ndarray]], settings:
     init = {k: jnp.asarray(v / scale[k] if settings.chains > 1 else v[0] / scale[k]) for k, v in x0.items()}
     start = {k: v[0] if settings.chains > 1 else v for k, v in init.items()}
     scale_j = {k: jnp.asarray(v) for k, v in scale.items()}
+    outputs_fn = comp.outputs_program(settings.chains * settings.draws, data)  # compiles while the chains do
     mcmc.run(jax.random.PRNGKey(int(random_seed)), *data, scale_j, start, init_params=init,
              extra_fields=("num_steps", "energy", "accept_prob", "potential_energy", "adapt_state.step_size"))
     samples = mcmc.get_samples(group_by_chain=True)
@@ -475,8 +513,9 @@ def sample_nuts(model: Any, initvals: Sequence[dict[str, np.ndarray]], settings:
     t_sample = time.perf_counter() - t0
 
     # constrained variables and deterministics, per draw
-    flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
-    outs = jax.jit(jax.vmap(lambda p, *d: comp.outputs(p, d), in_axes=(0,) + (None,) * len(data)))(flat, *data)
+    # on the host: the chains' draws are spread over devices, the outputs program runs on one
+    flat = {k: np.asarray(v).reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
+    outs = outputs_fn()(flat, *data)
     nc, nd = settings.chains, settings.draws
     data_vars = {}
     coords: dict[str, Any] = {"chain": np.arange(nc), "draw": np.arange(nd)}

@@ -219,6 +219,36 @@ def _prior_draws(model, layout: ModelLayout, graph: CausalGraph, n: int, seed: i
     return xr.Dataset(data_vars, coords=coords)
 
 
+def _norm_logpdf(x: np.ndarray, mu: object, sd: object) -> np.ndarray:
+    z = (np.asarray(x) - mu) / sd
+    return -0.5 * z * z - np.log(sd) - 0.5 * np.log(2 * np.pi)
+
+
+def _truncnorm_logpdf(x: np.ndarray, mu: object, sd: object, lo: object, hi: object) -> np.ndarray:
+    """Normal log-density renormalised to ``[lo, hi]`` (``-inf`` outside), as ``scipy.stats.truncnorm``."""
+    from scipy.special import log_ndtr
+
+    a = (np.asarray(lo, dtype=float) - mu) / sd
+    b = (np.asarray(hi, dtype=float) - mu) / sd
+    upper = a > 0  # both bounds in the upper tail: use the mirrored interval for precision
+    la = np.where(upper, log_ndtr(-b), log_ndtr(a))
+    lb = np.where(upper, log_ndtr(-a), log_ndtr(b))
+    with np.errstate(divide="ignore"):
+        log_mass = lb + np.log1p(-np.exp(la - lb))
+    x = np.asarray(x, dtype=float)
+    inside = (x >= lo) & (x <= hi)
+    return np.where(inside, _norm_logpdf(x, mu, sd) - log_mass, -np.inf)
+
+
+def _t_logpdf(x: np.ndarray, nu: object, mu: object, sd: object) -> np.ndarray:
+    from scipy.special import gammaln
+
+    nu = np.asarray(nu, dtype=float)
+    z = (np.asarray(x) - mu) / sd
+    return (gammaln((nu + 1) / 2) - gammaln(nu / 2) - 0.5 * np.log(nu * np.pi) - np.log(sd)
+            - (nu + 1) / 2 * np.log1p(z * z / nu))
+
+
 def log_prior_numpy(post: xr.Dataset, layout: ModelLayout) -> xr.Dataset:
     """Log prior density of each free variable at each draw (NumPy/SciPy, nothing compiled).
 
@@ -238,27 +268,27 @@ def log_prior_numpy(post: xr.Dataset, layout: ModelLayout) -> xr.Dataset:
         mu, sd, lo, hi, nu = _group_prior_arrays(layout, keys, idx)
         vals = beta.sel(edge=[keys[i] for i in idx]).transpose("chain", "draw", "edge").values
         if dist == "truncated_normal":
-            lp = stats.truncnorm.logpdf(vals, (lo - mu) / sd, (hi - mu) / sd, loc=mu, scale=sd)
+            lp = _truncnorm_logpdf(vals, mu, sd, lo, hi)
         elif dist == "normal":
-            lp = stats.norm.logpdf(vals, mu, sd)
+            lp = _norm_logpdf(vals, mu, sd)
         else:
-            lp = stats.t.logpdf(vals, nu, mu, sd)
+            lp = _t_logpdf(vals, nu, mu, sd)
         out[name] = xr.DataArray(lp, dims=("chain", "draw", f"{name}_dim_0"))
     mp = layout.measurement_priors
     free = np.array(layout.free_items, dtype=bool)
     if layout.items and free.any() and "lambda" in post:
         lam = post["lambda"].transpose("chain", "draw", "item").values[..., free]
         th = post["theta"].transpose("chain", "draw", "item").values[..., free]
-        a = -mp["loading_mu"] / mp["loading_sd"]
-        out["loading"] = xr.DataArray(stats.truncnorm.logpdf(lam, a, np.inf, loc=mp["loading_mu"],
-                                                             scale=mp["loading_sd"]),
+        out["loading"] = xr.DataArray(_truncnorm_logpdf(lam, mp["loading_mu"], mp["loading_sd"], 0.0, np.inf),
                                       dims=("chain", "draw", "loading_dim_0"))
-        out["residual_var"] = xr.DataArray(
-            stats.lognorm.logpdf(th, mp["theta_logsd"], scale=np.exp(mp["theta_logmean"])),
-            dims=("chain", "draw", "residual_var_dim_0"))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            lth = np.log(th)
+            lp_th = _norm_logpdf(lth, mp["theta_logmean"], mp["theta_logsd"]) - lth
+        out["residual_var"] = xr.DataArray(np.where(th > 0, lp_th, -np.inf),
+                                           dims=("chain", "draw", "residual_var_dim_0"))
     if layout.items and "nu" in post:
         nu = post["nu"].transpose("chain", "draw", "item")
-        out["nu"] = xr.DataArray(stats.norm.logpdf(nu.values, 0.0, mp["nu_sd"]), dims=("chain", "draw", "item"),
+        out["nu"] = xr.DataArray(_norm_logpdf(nu.values, 0.0, mp["nu_sd"]), dims=("chain", "draw", "item"),
                                  coords={"item": nu["item"].values})
     return xr.Dataset(out, coords={"chain": post["chain"].values, "draw": post["draw"].values})
 
