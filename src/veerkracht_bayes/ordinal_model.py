@@ -304,7 +304,7 @@ def _item_terms_onehot(eta, lam, tau, used, codes, wobs, c_idx, P, kmax, *,  # n
       advanced-index gather (whose gradient is a scatter-add, slow on XLA's CPU backend);
     * ``log(Phi(b) - Phi(a))`` with two ``erfc`` instead of four: the interval is reflected
       (``(a, b) -> (-b, -a)``) when ``a + b > 0``, so both ends are evaluated on the side where
-      ``erfc`` keeps its relative precision (``P`` is the same number, see the tests);
+      ``erfc`` keeps its relative precision (the same probability, see the tests);
     * the infinite outer thresholds are ``±_BIG`` and missing answers carry weight 0 at code 0,
       so no ``inf`` or ``NaN`` reaches the gradient; probabilities are floored at ``1e-300`` as
       in the reference.
