@@ -168,6 +168,21 @@ def test_logdensity_matches_reference(cyclic):
         assert abs(np.log(abs(np.linalg.det(np.eye(P) - B)))) > 0.05
 
 
+def _system(g, layout, beta, psi_node):
+    """B, Gamma (covariate x) and psi of the likelihood latents from a draw of beta and psi."""
+    keys = list(g.edge_keys)
+    li = {k: i for i, k in enumerate(layout.lik_latent)}
+    P = len(li)
+    B = np.zeros((P, P))
+    G = np.zeros((P, 1))
+    for e in g.edges:
+        if e.source == "x":
+            G[li[e.target], 0] = beta[keys.index(e.key)]
+        else:
+            B[li[e.target], li[e.source]] = beta[keys.index(e.key)]
+    return B, G, psi_node[[g.node_index[k] for k in layout.lik_latent]]
+
+
 @pytest.mark.parametrize("wsum", ["n", "not_n"])
 def test_noncentred_model_equals_centred_density_plus_jacobian(wsum):
     """The model samples z (eta = A(Gx + sqrt(psi) z)); its density in z must be the centred
@@ -193,17 +208,9 @@ def test_noncentred_model_equals_centred_density_plus_jacobian(wsum):
     fn = pytensor.function(model.value_vars, outs, on_unused_input="ignore")
     beta, psi_node, eta, lam, tau, pot_s, pot_i = fn(*[point[v.name] for v in model.value_vars])
     logp_z = float(model.compile_logp(vars=[model["z"]])(point))
-    keys = list(g.edge_keys)
+    B, G, psi = _system(g, layout, beta, psi_node)
+    P = len(psi)
     li = {k: i for i, k in enumerate(layout.lik_latent)}
-    P = len(li)
-    B = np.zeros((P, P))
-    G = np.zeros((P, 1))
-    for k, e in enumerate(g.edges):
-        if e.source == "x":
-            G[li[e.target], 0] = beta[keys.index(e.key)]
-        else:
-            B[li[e.target], li[e.source]] = beta[keys.index(e.key)]
-    psi = psi_node[[g.node_index[k] for k in layout.lik_latent]]
     c_idx = np.array([li[c] for c in data.item_construct])
     s_ref, it_ref = reference(B, G, psi, eta, data.xm, data.w, lam, list(tau), data.codes, c_idx)
     log_jac = data.n * (0.5 * np.sum(np.log(psi)) - np.log(abs(np.linalg.det(np.eye(P) - B))))
@@ -244,16 +251,7 @@ def test_guided_model_equals_noncentred_plus_jacobian(wsum):
     beta, psi_node, eta, tau, lam = at(pg)
     M = np.stack([at({**pg, "u": pg["u"] + np.outer(np.arange(data.n) == 0, np.eye(3)[j])})[2][0] - eta[0]
                   for j in range(3)], axis=1)
-    keys = list(g.edge_keys)
-    li = {k: i for i, k in enumerate(layout.lik_latent)}
-    B = np.zeros((3, 3))
-    G = np.zeros((3, 1))
-    for k, e in enumerate(g.edges):
-        if e.source == "x":
-            G[li[e.target], 0] = beta[keys.index(e.key)]
-        else:
-            B[li[e.target], li[e.source]] = beta[keys.index(e.key)]
-    psi = psi_node[[g.node_index[k] for k in layout.lik_latent]]
+    B, G, psi = _system(g, layout, beta, psi_node)
     IB = np.eye(3) - B
     pn = {k: v for k, v in pg.items() if k not in ("u", "threshold_std_ordered__")}
     pn["z"] = (eta @ IB.T - data.xm @ G.T) / np.sqrt(psi)

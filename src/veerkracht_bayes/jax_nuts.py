@@ -21,6 +21,7 @@ PyMC's: constrained free variables and deterministics with the model's dims and 
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import logging
 import time
@@ -83,8 +84,7 @@ _GRAD_CHUNK = 32
 #: (2.0 -> 1.3 s for the curvature on MARVEL), the code is somewhat slower
 _QUICK_COMPILE = {"xla_backend_optimization_level": 0}
 #: one worker thread that compiles the outputs program while the chains run
-_BACKGROUND = __import__("concurrent.futures").futures.ThreadPoolExecutor(max_workers=1,
-                                                                          thread_name_prefix="veerkracht-compile")
+_BACKGROUND = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="veerkracht-compile")
 
 
 class _Compiled:
@@ -281,8 +281,6 @@ class _Compiled:
         GIL), so its compilation overlaps the chains' own (about 1 s of a cold MARVEL fit);
         compiled programs are kept per number of draws.
         """
-        import concurrent.futures
-
         import jax
 
         key = (n_draws, tuple((tuple(d.shape), str(d.dtype)) for d in data))

@@ -340,6 +340,20 @@ def _wstandardise(v: np.ndarray, w: np.ndarray) -> np.ndarray:
     return out
 
 
+def _category_shares(codes: np.ndarray, k: int, w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Weighted category proportions of one item's codes and the mid-interval normal scores
+    (unstandardised); None if nobody answered."""
+    from scipy.special import ndtri
+
+    obs = codes >= 0
+    cnt = np.bincount(codes[obs], weights=w[obs], minlength=k)[:k]
+    tot = float(cnt.sum())
+    if tot <= 0:
+        return None
+    P = cnt / tot
+    return P, ndtri(np.clip(np.cumsum(P) - P / 2.0, 1e-6, 1 - 1e-6))
+
+
 def ordinal_normal_scores(codes: np.ndarray, n_categories: np.ndarray, w: np.ndarray) -> np.ndarray:
     """Normal scores of ordinal codes: each category at the normal quantile of the middle of its
     (weighted) cumulative-proportion interval, then standardised; NaN where missing.
@@ -353,21 +367,15 @@ def ordinal_normal_scores(codes: np.ndarray, n_categories: np.ndarray, w: np.nda
     w
         ``(n,)`` weights.
     """
-    from scipy.stats import norm
-
     n, m = codes.shape
     out = np.full((n, m), np.nan)
     for j in range(m):
-        k = int(n_categories[j])
-        obs = codes[:, j] >= 0
-        cnt = np.bincount(codes[obs, j], weights=w[obs], minlength=k)[:k]
-        tot = float(cnt.sum())
-        if tot <= 0:
+        shares = _category_shares(codes[:, j], int(n_categories[j]), w)
+        if shares is None:
             continue
-        F = np.cumsum(cnt) / tot
-        mid = np.clip(F - cnt / tot / 2.0, 1e-6, 1 - 1e-6)
+        obs = codes[:, j] >= 0
         v = np.full(n, np.nan)
-        v[obs] = norm.ppf(mid)[codes[obs, j]]
+        v[obs] = shares[1][codes[obs, j]]
         out[:, j] = _wstandardise(v, w)
     return out
 
@@ -395,26 +403,21 @@ def ordinal_score_guide(codes: np.ndarray, n_categories: np.ndarray, w: np.ndarr
     numpy.ndarray
         ``(m,)`` correlations in ``[0, 1)`` (0 for an item nobody answered).
     """
-    from scipy.stats import norm
+    from scipy.special import ndtri
 
     m = codes.shape[1]
     out = np.zeros(m)
     for j in range(m):
-        k = int(n_categories[j])
-        obs = codes[:, j] >= 0
-        cnt = np.bincount(codes[obs, j], weights=w[obs], minlength=k)[:k]
-        tot = float(cnt.sum())
-        if tot <= 0:
+        shares = _category_shares(codes[:, j], int(n_categories[j]), w)
+        if shares is None:
             continue
-        P = cnt / tot
-        F = np.cumsum(P)
-        s = norm.ppf(np.clip(F - P / 2.0, 1e-6, 1 - 1e-6))
+        P, s = shares
         mu = float(P @ s)
         sd = float(np.sqrt(P @ (s - mu) ** 2))
         if sd <= 0:
             continue
-        t = norm.ppf(np.clip(np.concatenate([[0.0], F[:-1], [1.0]]), 0.0, 1.0))
-        ph = norm.pdf(t)  # 0 at ±inf
+        t = ndtri(np.clip(np.concatenate([[0.0], np.cumsum(P)[:-1], [1.0]]), 0.0, 1.0))
+        ph = np.exp(-0.5 * t * t) / np.sqrt(2 * np.pi)  # 0 at ±inf
         out[j] = float(np.clip(((s - mu) / sd) @ (ph[:-1] - ph[1:]), 0.0, 0.999))
     return out
 
@@ -448,7 +451,7 @@ def ordinal_start(y: np.ndarray, codes: np.ndarray, n_categories: np.ndarray, w:
         ones above the last used), the same over ``sqrt(1 + lambda^2)`` (``threshold_std``) and
         ``residual_var`` ``1 - l^2`` of the Gaussian indicators.
     """
-    from scipy.stats import norm
+    from scipy.special import ndtri
 
     from .sufficient_stats import pattern_stats
 
@@ -468,13 +471,12 @@ def ordinal_start(y: np.ndarray, codes: np.ndarray, n_categories: np.ndarray, w:
     tau = np.zeros((m, max(kmax - 1, 1)))
     for j in range(m):
         k = int(n_categories[j])
-        obs = codes[:, j] >= 0
-        cnt = np.bincount(codes[obs, j], weights=w[obs], minlength=k)[:k]
-        tot = max(float(cnt.sum()), 1e-12)
-        half = 0.5 / max(int(obs.sum()), 1)
-        F = np.clip(np.cumsum(cnt)[:-1] / tot, half, 1 - half)
+        shares = _category_shares(codes[:, j], k, w)
+        P = shares[0] if shares is not None else np.full(k, 1.0 / k)
+        half = 0.5 / max(int((codes[:, j] >= 0).sum()), 1)
+        F = np.clip(np.cumsum(P)[:-1], half, 1 - half)
         sj = np.sqrt(1.0 + lam_ord[j] ** 2)
-        t = sj * norm.ppf(F)
+        t = sj * ndtri(F)
         for i in range(1, t.size):  # strictly increasing (empty categories)
             t[i] = max(t[i], t[i - 1] + 0.05 * sj)
         tau[j, : k - 1] = t
