@@ -663,39 +663,73 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
     return model, layout
 
 
-def _prior_group(model, layout: ModelLayout, graph: CausalGraph, n: int, seed: int) -> xr.Dataset:  # noqa: ANN001
-    """Forward prior draws of the structural quantities, barriers applied by rejection."""
-    import pymc as pm
+def _likelihood_psi(layout: ModelLayout, graph: CausalGraph, beta: np.ndarray, x_cov: np.ndarray) -> np.ndarray:
+    """Disturbance variances of the likelihood system per draw (NumPy twin of the model's psi).
 
-    from .implied_moments import structural_matrices
+    The likelihood system holds the measured latents, their ``"latent"`` links and the covariate
+    links into them; ``beta`` is ``(draws, edge)`` in the graph's edge order.
+    """
+    lli = {k: i for i, k in enumerate(layout.lik_latent)}
+    ci = {k: i for i, k in enumerate(layout.covariates)}
+    s, P, q = beta.shape[0], len(lli), len(ci)
+    B = np.zeros((s, P, P))
+    G = np.zeros((s, P, q))
+    for j, e in enumerate(graph.edges):
+        if e.target not in lli:
+            continue
+        if layout.edge_kind[e.key] == "latent" and e.source in lli:
+            B[:, lli[e.target], lli[e.source]] = beta[:, j]
+        elif e.source in ci:
+            G[:, lli[e.target], ci[e.source]] = beta[:, j]
+    A = np.linalg.inv(np.eye(P)[None] - B)
+    AG = np.einsum("sij,sjk->sik", A, G)
+    dx = np.einsum("sik,kl,sil->si", AG, x_cov, AG) if q else np.zeros((s, P))
+    return np.linalg.solve(A * A, (1.0 - dx)[..., None])[..., 0]
 
-    names = ["beta", "psi", "alpha", "rho_abs_bound"]
+
+def _prior_group(layout: ModelLayout, graph: CausalGraph, n: int, seed: int,
+                 x_cov: np.ndarray | None = None) -> xr.Dataset:
+    """Forward prior draws of the structural quantities (NumPy/SciPy: nothing is compiled).
+
+    The model's barriers are applied by rejection, so the draws follow the prior density the
+    sampler uses: the smooth stability and standardisation barriers of the full system and the
+    hard ``psi > 1e-4`` of the full and the likelihood systems. ``x_cov`` is the covariates'
+    covariance (:attr:`OrdinalData.x_cov`), which enters psi.
+    """
+    from dataclasses import replace
+
+    from .sampling import _deterministics, _draw_free
+
+    q = len(layout.covariates)
+    x_cov = np.zeros((q, q)) if x_cov is None else np.asarray(x_cov, dtype=float)
+    structural = replace(layout, items=(), free_items=())  # measurement priors are not drawn here
     rng = np.random.default_rng(seed)
-    kept, total = [], 0
-    for _ in range(20):
-        pp = pm.sample_prior_predictive(draws=max(2 * n, 200), model=model, var_names=names,
-                                        random_seed=int(rng.integers(2**31)))
-        prior = pp["prior"].to_dataset() if hasattr(pp["prior"], "to_dataset") else pp["prior"]
-        flat = prior.stack(sample=("chain", "draw"))
-        beta = flat["beta"].transpose("sample", "edge").values
-        psi = flat["psi"].transpose("sample", "node").values
-        Bm, _ = structural_matrices(layout, graph, beta)
-        rho = np.array([np.max(np.abs(np.linalg.eigvals(np.abs(b)))) if b.size else 0.0 for b in Bm])
-        psi_lat = psi[:, [graph.node_index[k] for k in layout.latent]]
-        s = layout.stability
-        log_acc = -np.logaddexp(0.0, -(s.rho_max - rho) / s.width)
+    s = layout.stability
+    kept: dict[str, list[np.ndarray]] = {}
+    total = tried = 0
+    for _ in range(50):
+        m = max(2 * n, 200)
+        det = _deterministics(structural, graph, _draw_free(structural, m, rng), x_cov)
+        psi_lat = det.pop("_psi_lat")
+        log_acc = -np.logaddexp(0.0, -(s.rho_max - det["rho_abs_bound"]) / s.width)
         log_acc += np.sum(-np.logaddexp(0.0, -(psi_lat - 0.02) / 0.01), axis=1)
-        keep = (psi_lat > 1e-4).all(axis=1) & (rng.random(len(rho)) < np.exp(log_acc))
-        idx = np.flatnonzero(keep)
-        kept.append(flat.isel(sample=idx).drop_vars(["sample", "chain", "draw"]))
-        total += len(idx)
+        ok = (psi_lat > 1e-4).all(axis=1)
+        if layout.lik_latent:
+            ok &= (_likelihood_psi(layout, graph, det["beta"], x_cov) > 1e-4).all(axis=1)
+        keep = ok & (np.log(rng.random(m)) < log_acc)
+        for k in ("beta", "psi", "alpha", "rho_abs_bound"):
+            kept.setdefault(k, []).append(det[k][keep])
+        total += int(keep.sum())
+        tried += m
         if total >= n:
             break
     if total < n:
-        raise ModelError(f"only {total} of {n} prior draws have a stable, standardisable system")
-    allp = xr.concat(kept, dim="sample").isel(sample=slice(0, n))
-    allp = allp.assign_coords(sample=np.arange(n)).rename(sample="draw").expand_dims(chain=[0])
-    return allp.transpose("chain", "draw", ...)
+        raise ModelError(f"only {total} of {tried} prior draws have a stable, standardisable system "
+                         f"({n} needed); the priors put most mass on unstable cycles (reduce the prior means)")
+    dims = {"beta": ("edge",), "psi": ("node",), "alpha": ("node",), "rho_abs_bound": ()}
+    return xr.Dataset({k: (("chain", "draw") + dims[k], np.concatenate(v)[:n][None]) for k, v in kept.items()},
+                      coords={"chain": [0], "draw": np.arange(n), "edge": list(layout.edge_keys),
+                              "node": list(graph.nodes)})
 
 
 def fit_ordinal(graph: CausalGraph, survey: object, priors: object | None = None, *,
@@ -754,7 +788,7 @@ def fit_ordinal(graph: CausalGraph, survey: object, priors: object | None = None
     data = survey if isinstance(survey, OrdinalData) else ordinal_data_from_survey(survey, graph)
     model, layout = build_ordinal_model(graph, data, priors, settings=ordinal, keep_eta=keep_eta,
                                         coordinates=coordinates)
-    prior = _prior_group(model, layout, graph, settings.prior_draws, settings.random_seed)
+    prior = _prior_group(layout, graph, settings.prior_draws, settings.random_seed, data.x_cov)
     if settings.sampler in ("numpyro", "blackjax"):
         enable_compilation_cache()
     # start: each chain at a different stability-truncated prior draw of B, latent coordinates at 0
