@@ -94,8 +94,13 @@ def simulate(n: int, seed: int = 1):  # noqa: ANN201 - OrdinalData
 
 def _min_ess_beta(post) -> float:  # noqa: ANN001
     import numpy as np
-    from arviz_stats import ess
 
+    try:
+        from arviz_stats import ess
+    except ImportError:  # a GPU image without arviz_stats' xarray layer: numpyro's (not rank-normalised)
+        from numpyro.diagnostics import effective_sample_size
+
+        return float(np.nanmin(effective_sample_size(np.asarray(post["beta"].values))))
     e = ess(post[["beta"]], method="bulk")
     return float(np.nanmin(e["beta"].values))
 
