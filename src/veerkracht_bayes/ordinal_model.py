@@ -698,38 +698,17 @@ def _prior_group(layout: ModelLayout, graph: CausalGraph, n: int, seed: int,
     """
     from dataclasses import replace
 
-    from .sampling import _deterministics, _draw_free
+    from .sampling import _prior_draws
 
     q = len(layout.covariates)
     x_cov = np.zeros((q, q)) if x_cov is None else np.asarray(x_cov, dtype=float)
     structural = replace(layout, items=(), free_items=())  # measurement priors are not drawn here
-    rng = np.random.default_rng(seed)
-    s = layout.stability
-    kept: dict[str, list[np.ndarray]] = {}
-    total = tried = 0
-    for _ in range(50):
-        m = max(2 * n, 200)
-        det = _deterministics(structural, graph, _draw_free(structural, m, rng), x_cov)
-        psi_lat = det.pop("_psi_lat")
-        log_acc = -np.logaddexp(0.0, -(s.rho_max - det["rho_abs_bound"]) / s.width)
-        log_acc += np.sum(-np.logaddexp(0.0, -(psi_lat - 0.02) / 0.01), axis=1)
-        ok = (psi_lat > 1e-4).all(axis=1)
-        if layout.lik_latent:
-            ok &= (_likelihood_psi(layout, graph, det["beta"], x_cov) > 1e-4).all(axis=1)
-        keep = ok & (np.log(rng.random(m)) < log_acc)
-        for k in ("beta", "psi", "alpha", "rho_abs_bound"):
-            kept.setdefault(k, []).append(det[k][keep])
-        total += int(keep.sum())
-        tried += m
-        if total >= n:
-            break
-    if total < n:
-        raise ModelError(f"only {total} of {tried} prior draws have a stable, standardisable system "
-                         f"({n} needed); the priors put most mass on unstable cycles (reduce the prior means)")
-    dims = {"beta": ("edge",), "psi": ("node",), "alpha": ("node",), "rho_abs_bound": ()}
-    return xr.Dataset({k: (("chain", "draw") + dims[k], np.concatenate(v)[:n][None]) for k, v in kept.items()},
-                      coords={"chain": [0], "draw": np.arange(n), "edge": list(layout.edge_keys),
-                              "node": list(graph.nodes)})
+
+    def lik_ok(det: dict[str, np.ndarray]) -> np.ndarray:
+        return (_likelihood_psi(layout, graph, det["beta"], x_cov) > 1e-4).all(axis=1)
+
+    draws = _prior_draws(None, structural, graph, n, seed, x_cov, accept=lik_ok if layout.lik_latent else None)
+    return draws[["beta", "psi", "alpha", "rho_abs_bound"]]
 
 
 def fit_ordinal(graph: CausalGraph, survey: object, priors: object | None = None, *,

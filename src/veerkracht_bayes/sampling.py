@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -180,10 +180,13 @@ def _deterministics(layout: ModelLayout, graph: CausalGraph, free: dict[str, np.
 
 
 def _prior_draws(model, layout: ModelLayout, graph: CausalGraph, n: int, seed: int,
-                 x_cov: np.ndarray | None = None) -> xr.Dataset:
+                 x_cov: np.ndarray | None = None,
+                 accept: Callable[[dict[str, np.ndarray]], np.ndarray] | None = None) -> xr.Dataset:
     """Forward draws from the priors; the model's smooth barriers (stability, positive
     disturbance variances) applied by rejection, so the result follows the prior density the
-    sampler uses. Pure NumPy/SciPy: nothing is compiled."""
+    sampler uses. Pure NumPy/SciPy: nothing is compiled. ``accept`` maps the draws'
+    deterministics (``beta``, ``psi``...) to a boolean mask: a further hard barrier of the model
+    (the ordinal path's likelihood system)."""
     rng = np.random.default_rng(seed)
     x_cov = np.zeros((len(layout.covariates),) * 2) if x_cov is None else x_cov
     st = layout.stability
@@ -197,6 +200,8 @@ def _prior_draws(model, layout: ModelLayout, graph: CausalGraph, n: int, seed: i
         log_acc = -np.logaddexp(0.0, -(st.rho_max - det["rho_abs_bound"]) / st.width)
         log_acc += np.sum(-np.logaddexp(0.0, -(psi_lat - 0.02) / 0.01), axis=1)
         keep = (psi_lat > 1e-4).all(axis=1) & (np.log(rng.random(m)) < log_acc)
+        if accept is not None:
+            keep &= accept(det)
         for k, v in {**free, **det}.items():
             kept.setdefault(k, []).append(v[keep])
         total += int(keep.sum())
