@@ -23,10 +23,10 @@ import numpy as np
 
 def workload(S: int, seed: int = 0):
     """Draws, interventions, subgroups and outcomes of the benchmark (as in run.py)."""
-    from veerkracht_bayes.causal_graph import load_graph
-    from veerkracht_bayes.do_queries import SubgroupInfo
-    from veerkracht_bayes.interventions import Intervention, Shift
-    from veerkracht_bayes.structural_draws import StructuralDraws
+    from veerkracht_bayes.graph.causal_graph import load_graph
+    from veerkracht_bayes.causal.do import SubgroupInfo
+    from veerkracht_bayes.causal.interventions import Intervention, Shift
+    from veerkracht_bayes.causal.draws import StructuralDraws
 
     g = load_graph("marvel")
     rng = np.random.default_rng(seed)
@@ -73,8 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--old-draws", type=int, default=300)
     args = ap.parse_args(argv)
 
-    from veerkracht_bayes.do_queries import do_query
-    from veerkracht_bayes.dynamics import simulate_trajectories
+    from veerkracht_bayes.causal.do import do_query
+    from veerkracht_bayes.causal.dynamics import simulate_trajectories
 
     out = {}
     new = time_impl(do_query, simulate_trajectories, args.draws, args.horizon, args.repeat)

@@ -12,7 +12,7 @@ to 1:
   ``cap_s`` seconds; a capped run counts as its cap with ESS bounded by its number of draws
   (2 x draws), so the ratio is then a lower bound;
 * ``ours``: ``fit_ordinal`` with its defaults (guided latent coordinates, data-based starts,
-  curvature scales, :func:`veerkracht_bayes.jax_nuts.sample_nuts`), numpyro;
+  curvature scales, :func:`veerkracht_bayes.inference.jax_nuts.sample_nuts`), numpyro;
 * ``pymc_guided`` (reported, not in the ratio): PyMC's default sampler on our guided model,
   from the same prior-draw starts as ``pymc``, to show how much of the gain is the coordinates
   (which any sampler can use) and how much the JAX driver.
@@ -54,8 +54,8 @@ def _env() -> dict[str, str]:
 
 def make_graph():  # noqa: ANN201 - CausalGraph
     """The benchmark's 3-node cycle with one covariate."""
-    from veerkracht_bayes.causal_graph import CausalGraph
-    from veerkracht_bayes.graph_spec import GraphSpec
+    from veerkracht_bayes.graph.causal_graph import CausalGraph
+    from veerkracht_bayes.graph.spec import GraphSpec
 
     nodes = list(dict.fromkeys([s for s, _, _ in EDGES] + [t for _, t, _ in EDGES]))
     spec = GraphSpec.model_validate({
@@ -71,7 +71,7 @@ def simulate(n: int, seed: int = 1):  # noqa: ANN201 - OrdinalData
     """Ordinal data from the exact model at ``TRUE_BETA`` (standardised latents, theta probit)."""
     import numpy as np
 
-    from veerkracht_bayes.ordinal_model import OrdinalData
+    from veerkracht_bayes.sem.ordinal import OrdinalData
 
     rng = np.random.default_rng(seed)
     B = np.zeros((3, 3))
@@ -118,13 +118,13 @@ def _sampling_time(idata, fallback: float) -> float:  # noqa: ANN001
 
 def _stage(which: str, n: int, draws: int, tune: int, chain_method: str) -> dict:
     """One sampler on the benchmark model (runs inside the subprocess)."""
-    from veerkracht_bayes.sampling import SamplerSettings
+    from veerkracht_bayes.inference.sampling import SamplerSettings
 
     data = simulate(n, 1)
     g = make_graph()
     t0 = time.perf_counter()
     if which == "ours":
-        from veerkracht_bayes.ordinal_model import fit_ordinal
+        from veerkracht_bayes.inference.ordinal_fit import fit_ordinal
 
         res = fit_ordinal(g, data, settings=SamplerSettings(chains=2, draws=draws, tune=tune, progressbar=False,
                                                             prior_draws=200, random_seed=2023),
@@ -135,7 +135,8 @@ def _stage(which: str, n: int, draws: int, tune: int, chain_method: str) -> dict
         import numpy as np
         import pymc as pm
 
-        from veerkracht_bayes.ordinal_model import _beta_initvals, _prior_group, build_ordinal_model
+        from veerkracht_bayes.inference.ordinal_fit import _beta_initvals, _prior_group
+        from veerkracht_bayes.sem.ordinal import build_ordinal_model
 
         model, layout = build_ordinal_model(g, data, coordinates="guided" if which == "pymc_guided" else "noncentred")
         prior = _prior_group(layout, g, 200, 2023, data.x_cov)

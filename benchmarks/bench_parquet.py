@@ -2,9 +2,9 @@
 
 ``run_parquet_benchmark(rows, path)`` writes (if absent) a synthetic Parquet file of ``rows``
 respondents in chunks — MARVEL's synthetic population of up to 100,000 rows
-(:func:`veerkracht_bayes.synthetic.simulate_population`, seed 5) repeated with fresh ids, so
+(:func:`veerkracht_bayes.datasets.synthetic.simulate_population`, seed 5) repeated with fresh ids, so
 its missingness patterns are those of the base sample — and its codebook next to it, then
-measures :func:`veerkracht_bayes.out_of_core.stats_from_parquet` in a **fresh subprocess**, so
+measures :func:`veerkracht_bayes.survey.out_of_core.stats_from_parquet` in a **fresh subprocess**, so
 the peak resident memory belongs to that measurement alone. The peak is read from
 ``/proc/self/status`` (``VmHWM``), not ``ru_maxrss``: on Linux ``ru_maxrss`` survives fork + exec,
 so a child of a large parent (the one that just wrote the file) would report the parent's peak. The baseline RSS
@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-from veerkracht_bayes.causal_graph import load_graph
-from veerkracht_bayes.codebook import load_codebook
-from veerkracht_bayes.out_of_core import stats_from_parquet
+from veerkracht_bayes.graph.causal_graph import load_graph
+from veerkracht_bayes.survey.codebook import load_codebook
+from veerkracht_bayes.survey.out_of_core import stats_from_parquet
 path = Path(sys.argv[1]); chunk = int(sys.argv[2])
 g = load_graph("marvel")
 cb = load_codebook(path.with_suffix(".codebook.yaml"), graph=g)
@@ -71,7 +71,7 @@ def write_parquet(rows: int, path: str | Path, *, base_rows: int = 100_000, seed
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from veerkracht_bayes.synthetic import simulate_population
+    from veerkracht_bayes.datasets.synthetic import simulate_population
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -123,8 +123,8 @@ def peak_rss_mb() -> float:
 # ============================================================================ data
 def marvel_layout():
     """MARVEL graph, codebook items and a parameter point to simulate from (one draw of fit's prior)."""
-    from veerkracht_bayes.causal_graph import load_graph
-    from veerkracht_bayes.codebook import load_codebook
+    from veerkracht_bayes.graph.causal_graph import load_graph
+    from veerkracht_bayes.survey.codebook import load_codebook
 
     g = load_graph("marvel")
     cb = load_codebook(ROOT / "data/synthetic/codebook_synthetic.yaml", graph=g)
@@ -141,9 +141,9 @@ def gen_marvel_data(n: int, seed: int = 1):
     """
     import numpy as np
 
-    from veerkracht_bayes.implied_moments import implied_moments
-    from veerkracht_bayes.model_builder import build_model
-    from veerkracht_bayes.sufficient_stats import prepare_model_data
+    from veerkracht_bayes.sem.implied_moments import implied_moments
+    from veerkracht_bayes.sem.model_builder import build_model
+    from veerkracht_bayes.survey.statistics import prepare_model_data
 
     g, cb = marvel_layout()
     specs = cb.item_specs()
@@ -180,14 +180,14 @@ def _truth_beta(g):
     """Edge coefficients of the synthetic truth (data/synthetic/truth.yaml), in graph order."""
     import numpy as np
 
-    from veerkracht_bayes.synthetic import SyntheticTruth
+    from veerkracht_bayes.datasets.synthetic import SyntheticTruth
 
     coefs = SyntheticTruth.from_yaml(ROOT / "data/synthetic/truth.yaml").coefficients
     return np.array([float(coefs.get(e.key, 0.1 if e.sign == "+" else -0.1)) for e in g.edges])
 
 
 def model_data(n: int, seed: int = 1):
-    from veerkracht_bayes.sufficient_stats import prepare_model_data
+    from veerkracht_bayes.survey.statistics import prepare_model_data
 
     g, y, x, names, cons, cov = gen_marvel_data(n, seed)
     t0 = time.perf_counter()
@@ -218,7 +218,7 @@ def _sampling_time(idata, fallback: float) -> float:
 # ============================================================================ stages (subprocess)
 def stage_fit(a: dict) -> dict:
     """Our path (numpyro or nutpie) on generated MARVEL data of size n."""
-    from veerkracht_bayes.sampling import SamplerSettings, fit
+    from veerkracht_bayes.inference.sampling import SamplerSettings, fit
 
     t_all = time.perf_counter()
     g, md, t_stats = model_data(a["n"], a.get("seed", 1))
@@ -227,8 +227,8 @@ def stage_fit(a: dict) -> dict:
         # PyMC's nutpie bridge takes one start dict for all chains (a prior draw, as in fit)
         import pymc as pm
 
-        from veerkracht_bayes.model_builder import build_model
-        from veerkracht_bayes.sampling import _prior_draws, initial_values
+        from veerkracht_bayes.sem.model_builder import build_model
+        from veerkracht_bayes.inference.sampling import _prior_draws, initial_values
 
         model, layout = build_model(g, md)
         prior = _prior_draws(model, layout, g, 200, 2023, md.x_cov)
@@ -286,8 +286,8 @@ def _our_grad_ms(g, md) -> float:
     import jax
     import jax.numpy as jnp
 
-    from veerkracht_bayes.jax_nuts import _Compiled, data_values
-    from veerkracht_bayes.model_builder import build_model
+    from veerkracht_bayes.inference.jax_nuts import _Compiled, data_values
+    from veerkracht_bayes.sem.model_builder import build_model
 
     model, _ = build_model(g, md)
     comp = _Compiled(model)
@@ -323,8 +323,8 @@ def build_naive_model(g, md):
     import pymc as pm
     import pytensor.tensor as pt
 
-    from veerkracht_bayes.model_builder import build_model
-    from veerkracht_bayes.sufficient_stats import PatternStats
+    from veerkracht_bayes.sem.model_builder import build_model
+    from veerkracht_bayes.survey.statistics import PatternStats
 
     st = md.stats
     zero = PatternStats(st.masks, np.zeros_like(st.W), np.zeros_like(st.Syy), np.zeros_like(st.Suy),
@@ -361,7 +361,7 @@ def build_naive_model(g, md):
 def stage_pymc(a: dict) -> dict:
     import pymc as pm
 
-    from veerkracht_bayes.sampling import _prior_draws, initial_values
+    from veerkracht_bayes.inference.sampling import _prior_draws, initial_values
 
     g, md, _ = model_data(a["n"], a.get("seed", 1))
     model, layout = build_naive_model(g, md)
@@ -386,8 +386,8 @@ def random_graph(p: int, seed: int):
     """Random signed cyclic graph: a chain with ~p/5 back edges, extra forward edges; ρ(B) < 1."""
     import numpy as np
 
-    from veerkracht_bayes.causal_graph import CausalGraph
-    from veerkracht_bayes.graph_spec import GraphSpec
+    from veerkracht_bayes.graph.causal_graph import CausalGraph
+    from veerkracht_bayes.graph.spec import GraphSpec
 
     rng = np.random.default_rng(seed)
     nodes = [f"n{i}" for i in range(p)]
@@ -418,8 +418,8 @@ def random_graph(p: int, seed: int):
 def stage_graph(a: dict) -> dict:
     import numpy as np
 
-    from veerkracht_bayes.sampling import SamplerSettings, fit
-    from veerkracht_bayes.sufficient_stats import prepare_model_data
+    from veerkracht_bayes.inference.sampling import SamplerSettings, fit
+    from veerkracht_bayes.survey.statistics import prepare_model_data
 
     p, n = a["p"], a["n"]
     g, B = random_graph(p, a.get("seed", 3))
@@ -444,11 +444,11 @@ def stage_graph(a: dict) -> dict:
 def stage_first_result(a: dict) -> dict:
     t_start = a["t_start"]
     t0 = time.time()
-    from veerkracht_bayes.causal_graph import load_graph
-    from veerkracht_bayes.codebook import load_codebook
-    from veerkracht_bayes.sampling import SamplerSettings, fit
-    from veerkracht_bayes.sufficient_stats import model_data_from_survey
-    from veerkracht_bayes.survey_data import read_survey
+    from veerkracht_bayes.graph.causal_graph import load_graph
+    from veerkracht_bayes.survey.codebook import load_codebook
+    from veerkracht_bayes.inference.sampling import SamplerSettings, fit
+    from veerkracht_bayes.survey.statistics import model_data_from_survey
+    from veerkracht_bayes.survey.reading import read_survey
 
     t_imp = time.time()
     g = load_graph("marvel")
@@ -468,10 +468,10 @@ def stage_first_result(a: dict) -> dict:
 def stage_doquery(a: dict) -> dict:
     import numpy as np
 
-    from veerkracht_bayes.do_queries import SubgroupInfo, do_query
-    from veerkracht_bayes.dynamics import simulate_trajectories
-    from veerkracht_bayes.interventions import Intervention, Shift
-    from veerkracht_bayes.structural_draws import StructuralDraws
+    from veerkracht_bayes.causal.do import SubgroupInfo, do_query
+    from veerkracht_bayes.causal.dynamics import simulate_trajectories
+    from veerkracht_bayes.causal.interventions import Intervention, Shift
+    from veerkracht_bayes.causal.draws import StructuralDraws
 
     g, _ = marvel_layout()
     rng = np.random.default_rng(0)

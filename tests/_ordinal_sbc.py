@@ -46,9 +46,9 @@ from scipy.stats import truncnorm  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_ordinal_model import EDGES, WidePriors, make_graph  # noqa: E402
 
-from veerkracht_bayes.ordinal_model import (OrdinalData, OrdinalSettings, _prior_group,  # noqa: E402
-                                            build_ordinal_model, fit_ordinal)
-from veerkracht_bayes.sampling import SamplerSettings  # noqa: E402
+from veerkracht_bayes.inference.ordinal_fit import _prior_group, fit_ordinal  # noqa: E402
+from veerkracht_bayes.sem.ordinal import OrdinalData, OrdinalSettings, build_ordinal_model  # noqa: E402
+from veerkracht_bayes.inference.sampling import SamplerSettings  # noqa: E402
 
 LATENT = ["a", "b", "c"]
 ITEMS_PER = 3

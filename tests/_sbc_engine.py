@@ -32,10 +32,10 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 from scipy.stats import chi2  # noqa: E402
 
-from veerkracht_bayes.causal_graph import CausalGraph  # noqa: E402
-from veerkracht_bayes.graph_spec import GraphSpec  # noqa: E402
-from veerkracht_bayes.model_builder import build_model  # noqa: E402
-from veerkracht_bayes.sufficient_stats import ModelData, pattern_stats  # noqa: E402
+from veerkracht_bayes.graph.causal_graph import CausalGraph  # noqa: E402
+from veerkracht_bayes.graph.spec import GraphSpec  # noqa: E402
+from veerkracht_bayes.sem.model_builder import build_model  # noqa: E402
+from veerkracht_bayes.survey.statistics import ModelData, pattern_stats  # noqa: E402
 
 EDGES = [("x1", "a", "+"), ("x2", "b", "+"), ("a", "b", "+"), ("b", "c", "+"), ("c", "a", "-")]
 LATENT = ["a", "b", "c"]
@@ -101,7 +101,7 @@ class SBCEngine:
         from pytensor.graph.traversal import ancestors
 
         jax.config.update("jax_enable_x64", True)
-        from veerkracht_bayes.sampling import enable_compilation_cache
+        from veerkracht_bayes.inference.sampling import enable_compilation_cache
 
         enable_compilation_cache()  # the package's persistent JAX cache: re-runs skip compilation
         rng = np.random.default_rng(seed)
@@ -152,7 +152,7 @@ class SBCEngine:
     # -- truth ---------------------------------------------------------------------------------
     def prior_draws(self, n: int, seed: int) -> list[dict[str, np.ndarray]]:
         """Draws from the model's prior, barriers included (``sampling._prior_draws``)."""
-        from veerkracht_bayes.sampling import _prior_draws
+        from veerkracht_bayes.inference.sampling import _prior_draws
 
         x_cov = self.x.T @ self.x / self.x.shape[0]  # the covariates' moments enter psi
         ds = _prior_draws(self.model, self.layout, self.graph, n, seed, x_cov)

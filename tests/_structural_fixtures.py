@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from veerkracht_bayes.causal_graph import CausalGraph
-from veerkracht_bayes.graph_spec import GraphSpec
-from veerkracht_bayes.structural_draws import StructuralDraws
+from veerkracht_bayes.graph.causal_graph import CausalGraph
+from veerkracht_bayes.graph.spec import GraphSpec
+from veerkracht_bayes.causal.draws import StructuralDraws
 
 
 def small_graph() -> CausalGraph:

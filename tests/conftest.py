@@ -10,7 +10,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import pytest  # noqa: E402
 
-from veerkracht_bayes.causal_graph import CausalGraph  # noqa: E402
+from veerkracht_bayes.graph.causal_graph import CausalGraph  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,4 @@
-"""Tests of veerkracht_bayes.bibliography: BibTeX parsing, errors, formatting, the shipped .bib."""
+"""Tests of veerkracht_bayes.priors.bibliography: BibTeX parsing, errors, formatting, the shipped .bib."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from veerkracht_bayes.bibliography import (
+from veerkracht_bayes.priors.bibliography import (
     BibEntry,
     bibliography,
     format_authors,
@@ -18,7 +18,7 @@ from veerkracht_bayes.bibliography import (
     references_markdown,
 )
 from veerkracht_bayes.errors import PriorError
-from veerkracht_bayes.prior_spec import PriorSet, load_priors
+from veerkracht_bayes.priors.spec import PriorSet, load_priors
 
 ROOT = Path(__file__).resolve().parents[1]
 BIB = ROOT / "priors" / "references.bib"

@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from veerkracht_bayes.brief import REPORT_REFERENCE, render_brief, write_brief
+from veerkracht_bayes.report.brief import REPORT_REFERENCE, render_brief, write_brief
 
 from _brief_fixture import build_run_result
 
@@ -175,7 +175,7 @@ def test_suppressed_cells_show_no_numbers(run_result):
 
 
 def test_bibliography_lists_cited_priors(written, run_result):
-    from veerkracht_bayes.bibliography import format_reference, load_bib
+    from veerkracht_bayes.priors.bibliography import format_reference, load_bib
 
     _, paths = written
     page = paths["brief.html"].read_text(encoding="utf-8")

@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from veerkracht_bayes.causal_graph import CausalGraph, load_graph
+from veerkracht_bayes.graph.causal_graph import CausalGraph, load_graph
 from veerkracht_bayes.errors import SpecError
-from veerkracht_bayes.graph_spec import EdgeSpec, GraphSpec, LoopSpec, NodeSpec
+from veerkracht_bayes.graph.spec import EdgeSpec, GraphSpec, LoopSpec, NodeSpec
 
 
 def _node(i: str, resource: str = "individual", role: str = "construct") -> NodeSpec:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from veerkracht_bayes import drawing
-from veerkracht_bayes.cli import EXIT_INPUT_ERROR, app
+from veerkracht_bayes.graph import drawing
+from veerkracht_bayes.cli.main import EXIT_INPUT_ERROR, app
 
 runner = CliRunner()
 

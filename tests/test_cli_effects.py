@@ -14,8 +14,8 @@ import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from veerkracht_bayes.cli import app  # noqa: E402
-from veerkracht_bayes.cli_effects import parse_assignments  # noqa: E402
+from veerkracht_bayes.cli.main import app  # noqa: E402
+from veerkracht_bayes.cli.effects import parse_assignments  # noqa: E402
 from veerkracht_bayes.errors import InterventionError  # noqa: E402
 
 runner = CliRunner()

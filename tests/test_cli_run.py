@@ -11,9 +11,10 @@ import pytest
 import xarray as xr
 from typer.testing import CliRunner
 
-from veerkracht_bayes import cli_run, sampling
-from veerkracht_bayes.cli import app
-from veerkracht_bayes.synthetic import write_synthetic
+from veerkracht_bayes.cli import run as cli_run
+from veerkracht_bayes.inference import sampling
+from veerkracht_bayes.cli.main import app
+from veerkracht_bayes.datasets.synthetic import write_synthetic
 
 runner = CliRunner()
 
@@ -83,7 +84,7 @@ def test_run_prior_only_with_survey(small_survey: Path) -> None:
     assert res.exit_code == 0, res.output
     _check_outputs(small_survey / "out_prior", prior_only=True)
     # Prevalence = weighted share of the subgroup in the survey.
-    from veerkracht_bayes.survey_data import read_survey
+    from veerkracht_bayes.survey.reading import read_survey
 
     s = read_survey(small_survey / "survey.csv", next(small_survey.glob("codebook*.yaml")))
     sub = pd.read_csv(small_survey / "out_prior" / "subgroups.csv").set_index("subgroup")
@@ -130,7 +131,7 @@ def test_demo_fast_full(tmp_path: Path) -> None:
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["settings"]["fast"] is True
     try:
-        import veerkracht_bayes.brief  # noqa: F401
+        import veerkracht_bayes.report.brief  # noqa: F401
     except ModuleNotFoundError:
         return
     assert (out / "brief.html").is_file() and (out / "brief.md").is_file()
@@ -143,12 +144,12 @@ def test_effects_run_dir_matches_closed_form(tmp_path):
     import numpy as np
     from typer.testing import CliRunner
 
-    from veerkracht_bayes.causal_graph import load_graph
-    from veerkracht_bayes.cli import app
-    from veerkracht_bayes.sampling import fit
+    from veerkracht_bayes.graph.causal_graph import load_graph
+    from veerkracht_bayes.cli.main import app
+    from veerkracht_bayes.inference.sampling import fit
 
     g = load_graph("marvel")
-    res = fit(g, None, prior_draws=300, random_seed=5)
+    res = fit(g, None, prior_only=True, prior_draws=300, random_seed=5)
     res.idata.to_netcdf(tmp_path / "posterior.nc")
     (tmp_path / "config.toml").write_text('[inputs]\ngraph = "marvel"\n')
     out = CliRunner().invoke(app, ["effects", "--run", str(tmp_path), "--shift", "social_network=0.5",

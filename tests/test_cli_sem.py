@@ -1,4 +1,4 @@
-"""End-to-end tests of `veerkracht-bayes sem` (veerkracht_bayes.cli_sem)."""
+"""End-to-end tests of `veerkracht-bayes sem` (veerkracht_bayes.cli.sem)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from veerkracht_bayes.cli import app  # noqa: E402
-from veerkracht_bayes.lavaan_model import TABLE_COLUMNS  # noqa: E402
+from veerkracht_bayes.cli.main import app  # noqa: E402
+from veerkracht_bayes.sem.lavaan_model import TABLE_COLUMNS  # noqa: E402
 
 runner = CliRunner()
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from veerkracht_bayes.causal_graph import load_graph
-from veerkracht_bayes.codebook import Codebook, ItemSpec, check_codebook, load_codebook
+from veerkracht_bayes.graph.causal_graph import load_graph
+from veerkracht_bayes.survey.codebook import Codebook, ItemSpec, check_codebook, load_codebook
 from veerkracht_bayes.errors import SurveyError
 
 GOOD = """\

@@ -1,4 +1,4 @@
-"""Tests for veerkracht_bayes.diagnostics.
+"""Tests for veerkracht_bayes.inference.diagnostics.
 
 One small cyclic model (a -> b -> c -> a, a covariate x -> a, an absent policy lever
 p -> b and an unmeasured leaf construct a -> u) is fitted once per module on data drawn
@@ -21,8 +21,8 @@ import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
 from scipy.special import digamma  # noqa: E402
 
-from veerkracht_bayes.causal_graph import CausalGraph  # noqa: E402
-from veerkracht_bayes.diagnostics import (  # noqa: E402
+from veerkracht_bayes.graph.causal_graph import CausalGraph  # noqa: E402
+from veerkracht_bayes.inference.diagnostics import (  # noqa: E402
     classify_edge,
     diagnose,
     ml_discrepancy,
@@ -30,9 +30,9 @@ from veerkracht_bayes.diagnostics import (  # noqa: E402
     observed_covariance,
     spectral_radius,
 )
-from veerkracht_bayes.graph_spec import GraphSpec  # noqa: E402
-from veerkracht_bayes.structural_draws import EDGE_CLASSES  # noqa: E402
-from veerkracht_bayes.sufficient_stats import prepare_model_data  # noqa: E402
+from veerkracht_bayes.graph.spec import GraphSpec  # noqa: E402
+from veerkracht_bayes.causal.draws import EDGE_CLASSES  # noqa: E402
+from veerkracht_bayes.survey.statistics import prepare_model_data  # noqa: E402
 
 FIT = {"draws": 300, "tune": 300, "chains": 2, "sampler": "numpyro", "random_seed": 11,
        "progressbar": False}
@@ -88,7 +88,7 @@ def graph() -> CausalGraph:
 
 @pytest.fixture(scope="module")
 def good(graph):
-    from veerkracht_bayes.sampling import fit
+    from veerkracht_bayes.inference.sampling import fit
 
     return fit(graph, _simulate(1, missing=0.03), **FIT)
 
@@ -100,7 +100,7 @@ def good_diag(good):
 
 @pytest.fixture(scope="module")
 def bad_diag(graph):
-    from veerkracht_bayes.sampling import fit
+    from veerkracht_bayes.inference.sampling import fit
 
     res = fit(graph, _simulate(2, cross=(0, 2, 0.5)), **FIT)  # item a0 also loads on c
     return diagnose(res, seed=3)
@@ -108,9 +108,9 @@ def bad_diag(graph):
 
 @pytest.fixture(scope="module")
 def prior_only(graph):
-    from veerkracht_bayes.sampling import fit
+    from veerkracht_bayes.inference.sampling import fit
 
-    return fit(graph, None, prior_draws=400, random_seed=5, progressbar=False)
+    return fit(graph, None, prior_only=True, prior_draws=400, random_seed=5, progressbar=False)
 
 
 def _beta(res) -> tuple[np.ndarray, list[str]]:

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from veerkracht_bayes.display import EffectsTable, effects_html, fit_summary_html, run_result_html
+from veerkracht_bayes.report.display import EffectsTable, effects_html, fit_summary_html, run_result_html
 
 from _brief_fixture import build_run_result
 

@@ -1,15 +1,15 @@
-"""Tests for veerkracht_bayes.do_queries: closed form, brute force, pm.do, flags, subgroups."""
+"""Tests for veerkracht_bayes.causal.do: closed form, brute force, pm.do, flags, subgroups."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from veerkracht_bayes.do_queries import DEFAULT_OUTCOMES, Outcome, SubgroupInfo, do_query
+from veerkracht_bayes.causal.do import DEFAULT_OUTCOMES, Outcome, SubgroupInfo, do_query
 from veerkracht_bayes.errors import InterventionError
-from veerkracht_bayes.interventions import (Fixed, Intervention, LogNormal, MechanismChange, Normal,
+from veerkracht_bayes.causal.interventions import (Fixed, Intervention, LogNormal, MechanismChange, Normal,
                                             Set, Shift, Uniform)
-from veerkracht_bayes.structural_draws import StructuralDraws
+from veerkracht_bayes.causal.draws import StructuralDraws
 
 from _structural_fixtures import random_draws, small_graph
 
@@ -345,8 +345,8 @@ def test_draw_doses_match_jax_random_reference():
                                          Shift(node="b", delta=Uniform(lo=0.0, hi=2.0))]),
            Intervention(name="l", parts=[Shift(node="c", delta=LogNormal(median=-0.5, sigma=0.3))]),
            Intervention(name="f", parts=[Shift(node="a", delta=0.4)])]
-    from veerkracht_bayes.do_queries import draw_doses
-    from veerkracht_bayes.interventions import compile_interventions
+    from veerkracht_bayes.causal.do import draw_doses
+    from veerkracht_bayes.causal.interventions import compile_interventions
 
     comp = compile_interventions(ivs, g.nodes, [e.key for e in g.edges])
     S, P = 50, len(g.nodes)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from matplotlib.figure import Figure
 
-from veerkracht_bayes import drawing
-from veerkracht_bayes.causal_graph import CausalGraph
-from veerkracht_bayes.drawing import (
+from veerkracht_bayes.graph import drawing
+from veerkracht_bayes.graph.causal_graph import CausalGraph
+from veerkracht_bayes.graph.drawing import (
     LOOP_COLOURS,
     RESOURCE_COLOURS,
     SIGN_COLOURS,
@@ -20,7 +20,7 @@ from veerkracht_bayes.drawing import (
     to_digraph,
 )
 from veerkracht_bayes.errors import ConfigError, SpecError
-from veerkracht_bayes.graph_spec import EdgeSpec, GraphSpec, LoopSpec, NodeSpec
+from veerkracht_bayes.graph.spec import EdgeSpec, GraphSpec, LoopSpec, NodeSpec
 
 HAS_DOT = shutil.which("dot") is not None
 
@@ -93,7 +93,7 @@ def test_digraph_highlights_only_loop_edges(small: CausalGraph) -> None:
 
 def test_fallback_warns_and_writes_svg_png(small: CausalGraph, no_dot: None, tmp_path: Path,
                                            caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="veerkracht_bayes.drawing"):
+    with caplog.at_level(logging.WARNING, logger="veerkracht_bayes.graph.drawing"):
         fig = draw_graph(small, out=tmp_path / "g.svg")
     assert isinstance(fig, Figure)
     text = " ".join(r.getMessage() for r in caplog.records)

@@ -1,14 +1,14 @@
-"""Tests for veerkracht_bayes.dynamics: convergence to the equilibrium, rates, t = 0."""
+"""Tests for veerkracht_bayes.causal.dynamics: convergence to the equilibrium, rates, t = 0."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from veerkracht_bayes.do_queries import do_query
-from veerkracht_bayes.dynamics import RATES_PER_YEAR, edge_rates, simulate_trajectories
+from veerkracht_bayes.causal.do import do_query
+from veerkracht_bayes.causal.dynamics import RATES_PER_YEAR, edge_rates, simulate_trajectories
 from veerkracht_bayes.errors import InterventionError
-from veerkracht_bayes.interventions import Intervention, MechanismChange, Normal, Set, Shift
+from veerkracht_bayes.causal.interventions import Intervention, MechanismChange, Normal, Set, Shift
 
 from _structural_fixtures import random_draws, small_graph
 
@@ -83,7 +83,7 @@ def test_trajectories_match_per_edge_simulation(graph_name, marvel):
     Tolerance 1e-10: the two differ only by floating-point reassociation over 12 steps of a
     contracting recursion (entries O(1)), i.e. ~1e-15.
     """
-    from veerkracht_bayes.do_queries import SubgroupInfo
+    from veerkracht_bayes.causal.do import SubgroupInfo
 
     g = small_graph() if graph_name == "small" else marvel
     S, T = 6, 12

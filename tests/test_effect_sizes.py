@@ -1,4 +1,4 @@
-"""Tests of veerkracht_bayes.effect_sizes: known values, round trips, Monte Carlo checks, errors."""
+"""Tests of veerkracht_bayes.priors.effect_sizes: known values, round trips, Monte Carlo checks, errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from veerkracht_bayes import effect_sizes as es
+from veerkracht_bayes.priors import effect_sizes as es
 from veerkracht_bayes.errors import PriorError
 
 # The research note gives derived values rounded to 2-3 decimals: compare with half a unit in the

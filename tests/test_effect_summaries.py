@@ -1,15 +1,15 @@
-"""Tests for veerkracht_bayes.effect_summaries: interval maths, P(best), pairwise, evidence."""
+"""Tests for veerkracht_bayes.causal.summaries: interval maths, P(best), pairwise, evidence."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from veerkracht_bayes.do_queries import DoResult, Outcome, do_query
-from veerkracht_bayes.effect_summaries import (desirable_direction, p_best, pairwise_beats,
+from veerkracht_bayes.causal.do import DoResult, Outcome, do_query
+from veerkracht_bayes.causal.summaries import (desirable_direction, p_best, pairwise_beats,
                                                summarise_effects)
-from veerkracht_bayes.interventions import Intervention, Shift
-from veerkracht_bayes.structural_draws import StructuralDraws
+from veerkracht_bayes.causal.interventions import Intervention, Shift
+from veerkracht_bayes.causal.draws import StructuralDraws
 
 NODES = ("wellbeing", "stress")
 

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from veerkracht_bayes import figures as F
+from veerkracht_bayes.report import figures as F
 
 from _brief_fixture import build_run_result
 

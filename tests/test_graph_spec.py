@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from veerkracht_bayes.errors import SpecError
-from veerkracht_bayes.graph_spec import (
+from veerkracht_bayes.graph.spec import (
     SPEC_VERSION,
     GraphSpec,
     dump_graph_spec,

@@ -1,16 +1,16 @@
-"""Tests of the identification checks (veerkracht_bayes.identification)."""
+"""Tests of the identification checks (veerkracht_bayes.graph.identification)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from veerkracht_bayes.causal_graph import CausalGraph
+from veerkracht_bayes.graph.causal_graph import CausalGraph
 from veerkracht_bayes.errors import IdentificationError, Problem
-from veerkracht_bayes.graph_spec import GraphSpec
-from veerkracht_bayes.identification import assert_identified, check_identification
-from veerkracht_bayes.model_builder import build_model
-from veerkracht_bayes.sufficient_stats import prepare_model_data
+from veerkracht_bayes.graph.spec import GraphSpec
+from veerkracht_bayes.graph.identification import assert_identified, check_identification
+from veerkracht_bayes.sem.model_builder import build_model
+from veerkracht_bayes.survey.statistics import prepare_model_data
 
 
 def make_graph(edges, roles=None, measurement=None) -> CausalGraph:

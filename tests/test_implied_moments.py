@@ -12,11 +12,11 @@ import pytensor
 import pytest
 from scipy.stats import multivariate_normal
 
-from veerkracht_bayes.causal_graph import CausalGraph
-from veerkracht_bayes.graph_spec import GraphSpec
-from veerkracht_bayes.implied_moments import implied_moments, pointwise_loglik, structural_matrices
-from veerkracht_bayes.model_builder import build_model
-from veerkracht_bayes.sufficient_stats import prepare_model_data
+from veerkracht_bayes.graph.causal_graph import CausalGraph
+from veerkracht_bayes.graph.spec import GraphSpec
+from veerkracht_bayes.sem.implied_moments import implied_moments, pointwise_loglik, structural_matrices
+from veerkracht_bayes.sem.model_builder import build_model
+from veerkracht_bayes.survey.statistics import prepare_model_data
 
 EDGES = [("x", "a", "+"), ("z", "b", "+"), ("a", "b", "+"), ("b", "c", "-"), ("c", "a", "-")]
 CONSTRUCT = ["a", "a", "b", "b", "b", "c", "c"]

@@ -1,4 +1,4 @@
-"""Tests for veerkracht_bayes.interventions: specs, validation, units, compilation."""
+"""Tests for veerkracht_bayes.causal.interventions: specs, validation, units, compilation."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from veerkracht_bayes.errors import InterventionError
-from veerkracht_bayes.interventions import (Fixed, Intervention, LogNormal, MechanismChange, NativeScale,
+from veerkracht_bayes.causal.interventions import (Fixed, Intervention, LogNormal, MechanismChange, NativeScale,
                                             Normal, Set, Shift, Uniform, check_intervention,
                                             compile_interventions, parse_intervention)
 

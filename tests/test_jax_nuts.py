@@ -9,12 +9,12 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from veerkracht_bayes import jax_nuts  # noqa: E402
-from veerkracht_bayes.causal_graph import CausalGraph  # noqa: E402
-from veerkracht_bayes.graph_spec import GraphSpec  # noqa: E402
-from veerkracht_bayes.model_builder import DATA_PREFIX, build_model  # noqa: E402
-from veerkracht_bayes.sampling import _prior_draws, initial_values  # noqa: E402
-from veerkracht_bayes.sufficient_stats import prepare_model_data  # noqa: E402
+from veerkracht_bayes.inference import jax_nuts  # noqa: E402
+from veerkracht_bayes.graph.causal_graph import CausalGraph  # noqa: E402
+from veerkracht_bayes.graph.spec import GraphSpec  # noqa: E402
+from veerkracht_bayes.sem.model_builder import DATA_PREFIX, build_model  # noqa: E402
+from veerkracht_bayes.inference.sampling import _prior_draws, initial_values  # noqa: E402
+from veerkracht_bayes.survey.statistics import prepare_model_data  # noqa: E402
 
 EDGES = [("x", "a", "+"), ("a", "b", "+"), ("b", "c", "+"), ("c", "a", "-")]
 
@@ -92,7 +92,7 @@ def test_compiled_logp_equals_model_logp_for_new_data_same_program(two_models):
 
 def test_other_prior_gives_other_program(two_models):
     """A model that differs only in a prior constant must not reuse the compiled program."""
-    from veerkracht_bayes.model_builder import EdgePriorValues
+    from veerkracht_bayes.sem.model_builder import EdgePriorValues
 
     g, md, model, layout = two_models[0]
     eps = dict(layout.edge_priors)

@@ -1,4 +1,4 @@
-"""Tests for the generic lavaan-model engine (veerkracht_bayes.lavaan_model).
+"""Tests for the generic lavaan-model engine (veerkracht_bayes.sem.lavaan_model).
 
 Reference values
 ----------------
@@ -24,7 +24,7 @@ import pytest  # noqa: E402
 from scipy.stats import multivariate_normal  # noqa: E402
 
 from veerkracht_bayes.errors import IdentificationError, ModelError, PriorError  # noqa: E402
-from veerkracht_bayes.lavaan_model import (  # noqa: E402
+from veerkracht_bayes.sem.lavaan_model import (  # noqa: E402
     TABLE_COLUMNS,
     _row_values_np,
     build_sem_model,
@@ -38,7 +38,7 @@ from veerkracht_bayes.lavaan_model import (  # noqa: E402
     specify,
     structural_view,
 )
-from veerkracht_bayes.lavaan_syntax import parse_lavaan  # noqa: E402
+from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan  # noqa: E402
 
 HS_MODEL = "visual =~ x1 + x2 + x3\ntextual =~ x4 + x5 + x6\nspeed =~ x7 + x8 + x9\n"
 PD_MODEL = """

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from veerkracht_bayes.causal_graph import load_graph
+from veerkracht_bayes.graph.causal_graph import load_graph
 from veerkracht_bayes.errors import SpecError
-from veerkracht_bayes.lavaan_syntax import (
+from veerkracht_bayes.graph.lavaan_syntax import (
     LavaanModel,
     LavaanRow,
     edge_label,

@@ -1,4 +1,4 @@
-"""Tests for veerkracht_bayes.loop_analysis: gains, the walk split, amplification."""
+"""Tests for veerkracht_bayes.causal.loops: gains, the walk split, amplification."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from veerkracht_bayes.errors import SpecError
-from veerkracht_bayes.interventions import Intervention, Shift
-from veerkracht_bayes.loop_analysis import (loop_amplification, loop_gain_summary, loop_gains,
+from veerkracht_bayes.causal.interventions import Intervention, Shift
+from veerkracht_bayes.causal.loops import (loop_amplification, loop_gain_summary, loop_gains,
                                             no_cycle_effect)
-from veerkracht_bayes.structural_draws import StructuralDraws
+from veerkracht_bayes.causal.draws import StructuralDraws
 
 from _structural_fixtures import random_draws, small_graph
 

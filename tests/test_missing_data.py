@@ -1,4 +1,4 @@
-"""Tests of the two-stage EM (veerkracht_bayes.missing_data).
+"""Tests of the two-stage EM (veerkracht_bayes.survey.missing_data).
 
 * Without missing values the EM fixed point is the closed-form weighted least-squares /
   ML estimate and the expected statistics are the complete-data ones (identity, 1e-10).
@@ -15,7 +15,7 @@ import pytest
 from scipy.optimize import minimize
 from scipy.stats import multivariate_normal
 
-from veerkracht_bayes.missing_data import em_saturated
+from veerkracht_bayes.survey.missing_data import em_saturated
 
 
 def _data(n=120, m=3, miss=0.0, seed=5):
@@ -143,8 +143,8 @@ def test_pattern_e_step_equals_rowwise_reference():
 
 def test_blocks_and_order_do_not_matter():
     """Splitting the patterns into blocks in any order gives the same fit (rounding only: 1e-10)."""
-    from veerkracht_bayes.missing_data import em_pattern_blocks, pattern_z
-    from veerkracht_bayes.sufficient_stats import pattern_stats
+    from veerkracht_bayes.survey.missing_data import em_pattern_blocks, pattern_z
+    from veerkracht_bayes.survey.statistics import pattern_stats
 
     y, u, w = _data(n=400, m=3, miss=0.3, seed=8)
     st = pattern_stats(y, u, w)

@@ -1,4 +1,4 @@
-"""Tests of the PyMC model builder (veerkracht_bayes.model_builder).
+"""Tests of the PyMC model builder (veerkracht_bayes.sem.model_builder).
 
 The built model's ``loglik`` potential is compared with a hand-written reference (one
 ``scipy.stats.multivariate_normal`` per respondent on its observed sub-vector, times the
@@ -15,10 +15,10 @@ import pytensor.tensor as pt
 import pytest
 from scipy.stats import multivariate_normal
 
-from veerkracht_bayes.causal_graph import CausalGraph
-from veerkracht_bayes.graph_spec import GraphSpec
-from veerkracht_bayes.model_builder import StabilitySettings, _perron_root, build_model
-from veerkracht_bayes.sufficient_stats import prepare_model_data
+from veerkracht_bayes.graph.causal_graph import CausalGraph
+from veerkracht_bayes.graph.spec import GraphSpec
+from veerkracht_bayes.sem.model_builder import StabilitySettings, _perron_root, build_model
+from veerkracht_bayes.survey.statistics import prepare_model_data
 
 
 def make_graph(edges: list[tuple[str, str, str]], exogenous: tuple[str, ...] = ()) -> CausalGraph:

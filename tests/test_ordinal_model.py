@@ -72,11 +72,12 @@ from scipy.stats import norm
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from veerkracht_bayes.causal_graph import CausalGraph  # noqa: E402
-from veerkracht_bayes.graph_spec import GraphSpec  # noqa: E402
-from veerkracht_bayes.ordinal_model import (OrdinalData, build_ordinal_model, fit_ordinal,  # noqa: E402
+from veerkracht_bayes.graph.causal_graph import CausalGraph  # noqa: E402
+from veerkracht_bayes.graph.spec import GraphSpec  # noqa: E402
+from veerkracht_bayes.inference.ordinal_fit import fit_ordinal  # noqa: E402
+from veerkracht_bayes.sem.ordinal import (OrdinalData, build_ordinal_model,  # noqa: E402
                                             ordinal_loglik_terms)
-from veerkracht_bayes.sampling import SamplerSettings  # noqa: E402
+from veerkracht_bayes.inference.sampling import SamplerSettings  # noqa: E402
 
 EDGES = [("x", "a", "+"), ("a", "b", "+"), ("b", "c", "+"), ("c", "a", "-")]
 TRUE_BETA = np.array([0.4, 0.5, 0.45, -0.3])
@@ -278,7 +279,7 @@ def test_onehot_item_terms_equal_reference_terms():
     reference's number, also far in the tails, with missing answers and fewer categories."""
     import pytensor.tensor as pt
 
-    from veerkracht_bayes.ordinal_model import _item_terms_onehot, ordinal_item_terms
+    from veerkracht_bayes.sem.ordinal import _item_terms_onehot, ordinal_item_terms
 
     rng = np.random.default_rng(5)
     n, P = 400, 2
@@ -394,9 +395,9 @@ def test_ordinal_data_from_shipped_synthetic_survey():
     weights normalised, and the model builds on it (no sampling here: see the benchmark)."""
     from pathlib import Path
 
-    from veerkracht_bayes.causal_graph import load_graph
-    from veerkracht_bayes.ordinal_model import ordinal_data_from_survey
-    from veerkracht_bayes.survey_data import read_survey
+    from veerkracht_bayes.graph.causal_graph import load_graph
+    from veerkracht_bayes.sem.ordinal import ordinal_data_from_survey
+    from veerkracht_bayes.survey.reading import read_survey
 
     root = Path(__file__).resolve().parents[1] / "data" / "synthetic"
     g = load_graph("marvel")
@@ -423,7 +424,8 @@ def test_prior_group_follows_the_model_prior():
     measured, and every draw passes the model's hard barrier."""
     import pymc as pm
 
-    from veerkracht_bayes.ordinal_model import _likelihood_psi, _prior_group
+    from veerkracht_bayes.inference.ordinal_fit import _prior_group
+    from veerkracht_bayes.sem.ordinal import _likelihood_psi
 
     data, _, _ = simulate(200, 3)
     g = make_graph()
@@ -434,7 +436,7 @@ def test_prior_group_follows_the_model_prior():
     names = [v.name for v in model.free_RVs if v.name.startswith("beta_")]
     fn = model.compile_fn([model["psi"], model["rho_abs_bound"]], inputs=[model[k] for k in names],
                           point_fn=False)
-    from veerkracht_bayes.model_builder import edge_groups
+    from veerkracht_bayes.sem.model_builder import edge_groups
 
     groups = {name: idx for name, _, idx in edge_groups(layout.edge_priors, list(layout.edge_keys))}
     lat = [g.node_index[k] for k in layout.latent]

@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from veerkracht_bayes.causal_graph import load_graph
-from veerkracht_bayes.codebook import load_codebook
+from veerkracht_bayes.graph.causal_graph import load_graph
+from veerkracht_bayes.survey.codebook import load_codebook
 from veerkracht_bayes.errors import SurveyError
-from veerkracht_bayes.out_of_core import StatsOnlyModelData, em_pattern_stats, stats_from_frames, stats_from_parquet
-from veerkracht_bayes.sufficient_stats import model_data_from_survey
-from veerkracht_bayes.survey_data import read_survey
+from veerkracht_bayes.survey.out_of_core import StatsOnlyModelData, em_pattern_stats, stats_from_frames, stats_from_parquet
+from veerkracht_bayes.survey.statistics import model_data_from_survey
+from veerkracht_bayes.survey.reading import read_survey
 
 SYN = "data/synthetic"
 
@@ -79,7 +79,7 @@ def test_unweighted_and_frames_merge(setup):
     for name in ("W", "Syy", "Suy", "Suu"):
         _close(getattr(got.stats, name), getattr(ref.stats, name))
     # merging accumulators with different shifts (the Dask reduction) is exact too
-    from veerkracht_bayes.out_of_core import _accumulate, _finalise, _layout
+    from veerkracht_bayes.survey.out_of_core import _accumulate, _finalise, _layout
 
     lay = _layout(cb, g, None)
     parts = [_accumulate([df.iloc[a:a + 500]], lay, label="x", weights=True, out_of_range="error")
@@ -104,7 +104,7 @@ def test_two_stage_matches_row_em(setup):
 @pytest.mark.parametrize("missing", ["fiml", "two_stage"])
 def test_many_storage_blocks(setup, monkeypatch, missing):
     """Pattern storage split into many small blocks (and a Dask-style merge) changes nothing."""
-    import veerkracht_bayes.out_of_core as ooc
+    import veerkracht_bayes.survey.out_of_core as ooc
 
     g, cb, df, path, sd = setup
     monkeypatch.setattr(ooc, "_BLOCK", 16)
@@ -128,7 +128,7 @@ def test_many_storage_blocks(setup, monkeypatch, missing):
 def test_em_pattern_stats_recovers_complete_data():
     # no missing values: EM is the closed-form regression and returns the input statistics
     rng = np.random.default_rng(1)
-    from veerkracht_bayes.sufficient_stats import pattern_stats
+    from veerkracht_bayes.survey.statistics import pattern_stats
 
     y = rng.normal(size=(200, 3))
     u = np.column_stack([np.ones(200), rng.normal(size=200)])
@@ -158,7 +158,7 @@ def test_errors_name_file_and_row(setup, tmp_path):
 def test_dask_optional(setup):
     g, cb, df, path, sd = setup
     dd = pytest.importorskip("dask.dataframe")
-    from veerkracht_bayes.out_of_core import stats_from_dask
+    from veerkracht_bayes.survey.out_of_core import stats_from_dask
 
     ddf = dd.from_pandas(df, npartitions=4)
     ref = model_data_from_survey(sd, g, missing="fiml")
@@ -174,7 +174,7 @@ def test_accumulator_keeps_no_rows(setup):
     moments are per pattern. The statistics triple exactly (sums of identical terms, up to
     rounding: rtol 1e-12 on sums of ~10^3 products).
     """
-    from veerkracht_bayes.out_of_core import _accumulate, _layout
+    from veerkracht_bayes.survey.out_of_core import _accumulate, _layout
 
     g, cb, df, path, sd = setup
     lay = _layout(cb, g, None)

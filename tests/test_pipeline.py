@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from veerkracht_bayes.pipeline import POSTERIOR_GROUPS, RunResult, run, write_outputs
-from veerkracht_bayes.provenance import file_sha256
+from veerkracht_bayes.workflow.pipeline import POSTERIOR_GROUPS, RunResult, run, write_outputs
+from veerkracht_bayes.inference.provenance import file_sha256
 
 CONFIG = """\
 [inputs]
@@ -37,7 +37,7 @@ dir = "{out}"
 
 
 class _StubBrief:
-    """Stands in for veerkracht_bayes.brief: records calls, writes brief.md, can fail."""
+    """Stands in for veerkracht_bayes.report.brief: records calls, writes brief.md, can fail."""
 
     def __init__(self) -> None:
         self.calls: list[tuple[RunResult, Path]] = []
@@ -54,10 +54,10 @@ class _StubBrief:
 @pytest.fixture(scope="module")
 def stub_brief() -> _StubBrief:
     stub = _StubBrief()
-    mod = types.ModuleType("veerkracht_bayes.brief")
+    mod = types.ModuleType("veerkracht_bayes.report.brief")
     mod.write_brief = stub.write_brief  # type: ignore[attr-defined]
     with pytest.MonkeyPatch.context() as mp:
-        mp.setitem(sys.modules, "veerkracht_bayes.brief", mod)
+        mp.setitem(sys.modules, "veerkracht_bayes.report.brief", mod)
         yield stub
 
 
@@ -115,9 +115,9 @@ def test_provenance(result: RunResult, base: Path) -> None:
     files = result.provenance["inputs"]
     for key in ("graph", "priors", "policies"):
         assert len(files[key]["sha256"]) == 64
-    from veerkracht_bayes.causal_graph import marvel_path
-    from veerkracht_bayes.policies import policies_path
-    from veerkracht_bayes.prior_spec import marvel_priors_path
+    from veerkracht_bayes.graph.causal_graph import marvel_path
+    from veerkracht_bayes.causal.policies import policies_path
+    from veerkracht_bayes.priors.spec import marvel_priors_path
 
     assert inputs["graph"]["sha256"] == file_sha256(marvel_path())
     assert inputs["priors"]["sha256"] == file_sha256(marvel_priors_path())

@@ -1,4 +1,4 @@
-"""Tests for veerkracht_bayes.policies and the shipped policy file."""
+"""Tests for veerkracht_bayes.causal.policies and the shipped policy file."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from veerkracht_bayes.do_queries import SubgroupInfo, do_query
+from veerkracht_bayes.causal.do import SubgroupInfo, do_query
 from veerkracht_bayes.errors import ConfigError
-from veerkracht_bayes.interventions import compile_interventions
-from veerkracht_bayes.cli import policies_main
-from veerkracht_bayes.policies import KNOWN_SUBGROUPS, load_policies
-from veerkracht_bayes.structural_draws import StructuralDraws
+from veerkracht_bayes.causal.interventions import compile_interventions
+from veerkracht_bayes.cli.main import policies_main
+from veerkracht_bayes.causal.policies import KNOWN_SUBGROUPS, load_policies
+from veerkracht_bayes.causal.draws import StructuralDraws
 
 GOOD = """spec_version: 1
 policies:

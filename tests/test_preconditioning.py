@@ -9,11 +9,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from veerkracht_bayes import jax_nuts  # noqa: E402
-from veerkracht_bayes.causal_graph import CausalGraph  # noqa: E402
-from veerkracht_bayes.graph_spec import GraphSpec  # noqa: E402
-from veerkracht_bayes.model_builder import build_model  # noqa: E402
-from veerkracht_bayes.preconditioning import (  # noqa: E402
+from veerkracht_bayes.inference import jax_nuts  # noqa: E402
+from veerkracht_bayes.graph.causal_graph import CausalGraph  # noqa: E402
+from veerkracht_bayes.graph.spec import GraphSpec  # noqa: E402
+from veerkracht_bayes.sem.model_builder import build_model  # noqa: E402
+from veerkracht_bayes.sem.preconditioning import (  # noqa: E402
     intercept_whitening,
     link_estimate,
     measurement_start,
@@ -21,8 +21,8 @@ from veerkracht_bayes.preconditioning import (  # noqa: E402
     pair_to_value,
     reciprocal_log_pairs,
 )
-from veerkracht_bayes.sampling import _prior_draws, initial_values  # noqa: E402
-from veerkracht_bayes.sufficient_stats import prepare_model_data  # noqa: E402
+from veerkracht_bayes.inference.sampling import _prior_draws, initial_values  # noqa: E402
+from veerkracht_bayes.survey.statistics import prepare_model_data  # noqa: E402
 
 # x -> a, a <-> b (reciprocal), b -> c, c -| a
 EDGES = [("x", "a", "+", 0.4), ("a", "b", "+", 0.3), ("b", "a", "+", 0.2), ("b", "c", "+", 0.5),
@@ -74,7 +74,7 @@ def test_reciprocal_pairs_found_on_small_graph_and_marvel(marvel):
     assert len(pairs) == 1
     name, i, j = pairs[0]
     assert name == "beta_truncated_normal_pos_interval__"
-    from veerkracht_bayes.model_builder import edge_groups
+    from veerkracht_bayes.sem.model_builder import edge_groups
 
     sampled = list(layout.sampled_edges)
     idx = dict((g[0], g[2]) for g in edge_groups(layout.edge_priors, sampled))["beta_truncated_normal_pos"]
@@ -136,7 +136,7 @@ def test_link_estimate_recovers_acyclic_links():
     md, *_ = _simulate(40000, 4, edges=edges)
     _, layout = build_model(_graph(edges), md)
     est = link_estimate(md.stats, layout, tuple(md.x_names))
-    from veerkracht_bayes.model_builder import edge_groups
+    from veerkracht_bayes.sem.model_builder import edge_groups
 
     sampled = list(layout.sampled_edges)
     got = {}
@@ -187,7 +187,7 @@ def test_preconditioned_sampler_gives_the_same_posterior(cyclic_model):
     import xarray as xr
     from arviz_stats import ess
 
-    from veerkracht_bayes.preconditioning import measurement_start
+    from veerkracht_bayes.sem.preconditioning import measurement_start
 
     g, md, model, layout = cyclic_model
     prior = _prior_draws(model, layout, g, 100, 11, md.x_cov)
@@ -223,7 +223,7 @@ def _probit_items(n: int, lam: np.ndarray, tau: np.ndarray, seed: int) -> tuple[
 def test_ordinal_score_correlation_matches_simulation():
     """The closed-form correlation of a normal score with y* equals the simulated one (Monte
     Carlo sd of a correlation near 0.9 at n = 200,000 is about 0.0004; tolerance 0.003)."""
-    from veerkracht_bayes.preconditioning import ordinal_normal_scores, ordinal_score_guide
+    from veerkracht_bayes.sem.preconditioning import ordinal_normal_scores, ordinal_score_guide
 
     rng = np.random.default_rng(3)
     y = rng.standard_normal(200_000)
@@ -242,7 +242,7 @@ def test_ordinal_start_recovers_loadings_and_thresholds():
     """Data-based starts land near the truth at n = 20,000: theta-parameterisation loadings
     within 0.15 (normal scores are slightly attenuated) and thresholds within 0.15, strictly
     increasing, also for an item with fewer categories and missing answers."""
-    from veerkracht_bayes.preconditioning import ordinal_normal_scores, ordinal_start
+    from veerkracht_bayes.sem.preconditioning import ordinal_normal_scores, ordinal_start
 
     lam = np.array([1.2, 0.9, 0.7, 1.0])
     tau = np.array([[-1.2, -0.4, 0.3, 1.1]] * 3 + [[-0.3, 0.8, np.inf, np.inf]])

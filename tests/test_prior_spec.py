@@ -1,4 +1,4 @@
-"""Tests of veerkracht_bayes.prior_spec: the shipped MARVEL priors, defaults, and every bad input."""
+"""Tests of veerkracht_bayes.priors.spec: the shipped MARVEL priors, defaults, and every bad input."""
 
 from __future__ import annotations
 
@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from veerkracht_bayes.bibliography import load_bib
-from veerkracht_bayes.causal_graph import load_graph
+from veerkracht_bayes.priors.bibliography import load_bib
+from veerkracht_bayes.graph.causal_graph import load_graph
 from veerkracht_bayes.errors import PriorError
-from veerkracht_bayes.prior_spec import (
+from veerkracht_bayes.priors.spec import (
     DEFAULT_EDGE_SD,
     VAGUE_EDGE_SD,
     EdgePrior,

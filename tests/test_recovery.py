@@ -22,11 +22,11 @@ import numpy as np
 import pytest
 from scipy.stats import binom
 
-from veerkracht_bayes.causal_graph import CausalGraph
-from veerkracht_bayes.graph_spec import GraphSpec
-from veerkracht_bayes.identification import check_identification
-from veerkracht_bayes.sampling import fit
-from veerkracht_bayes.sufficient_stats import prepare_model_data
+from veerkracht_bayes.graph.causal_graph import CausalGraph
+from veerkracht_bayes.graph.spec import GraphSpec
+from veerkracht_bayes.graph.identification import check_identification
+from veerkracht_bayes.inference.sampling import fit
+from veerkracht_bayes.survey.statistics import prepare_model_data
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -151,9 +151,9 @@ def test_recovery_marvel_subgraph_likert():
     only slightly (second order; docs/model.md reports the size). The truth used is the
     latent-scale truth of the generator. A failure here is reported, not tuned away.
     """
-    from veerkracht_bayes.causal_graph import CausalGraph as CG
-    from veerkracht_bayes.sufficient_stats import model_data_from_survey
-    from veerkracht_bayes.synthetic import default_truth, simulate_population
+    from veerkracht_bayes.graph.causal_graph import CausalGraph as CG
+    from veerkracht_bayes.survey.statistics import model_data_from_survey
+    from veerkracht_bayes.datasets.synthetic import default_truth, simulate_population
 
     marvel = CG.marvel()
     loops = marvel.loops[:2]

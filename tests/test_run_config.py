@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from veerkracht_bayes import sampling
+from veerkracht_bayes.inference import sampling
 from veerkracht_bayes.errors import ConfigError
-from veerkracht_bayes.pipeline import run
-from veerkracht_bayes.run_config import (
+from veerkracht_bayes.workflow.pipeline import run
+from veerkracht_bayes.workflow.config import (
     FAST_DRAWS,
     fast_settings,
     load_config,
@@ -123,7 +123,7 @@ def test_unknown_outcome_policy_subgroup_composite(tmp_path: Path) -> None:
 
 
 def test_policy_file_node_not_in_graph(tmp_path: Path) -> None:
-    from veerkracht_bayes.policies import policies_path
+    from veerkracht_bayes.causal.policies import policies_path
 
     text = policies_path().read_text(encoding="utf-8")
     assert "node: parenting_quality" in text

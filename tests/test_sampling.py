@@ -1,4 +1,4 @@
-"""Tests of the fit entry point (veerkracht_bayes.sampling): prior-only mode and settings.
+"""Tests of the fit entry point (veerkracht_bayes.inference.sampling): prior-only mode and settings.
 
 Fits with data are exercised by test_recovery.py (coverage, R-hat, divergences) and the log
 density by test_model_builder.py; here the prior-only path and the returned structure.
@@ -12,11 +12,11 @@ import os
 import numpy as np
 import pytest
 
-from veerkracht_bayes.causal_graph import CausalGraph
+from veerkracht_bayes.graph.causal_graph import CausalGraph
 from veerkracht_bayes.errors import ModelError
-from veerkracht_bayes.graph_spec import GraphSpec
-from veerkracht_bayes.implied_moments import structural_matrices
-from veerkracht_bayes.sampling import fit
+from veerkracht_bayes.graph.spec import GraphSpec
+from veerkracht_bayes.sem.implied_moments import structural_matrices
+from veerkracht_bayes.inference.sampling import fit
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -34,7 +34,7 @@ def make_graph() -> CausalGraph:
 
 @pytest.fixture(scope="module")
 def prior_fit():
-    return fit(make_graph(), None, prior_draws=300, random_seed=5, progressbar=False)
+    return fit(make_graph(), None, prior_only=True, prior_draws=300, random_seed=5, progressbar=False)
 
 
 def test_prior_only_returns_prior_as_posterior(prior_fit):
@@ -63,7 +63,7 @@ def test_prior_draws_respect_signs_stability_and_standardisation(prior_fit):
 
 def test_unknown_sampler_is_rejected():
     with pytest.raises(ModelError, match="unknown sampler 'stan'"):
-        fit(make_graph(), None, sampler="stan")
+        fit(make_graph(), None, prior_only=True, sampler="stan")
 
 
 def _marvel_model():
@@ -71,9 +71,9 @@ def _marvel_model():
     mode, two covariates) on random data: the layout of the shipped analysis."""
     from pathlib import Path
 
-    from veerkracht_bayes.codebook import load_codebook
-    from veerkracht_bayes.model_builder import build_model
-    from veerkracht_bayes.sufficient_stats import prepare_model_data
+    from veerkracht_bayes.survey.codebook import load_codebook
+    from veerkracht_bayes.sem.model_builder import build_model
+    from veerkracht_bayes.survey.statistics import prepare_model_data
 
     g = CausalGraph.marvel()
     root = Path(__file__).resolve().parents[1]
@@ -93,11 +93,11 @@ def test_numpy_log_prior_equals_pymc_compute_log_prior():
     import xarray as xr
     from pymc.stats.log_density import compute_log_prior
 
-    from veerkracht_bayes.sampling import _prior_draws, log_prior_numpy
+    from veerkracht_bayes.inference.sampling import _prior_draws, log_prior_numpy
 
     g, md, model, layout = _marvel_model()
     assert layout.cut_active and layout.single_item_constructs
-    from veerkracht_bayes.model_builder import edge_groups
+    from veerkracht_bayes.sem.model_builder import edge_groups
 
     prior = _prior_draws(model, layout, g, 40, 3, md.x_cov)
     # as after sampling: the raw edge groups hold the sampled (data-informed) edges only
@@ -125,7 +125,7 @@ def test_truncated_normal_draws_follow_scipy_law(mu, sd, lo, hi):
     and every draw inside the bounds (including a far-tail case, mu 5 sd below the bound)."""
     from scipy import stats
 
-    from veerkracht_bayes.sampling import _truncnorm_draws
+    from veerkracht_bayes.inference.sampling import _truncnorm_draws
 
     rng = np.random.default_rng(11)
     x = _truncnorm_draws(np.array([mu]), np.array([sd]), np.array([lo]), np.array([hi]), (20_000, 1), rng)[:, 0]
@@ -139,7 +139,7 @@ def test_log_prior_densities_equal_scipy_stats():
     one- and two-sided truncation (bounds in either tail), Student t and the log-normal."""
     from scipy import stats
 
-    from veerkracht_bayes.sampling import _norm_logpdf, _t_logpdf, _truncnorm_logpdf
+    from veerkracht_bayes.inference.sampling import _norm_logpdf, _t_logpdf, _truncnorm_logpdf
 
     x = np.linspace(-3, 3, 61)
     for mu, sd, lo, hi in ((0.15, 0.15, 0.0, np.inf), (-0.15, 0.15, -np.inf, 0.0), (0.1, 0.3, -0.5, 0.8),

@@ -62,7 +62,7 @@ from _sbc_engine import (  # noqa: E402
     uniformity_pvalues,
 )
 
-from veerkracht_bayes.model_builder import build_model  # noqa: E402
+from veerkracht_bayes.sem.model_builder import build_model  # noqa: E402
 
 FAMILY_ALPHA = 0.01
 BINS = 5

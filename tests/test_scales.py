@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from veerkracht_bayes.scales import (
+from veerkracht_bayes.survey.scales import (
     construct_scores,
     ordinal_codes,
     reverse_code,

@@ -1,4 +1,4 @@
-"""Tests for veerkracht_bayes.structural_draws."""
+"""Tests for veerkracht_bayes.causal.draws."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 from veerkracht_bayes.errors import InterventionError
-from veerkracht_bayes.structural_draws import StructuralDraws
+from veerkracht_bayes.causal.draws import StructuralDraws
 
 
 def _posterior(graph, C=2, D=3, seed=0, shuffle=False):

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from veerkracht_bayes.errors import SurveyError
-from veerkracht_bayes.subgroups import parse_condition, tokenize
+from veerkracht_bayes.survey.subgroups import parse_condition, tokenize
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests of the sufficient statistics (veerkracht_bayes.sufficient_stats).
+"""Tests of the sufficient statistics (veerkracht_bayes.survey.statistics).
 
 Identities (pattern sums, weight normalisation, weighted standardisation) are checked to
 floating-point precision (1e-10 on sums of O(100) terms of size O(1)).
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from veerkracht_bayes.errors import ModelError
-from veerkracht_bayes.sufficient_stats import pattern_stats, prepare_model_data
+from veerkracht_bayes.survey.statistics import pattern_stats, prepare_model_data
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,7 @@ def test_bad_missing_method_is_rejected():
 @pytest.mark.parametrize("m", [1, 5, 57, 64, 65, 130])
 def test_unique_patterns_equals_numpy_unique_rows(m):
     """Same distinct rows, same order and same inverse as np.unique(obs, axis=0)."""
-    from veerkracht_bayes.sufficient_stats import unique_patterns
+    from veerkracht_bayes.survey.statistics import unique_patterns
 
     rng = np.random.default_rng(m)
     obs = rng.random((3000, m)) < rng.uniform(0.5, 0.99)

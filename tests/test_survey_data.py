@@ -11,10 +11,10 @@ import pandas as pd
 import pyreadstat
 import pytest
 
-from veerkracht_bayes.codebook import Codebook
+from veerkracht_bayes.survey.codebook import Codebook
 from veerkracht_bayes.errors import SurveyError
-from veerkracht_bayes.cli import validate_survey_main
-from veerkracht_bayes.survey_data import (
+from veerkracht_bayes.cli.main import validate_survey_main
+from veerkracht_bayes.survey.reading import (
     SurveyData,
     kish_effective_n,
     read_survey,
@@ -520,7 +520,7 @@ def test_value_labels_decode_text(tmp_path: Path) -> None:
 
 
 def test_shipped_synthetic_survey_validates() -> None:
-    """Integration: the shipped synthetic survey (written by veerkracht_bayes.synthetic) validates."""
+    """Integration: the shipped synthetic survey (written by veerkracht_bayes.datasets.synthetic) validates."""
     root = Path(__file__).resolve().parents[1] / "data" / "synthetic"
     data, cbp = root / "veerkracht_synthetic.csv.gz", root / "codebook_synthetic.yaml"
     if not (data.exists() and cbp.exists()):
@@ -555,7 +555,7 @@ def test_numeric_fast_path_agrees_with_string_handling() -> None:
     """Text columns: entries that parse as numbers take a fast path; the rest (blanks, codes,
     labels, decimal commas, bad values) the full string handling. The outcome per entry must be
     what the full handling gives for that entry alone, and bad entries keep their positions."""
-    from veerkracht_bayes.survey_data import _coerce_numeric
+    from veerkracht_bayes.survey.reading import _coerce_numeric
 
     raw = ["1", " 2 ", "3,5", "oops", "", "NA", "99", "Zeer eens", "-9", "4.0", None, "weet niet"]
     codes = [99, "-9", "NA", "weet niet"]

@@ -1,4 +1,4 @@
-"""Tests of the synthetic population generator (veerkracht_bayes.synthetic).
+"""Tests of the synthetic population generator (veerkracht_bayes.datasets.synthetic).
 
 Statistical tolerances are derived from Monte Carlo error and stated next to each check; the
 seeds are fixed. "4 SE" bounds have a two-sided false-alarm rate of 6e-5 per comparison; where
@@ -18,10 +18,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from veerkracht_bayes.causal_graph import load_graph
-from veerkracht_bayes.codebook import Codebook, load_codebook
+from veerkracht_bayes.graph.causal_graph import load_graph
+from veerkracht_bayes.survey.codebook import Codebook, load_codebook
 from veerkracht_bayes.errors import ConfigError
-from veerkracht_bayes.synthetic import (
+from veerkracht_bayes.datasets.synthetic import (
     CODEBOOK_FILE,
     DATA_FILE,
     TRUTH_FILE,
@@ -32,7 +32,7 @@ from veerkracht_bayes.synthetic import (
     simulate_population,
     write_synthetic,
 )
-from veerkracht_bayes.cli import simulate_main
+from veerkracht_bayes.cli.main import simulate_main
 from veerkracht_bayes.yaml_io import load_yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,7 +106,7 @@ def test_truth_roundtrip_regenerates_the_same_data(tmp_path: Path, truth: Synthe
 def test_cli_entry_points(tmp_path: Path) -> None:
     assert simulate_main(400, 1, str(tmp_path / "x")) == 0
     assert (tmp_path / "x" / DATA_FILE).exists()
-    r = subprocess.run([sys.executable, "-m", "veerkracht_bayes.synthetic", "--n", "400", "--seed", "1",
+    r = subprocess.run([sys.executable, "-m", "veerkracht_bayes.datasets.synthetic", "--n", "400", "--seed", "1",
                         "--out", str(tmp_path / "y")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert sha(tmp_path / "x" / DATA_FILE) == sha(tmp_path / "y" / DATA_FILE)
@@ -372,7 +372,7 @@ def test_no_latent_scores_in_written_files(tmp_path: Path, truth: SyntheticTruth
 
 
 def test_shipped_data_passes_the_survey_reader() -> None:
-    read_survey = pytest.importorskip("veerkracht_bayes.survey_data").read_survey
+    read_survey = pytest.importorskip("veerkracht_bayes.survey.reading").read_survey
     cb = load_codebook(SHIPPED / CODEBOOK_FILE, graph="marvel")
     s = read_survey(SHIPPED / DATA_FILE, cb)
     assert s.report.rows_read == s.report.rows_kept == N

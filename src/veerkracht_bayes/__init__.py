@@ -1,16 +1,15 @@
 """veerkracht_bayes: structural Bayesian models on signed, cyclic expert causal diagrams.
 
-The pipeline reads top to bottom — graph spec -> priors -> survey data -> PyMC model ->
-sampling -> do-queries -> summaries/briefs — one module per stage. The most used entry
-points are re-exported here lazily, so ``import veerkracht_bayes`` stays light (PyMC and JAX
-load only when a modelling function is first used).
+The package's subpackages follow the analysis, top to bottom, each importing only from those
+above it: ``graph`` -> ``priors`` -> ``survey`` (and ``datasets``) -> ``sem`` -> ``inference`` ->
+``causal`` -> ``report`` -> ``workflow`` -> ``cli`` (see ARCHITECTURE.md). The public API is
+re-exported here lazily, so ``import veerkracht_bayes`` stays light (PyMC and JAX load only when a
+modelling function is first used) and changes no process-wide setting.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
-import sys
 from importlib import metadata
 from typing import Any
 
@@ -18,22 +17,6 @@ try:
     __version__ = metadata.version("veerkracht-bayes")
 except metadata.PackageNotFoundError:  # pragma: no cover - running from a bare checkout
     __version__ = "0+unknown"
-
-def _cpu_devices_for_chains() -> None:
-    """Expose one XLA host device per CPU core, so numpyro runs chains in parallel.
-
-    JAX reads ``XLA_FLAGS`` once, when it is first imported; without this flag it sees a
-    single CPU device and numpyro's ``chain_method="parallel"`` silently falls back to
-    running the chains one after the other. A flag set by the user is kept.
-    """
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "jax" in sys.modules or "xla_force_host_platform_device_count" in flags:
-        return
-    n = max(1, min(os.cpu_count() or 1, 8))
-    os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={n}".strip()
-
-
-_cpu_devices_for_chains()
 
 _EXPORTS = {
     "CausalGraph": "causal_graph",

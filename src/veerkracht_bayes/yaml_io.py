@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .errors import Problem, VeerkrachtError
+from veerkracht_bayes.errors import Problem, VeerkrachtError
 
 __all__ = ["MAX_EXPANDED_NODES", "YamlDocument", "read_text_utf8", "load_yaml"]
 

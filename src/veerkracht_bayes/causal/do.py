@@ -1,0 +1,693 @@
+"""do-operator queries on a cyclic linear structural model, vectorised with JAX.
+
+For every posterior draw ``s`` and intervention ``i`` the intervened system is
+
+    B_do = (B with mechanism changes applied) with the rows of hard-set nodes zeroed
+    c_do = c + shifts, with c_j := x_j for hard-set nodes j
+    eta' = (I - B_do)^-1 c_do
+
+where ``c`` is the intercept vector of the population the query is about (``alpha`` for the whole
+population; ``(I - B) m_g`` for a subgroup whose baseline mean ``m_g`` is given). The effect is
+``E[eta'] - E[eta] = eta' - m`` with ``m = (I - B)^-1 c``; disturbances have mean zero so the
+expectation over the population's exogenous distribution is carried by ``c``. Equivalently
+``effect = (I - B_do)^-1 u`` with the *injection* ``u = c_do - (I - B_do) m``: for a shift ``u = delta``
+(independent of the baseline), for a set ``u_j = x_j - m_j`` (depends on the baseline mean), for a
+mechanism change ``u = (B' - B) m``.
+
+Per draw we record whether the intervened system is uniquely solvable (``|det(I - B_do)| > det_tol``
+and condition number ``< cond_max``) and stable (spectral radius of ``B_do`` < 1). Effects are NaN
+where the system is not solvable.
+
+Computation: interventions that share an intervened structure ``B_do`` (the same sets and
+mechanism changes; e.g. every pure shift, in every subgroup) share one SVD (``|det|``, condition
+number) and one LU factorisation per draw; the injection ``u`` is sparse (non-zero only at shifted
+and set nodes and at rows a mechanism change touches), so each effect is a combination of a few
+columns of ``(I - B_do)^-1``. The spectral radius comes from the diagonal blocks (strongly
+connected components) of the block-triangular form, computed with numpy while the JAX kernel runs.
+
+Floating point: the public functions run in JAX's 64-bit mode (:func:`veerkracht_bayes.runtime.x64`,
+a context that leaves the process setting as it was); closed-form checks to 1e-8 need it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+
+import jax
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from pydantic import BaseModel, ConfigDict, Field, model_validator  # noqa: E402
+
+from veerkracht_bayes.runtime import x64  # noqa: E402
+from veerkracht_bayes.errors import InterventionError, Problem, did_you_mean  # noqa: E402
+from veerkracht_bayes.causal.interventions import (  # noqa: E402
+    CompiledIntervention,
+    Intervention,
+    NativeScale,
+    compile_interventions,
+)
+from veerkracht_bayes.causal.draws import StructuralDraws  # noqa: E402
+
+__all__ = [
+    "DEFAULT_OUTCOMES",
+    "Outcome",
+    "SubgroupInfo",
+    "DoResult",
+    "resolve_outcomes",
+    "draw_doses",
+    "intervened_system",
+    "do_query",
+]
+
+#: Outcomes reported when none are asked for.
+DEFAULT_OUTCOMES = ("wellbeing", "stress", "societal_participation", "collective_agency",
+                    "livelihood_security", "mental_problems")
+
+
+class Outcome(BaseModel):
+    """An outcome: one node, or a named weighted composite of nodes.
+
+    ``"resilience"`` is never a node of the MARVEL diagram; a resilience index is a composite the
+    user names and weights, e.g. ``Outcome(name="resilience_index", weights={"wellbeing": 0.5,
+    "stress": -0.25, "individual_agency": 0.25})``. The composite effect is ``sum_k w_k effect_k``
+    (weights are used as given, not normalised).
+
+    ``direction`` is the desirable direction (+1: higher is better, -1: lower is better); ``None``
+    means the package default (see :mod:`veerkracht_bayes.causal.summaries`).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1)
+    weights: dict[str, float] = Field(min_length=1)
+    direction: int | None = None
+
+    @model_validator(mode="after")
+    def _dir(self) -> "Outcome":
+        if self.direction not in (None, 1, -1):
+            raise ValueError("direction must be +1, -1 or None")
+        return self
+
+    @classmethod
+    def node(cls, node: str) -> "Outcome":
+        """The single-node outcome ``node``."""
+        return cls(name=node, weights={node: 1.0})
+
+    @property
+    def is_node(self) -> bool:
+        """True for a single-node outcome named after its node with weight 1."""
+        return list(self.weights) == [self.name] and self.weights[self.name] == 1.0
+
+
+def resolve_outcomes(outcomes: Sequence[str | Outcome | Mapping] | None, nodes: Sequence[str]
+                     ) -> list[Outcome]:
+    """Turn names / mappings / :class:`Outcome` into checked outcomes (default: :data:`DEFAULT_OUTCOMES`
+    that are nodes)."""
+    if outcomes is None:
+        outcomes = [o for o in DEFAULT_OUTCOMES if o in nodes]
+    out: list[Outcome] = []
+    probs: list[Problem] = []
+    for o in outcomes:
+        oc = Outcome.node(o) if isinstance(o, str) else (o if isinstance(o, Outcome)
+                                                          else Outcome.model_validate(o))
+        for n in oc.weights:
+            if n not in nodes:
+                hint = did_you_mean(n, nodes)
+                if not hint and n.lower() == "resilience":
+                    hint = (" ('resilience' is not a node; define a named composite of nodes, "
+                            "e.g. Outcome(name='resilience_index', weights={...}))")
+                probs.append(Problem(f"unknown outcome node {n!r}{hint} (expected a node of the graph)",
+                                     location=f"outcome {oc.name!r}", field="outcome", value=n))
+        out.append(oc)
+    names = [o.name for o in out]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        probs.append(Problem(f"outcome names repeated: {dup}", field="outcome", value=dup))
+    if probs:
+        raise InterventionError(probs)
+    return out
+
+
+@dataclass(frozen=True)
+class SubgroupInfo:
+    """What a query needs to know about a subgroup.
+
+    Attributes
+    ----------
+    prevalence
+        (Weighted) share of the population in the subgroup, in (0, 1].
+    n
+        Unweighted number of respondents in the cell (for the minimum cell size); ``None`` when
+        unknown (never suppressed).
+    mean
+        Optional ``(P,)`` baseline mean of the nodes in the subgroup (model scale); used only by
+        hard sets and mechanism changes, whose effect depends on the baseline level.
+    """
+
+    prevalence: float
+    n: int | None = None
+    mean: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not 0.0 < float(self.prevalence) <= 1.0:
+            raise InterventionError(Problem(f"subgroup prevalence {self.prevalence!r} not in (0, 1]",
+                                            field="prevalence", value=self.prevalence))
+
+
+# --------------------------------------------------------------------------- JAX kernels
+def _intervened(B, set_mask, mscale, mmask, mval):
+    Bm = jnp.where(mmask, mval, B * mscale)
+    return Bm * (1.0 - set_mask.astype(B.dtype))[:, None]
+
+
+@jax.jit
+def _baseline(B, c):
+    eye = jnp.eye(B.shape[-1], dtype=B.dtype)
+    return jnp.linalg.solve(eye - B, c[..., None])[..., 0]
+
+
+def _spectral_radius(B: np.ndarray, g: "_Group | None", blocks, singles) -> np.ndarray:
+    """``(S,)`` spectral radius of ``B_do`` (``B`` under the structure of group ``g``; ``None``:
+    ``B`` itself) from the diagonal blocks of its block-triangular form (numpy, on the host).
+
+    ``blocks`` are the strongly connected components (size > 1) of a sparsity pattern that
+    contains ``B_do``'s, grouped by size; ``singles`` the one-node components. The eigenvalues of a
+    block-triangular matrix are those of its diagonal blocks (a one-node block's eigenvalue is its
+    diagonal entry), so this equals ``max |eigvals(B_do)|`` at a fraction of the cost.
+    """
+
+    def sub(ix_r, ix_c):
+        Bs = B[:, ix_r, ix_c]
+        if g is None:
+            return Bs
+        Bs = np.where(g.mmask[ix_r, ix_c], g.mval[ix_r, ix_c], Bs * g.mscale[ix_r, ix_c])
+        return Bs * (1.0 - g.set_mask[ix_r].astype(float))
+
+    parts = []
+    if singles:
+        ix = np.asarray(singles)
+        parts.append(np.abs(sub(ix, ix)))
+    for idx in blocks:  # (n_blocks, k) node indices of same-size blocks
+        ix = np.asarray(idx)
+        Bs = sub(ix[:, :, None], ix[:, None, :])  # (S, n_blocks, k, k)
+        parts.append(np.abs(np.linalg.eigvals(Bs)).reshape(B.shape[0], -1))
+    if not parts:
+        return np.zeros(B.shape[0])
+    return np.max(np.concatenate(parts, axis=1), axis=1)
+
+
+def _dense_B(Bvals, flat, P):
+    """Rebuild ``(S, P, P)`` from the values at the flat positions ``flat``."""
+    S = Bvals.shape[0]
+    return jnp.zeros((S, P * P), Bvals.dtype).at[:, flat].set(Bvals).reshape(S, P, P)
+
+
+
+@partial(jax.jit, static_argnames=("has_data",))
+def _structure_kernel(Bvals, flat, set_mask, mscale, mmask, mval, D, cols, det_tol, cond_max, *,
+                      has_data):
+    """One intervened structure, all draws: columns ``cols`` of ``(I - B_do)^-1`` (and of the
+    data-only system), ``|det|``, condition number, solvability and spectral radius.
+
+    Returns ``X (J, S, P)`` with ``X[j, s] = (I - B_do[s])^-1 e_{cols[j]}`` (NaN where not
+    solvable), the same for ``I - B_do * D`` (``None`` without data mask), ``absdet``, ``cond``
+    (each ``(S,)``); the spectral radius is computed on the host meanwhile. ``B`` is passed sparse: its values ``Bvals (S, nnz)`` at the flat
+    positions ``flat`` (see :func:`_sparse_B`).
+    """
+    P = set_mask.shape[0]
+    B = _dense_B(Bvals, flat, P)
+    S = B.shape[0]
+    eye = jnp.eye(P, dtype=B.dtype)
+    Bdo = _intervened(B, set_mask, mscale, mmask, mval)
+    M = eye - Bdo
+    sv = jnp.linalg.svd(M, compute_uv=False)
+    absdet = jnp.prod(sv, axis=-1)
+    cond = sv[:, 0] / sv[:, -1]
+    ok = (absdet > det_tol) & (cond < cond_max)
+    E = jnp.broadcast_to(jax.nn.one_hot(cols, P, dtype=B.dtype).T, (S, P, cols.shape[0]))
+    nan = jnp.asarray(jnp.nan, dtype=B.dtype)
+
+    def cols_of_inverse(A):
+        X = jnp.linalg.solve(jnp.where(ok[:, None, None], A, eye), E)  # (S, P, J)
+        return jnp.where(ok[:, None, None], X, nan).transpose(2, 0, 1)
+
+    X = cols_of_inverse(M)
+    Xd = cols_of_inverse(eye - Bdo * D) if has_data else None
+    return X, Xd, absdet, cond
+
+
+@partial(jax.jit, static_argnames=("n_draws", "need_z", "need_u"))
+def _dose_values(key, code, p1, p2, factor, *, n_draws, need_z, need_u):
+    """``(I, R, S)`` dose per intervention part and draw. The normal (``z``) and uniform (``u``)
+    variates are drawn from two split keys, each only when some dose needs it (skipping one
+    leaves the other's numbers unchanged)."""
+    I, R = code.shape
+    kz, ku = jax.random.split(key)
+    shape = (I, R, n_draws)
+    zero = jnp.zeros(shape, dtype=p1.dtype)
+    z = jax.random.normal(kz, shape) if need_z else zero
+    uu = jax.random.uniform(ku, shape) if need_u else zero
+    code, p1, p2 = code[..., None], p1[..., None], p2[..., None]
+    safe_med = jnp.where(p1 == 0, 1.0, p1)
+    return jnp.select(
+        [code == 0, code == 1, code == 2, code == 3],
+        [jnp.broadcast_to(p1, z.shape), p1 + p2 * z, p1 + (p2 - p1) * uu,
+         jnp.sign(safe_med) * jnp.exp(jnp.log(jnp.abs(safe_med)) + p2 * z)],
+    ) * factor[..., None]
+
+
+def _dose_parts(compiled: CompiledIntervention, n_draws: int, key: jax.Array | int) -> np.ndarray:
+    code = compiled.dose_code
+    if not code.any():  # fixed doses only: nothing to draw (and nothing to compile)
+        fixed = np.where(code == 0, compiled.dose_p1, 0.0) * compiled.dose_factor
+        return np.repeat(fixed[..., None], n_draws, axis=-1)
+    key = jax.random.PRNGKey(key) if isinstance(key, int) else key
+    return np.asarray(_dose_values(key, jnp.asarray(code), jnp.asarray(compiled.dose_p1),
+                                   jnp.asarray(compiled.dose_p2), jnp.asarray(compiled.dose_factor),
+                                   n_draws=n_draws, need_z=bool(np.isin(code, (1, 3)).any()),
+                                   need_u=bool((code == 2).any())))
+
+
+def _dense_doses(compiled: CompiledIntervention, vals: np.ndarray, n_nodes: int) -> np.ndarray:
+    I, R, S = vals.shape
+    out = np.zeros((I, S, n_nodes))
+    for i in range(I):
+        for r in range(R):
+            if compiled.dose_factor[i, r] != 0.0:
+                out[i, :, compiled.dose_node[i, r]] += vals[i, r]
+    return out
+
+
+@x64
+def draw_doses(compiled: CompiledIntervention, n_draws: int, n_nodes: int,
+               key: jax.Array | int = 0) -> np.ndarray:
+    """Draw the shift doses: ``(I, S, P)`` shift per intervention, draw and node (model units).
+
+    One dose per intervention part and posterior draw, from ``jax.random`` with a fixed key
+    (an int seed or a key); the same key gives the same doses.
+    """
+    return _dense_doses(compiled, _dose_parts(compiled, n_draws, key), n_nodes)
+
+
+# --------------------------------------------------------------------------- structure groups
+@dataclass
+class _Group:
+    """Interventions sharing one intervened structure ``B_do`` (sets and mechanism changes)."""
+
+    members: list[int]
+    set_mask: np.ndarray
+    mscale: np.ndarray
+    mmask: np.ndarray
+    mval: np.ndarray
+    mech_rows: np.ndarray  # rows of B changed by a mechanism change (set rows excluded)
+    cols: np.ndarray = field(default_factory=lambda: np.zeros(0, int))  # union of injection nodes
+
+    @property
+    def is_identity(self) -> bool:
+        """No set and no mechanism change: ``B_do = B``."""
+        return not (self.set_mask.any() or self.mmask.any() or (self.mscale != 1.0).any())
+
+    @property
+    def needs_baseline(self) -> bool:
+        return bool(self.set_mask.any() or self.mech_rows.size)
+
+
+def _structure_groups(compiled: CompiledIntervention) -> tuple[list[_Group], np.ndarray]:
+    """Group interventions by intervened structure; also return each one's group index."""
+    keys: dict[bytes, int] = {}
+    groups: list[_Group] = []
+    gid = np.zeros(compiled.n, int)
+    for i in range(compiled.n):
+        sm, ms, mm = compiled.set_mask[i], compiled.mech_scale[i], compiled.mech_mask[i]
+        mv = np.where(mm, compiled.mech_value[i], 0.0)
+        k = sm.tobytes() + ms.tobytes() + mm.tobytes() + mv.tobytes()
+        if k not in keys:
+            rows = np.flatnonzero((mm | (ms != 1.0)).any(axis=1) & ~sm)
+            keys[k] = len(groups)
+            groups.append(_Group([], sm, ms, mm, mv, rows))
+        gid[i] = keys[k]
+        groups[keys[k]].members.append(i)
+    return groups, gid
+
+
+def _injections(draws: StructuralDraws, compiled: CompiledIntervention, groups: list[_Group],
+                vals: np.ndarray, means: Sequence[np.ndarray | None]
+                ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per intervention the sparse injection ``u``: node indices ``(J,)`` and values ``(J, S)``.
+
+    The effect is ``(I - B_do)^-1 u`` with ``u = c_do - (I - B_do) m`` (``m`` the baseline mean of
+    the target population). Written out, ``u`` is non-zero only at shifted nodes (``u = delta``),
+    set nodes (``u_j = x_j - m_j``) and rows changed by a mechanism change
+    (``u_k = ((B_do - B) m)_k``); elsewhere it is exactly zero. Sets ``g.cols`` per group.
+    """
+    B = draws.B
+    m_alpha: np.ndarray | None = None
+    out: list[tuple[np.ndarray, np.ndarray]] = [None] * compiled.n  # type: ignore[list-item]
+    for g in groups:
+        dB = None
+        if g.mech_rows.size:
+            Br = B[:, g.mech_rows, :]
+            dB = np.where(g.mmask[g.mech_rows], g.mval[g.mech_rows], Br * g.mscale[g.mech_rows]) - Br
+        setn = np.flatnonzero(g.set_mask)
+        cols: set[int] = set()
+        for i in g.members:
+            acc: dict[int, np.ndarray] = {}
+            for r in range(compiled.dose_node.shape[1]):
+                if compiled.dose_factor[i, r] != 0.0:
+                    j = int(compiled.dose_node[i, r])
+                    acc[j] = acc[j] + vals[i, r] if j in acc else vals[i, r].copy()
+            if g.needs_baseline:
+                if means[i] is not None:
+                    m = np.broadcast_to(means[i], (draws.n_draws, len(draws.nodes)))
+                else:
+                    if m_alpha is None:
+                        m_alpha = np.asarray(_baseline(jnp.asarray(B), jnp.asarray(draws.alpha)))
+                    m = m_alpha
+                for j in setn:
+                    acc[int(j)] = compiled.set_value[i, j] - m[:, j]
+                if dB is not None:
+                    du = np.einsum("srp,sp->rs", dB, m)
+                    for r, k in enumerate(g.mech_rows):
+                        k = int(k)
+                        acc[k] = acc[k] + du[r] if k in acc else du[r]
+            nodes = np.array(sorted(acc), dtype=int)
+            out[i] = (nodes, np.stack([acc[int(j)] for j in nodes]) if nodes.size
+                      else np.zeros((0, draws.n_draws)))
+            cols.update(int(j) for j in nodes)
+        g.cols = np.array(sorted(cols), dtype=int)
+    return out
+
+
+def _combine(out: np.ndarray, X: np.ndarray, pos: Mapping[int, int], nodes: np.ndarray,
+             u: np.ndarray, ok: np.ndarray) -> None:
+    """``out[s] = sum_j X[pos[nodes[j]], s] * u[j, s]`` in place (NaN where not ``ok``)."""
+    if not nodes.size:
+        out.fill(0.0)
+        if not ok.all():
+            out[~ok] = np.nan
+        return
+    np.multiply(X[pos[int(nodes[0])]], u[0][:, None], out=out)
+    for j, uj in zip(nodes[1:], u[1:]):
+        out += X[pos[int(j)]] * uj[:, None]
+
+
+def _sparse_B(draws: StructuralDraws, compiled: CompiledIntervention
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Sparsity pattern ``(P, P)`` covering every ``B_do`` (non-zeros of ``B`` in any draw, and
+    entries a mechanism change sets), its flat positions, and ``B``'s values there ``(S, nnz)``.
+
+    Passing ``(S, nnz)`` values instead of the dense ``(S, P, P)`` array keeps the host-to-device
+    transfer small; the kernels rebuild the dense matrix exactly.
+    """
+    B = draws.B
+    pattern = (B != 0).any(axis=0) | compiled.mech_mask.any(axis=0)
+    rows, cols = np.nonzero(pattern)
+    return pattern, rows * B.shape[-1] + cols, B[:, rows, cols]
+
+
+def _scc_blocks(pattern: np.ndarray
+                ) -> tuple[tuple[tuple[tuple[int, ...], ...], ...], tuple[int, ...]]:
+    """Strongly connected components of a sparsity pattern (``pattern[k, j]``: edge ``j -> k``):
+    same-size blocks stacked (static, hashable), and the one-node components."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    n, lab = connected_components(csr_matrix(pattern), directed=True, connection="strong")
+    by_size: dict[int, list[tuple[int, ...]]] = {}
+    singles: list[int] = []
+    for c in range(n):
+        idx = tuple(int(j) for j in np.flatnonzero(lab == c))
+        if len(idx) == 1:
+            singles.append(idx[0])
+        else:
+            by_size.setdefault(len(idx), []).append(idx)
+    return tuple(tuple(v) for _, v in sorted(by_size.items())), tuple(singles)
+
+
+# --------------------------------------------------------------------------- result
+@dataclass(frozen=True, eq=False)
+class DoResult:
+    """Effects of a batch of interventions, per draw.
+
+    Attributes
+    ----------
+    names
+        Intervention names (e.g. policy ids).
+    nodes
+        Node order of the effect arrays.
+    effect
+        ``(I, S, P)`` within-target effect (within the subgroup for targeted interventions; the
+        whole population otherwise), NaN where not solvable or suppressed.
+    effect_data_only
+        ``(I, S, P)`` the part carried by walks that use only data-informed edges (see
+        :mod:`veerkracht_bayes.causal.summaries`). Edges without a class count as prior-dominated,
+        so without an edge classification only the intervention's own injection is "data-only".
+    solvable, stable
+        ``(I, S)`` flags; ``abs_det``, ``cond``, ``rho``: the numbers behind them.
+    baseline_stable
+        ``(S,)`` spectral radius of the baseline ``B`` < 1.
+    subgroups, prevalence
+        Target subgroup (or ``None``) and its prevalence (1.0 for everyone) per intervention.
+    suppressed
+        Per intervention: ``None`` or the reason the cell is suppressed.
+    outcomes
+        The outcomes asked for.
+    doses
+        ``(I, S, P)`` the shift drawn per draw (model units).
+    """
+
+    names: tuple[str, ...]
+    nodes: tuple[str, ...]
+    effect: np.ndarray
+    effect_data_only: np.ndarray
+    solvable: np.ndarray
+    stable: np.ndarray
+    abs_det: np.ndarray
+    cond: np.ndarray
+    rho: np.ndarray
+    baseline_stable: np.ndarray
+    subgroups: tuple[str | None, ...]
+    prevalence: np.ndarray
+    suppressed: tuple[str | None, ...]
+    outcomes: tuple[Outcome, ...]
+    doses: np.ndarray
+    has_edge_class: bool = False
+    meta: dict = field(default_factory=dict)
+
+    def _weights(self, outcome: str | Outcome) -> np.ndarray:
+        if isinstance(outcome, str):
+            match = [o for o in self.outcomes if o.name == outcome]
+            outcome = match[0] if match else resolve_outcomes([outcome], self.nodes)[0]
+        idx = {n: i for i, n in enumerate(self.nodes)}
+        w = np.zeros(len(self.nodes))
+        for n, v in outcome.weights.items():
+            w[idx[n]] = v
+        return w
+
+    def outcome_effect(self, outcome: str | Outcome, scope: str = "within",
+                       data_only: bool = False) -> np.ndarray:
+        """``(I, S)`` effect on one outcome.
+
+        Parameters
+        ----------
+        outcome
+            Outcome name (one of :attr:`outcomes` or any node) or an :class:`Outcome`.
+        scope
+            ``"within"`` (within the targeted subgroup) or ``"population"`` (population average:
+            the within effect times the subgroup's prevalence).
+        data_only
+            Use the data-informed-walks part instead of the total.
+        """
+        if scope not in ("within", "population"):
+            raise InterventionError(f"unknown scope {scope!r}{did_you_mean(scope, ['within', 'population'])}"
+                                    " (expected 'within' or 'population')")
+        arr = self.effect_data_only if data_only else self.effect
+        out = arr @ self._weights(outcome)
+        if scope == "population":
+            out = out * self.prevalence[:, None]
+        return out
+
+    def p_stable(self) -> np.ndarray:
+        """``(I,)`` share of draws whose intervened system is solvable and stable."""
+        return (self.solvable & self.stable).mean(axis=1)
+
+    def index(self, name: str) -> int:
+        """Position of an intervention."""
+        if name not in self.names:
+            raise InterventionError(f"unknown intervention {name!r}{did_you_mean(name, self.names)}")
+        return self.names.index(name)
+
+
+# --------------------------------------------------------------------------- driver
+def _subgroup_meta(compiled, draws, subgroups, min_cell_size):
+    """Prevalence, suppression reason and baseline mean (or ``None``) per intervention."""
+    I, P = compiled.n, len(draws.nodes)
+    prev = np.ones(I)
+    reasons: list[str | None] = []
+    means: list[np.ndarray | None] = []
+    for i, g in enumerate(compiled.subgroups):
+        reason, mg = None, None
+        if g is not None:
+            info = subgroups[g]
+            prev[i] = float(info.prevalence)
+            if info.n is not None and info.n < min_cell_size:
+                reason = (f"subgroup {g!r} has n={info.n} respondents, below the minimum cell size "
+                          f"{min_cell_size}; estimates suppressed")
+            if info.mean is not None:
+                mg = np.asarray(info.mean, float)
+                if mg.shape != (P,):
+                    raise InterventionError(f"subgroup {g!r} mean has shape {mg.shape}; expected ({P},)")
+        reasons.append(reason)
+        means.append(mg)
+    return prev, tuple(reasons), means
+
+
+def _subgroup_setup(compiled, draws, subgroups, min_cell_size):
+    """Prevalence, suppression reasons and the ``(I, S, P)`` intercepts of each target population
+    (``alpha``, or ``(I - B) m_g`` for a subgroup with a baseline mean ``m_g``)."""
+    I, S, P = compiled.n, draws.n_draws, len(draws.nodes)
+    prev, reasons, means = _subgroup_meta(compiled, draws, subgroups, min_cell_size)
+    c = np.broadcast_to(draws.alpha, (I, S, P)).copy()
+    eye = np.eye(P)
+    for i, mg in enumerate(means):
+        if mg is not None:
+            c[i] = mg @ np.swapaxes(eye - draws.B, 1, 2)  # (I - B) m_g per draw
+    return prev, reasons, c
+
+
+def _data_mask(draws: StructuralDraws) -> np.ndarray:
+    P = len(draws.nodes)
+    D = np.zeros((P, P))
+    if draws.edge_class is None:
+        return D
+    for e, (j, k) in enumerate(zip(draws.edge_sources, draws.edge_targets)):
+        if draws.edge_class.get(draws.edge_keys[e]) == "data-informed":
+            D[k, j] = 1.0
+    return D
+
+
+@x64
+def intervened_system(draws: StructuralDraws, compiled: CompiledIntervention, i: int,
+                      shift: np.ndarray, c: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(B_do (S,P,P), u (S,P))`` for intervention ``i``: the effect is ``(I - B_do)^-1 u``.
+
+    Parameters
+    ----------
+    shift
+        ``(S, P)`` drawn shift of this intervention.
+    c
+        ``(S, P)`` intercepts of the population (default ``alpha``).
+    """
+    c = draws.alpha if c is None else c
+    B = jnp.asarray(draws.B)
+    m = _baseline(B, jnp.asarray(c))
+    f = jax.vmap(_intervened, in_axes=(0, None, None, None, None))
+    Bdo = f(B, jnp.asarray(compiled.set_mask[i]), jnp.asarray(compiled.mech_scale[i]),
+            jnp.asarray(compiled.mech_mask[i]), jnp.asarray(compiled.mech_value[i]))
+    c_do = jnp.where(compiled.set_mask[i], compiled.set_value[i], c + shift)
+    u = c_do - m + jnp.einsum("skj,sj->sk", Bdo, m)
+    return np.asarray(Bdo), np.asarray(u)
+
+
+@x64
+def do_query(
+    draws: StructuralDraws,
+    interventions: Sequence[Intervention],
+    outcomes: Sequence[str | Outcome | Mapping] | None = None,
+    *,
+    subgroups: Mapping[str, SubgroupInfo] | None = None,
+    min_cell_size: int = 50,
+    native_scale: Mapping[str, float | NativeScale] | None = None,
+    seed: int | jax.Array = 0,
+    det_tol: float = 1e-10,
+    cond_max: float = 1e12,
+) -> DoResult:
+    """Equilibrium effects of interventions, per posterior draw.
+
+    Parameters
+    ----------
+    draws
+        Structural draws (posterior or fixed).
+    interventions
+        The interventions (validated here against the graph, units and subgroups).
+    outcomes
+        Outcome names / composites (default :data:`DEFAULT_OUTCOMES`); effects for every node are
+        kept in the result anyway.
+    subgroups
+        Defined subgroups ``{name: SubgroupInfo}`` (from the codebook and the weighted data).
+    min_cell_size
+        Cells with fewer respondents are suppressed (NaN effects, with the reason).
+    native_scale
+        Known native scales for ``unit="native"``.
+    seed
+        Seed (or ``jax.random`` key) for the dose draws.
+    det_tol, cond_max
+        Solvability thresholds on ``|det(I - B_do)|`` and the condition number.
+
+    Returns
+    -------
+    DoResult
+    """
+    subgroups = dict(subgroups or {})
+    outs = resolve_outcomes(outcomes, draws.nodes)
+    compiled = compile_interventions(interventions, draws.nodes, draws.edge_keys,
+                                     subgroups=list(subgroups), native_scale=native_scale)
+    I, S, P = compiled.n, draws.n_draws, len(draws.nodes)
+    vals = _dose_parts(compiled, S, seed)
+    prev, reasons, means = _subgroup_meta(compiled, draws, subgroups, min_cell_size)
+    groups, _ = _structure_groups(compiled)
+    inj = _injections(draws, compiled, groups, vals, means)
+    pattern, flat, Bvals = _sparse_B(draws, compiled)
+    blocks, singles = _scc_blocks(pattern)
+    D = _data_mask(draws)
+    has_data = bool(D.any())
+    Bvals, flat, Dj = jnp.asarray(Bvals), jnp.asarray(flat), jnp.asarray(D)
+    # dispatch every kernel first (JAX runs them asynchronously), then fill the host-side arrays
+    # while they run
+    pending = [_structure_kernel(Bvals, flat, jnp.asarray(g.set_mask), jnp.asarray(g.mscale),
+                                 jnp.asarray(g.mmask), jnp.asarray(g.mval), Dj, jnp.asarray(g.cols),
+                                 det_tol, cond_max, has_data=has_data)
+               for g in groups]
+    shifts = _dense_doses(compiled, vals, P)
+    eff = np.zeros((I, S, P))
+    eff.fill(0.0)  # touch the pages now, while the kernels run
+    effd = np.empty((I, S, P))
+    if not has_data:  # without data-informed edges only the injection itself is "data-only"
+        for i in range(I):
+            effd[i].fill(0.0)
+            nodes, u = inj[i]
+            effd[i][:, nodes] = u.T
+    base_rho = _spectral_radius(draws.B, None, blocks, singles)
+    rhos = [base_rho if g.is_identity else _spectral_radius(draws.B, g, blocks, singles)
+            for g in groups]
+    absdet, cond, rho = np.empty((I, S)), np.empty((I, S)), np.empty((I, S))
+    for g, res, rh in zip(groups, pending, rhos):
+        X, Xd, ad, cn = res
+        X = np.asarray(X)
+        Xd = np.asarray(Xd) if has_data else None
+        ad, cn = np.asarray(ad), np.asarray(cn)
+        ok = (ad > det_tol) & (cn < cond_max)
+        pos = {int(j): q for q, j in enumerate(g.cols)}
+        for i in g.members:
+            absdet[i], cond[i], rho[i] = ad, cn, rh
+            if reasons[i] is not None:
+                eff[i] = np.nan
+                effd[i] = np.nan
+                continue
+            nodes, u = inj[i]
+            _combine(eff[i], X, pos, nodes, u, ok)
+            if has_data:
+                _combine(effd[i], Xd, pos, nodes, u, ok)
+            elif not ok.all():
+                effd[i][~ok] = np.nan
+    solvable = (absdet > det_tol) & (cond < cond_max)
+    return DoResult(
+        names=compiled.names, nodes=tuple(draws.nodes), effect=eff, effect_data_only=effd,
+        solvable=solvable, stable=rho < 1.0, abs_det=absdet, cond=cond, rho=rho,
+        baseline_stable=base_rho < 1.0, subgroups=compiled.subgroups,
+        prevalence=prev, suppressed=reasons, outcomes=tuple(outs), doses=shifts,
+        has_edge_class=draws.edge_class is not None,
+        meta={"seed": seed if isinstance(seed, int) else None, "det_tol": det_tol,
+              "cond_max": cond_max, "min_cell_size": min_cell_size})

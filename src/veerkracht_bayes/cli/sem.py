@@ -1,0 +1,120 @@
+"""``veerkracht-bayes sem``: fit a generic lavaan model with vague priors (see ``docs/lavaan_models.md``).
+
+::
+
+    veerkracht-bayes sem --model FILE --data FILE.csv --out params.csv [--seed N] [--draws N]
+                         [--chains N] [--tune N] [--priors FILE] [--sampler numpyro|pymc|nutpie|blackjax]
+                         [--save-posterior FILE.nc]
+
+Writes the parameter table (lavaan conventions: ``lhs, op, rhs, label, free, mean, sd, median,
+lower, upper, r_hat, ess_bulk, ess_tail``; central 90% interval) and prints it. Bad input
+exits with code 2 and a located message.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from veerkracht_bayes.cli.main import app, handle_errors
+from veerkracht_bayes.errors import ConfigError, Problem, did_you_mean
+
+__all__ = ["sem", "read_csv_data", "fit_from_files", "SAMPLERS"]
+
+logger = logging.getLogger(__name__)
+
+#: Samplers the CLI accepts.
+SAMPLERS = ("numpyro", "pymc", "nutpie", "blackjax")
+
+
+def read_csv_data(path: str | Path):
+    """Read a CSV data file (``pandas.read_csv``); a missing or unreadable file is a ConfigError."""
+    import pandas as pd
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(Problem("data file not found (expected an existing CSV file)", file=str(p),
+                                  field="data", value=str(p)))
+    try:
+        return pd.read_csv(p)
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(Problem(f"cannot read the data as CSV: {exc}", file=str(p),
+                                  field="data")) from None
+
+
+def _check_sampler(sampler: str) -> None:
+    if sampler not in SAMPLERS:
+        raise ConfigError(Problem(f"unknown sampler {sampler!r}{did_you_mean(sampler, SAMPLERS)} "
+                                  f"(expected one of {', '.join(SAMPLERS)})", field="sampler",
+                                  value=sampler))
+
+
+def fit_from_files(model: str | Path, data: str | Path, *, priors: str | Path | None = None,
+                   seed: int = 2023, draws: int = 1000, chains: int = 2, tune: int = 1000,
+                   sampler: str = "numpyro", progressbar: bool = False):
+    """Read a lavaan model file, a CSV and an optional priors file, and fit (``fit_sem``).
+
+    Returns
+    -------
+    SemFit
+    """
+    from veerkracht_bayes.sem.lavaan_model import fit_sem, load_sem_priors, specify
+    from veerkracht_bayes.graph.lavaan_syntax import read_lavaan
+
+    _check_sampler(sampler)
+    lav = read_lavaan(model)
+    df = read_csv_data(data)
+    pri = None
+    if priors is not None:
+        pri = load_sem_priors(priors, specify(lav, list(map(str, df.columns))))
+    return fit_sem(lav, df, priors=pri, draws=draws, tune=tune, chains=chains, seed=seed,
+                   sampler=sampler, progressbar=progressbar, source=str(data))  # type: ignore[arg-type]
+
+
+@app.command("sem")
+@handle_errors
+def sem(
+    model: Annotated[str, typer.Option("--model", "-m", help="lavaan model-syntax file.")],
+    data: Annotated[str, typer.Option("--data", "-d", help="CSV data file (header row = names).")],
+    out: Annotated[str, typer.Option("--out", "-o", help="Parameter table to write (CSV).")],
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 2023,
+    draws: Annotated[int, typer.Option("--draws", help="Posterior draws per chain.")] = 1000,
+    chains: Annotated[int, typer.Option("--chains", help="Number of chains.")] = 2,
+    tune: Annotated[int, typer.Option("--tune", help="Tuning (warm-up) draws per chain.")] = 1000,
+    priors: Annotated[str | None, typer.Option(
+        "--priors", help="YAML of normal priors keyed by 'lhs op rhs' or label (default: vague).")
+    ] = None,
+    sampler: Annotated[str, typer.Option("--sampler", help="numpyro (default), pymc, nutpie or blackjax.")
+                       ] = "numpyro",
+    save_posterior: Annotated[str | None, typer.Option(
+        "--save-posterior", help="Also write the posterior (NetCDF) for `effects --posterior`.")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = False,
+) -> None:
+    """Fit a lavaan model (lavaan's defaults, vague priors) and write its parameter table."""
+    fit = fit_from_files(model, data, priors=priors, seed=seed, draws=draws, chains=chains,
+                         tune=tune, sampler=sampler, progressbar=progress)
+    table = fit.table()
+    try:
+        table.to_csv(out, index=False)
+    except OSError as exc:
+        raise ConfigError(Problem(f"cannot write the parameter table: {exc.strerror or exc} "
+                                  "(expected a writable path)", file=str(out), field="out")) from None
+    if save_posterior:
+        try:
+            fit.idata.to_netcdf(save_posterior)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(Problem(f"cannot write the posterior: {exc}", file=str(save_posterior),
+                                      field="save-posterior")) from None
+    import pandas as pd
+
+    with pd.option_context("display.width", 200, "display.max_rows", 500):
+        typer.echo(table.round(3).to_string(index=False))
+    bad = table[(table["free"] > 0) & (table["r_hat"] > 1.01)]
+    if len(bad):
+        logger.warning("%d parameter(s) have r_hat > 1.01: %s (run more draws or chains)", len(bad),
+                       ", ".join(f"{r.lhs} {r.op} {r.rhs}".strip() for r in bad.itertuples()))
+    typer.echo(f"wrote {out} ({len(table)} rows; n = {fit.data.n} complete cases"
+               f"{f', {fit.data.n_dropped} excluded' if fit.data.n_dropped else ''})")

@@ -1,0 +1,542 @@
+"""NUTS on JAX (numpyro) with the data as arguments of the compiled program.
+
+PyMC's own JAX bridge (``pm.sample(nuts_sampler="numpyro")``) bakes every data container
+into the compiled program as a constant, so every new data set — even one of the same
+shape — costs a fresh XLA compilation (6-10 s of a 10 s fit here). This module compiles the
+model's log-density once per *model shape*, with the model's ``pm.Data`` containers (the
+sufficient statistics, see :data:`veerkracht_bayes.sem.model_builder.DATA_PREFIX`) as inputs:
+
+* within a process the compiled sampler is reused for any data of the same shape
+  (refits, sensitivity analyses, test fixtures);
+* across processes JAX's persistent compilation cache
+  (:func:`veerkracht_bayes.inference.sampling.enable_compilation_cache`) finds the same program,
+  because the program no longer depends on the data values.
+
+Chains run in parallel on separate XLA devices (one per CPU core, see the package's
+``__init__``; on a GPU use ``chain_method="vectorized"``). The result has the same layout as
+PyMC's: constrained free variables and deterministics with the model's dims and coords, and
+``sample_stats`` with ``diverging``, ``energy``, ``n_steps``, ``tree_depth``,
+``acceptance_rate``, ``lp`` and ``step_size``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from veerkracht_bayes.errors import ModelError
+
+__all__ = ["JaxNutsSettings", "sample_nuts", "data_inputs", "data_values"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JaxNutsSettings:
+    """NUTS settings for :func:`sample_nuts`."""
+
+    draws: int = 500
+    tune: int = 500
+    chains: int = 2
+    target_accept: float = 0.9
+    dense_mass: bool = False
+    max_tree_depth: int = 10
+    chain_method: str = "parallel"
+    progressbar: bool = False
+    #: reciprocal link pairs sampled in (l_s, l_f) coordinates
+    #: (:func:`~veerkracht_bayes.sem.preconditioning.reciprocal_log_pairs`)
+    log_pairs: tuple[tuple[str, int, int], ...] = ()
+    #: scale each coordinate by 1 / sqrt of the log-density's curvature at the starting points
+    precondition: bool = True
+    #: value variables already in unit-scale coordinates (e.g. whitened latent scores): no
+    #: curvature is measured for them and each chain keeps its own start for them
+    unit_scale: tuple[str, ...] = ()
+    #: value variables left out of the returned posterior (e.g. per-respondent latent coordinates)
+    exclude: tuple[str, ...] = ()
+    #: rows per call of the batched gradient (curvature scale, start check); lower it for
+    #: models whose gradient holds large per-respondent intermediates
+    grad_chunk: int = 32
+
+
+def data_inputs(model: Any) -> list[Any]:
+    """The model's data containers passed as arguments (named ``DATA_PREFIX...``), sorted by name."""
+    from veerkracht_bayes.sem.model_builder import DATA_PREFIX
+
+    return sorted((v for v in model.data_vars if v.name.startswith(DATA_PREFIX)), key=lambda v: v.name)
+
+
+def data_values(model: Any) -> list[np.ndarray]:
+    """Current values of :func:`data_inputs` (the arguments of the compiled program)."""
+    return [np.asarray(v.get_value(borrow=True)) for v in data_inputs(model)]
+
+
+#: rows per call of the batched gradient (curvature scale, start check)
+_GRAD_CHUNK = 32
+#: XLA options for programs that run once, briefly (curvature, outputs): compile time dominates
+#: (2.0 -> 1.3 s for the curvature on MARVEL), the code is somewhat slower
+_QUICK_COMPILE = {"xla_backend_optimization_level": 0}
+#: one worker thread that compiles the outputs program while the chains run
+_BACKGROUND = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="veerkracht-compile")
+
+
+class _Compiled:
+    """The model's log-density and its constrained outputs as JAX functions of (values, data).
+
+    ``params`` are in the sampler's coordinates: the model's value variables, except that a
+    value variable ``v`` with a data container ``DATA_PREFIX + WHITEN_PREFIX + v`` holding a
+    lower-triangular ``T`` is represented by ``z`` with ``v = T z``
+    (:mod:`~veerkracht_bayes.sem.preconditioning`), and the positions ``(a, b)`` of a value variable
+    listed in ``log_pairs`` hold ``(l_s, l_f)`` of a reciprocal pair. The log-density is the
+    model's at the mapped point; the constant ``log|det T|`` is left out (the pair map has
+    Jacobian determinant -1).
+    """
+
+    def __init__(self, model: Any, log_pairs: Sequence[tuple[str, int, int]] = (),
+                 exclude: Sequence[str] = (), grad_chunk: int = _GRAD_CHUNK) -> None:
+        import jax
+        import pytensor.tensor as pt
+        from pymc.sampling.jax import get_jaxified_graph
+        from pymc.util import get_default_varnames
+        from pytensor.graph.replace import clone_replace
+
+        from veerkracht_bayes.sem.model_builder import DATA_PREFIX
+        from veerkracht_bayes.sem.preconditioning import WHITEN_PREFIX
+
+        self.value_vars = list(model.value_vars)
+        self.value_names = [v.name for v in self.value_vars]
+        shared = data_inputs(model)
+        self.data_names = [v.name for v in shared]
+        stem = DATA_PREFIX + WHITEN_PREFIX
+        self.whiten = {n[len(stem):]: i for i, n in enumerate(self.data_names)
+                       if n.startswith(stem) and n[len(stem):] in self.value_names}
+        self._graph_idx = [i for i, n in enumerate(self.data_names) if not n.startswith(stem)]
+        self.pairs: dict[str, list[tuple[int, int]]] = {}
+        for name, a, b in log_pairs:
+            if name not in self.value_names:
+                raise ModelError(f"log pair on {name!r}, which is not a value variable of the model")
+            self.pairs.setdefault(name, []).append((int(a), int(b)))
+        self._hess = None
+        self._hess_exec = None
+        self._out_programs: dict[Any, Any] = {}
+        self.grad_chunk = max(1, int(grad_chunk))
+        graph_shared = [shared[i] for i in self._graph_idx]
+        syms = [pt.tensor(dtype=str(v.dtype), shape=v.type.shape, name=v.name + "_in") for v in graph_shared]
+        repl = dict(zip(graph_shared, syms))
+        logp = clone_replace([model.logp()], replace=repl)
+        # jitted, so the PyTensor-generated function is traced once (numpyro traces the model
+        # four times, the curvature gradient once more: 0.2-0.4 s each on MARVEL)
+        self._logp = jax.jit(get_jaxified_graph(inputs=self.value_vars + syms, outputs=logp))
+        outs = [v for v in model.unobserved_value_vars]
+        names = list(get_default_varnames([v.name for v in outs], include_transformed=False))
+        outs = [v for v in outs if v.name in names and v.name not in set(exclude)]
+        self.out_names = [v.name for v in outs]
+        self._outs = get_jaxified_graph(inputs=self.value_vars + syms,
+                                        outputs=clone_replace(outs, replace=repl))
+        ip = model.initial_point()
+        self.shapes = {v.name: tuple(int(s) for s in ip[v.name].shape) for v in self.value_vars}
+        self.dims = {n: model.named_vars_to_dims.get(n) for n in self.out_names}
+        self.coords = {k: list(v) for k, v in model.coords.items() if v is not None}
+
+    def to_value(self, params: dict, data: Sequence) -> dict:
+        """Sampler coordinates -> the model's value variables (JAX)."""
+        from veerkracht_bayes.sem.preconditioning import pair_to_value
+
+        out = dict(params)
+        for k, pairs in self.pairs.items():
+            out[k] = pair_to_value(out[k], pairs)
+        for k, i in self.whiten.items():
+            out[k] = out[k] @ data[i].T
+        return out
+
+    def from_value(self, values: dict, data: Sequence) -> dict:
+        """Value-space arrays (leading axes allowed) -> the sampler's coordinates (NumPy)."""
+        from scipy.linalg import solve_triangular
+
+        from veerkracht_bayes.sem.preconditioning import pair_from_value
+
+        out = {k: np.asarray(v, dtype=float) for k, v in values.items()}
+        for k, i in self.whiten.items():
+            v = out[k]
+            out[k] = solve_triangular(np.asarray(data[i]), v.reshape(-1, v.shape[-1]).T, lower=True).T.reshape(v.shape)
+        for k, pairs in self.pairs.items():
+            out[k] = pair_from_value(out[k], pairs)
+        return out
+
+    def _args(self, params: dict, data: Sequence) -> list:
+        vals = self.to_value(params, data)
+        return [vals[k] for k in self.value_names] + [data[i] for i in self._graph_idx]
+
+    def start_near(self, center: dict, fallback: dict, scale: dict, data: Sequence, seed: int,
+                   spread: float = 2.0, keep: Sequence[str] = ()) -> dict:
+        """Chain starts ``center + spread * scale * N(0, 1)`` (``center`` one point, leading axis 1).
+
+        ``spread`` is in units of the curvature scale (about a conditional posterior sd); the
+        variables in ``keep`` keep each chain's ``fallback`` value. A chain whose start has a
+        non-finite gradient keeps its ``fallback`` start.
+        """
+        import jax.numpy as jnp
+        from jax.flatten_util import ravel_pytree
+
+        n_chain = int(np.shape(next(iter(fallback.values())))[0])
+        rng = np.random.default_rng(seed)
+        out = {k: np.array(v, dtype=float, copy=True) for k, v in fallback.items()}
+        cand = {k: np.asarray(center[k])[0][None] + spread * np.asarray(scale[k])[None]
+                * rng.standard_normal((n_chain,) + np.shape(scale[k])) for k in fallback}
+        cand.update({k: np.asarray(fallback[k], dtype=float) for k in keep if k in fallback})
+        flat = np.stack([np.asarray(ravel_pytree({k: jnp.asarray(v[c]) for k, v in cand.items()})[0])
+                         for c in range(n_chain)])
+        g = self._grads(flat, data)
+        for c in range(n_chain):
+            if np.isfinite(g[c]).all():
+                for k in out:
+                    out[k][c] = cand[k][c]
+            else:
+                log.info("chain %d: no finite gradient near the scale point; it starts at its own start", c)
+        return out
+
+    def _grads(self, flat: np.ndarray, data: Sequence) -> np.ndarray:
+        """Gradients at the rows of ``flat`` (flattened sampler coordinates), in fixed-size chunks.
+
+        One compiled program for any number of rows (the curvature's and the start check's);
+        within a chunk the rows are evaluated one after the other, so memory is that of one
+        gradient.
+        """
+        import jax.numpy as jnp
+
+        rows = flat.shape[0]
+        chunk = self.grad_chunk
+        padded = np.resize(flat, (-(-rows // chunk) * chunk, flat.shape[1]))
+        if self._hess_exec is None:  # compiled for speed of compilation: it runs ~0.5 s, once
+            self._hess_exec = self._hess.lower(jnp.asarray(padded[:chunk]), *data).compile(
+                compiler_options=_QUICK_COMPILE)
+        out = [np.asarray(self._hess_exec(jnp.asarray(padded[i:i + chunk]), *data))
+               for i in range(0, padded.shape[0], chunk)]
+        return np.concatenate(out)[:rows]
+
+    def curvature_scale(self, points: dict, data: Sequence, unit: Sequence[str] = ()) -> tuple[dict, float]:
+        """``1 / sqrt(-d2 logp / dx_i2)`` per sampler coordinate, averaged over ``points``.
+
+        Central differences of the gradient (``2 x`` coordinates gradients per point, in
+        batched calls). A coordinate with non-positive curvature at the points gets the
+        median scale of its variable. Used as a fixed diagonal preconditioner: NUTS then starts
+        its adaptation from about the right scales instead of from an identity mass matrix.
+        Variables in ``unit`` get scale 1 without being measured. Returns the scales and the
+        fraction of measured coordinates with a finite positive curvature.
+        """
+        import jax
+        import jax.numpy as jnp
+        from jax.flatten_util import ravel_pytree
+
+        first = {k: jnp.asarray(v[0]) for k, v in points.items()}
+        _, unravel = ravel_pytree(first)
+        if self._hess is None:
+            def grad_flat(f: Any, *d: Any) -> Any:
+                return ravel_pytree(jax.grad(lambda q: self.logp(q, d))(unravel(f)))[0]
+
+            # rows one after the other inside one program (lax.map), not vmapped: a batched
+            # gradient cost 9x more per row here (batched small matrix products) and compiled slower
+            self._hess = jax.jit(lambda rows, *d: jax.lax.map(lambda f: grad_flat(f, *d), rows))
+        n_chain = int(np.shape(next(iter(points.values())))[0])
+        flats = np.stack([np.asarray(ravel_pytree({k: jnp.asarray(v[c]) for k, v in points.items()})[0])
+                          for c in range(n_chain)])
+        n = flats.shape[1]
+        measured = np.concatenate([np.full(int(np.size(points[k][0])), k not in unit)
+                                   for k in sorted(points)])  # ravel_pytree's order: sorted keys
+        idx = np.flatnonzero(measured)
+        h = 1e-4 * np.maximum(1.0, np.abs(flats))  # (chains, n)
+        step = np.zeros((idx.size, n))
+        step[np.arange(idx.size), idx] = 1.0
+        pts = np.concatenate([np.concatenate([f[None] + step * hc, f[None] - step * hc]) for f, hc in zip(flats, h)])
+        g = self._grads(pts, data).reshape(n_chain, 2, idx.size, n)
+        rows = np.arange(idx.size)
+        curv_m = -(g[:, 0, rows, idx] - g[:, 1, rows, idx]) / (2 * h[:, idx])
+        curv = np.full(n, np.nan)
+        curv[idx] = curv_m.mean(axis=0)
+        ok = np.isfinite(curv) & (curv > 0)
+        scale = np.ones(n)
+        scale[ok] = 1.0 / np.sqrt(curv[ok])
+        out = {k: np.array(v) for k, v in unravel(jnp.asarray(scale)).items()}
+        okd = {k: np.asarray(v) > 0.5 for k, v in unravel(jnp.asarray(ok.astype(float))).items()}
+        fallback = float(np.median(scale[ok])) if ok.any() else 1.0
+        for k, v in out.items():
+            if k in unit:
+                continue
+            bad = ~okd[k]
+            if bad.any():
+                v[bad] = float(np.median(v[~bad])) if (~bad).any() else fallback
+        return out, float(ok[idx].mean()) if idx.size else 1.0
+
+    def outputs_program(self, n_draws: int, data: Sequence) -> Any:
+        """A callable returning the compiled per-draw outputs program for ``n_draws`` draws.
+
+        The program is lowered and compiled in a background thread (XLA compiles without the
+        GIL), so its compilation overlaps the chains' own (about 1 s of a cold MARVEL fit);
+        compiled programs are kept per number of draws.
+        """
+        import jax
+
+        key = (n_draws, tuple((tuple(d.shape), str(d.dtype)) for d in data))
+        if key not in self._out_programs:
+            fn = jax.jit(jax.vmap(lambda p, *d: self.outputs(p, d), in_axes=(0,) + (None,) * len(data)))
+            spec = {k: jax.ShapeDtypeStruct((n_draws,) + tuple(shape), np.float64) for k, shape in self.shapes.items()}
+            dspec = [jax.ShapeDtypeStruct(d.shape, d.dtype) for d in data]
+            self._out_programs[key] = _BACKGROUND.submit(lambda: fn.lower(spec, *dspec).compile(
+                compiler_options=_QUICK_COMPILE))
+        future: concurrent.futures.Future = self._out_programs[key]
+        return future.result
+
+    def logp(self, params: dict, data: Sequence) -> Any:
+        return self._logp(*self._args(params, data))[0]
+
+    def outputs(self, params: dict, data: Sequence) -> list:
+        return self._outs(*self._args(params, data))
+
+
+def _fingerprint(model: Any, settings: JaxNutsSettings) -> str:
+    """A key that identifies the compiled program: the model graph (with constants) and settings.
+
+    The data containers' *values* are excluded (they are arguments); their shapes are included.
+    """
+    import pytensor
+    from pytensor.graph.traversal import ancestors
+
+    from veerkracht_bayes.sem.model_builder import DATA_PREFIX
+
+    h = hashlib.sha256()
+    logp = model.logp()
+    h.update(pytensor.printing.debugprint(logp, file="str", print_type=True).encode())
+    for v in ancestors([logp]):
+        data = getattr(v, "data", None)
+        if data is not None:
+            h.update(np.ascontiguousarray(np.asarray(data)).tobytes())
+        if hasattr(v, "get_value"):
+            val = np.asarray(v.get_value(borrow=True))
+            if v.name and v.name.startswith(DATA_PREFIX):
+                h.update(repr(val.shape).encode())
+            else:
+                h.update(np.ascontiguousarray(val).tobytes())
+    h.update(repr(sorted(settings.__dict__.items())).encode())
+    return h.hexdigest()
+
+
+class _StartAt:
+    """numpyro init strategy returning the values set before each run.
+
+    numpyro checks a model's starting point by drawing its *init strategy's* values (by
+    default uniform on (-2, 2) in the unconstrained space, 100 tries) before it uses the
+    ``init_params`` passed to ``run``; with stability and standardisation barriers most such
+    points have zero density and the check fails at random ("Cannot find valid initial
+    parameters"). The check is made at our own valid starting point instead.
+
+    The point reaches the strategy as an *argument* of the model (set while the model runs,
+    read when numpyro asks for a site's value), so it is a traced input of the compiled program,
+    not a constant: new starting points (another seed, other data) reuse the program (see also
+    :class:`_ParallelWithArgs`, without which all model arguments were constants).
+    """
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def __call__(self, site: Any = None) -> Any:
+        from numpyro.infer.initialization import init_to_value
+
+        return init_to_value(site, values=self.values)
+
+
+class _ParallelWithArgs:
+    """numpyro ``chain_method``: ``pmap`` over chains with the model arguments as *inputs*.
+
+    numpyro's own ``"parallel"`` closes the model arguments (here: the data statistics, the
+    coordinate scales and the check point) into the ``pmap``-ed function, so they are compiled
+    in as constants and every new data set or seed compiles the sampler again (6 s on MARVEL).
+    numpyro passes a ``functools.partial`` of its per-chain function with ``args=...``; this
+    takes ``args`` out of it and hands them to ``pmap`` as a broadcast input. The ``pmap``-ed
+    function is kept per field selection, so a refit of the same shape compiles nothing.
+    """
+
+    def __init__(self) -> None:
+        self._fns: dict[Any, Any] = {}
+
+    def __call__(self, fn: Any) -> Any:
+        import functools
+
+        import jax
+
+        kw = getattr(fn, "keywords", None)
+        if not isinstance(fn, functools.partial) or kw is None or "args" not in kw:
+            return jax.pmap(fn)
+        args = kw["args"]
+        rest = {k: v for k, v in kw.items() if k != "args"}
+        key = (fn.func, repr(sorted(rest.items())))
+        if key not in self._fns:
+            func = fn.func
+
+            def per_chain(map_args: Any, model_args: Any) -> Any:
+                return func(map_args, args=model_args, **rest)
+
+            self._fns[key] = jax.pmap(per_chain, in_axes=(0, None))
+        pm_fn = self._fns[key]
+        return lambda map_args: pm_fn(map_args, args)
+
+
+_CACHE: dict[str, tuple[_Compiled, Any]] = {}
+
+
+def _get_sampler(model: Any, settings: JaxNutsSettings) -> tuple[_Compiled, Any]:
+    """The compiled log-density and a numpyro MCMC object for this model shape (cached)."""
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer import MCMC, NUTS
+
+    key = _fingerprint(model, settings)
+    if key in _CACHE:
+        comp, mcmc = _CACHE[key]
+        return comp, mcmc
+    comp = _Compiled(model, settings.log_pairs, settings.exclude, settings.grad_chunk)
+    shapes = comp.shapes
+
+    def numpyro_model(*args: Any) -> None:
+        # the last argument: the diagonal scale of each coordinate (an argument, not a constant,
+        # so a new scale does not recompile)
+        # and then the point numpyro checks before it takes the chains' init_params (_StartAt)
+        data, scale, start = args[:-2], args[-2], args[-1]
+        strategy.values = start
+        params = {k: numpyro.sample(k, dist.ImproperUniform(dist.constraints.real, (), shape)) * scale[k]
+                  for k, shape in shapes.items()}
+        numpyro.factor("logp", comp.logp(params, data))
+
+    strategy = _StartAt()
+    kernel = NUTS(numpyro_model, target_accept_prob=settings.target_accept, dense_mass=settings.dense_mass,
+                  max_tree_depth=settings.max_tree_depth, init_strategy=strategy)
+    chain_method: Any = settings.chain_method
+    if chain_method == "parallel" and settings.chains > 1:
+        chain_method = _ParallelWithArgs()
+    mcmc = MCMC(kernel, num_warmup=settings.tune, num_samples=settings.draws, num_chains=settings.chains,
+                chain_method=chain_method, progress_bar=settings.progressbar, jit_model_args=True)
+    if len(_CACHE) > 16:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = (comp, mcmc)
+    return comp, mcmc
+
+
+def _value_initvals(model: Any, initvals: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Constrained starting values per chain -> value-space arrays stacked over chains."""
+    from pymc.initial_point import make_initial_point_fn
+
+    points = []
+    for iv in initvals:
+        fn = make_initial_point_fn(model=model, overrides=dict(iv), jitter_rvs=set(), return_transformed=True)
+        points.append(fn(0))
+    return {k: np.stack([p[k] for p in points]) for k in points[0]}
+
+
+def sample_nuts(model: Any, initvals: Sequence[dict[str, np.ndarray]], settings: JaxNutsSettings,
+                random_seed: int, scale_points: Sequence[dict[str, np.ndarray]] = ()
+                ) -> tuple[xr.Dataset, xr.Dataset, float]:
+    """Sample a PyMC model with numpyro's NUTS, the data containers passed as arguments.
+
+    Parameters
+    ----------
+    model
+        A PyMC model whose data enter through ``pm.Data`` containers named with
+        :data:`~veerkracht_bayes.sem.model_builder.DATA_PREFIX` (any others are compiled in as
+        constants).
+    initvals
+        One dict of constrained starting values per chain (free random variables by name).
+    settings
+        NUTS settings.
+    random_seed
+        Seed of the chains' random keys.
+    scale_points
+        Candidate constrained points near the posterior at which to measure the curvature
+        scale (``settings.precondition``); the first with a finite curvature in at least 90% of
+        the coordinates is used, else the chains' starting points.
+
+    Returns
+    -------
+    (posterior, sample_stats, sampling_seconds)
+        Datasets with dims ``(chain, draw, ...)``; the time covers the curvature scale,
+        warm-up and sampling (compilation included on the first call for a model shape).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    if len(initvals) != settings.chains:
+        raise ModelError(f"{len(initvals)} initial points for {settings.chains} chains")
+    chain_method = settings.chain_method
+    if chain_method == "parallel" and settings.chains > 1 and jax.local_device_count() < settings.chains:
+        log.info("%d devices for %d chains: chains run one after the other", jax.local_device_count(),
+                 settings.chains)
+        chain_method = "sequential"
+    if chain_method != settings.chain_method:
+        settings = JaxNutsSettings(**{**settings.__dict__, "chain_method": chain_method})
+    comp, mcmc = _get_sampler(model, settings)
+    data = tuple(jnp.asarray(v) for v in data_values(model))
+    t0 = time.perf_counter()
+    x0 = comp.from_value(_value_initvals(model, initvals), data)  # (chains, ...) per variable
+    if settings.precondition:
+        scale = None
+        for point in scale_points:
+            xs = comp.from_value(_value_initvals(model, [point]), data)
+            scale, frac = comp.curvature_scale(xs, data, settings.unit_scale)
+            if frac >= 0.9:
+                break
+            log.info("curvature scale: only %.0f%% of coordinates finite at a scale point", 100 * frac)
+            scale = None
+        if scale is None:
+            scale, _ = comp.curvature_scale(x0, data, settings.unit_scale)
+        else:
+            x0 = comp.start_near(xs, x0, scale, data, int(random_seed), keep=settings.unit_scale)
+    else:
+        scale = {k: np.ones(v.shape[1:]) for k, v in x0.items()}
+    init = {k: jnp.asarray(v / scale[k] if settings.chains > 1 else v[0] / scale[k]) for k, v in x0.items()}
+    start = {k: v[0] if settings.chains > 1 else v for k, v in init.items()}
+    scale_j = {k: jnp.asarray(v) for k, v in scale.items()}
+    outputs_fn = comp.outputs_program(settings.chains * settings.draws, data)  # compiles while the chains do
+    mcmc.run(jax.random.PRNGKey(int(random_seed)), *data, scale_j, start, init_params=init,
+             extra_fields=("num_steps", "energy", "accept_prob", "potential_energy", "adapt_state.step_size"))
+    samples = mcmc.get_samples(group_by_chain=True)
+    samples = {k: v * scale_j[k] for k, v in samples.items()}
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    jax.block_until_ready(samples)
+    t_sample = time.perf_counter() - t0
+
+    # constrained variables and deterministics, per draw
+    # on the host: the chains' draws are spread over devices, the outputs program runs on one
+    flat = {k: np.asarray(v).reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
+    outs = outputs_fn()(flat, *data)
+    nc, nd = settings.chains, settings.draws
+    data_vars = {}
+    coords: dict[str, Any] = {"chain": np.arange(nc), "draw": np.arange(nd)}
+    for name, arr in zip(comp.out_names, outs):
+        arr = np.asarray(arr).reshape((nc, nd) + tuple(np.shape(arr)[1:]))
+        dims = comp.dims.get(name) or tuple(f"{name}_dim_{i}" for i in range(arr.ndim - 2))
+        dims = tuple(d if d is not None else f"{name}_dim_{i}" for i, d in enumerate(dims))
+        for d in dims:
+            if d in comp.coords:
+                coords[d] = comp.coords[d]
+        data_vars[name] = (("chain", "draw") + dims, arr)
+    post = xr.Dataset(data_vars, coords=coords)
+    steps = np.asarray(extra["num_steps"])
+    stats = xr.Dataset({
+        "diverging": (("chain", "draw"), np.asarray(extra["diverging"], dtype=bool)),
+        "energy": (("chain", "draw"), np.asarray(extra["energy"])),
+        "n_steps": (("chain", "draw"), steps),
+        "tree_depth": (("chain", "draw"), np.floor(np.log2(np.maximum(steps, 1))).astype(int) + 1),
+        "acceptance_rate": (("chain", "draw"), np.asarray(extra["accept_prob"])),
+        "lp": (("chain", "draw"), -np.asarray(extra["potential_energy"])),
+        "step_size": (("chain", "draw"), np.asarray(extra["adapt_state.step_size"])),
+    }, coords={"chain": np.arange(nc), "draw": np.arange(nd)})
+    attrs = {"sampling_time": t_sample, "tuning_steps": settings.tune, "inference_library": "numpyro"}
+    post.attrs.update(attrs)
+    stats.attrs.update(attrs)
+    return post, stats, t_sample

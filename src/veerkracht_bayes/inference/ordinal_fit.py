@@ -1,0 +1,206 @@
+"""Fitting the exact ordinal path (:mod:`veerkracht_bayes.sem.ordinal`) with NUTS.
+
+The model itself (latent scores, ordered-probit items, guided coordinates) lives in
+:mod:`veerkracht_bayes.sem.ordinal`; this module draws its prior, picks starting points and runs
+the sampler (numpyro through :mod:`veerkracht_bayes.inference.jax_nuts`, or PyMC's own NUTS).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import xarray as xr
+
+from veerkracht_bayes.graph.causal_graph import CausalGraph
+from veerkracht_bayes.sem.model_builder import ModelLayout
+from veerkracht_bayes.sem.ordinal import (OrdinalData, OrdinalSettings, _likelihood_psi, _standardised_items,
+                                          build_ordinal_model, ordinal_data_from_survey)
+
+__all__ = ["fit_ordinal"]
+
+
+def _prior_group(layout: ModelLayout, graph: CausalGraph, n: int, seed: int,
+                 x_cov: np.ndarray | None = None) -> xr.Dataset:
+    """Forward prior draws of the structural quantities (NumPy/SciPy: nothing is compiled).
+
+    The model's barriers are applied by rejection, so the draws follow the prior density the
+    sampler uses: the smooth stability and standardisation barriers of the full system and the
+    hard ``psi > 1e-4`` of the full and the likelihood systems. ``x_cov`` is the covariates'
+    covariance (:attr:`OrdinalData.x_cov`), which enters psi.
+    """
+    from dataclasses import replace
+
+    from veerkracht_bayes.inference.sampling import _prior_draws
+
+    q = len(layout.covariates)
+    x_cov = np.zeros((q, q)) if x_cov is None else np.asarray(x_cov, dtype=float)
+    structural = replace(layout, items=(), free_items=())  # measurement priors are not drawn here
+
+    def lik_ok(det: dict[str, np.ndarray]) -> np.ndarray:
+        return (_likelihood_psi(layout, graph, det["beta"], x_cov) > 1e-4).all(axis=1)
+
+    draws = _prior_draws(None, structural, graph, n, seed, x_cov, accept=lik_ok if layout.lik_latent else None)
+    return draws[["beta", "psi", "alpha", "rho_abs_bound"]]
+
+
+def fit_ordinal(graph: CausalGraph, survey: object, priors: object | None = None, *,
+                settings: object | None = None, ordinal: OrdinalSettings | None = None,
+                chain_method: str = "vectorized", keep_eta: bool = False,
+                coordinates: str = "guided"):  # noqa: ANN201 - FitResult
+    """Fit the exact ordinal path with NUTS (numpyro by default).
+
+    Parameters
+    ----------
+    graph
+        The diagram.
+    survey
+        A :class:`~veerkracht_bayes.survey.reading.SurveyData` or an :class:`OrdinalData`.
+    priors
+        PriorSet-like (``for_edge``) or None for the sign-constrained defaults.
+    settings
+        :class:`~veerkracht_bayes.inference.sampling.SamplerSettings` (sampler ``numpyro``, ``nutpie``,
+        ``blackjax`` or ``pymc``).
+    ordinal
+        Measurement priors and single-item reliability.
+    chain_method
+        numpyro ``"vectorized"`` (all chains on one device; use on a GPU), ``"parallel"``
+        (one device per chain) or ``"sequential"``.
+    keep_eta
+        Keep the ``(chain, draw, respondent, lik_latent)`` latent scores in the posterior
+        (large: off by default).
+    coordinates
+        ``"guided"`` (default) or ``"noncentred"`` latent coordinates (see
+        :func:`build_ordinal_model`; same posterior). With ``"guided"`` and numpyro the chains
+        run on :func:`veerkracht_bayes.inference.jax_nuts.sample_nuts`: data-based starts for the loadings
+        and thresholds (:func:`~veerkracht_bayes.sem.preconditioning.ordinal_start`) and links
+        (:func:`~veerkracht_bayes.sem.preconditioning.link_estimate`), chains started within two
+        curvature scales of that point, the latent coordinates at independent ``N(0, 1)`` draws
+        (they are close to ``N(0, I)`` a posteriori), and the data as arguments of the compiled
+        program (a refit on data of the same shape compiles nothing).
+
+    Returns
+    -------
+    FitResult
+        ``idata`` has ``posterior`` (``beta`` on ``edge``, ``psi``/``alpha`` on ``node``,
+        ``lambda``, ``thresholds``...), ``prior``, ``sample_stats`` and provenance; no
+        ``log_likelihood`` group (LOO on this path would need the marginal over eta).
+        ``FitResult.data`` is the :class:`OrdinalData`.
+    """
+    import pymc as pm
+
+    from veerkracht_bayes.inference.provenance import collect_provenance
+    from veerkracht_bayes.inference.sampling import FitResult, SamplerSettings, enable_compilation_cache
+
+    settings = settings or SamplerSettings()
+    if chain_method not in ("vectorized", "parallel", "sequential"):
+        raise ModelError(f"chain_method must be 'vectorized', 'parallel' or 'sequential', got {chain_method!r}")
+    if coordinates not in ("guided", "noncentred"):
+        raise ModelError(f"coordinates must be 'guided' or 'noncentred', got {coordinates!r}")
+    data = survey if isinstance(survey, OrdinalData) else ordinal_data_from_survey(survey, graph)
+    model, layout = build_ordinal_model(graph, data, priors, settings=ordinal, keep_eta=keep_eta,
+                                        coordinates=coordinates)
+    prior = _prior_group(layout, graph, settings.prior_draws, settings.random_seed, data.x_cov)
+    if settings.sampler in ("numpyro", "blackjax"):
+        enable_compilation_cache()
+    # start: each chain at a different stability-truncated prior draw of B, latent coordinates at 0
+    picks = np.random.default_rng(settings.random_seed).choice(prior.sizes["draw"], size=settings.chains,
+                                                               replace=False)
+    initvals = _beta_initvals(model, layout, prior, picks)
+    if settings.sampler == "numpyro" and coordinates == "guided":
+        post, stats = _sample_guided(model, layout, data, initvals, settings, ordinal or OrdinalSettings(),
+                                     chain_method)
+        idata = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
+    else:
+        nuts: dict[str, object] = {"target_accept": settings.target_accept}
+        if settings.sampler == "numpyro":
+            nuts.update(chain_method=chain_method, dense_mass=settings.dense_mass,
+                        max_tree_depth=settings.max_treedepth)
+        kwargs: dict[str, object] = {"nuts": nuts, "initvals": initvals}
+        if settings.sampler in ("numpyro", "blackjax"):
+            nuts["jitter"] = False
+        with model:
+            idata = pm.sample(draws=settings.draws, tune=settings.tune, chains=settings.chains,
+                              cores=min(settings.chains, os.cpu_count() or 1), random_seed=settings.random_seed,
+                              progressbar=settings.progressbar, nuts_sampler=settings.sampler,
+                              compute_convergence_checks=False, idata_kwargs={"log_likelihood": False},
+                              var_names=_posterior_names(model), **kwargs)
+    post = idata["posterior"].to_dataset()
+    idata = xr.DataTree.from_dict({"posterior": post, "prior": prior,
+                                   "sample_stats": idata["sample_stats"].to_dataset()})
+    prov = collect_provenance(seed=settings.random_seed, files={}, hashes={"data": data.data_hash},
+                              settings={**settings.__dict__, "path": "ordinal", "chain_method": chain_method,
+                                        "coordinates": coordinates,
+                                        **(ordinal or OrdinalSettings()).__dict__})
+    idata.attrs["provenance"] = json.dumps(prov, sort_keys=True, default=str)
+    idata.attrs["prior_only"] = 0
+    idata.attrs["likelihood"] = "ordinal"
+    return FitResult(idata=idata, layout=layout, graph=graph, data=data, settings=settings)  # type: ignore[arg-type]
+
+
+def _sample_guided(model, layout: ModelLayout, data: OrdinalData, initvals: list[dict], settings: object,  # noqa: ANN001
+                   ordinal: OrdinalSettings, chain_method: str) -> tuple[xr.Dataset, xr.Dataset]:
+    """numpyro NUTS on the guided model through :func:`~veerkracht_bayes.inference.jax_nuts.sample_nuts`."""
+    from veerkracht_bayes.inference.jax_nuts import JaxNutsSettings, sample_nuts
+    from veerkracht_bayes.sem.preconditioning import link_estimate, ordinal_start, reciprocal_log_pairs
+    from veerkracht_bayes.survey.statistics import pattern_stats
+
+    y = _standardised_items(data)
+    items_c = tuple(data.item_construct) + tuple(data.cont_construct)
+    start = ordinal_start(y, data.codes, data.n_categories, data.w, items_c, ordinal.reliability)
+    m = len(data.item_names)
+    counts = {c: items_c.count(c) for c in items_c}
+    free = np.array([counts[c] > 1 for c in items_c], bool)
+    meas: dict[str, np.ndarray] = {"threshold_std": start["threshold_std"]}
+    if free[:m].any():
+        meas["loading"] = start["lambda_all"][:m][free[:m]]
+    if free[m:].any():
+        meas["cont_loading"] = start["lambda_all"][m:][free[m:]]
+        meas["residual_var"] = start["residual_var"][free[m:]]
+    if len(data.cont_names):
+        meas["nu"] = np.zeros(len(data.cont_names))
+    names = set(model.named_vars)
+    meas = {k: v for k, v in meas.items() if k in names}
+    rng = np.random.default_rng(settings.random_seed)  # type: ignore[attr-defined]
+    u_shape = tuple(int(s_) for s_ in model["u"].shape.eval())
+    initvals = [{**iv, **meas, "u": rng.standard_normal(u_shape)} for iv in initvals]
+    stats = pattern_stats(y, np.column_stack([np.ones(data.n), data.xm]), data.w)
+    links = link_estimate(stats, layout, tuple(data.x_names))
+    scale_points = [{**initvals[0], **{k: v * f for k, v in links.items() if k in names}, "u": np.zeros(u_shape)}
+                    for f in (1.0, 0.5, 0.25)]
+    # the batched curvature gradient holds per-answer intermediates: bound its memory
+    cells = max(data.n * max(m, 1) * int(np.max(data.n_categories)) if m else data.n, 1)
+    jset = JaxNutsSettings(draws=settings.draws, tune=settings.tune, chains=settings.chains,  # type: ignore[attr-defined]
+                           target_accept=settings.target_accept, dense_mass=settings.dense_mass,  # type: ignore[attr-defined]
+                           max_tree_depth=settings.max_treedepth, progressbar=settings.progressbar,  # type: ignore[attr-defined]
+                           chain_method=chain_method if settings.chains > 1 else "sequential",  # type: ignore[attr-defined]
+                           log_pairs=reciprocal_log_pairs(layout), unit_scale=("u",), exclude=("u",),
+                           grad_chunk=int(np.clip(4_000_000 // cells, 1, 32)))
+    post, stats_ds, _ = sample_nuts(model, initvals, jset, settings.random_seed, scale_points)  # type: ignore[attr-defined]
+    keep = [k for k in _posterior_names(model) if k in post]
+    return post[keep], stats_ds
+
+
+def _posterior_names(model) -> list[str]:  # noqa: ANN001
+    skip = {"z", "u"}  # eta is a Deterministic only when keep_eta
+    names = [rv.name for rv in model.free_RVs if rv.name not in skip]
+    return names + [d.name for d in model.deterministics]
+
+
+def _beta_initvals(model, layout: ModelLayout, prior: xr.Dataset, picks: np.ndarray) -> list[dict]:  # noqa: ANN001
+    """Initial values per chain: the grouped edge RVs at a prior draw, eta at 0."""
+    keys = list(layout.edge_keys)
+    groups: dict[str, list[int]] = {}
+    for i, k in enumerate(keys):
+        p = layout.edge_priors[k]
+        name = f"beta_{p.distribution}{'_pos' if p.lower is not None else ''}{'_neg' if p.upper is not None else ''}"
+        groups.setdefault(name, []).append(i)
+    out = []
+    for i in picks:
+        b = prior["beta"].isel(chain=0, draw=int(i)).values
+        d = {name: b[np.array(idx)] for name, idx in groups.items() if name in model.named_vars}
+        lat = "u" if "u" in model.named_vars else "z"
+        d[lat] = np.zeros(tuple(int(s) for s in model[lat].shape.eval()))
+        out.append(d)
+    return out

@@ -1,0 +1,143 @@
+"""Process-wide JAX settings, changed only when asked: by an entry point that needs them or by
+:func:`configure`. Importing any module of the package changes none of them.
+
+- **CPU devices.** numpyro runs chains in parallel only on separate XLA devices. :func:`fit`
+  calls :func:`ensure_cpu_devices`, which asks JAX for one CPU device per core (at most 8) when
+  JAX's backend has not started yet and the user has not chosen; afterwards JAX keeps what it has
+  (the chains then run one after the other, which is slower but gives the same numbers).
+- **64-bit floats.** do-queries and trajectories run inside :func:`x64` (a context, not a global
+  switch); the samplers turn on JAX's 64-bit mode when they start, as PyMC's JAX samplers do.
+- **Compilation cache.** Compiled samplers are kept between processes in
+  :func:`compilation_cache_dir`: ``$VEERKRACHT_JAX_CACHE`` if set, else
+  ``~/.cache/veerkracht_bayes/jax``. ``configure(compilation_cache=False)`` turns it off, a path
+  moves it.
+
+Examples
+--------
+>>> import veerkracht_bayes as vb
+>>> vb.configure(compilation_cache=False)
+>>> from veerkracht_bayes.runtime import compilation_cache_dir
+>>> compilation_cache_dir() is None
+True
+>>> vb.configure(compilation_cache=True)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+__all__ = ["compilation_cache_dir", "configure", "ensure_cpu_devices", "x64"]
+
+log = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
+
+_state: dict[str, Any] = {"cache": True, "cpu_devices": None}
+
+
+def configure(*, cpu_devices: int | None = None, x64: bool | None = None,
+              compilation_cache: bool | str | Path | None = None) -> None:
+    """Set JAX's process-wide options explicitly.
+
+    Parameters
+    ----------
+    cpu_devices
+        Number of XLA CPU devices (one per parallel chain). Takes effect only before JAX's
+        backend starts (before the first computation).
+    x64
+        Turn JAX's 64-bit mode on or off for the whole process.
+    compilation_cache
+        ``False`` turns the persistent compilation cache off, ``True`` restores the default
+        location, a path moves it.
+
+    Examples
+    --------
+    >>> configure(compilation_cache=False)
+    >>> configure(compilation_cache=True)
+    """
+    if cpu_devices is not None:
+        if isinstance(cpu_devices, bool) or int(cpu_devices) < 1:
+            raise ValueError(f"cpu_devices must be a positive integer, not {cpu_devices!r}")
+        _state["cpu_devices"] = int(cpu_devices)
+        _set_cpu_devices(int(cpu_devices))
+    if x64 is not None:
+        import jax
+
+        jax.config.update("jax_enable_x64", bool(x64))
+    if compilation_cache is not None:
+        _state["cache"] = compilation_cache if not isinstance(compilation_cache, str) else Path(compilation_cache)
+
+
+def _set_cpu_devices(n: int) -> bool:
+    import jax
+
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return False  # the user's own flag wins
+    try:
+        jax.config.update("jax_num_cpu_devices", n)
+    except Exception:  # noqa: BLE001 - the backend has started; JAX keeps its devices
+        log.debug("JAX backend already initialised; keeping %d CPU device(s)", jax.local_device_count())
+        return False
+    return True
+
+
+def ensure_cpu_devices() -> None:
+    """Give JAX one CPU device per core (at most 8) if nobody has chosen and it is not too late.
+
+    Examples
+    --------
+    >>> ensure_cpu_devices()
+    """
+    if _state["cpu_devices"] is not None:
+        return
+    n = max(1, min(os.cpu_count() or 1, 8))
+    _state["cpu_devices"] = n if _set_cpu_devices(n) else -1
+
+
+def compilation_cache_dir() -> Path | None:
+    """Where compiled samplers are cached between processes (``None`` when turned off).
+
+    Examples
+    --------
+    >>> isinstance(compilation_cache_dir(), (Path, type(None)))
+    True
+    """
+    c = _state["cache"]
+    if c is False:
+        return None
+    if isinstance(c, Path):
+        return c
+    return Path(os.environ.get("VEERKRACHT_JAX_CACHE", Path.home() / ".cache" / "veerkracht_bayes" / "jax"))
+
+
+@contextlib.contextmanager
+def _x64_context() -> Iterator[None]:
+    import jax
+
+    with jax.enable_x64(True):
+        yield
+
+
+def x64(func: F) -> F:
+    """Run ``func`` with JAX's 64-bit mode on, and leave the process setting as it was.
+
+    Examples
+    --------
+    >>> @x64
+    ... def f():
+    ...     import jax.numpy as jnp
+    ...     return str(jnp.ones(1).dtype)
+    >>> f()
+    'float64'
+    """
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with _x64_context():
+            return func(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

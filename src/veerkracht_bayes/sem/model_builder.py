@@ -1,0 +1,569 @@
+"""Build the PyMC model of a signed, cyclic structural equation model.
+
+Model (continuous path, latent scores marginalised; see ``docs/model.md``)
+-------------------------------------------------------------------------
+Nodes of the graph fall into three classes:
+
+* **covariates** ``x`` – observed exogenous nodes (no parents, one measured column);
+  the model is conditional on them (lavaan's ``fixed.x``), centred at the weighted mean;
+* **absent** nodes – unmeasured nodes without parents (policy levers, unmeasured
+  exogenous factors): value 0 in the baseline population; their outgoing links are
+  estimated from their priors alone (used by do-queries);
+* **latent constructs** ``eta`` – every other node, measured or not.
+
+Structural part on standardised latents::
+
+    eta = B eta + Gamma x + zeta,   zeta ~ N(0, diag(psi)),   A = (I - B)^-1
+    Cov(eta | x) = A diag(psi) A^T
+
+Identification of scale: every latent has variance 1 in the population
+(``diag(A diag(psi) A^T + A Gamma S_x Gamma^T A^T) = 1``). ``psi`` is therefore not a free
+parameter: it solves the linear system ``(A∘A) psi = 1 - diag(A Gamma S_x Gamma^T A^T)``,
+so every coefficient is a standardised (correlation-sized) effect, comparable to
+literature betas. Draws for which some ``psi <= 0`` have no valid standardised solution
+and get zero density.
+
+Measurement part on standardised items (weighted mean 0, sd 1)::
+
+    y_i = nu_i + lambda_i eta_{c(i)} + eps_i,   eps_i ~ N(0, theta_i)
+
+Constructs with a single item have their loading fixed by an assumed reliability
+``rel`` (``lambda = sqrt(rel)``, ``theta = 1 - rel``; default 0.8), since a single
+indicator cannot separate true from error variance. Likert items are treated as
+continuous here (route (a) of MATH.md §2; documented in every brief).
+
+Marginal likelihood (exact for cycles: the implied moments use ``(I - B)^-1``)::
+
+    y | x ~ N(nu + Lambda A Gamma x,  Lambda A diag(psi) A^T Lambda^T + diag(theta))
+
+evaluated through per-missingness-pattern sufficient statistics (full-information
+maximum likelihood form) and multiplied by normalised survey weights
+(**pseudo-likelihood**: weights sum to n, so the posterior has the width of an
+unweighted sample of the same size; it is not a design-based variance).
+
+Unmeasured constructs (``unmeasured="cut"``, the default): the likelihood is that of the
+*measured sub-system* — latent constructs with at least one item, the covariates and the
+links among them. Links that touch an unmeasured construct are not in the likelihood:
+they keep their (stability-truncated) priors, as the issue asks ("constructs with no data
+stay in the model on their priors"). This is a cut (modular) posterior (Plummer, 2015): it
+stops prior-only loops such as stress <-> shame from bending the geometry of the data-informed
+coefficients, at the price of ignoring the weak information the data carry about them
+through the standardisation. Paths measured -> unmeasured -> measured are therefore
+represented twice in do-queries (once inside the data-estimated direct link, once through the
+prior-only path); on MARVEL such paths are products of two or more small prior links.
+In the sampler, the prior-only links are independent of everything else (the barriers act
+on the likelihood system); the full system's barriers are then imposed on them by an exact
+accept/redraw step (``sampling._cut_completion``). ``unmeasured="joint"`` fits the full
+system instead. ``psi`` is reported for the full system
+(every latent with variance 1); a soft barrier keeps it positive.
+
+Stability: a smooth barrier on the Perron root of |B| (an upper bound of the spectral
+radius of B, a Collatz-Wielandt bound with a power-iteration test vector, so that it is differentiable):
+``log_sigmoid((rho_max - rho(|B|)) / width)``. The exact spectral radius of every
+draw is reported by the diagnostics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import logging
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+
+from veerkracht_bayes.graph.causal_graph import CausalGraph
+from veerkracht_bayes.errors import ModelError, Problem
+from veerkracht_bayes.sem.preconditioning import WHITEN_PREFIX, intercept_whitening
+from veerkracht_bayes.survey.statistics import ModelData
+
+__all__ = ["EdgePriorValues", "ModelLayout", "StabilitySettings", "build_model", "edge_prior_values",
+           "edge_groups", "perron_upper_bound"]
+
+LOG_2PI = float(np.log(2 * np.pi))
+#: Name prefix of the model's data containers (``pm.Data``): the sufficient statistics and
+#: the covariates' covariance. Samplers may pass them as arguments (see ``jax_nuts``).
+DATA_PREFIX = "data_"
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StabilitySettings:
+    """Smooth stability barrier: density times ``sigmoid((rho_max - rho(|B|)) / width)``."""
+
+    rho_max: float = 0.99
+    width: float = 0.005
+    power_iterations: int = 128
+
+
+@dataclass(frozen=True)
+class EdgePriorValues:
+    """Numeric prior of one edge coefficient (standardised scale)."""
+
+    distribution: str  # truncated_normal | normal | student_t | half_normal
+    mean: float
+    sd: float
+    lower: float | None
+    upper: float | None
+    nu: float | None = None
+
+
+#: Default prior for an edge without a literature source: |beta| ~ N(0.15, 0.15) truncated to sign.
+DEFAULT_EDGE_PRIOR = (0.15, 0.15)
+
+
+def edge_prior_values(priors: object | None, graph: CausalGraph, *, vague: bool = False
+                      ) -> dict[str, EdgePriorValues]:
+    """Numeric priors for every edge, from a PriorSet-like object or the defaults.
+
+    Parameters
+    ----------
+    priors
+        An object with ``for_edge(key)`` returning something with ``distribution``,
+        ``mean`` and ``sd`` attributes (see :mod:`veerkracht_bayes.priors.spec`), or None.
+    graph
+        The diagram (edge signs).
+    vague
+        Without ``priors``: unconstrained Normal(0, 1) (generic lavaan models) instead
+        of the sign-constrained default.
+    """
+    out = {}
+    for e in graph.edges:
+        sgn = 1.0 if e.sign == "+" else -1.0
+        if priors is not None:
+            p = priors.for_edge(e.key)
+            dist = str(getattr(p, "distribution", "truncated_normal"))
+            mean = float(getattr(p, "mean"))
+            sd = float(getattr(p, "sd"))
+            nu = getattr(p, "nu", None)
+        elif vague:
+            dist, mean, sd, nu = "normal", 0.0, 1.0, None
+        else:
+            dist, mean, sd, nu = "truncated_normal", sgn * DEFAULT_EDGE_PRIOR[0], DEFAULT_EDGE_PRIOR[1], None
+        if dist == "half_normal":
+            dist, mean = "truncated_normal", 0.0
+        if dist == "truncated_normal":
+            lower, upper = (0.0, None) if sgn > 0 else (None, 0.0)
+        else:
+            lower = upper = None
+        out[e.key] = EdgePriorValues(dist, mean, sd, lower, upper, None if nu is None else float(nu))
+    return out
+
+
+@dataclass(frozen=True)
+class ModelLayout:
+    """How graph nodes and edges map onto model arrays (returned with the model)."""
+
+    nodes: tuple[str, ...]
+    latent: tuple[str, ...]
+    covariates: tuple[str, ...]
+    absent: tuple[str, ...]
+    unobserved_latent: tuple[str, ...]
+    edge_keys: tuple[str, ...]
+    edge_kind: dict[str, str]  # latent | prior_only | covariate | absent
+    items: tuple[str, ...]
+    item_construct: tuple[str, ...]
+    single_item_constructs: tuple[str, ...]
+    reliability: float
+    stability: StabilitySettings
+    edge_priors: dict[str, EdgePriorValues] = field(default_factory=dict)
+    lik_latent: tuple[str, ...] = ()
+    unmeasured: str = "cut"
+    measurement_priors: dict[str, float] = field(default_factory=dict)
+    free_items: tuple[bool, ...] = ()
+    identification_warnings: tuple[str, ...] = ()
+    cut_active: bool = False
+    sampled_edges: tuple[str, ...] = ()
+
+
+def _classify(graph: CausalGraph, data: ModelData | None) -> tuple[list[str], list[str], list[str]]:
+    covariates = list(data.x_names) if data is not None else []
+    for c in covariates:
+        if graph.parents(c):
+            raise ModelError(Problem(
+                f"node {c!r} is used as an observed covariate but has parents "
+                f"{graph.parents(c)} (expected an exogenous node without incoming links)", field=c))
+    measured = set(data.item_construct) if data is not None else set()
+    absent, latent = [], []
+    for n in graph.nodes:
+        if n in covariates:
+            continue
+        node = graph.node(n)
+        if n not in measured and not graph.parents(n) and node.role in ("policy_lever", "exogenous"):
+            absent.append(n)
+        else:
+            latent.append(n)
+    return latent, covariates, absent
+
+
+def _data(name: str, value: np.ndarray) -> pt.TensorVariable:
+    """A data container with a static shape (so rewrites and contractions know the sizes)."""
+    value = np.asarray(value, dtype=float)
+    return pm.Data(DATA_PREFIX + name, value, shape=value.shape)
+
+
+def _squarings(iters: int) -> int:
+    """Number of repeated squarings that cover ``iters`` power iterations."""
+    return max(1, int(np.ceil(np.log2(max(iters, 2)))))
+
+
+def _perron_root(absb: pt.TensorVariable, iters: int) -> pt.TensorVariable:
+    """Smooth upper bound of the Perron root of ``|B|`` (hence of the spectral radius of B).
+
+    ``M = |B| + 1e-6`` is positive. A positive test vector ``v`` comes from power iteration
+    on ``M + I`` (which converges even when ``|B|`` is periodic or reducible), done by
+    repeated squaring: ``(M + I)^(2^s) 1`` with ``2^s >= iters`` costs ``s`` small matrix
+    products instead of ``iters`` matrix-vector products. By the Collatz-Wielandt formula
+    ``max_i (M v)_i / v_i >= rho(M) >= rho(|B|) >= rho(B)`` for ANY positive ``v``, tight once
+    ``v`` has converged; so ``v`` is held constant for the gradient (``disconnected_grad``)
+    and the bound stays valid at every point. The max is smoothed by a log-sum-exp with
+    temperature 1000 (which can only raise it, by at most log(P)/1000).
+    """
+    from pytensor.gradient import disconnected_grad
+
+    p = absb.shape[0]
+    mat = absb + 1e-6
+    t = mat + pt.eye(p)
+    for _ in range(_squarings(iters)):
+        t = pt.dot(t, t)
+        t = t / pt.sum(t)
+    v = pt.sum(t, axis=1)
+    v = disconnected_grad(v / pt.sum(v))
+    ratio = pt.dot(mat, v) / v
+    return pt.logsumexp(1000.0 * ratio) / 1000.0
+
+
+def perron_upper_bound(absb: np.ndarray, iters: int = 128) -> np.ndarray:
+    """NumPy twin of the model's stability bound, vectorised over leading dimensions."""
+    absb = np.asarray(absb, dtype=float)
+    p = absb.shape[-1]
+    mat = absb + 1e-6
+    t = mat + np.eye(p)
+    for _ in range(_squarings(iters)):
+        t = t @ t
+        t = t / t.sum(axis=(-2, -1), keepdims=True)
+    v = t.sum(axis=-1)
+    v = v / v.sum(axis=-1, keepdims=True)
+    ratio = np.einsum("...ij,...j->...i", mat, v) / v
+    z = 1000.0 * ratio
+    zmax = z.max(axis=-1, keepdims=True)
+    return (zmax[..., 0] + np.log(np.exp(z - zmax).sum(axis=-1))) / 1000.0
+
+
+def edge_groups(priors: dict[str, EdgePriorValues], keys: list[str]) -> list[tuple[str, str, list[int]]]:
+    """Group edges by prior family and bounds: ``(rv_name, distribution, edge indices)``.
+
+    One PyMC random variable is created per group; the order of groups and of indices within
+    a group defines how the free variables map onto ``beta``.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for i, k in enumerate(keys):
+        p = priors[k]
+        groups.setdefault((p.distribution, p.lower is not None, p.upper is not None), []).append(i)
+    out = []
+    for (dist, has_lo, has_hi), idx in groups.items():
+        out.append((f"beta_{dist}{'_pos' if has_lo else ''}{'_neg' if has_hi else ''}", dist, idx))
+    return out
+
+
+def _edge_rvs(priors: dict[str, EdgePriorValues], keys: list[str]) -> pt.TensorVariable:
+    """Create one vector of edge coefficients (in ``keys`` order) from grouped RVs."""
+    parts, order = [], []
+    for name, dist, idx in edge_groups(priors, keys):
+        mu = np.array([priors[keys[i]].mean for i in idx])
+        sd = np.array([priors[keys[i]].sd for i in idx])
+        lo = priors[keys[idx[0]]].lower
+        hi = priors[keys[idx[0]]].upper
+        if dist == "truncated_normal":
+            # (no initval here: PyMC's log-density utilities refuse models with custom initial
+            # values; `fit` starts every chain from a valid prior draw instead)
+            rv = pm.TruncatedNormal(name, mu=mu, sigma=sd, lower=lo, upper=hi, shape=len(idx))
+        elif dist == "normal":
+            rv = pm.Normal(name, mu=mu, sigma=sd, shape=len(idx))
+        elif dist == "student_t":
+            nu = np.array([priors[keys[i]].nu or 4.0 for i in idx])
+            rv = pm.StudentT(name, nu=nu, mu=mu, sigma=sd, shape=len(idx))
+        else:
+            raise ModelError(f"unknown prior distribution {dist!r} (expected truncated_normal, "
+                             "normal, student_t or half_normal)")
+        parts.append(rv)
+        order.extend(idx)
+    flat = pt.concatenate(parts) if len(parts) > 1 else parts[0]
+    inv = np.argsort(np.array(order))
+    return flat[inv]
+
+
+def _pattern_loglik(lam: pt.TensorVariable, theta: pt.TensorVariable, c_idx: np.ndarray, plk: int,
+                    B: pt.TensorVariable, psi: pt.TensorVariable, M: pt.TensorVariable,
+                    D: pt.TensorVariable, W: pt.TensorVariable, Syy: pt.TensorVariable,
+                    Suy: pt.TensorVariable, Suu: pt.TensorVariable) -> pt.TensorVariable:
+    """Gaussian log-likelihood of each missingness pattern from its sufficient statistics.
+
+    The implied covariance of the observed items of pattern ``p`` is
+    ``Sigma_p = Lambda_p S Lambda_p' + Theta_p`` with ``S = A diag(psi) A'`` the latent covariance
+    (``P`` latents) and ``Lambda_p`` the loadings of the observed items. Because every item
+    loads on one construct, ``Lambda_p' Theta_p^-1 Lambda_p = diag(k_p)`` is diagonal, and the
+    Woodbury identity and the matrix determinant lemma give, with
+    ``K_p = S^-1 + diag(k_p) = (I - B)' diag(1/psi) (I - B) + diag(k_p)`` (``P x P``)::
+
+        log|Sigma_p| = sum_obs log theta_i + sum log psi - 2 log|det(I - B)| + log|K_p|
+        tr(Sigma_p^-1 R_p) = sum_obs R_ii / theta_i - tr(K_p^-1 F_p' R_p F_p),
+        F_p = Theta_p^-1 Lambda_p,   R_p = Syy_p - M Suy_p - (M Suy_p)' + M Suu_p M'
+
+    so a gradient costs one ``P x P`` Cholesky per pattern instead of one ``m x m`` Cholesky
+    (``P`` constructs against ``m`` items) and needs no inverse of ``I - B``. Identical to the
+    dense form ``log N`` with ``Sigma_p`` (tested against a SciPy reference to 1e-9).
+    """
+    m = int(c_idx.shape[0])
+    ind = np.zeros((m, plk))
+    ind[np.arange(m), c_idx] = 1.0
+    a = D / theta[None, :]  # (patterns, m): 1/theta on observed items, 0 elsewhere
+    k = pt.dot(a * (lam * lam)[None, :], ind)  # (patterns, P)
+    ib = pt.eye(plk) - B
+    s_inv = pt.dot(ib.T / psi[None, :], ib)
+    K = s_inv[None] + k[:, :, None] * np.eye(plk)[None]
+    E = lam[:, None] * ind  # (m, P) loadings matrix
+    F = a[:, :, None] * E[None]  # (patterns, m, P)
+    FM = pt.matmul(F.transpose(0, 2, 1), M[None])  # (patterns, P, 1 + q): F' M
+    SuyF = pt.matmul(Suy, F)  # (patterns, 1 + q, P)
+    cross = pt.matmul(FM, SuyF)
+    G = (pt.matmul(F.transpose(0, 2, 1), pt.matmul(Syy, F)) - cross - cross.transpose(0, 2, 1)
+         + pt.matmul(pt.matmul(FM, Suu), FM.transpose(0, 2, 1)))
+    MSuy = pt.sum(M.T[None] * Suy, axis=1)  # (patterns, m): diag(M Suy_p)
+    MSuuM = pt.sum(pt.matmul(M[None], Suu) * M[None], axis=2)  # (patterns, m): diag(M Suu_p M')
+    r_diag = pt.diagonal(Syy, axis1=1, axis2=2) - 2.0 * MSuy + MSuuM
+    L = pt.linalg.cholesky(K)
+    logdet_k = 2.0 * pt.sum(pt.log(pt.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
+    V = pt.linalg.solve_triangular(L, G, lower=True)
+    U = pt.linalg.solve_triangular(L, V.transpose(0, 2, 1), lower=True)
+    quad = pt.sum(a * r_diag, axis=1) - pt.sum(pt.diagonal(U, axis1=-2, axis2=-1), axis=-1)
+    _, logabsdet = pt.linalg.slogdet(ib)
+    logdet = pt.dot(D, pt.log(theta)) + pt.sum(pt.log(psi)) - 2.0 * logabsdet + logdet_k
+    m_obs = D.sum(axis=1)
+    return -0.5 * (W * (logdet + m_obs * LOG_2PI) + quad)
+
+
+def build_model(
+    graph: CausalGraph,
+    data: ModelData | None,
+    priors: object | None = None,
+    *,
+    vague: bool = False,
+    reliability: float = 0.8,
+    stability: StabilitySettings | None = None,
+    measurement_priors: Mapping[str, float] | None = None,
+    unmeasured: str = "cut",
+    whiten_intercepts: bool = True,
+) -> tuple[pm.Model, ModelLayout]:
+    """Build the PyMC model for ``graph`` and (optionally) survey data.
+
+    Parameters
+    ----------
+    graph
+        The signed diagram.
+    data
+        Prepared survey data (:func:`~veerkracht_bayes.survey.statistics.prepare_model_data`),
+        or None for a prior-only model.
+    priors
+        PriorSet-like object (``for_edge``); None for defaults.
+    vague
+        Use vague unconstrained edge priors when ``priors`` is None.
+    reliability
+        Assumed reliability of single-item constructs.
+    stability
+        Settings of the stability barrier.
+    measurement_priors
+        Overrides for the measurement priors: ``loading_mu`` (0.7), ``loading_sd`` (0.3),
+        ``theta_logmean`` (log 0.5), ``theta_logsd`` (0.75), ``nu_sd`` (0.5).
+    unmeasured
+        ``"cut"`` (default) or ``"joint"``: see the module docstring.
+    whiten_intercepts
+        Store a whitening matrix for the intercepts, so that the JAX sampler moves in
+        whitened coordinates (:mod:`~veerkracht_bayes.sem.preconditioning`); the model and its
+        posterior are the same either way.
+
+    Returns
+    -------
+    (pm.Model, ModelLayout)
+    """
+    stability = stability or StabilitySettings()
+    if not 0 < reliability <= 1:
+        raise ModelError(f"reliability must be in (0, 1], got {reliability}")
+    mp = {"loading_mu": 0.7, "loading_sd": 0.3, "theta_logmean": float(np.log(0.5)),
+          "theta_logsd": 0.75, "nu_sd": 0.5}
+    mp.update(measurement_priors or {})
+    latent, covariates, absent = _classify(graph, data)
+    if data is not None:
+        unknown = sorted(set(data.item_construct) - set(graph.nodes))
+        if unknown:
+            raise ModelError(f"items measure nodes that are not in the graph: {unknown}")
+    from veerkracht_bayes.graph.identification import assert_identified
+
+    id_warnings = assert_identified(graph, data, vague=(priors is None and vague))
+    for w in id_warnings:
+        log.info("identification: %s", w)
+    if unmeasured not in ("cut", "joint"):
+        raise ModelError(f"unmeasured must be 'cut' or 'joint', got {unmeasured!r}")
+    eps = edge_prior_values(priors, graph, vague=vague)
+    keys = graph.edge_keys
+    measured = [] if data is None else list(dict.fromkeys(data.item_construct))
+    lik_latent = [n for n in latent if unmeasured == "joint" or n in measured]
+    li = {n: i for i, n in enumerate(latent)}
+    lli = {n: i for i, n in enumerate(lik_latent)}
+    ci = {n: i for i, n in enumerate(covariates)}
+    edge_kind = {}
+    for e in graph.edges:
+        if e.target not in li:
+            raise ModelError(f"edge {e.key} points into {e.target!r}, which is not a latent node")
+        if e.source in ci:
+            kind = "covariate" if e.target in lli else "prior_only"
+        elif e.source in absent:
+            kind = "absent"
+        else:
+            kind = "latent" if (e.source in lli and e.target in lli) else "prior_only"
+        edge_kind[e.key] = kind
+    unobserved = tuple(n for n in latent if n not in measured)
+    items = () if data is None else data.item_names
+    item_construct = () if data is None else data.item_construct
+    counts = {c: item_construct.count(c) for c in measured}
+    single = tuple(c for c in measured if counts[c] == 1)
+
+    coords = {"edge": list(keys), "node": list(graph.nodes), "latent": latent,
+              "item": list(items), "covariate": covariates}
+    with pm.Model(coords=coords) as model:
+        # In cut mode the links outside the likelihood (prior_only, absent) get no random
+        # variable: they are independent of the data and of NUTS, and are drawn exactly from
+        # their priors afterwards (sampling._cut_completion). They are 0 inside this graph.
+        cut_edges = (unmeasured == "cut" and data is not None
+                     and len(lik_latent) < len(latent))
+        sampled = [i for i, k in enumerate(keys)
+                   if not cut_edges or edge_kind[k] in ("latent", "covariate")]
+        if len(sampled) == len(keys):
+            beta_t = _edge_rvs(eps, list(keys))
+        else:
+            beta_t = pt.zeros((len(keys),))
+            if sampled:
+                sub = _edge_rvs(eps, [keys[i] for i in sampled])
+                beta_t = pt.set_subtensor(beta_t[np.array(sampled, dtype=int)], sub)
+        beta = pm.Deterministic("beta", beta_t, dims="edge")
+        def _block(nodes_idx: dict[str, int], kinds: tuple[str, ...]) -> pt.TensorVariable:
+            sel = [i for i, e in enumerate(graph.edges) if edge_kind[e.key] in kinds
+                   and e.source in nodes_idx and e.target in nodes_idx]
+            mat = pt.zeros((len(nodes_idx), len(nodes_idx)))
+            if sel:
+                r = np.array([nodes_idx[graph.edges[i].target] for i in sel], dtype=int)
+                c = np.array([nodes_idx[graph.edges[i].source] for i in sel], dtype=int)
+                mat = pt.set_subtensor(mat[r, c], beta[np.array(sel, dtype=int)])
+            return mat
+
+        def _gamma(nodes_idx: dict[str, int]) -> pt.TensorVariable:
+            sel = [i for i, e in enumerate(graph.edges) if e.source in ci and e.target in nodes_idx]
+            mat = pt.zeros((len(nodes_idx), len(ci)))
+            if sel:
+                r = np.array([nodes_idx[graph.edges[i].target] for i in sel], dtype=int)
+                c = np.array([ci[graph.edges[i].source] for i in sel], dtype=int)
+                mat = pt.set_subtensor(mat[r, c], beta[np.array(sel, dtype=int)])
+            return mat
+
+        q = len(covariates)
+        x_cov = data.x_cov if (data is not None and q) else np.zeros((q, q))
+        if data is not None and q:
+            # data enter as pm.Data (shared variables): a JAX sampler can take them as
+            # arguments, so one compiled program serves all data sets of the same shape
+            x_cov = _data("x_cov", x_cov)
+        # full latent system: stability and reported psi (every latent standardised)
+        pl = len(latent)
+        B_full = _block(li, ("latent", "prior_only"))
+        A_full = pt.linalg.inv(pt.eye(pl) - B_full)
+        if q:
+            AG_full = pt.dot(A_full, _gamma(li))
+            dx_full = pt.sum(pt.dot(AG_full, x_cov) * AG_full, axis=1)
+        else:
+            dx_full = pt.zeros((pl,))
+        psi_full_lat = pt.linalg.solve(A_full * A_full, 1.0 - dx_full)
+        psi_full = pt.zeros((len(graph.nodes),))
+        lat_pos = np.array([graph.node_index[n] for n in latent], dtype=int)
+        psi_full = pt.set_subtensor(psi_full[lat_pos], psi_full_lat)
+        if q:
+            cov_pos = np.array([graph.node_index[n] for n in covariates], dtype=int)
+            psi_full = pt.set_subtensor(psi_full[cov_pos], pt.diagonal(x_cov))
+        pm.Deterministic("psi", psi_full, dims="node")
+        pm.Deterministic("alpha", pt.zeros((len(graph.nodes),)), dims="node")
+        rho_full = _perron_root(pt.abs(B_full), stability.power_iterations) if pl else pt.constant(0.0)
+        pm.Deterministic("rho_abs_bound", rho_full)
+        # likelihood system (measured sub-system in cut mode)
+        plk = len(lik_latent)
+        B = _block(lli, ("latent",))
+        A = pt.linalg.inv(pt.eye(plk) - B)
+        if q:
+            AG = pt.dot(A, _gamma(lli))
+            dx = pt.sum(pt.dot(AG, x_cov) * AG, axis=1)
+        else:
+            AG = None
+            dx = pt.zeros((plk,))
+        psi_lat = pt.linalg.solve(A * A, 1.0 - dx)
+        psi_ok = pt.all(pt.gt(psi_lat, 1e-4))
+        psi_safe = pt.switch(pt.gt(psi_lat, 1e-4), psi_lat, 1e-4)
+        pm.Potential("standardisation", pt.switch(psi_ok, 0.0, -np.inf))
+        # Smooth barriers: stability and positive disturbance variances (R^2 < 1). In cut mode
+        # they act on the likelihood system here; the full system's barriers are applied to the
+        # prior-only links afterwards by rejection (sampling.fit), as the cut posterior requires.
+        cut_active = unmeasured == "cut" and data is not None and plk < pl
+        if cut_active:
+            rho_b = _perron_root(pt.abs(B), stability.power_iterations) if plk else pt.constant(0.0)
+            psi_b = psi_lat
+        else:
+            rho_b, psi_b = rho_full, psi_full_lat
+        pm.Potential("stability", -pt.softplus(-(stability.rho_max - rho_b) / stability.width))
+        pm.Potential("standardisation_soft", pt.sum(-pt.softplus(-(psi_b - 0.02) / 0.01)))
+
+        if data is not None and len(items):
+            m = len(items)
+            c_idx = np.array([lli[c] for c in item_construct], dtype=int)
+            free = np.array([counts[c] > 1 for c in item_construct])
+            lam = pt.zeros((m,))
+            theta = pt.zeros((m,))
+            if free.any():
+                lam_free = pm.TruncatedNormal("loading", mu=mp["loading_mu"], sigma=mp["loading_sd"],
+                                              lower=0.0, shape=int(free.sum()))
+                th_free = pm.LogNormal("residual_var", mu=mp["theta_logmean"], sigma=mp["theta_logsd"],
+                                       shape=int(free.sum()))
+                lam = pt.set_subtensor(lam[np.flatnonzero(free)], lam_free)
+                theta = pt.set_subtensor(theta[np.flatnonzero(free)], th_free)
+            if (~free).any():
+                lam = pt.set_subtensor(lam[np.flatnonzero(~free)], np.sqrt(reliability))
+                theta = pt.set_subtensor(theta[np.flatnonzero(~free)], 1.0 - reliability)
+            pm.Deterministic("lambda", lam, dims="item")
+            pm.Deterministic("theta", theta, dims="item")
+            st = data.stats
+            nu = pm.Normal("nu", 0.0, mp["nu_sd"], dims="item")
+            if whiten_intercepts:
+                # read by the JAX sampler only (jax_nuts): NUTS moves in z with nu = T z
+                _data(WHITEN_PREFIX + "nu", intercept_whitening(st, mp["nu_sd"]))
+            if q:
+                Pi = lam[:, None] * AG[c_idx]
+                M = pt.concatenate([nu[:, None], Pi], axis=1)
+            else:
+                M = nu[:, None]
+            D = _data("masks", st.masks.astype(float))
+            W = _data("W", st.W)
+            Syy = _data("Syy", st.Syy)
+            Suy = _data("Suy", st.Suy)
+            Suu = _data("Suu", st.Suu)
+            ll = _pattern_loglik(lam, theta, c_idx, plk, B, psi_safe, M, D, W, Syy, Suy, Suu)
+            pm.Potential("loglik", pt.sum(ll))
+    layout = ModelLayout(
+        nodes=tuple(graph.nodes), latent=tuple(latent), covariates=tuple(covariates),
+        absent=tuple(absent), unobserved_latent=unobserved, edge_keys=tuple(keys),
+        edge_kind=edge_kind, items=tuple(items), item_construct=tuple(item_construct),
+        single_item_constructs=single, reliability=reliability, stability=stability,
+        edge_priors=eps, lik_latent=tuple(lik_latent), unmeasured=unmeasured,
+        measurement_priors=dict(mp),
+        free_items=tuple(bool(counts[c] > 1) for c in item_construct),
+        identification_warnings=tuple(str(w) for w in id_warnings),
+        cut_active=bool(unmeasured == "cut" and data is not None and len(lik_latent) < len(latent)),
+        sampled_edges=tuple(keys[i] for i in sampled),
+    )
+    return model, layout

@@ -1,0 +1,520 @@
+"""Run configuration: one TOML file naming every input, setting and the output folder.
+
+A run config (``veerkracht-bayes run CONFIG.toml``; format in ``docs/pipeline.md``) has the
+sections ``[inputs]``, ``[sampler]``, ``[model]``, ``[query]``, ``[diagnostics]`` and
+``[output]``. Every section and table is strict: an unknown key is an error with a did-you-mean
+suggestion, its TOML key path and (found by a cheap scan of the text) its line.
+
+Relative paths resolve against the folder of the config file.
+
+:func:`load_config` parses and checks the schema; :func:`validate_inputs` then loads and
+cross-checks every input (graph, priors, codebook, survey, policies, outcomes, subgroups, output
+folder) so that a run fails *before* any sampling, with every problem found listed at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+
+from veerkracht_bayes.errors import ConfigError, Problem, VeerkrachtError, did_you_mean, format_path
+
+__all__ = [
+    "InputsConfig",
+    "SamplerConfig",
+    "ModelConfig",
+    "QueryConfig",
+    "DiagnosticsConfig",
+    "OutputConfig",
+    "RunConfig",
+    "ValidatedInputs",
+    "load_config",
+    "parse_config",
+    "validate_inputs",
+    "fast_settings",
+    "FAST_DRAWS",
+    "FAST_PRIOR_DRAWS",
+    "OUTPUT_FORMATS",
+]
+
+log = logging.getLogger(__name__)
+
+#: Draws and tuning steps per chain in ``--fast`` mode.
+FAST_DRAWS = 200
+#: Prior draws in ``--fast`` mode.
+FAST_PRIOR_DRAWS = 500
+#: Output kinds the ``[output] formats`` list may name.
+OUTPUT_FORMATS = ("csv", "parquet", "netcdf", "brief")
+
+_SHIPPED = ("marvel", "shipped")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class InputsConfig(_Strict):
+    """``[inputs]``: what the run reads."""
+
+    graph: str = Field(default="marvel", description="'marvel' or a graph file (YAML or lavaan).")
+    priors: str = Field(default="marvel", description="'marvel' (priors/marvel.yaml), 'default' "
+                        "(sign-constrained defaults), 'vague', or a priors YAML file.")
+    survey: str | None = Field(default=None, description="Survey file (CSV, Parquet, .sav, .dta).")
+    codebook: str | None = Field(default=None, description="Codebook YAML of the survey.")
+    prior_only: bool = Field(default=False, description="Sample the priors only (no fit to data); "
+                             "a survey, if given, then only supplies subgroup shares and sizes.")
+    policies: str = Field(default="marvel", description="'marvel'/'shipped' or a policy YAML file.")
+
+    @model_validator(mode="after")
+    def _pairs(self) -> "InputsConfig":
+        if (self.survey is None) != (self.codebook is None):
+            raise ValueError("survey and codebook must be given together (expected both or neither)")
+        if self.survey is None and not self.prior_only:
+            raise ValueError("no survey given: set survey and codebook, or prior_only = true")
+        return self
+
+
+class SamplerConfig(_Strict):
+    """``[sampler]``: NUTS settings and the seed."""
+
+    sampler: Literal["numpyro", "blackjax", "nutpie", "pymc"] = "numpyro"
+    chains: int = Field(default=2, ge=1, le=64)
+    draws: int = Field(default=500, ge=10)
+    tune: int = Field(default=500, ge=0)
+    target_accept: float = Field(default=0.9, gt=0.0, lt=1.0)
+    seed: int = Field(default=2023, ge=0)
+    prior_draws: int = Field(default=1000, ge=50)
+
+
+class ModelConfig(_Strict):
+    """``[model]``: measurement and missing-data choices."""
+
+    reliability: float = Field(default=0.8, gt=0.0, le=1.0,
+                               description="Assumed reliability of single-item constructs.")
+    missing: Literal["auto", "fiml", "two_stage"] = "auto"
+
+
+class QueryConfig(_Strict):
+    """``[query]``: which policies, outcomes and subgroups, and how to summarise."""
+
+    policies: list[str] | None = Field(default=None, description="Policy ids (default: all).")
+    outcomes: list[str] | None = Field(default=None, description="Outcome nodes (default: the "
+                                       "policy file's / the standard six).")
+    composites: dict[str, dict[str, float]] = Field(default_factory=dict,
+                                                    description="{name: {node: weight}}.")
+    subgroups: list[str] | None = Field(default=None, description="Codebook subgroups (default all).")
+    prevalence: dict[str, float] = Field(default_factory=dict, description="Subgroup shares for "
+                                         "prior-only runs without a survey.")
+    ci_prob: float = Field(default=0.90, gt=0.0, lt=1.0)
+    min_relevant_change: float = Field(default=0.05, ge=0.0)
+    min_cell_size: int | None = Field(default=None, ge=1, description="Default: the codebook's.")
+    horizon: int = Field(default=20, ge=1, le=500, description="Years simulated for trajectories.")
+    dose_seed: int = Field(default=0, ge=0)
+
+
+class DiagnosticsConfig(_Strict):
+    """``[diagnostics]``: thresholds of :func:`veerkracht_bayes.inference.diagnostics.diagnose`.
+
+    ``ess_min`` is for the configured number of draws; ``--fast`` scales it (see
+    :func:`fast_settings`).
+    """
+
+    rhat_max: float = Field(default=1.01, gt=1.0, description="Largest acceptable split R-hat.")
+    ess_min: float = Field(default=400.0, ge=0.0, description="Smallest bulk and tail ESS.")
+    bfmi_min: float = Field(default=0.3, ge=0.0, description="Smallest E-BFMI per chain.")
+    contraction_min: float = Field(default=0.5, ge=0.0, le=1.0, description="Edges contracting "
+                                   "less (1 - var_post/var_prior) are prior-dominated.")
+    sensitivity_max: float = Field(default=0.05, ge=0.0, description="Power-scaling prior "
+                                   "sensitivity above this (with weak likelihood) is prior-dominated.")
+    ppp_min: float = Field(default=0.05, ge=0.0, le=1.0, description="Smallest acceptable "
+                           "posterior predictive p-value.")
+    ppp_draws: int = Field(default=200, ge=1, description="Draws used by the predictive check.")
+    srmr_max: float = Field(default=0.08, ge=0.0, description="A PPP below ppp_min fails the run "
+                            "only when the SRMR also exceeds this (otherwise it is reported).")
+
+
+class OutputConfig(_Strict):
+    """``[output]``: where to write, and what."""
+
+    dir: str = "veerkracht_output"
+    formats: list[Literal["csv", "parquet", "netcdf", "brief"]] = Field(
+        default_factory=lambda: list(OUTPUT_FORMATS))
+
+
+class RunConfig(_Strict):
+    """A whole run configuration (see module docstring)."""
+
+    inputs: InputsConfig = Field(default_factory=InputsConfig)
+    sampler: SamplerConfig = Field(default_factory=SamplerConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    query: QueryConfig = Field(default_factory=QueryConfig)
+    diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+    _path: Path | None = PrivateAttr(default=None)
+    _base: Path = PrivateAttr(default_factory=Path.cwd)
+
+    @property
+    def path(self) -> Path | None:
+        """The config file, if read from one."""
+        return self._path
+
+    @property
+    def base_dir(self) -> Path:
+        """Folder that relative paths resolve against (the config file's folder)."""
+        return self._base
+
+    def with_base(self, base: str | Path, path: str | Path | None = None) -> "RunConfig":
+        """Set the folder relative paths resolve against (and the config file path)."""
+        self._base = Path(base).resolve()
+        self._path = None if path is None else Path(path).resolve()
+        return self
+
+    def resolve(self, value: str | Path) -> Path:
+        """Resolve a path written in the config against :attr:`base_dir`."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (self._base / p)
+
+    @property
+    def out_dir(self) -> Path:
+        """The resolved output folder."""
+        return self.resolve(self.output.dir)
+
+
+# ----------------------------------------------------------------------------- TOML parsing
+def _line_of(text: str, loc: Sequence[str | int]) -> int | None:
+    """Best-effort 1-based line of a TOML key path (section header + key scan)."""
+    keys = [str(k) for k in loc if not isinstance(k, int)]
+    if not keys:
+        return None
+    lines = text.splitlines()
+    # Longest prefix that is a [section] header; then the next key in that section.
+    for cut in range(len(keys) - 1, -1, -1):
+        section = ".".join(keys[:cut])
+        start = 0
+        if section:
+            pat = re.compile(r"^\s*\[\s*" + re.escape(section).replace(r"\.", r"\s*\.\s*") + r"\s*\]")
+            hits = [i for i, ln in enumerate(lines) if pat.match(ln)]
+            if not hits:
+                continue
+            start = hits[0] + 1
+        if cut == len(keys):
+            return start
+        key = keys[cut]
+        kpat = re.compile(r"^\s*\"?" + re.escape(key) + r"\"?\s*(=|\.)")
+        for i in range(start, len(lines)):
+            if section and re.match(r"^\s*\[", lines[i]):
+                break
+            if not section and re.match(r"^\s*\[", lines[i]):
+                break
+            if kpat.match(lines[i]):
+                return i + 1
+        if section:
+            return start  # the section header line
+    return None
+
+
+def _known_keys(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
+    """Field names of the pydantic model that sits at ``loc`` (for did-you-mean)."""
+    cur: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(cur, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        ann = fields[part].annotation
+        cur = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+        if cur is None:
+            return []
+    return list(getattr(cur, "model_fields", {}))
+
+
+def parse_config(data: dict[str, Any], *, text: str = "", source: str | None = None,
+                 base: str | Path | None = None) -> RunConfig:
+    """Validate a parsed TOML mapping as a :class:`RunConfig`.
+
+    Parameters
+    ----------
+    data
+        The mapping (from :func:`tomllib.loads`).
+    text
+        The TOML text (only used to find line numbers).
+    source
+        File name for messages.
+    base
+        Folder relative paths resolve against (default: the current folder).
+
+    Raises
+    ------
+    ConfigError
+        Every schema problem, with TOML key path, line, value and what was expected.
+    """
+    try:
+        cfg = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        probs = []
+        for e in exc.errors():
+            loc = list(e["loc"])
+            where = format_path(loc)
+            line = _line_of(text, loc) if text else None
+            if e["type"] == "extra_forbidden":
+                key = str(loc[-1])
+                known = _known_keys(RunConfig, loc[:-1])
+                msg = (f"unknown key {key!r}{did_you_mean(key, known)} (expected one of "
+                       f"{known})")
+            else:
+                msg = f"{e['msg']} (got {e.get('input')!r})"
+            probs.append(Problem(msg, file=source, line=line, location=where,
+                                 field=str(loc[-1]) if loc else None, value=e.get("input")))
+        raise ConfigError(probs) from None
+    return cfg.with_base(base or Path.cwd(), source)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and schema-check a run config TOML file.
+
+    Raises
+    ------
+    ConfigError
+        The file is missing, not valid TOML (with its line) or breaks the schema.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(Problem(f"config file not found: {str(p)!r} (expected a TOML file)",
+                                  file=str(p), field="config", value=str(p)))
+    text = p.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        raise ConfigError(Problem(f"not valid TOML: {exc}", file=str(p),
+                                  line=int(m.group(1)) if m else None)) from None
+    return parse_config(data, text=text, source=str(p), base=p.resolve().parent)
+
+
+def fast_settings(cfg: RunConfig) -> RunConfig:
+    """A copy of ``cfg`` with ``--fast`` sampler settings and diagnostics thresholds.
+
+    Draws and tuning steps become ``min(FAST_DRAWS, configured)``, prior draws
+    ``min(FAST_PRIOR_DRAWS, configured)``. The ESS thresholds are scaled by
+    ``fast draws / configured draws`` (an ESS requirement is a fraction of the draws), and
+    ``rhat_max`` is relaxed to at least 1.05 (split-Rhat is noisier on short chains) and the
+    posterior predictive check uses at most 100 draws.
+    """
+    new = cfg.model_copy(deep=True)
+    new._base, new._path = cfg._base, cfg._path
+    s = cfg.sampler
+    draws = min(FAST_DRAWS, s.draws)
+    new.sampler = s.model_copy(update={"draws": draws, "tune": min(FAST_DRAWS, s.tune),
+                                       "prior_draws": min(FAST_PRIOR_DRAWS, s.prior_draws)})
+    scale = draws / s.draws
+    d = cfg.diagnostics
+    new.diagnostics = d.model_copy(update={"ess_min": d.ess_min * scale,
+                                           "rhat_max": max(d.rhat_max, 1.05),
+                                           "ppp_draws": min(d.ppp_draws, 100)})
+    return new
+
+
+# ----------------------------------------------------------------------------- cross-checks
+@dataclass
+class ValidatedInputs:
+    """Everything a run reads, loaded and cross-checked (see :func:`validate_inputs`)."""
+
+    config: RunConfig
+    graph: Any
+    priors: Any
+    survey: Any
+    policies: Any
+    interventions: list[Any]
+    outcomes: list[Any]
+    subgroups: list[str]
+    min_cell_size: int
+    out_dir: Path
+    files: dict[str, Path | None] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _path_problem(cfg: RunConfig, key: str, value: str) -> Problem | None:
+    p = cfg.resolve(value)
+    if p.is_file():
+        return None
+    what = "is a folder, expected a file" if p.is_dir() else "file not found"
+    return Problem(f"{what}: {str(p)!r}", file=str(cfg.path) if cfg.path else None,
+                   location=key, field=key.split(".")[-1], value=value)
+
+
+def _cfg_problem(cfg: RunConfig, key: str, msg: str, value: object = None) -> Problem:
+    return Problem(msg, file=str(cfg.path) if cfg.path else None, location=key,
+                   field=key.split(".")[-1], value=value)
+
+
+def validate_inputs(cfg: RunConfig, *, overwrite: bool = False) -> ValidatedInputs:
+    """Load and cross-check every input of a run before any sampling.
+
+    Checks, all reported together: input files exist; the graph, priors, codebook, survey and
+    policies load (their own located errors) and agree; the selected policies, outcomes,
+    composites and subgroups exist (did-you-mean); the output folder, when it exists and is not
+    empty, is refused unless ``overwrite``.
+
+    Raises
+    ------
+    ConfigError
+        Listing every problem found.
+    """
+    from veerkracht_bayes.graph.causal_graph import load_graph
+    from veerkracht_bayes.causal.do import DEFAULT_OUTCOMES, Outcome
+    from veerkracht_bayes.causal.policies import load_policies, policies_path
+    from veerkracht_bayes.priors.spec import default_priors, load_priors, marvel_priors_path
+
+    inp = cfg.inputs
+    probs: list[Problem] = []
+    files: dict[str, Path | None] = {"config": cfg.path}
+
+    def collect(exc: VeerkrachtError) -> None:
+        probs.extend(exc.problems)
+
+    # 1. files exist
+    for key in ("graph", "priors", "policies", "survey", "codebook"):
+        val = getattr(inp, key)
+        if val is None or (key == "graph" and val == "marvel") or \
+                (key == "priors" and val in ("marvel", "default", "vague")) or \
+                (key == "policies" and val in _SHIPPED):
+            continue
+        pr = _path_problem(cfg, f"inputs.{key}", val)
+        if pr is not None:
+            probs.append(pr)
+    out_dir = cfg.out_dir
+    if out_dir.exists() and not out_dir.is_dir():
+        probs.append(_cfg_problem(cfg, "output.dir", f"output path {str(out_dir)!r} exists and is not "
+                                  "a folder (expected a folder to write into)", cfg.output.dir))
+    elif out_dir.is_dir() and any(out_dir.iterdir()) and not overwrite:
+        probs.append(_cfg_problem(cfg, "output.dir", f"output folder {str(out_dir)!r} exists and is "
+                                  "not empty; refusing to overwrite it (use --overwrite, or choose "
+                                  "another [output] dir)", cfg.output.dir))
+    if probs:
+        raise ConfigError(probs)
+
+    # 2. load inputs
+    graph = priors = survey = policy_set = None
+    try:
+        graph = load_graph(inp.graph if inp.graph == "marvel" else cfg.resolve(inp.graph))
+        files["graph"] = Path(graph.path) if getattr(graph, "path", None) else None
+    except VeerkrachtError as exc:
+        collect(exc)
+    if graph is not None:
+        try:
+            if inp.priors == "marvel":
+                priors = load_priors(marvel_priors_path(), graph)
+                files["priors"] = marvel_priors_path()
+            elif inp.priors == "default":
+                priors = default_priors(graph)
+            elif inp.priors == "vague":
+                priors = None
+            else:
+                files["priors"] = cfg.resolve(inp.priors)
+                priors = load_priors(files["priors"], graph)
+        except VeerkrachtError as exc:
+            collect(exc)
+        if inp.survey is not None and inp.codebook is not None:
+            from veerkracht_bayes.survey.reading import read_survey
+
+            files["survey"], files["codebook"] = cfg.resolve(inp.survey), cfg.resolve(inp.codebook)
+            try:
+                survey = read_survey(files["survey"], files["codebook"], graph=graph)
+            except VeerkrachtError as exc:
+                collect(exc)
+    if survey is not None:
+        defined = list(survey.codebook.subgroups)
+    else:  # no survey: the policy file's known subgroups, shares from [query] prevalence
+        from veerkracht_bayes.causal.policies import KNOWN_SUBGROUPS
+
+        defined = list(dict.fromkeys(list(KNOWN_SUBGROUPS) + list(cfg.query.prevalence)))
+    if graph is not None:
+        try:
+            ppath = policies_path() if inp.policies in _SHIPPED else cfg.resolve(inp.policies)
+            files["policies"] = ppath
+            # Subgroup names are checked below against the codebook (or [query] prevalence).
+            policy_set = load_policies(ppath, graph=graph, subgroups=defined)
+        except VeerkrachtError as exc:
+            collect(exc)
+    if probs:
+        raise ConfigError(probs)
+
+    # 3. cross-checks of [query]
+    q = cfg.query
+    interventions = policy_set.to_interventions()
+    ids = policy_set.ids()
+    if q.policies is not None:
+        for i, pid in enumerate(q.policies):
+            if pid not in ids:
+                probs.append(_cfg_problem(cfg, f"query.policies[{i}]", f"unknown policy {pid!r}"
+                                          f"{did_you_mean(pid, ids)} (expected an id of the policy "
+                                          f"file {str(files['policies'])!r}: {ids})", pid))
+        interventions = [iv for iv in interventions if iv.name in q.policies]
+    outcome_names = list(q.outcomes) if q.outcomes is not None else list(DEFAULT_OUTCOMES)
+    nodes = list(graph.nodes)
+    for i, o in enumerate(outcome_names):
+        if not graph.has_node(o):
+            probs.append(_cfg_problem(cfg, f"query.outcomes[{i}]", f"unknown outcome {o!r}"
+                                      f"{did_you_mean(o, nodes)} (expected a node of graph "
+                                      f"{graph.name!r})", o))
+    outcomes: list[Any] = [Outcome.node(o) for o in outcome_names if graph.has_node(o)]
+    for name, weights in q.composites.items():
+        if name in outcome_names:
+            probs.append(_cfg_problem(cfg, f"query.composites.{name}", f"composite {name!r} has the "
+                                      "name of an outcome node (expected a new name)", name))
+        if not weights:
+            probs.append(_cfg_problem(cfg, f"query.composites.{name}", "empty composite (expected "
+                                      "{node = weight, ...})", weights))
+        bad = [n for n in weights if not graph.has_node(n)]
+        for n in bad:
+            probs.append(_cfg_problem(cfg, f"query.composites.{name}.{n}", f"unknown node {n!r}"
+                                      f"{did_you_mean(n, nodes)} (expected a node of graph "
+                                      f"{graph.name!r})", n))
+        if weights and not bad:
+            outcomes.append(Outcome(name=name, weights=dict(weights)))
+    # subgroups
+    if q.subgroups is not None:
+        for i, g in enumerate(q.subgroups):
+            if g not in defined:
+                src = "the codebook" if survey is not None else "the known subgroups"
+                probs.append(_cfg_problem(cfg, f"query.subgroups[{i}]", f"unknown subgroup {g!r}"
+                                          f"{did_you_mean(g, defined)} (expected a subgroup of "
+                                          f"{src}: {defined})", g))
+        subgroups = [g for g in q.subgroups if g in defined]
+    else:
+        subgroups = list(defined)
+    for name, share in q.prevalence.items():
+        if not 0.0 < share <= 1.0:
+            probs.append(_cfg_problem(cfg, f"query.prevalence.{name}", f"prevalence {share!r} not "
+                                      "in (0, 1]", share))
+    # targeted policies need their subgroup
+    needed = sorted({iv.subgroup for iv in interventions if iv.subgroup is not None})
+    if survey is not None:
+        for g in needed:
+            if g not in defined:
+                probs.append(_cfg_problem(cfg, "inputs.policies", f"policy subgroup {g!r} is not "
+                                          f"defined{did_you_mean(g, defined)} (expected one of "
+                                          f"{defined})", g))
+    min_cell = q.min_cell_size if q.min_cell_size is not None else (
+        survey.codebook.min_cell_size if survey is not None else 50)
+    if probs:
+        raise ConfigError(probs)
+    warnings: list[str] = []
+    if survey is None:
+        for g in needed:
+            if g not in q.prevalence:
+                warnings.append(f"no survey and no [query] prevalence for subgroup {g!r}: its "
+                                "population average uses a share of 1 (equal to the "
+                                "within-subgroup effect)")
+    return ValidatedInputs(config=cfg, graph=graph, priors=priors, survey=survey,
+                           policies=policy_set, interventions=interventions, outcomes=outcomes,
+                           subgroups=subgroups, min_cell_size=int(min_cell), out_dir=out_dir,
+                           files=files, warnings=warnings)

@@ -1,0 +1,565 @@
+"""The reproducible run: one config in, a folder of numbers, figures and a brief out.
+
+:func:`run` goes through the stages in order::
+
+    validate every input (run_config.validate_inputs)  -- fails before any sampling
+    -> model data from the survey -> fit (or prior-only) -> diagnose
+    -> structural draws (edge classes from the diagnostics) -> do-query of every policy
+       (subgroup targeting with weighted survey prevalences; small cells suppressed)
+    -> effect summaries, pairwise P(A beats B), P(best), trajectories -> loop gains
+    -> write_outputs (atomic: a temporary folder next to the target, renamed at the end)
+
+If the diagnostics fail, the numbers are still written but no brief is produced unless
+``force=True``; the :class:`RunResult` then has ``forced=True`` so page one can say so.
+
+Outputs (see ``docs/pipeline.md``): ``posterior.nc`` (groups posterior, prior, sample_stats,
+log_prior; never the per-respondent log-likelihood), ``effects.csv``/``effects.parquet``,
+``pairwise.csv``, ``loops.csv``, ``trajectories.csv``, ``subgroups.csv``, ``diagnostics.json``,
+``provenance.json``, ``config.toml`` (a copy) and, when :mod:`veerkracht_bayes.report.brief` is
+installed, ``brief.md``/``brief.html`` with figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib
+import inspect
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from veerkracht_bayes.resources import package_data_path, shipped_root
+from veerkracht_bayes.errors import ConfigError, Problem
+from veerkracht_bayes.workflow.config import RunConfig, ValidatedInputs, fast_settings, load_config, validate_inputs
+
+__all__ = ["RunResult", "run", "write_outputs", "subgroup_infos", "trajectory_table",
+           "POSTERIOR_GROUPS", "EXIT_DIAGNOSTICS_FAILED"]
+
+log = logging.getLogger(__name__)
+
+#: Groups of the fit's DataTree written to ``posterior.nc`` (never ``log_likelihood``).
+POSTERIOR_GROUPS = ("posterior", "prior", "sample_stats", "log_prior")
+#: Exit code of the CLI when diagnostics fail and ``--force`` was not given.
+EXIT_DIAGNOSTICS_FAILED = 3
+
+
+@dataclass
+class RunResult:
+    """Everything a run produced (the brief renderer reads these fields by name)."""
+
+    config: RunConfig
+    config_path: Path | None
+    graph: Any
+    priors: Any
+    survey_report: Any
+    fit: Any
+    diagnostics: Any
+    policies: Any
+    do_result: Any
+    effects: pd.DataFrame
+    pairwise: dict[str, pd.DataFrame]
+    p_best: pd.DataFrame
+    trajectories: pd.DataFrame
+    loop_gains: pd.DataFrame
+    loop_amplification: pd.DataFrame
+    subgroup_sizes: pd.DataFrame
+    provenance: dict[str, Any]
+    forced: bool = False
+    prior_only: bool = False
+    warnings: list[str] = field(default_factory=list)
+    fast: bool = False
+    out_dir: Path | None = None
+    brief_written: bool = False
+
+    @property
+    def diagnostics_passed(self) -> bool:
+        """Whether the convergence diagnostics passed."""
+        return bool(getattr(self.diagnostics, "passed", False))
+
+
+# ----------------------------------------------------------------------------- progress
+class _Steps:
+    """A rich progress bar over the run's steps (silent when ``enabled`` is False)."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.enabled = bool(enabled) and sys.stderr.isatty()
+        self.total = total
+        self._progress = None
+        self._task = None
+
+    def __enter__(self) -> "_Steps":
+        if self.enabled:
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                      TextColumn("{task.completed}/{task.total}"),
+                                      TimeElapsedColumn(), console=Console(stderr=True),
+                                      transient=True)
+            self._progress.__enter__()
+            self._task = self._progress.add_task("starting", total=self.total)
+        return self
+
+    def step(self, description: str) -> None:
+        log.info("%s", description)
+        if self._progress is not None:
+            self._progress.update(self._task, description=description)
+
+    def done(self) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.__exit__(*exc)
+
+
+# ----------------------------------------------------------------------------- diagnostics
+def _diagnose(fit: Any, cfg: RunConfig) -> Any:
+    """Call :func:`veerkracht_bayes.inference.diagnostics.diagnose` with the configured thresholds."""
+    try:
+        mod = importlib.import_module("veerkracht_bayes.inference.diagnostics")
+    except ModuleNotFoundError as exc:
+        if exc.name != "veerkracht_bayes.inference.diagnostics":
+            raise
+        log.warning("veerkracht_bayes.inference.diagnostics is not installed; using the built-in minimal "
+                    "checks (R-hat, ESS) and no edge classification")
+        return _MinimalDiagnostics.compute(fit, cfg)
+    thresholds = {**cfg.diagnostics.model_dump(), "seed": cfg.sampler.seed}
+    params = inspect.signature(mod.diagnose).parameters
+    ignored = sorted(k for k in thresholds if k not in params)
+    if ignored:
+        log.warning("diagnose() does not take the thresholds %s; ignored", ignored)
+    return mod.diagnose(fit, **{k: v for k, v in thresholds.items() if k in params})
+
+
+@dataclass
+class _MinimalDiagnostics:
+    """Stand-in with the Diagnostics contract when the diagnostics module is absent."""
+
+    passed: bool
+    problems: list[str]
+    edge_class: dict[str, str] | None
+    edge_table: pd.DataFrame
+    summary: dict[str, Any]
+
+    @classmethod
+    def compute(cls, fit: Any, cfg: RunConfig) -> "_MinimalDiagnostics":
+        th = cfg.diagnostics
+        summary: dict[str, Any] = {"prior_only": fit.prior_only}
+        problems: list[str] = []
+        if not fit.prior_only:
+            import arviz as az
+
+            post = fit.idata["posterior"].to_dataset()[["beta"]]
+            rhat = float(np.nanmax(az.rhat(post)["beta"].values))
+            ess_b = float(np.nanmin(az.ess(post, method="bulk")["beta"].values))
+            ess_t = float(np.nanmin(az.ess(post, method="tail")["beta"].values))
+            summary.update(rhat_max=rhat, ess_bulk_min=ess_b, ess_tail_min=ess_t)
+            if rhat > th.rhat_max:
+                problems.append(f"max R-hat {rhat:.3f} > {th.rhat_max}")
+            if min(ess_b, ess_t) < th.ess_min:
+                problems.append(f"min ESS {min(ess_b, ess_t):.0f} < {th.ess_min:.0f}")
+        return cls(passed=not problems, problems=problems, edge_class=None,
+                   edge_table=pd.DataFrame(), summary=summary)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "problems": self.problems, "summary": self.summary,
+                "edge_class": self.edge_class, "minimal": True}
+
+    def to_markdown(self) -> str:
+        head = "Diagnostics passed." if self.passed else "Diagnostics FAILED:"
+        return "\n".join([head] + [f"- {p}" for p in self.problems])
+
+
+# ----------------------------------------------------------------------------- helpers
+def subgroup_infos(vi: ValidatedInputs) -> tuple[dict[str, Any], pd.DataFrame, list[str]]:
+    """SubgroupInfo per subgroup (weighted prevalence, n) and the subgroup size table.
+
+    Subgroups are the configured ones plus every subgroup a selected policy targets. The table
+    (``subgroup, n, weighted_n, prevalence, below_min_cell_size, suppressed, reason``) holds
+    counts only, never respondent-level values.
+    """
+    from veerkracht_bayes.causal.do import SubgroupInfo
+
+    warnings: list[str] = []
+    names = list(dict.fromkeys(list(vi.subgroups) + [iv.subgroup for iv in vi.interventions
+                                                     if iv.subgroup is not None]))
+    infos: dict[str, Any] = {}
+    rows = []
+    prev_cfg = vi.config.query.prevalence
+    for g in names:
+        if vi.survey is not None:
+            mask = vi.survey.subgroup_mask(g)
+            w = vi.survey.weights
+            n = int(mask.sum())
+            wn = float(w[mask].sum())
+            prev = wn / float(w.sum())
+        else:
+            n, wn = None, float("nan")
+            prev = float(prev_cfg.get(g, 1.0))
+        below = n is not None and n < vi.min_cell_size
+        reason = (f"n={n} below the minimum cell size {vi.min_cell_size}" if below else "")
+        if prev <= 0.0:
+            warnings.append(f"subgroup {g!r} is empty in the survey; its estimates are suppressed")
+            prev = 1.0
+        infos[g] = SubgroupInfo(prevalence=min(prev, 1.0), n=n)
+        rows.append({"subgroup": g, "n": n, "weighted_n": wn, "prevalence": prev,
+                     "below_min_cell_size": below, "suppressed": below, "reason": reason})
+    table = pd.DataFrame(rows, columns=["subgroup", "n", "weighted_n", "prevalence",
+                                        "below_min_cell_size", "suppressed", "reason"])
+    return infos, table, warnings
+
+
+def trajectory_table(traj: Any, ci_prob: float) -> pd.DataFrame:
+    """Tidy population-scope trajectories: ``policy, outcome, t, mean, lower, upper``."""
+    lo_q, hi_q = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2
+    frames = []
+    for o in traj.outcomes:
+        x = traj.outcome(o.name, scope="population")  # (I, S, T+1)
+        with np.errstate(all="ignore"), _quiet_nan_warnings():
+            mean = np.nanmean(x, axis=1)
+            lower = np.nanquantile(x, lo_q, axis=1)
+            upper = np.nanquantile(x, hi_q, axis=1)
+        for i, name in enumerate(traj.names):
+            frames.append(pd.DataFrame({"policy": name, "outcome": o.name, "t": traj.times,
+                                        "mean": mean[i], "lower": lower[i], "upper": upper[i]}))
+    cols = ["policy", "outcome", "t", "mean", "lower", "upper"]
+    return pd.concat(frames, ignore_index=True)[cols] if frames else pd.DataFrame(columns=cols)
+
+
+@contextlib.contextmanager
+def _quiet_nan_warnings() -> Iterator[None]:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
+        yield
+
+
+def _sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# ----------------------------------------------------------------------------- run
+def run(config_path_or_model: str | Path | RunConfig, *, overwrite: bool = False,
+        force: bool = False, fast: bool = False, progress: bool = True,
+        out_dir: str | Path | None = None, write: bool = True) -> RunResult:
+    """Run the whole pipeline from a config and write its outputs.
+
+    Parameters
+    ----------
+    config_path_or_model
+        A TOML file or a :class:`RunConfig` (relative paths resolve against its ``base_dir``).
+    overwrite
+        Replace an existing non-empty output folder.
+    force
+        Write the brief even when the diagnostics fail (``RunResult.forced`` is then True).
+    fast
+        Short chains and scaled diagnostics thresholds (:func:`run_config.fast_settings`).
+    progress
+        Show progress bars (on a terminal).
+    out_dir
+        Override ``[output] dir`` (relative to the current folder).
+    write
+        Write the outputs (:func:`write_outputs`); False returns the result only.
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    ConfigError
+        (and other :class:`~veerkracht_bayes.errors.VeerkrachtError`) for bad inputs, before any
+        sampling.
+    """
+    from veerkracht_bayes.causal.do import do_query
+    from veerkracht_bayes.causal.dynamics import simulate_trajectories
+    from veerkracht_bayes.causal.summaries import p_best, pairwise_beats, summarise_effects
+    from veerkracht_bayes.causal.loops import loop_amplification, loop_gain_summary
+    from veerkracht_bayes.inference.provenance import collect_provenance
+    from veerkracht_bayes.inference.sampling import SamplerSettings, fit
+    from veerkracht_bayes.causal.draws import StructuralDraws
+    from veerkracht_bayes.survey.statistics import model_data_from_survey
+
+    cfg = load_config(config_path_or_model) if not isinstance(config_path_or_model, RunConfig) \
+        else config_path_or_model
+    if out_dir is not None:
+        cfg = cfg.model_copy(deep=True).with_base(cfg.base_dir, cfg.path)
+        cfg.output.dir = str(Path(out_dir).resolve())
+    if fast:
+        cfg = fast_settings(cfg)
+    with _Steps(9, progress) as steps:
+        steps.step("validating inputs")
+        vi = validate_inputs(cfg, overwrite=overwrite)
+        warnings: list[str] = list(vi.warnings)
+        steps.done()
+        q, s = cfg.query, cfg.sampler
+        prior_only = cfg.inputs.prior_only
+        data = None
+        steps.step("preparing model data")
+        if not prior_only:
+            data = model_data_from_survey(vi.survey, vi.graph, missing=cfg.model.missing)
+            if data.n_excluded:
+                warnings.append(f"{data.n_excluded} respondents excluded from the fit: "
+                                f"{data.exclusion_reasons}")
+        steps.done()
+        steps.step("prior-only sampling" if prior_only else
+                   f"sampling ({s.chains} chains x {s.tune}+{s.draws})")
+        settings = SamplerSettings(sampler=s.sampler, chains=s.chains, draws=s.draws, tune=s.tune,
+                                   target_accept=s.target_accept, random_seed=s.seed,
+                                   progressbar=bool(progress) and sys.stderr.isatty(),
+                                   prior_draws=s.prior_draws)
+        fitted = fit(vi.graph, data, vi.priors, settings=settings,
+                     vague=cfg.inputs.priors == "vague", reliability=cfg.model.reliability,
+                     files={k: v for k, v in vi.files.items() if k != "config"},
+                     pointwise=not prior_only, prior_only=prior_only)
+        steps.done()
+        steps.step("diagnostics")
+        diag = _diagnose(fitted, cfg)
+        if not diag.passed:
+            probs = [str(p) for p in diag.problems]
+            more = f"; ... ({len(probs) - 3} more, see diagnostics.json)" if len(probs) > 3 else ""
+            warnings.append(f"diagnostics failed ({len(probs)} problems): "
+                            + "; ".join(probs[:3]) + more)
+        steps.done()
+        steps.step("policy queries")
+        draws = StructuralDraws.from_posterior(fitted.idata, vi.graph,
+                                               edge_class=getattr(diag, "edge_class", None))
+        infos, sizes, w = subgroup_infos(vi)
+        warnings += w
+        do_res = do_query(draws, vi.interventions, vi.outcomes, subgroups=infos,
+                          min_cell_size=vi.min_cell_size, seed=q.dose_seed)
+        for name, reason in zip(do_res.names, do_res.suppressed):
+            if reason:
+                warnings.append(f"policy {name}: {reason}")
+        steps.done()
+        steps.step("effect summaries")
+        effects = summarise_effects(do_res, vi.outcomes, ci_prob=q.ci_prob,
+                                    min_relevant_change=q.min_relevant_change)
+        pairwise = {o.name: pairwise_beats(do_res, o, scope="population") for o in vi.outcomes}
+        pbest = pd.DataFrame({o.name: p_best(do_res, o, scope="population") for o in vi.outcomes})
+        pbest.index.name = "policy"
+        steps.done()
+        steps.step("trajectories")
+        traj = simulate_trajectories(draws, vi.interventions, vi.outcomes, horizon=q.horizon,
+                                     subgroups=infos, min_cell_size=vi.min_cell_size,
+                                     seed=q.dose_seed)
+        trajectories = trajectory_table(traj, q.ci_prob)
+        steps.done()
+        steps.step("feedback loops")
+        gains = loop_gain_summary(draws, vi.graph, ci_prob=q.ci_prob)
+        amp = loop_amplification(draws, vi.graph, vi.interventions, vi.outcomes,
+                                 ci_prob=q.ci_prob, subgroups=infos, seed=q.dose_seed)
+        steps.done()
+        prov = _provenance(cfg, vi, data, collect_provenance, prior_only=prior_only, fast=fast,
+                           force=force)
+        forced = bool(force and not diag.passed)
+        result = RunResult(
+            config=cfg, config_path=cfg.path, graph=vi.graph, priors=vi.priors,
+            survey_report=None if vi.survey is None else vi.survey.report, fit=fitted,
+            diagnostics=diag, policies=vi.policies, do_result=do_res, effects=effects,
+            pairwise=pairwise, p_best=pbest, trajectories=trajectories, loop_gains=gains,
+            loop_amplification=amp, subgroup_sizes=sizes, provenance=prov, forced=forced,
+            prior_only=prior_only, warnings=warnings, fast=fast)
+        for msg in warnings:
+            log.warning("%s", msg)
+        steps.step("writing outputs")
+        if write:
+            write_outputs(result, cfg.out_dir, overwrite=overwrite)
+        steps.done()
+    return result
+
+
+def _provenance(cfg: RunConfig, vi: ValidatedInputs, data: Any, collect: Any, *,
+                prior_only: bool, fast: bool, force: bool) -> dict[str, Any]:
+    files = {k: v for k, v in vi.files.items() if v is not None}
+    settings = {"sampler": cfg.sampler.model_dump(), "model": cfg.model.model_dump(),
+                "query": cfg.query.model_dump(), "diagnostics": cfg.diagnostics.model_dump(),
+                "inputs": cfg.inputs.model_dump(), "prior_only": prior_only, "fast": fast,
+                "force": force}
+    prov = collect(seed=cfg.sampler.seed, files=files,
+                   hashes={"data": None if data is None else data.data_hash}, settings=settings)
+    # Paths are recorded relative to the config folder when possible (no home folders leaked).
+    for entry in prov["inputs"].values():
+        if isinstance(entry, dict) and "path" in entry:
+            entry["path"] = _relpath(Path(entry["path"]), cfg.base_dir)
+    prov["command_line"] = list(sys.argv)
+    prov["dose_seed"] = cfg.query.dose_seed
+    prov["config_sha256"] = (prov["inputs"].get("config") or {}).get("sha256") or _sha256_text(
+        cfg.model_dump_json())
+    return prov
+
+
+def _relpath(p: Path, base: Path) -> str:
+    """``p`` relative to the config folder, else to the repository/package root, else as is."""
+    p = p.resolve()
+    roots = [base.resolve(), shipped_root("data").parent, package_data_path().parent]
+    for root in roots:
+        if p.is_relative_to(root):
+            return p.relative_to(root).as_posix()
+    return str(p)
+
+
+# ----------------------------------------------------------------------------- outputs
+def _posterior_tree(fitted: Any) -> Any:
+    import xarray as xr
+
+    groups = {}
+    for g in POSTERIOR_GROUPS:
+        if g in fitted.idata.children:
+            ds = fitted.idata[g].to_dataset()
+            bad = [d for d in ds.dims if d in ("respondent", "obs", "row")]
+            if bad:  # never respondent-level values
+                ds = ds.drop_dims(bad)
+            groups[g] = ds
+    tree = xr.DataTree.from_dict(groups)
+    tree.attrs["prior_only"] = int(fitted.prior_only)
+    return tree
+
+
+def _write_posterior(fitted: Any, tmp: Path) -> str:
+    tree = _posterior_tree(fitted)
+    for engine in ("h5netcdf", "netcdf4"):
+        try:
+            importlib.import_module("h5netcdf" if engine == "h5netcdf" else "netCDF4")
+            if engine == "h5netcdf":
+                importlib.import_module("h5py")
+        except ImportError:
+            continue
+        tree.to_netcdf(tmp / "posterior.nc", engine=engine)
+        return "posterior.nc"
+    log.warning("no netCDF engine (h5netcdf or netCDF4) installed; writing posterior.zarr instead")
+    tree.to_zarr(tmp / "posterior.zarr")
+    return "posterior.zarr"
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    return str(obj)
+
+
+def _dump_json(obj: Any, path: Path) -> None:
+    path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default,
+                               ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _diagnostics_dict(diag: Any) -> dict[str, Any]:
+    d = diag.to_dict() if hasattr(diag, "to_dict") else {"passed": bool(diag.passed)}
+    d.setdefault("passed", bool(diag.passed))
+    return d
+
+
+def write_outputs(result: RunResult, out_dir: str | Path, *, overwrite: bool = False) -> Path:
+    """Write a run's outputs atomically into ``out_dir``.
+
+    Everything is written into a temporary folder next to ``out_dir`` and renamed into place at
+    the end; on any error the temporary folder is removed and an existing ``out_dir`` is left as
+    it was. An existing non-empty ``out_dir`` is replaced only with ``overwrite=True``.
+
+    Returns
+    -------
+    Path
+        The output folder.
+    """
+    out = Path(out_dir).resolve()
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not overwrite)):
+        raise ConfigError(Problem(f"output folder {str(out)!r} exists and is not empty; refusing "
+                                  "to overwrite it (use --overwrite)", field="output.dir",
+                                  value=str(out)))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        _write_all(result, tmp)
+        if out.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            os.replace(out, old / out.name)
+            os.replace(tmp, out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    result.out_dir = out
+    log.info("wrote %s", out)
+    return out
+
+
+def _write_all(result: RunResult, tmp: Path) -> None:
+    cfg = result.config
+    formats = set(cfg.output.formats)
+    written: list[str] = []
+    if "netcdf" in formats:
+        written.append(_write_posterior(result.fit, tmp))
+    eff = result.effects
+    if "csv" in formats:
+        eff.to_csv(tmp / "effects.csv", index=False)
+        pw = []
+        for outcome, m in result.pairwise.items():
+            long = m.stack().rename("p_beats").reset_index()
+            long.insert(0, "outcome", outcome)
+            pw.append(long)
+        pd.concat(pw, ignore_index=True).to_csv(tmp / "pairwise.csv", index=False)
+        result.p_best.to_csv(tmp / "p_best.csv")
+        loops = result.loop_gains.copy()
+        loops.to_csv(tmp / "loops.csv", index=False)
+        result.loop_amplification.to_csv(tmp / "loop_amplification.csv", index=False)
+        result.trajectories.to_csv(tmp / "trajectories.csv", index=False)
+        result.subgroup_sizes.to_csv(tmp / "subgroups.csv", index=False)
+        written += ["effects.csv", "pairwise.csv", "p_best.csv", "loops.csv",
+                    "loop_amplification.csv", "trajectories.csv", "subgroups.csv"]
+    if "parquet" in formats:
+        eff.to_parquet(tmp / "effects.parquet", index=False)
+        written.append("effects.parquet")
+    _dump_json(_diagnostics_dict(result.diagnostics), tmp / "diagnostics.json")
+    if result.config_path is not None and Path(result.config_path).is_file():
+        shutil.copyfile(result.config_path, tmp / "config.toml")
+    brief = False
+    if "brief" in formats:
+        if result.diagnostics_passed or result.forced:
+            brief = _write_brief(result, tmp)
+        else:
+            msg = ("diagnostics failed: no brief written (numbers are written; rerun with --force "
+                   "to write a brief that says so on page one)")
+            log.warning("%s", msg)
+            if msg not in result.warnings:
+                result.warnings.append(msg)
+    result.brief_written = brief
+    prov = dict(result.provenance)
+    prov["outputs"] = sorted(p.name for p in tmp.iterdir()) + ["provenance.json"]
+    prov["diagnostics_passed"] = result.diagnostics_passed
+    prov["forced"] = result.forced
+    prov["brief_written"] = brief
+    prov["warnings"] = list(result.warnings)
+    result.provenance = prov
+    _dump_json(prov, tmp / "provenance.json")
+
+
+def _write_brief(result: RunResult, tmp: Path) -> bool:
+    try:
+        mod = importlib.import_module("veerkracht_bayes.report.brief")
+    except ModuleNotFoundError as exc:
+        if exc.name != "veerkracht_bayes.report.brief":
+            raise
+        log.warning("veerkracht_bayes.report.brief is not installed; skipping brief.md/brief.html")
+        return False
+    mod.write_brief(result, tmp)
+    return True
