@@ -65,7 +65,7 @@ def build_run_result():
 
     graph = load_graph("marvel")
     priors = load_priors(marvel_priors_path(), graph)
-    fit = sampling.fit(graph, None, priors, prior_draws=N_DRAWS, random_seed=SEED,
+    fit = sampling.fit(graph, None, priors, prior_only=True, prior_draws=N_DRAWS, random_seed=SEED,
                        progressbar=False)
     diag = _diagnostics(fit, graph)
     draws = StructuralDraws.from_posterior(fit.idata, graph, edge_class=diag.edge_class)

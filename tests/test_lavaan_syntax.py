@@ -11,12 +11,11 @@ from hypothesis import strategies as st
 
 from veerkracht_bayes.graph.causal_graph import load_graph
 from veerkracht_bayes.errors import SpecError
+from veerkracht_bayes.graph.causal_graph import graph_from_lavaan, graph_from_lavaan_file
 from veerkracht_bayes.graph.lavaan_syntax import (
     LavaanModel,
     LavaanRow,
     edge_label,
-    graph_from_lavaan,
-    graph_from_lavaan_file,
     graph_to_lavaan,
     parse_lavaan,
     read_lavaan,

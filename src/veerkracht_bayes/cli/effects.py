@@ -38,7 +38,7 @@ from typing import Annotated, Any
 import numpy as np
 import typer
 
-from veerkracht_bayes.cli.main import app, handle_errors
+from veerkracht_bayes.cli.app import app, handle_errors
 from veerkracht_bayes.errors import ConfigError, InterventionError, Problem, did_you_mean
 
 __all__ = ["effects", "parse_assignments", "build_intervention", "generic_effect",

@@ -16,13 +16,11 @@ Commands::
 from __future__ import annotations
 
 import functools
-import importlib
 import json
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 
@@ -30,77 +28,8 @@ from veerkracht_bayes.errors import ConfigError, VeerkrachtError
 
 __all__ = ["app", "graph_app", "main", "EXIT_INPUT_ERROR"]
 
-logger = logging.getLogger("veerkracht_bayes")
-
-#: Exit code for bad input (a :class:`VeerkrachtError`).
-EXIT_INPUT_ERROR = 2
-
-app = typer.Typer(
-    name="veerkracht-bayes",
-    help="Structural Bayesian models on the signed, cyclic MARVEL resilience diagram.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_show_locals=False,
-)
-graph_app = typer.Typer(help="Inspect and draw causal diagrams.", no_args_is_help=True)
-app.add_typer(graph_app, name="graph")
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-GraphOption = Annotated[
-    str,
-    typer.Option("--graph", "-g", help="'marvel' (the shipped diagram) or a path to a YAML graph "
-                                       "file or a lavaan model-syntax file (.lav/.lavaan/.txt/.model)."),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
-
-
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Writes to whatever ``sys.stderr`` is at the time of each message."""
-
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-
-    @property  # type: ignore[override]
-    def stream(self) -> Any:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, value: Any) -> None:
-        pass
-
-
-def _configure_logging(quiet: bool, verbose: bool) -> None:
-    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.WARNING
-    handler = _StderrHandler()
-    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
-    handler.setLevel(level)
-    logger.handlers[:] = [h for h in logger.handlers if not isinstance(h, _StderrHandler)]
-    logger.addHandler(handler)
-    logger.setLevel(level)
-
-
-def handle_errors(func: F) -> F:
-    """Decorator for commands: a VeerkrachtError becomes a stderr message and exit code 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except VeerkrachtError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(EXIT_INPUT_ERROR) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-@app.callback()
-def _main_options(
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only show errors.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug messages.")] = False,
-) -> None:
-    """Structural Bayesian models on the signed, cyclic MARVEL resilience diagram."""
-    _configure_logging(quiet, verbose)
+from veerkracht_bayes.cli.app import (EXIT_INPUT_ERROR, GraphOption, JsonOption, app, graph_app,  # noqa: F401
+                                      handle_errors, logger)
 
 
 def _load(graph: str):  # -> CausalGraph
@@ -388,24 +317,10 @@ def validate_survey_main(survey: str, codebook: str, graph: str = "marvel", out_
     return 0
 
 
-# ---------------------------------------------------------------------------- more commands
-# Stage modules register further commands on `app` (sem, effects, run, demo). A module that
-# is not there yet is skipped; an import error inside an existing module is raised.
-for _mod in ("cli_sem", "cli_effects", "cli_run"):
-    try:
-        importlib.import_module(f"veerkracht_bayes.{_mod}")
-    except ModuleNotFoundError as _exc:  # pragma: no cover - only while a module is absent
-        if _exc.name != f"veerkracht_bayes.{_mod}":
-            raise
-
-
 def main() -> None:
     """Entry point: run the CLI app."""
     app()
 
 
 if __name__ == "__main__":  # pragma: no cover
-    # run through the package module so commands registered by stage modules are present
-    from veerkracht_bayes.cli.main import main as _package_main
-
-    _package_main()
+    main()

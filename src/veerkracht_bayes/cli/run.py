@@ -18,7 +18,7 @@ from typing import Annotated
 import typer
 
 from veerkracht_bayes.resources import package_data_path, shipped_path
-from veerkracht_bayes.cli.main import app, handle_errors
+from veerkracht_bayes.cli.app import app, handle_errors
 from veerkracht_bayes.errors import ConfigError, Problem
 
 __all__ = ["run_command", "demo_command", "demo_config_path", "synthetic_data_dir",

@@ -19,7 +19,7 @@ from typing import Annotated
 
 import typer
 
-from veerkracht_bayes.cli.main import app, handle_errors
+from veerkracht_bayes.cli.app import app, handle_errors
 from veerkracht_bayes.errors import ConfigError, Problem, did_you_mean
 
 __all__ = ["sem", "read_csv_data", "fit_from_files", "SAMPLERS"]

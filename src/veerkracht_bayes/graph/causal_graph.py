@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from importlib import resources
 from pathlib import Path
 
 import networkx as nx
@@ -22,9 +21,10 @@ import numpy as np
 
 from veerkracht_bayes.resources import package_data_path
 from veerkracht_bayes.errors import Problem, SpecError, did_you_mean
+from veerkracht_bayes.graph.lavaan_syntax import LavaanModel, read_lavaan, spec_from_lavaan
 from veerkracht_bayes.graph.spec import EdgeSpec, GraphSpec, LoopSpec, NodeSpec, load_graph_spec
 
-__all__ = ["Cycle", "LoopCheck", "CausalGraph", "load_graph", "marvel_path"]
+__all__ = ["graph_from_lavaan", "graph_from_lavaan_file", "Cycle", "LoopCheck", "CausalGraph", "load_graph", "marvel_path"]
 
 
 def marvel_path() -> Path:
@@ -342,7 +342,54 @@ def load_graph(source: str | Path | GraphSpec | CausalGraph = "marvel") -> Causa
         return CausalGraph(load_graph_spec(path), path)
     path = Path(source)
     if path.suffix.lower() in {".lav", ".lavaan", ".txt", ".model"}:
-        from veerkracht_bayes.graph.lavaan_syntax import graph_from_lavaan_file
-
         return graph_from_lavaan_file(path)
     return CausalGraph(load_graph_spec(path), path)
+
+
+def graph_from_lavaan(source: str | LavaanModel, *, name: str | None = None, resource: str = "individual",
+                      path: str | Path | None = None) -> CausalGraph:
+    """Build a causal graph from lavaan model syntax.
+
+    Parameters
+    ----------
+    source
+        lavaan syntax text or a parsed :class:`~veerkracht_bayes.graph.lavaan_syntax.LavaanModel`.
+    name
+        Graph name (default: the file stem, or ``"lavaan"``).
+    resource
+        Resource type given to every node (lavaan has no such notion).
+    path
+        File the text came from (for messages), when ``source`` is text.
+
+    Returns
+    -------
+    CausalGraph
+
+    Raises
+    ------
+    SpecError
+        Located at the lavaan line (see :func:`~veerkracht_bayes.graph.lavaan_syntax.spec_from_lavaan`).
+
+    Examples
+    --------
+    >>> g = graph_from_lavaan("y ~ x")
+    >>> [e.key for e in g.edges]
+    ['x->y']
+    """
+    spec, file = spec_from_lavaan(source, name=name, resource=resource, path=path)
+    return CausalGraph(spec, file)
+
+
+def graph_from_lavaan_file(path: str | Path, *, name: str | None = None,
+                           resource: str = "individual") -> CausalGraph:
+    """Read a lavaan model-syntax file as a causal graph (see :func:`graph_from_lavaan`).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "m.lav"
+    >>> _ = f.write_text("y ~ x")
+    >>> graph_from_lavaan_file(f).name
+    'm'
+    """
+    return graph_from_lavaan(read_lavaan(path), name=name, resource=resource)

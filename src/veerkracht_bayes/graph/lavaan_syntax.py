@@ -55,6 +55,7 @@ from veerkracht_bayes.yaml_io import read_text_utf8
 
 if TYPE_CHECKING:  # pragma: no cover
     from veerkracht_bayes.graph.causal_graph import CausalGraph
+    from veerkracht_bayes.graph.spec import GraphSpec
 
 __all__ = [
     "OPERATORS",
@@ -65,9 +66,8 @@ __all__ = [
     "to_lavaan",
     "edge_label",
     "graph_to_lavaan",
-    "graph_from_lavaan",
-    "graph_from_lavaan_file",
-]
+    "spec_from_lavaan",
+    ]
 
 logger = logging.getLogger(__name__)
 
@@ -809,14 +809,17 @@ def _is_number(s: str) -> bool:
     return True
 
 
-def graph_from_lavaan(
+def spec_from_lavaan(
     source: "str | LavaanModel",
     *,
     name: str | None = None,
     resource: str = "individual",
     path: str | Path | None = None,
-) -> "CausalGraph":
-    """Build a causal graph from lavaan model syntax.
+) -> "tuple[GraphSpec, str | None]":
+    """Build a validated graph spec (and the file it came from) from lavaan model syntax.
+
+    :func:`veerkracht_bayes.graph.causal_graph.graph_from_lavaan` wraps it in a
+    :class:`~veerkracht_bayes.graph.causal_graph.CausalGraph`.
 
     Parameters
     ----------
@@ -848,7 +851,6 @@ def graph_from_lavaan(
         Located at the lavaan line: syntax errors, self-loops, edges fixed at 0,
         contradictory signs, names that are not valid node ids.
     """
-    from veerkracht_bayes.graph.causal_graph import CausalGraph
     from veerkracht_bayes.graph.spec import GraphSpec, _ID_PATTERN, check_spec
     from pydantic import ValidationError
 
@@ -952,10 +954,4 @@ def graph_from_lavaan(
                         value=val) for loc, fld, msg, val in check_spec(spec)]
     if problems:
         raise SpecError(problems)
-    return CausalGraph(spec, file)
-
-
-def graph_from_lavaan_file(path: str | Path, *, name: str | None = None,
-                           resource: str = "individual") -> "CausalGraph":
-    """Read a lavaan model-syntax file as a causal graph (see :func:`graph_from_lavaan`)."""
-    return graph_from_lavaan(read_lavaan(path), name=name, resource=resource)
+    return spec, file

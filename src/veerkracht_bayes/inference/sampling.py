@@ -127,7 +127,7 @@ def _group_prior_arrays(layout: ModelLayout, keys: list[str], idx: list[int]
 
 def _draw_free(layout: ModelLayout, n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Forward draws of the model's free random variables (NumPy/SciPy, no compilation)."""
-    from veerkracht_bayes.sem.model_builder import edge_groups
+    from veerkracht_bayes.sem.preconditioning import edge_groups
 
     keys = list(layout.edge_keys)
     out: dict[str, np.ndarray] = {}
@@ -153,7 +153,7 @@ def _draw_free(layout: ModelLayout, n: int, rng: np.random.Generator) -> dict[st
 def _deterministics(layout: ModelLayout, graph: CausalGraph, free: dict[str, np.ndarray],
                     x_cov: np.ndarray) -> dict[str, np.ndarray]:
     """The model's deterministic quantities from free draws (NumPy twin of build_model)."""
-    from veerkracht_bayes.sem.model_builder import edge_groups
+    from veerkracht_bayes.sem.preconditioning import edge_groups
 
     keys = list(layout.edge_keys)
     n = next(iter(free.values())).shape[0]
@@ -272,7 +272,7 @@ def log_prior_numpy(post: xr.Dataset, layout: ModelLayout) -> xr.Dataset:
     """
     from scipy import stats
 
-    from veerkracht_bayes.sem.model_builder import edge_groups
+    from veerkracht_bayes.sem.preconditioning import edge_groups
 
     keys = list(layout.sampled_edges)
     beta = post["beta"]
@@ -316,7 +316,7 @@ def _cut_completion(post: xr.Dataset, layout: ModelLayout, graph: CausalGraph, x
     accept/redraw: each draw is kept with probability barrier(full), otherwise its prior-only
     links are redrawn from the prior. Returns the completed posterior and the number of redraws.
     """
-    from veerkracht_bayes.sem.model_builder import edge_groups
+    from veerkracht_bayes.sem.preconditioning import edge_groups
 
     keys = list(layout.edge_keys)
     po_idx = np.array([i for i, k in enumerate(keys) if layout.edge_kind[k] in ("prior_only", "absent")],
@@ -371,7 +371,7 @@ def initial_values(model, layout: ModelLayout, prior: xr.Dataset, chains: int,  
     needed. Edge groups hold only the links the model samples (all links, or in cut mode the
     data-informed ones).
     """
-    from veerkracht_bayes.sem.model_builder import edge_groups
+    from veerkracht_bayes.sem.preconditioning import edge_groups
 
     free = [rv.name for rv in model.free_RVs]
     picks = np.random.default_rng(seed).choice(prior.sizes["draw"], size=chains, replace=False)

@@ -58,6 +58,9 @@ new data of the same shape reuse it. PyMC's own samplers ignore the container.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import numpy as np
 
 from veerkracht_bayes.survey.statistics import PatternStats
@@ -143,7 +146,6 @@ def reciprocal_log_pairs(layout: object) -> tuple[tuple[str, int, int], ...]:
     tuple of (value variable name, index of ``a -> b``, index of ``b -> a``)
         Indices within the group's vector; each link is in at most one pair.
     """
-    from veerkracht_bayes.sem.model_builder import edge_groups
 
     sampled = list(layout.sampled_edges or layout.edge_keys)  # type: ignore[attr-defined]
     priors = layout.edge_priors  # type: ignore[attr-defined]
@@ -232,7 +234,6 @@ def link_estimate(stats: PatternStats, layout: object, x_names: tuple[str, ...],
     dict
         One array per edge group (the free variables' names), in the group's order.
     """
-    from veerkracht_bayes.sem.model_builder import edge_groups
 
     R, _ = _item_correlations(stats)
     items_c = tuple(layout.item_construct)  # type: ignore[attr-defined]
@@ -484,3 +485,19 @@ def ordinal_start(y: np.ndarray, codes: np.ndarray, n_categories: np.ndarray, w:
         tau[j, k - 1:] = last + 1.0 + np.arange(kmax - k)
     return {"lambda_all": np.concatenate([lam_ord, l_std[m:]]), "thresholds": tau,
             "threshold_std": tau / np.sqrt(1.0 + lam_ord[:, None] ** 2), "residual_var": 1.0 - l_std[m:] ** 2}
+
+
+def edge_groups(priors: Mapping[str, Any], keys: list[str]) -> list[tuple[str, str, list[int]]]:
+    """Group edges by prior family and bounds: ``(rv_name, distribution, edge indices)``.
+
+    One PyMC random variable is created per group; the order of groups and of indices within
+    a group defines how the free variables map onto ``beta``.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for i, k in enumerate(keys):
+        p = priors[k]
+        groups.setdefault((p.distribution, p.lower is not None, p.upper is not None), []).append(i)
+    out = []
+    for (dist, has_lo, has_hi), idx in groups.items():
+        out.append((f"beta_{dist}{'_pos' if has_lo else ''}{'_neg' if has_hi else ''}", dist, idx))
+    return out

@@ -1,0 +1,459 @@
+"""The public front doors: one ``fit``, one ``do``, and the short verbs around them.
+
+They read like the analysis::
+
+    import veerkracht_bayes as vb
+    graph = vb.load_graph("marvel")
+    survey = vb.read_survey("survey.csv", "codebook.yaml", graph=graph)
+    fit = vb.fit(graph, survey, priors="marvel", draws=1000, chains=2, seed=1)
+    fit.summary()                      # DataFrame of the links
+    fit.idata                          # ArviZ DataTree
+    eff = vb.do(fit, vb.Shift(node="social_network", delta=0.5), outcomes=["wellbeing"],
+                subgroup="single_parent")
+    eff.summary()                      # mean, lower, upper, p_meaningful, p_positive, p_stable, evidence
+
+``vb.fit`` also takes a lavaan model string with a DataFrame (the generic SEM path).
+Everything here delegates to the subpackages; no statistics is written in this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from veerkracht_bayes.causal.do import DoResult, Outcome, SubgroupInfo, do_query
+from veerkracht_bayes.causal.draws import StructuralDraws
+from veerkracht_bayes.causal.interventions import Intervention, MechanismChange, Set, Shift
+from veerkracht_bayes.errors import ConfigError, ModelError, Problem
+from veerkracht_bayes.graph.causal_graph import CausalGraph, load_graph
+
+__all__ = ["Fit", "Effects", "fit", "do", "trajectories", "brief", "draw"]
+
+Part = Shift | Set | MechanismChange
+
+
+# --------------------------------------------------------------------------------------- fit
+@dataclass
+class Fit:
+    """A fitted model: the ArviZ DataTree plus what interpreting it needs.
+
+    Attributes
+    ----------
+    result
+        The engine's result (:class:`~veerkracht_bayes.inference.sampling.FitResult` for a
+        diagram, :class:`~veerkracht_bayes.sem.lavaan_model.SemFit` for a lavaan model).
+    kind
+        ``"diagram"`` or ``"lavaan"``.
+    survey
+        The survey the model was fitted to (subgroups for ``vb.do``), or None.
+    priors
+        The :class:`~veerkracht_bayes.priors.spec.PriorSet` used (None: vague priors).
+    """
+
+    result: Any
+    kind: str
+    survey: Any = None
+    priors: Any = None
+    _evidence: dict[str, str] | None = field(default=None, repr=False)
+
+    @property
+    def idata(self) -> Any:
+        """The ArviZ DataTree (posterior, prior, sample_stats, ...)."""
+        return self.result.idata
+
+    @property
+    def graph(self) -> CausalGraph | None:
+        """The diagram (None for a lavaan fit)."""
+        return getattr(self.result, "graph", None)
+
+    @property
+    def prior_only(self) -> bool:
+        """True when no data informed the posterior."""
+        return bool(getattr(self.result, "prior_only", False))
+
+    @property
+    def edge_evidence(self) -> dict[str, str]:
+        """Per link: ``"data"`` (in the likelihood), ``"literature"`` or ``"assumption"`` (prior only)."""
+        if self._evidence is None:
+            from veerkracht_bayes.causal.evidence import edge_evidence
+
+            self._evidence = edge_evidence(self.result.graph, self.priors, fit=self.result)
+        return self._evidence
+
+    def summary(self, ci_prob: float = 0.9) -> pd.DataFrame:
+        """One row per link (diagram) or parameter (lavaan): posterior mean, sd, interval, R-hat, ESS.
+
+        Examples
+        --------
+        >>> import veerkracht_bayes as vb
+        >>> f = vb.fit(vb.load_graph("marvel"), prior_only=True, priors="marvel", seed=1)  # doctest: +SKIP
+        >>> f.summary().columns[:3].tolist()  # doctest: +SKIP
+        ['link', 'mean', 'sd']
+        """
+        if self.kind == "lavaan":
+            from veerkracht_bayes.sem.lavaan_model import parameter_table
+
+            return parameter_table(self.result, prob=ci_prob)
+        post = self.idata["posterior"]["beta"]
+        x = post.stack(sample=("chain", "draw")).transpose("edge", "sample").values
+        lo, hi = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2
+        df = pd.DataFrame({
+            "link": [str(e) for e in post["edge"].values],
+            "mean": x.mean(axis=1), "sd": x.std(axis=1, ddof=1),
+            "lower": np.quantile(x, lo, axis=1), "upper": np.quantile(x, hi, axis=1),
+        })
+        df["evidence"] = [self.edge_evidence.get(k, "assumption") for k in df["link"]]
+        if not self.prior_only and post.sizes.get("chain", 1) > 1:
+            import arviz as az
+
+            beta = self.idata["posterior"].to_dataset()[["beta"]]
+            df["r_hat"] = np.asarray(az.rhat(beta)["beta"].values, dtype=float)
+            df["ess_bulk"] = np.asarray(az.ess(beta, method="bulk")["beta"].values, dtype=float)
+        return df
+
+    def draws(self) -> StructuralDraws:
+        """Posterior draws of the structural system (B, alpha, psi) for do-queries."""
+        if self.kind != "diagram":
+            from veerkracht_bayes.sem.lavaan_model import structural_view
+
+            view = structural_view(self.result)
+            return view.draws  # type: ignore[attr-defined]
+        engine = {k: "data-informed" if v == "data" else "prior-dominated" for k, v in self.edge_evidence.items()}
+        return StructuralDraws.from_posterior(self.idata, self.result.graph, edge_class=engine)
+
+    def _repr_html_(self) -> str:
+        head = (f"<b>veerkracht_bayes fit</b> ({self.kind}; "
+                f"{'prior only' if self.prior_only else 'posterior'})")
+        return head + self.summary().to_html(index=False, float_format=lambda v: f"{v:.3f}")
+
+    def __repr__(self) -> str:
+        return f"Fit(kind={self.kind!r}, prior_only={self.prior_only})"
+
+
+def _is_lavaan_text(model: Any) -> bool:
+    return isinstance(model, str) and ("~" in model) and "\n" in model or (
+        isinstance(model, str) and ("=~" in model or " ~ " in model))
+
+
+def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "marvel", draws: int = 1000,
+        tune: int | None = None, chains: int = 2, seed: int = 2023, prior_only: bool = False,
+        sampler: str = "numpyro", progress: bool = True, reliability: float = 0.8,
+        prior_draws: int = 1000) -> Fit:
+    """Fit a diagram (or a lavaan model) to survey data with NUTS.
+
+    Parameters
+    ----------
+    model
+        A :class:`~veerkracht_bayes.graph.causal_graph.CausalGraph`, ``"marvel"``, a path to a
+        YAML graph or lavaan file, or lavaan model syntax text (then ``data`` is a DataFrame).
+    data
+        A survey from :func:`veerkracht_bayes.read_survey` (or prepared
+        :class:`~veerkracht_bayes.survey.statistics.ModelData`), or a DataFrame for a lavaan
+        model. ``None`` only with ``prior_only=True``.
+    priors
+        ``"marvel"`` (the shipped literature priors; MARVEL diagram only), a path to a priors
+        file, a :class:`~veerkracht_bayes.priors.spec.PriorSet`, ``"default"`` (the documented
+        sign-constrained defaults) or ``"vague"``. For lavaan models: None (vague) or a mapping.
+    draws, tune, chains, seed
+        Sampler settings (``tune`` defaults to ``draws``).
+    prior_only
+        Sample the priors only (no data).
+    sampler
+        ``"numpyro"`` (default), ``"blackjax"``, ``"nutpie"`` or ``"pymc"``.
+    progress
+        Show progress bars.
+    reliability
+        Assumed reliability of single-item constructs.
+    prior_draws
+        Number of prior draws stored next to the posterior.
+
+    Returns
+    -------
+    Fit
+
+    Raises
+    ------
+    ModelError
+        Without data unless ``prior_only=True``; for an unknown sampler.
+
+    Examples
+    --------
+    >>> import veerkracht_bayes as vb
+    >>> f = vb.fit("marvel", prior_only=True, prior_draws=50, seed=1)
+    >>> f.prior_only, f.kind
+    (True, 'diagram')
+    """
+    tune = draws if tune is None else tune
+    if _is_lavaan_text(model) or (isinstance(data, pd.DataFrame) and not isinstance(model, CausalGraph)
+                                  and Path(str(model)).suffix.lower() in {".lav", ".lavaan", ".txt", ".model"}):
+        return _fit_lavaan(model, data, priors=None if priors in ("marvel", "vague", "default") else priors,
+                           draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler, progress=progress)
+    from veerkracht_bayes.inference.sampling import SamplerSettings
+    from veerkracht_bayes.inference.sampling import fit as _fit
+    from veerkracht_bayes.survey.statistics import ModelData, model_data_from_survey
+
+    graph = load_graph(model)
+    prior_set, vague = _resolve_priors(priors, graph)
+    survey = None
+    if data is None:
+        md = None
+    elif isinstance(data, ModelData):
+        md = data
+    elif isinstance(data, pd.DataFrame):
+        raise ConfigError(Problem("vb.fit got a DataFrame with a diagram: read it with vb.read_survey(df, "
+                                  "codebook, graph=graph) first (the codebook maps items to constructs)",
+                                  field="data"))
+    else:
+        survey = data
+        md = model_data_from_survey(data, graph)
+    settings = SamplerSettings(sampler=sampler, chains=chains, draws=draws, tune=tune,  # type: ignore[arg-type]
+                               random_seed=seed, progressbar=progress, prior_draws=prior_draws)
+    res = _fit(graph, md, prior_set, settings=settings, vague=vague, reliability=reliability,
+               prior_only=prior_only, pointwise=md is not None)
+    return Fit(result=res, kind="diagram", survey=survey, priors=prior_set)
+
+
+def _resolve_priors(priors: Any, graph: CausalGraph) -> tuple[Any, bool]:
+    from veerkracht_bayes.priors.spec import default_priors, load_priors
+
+    if priors is None or priors == "default":
+        return default_priors(graph), False
+    if priors == "vague":
+        return None, True
+    if isinstance(priors, (str, Path)):
+        return load_priors(priors, graph), False
+    return priors, False
+
+
+def _fit_lavaan(model: Any, df: Any, *, priors: Any, draws: int, tune: int, chains: int, seed: int,
+                sampler: str, progress: bool) -> Fit:
+    from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan, read_lavaan
+    from veerkracht_bayes.sem.lavaan_model import fit_sem
+
+    if not isinstance(df, pd.DataFrame):
+        raise ModelError("a lavaan model is fitted to a pandas DataFrame (columns named as in the model)")
+    lav = parse_lavaan(model) if _is_lavaan_text(model) else read_lavaan(model)
+    res = fit_sem(lav, df, priors=priors, draws=draws, tune=tune, chains=chains, seed=seed,
+                  sampler=sampler, progressbar=progress)  # type: ignore[arg-type]
+    return Fit(result=res, kind="lavaan")
+
+
+# ---------------------------------------------------------------------------------------- do
+@dataclass
+class Effects:
+    """Equilibrium effects of interventions, per draw, with their summary.
+
+    Attributes
+    ----------
+    result
+        The per-draw :class:`~veerkracht_bayes.causal.do.DoResult`.
+    table
+        The summary (see :meth:`summary`).
+    """
+
+    result: DoResult
+    table: pd.DataFrame
+
+    def summary(self) -> pd.DataFrame:
+        """One row per intervention x outcome x scope: ``mean, lower, upper, p_meaningful,
+        p_positive, p_stable, evidence`` and the evidence shares."""
+        return self.table
+
+    def _repr_html_(self) -> str:
+        cols = [c for c in ("policy", "outcome", "scope", "mean", "lower", "upper", "p_meaningful",
+                            "p_positive", "p_stable", "evidence") if c in self.table]
+        return self.table[cols].to_html(index=False, float_format=lambda v: f"{v:.3f}")
+
+
+def _as_interventions(items: Sequence[Any], subgroup: str | None) -> list[Intervention]:
+    out: list[Intervention] = []
+    loose: list[Any] = []
+    for it in items:
+        if isinstance(it, Intervention):
+            out.append(it if subgroup is None or it.subgroup else it.model_copy(update={"subgroup": subgroup}))
+        elif isinstance(it, (Shift, Set, MechanismChange)):
+            loose.append(it)
+        elif isinstance(it, (list, tuple)):
+            out += _as_interventions(it, subgroup)
+        else:
+            raise ConfigError(Problem(f"vb.do takes Shift, Set, MechanismChange or Intervention objects, not "
+                                      f"{type(it).__name__}", field="interventions"))
+    if loose:
+        name = " + ".join(_part_name(p) for p in loose)
+        out.insert(0, Intervention(name=name, parts=loose, subgroup=subgroup))
+    if not out:
+        raise ConfigError(Problem("vb.do needs at least one intervention", field="interventions"))
+    return out
+
+
+def _part_name(p: Any) -> str:
+    if isinstance(p, MechanismChange):
+        return f"change {p.source}->{p.target}"
+    return f"{type(p).__name__.lower()} {p.node}"
+
+
+def _subgroup_info(fit: Fit, names: Sequence[str], prevalence: Mapping[str, float] | None) -> dict[str, SubgroupInfo]:
+    infos: dict[str, SubgroupInfo] = {}
+    for g in names:
+        if prevalence and g in prevalence:
+            infos[g] = SubgroupInfo(prevalence=float(prevalence[g]))
+        elif fit.survey is not None:
+            mask = fit.survey.subgroup_mask(g)
+            w = fit.survey.weights
+            infos[g] = SubgroupInfo(prevalence=float(w[mask].sum() / w.sum()), n=int(mask.sum()))
+        else:
+            raise ConfigError(Problem(f"subgroup {g!r}: the fit has no survey to measure its prevalence; pass "
+                                      f"prevalence={{{g!r}: share}}", field="subgroup", value=g))
+    return infos
+
+
+def do(fit: Fit, *interventions: Any, outcomes: Sequence[str | Outcome] | None = None,
+       subgroup: str | None = None, prevalence: Mapping[str, float] | None = None,
+       min_relevant_change: float = 0.05, ci_prob: float = 0.9, min_cell_size: int = 50,
+       seed: int = 0) -> Effects:
+    """Equilibrium effects of interventions on outcomes (the do-operator on the fitted system).
+
+    Parameters
+    ----------
+    fit
+        A :class:`Fit` from :func:`fit`.
+    *interventions
+        ``vb.Shift``, ``vb.Set`` or ``vb.MechanismChange`` parts (combined into one
+        intervention) and/or named ``vb.Intervention`` objects.
+    outcomes
+        Outcome node ids (default: the diagram's default outcomes).
+    subgroup
+        Target the intervention at this codebook subgroup (within-group and population effects).
+    prevalence
+        Subgroup prevalences when the fit has no survey.
+    min_relevant_change
+        The minimal relevant change (SD) behind ``p_meaningful``.
+    ci_prob
+        Interval probability.
+    min_cell_size
+        Subgroups with fewer respondents are suppressed.
+    seed
+        Seed for dose draws.
+
+    Returns
+    -------
+    Effects
+
+    Examples
+    --------
+    >>> import veerkracht_bayes as vb
+    >>> f = vb.fit("marvel", prior_only=True, prior_draws=50, seed=1)
+    >>> eff = vb.do(f, vb.Shift(node="social_network", delta=0.5), outcomes=["wellbeing"])
+    >>> eff.summary()["evidence"].isin(["data"]).any()
+    False
+    """
+    from veerkracht_bayes.causal.summaries import summarise_effects
+
+    if fit.kind != "diagram":
+        raise ModelError("vb.do works on diagram fits; for a lavaan fit use its structural view "
+                         "(veerkracht_bayes.sem.lavaan_model.structural_view)")
+    ivs = _as_interventions(interventions, subgroup)
+    groups = sorted({iv.subgroup for iv in ivs if iv.subgroup})
+    infos = _subgroup_info(fit, groups, prevalence)
+    res = do_query(fit.draws(), ivs, outcomes, subgroups=infos, min_cell_size=min_cell_size, seed=seed)
+    table = summarise_effects(res, outcomes, ci_prob=ci_prob, min_relevant_change=min_relevant_change,
+                              edge_evidence=fit.edge_evidence)
+    return Effects(result=res, table=table)
+
+
+# ------------------------------------------------------------------------------ other verbs
+def trajectories(fit: Fit, *interventions: Any, outcomes: Sequence[str | Outcome] | None = None,
+                 subgroup: str | None = None, horizon: int = 20, prevalence: Mapping[str, float] | None = None,
+                 seed: int = 0) -> Any:
+    """Time paths of the effects (years), per draw: the system relaxing to its new equilibrium.
+
+    Parameters
+    ----------
+    fit
+        A :class:`Fit`.
+    *interventions
+        As for :func:`do`.
+    outcomes, subgroup, prevalence, seed
+        As for :func:`do`.
+    horizon
+        Number of yearly steps.
+
+    Returns
+    -------
+    veerkracht_bayes.causal.dynamics.Trajectories
+
+    Examples
+    --------
+    >>> import veerkracht_bayes as vb
+    >>> f = vb.fit("marvel", prior_only=True, prior_draws=50, seed=1)
+    >>> tr = vb.trajectories(f, vb.Shift(node="social_network", delta=0.5), outcomes=["wellbeing"], horizon=5)
+    >>> tr.outcome("wellbeing").shape[-1]
+    6
+    """
+    from veerkracht_bayes.causal.dynamics import simulate_trajectories
+
+    ivs = _as_interventions(interventions, subgroup)
+    infos = _subgroup_info(fit, sorted({iv.subgroup for iv in ivs if iv.subgroup}), prevalence)
+    return simulate_trajectories(fit.draws(), ivs, outcomes, horizon=horizon, subgroups=infos, seed=seed)
+
+
+def brief(run_result: Any, out_dir: str | Path) -> dict[str, Path]:
+    """Write the policy brief of a run (``vb.run(...)``): ``brief.md``, ``brief.html``, figures.
+
+    Parameters
+    ----------
+    run_result
+        The result of :func:`veerkracht_bayes.run`.
+    out_dir
+        Output folder.
+
+    Returns
+    -------
+    dict
+        Paths written.
+
+    Examples
+    --------
+    >>> import veerkracht_bayes as vb
+    >>> res = vb.run("demo.toml", write=False)  # doctest: +SKIP
+    >>> vb.brief(res, "out")  # doctest: +SKIP
+    """
+    from veerkracht_bayes.report.brief import write_brief
+
+    return write_brief(run_result, out_dir)
+
+
+def draw(graph: CausalGraph | str | Path = "marvel", out: str | Path | None = None, **kwargs: Any) -> Any:
+    """Draw a diagram (Graphviz where present, else matplotlib); write it to ``out`` if given.
+
+    Parameters
+    ----------
+    graph
+        A diagram or anything :func:`veerkracht_bayes.load_graph` accepts.
+    out
+        File to write (``.svg``, ``.png``, ``.pdf``).
+    **kwargs
+        Passed to :func:`veerkracht_bayes.graph.drawing.draw_graph`.
+
+    Returns
+    -------
+    object
+        The drawing object.
+
+    Examples
+    --------
+    >>> import veerkracht_bayes as vb
+    >>> d = vb.draw("marvel")
+    >>> d is not None
+    True
+    """
+    from veerkracht_bayes.graph.drawing import draw_graph
+
+    if out is not None:
+        kwargs["out"] = out
+    return draw_graph(load_graph(graph), **kwargs)

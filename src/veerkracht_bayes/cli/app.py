@@ -1,0 +1,93 @@
+"""The typer application ``veerkracht-bayes`` and what every command shares: logging to stderr,
+located input errors as exit code 2, common options. Command modules (:mod:`.main`, :mod:`.sem`,
+:mod:`.effects`, :mod:`.run`) register themselves on :data:`app`; :mod:`veerkracht_bayes.cli`
+imports them all.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from veerkracht_bayes.errors import VeerkrachtError
+
+__all__ = ["app", "graph_app", "handle_errors", "EXIT_INPUT_ERROR", "GraphOption", "JsonOption"]
+
+logger = logging.getLogger("veerkracht_bayes")
+
+#: Exit code for bad input (a :class:`VeerkrachtError`).
+EXIT_INPUT_ERROR = 2
+
+app = typer.Typer(
+    name="veerkracht-bayes",
+    help="Structural Bayesian models on the signed, cyclic MARVEL resilience diagram.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+graph_app = typer.Typer(help="Inspect and draw causal diagrams.", no_args_is_help=True)
+app.add_typer(graph_app, name="graph")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+GraphOption = Annotated[
+    str,
+    typer.Option("--graph", "-g", help="'marvel' (the shipped diagram) or a path to a YAML graph "
+                                       "file or a lavaan model-syntax file (.lav/.lavaan/.txt/.model)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time of each message."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def _configure_logging(quiet: bool, verbose: bool) -> None:
+    level = logging.ERROR if quiet else logging.DEBUG if verbose else logging.WARNING
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    handler.setLevel(level)
+    logger.handlers[:] = [h for h in logger.handlers if not isinstance(h, _StderrHandler)]
+    logger.addHandler(handler)
+    logger.setLevel(level)
+
+
+def handle_errors(func: F) -> F:
+    """Decorator for commands: a VeerkrachtError becomes a stderr message and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except VeerkrachtError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(EXIT_INPUT_ERROR) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def _main_options(
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only show errors.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug messages.")] = False,
+) -> None:
+    """Structural Bayesian models on the signed, cyclic MARVEL resilience diagram."""
+    _configure_logging(quiet, verbose)
+
+

@@ -1,0 +1,131 @@
+"""The package's import rules (ARCHITECTURE.md), read from the source with :mod:`ast`.
+
+- Layers, top to bottom: foundation (errors, yaml_io, resources, runtime) -> graph -> priors ->
+  survey -> datasets -> sem -> inference -> causal -> report -> workflow -> cli. A module imports
+  only from its own layer or layers above it (lazy imports inside functions included; imports
+  under ``if TYPE_CHECKING:`` are type hints, not imports, and are left out).
+- graph/, priors/, survey/ and causal/ never import PyMC or PyTensor; sem/ never imports
+  inference/; report/ never imports workflow/; no library module imports cli/.
+- No import cycles between modules.
+- Importing the package or any module changes no process-wide JAX/XLA setting.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import networkx as nx
+import pytest
+
+PKG = Path(__file__).resolve().parents[1] / "src" / "veerkracht_bayes"
+LAYERS = ["foundation", "graph", "priors", "survey", "datasets", "sem", "inference", "causal", "report",
+          "workflow", "api", "cli"]
+FOUNDATION = {"errors", "yaml_io", "resources", "runtime"}
+NO_PYMC = {"graph", "priors", "survey", "causal"}
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    return ".".join(rel.parts).removesuffix(".__init__")
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    if parts[0] != "veerkracht_bayes":
+        return None
+    if len(parts) == 1:
+        return "api"  # the package's own __init__ re-exports the public API
+    return "foundation" if parts[1] in FOUNDATION else ("api" if parts[1] == "api" else parts[1])
+
+
+def _runtime_imports(tree: ast.AST) -> list[tuple[str, int]]:
+    """(module, line) of every import not under ``if TYPE_CHECKING:``."""
+    skip: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for sub in node.body:
+                skip.update(id(n) for n in ast.walk(sub))
+    out = []
+    for node in ast.walk(tree):
+        if id(node) in skip:
+            continue
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            out.append((node.module, node.lineno))
+            out += [(f"{node.module}.{a.name}", node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level:
+            out.append(("<relative>", node.lineno))
+        elif isinstance(node, ast.Import):
+            out += [(a.name, node.lineno) for a in node.names]
+    return out
+
+
+MODULES = {_module_name(p): p for p in sorted(PKG.rglob("*.py"))}
+IMPORTS = {m: _runtime_imports(ast.parse(p.read_text(encoding="utf-8"))) for m, p in MODULES.items()}
+
+
+def test_layers_only_import_upwards() -> None:
+    bad = []
+    for mod, imps in IMPORTS.items():
+        lm = _layer(mod)
+        for target, line in imps:
+            if target == "<relative>":
+                bad.append(f"{MODULES[mod]}:{line}: relative import (use absolute imports)")
+                continue
+            lt = _layer(target)
+            if lm is None or lt is None or lm == lt or lm == "api":
+                continue
+            if LAYERS.index(lt) > LAYERS.index(lm):
+                bad.append(f"{MODULES[mod]}:{line}: {mod} ({lm}) imports {target} ({lt}), a lower layer")
+    assert not bad, "\n".join(bad)
+
+
+def test_named_rules() -> None:
+    bad = []
+    for mod, imps in IMPORTS.items():
+        lm = _layer(mod)
+        for target, line in imps:
+            top = target.split(".")[0]
+            lt = _layer(target)
+            where = f"{MODULES[mod]}:{line}"
+            if lm in NO_PYMC and top in ("pymc", "pytensor"):
+                bad.append(f"{where}: {lm}/ must not import {top}")
+            if lm == "sem" and lt == "inference":
+                bad.append(f"{where}: sem/ must not import inference/")
+            if lm == "report" and lt == "workflow":
+                bad.append(f"{where}: report/ must not import workflow/")
+            if lm != "cli" and lt == "cli":
+                bad.append(f"{where}: library module imports cli/")
+    assert not bad, "\n".join(bad)
+
+
+def test_no_import_cycles() -> None:
+    g = nx.DiGraph()
+    for mod, imps in IMPORTS.items():
+        if mod == "veerkracht_bayes" or mod.endswith(".cli"):
+            continue  # package __init__ files that only re-export
+        for target, _ in imps:
+            if target in MODULES and target != mod and not MODULES[target].name == "__init__.py":
+                g.add_edge(mod, target)
+    cycles = list(nx.simple_cycles(g))
+    assert not cycles, "import cycles: " + "; ".join(" -> ".join(c + [c[0]]) for c in cycles[:10])
+
+
+@pytest.mark.parametrize("target", ["veerkracht_bayes", "veerkracht_bayes.causal.do",
+                                    "veerkracht_bayes.causal.dynamics", "veerkracht_bayes.inference.sampling",
+                                    "veerkracht_bayes.workflow.pipeline", "veerkracht_bayes.cli"])
+def test_import_changes_no_global_state(target: str) -> None:
+    code = (
+        "import os\n"
+        "before = os.environ.get('XLA_FLAGS')\n"
+        f"import {target}\n"
+        "import jax\n"
+        "assert os.environ.get('XLA_FLAGS') == before, os.environ.get('XLA_FLAGS')\n"
+        "assert not jax.config.jax_enable_x64, 'x64 switched on at import'\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_ENABLE_X64")}
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
