@@ -82,10 +82,20 @@ def handle_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from veerkracht_bayes import __version__
+
+        typer.echo(f"veerkracht-bayes {__version__}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _main_options(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only show errors.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show debug messages.")] = False,
+    version: Annotated[bool, typer.Option("--version", help="Print the version and exit.",
+                                          callback=_print_version, is_eager=True)] = False,
 ) -> None:
     """Structural Bayesian models on the signed, cyclic MARVEL resilience diagram."""
     _configure_logging(quiet, verbose)

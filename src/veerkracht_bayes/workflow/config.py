@@ -177,7 +177,16 @@ class RunConfig(_Strict):
         return self
 
     def resolve(self, value: str | Path) -> Path:
-        """Resolve a path written in the config against :attr:`base_dir`."""
+        """Resolve a path written in the config against :attr:`base_dir`.
+
+        ``shipped:data/...`` and ``shipped:priors/...`` name files that ship with the package
+        (:func:`veerkracht_bayes.resources.shipped_path`), wherever it is installed.
+        """
+        if isinstance(value, str) and value.startswith("shipped:"):
+            from veerkracht_bayes.resources import shipped_path
+
+            top, _, rest = value.removeprefix("shipped:").partition("/")
+            return shipped_path(top, *Path(rest).parts)
         p = Path(value).expanduser()
         return p if p.is_absolute() else (self._base / p)
 
