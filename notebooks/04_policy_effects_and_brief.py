@@ -142,13 +142,17 @@ survey_sizes
 #
 # `scope="within"` is the effect for the people the policy reaches; `scope="population"` is
 # the average over the whole population (within-effect × the group's share). The columns:
-# `p_improve` = P(the effect goes the desirable way by more than the minimal relevant change
-# `mrc`), `prior_share` = the share of the effect carried by prior-dominated links,
-# `evidence` = data / mixed / prior. The same seed gives the same numbers as the pipeline.
+# `p_meaningful` = P(the effect goes the desirable way by more than the minimal relevant change
+# `mrc`: "probability it helps"), `p_positive` = P(the right direction at all),
+# `share_assumption` / `share_literature` / `share_data` = what the effect rests on (elasticity
+# decomposition), `evidence` = the class it rests on ("data" only with a data share above 0.5;
+# "no path" when the policy cannot reach the outcome), `rank_lower`..`rank_upper` = 90% interval
+# of the policy's rank. The same seed gives the same numbers as the pipeline.
 
 # %%
 effects = summarise_effects(result, outcomes, ci_prob=q.ci_prob,
-                            min_relevant_change=q.min_relevant_change)
+                            min_relevant_change=q.min_relevant_change,
+                            edge_evidence=run.edge_evidence)
 cols = ["policy", "outcome", "subgroup", "scope", "mean"]
 same = np.allclose(effects[["mean", "lower", "upper"]].to_numpy(dtype=float),
                    run.effects[["mean", "lower", "upper"]].to_numpy(dtype=float), equal_nan=True)
@@ -211,7 +215,7 @@ for pid in ("P01", "P03"):
 targeting = do_query(draws, compare, ["wellbeing"], subgroups=subgroups,
                      min_cell_size=run.do_result.meta["min_cell_size"], seed=q.dose_seed)
 summarise_effects(targeting, ["wellbeing"], ci_prob=q.ci_prob)[
-    ["policy", "subgroup", "scope", "mean", "lower", "upper", "p_improve"]].round(3)
+    ["policy", "subgroup", "scope", "mean", "lower", "upper", "p_meaningful"]].round(3)
 
 # %% [markdown]
 # ## 8. Feedback loops: gains and amplification

@@ -286,3 +286,23 @@ def test_verbose_and_quiet_control_diagnostics(tmp_path: Path) -> None:
     assert "valid" in loud.stdout and "DEBUG" not in loud.stdout
     normal = _invoke("validate", "--graph", str(lav))
     assert normal.exit_code == 0 and normal.stderr == ""
+
+
+def test_policies_json_prints_only_json(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["policies", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)  # nothing but JSON on stdout
+    assert [p["id"] for p in data] == [f"P{i:02d}" for i in range(1, 11)]
+    for p in data:
+        assert {"id", "advice", "subgroup", "target_group", "levers"} <= set(p)
+        for lv in p["levers"]:
+            assert {"node", "coverage", "effect_prior", "source"} <= set(lv)
+    text = runner.invoke(app, ["policies"])
+    assert text.exit_code == 0 and "target group" in text.stdout and not text.stdout.lstrip().startswith("[")
+    bad = tmp_path / "p.yaml"
+    bad.write_text("spec_version: 2\npolicies:\n  - id: X\n    advice: 1\n    title_en: t\n    title_nl: t\n"
+                   "    subgroup: null\n    target_group: {quote: q, section: s}\n    levers:\n"
+                   "      - node: stress\n        coverage: {dist: fixed, value: 0.5}\n"
+                   "        coverage_source: 'assumption: x'\n")
+    res = runner.invoke(app, ["policies", "--json", "--policies", str(bad)])
+    assert res.exit_code == EXIT_INPUT_ERROR and "not a policy lever" in res.output

@@ -424,3 +424,79 @@ def test_bad_ppp_draws(good):
 
     with pytest.raises(ModelError, match="ppp_draws"):
         diagnose(good, ppp_draws=0)
+
+
+# --------------------------------------------------------------------------- verdict, identification, cut routing
+def test_verdict_values():
+    from veerkracht_bayes.inference.diagnostics import VERDICTS, verdict_of
+
+    assert verdict_of(False, False) == "passed"
+    assert verdict_of(True, False) == "model misfit"
+    assert verdict_of(False, True) == "sampling problems"
+    assert verdict_of(True, True) == "model misfit; sampling problems"
+    assert {verdict_of(a, b) for a in (0, 1) for b in (0, 1)} == set(VERDICTS)
+
+
+def test_small_misfit_is_never_passed(good):
+    """PPP < ppp_min with a small SRMR: the run still passes (exit code), but the verdict says
+    'model misfit', in the dict and the markdown, and never 'passed' beside MODEL MISFIT."""
+    d = diagnose(good, seed=3, ppp_min=1.01)  # every PPP is below 1.01
+    assert d.misfit and any(n.startswith("MODEL MISFIT") for n in d.notes)
+    assert d.verdict.startswith("model misfit") and "passed" not in d.verdict
+    out = json.loads(json.dumps(d.to_dict()))
+    assert out["verdict"] == d.verdict and out["misfit"] is True
+    assert "**Verdict:** model misfit" in d.to_markdown()
+    # large SRMR threshold exceeded -> the misfit is a problem too, but still not a sampling problem
+    d2 = diagnose(good, seed=3, ppp_min=1.01, srmr_max=0.0)
+    assert not d2.passed and d2.verdict.startswith("model misfit")
+    assert d2.sampling_problems == [p for p in d2.problems if "posterior predictive" not in p]
+
+
+def test_good_fit_verdict_and_misfit_flag(good_diag, bad_diag):
+    assert good_diag.verdict in ("passed", "sampling problems") and not good_diag.misfit
+    assert bad_diag.misfit and bad_diag.verdict.startswith("model misfit")
+
+
+def test_identification_section(good_diag, graph):
+    ident = good_diag.to_dict()["identification"]
+    status = {r["link"]: r["status"] for r in ident["links"]}
+    assert set(status) == set(graph.edge_keys)
+    # p is an absent lever, u has no items: both cut; the cycle a->b->c->a has the covariate x
+    # entering at a only, so equation a (regressor c) has no excluded instrument
+    assert status["p->b"] == "cut" and status["a->u"] == "cut"
+    assert status["x->a"] == "likelihood"
+    assert ident["counts"]["cut"] == 2 and any("prior" in f for f in good_diag.findings)
+
+
+def _routing_layout():
+    from veerkracht_bayes.sem.model_builder import build_model
+
+    nodes = [{"id": i, "label_en": i, "label_nl": i, "resource": "individual", "role": "construct"}
+             for i in "abu"]
+    edges = [{"source": s, "target": t, "sign": "+", "evidence": "t"} for s, t in
+             [("a", "b"), ("a", "u"), ("u", "b")]]
+    g = CausalGraph(GraphSpec.model_validate({"spec_version": 1, "name": "r", "nodes": nodes, "edges": edges}))
+    rng = np.random.default_rng(0)
+    md = prepare_model_data(rng.normal(size=(60, 4)), ["a1", "a2", "b1", "b2"], ["a", "a", "b", "b"])
+    _, layout = build_model(g, md)
+    return g, layout
+
+
+def test_cut_routing_known_answer():
+    """a -> b (0.3, data-informed) and a -> u -> b (0.5 * 0.4 = 0.2, u without items).
+    Cov(a, b) = 0.3 + 0.2 = 0.5 in the full system, 0.3 without u: share 0.2 / 0.5 = 0.4;
+    the total effect of a on b splits the same way."""
+    from veerkracht_bayes.inference.diagnostics import cut_routing, cut_routing_findings
+
+    g, layout = _routing_layout()
+    assert layout.identification.status == {"a->b": "likelihood", "a->u": "cut", "u->b": "cut"}
+    beta = np.array([[0.3, 0.5, 0.4]])
+    (rec,) = cut_routing(g, layout, beta)
+    assert rec["link"] == "a->b" and rec["flagged"]
+    assert rec["share"] == pytest.approx(0.4, abs=1e-12)
+    assert rec["share_total_effect"] == pytest.approx(0.4, abs=1e-12)
+    (rec0,) = cut_routing(g, layout, np.array([[0.3, 0.5, 0.0]]))  # no path through u
+    assert rec0["share"] == pytest.approx(0.0, abs=1e-12) and not rec0["flagged"]
+    (sentence,) = cut_routing_findings([rec])
+    assert "a->b (40 %)" in sentence and "double count" in sentence
+    assert cut_routing_findings([rec0]) == []

@@ -49,10 +49,10 @@ def test_fit_summary_html(run_result):
     assert "Prior only" in h and "marvel" in h
     rows = _rows(h)
     d = dict(r for r in rows if len(r) == 2)
-    assert d["nodes / links"] == "37 / 64"
+    assert d["nodes / links"] == "42 / 72"
     assert d["diagnostics"] == "passed"
     link_rows = [r for r in rows if len(r) == 5 and "->" in r[0]]
-    assert len(link_rows) == 64
+    assert len(link_rows) == 72
     # largest |mean| first
     vals = [abs(float(r[1].replace("\u2212", "-"))) for r in link_rows]
     assert vals == sorted(vals, reverse=True)

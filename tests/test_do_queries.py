@@ -262,7 +262,7 @@ def test_bad_inputs_give_clear_errors(marvel):
 
 def _reference_per_draw(B, alpha, D, set_mask, set_value, shift, mscale, mmask, mval, mean=None):
     """Independent numpy reference for one draw and one intervention (the definition in the
-    module docstring, one dense solve per system): effect, data-only effect, |det|, cond, rho."""
+    module docstring, one dense solve per system): effect, |det|, cond, rho."""
     P = B.shape[0]
     eye = np.eye(P)
     c = alpha if mean is None else (eye - B) @ mean
@@ -272,7 +272,7 @@ def _reference_per_draw(B, alpha, D, set_mask, set_value, shift, mscale, mmask, 
     M = eye - Bdo
     u = c_do - M @ m
     sv = np.linalg.svd(M, compute_uv=False)
-    return (np.linalg.solve(M, u), np.linalg.solve(eye - Bdo * D, u), np.prod(sv), sv[0] / sv[-1],
+    return (np.linalg.solve(M, u), np.prod(sv), sv[0] / sv[-1],
             np.max(np.abs(np.linalg.eigvals(Bdo))))
 
 
@@ -281,11 +281,8 @@ def test_grouped_kernel_matches_per_draw_reference(graph_name, marvel):
     """Interventions sharing an intervened structure are solved together, on the strongly
     connected blocks (spectral radius) and with sparse injections; every number must equal the
     dense per-draw, per-intervention reference (data-only effects with an edge classification,
-    subgroup baselines, sets, mechanism changes, random doses, shared and distinct structures).
-
-    Tolerance 1e-10: both sides are direct solves of well-conditioned systems (cond < 1e3 here),
-    so they agree to ~cond * machine epsilon ~ 1e-13.
-    """
+    subgroup baselines, sets, mechanism changes, random doses, shared and distinct structures);
+    the structural reachability equals "some draw has a non-zero effect" (generic draws)."""
     g = small_graph() if graph_name == "small" else marvel
     S = 30
     d0 = random_draws(g, S, seed=21)
@@ -329,9 +326,10 @@ def test_grouped_kernel_matches_per_draw_reference(graph_name, marvel):
             ref = _reference_per_draw(d.B[s], d.alpha[s], D, set_mask, set_value, r.doses[i, s],
                                       mscale, mmask, mval, mean if iv.subgroup == "grp" else None)
             np.testing.assert_allclose(r.effect[i, s], ref[0], atol=1e-10, rtol=0)
-            np.testing.assert_allclose(r.effect_data_only[i, s], ref[1], atol=1e-10, rtol=0)
-            np.testing.assert_allclose([r.abs_det[i, s], r.cond[i, s], r.rho[i, s]], ref[2:],
+            np.testing.assert_allclose([r.abs_det[i, s], r.cond[i, s], r.rho[i, s]], ref[1:],
                                        rtol=1e-10)
+    np.testing.assert_array_equal(r.reachable, (np.abs(r.effect) > 0).any(axis=1))
+    assert r.baseline_solvable.all() and r.usable().shape == (len(ivs), S)
     np.testing.assert_allclose(r.rho[0], d.spectral_radius(), rtol=1e-10)
     np.testing.assert_array_equal(r.baseline_stable, d.spectral_radius() < 1.0)
 
@@ -351,9 +349,10 @@ def test_draw_doses_match_jax_random_reference():
     comp = compile_interventions(ivs, g.nodes, [e.key for e in g.edges])
     S, P = 50, len(g.nodes)
     doses = draw_doses(comp, S, P, 7)
-    kz, ku = jax.random.split(jax.random.PRNGKey(7))
-    z = np.asarray(jax.random.normal(kz, (3, 2, S)))
-    uu = np.asarray(jax.random.uniform(ku, (3, 2, S)))
+    with jax.enable_x64(True):  # draw_doses runs in 64-bit mode (veerkracht_bayes.runtime.x64)
+        kz, ku = jax.random.split(jax.random.PRNGKey(7))
+        z = np.asarray(jax.random.normal(kz, (3, 2, S)))
+        uu = np.asarray(jax.random.uniform(ku, (3, 2, S)))
     ix = g.node_index
     np.testing.assert_allclose(doses[0, :, ix["a"]], -0.2 + 0.1 * z[0, 0], rtol=1e-14)
     np.testing.assert_allclose(doses[0, :, ix["b"]], 2.0 * uu[0, 1], rtol=1e-14)

@@ -232,3 +232,15 @@ def test_converter_registry_is_callable():
     assert es.CONVERTERS["d_to_r"](d=0.39) == es.d_to_r(0.39)
     for name, fn in es.CONVERTERS.items():
         assert callable(fn), name
+
+
+def test_sd_range_per_unit():
+    from veerkracht_bayes.priors.effect_sizes import SD_RANGES, sd_range
+
+    assert sd_range("moderate") == SD_RANGES["moderate"]
+    lo, hi = sd_range("moderate", 0.2)  # divided by sqrt(0.2 * 0.8) = 0.4
+    assert lo == pytest.approx(0.20) and hi == pytest.approx(0.25)
+    with pytest.raises(PriorError, match="exposure_share"):
+        sd_range("moderate", 1.0)
+    with pytest.raises(PriorError, match="confidence"):
+        sd_range("certain")

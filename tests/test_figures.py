@@ -32,9 +32,12 @@ def test_safe_reason_removes_counts():
 def test_forest_plot_ranks_best_first_and_marks_direction(run_result):
     eff = run_result.effects
     order = F.ranked_policies(eff, "stress", "within")
-    w = eff[(eff.outcome == "stress") & (eff.scope == "within") & ~eff.suppressed].set_index("policy")
-    means = [w.loc[p, "mean"] for p in order if p in w.index]
-    assert means == sorted(means)  # lower is better for stress: most negative first
+    w = eff[(eff.outcome == "stress") & (eff.scope == "within") & ~eff.suppressed
+            & eff.reachable].set_index("policy")
+    # the brief's one order: probability it helps (p_meaningful), then the mean in the
+    # desirable direction (lower is better for stress: most negative first)
+    keys = [(-w.loc[p, "p_meaningful"], w.loc[p, "mean"]) for p in order if p in w.index]
+    assert keys == sorted(keys)
     assert order[-1] == "P02"  # suppressed last
     fig = F.forest_plot(eff, "stress")
     texts = _texts(fig)

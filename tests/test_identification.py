@@ -8,7 +8,8 @@ import pytest
 from veerkracht_bayes.graph.causal_graph import CausalGraph
 from veerkracht_bayes.errors import IdentificationError, Problem
 from veerkracht_bayes.graph.spec import GraphSpec
-from veerkracht_bayes.graph.identification import assert_identified, check_identification
+from veerkracht_bayes.graph.identification import (CUT, LIKELIHOOD, ORDER_FAILS, assert_identified,
+                                                   check_identification, identification_report)
 from veerkracht_bayes.sem.model_builder import build_model
 from veerkracht_bayes.survey.statistics import prepare_model_data
 
@@ -106,17 +107,24 @@ def test_single_indicator_from_graph_measurement_block():
     assert [(p.kind, p.location) for p in probs] == [("single_indicator", "g")]
 
 
-def test_unmeasured_construct_linked_only_to_unmeasured_nodes():
+def test_unmeasured_construct_links_are_cut():
+    """Cut posterior (default): every link touching a construct without items is prior only,
+    even when the construct has a measured neighbour (u); joint mode keeps the old check of
+    constructs that touch no measured node (v, w)."""
     g = make_graph([("a", "b"), ("b", "u"), ("u", "v"), ("v", "w")])
     md = data_for(["a", "a", "b", "b"])
     probs = check_identification(g, md, vague=False)
-    # u has a measured parent (b) and is informed through it; v (neighbours u, w) and w
-    # (neighbour v) touch no measured node
-    assert [(p.kind, p.location, p.level) for p in probs] == [("unmeasured_isolated", "v", "warning"),
-                                                             ("unmeasured_isolated", "w", "warning")]
-    assert "u->v" in str(probs[0]) and "v->w" in str(probs[0]) and "carried entirely by their priors" in str(probs[0])
+    assert [(p.kind, p.location, p.level) for p in probs] == [
+        ("unmeasured_construct", "u", "warning"), ("unmeasured_construct", "v", "warning"),
+        ("unmeasured_construct", "w", "warning")]
+    assert "b->u" in str(probs[0]) and "carried entirely by their priors" in str(probs[0])
     probs_v = check_identification(g, md, vague=True)
-    assert {p.location for p in probs_v} == {"v", "w"} and all(p.level == "error" for p in probs_v)
+    assert {p.location for p in probs_v} == {"u", "v", "w"} and all(p.level == "error" for p in probs_v)
+    rep = identification_report(g, md)
+    assert rep.status == {"a->b": LIKELIHOOD, "b->u": CUT, "u->v": CUT, "v->w": CUT}
+    joint = check_identification(g, md, vague=False, unmeasured="joint")
+    assert [(p.kind, p.location) for p in joint] == [("unmeasured_isolated", "v"), ("unmeasured_isolated", "w")]
+    assert identification_report(g, md, unmeasured="joint").status["b->u"] == LIKELIHOOD
 
 
 def test_accepts_a_model_layout():
@@ -126,3 +134,80 @@ def test_accepts_a_model_layout():
     assert check_identification(g, layout, vague=True) == []
     _, layout0 = build_model(make_graph(LOOP), data_for(ITEMS))
     assert len(check_identification(make_graph(LOOP), layout0, vague=True)) == 3
+
+
+# --------------------------------------------------------------------------- MARVEL + shipped survey
+@pytest.fixture(scope="module")
+def marvel_built():
+    """MARVEL built on the shipped synthetic survey (default edge priors: the classes do not
+    depend on the priors)."""
+    from pathlib import Path
+
+    from veerkracht_bayes.survey.reading import read_survey
+    from veerkracht_bayes.survey.statistics import model_data_from_survey
+
+    root = Path(__file__).resolve().parents[1] / "data" / "synthetic"
+    data, cbp = root / "veerkracht_synthetic.csv.gz", root / "codebook_synthetic.yaml"
+    if not (data.exists() and cbp.exists()):
+        pytest.skip("shipped synthetic survey not present")
+    g = CausalGraph.marvel()
+    md = model_data_from_survey(read_survey(data, cbp, graph="marvel"), g)
+    model, layout = build_model(g, md)
+    return g, md, model, layout
+
+
+def _likelihood_dependence(model, graph) -> set[str]:
+    """Links whose coefficient the log-likelihood potential depends on: non-zero gradient of
+    the 'loglik' potential with respect to beta at the model's initial point."""
+    import pytensor
+
+    ll = next(p for p in model.potentials if p.name == "loglik")
+    grad = pytensor.grad(ll, model["beta"])
+    fn = model.compile_fn(grad, inputs=model.value_vars, point_fn=True, on_unused_input="ignore",
+                          mode="FAST_COMPILE")
+    g = np.asarray(fn(model.initial_point()))
+    assert np.all(np.isfinite(g))
+    return {k for k, v in zip(graph.edge_keys, g) if v != 0.0}
+
+
+def test_marvel_report_matches_the_likelihood(marvel_built):
+    g, md, model, layout = marvel_built
+    rep = layout.identification
+    assert rep is not None and rep.status == identification_report(g, md).status  # layout == data path
+    assert rep.status == identification_report(g, layout).status
+    depends = _likelihood_dependence(model, g)
+    assert set(rep.in_likelihood) == depends
+    assert set(rep.links_with(CUT)) == set(g.edge_keys) - depends
+    # every link touching a construct without items, and every link out of an absent node, is cut
+    unobs = set(layout.unobserved_latent)
+    for e in g.edges:
+        if unobs & {e.source, e.target} or e.source in layout.absent:
+            assert rep.status[e.key] == CUT, e.key
+    # the problems list agrees with the report: no problem names a likelihood link as cut ...
+    probs = check_identification(g, layout, vague=False)
+    cut_named = {k for p in probs if p.kind in ("unmeasured_construct", "absent_source") for k in p.value}
+    assert cut_named == set(rep.links_with(CUT))
+    order_named = {k for p in probs if p.kind == "order_condition" for k in p.value}
+    assert order_named == set(rep.links_with(ORDER_FAILS))
+    assert sum(rep.counts().values()) == len(g.edges)
+    findings = rep.findings()
+    assert findings[0].startswith(f"{len(depends)} of {len(g.edges)} links enter the likelihood")
+    d = rep.to_dict()
+    assert {r["link"]: r["status"] for r in d["links"]} == rep.status and d["findings"] == findings
+
+
+def test_build_model_warns_at_warning_level(caplog):
+    import logging
+
+    g = make_graph([("a", "b"), ("b", "u")])
+    with caplog.at_level(logging.WARNING, logger="veerkracht_bayes.sem.model_builder"):
+        build_model(g, data_for(["a", "a", "b", "b"]))
+    rec = [r for r in caplog.records if "identification" in r.getMessage()]
+    assert rec and rec[0].levelno == logging.WARNING and "1 of 2 links are cut" in rec[0].getMessage()
+
+
+def test_no_data_report_is_all_cut():
+    g = make_graph(LOOP)
+    rep = identification_report(g, None)
+    assert set(rep.status.values()) == {CUT}
+    assert rep.findings() == ["No survey data: all 3 links rest on their priors alone."]

@@ -15,6 +15,7 @@ import pytest
 from veerkracht_bayes.priors.bibliography import load_bib
 from veerkracht_bayes.graph.causal_graph import load_graph
 from veerkracht_bayes.errors import PriorError
+from veerkracht_bayes.priors.effect_sizes import SD_RANGES, sd_range
 from veerkracht_bayes.priors.spec import (
     DEFAULT_EDGE_SD,
     VAGUE_EDGE_SD,
@@ -27,7 +28,7 @@ from veerkracht_bayes.priors.spec import (
 ROOT = Path(__file__).resolve().parents[1]
 PRIORS = ROOT / "priors" / "marvel.yaml"
 BIB = ROOT / "priors" / "references.bib"
-NOTE = Path("/work/shared/research/literature_priors.md")
+EVIDENCE = Path(__file__).resolve().parents[1] / "priors" / "evidence.csv"
 
 
 @pytest.fixture(scope="module")
@@ -43,8 +44,8 @@ def priors():
 # ------------------------------------------------------------------ the shipped priors
 def test_every_marvel_edge_has_a_prior(marvel, priors):
     assert marvel_priors_path() == PRIORS
-    assert priors.keys() == marvel.edge_keys          # all 64, in graph order
-    assert len(priors.edges) == len(marvel.edges) == 64
+    assert priors.keys() == marvel.edge_keys          # all 72, in graph order
+    assert len(priors.edges) == len(marvel.edges) == 72
 
 
 def test_every_citation_resolves(priors):
@@ -91,57 +92,60 @@ def test_conversions_recompute(priors):
             assert abs(step.recompute() - step.result) <= 1.5e-3, key
 
 
-def _note_csv() -> list[dict[str, str]]:
-    text = NOTE.read_text(encoding="utf-8")
-    block = re.search(r"```csv\n(.*?)```", text, re.S)
-    assert block, "machine-readable summary not found in the research note"
-    return list(csv.DictReader(io.StringIO(block.group(1))))
+#: Literature priors that deliberately differ from the note's suggested prior (issue 15): the
+#: binary covariate is per unit (d), and debt is a minority exposure (prevalence form of OR -> r).
+MEAN_CHANGED = {"single_parent_household->stress", "financial_means->stress"}
 
 
-# The research note numbers its edges 1-48 with its own names; our keys for them (the mapping is
-# also documented in docs/priors.md). Note #48 (internal locus of control -> health) has no edge in
-# our diagram.
-NOTE_TO_EDGE = {
-    1: "stress->wellbeing", 2: "wellbeing->livelihood_security", 3: "livelihood_security->stress",
-    4: "stress->education_work_functioning", 5: "education_work_functioning->livelihood_security",
-    6: "livelihood_security->future_outlook", 7: "future_outlook->stress",
-    8: "single_parent_household->stress", 9: "stress->parenting_quality",
-    10: "parenting_quality->parent_child_relationship", 11: "parent_child_relationship->life_skills",
-    12: "life_skills->stress", 13: "help_system_complexity->help_navigation",
-    14: "help_navigation->professional_help", 15: "professional_help->mental_problems",
-    16: "professional_help->life_skills", 17: "life_skills->help_navigation",
-    18: "mental_problems->signalling", 19: "signalling->professional_help",
-    20: "social_network->self_confidence", 21: "self_confidence->individual_agency",
-    22: "social_network->individual_agency", 23: "social_network->life_skills",
-    24: "social_network->societal_participation", 25: "societal_participation->social_network",
-    26: "social_network->help_navigation", 27: "shared_ideals->social_network",
-    28: "social_network->wellbeing", 29: "social_network->stress",
-    30: "success_experiences->individual_agency", 31: "individual_agency->societal_participation",
-    32: "societal_participation->success_experiences", 33: "societal_participation->collective_agency",
-    34: "community_support->collective_agency", 35: "societal_participation->neighbourhood_trust",
-    36: "societal_participation->community_support", 37: "societal_participation->life_skills",
-    38: "meeting_places->community_support", 39: "adverse_life_events->stress",
-    40: "adverse_life_events->mental_problems", 41: "performance_pressure->stress",
-    42: "stress->physical_problems", 43: "stress->mental_problems",
-    44: "stress->parent_child_relationship", 45: "stress->shame", 46: "shame->stress",
-    47: "financial_means->stress",
-}
+def test_literature_sds_follow_the_confidence_rule(priors):
+    for key, p in priors.edges.items():
+        if p.source != "literature" or p.sd_exception:
+            continue
+        share = (p.exposure_share or 0.5) if p.scale == "per_unit" else None
+        lo, hi = sd_range(p.confidence, share)
+        assert lo - 1e-9 <= p.sd <= hi + 1e-9, (key, p.confidence, p.sd)
 
 
-@pytest.mark.skipif(not NOTE.exists(), reason="research note not available")
-def test_non_default_priors_are_the_notes_numbers(marvel, priors):
-    rows = {int(r["id"]): r for r in _note_csv()}
-    assert set(NOTE_TO_EDGE.values()) <= set(marvel.edge_keys)
-    checked = 0
-    for nid, key in NOTE_TO_EDGE.items():
-        p = priors.for_edge(key)
-        if p.distribution == "half_normal":
-            continue  # the §4 default replaces the note's suggestion (no sourced number)
-        row = rows[nid]
-        assert p.mean == float(row["prior_mean"]), key
-        assert p.sd == float(row["prior_sd"]), key
-        checked += 1
-    assert checked >= 30
+def test_binary_covariate_prior_is_per_unit(priors):
+    p = priors.for_edge("single_parent_household->stress")
+    assert p.scale == "per_unit" and p.exposure_share == 0.2
+    assert p.converted == pytest.approx(np.log(2.02) * np.sqrt(3) / np.pi, abs=1e-3)  # d 0.388
+    # the synthetic truth (0.273 per unit) is no longer in the far tail (was P = 7e-4)
+    assert 0.2 < p.dist().sf(0.273) < 0.8
+    fm = priors.for_edge("financial_means->stress")
+    assert fm.conversion[-1].args["p"] == 0.15 and fm.converted == pytest.approx(0.197, abs=1e-3)
+
+
+def test_sd_rule_is_enforced_on_load(work):
+    text = _replace_in_entry(BASE, "stress->wellbeing", "    sd: 0.08", "    sd: 0.03")
+    msg = _error(_write(work, text))
+    assert "edges.stress->wellbeing.sd: sd 0.03 is outside the moderate range 0.080-0.100" in msg
+    ok = _replace_in_entry(BASE, "stress->wellbeing", "    sd: 0.08",
+                           '    sd_exception: "test"\n    sd: 0.03')
+    try:
+        load_priors(_write(work, ok), "marvel")
+    except PriorError as exc:  # only problems elsewhere in the file may remain
+        assert "stress->wellbeing" not in str(exc)
+
+
+def test_per_unit_needs_a_binary_source(work):
+    text = _replace_in_entry(BASE, "stress->wellbeing", "    sd: 0.08", "    scale: per_unit\n    sd: 0.08")
+    msg = _error(_write(work, text))
+    assert "per_unit prior needs a 0/1 source" in msg
+
+
+def test_evidence_table_matches_the_priors(marvel, priors):
+    """priors/evidence.csv (the evidence trail per link) states the priors the file holds."""
+    rows = list(csv.DictReader(EVIDENCE.open(encoding="utf-8")))
+    assert {r["link"] for r in rows} == set(marvel.edge_keys)
+    for r in rows:
+        p = priors.for_edge(r["link"])
+        if r["prior_mean"] not in ("", "nan"):
+            assert float(r["prior_mean"]) == pytest.approx(p.mean), r["link"]
+        assert float(r["prior_sd"]) == pytest.approx(p.sd), r["link"]
+        assert r["confidence"] == p.confidence, r["link"]
+        if p.source == "literature":
+            assert r["citation_key"], r["link"]
 
 
 def test_to_frame_and_dist_moments(priors):
@@ -321,7 +325,7 @@ def test_half_normal_with_a_mean(work):
 
 @pytest.mark.parametrize("bad", ["0", "-0.1", ".nan"])
 def test_sd_must_be_positive(work, bad):
-    text = _replace_in_entry(BASE, "stress->wellbeing", "sd: 0.07", f"sd: {bad}")
+    text = _replace_in_entry(BASE, "stress->wellbeing", "sd: 0.08", f"sd: {bad}")
     path = _write(work, text)
     msg = _error(path)
     assert f"{path}:{_entry_line(text, 'stress->wellbeing', f'sd: {bad}')} edges.stress->wellbeing.sd" in msg
@@ -396,7 +400,7 @@ def test_not_a_mapping_and_malformed_yaml(work):
 
 
 def test_many_problems_reported_together(work):
-    text = _replace_in_entry(BASE, "stress->wellbeing", "sd: 0.07", "sd: 0")
+    text = _replace_in_entry(BASE, "stress->wellbeing", "sd: 0.08", "sd: 0")
     text = _replace_in_entry(text, "stress->shame", "distribution: half_normal", "distribution: gauss")
     msg = _error(_write(work, text))
     assert msg.startswith("2 problems found:")

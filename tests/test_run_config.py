@@ -126,13 +126,13 @@ def test_policy_file_node_not_in_graph(tmp_path: Path) -> None:
     from veerkracht_bayes.causal.policies import policies_path
 
     text = policies_path().read_text(encoding="utf-8")
-    assert "node: parenting_quality" in text
-    (tmp_path / "pol.yaml").write_text(text.replace("node: parenting_quality",
-                                                    "node: parenting_qualty"), encoding="utf-8")
+    assert "node: parenting_support" in text
+    (tmp_path / "pol.yaml").write_text(text.replace("node: parenting_support",
+                                                    "node: parenting_suport"), encoding="utf-8")
     p = _write(tmp_path, "[inputs]\nprior_only = true\npolicies = 'pol.yaml'\n")
     with pytest.raises(ConfigError) as ei:
         run(p, progress=False)
-    assert "pol.yaml" in str(ei.value) and "did you mean 'parenting_quality'" in str(ei.value)
+    assert "pol.yaml" in str(ei.value) and "did you mean 'parenting_support'" in str(ei.value)
 
 
 def test_demo_config_with_survey_validates(tmp_path: Path) -> None:

@@ -15,8 +15,10 @@ expectation over the population's exogenous distribution is carried by ``c``. Eq
 mechanism change ``u = (B' - B) m``.
 
 Per draw we record whether the intervened system is uniquely solvable (``|det(I - B_do)| > det_tol``
-and condition number ``< cond_max``) and stable (spectral radius of ``B_do`` < 1). Effects are NaN
-where the system is not solvable.
+and condition number ``< cond_max``) and stable (spectral radius of ``B_do`` < 1), and the same for
+the baseline system ``I - B`` (an effect is a difference from the baseline equilibrium, which must
+exist and be reached). Effects are NaN where the intervened system is not solvable;
+:meth:`DoResult.usable` is the mask of draws summaries use (both systems solvable and stable).
 
 Computation: interventions that share an intervened structure ``B_do`` (the same sets and
 mechanism changes; e.g. every pure shift, in every subgroup) share one SVD (``|det|``, condition
@@ -205,16 +207,15 @@ def _dense_B(Bvals, flat, P):
 
 
 
-@partial(jax.jit, static_argnames=("has_data",))
-def _structure_kernel(Bvals, flat, set_mask, mscale, mmask, mval, D, cols, det_tol, cond_max, *,
-                      has_data):
-    """One intervened structure, all draws: columns ``cols`` of ``(I - B_do)^-1`` (and of the
-    data-only system), ``|det|``, condition number, solvability and spectral radius.
+@jax.jit
+def _structure_kernel(Bvals, flat, set_mask, mscale, mmask, mval, cols, det_tol, cond_max):
+    """One intervened structure, all draws: columns ``cols`` of ``(I - B_do)^-1``, ``|det|``,
+    condition number and solvability.
 
     Returns ``X (J, S, P)`` with ``X[j, s] = (I - B_do[s])^-1 e_{cols[j]}`` (NaN where not
-    solvable), the same for ``I - B_do * D`` (``None`` without data mask), ``absdet``, ``cond``
-    (each ``(S,)``); the spectral radius is computed on the host meanwhile. ``B`` is passed sparse: its values ``Bvals (S, nnz)`` at the flat
-    positions ``flat`` (see :func:`_sparse_B`).
+    solvable), ``absdet``, ``cond`` (each ``(S,)``); the spectral radius is computed on the host
+    meanwhile. ``B`` is passed sparse: its values ``Bvals (S, nnz)`` at the flat positions
+    ``flat`` (see :func:`_sparse_B`).
     """
     P = set_mask.shape[0]
     B = _dense_B(Bvals, flat, P)
@@ -233,16 +234,15 @@ def _structure_kernel(Bvals, flat, set_mask, mscale, mmask, mval, D, cols, det_t
         X = jnp.linalg.solve(jnp.where(ok[:, None, None], A, eye), E)  # (S, P, J)
         return jnp.where(ok[:, None, None], X, nan).transpose(2, 0, 1)
 
-    X = cols_of_inverse(M)
-    Xd = cols_of_inverse(eye - Bdo * D) if has_data else None
-    return X, Xd, absdet, cond
+    return cols_of_inverse(M), absdet, cond
 
 
-@partial(jax.jit, static_argnames=("n_draws", "need_z", "need_u"))
-def _dose_values(key, code, p1, p2, factor, *, n_draws, need_z, need_u):
+@partial(jax.jit, static_argnames=("n_draws", "need_z", "need_u", "need_b"))
+def _dose_values(key, code, p1, p2, factor, *, n_draws, need_z, need_u, need_b=False):
     """``(I, R, S)`` dose per intervention part and draw. The normal (``z``) and uniform (``u``)
-    variates are drawn from two split keys, each only when some dose needs it (skipping one
-    leaves the other's numbers unchanged)."""
+    variates are drawn from two split keys, the beta variates (code 4, ``p1 = a``, ``p2 = b``)
+    from ``fold_in(key, 4)``; each only when some dose needs it (skipping one leaves the others'
+    numbers unchanged: the beta key is separate from the two split keys)."""
     I, R = code.shape
     kz, ku = jax.random.split(key)
     shape = (I, R, n_draws)
@@ -250,11 +250,18 @@ def _dose_values(key, code, p1, p2, factor, *, n_draws, need_z, need_u):
     z = jax.random.normal(kz, shape) if need_z else zero
     uu = jax.random.uniform(ku, shape) if need_u else zero
     code, p1, p2 = code[..., None], p1[..., None], p2[..., None]
+    if need_b:
+        is_b = code == 4
+        a = jnp.broadcast_to(jnp.where(is_b, p1, 1.0), shape)
+        b = jnp.broadcast_to(jnp.where(is_b, p2, 1.0), shape)
+        bb = jax.random.beta(jax.random.fold_in(key, 4), a, b, shape, dtype=p1.dtype)
+    else:
+        bb = zero
     safe_med = jnp.where(p1 == 0, 1.0, p1)
     return jnp.select(
-        [code == 0, code == 1, code == 2, code == 3],
+        [code == 0, code == 1, code == 2, code == 3, code == 4],
         [jnp.broadcast_to(p1, z.shape), p1 + p2 * z, p1 + (p2 - p1) * uu,
-         jnp.sign(safe_med) * jnp.exp(jnp.log(jnp.abs(safe_med)) + p2 * z)],
+         jnp.sign(safe_med) * jnp.exp(jnp.log(jnp.abs(safe_med)) + p2 * z), bb],
     ) * factor[..., None]
 
 
@@ -267,7 +274,7 @@ def _dose_parts(compiled: CompiledIntervention, n_draws: int, key: jax.Array | i
     return np.asarray(_dose_values(key, jnp.asarray(code), jnp.asarray(compiled.dose_p1),
                                    jnp.asarray(compiled.dose_p2), jnp.asarray(compiled.dose_factor),
                                    n_draws=n_draws, need_z=bool(np.isin(code, (1, 3)).any()),
-                                   need_u=bool((code == 2).any())))
+                                   need_u=bool((code == 2).any()), need_b=bool((code == 4).any())))
 
 
 def _dense_doses(compiled: CompiledIntervention, vals: np.ndarray, n_nodes: int) -> np.ndarray:
@@ -440,14 +447,13 @@ class DoResult:
     effect
         ``(I, S, P)`` within-target effect (within the subgroup for targeted interventions; the
         whole population otherwise), NaN where not solvable or suppressed.
-    effect_data_only
-        ``(I, S, P)`` the part carried by walks that use only data-informed edges (see
-        :mod:`veerkracht_bayes.causal.summaries`). Edges without a class count as prior-dominated,
-        so without an edge classification only the intervention's own injection is "data-only".
     solvable, stable
         ``(I, S)`` flags; ``abs_det``, ``cond``, ``rho``: the numbers behind them.
     baseline_stable
         ``(S,)`` spectral radius of the baseline ``B`` < 1.
+    baseline_solvable
+        ``(S,)`` the baseline system ``I - B`` is solvable (same thresholds); ``None``: not
+        recorded (treated as solvable).
     subgroups, prevalence
         Target subgroup (or ``None``) and its prevalence (1.0 for everyone) per intervention.
     suppressed
@@ -456,12 +462,19 @@ class DoResult:
         The outcomes asked for.
     doses
         ``(I, S, P)`` the shift drawn per draw (model units).
+    reachable
+        ``(I, P)`` whether the intervention can move the node at all: a directed path (length 0
+        included) in the intervened graph from a node it acts on; ``None``: not recorded.
+    injections
+        Per intervention the sparse injection ``u`` (node indices ``(J,)``, values ``(J, S)``).
+    draws, compiled
+        The structural draws and the compiled interventions (for the evidence decomposition,
+        :mod:`veerkracht_bayes.causal.evidence`).
     """
 
     names: tuple[str, ...]
     nodes: tuple[str, ...]
     effect: np.ndarray
-    effect_data_only: np.ndarray
     solvable: np.ndarray
     stable: np.ndarray
     abs_det: np.ndarray
@@ -475,6 +488,11 @@ class DoResult:
     doses: np.ndarray
     has_edge_class: bool = False
     meta: dict = field(default_factory=dict)
+    baseline_solvable: np.ndarray | None = None
+    reachable: np.ndarray | None = None
+    injections: tuple | None = None
+    draws: StructuralDraws | None = None
+    compiled: CompiledIntervention | None = None
 
     def _weights(self, outcome: str | Outcome) -> np.ndarray:
         if isinstance(outcome, str):
@@ -486,8 +504,7 @@ class DoResult:
             w[idx[n]] = v
         return w
 
-    def outcome_effect(self, outcome: str | Outcome, scope: str = "within",
-                       data_only: bool = False) -> np.ndarray:
+    def outcome_effect(self, outcome: str | Outcome, scope: str = "within") -> np.ndarray:
         """``(I, S)`` effect on one outcome.
 
         Parameters
@@ -497,21 +514,35 @@ class DoResult:
         scope
             ``"within"`` (within the targeted subgroup) or ``"population"`` (population average:
             the within effect times the subgroup's prevalence).
-        data_only
-            Use the data-informed-walks part instead of the total.
         """
         if scope not in ("within", "population"):
             raise InterventionError(f"unknown scope {scope!r}{did_you_mean(scope, ['within', 'population'])}"
                                     " (expected 'within' or 'population')")
-        arr = self.effect_data_only if data_only else self.effect
-        out = arr @ self._weights(outcome)
+        with np.errstate(invalid="ignore", over="ignore"):  # NaN/inf of unusable draws
+            out = self.effect @ self._weights(outcome)
         if scope == "population":
             out = out * self.prevalence[:, None]
         return out
 
+    def usable(self) -> np.ndarray:
+        """``(I, S)`` draws the summaries use: the intervened and the baseline system are both
+        solvable and stable (an unstable system never reaches its algebraic equilibrium)."""
+        base = np.asarray(self.baseline_stable, bool)
+        if self.baseline_solvable is not None:
+            base = base & np.asarray(self.baseline_solvable, bool)
+        return self.solvable & self.stable & base[None, :]
+
     def p_stable(self) -> np.ndarray:
-        """``(I,)`` share of draws whose intervened system is solvable and stable."""
-        return (self.solvable & self.stable).mean(axis=1)
+        """``(I,)`` share of draws that are usable (:meth:`usable`)."""
+        return self.usable().mean(axis=1)
+
+    def is_reachable(self, outcome: str | Outcome) -> np.ndarray:
+        """``(I,)`` whether some node of the outcome (non-zero weight) can be moved by the
+        intervention (a directed path from a node it acts on); all True when not recorded."""
+        if self.reachable is None:
+            return np.ones(len(self.names), bool)
+        w = self._weights(outcome) != 0
+        return (self.reachable & w[None, :]).any(axis=1)
 
     def index(self, name: str) -> int:
         """Position of an intervention."""
@@ -557,15 +588,32 @@ def _subgroup_setup(compiled, draws, subgroups, min_cell_size):
     return prev, reasons, c
 
 
-def _data_mask(draws: StructuralDraws) -> np.ndarray:
+def _reachable(draws: StructuralDraws, compiled: CompiledIntervention,
+               inj: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """``(I, P)`` nodes reachable from each intervention's injection nodes (length-0 paths
+    included) along the graph's edges, with the incoming edges of set nodes cut."""
     P = len(draws.nodes)
-    D = np.zeros((P, P))
-    if draws.edge_class is None:
-        return D
-    for e, (j, k) in enumerate(zip(draws.edge_sources, draws.edge_targets)):
-        if draws.edge_class.get(draws.edge_keys[e]) == "data-informed":
-            D[k, j] = 1.0
-    return D
+    A = np.zeros((P, P), bool)  # A[k, j]: edge j -> k
+    A[draws.edge_targets, draws.edge_sources] = True
+    out = np.zeros((compiled.n, P), bool)
+    for i, (nodes, _) in enumerate(inj):
+        Ai = A & ~compiled.set_mask[i][:, None]
+        r = np.zeros(P, bool)
+        r[np.asarray(nodes, int)] = True
+        while True:
+            nxt = r | Ai[:, r].any(axis=1)
+            if (nxt == r).all():
+                break
+            r = nxt
+        out[i] = r
+    return out
+
+
+def _baseline_solvable(B: np.ndarray, det_tol: float, cond_max: float) -> np.ndarray:
+    """``(S,)`` the baseline system ``I - B`` is solvable (``|det| > det_tol``, cond < cond_max)."""
+    sv = np.linalg.svd(np.eye(B.shape[-1]) - B, compute_uv=False)
+    with np.errstate(divide="ignore"):
+        return (np.prod(sv, axis=-1) > det_tol) & (sv[:, 0] / sv[:, -1] < cond_max)
 
 
 @x64
@@ -641,32 +689,25 @@ def do_query(
     inj = _injections(draws, compiled, groups, vals, means)
     pattern, flat, Bvals = _sparse_B(draws, compiled)
     blocks, singles = _scc_blocks(pattern)
-    D = _data_mask(draws)
-    has_data = bool(D.any())
-    Bvals, flat, Dj = jnp.asarray(Bvals), jnp.asarray(flat), jnp.asarray(D)
+    Bvals, flat = jnp.asarray(Bvals), jnp.asarray(flat)
     # dispatch every kernel first (JAX runs them asynchronously), then fill the host-side arrays
     # while they run
     pending = [_structure_kernel(Bvals, flat, jnp.asarray(g.set_mask), jnp.asarray(g.mscale),
-                                 jnp.asarray(g.mmask), jnp.asarray(g.mval), Dj, jnp.asarray(g.cols),
-                                 det_tol, cond_max, has_data=has_data)
+                                 jnp.asarray(g.mmask), jnp.asarray(g.mval), jnp.asarray(g.cols),
+                                 det_tol, cond_max)
                for g in groups]
     shifts = _dense_doses(compiled, vals, P)
     eff = np.zeros((I, S, P))
     eff.fill(0.0)  # touch the pages now, while the kernels run
-    effd = np.empty((I, S, P))
-    if not has_data:  # without data-informed edges only the injection itself is "data-only"
-        for i in range(I):
-            effd[i].fill(0.0)
-            nodes, u = inj[i]
-            effd[i][:, nodes] = u.T
+    reach = _reachable(draws, compiled, inj)
+    base_ok = _baseline_solvable(draws.B, det_tol, cond_max)
     base_rho = _spectral_radius(draws.B, None, blocks, singles)
     rhos = [base_rho if g.is_identity else _spectral_radius(draws.B, g, blocks, singles)
             for g in groups]
     absdet, cond, rho = np.empty((I, S)), np.empty((I, S)), np.empty((I, S))
     for g, res, rh in zip(groups, pending, rhos):
-        X, Xd, ad, cn = res
+        X, ad, cn = res
         X = np.asarray(X)
-        Xd = np.asarray(Xd) if has_data else None
         ad, cn = np.asarray(ad), np.asarray(cn)
         ok = (ad > det_tol) & (cn < cond_max)
         pos = {int(j): q for q, j in enumerate(g.cols)}
@@ -674,20 +715,16 @@ def do_query(
             absdet[i], cond[i], rho[i] = ad, cn, rh
             if reasons[i] is not None:
                 eff[i] = np.nan
-                effd[i] = np.nan
                 continue
             nodes, u = inj[i]
             _combine(eff[i], X, pos, nodes, u, ok)
-            if has_data:
-                _combine(effd[i], Xd, pos, nodes, u, ok)
-            elif not ok.all():
-                effd[i][~ok] = np.nan
     solvable = (absdet > det_tol) & (cond < cond_max)
     return DoResult(
-        names=compiled.names, nodes=tuple(draws.nodes), effect=eff, effect_data_only=effd,
+        names=compiled.names, nodes=tuple(draws.nodes), effect=eff,
         solvable=solvable, stable=rho < 1.0, abs_det=absdet, cond=cond, rho=rho,
         baseline_stable=base_rho < 1.0, subgroups=compiled.subgroups,
         prevalence=prev, suppressed=reasons, outcomes=tuple(outs), doses=shifts,
-        has_edge_class=draws.edge_class is not None,
+        has_edge_class=draws.edge_class is not None, baseline_solvable=base_ok, reachable=reach,
+        injections=tuple(inj), draws=draws, compiled=compiled,
         meta={"seed": seed if isinstance(seed, int) else None, "det_tol": det_tol,
               "cond_max": cond_max, "min_cell_size": min_cell_size})

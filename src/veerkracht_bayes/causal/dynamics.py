@@ -1,4 +1,4 @@
-"""Time to effect: partial adjustment with a first-order delay per edge (MATH.md section 5).
+"""Time to effect: partial adjustment with a first-order delay per edge (docs/math.md, time to effect).
 
 Each edge ``j -> k`` carries a memory ``m_kj`` of its source that adjusts at rate ``r_kj``::
 

@@ -4,7 +4,8 @@ An :class:`Intervention` combines one or more parts:
 
 * :class:`Shift` — ``X += delta`` (the node keeps its causes; its intercept moves). ``delta`` is a
   number or a dose distribution (:class:`Normal`, :class:`Uniform`, :class:`LogNormal`,
-  :class:`Fixed`), drawn once per posterior draw.
+  :class:`Beta`, :class:`Fixed`), drawn once per posterior draw. Every number must be finite
+  (NaN and infinite doses are rejected).
 * :class:`Set` — ``do(X = x)``: X's incoming links are cut and X is held at ``x``.
 * :class:`MechanismChange` — the coefficient of an existing edge is scaled (``scale``) or
   replaced (``value``).
@@ -13,6 +14,9 @@ Units: ``unit="sd"`` (default) is the model's scale — standard deviations of t
 baseline population (and, for :class:`Set`, the level on that scale). ``unit="native"`` converts
 with a caller-supplied ``native_scale`` mapping ``{node: sd}`` or ``{node: NativeScale(sd, center)}``
 (``center`` is the native value that corresponds to 0 on the model's scale; needed for ``Set``).
+``unit="exposure"`` is the 0/1 scale of a binary exposure lever (0 = not reached, 1 = reached by
+a programme); a shift by ``c`` is a coverage ``c`` (the mean exposure of the target group). Lever
+links are per-exposure effects, so it enters the model unchanged (factor 1).
 Any other unit string is an :class:`~veerkracht_bayes.errors.InterventionError`.
 """
 
@@ -33,6 +37,7 @@ __all__ = [
     "Uniform",
     "LogNormal",
     "Fixed",
+    "Beta",
     "Dose",
     "Shift",
     "Set",
@@ -47,7 +52,10 @@ __all__ = [
 ]
 
 #: Units a dose may be given in.
-UNITS = ("sd", "native")
+UNITS = ("sd", "native", "exposure")
+
+#: A finite float (NaN and +-inf are rejected with "Input should be a finite number").
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 
 
 class _Strict(BaseModel):
@@ -58,8 +66,8 @@ class Normal(_Strict):
     """Dose ~ Normal(mean, sd)."""
 
     dist: Literal["normal"] = "normal"
-    mean: float
-    sd: float = Field(gt=0)
+    mean: FiniteFloat
+    sd: FiniteFloat = Field(gt=0)
 
     def mean_value(self) -> float:
         """Expected dose."""
@@ -70,8 +78,8 @@ class Uniform(_Strict):
     """Dose ~ Uniform(lo, hi)."""
 
     dist: Literal["uniform"] = "uniform"
-    lo: float
-    hi: float
+    lo: FiniteFloat
+    hi: FiniteFloat
 
     @model_validator(mode="after")
     def _order(self) -> "Uniform":
@@ -92,8 +100,8 @@ class LogNormal(_Strict):
     """
 
     dist: Literal["lognormal"] = "lognormal"
-    median: float
-    sigma: float = Field(gt=0)
+    median: FiniteFloat
+    sigma: FiniteFloat = Field(gt=0)
 
     @model_validator(mode="after")
     def _nonzero(self) -> "LogNormal":
@@ -110,14 +118,26 @@ class Fixed(_Strict):
     """A dose without uncertainty."""
 
     dist: Literal["fixed"] = "fixed"
-    value: float
+    value: FiniteFloat
 
     def mean_value(self) -> float:
         """Expected dose."""
         return self.value
 
 
-Dose = Annotated[Union[Normal, Uniform, LogNormal, Fixed], Field(discriminator="dist")]
+class Beta(_Strict):
+    """Dose ~ Beta(a, b) on [0, 1]: an uncertain share, e.g. the coverage of a programme."""
+
+    dist: Literal["beta"] = "beta"
+    a: FiniteFloat = Field(gt=0)
+    b: FiniteFloat = Field(gt=0)
+
+    def mean_value(self) -> float:
+        """Expected dose ``a / (a + b)``."""
+        return self.a / (self.a + self.b)
+
+
+Dose = Annotated[Union[Normal, Uniform, LogNormal, Beta, Fixed], Field(discriminator="dist")]
 
 
 class Shift(_Strict):
@@ -125,10 +145,10 @@ class Shift(_Strict):
 
     type: Literal["shift"] = "shift"
     node: str
-    delta: float | Dose
+    delta: FiniteFloat | Dose
     unit: str = "sd"
 
-    def dose(self) -> Normal | Uniform | LogNormal | Fixed:
+    def dose(self) -> Normal | Uniform | LogNormal | Beta | Fixed:
         """The dose as a distribution (a number becomes :class:`Fixed`)."""
         return Fixed(value=self.delta) if isinstance(self.delta, (int, float)) else self.delta
 
@@ -138,7 +158,7 @@ class Set(_Strict):
 
     type: Literal["set"] = "set"
     node: str
-    value: float
+    value: FiniteFloat
     unit: str = "sd"
 
 
@@ -282,7 +302,7 @@ def check_intervention(
         raise InterventionError(probs)
 
 
-_DIST_CODE = {"fixed": 0, "normal": 1, "uniform": 2, "lognormal": 3}
+_DIST_CODE = {"fixed": 0, "normal": 1, "uniform": 2, "lognormal": 3, "beta": 4}
 
 
 @dataclass(frozen=True)
@@ -302,7 +322,8 @@ class CompiledIntervention:
     dose_node, dose_code, dose_p1, dose_p2, dose_factor
         ``(I, R)`` random/fixed shift doses (``R`` = most shift parts in one intervention;
         padding has factor 0): node index, distribution code (0 fixed, 1 normal, 2 uniform,
-        3 lognormal), parameters, and the unit factor (1 / native sd).
+        3 lognormal, 4 beta), parameters, and the unit factor (1 / native sd; 1 for sd and
+        exposure).
     """
 
     names: tuple[str, ...]
@@ -381,7 +402,7 @@ def compile_interventions(
             else:
                 j = idx[p.node]
                 d = p.dose()
-                f = 1.0 if p.unit == "sd" else 1.0 / _native(native_scale, p.node).sd
+                f = 1.0 if p.unit in ("sd", "exposure") else 1.0 / _native(native_scale, p.node).sd
                 dn[i, r], fac[i, r] = j, f
                 dc[i, r] = _DIST_CODE[d.dist]
                 if isinstance(d, Fixed):
@@ -390,6 +411,8 @@ def compile_interventions(
                     p1[i, r], p2[i, r] = d.mean, d.sd
                 elif isinstance(d, Uniform):
                     p1[i, r], p2[i, r] = d.lo, d.hi
+                elif isinstance(d, Beta):
+                    p1[i, r], p2[i, r] = d.a, d.b
                 else:
                     p1[i, r], p2[i, r] = d.median, d.sigma
                 r += 1

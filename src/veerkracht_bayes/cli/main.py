@@ -240,11 +240,17 @@ def _validate_survey(survey: str, codebook: str, graph: str, out_of_range: str,
     return [s.report.to_text()]
 
 
-def simulate_main(n: int, seed: int, out: str) -> int:
+def simulate_main(n: int, seed: int, out: str, overwrite: bool = True) -> int:
     """``veerkracht-bayes simulate``: write a
-    synthetic survey and list the files; returns the exit code (2 on a bad setting)."""
+    synthetic survey and list the files; returns the exit code (2 on a bad setting, or a
+    non-empty output folder without ``overwrite``)."""
     from veerkracht_bayes.datasets.synthetic import write_synthetic
 
+    target = Path(out)
+    if not overwrite and target.is_dir() and any(target.iterdir()):
+        print(f"error: output folder {str(target)!r} is not empty; add --overwrite to replace its files",
+              file=sys.stderr)
+        return 2
     try:
         files = write_synthetic(out, n=n, seed=seed)
     except ConfigError as exc:
@@ -261,9 +267,10 @@ def simulate(
     n: Annotated[int, typer.Option("--n", help="Number of respondents.")] = 20000,
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 2023,
     out: Annotated[str, typer.Option("--out", help="Output folder.")] = "synthetic_out",
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace files in a non-empty output folder.")] = False,
 ) -> None:
     """Draw a SYNTHETIC survey (data, codebook, true parameters) from the MARVEL model."""
-    code = simulate_main(n=n, seed=seed, out=out)
+    code = simulate_main(n=n, seed=seed, out=out, overwrite=overwrite)
     if code:
         raise typer.Exit(code)
 
@@ -274,7 +281,7 @@ def policies(
     as_json: JsonOption = False,
     path: Annotated[str | None, typer.Option("--policies", help="Policy YAML (default: shipped).")] = None,
 ) -> None:
-    """List the policy recommendations (levers, doses, target subgroups)."""
+    """List the policy recommendations: target groups, exposure levers, coverage, effect priors."""
     code = policies_main(as_json=as_json, path=path)
     if code:
         raise typer.Exit(code)

@@ -86,7 +86,7 @@ CODEBOOK_FILE = "codebook_synthetic.yaml"
 TRUTH_FILE = "truth.yaml"
 README_FILE = "README.md"
 
-SOURCE = "TNO 2023 R10055 'Metaonderzoek veerkracht' (figures as extracted in MODEL.md)"
+SOURCE = "TNO 2023 R10055 'Metaonderzoek veerkracht' (figures as encoded in docs/marvel_encoding.md)"
 
 
 # =============================================================================== truth schema
@@ -264,7 +264,7 @@ def _tidy(obj: object) -> object:
 
 # =============================================================================== default truth
 #: True standardised edge coefficients (signs from the diagram; magnitudes near the literature
-#: priors of shared/research/literature_priors.md, but not equal to them).
+#: literature priors of priors/marvel.yaml, but not equal to them).
 MARVEL_COEFFICIENTS: dict[str, float] = {
     "stress->wellbeing": -0.30,
     "wellbeing->livelihood_security": 0.12,
@@ -331,6 +331,20 @@ MARVEL_COEFFICIENTS: dict[str, float] = {
     "asylum_labour_access->societal_participation": 0.10,
     "learning_opportunities->life_skills": 0.12,
     "learning_opportunities->education_work_functioning": 0.15,
+}
+
+#: Truth of the exposure-lever links added after the shipped survey was drawn (per exposure, in SD of
+#: the target). They draw nothing from the truth seed, so the shipped survey stays bit-identical
+#: (levers are 0 for every respondent; these act only under do-queries).
+EXPOSURE_LEVER_COEFFICIENTS: dict[str, float] = {
+    "care_relief->stress": -0.15,
+    "material_support->financial_means": 0.25,
+    "income_floor->financial_means": 0.30,
+    "income_floor->livelihood_security": 0.20,
+    "community_initiatives->community_support": 0.15,
+    "community_initiatives->societal_participation": 0.10,
+    "central_intake->professional_help": 0.20,
+    "peer_support->mental_problems": -0.30,
 }
 
 #: Covariate effects (Gamma), 'covariate->node'. x are raw 0/1 indicators.
@@ -550,7 +564,10 @@ def _default_truth(g: CausalGraph, seed: int) -> SyntheticTruth:
         if e.target in levers or e.target in exo:
             raise ConfigError(Problem(f"edge {e.key} points into an exogenous node or policy lever "
                                       "(expected those nodes to have no parents)", location=e.key))
-        coefs[e.key] = MARVEL_COEFFICIENTS.get(e.key, _edge_default(rng, e.sign))
+        if e.key in EXPOSURE_LEVER_COEFFICIENTS:  # no draw: keeps the seeded stream of older edges
+            coefs[e.key] = EXPOSURE_LEVER_COEFFICIENTS[e.key]
+        else:
+            coefs[e.key] = MARVEL_COEFFICIENTS.get(e.key, _edge_default(rng, e.sign))
         if np.sign(coefs[e.key]) != (1 if e.sign == "+" else -1):
             raise ConfigError(f"edge {e.key}: coefficient {coefs[e.key]} contradicts the sign {e.sign!r}")
     node_set = set(nodes)
@@ -1173,6 +1190,20 @@ def build_codebook(truth: SyntheticTruth, n: int, seed: int) -> Codebook:
         "welfare_recipient": SubgroupSpec(label_en="Welfare recipients", label_nl="Bijstandsontvangers",
                                           where="welfare_benefit == 1"),
         "youth": SubgroupSpec(label_en="Youth (12-25)", label_nl="Jongeren (12-25)", where="age >= 12 and age <= 25"),
+        "pupils_and_parents": SubgroupSpec(
+            label_en="School pupils and their parents (approximation)",
+            label_nl="Leerlingen PO/VO en hun ouders (benadering)",
+            where="(age >= 12 and age <= 18) or single_parent == 1",
+            description=("advice 2 (PO- en VO-scholen, ouders): the survey starts at age 12 and records only "
+                         "single parenthood, so secondary-school-age respondents (12-18) plus single parents; "
+                         "primary-school pupils and parents in two-parent families are missing")),
+        "bottom_labour_market": SubgroupSpec(
+            label_en="Welfare recipients and low earners", label_nl="Bijstand en onderkant arbeidsmarkt",
+            where=(f"welfare_benefit == 1 or (household_income >= 0 and household_income < "
+                   f"{truth.low_income_threshold_eur:g})"),
+            description=("advice 10 (mensen in de bijstand en aan de onderkant arbeidsmarkt): welfare recipients "
+                         "or a net household income below the low-income threshold (the survey has no wage or "
+                         "job-level column, so low household income stands in for low-paid work)")),
     }
     return Codebook.model_validate(dict(
         name="veerkracht_synthetic",
@@ -1285,3 +1316,28 @@ def write_synthetic(out_dir: str | Path, n: int = 20000, seed: int = 2023, *,
     readme.write_text(_readme(n, seed, survey.truth, files, _weighted_shares(survey)), encoding="utf-8")
     files["readme"] = readme
     return files
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """``python -m veerkracht_bayes.datasets.synthetic --n N --seed S --out DIR`` (same files as
+    ``veerkracht-bayes simulate``)."""
+    import sys
+
+    ap = argparse.ArgumentParser(prog="python -m veerkracht_bayes.datasets.synthetic",
+                                 description="Draw a SYNTHETIC survey from the MARVEL model.")
+    ap.add_argument("--n", type=int, default=20000)
+    ap.add_argument("--seed", type=int, default=2023)
+    ap.add_argument("--out", default="synthetic_out")
+    a = ap.parse_args(argv)
+    try:
+        files = write_synthetic(a.out, n=a.n, seed=a.seed)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for k, p in files.items():
+        print(f"{k}: {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

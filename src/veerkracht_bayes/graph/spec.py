@@ -67,6 +67,10 @@ class NodeSpec(_Strict):
     )
     description: str = Field(default="", description="Short description in our words.")
     source: str = Field(default="", description="Where in the report the node comes from.")
+    inferred: bool = Field(
+        default=False, description="True when the node is our reading of the report's words (e.g. a "
+        "policy lever for a programme component the diagram does not draw), not a factor it names."
+    )
 
 
 class EdgeSpec(_Strict):

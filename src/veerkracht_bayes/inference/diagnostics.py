@@ -85,8 +85,12 @@ __all__ = [
     "PPPResult",
     "SamplingDiagnostics",
     "StabilityDiagnostics",
+    "VERDICTS",
     "classify_edge",
+    "cut_routing",
+    "cut_routing_findings",
     "diagnose",
+    "verdict_of",
     "ml_discrepancy",
     "joint_implied_covariance",
     "observed_covariance",
@@ -98,6 +102,25 @@ DETERMINISTICS = ("beta", "psi", "alpha", "lambda", "theta", "rho_abs_bound")
 
 PRIOR_DOMINATED = "prior-dominated"
 DATA_INFORMED = "data-informed"
+
+#: The brief-facing verdicts (:func:`verdict_of`).
+VERDICTS = ("passed", "model misfit", "sampling problems", "model misfit; sampling problems")
+#: How the misfit problem (a large misfit that fails the run) starts in ``problems``.
+_MISFIT_PREFIX = "posterior predictive p-value"
+#: Links whose cut-routing share exceeds this are flagged (:func:`cut_routing`).
+CUT_ROUTING_MAX = 0.10
+
+
+def verdict_of(misfit: bool, sampling_problems: bool) -> str:
+    """The brief-facing verdict: one of :data:`VERDICTS`.
+
+    ``misfit`` is the posterior predictive check's verdict (PPP < ``ppp_min`` or SRMR >
+    ``srmr_max``), whether or not the misfit is large enough to fail the run;
+    ``sampling_problems`` is any other failed check (R-hat, ESS, divergences, BFMI, unstable
+    draws). "passed" therefore never stands beside a model misfit.
+    """
+    parts = (["model misfit"] if misfit else []) + (["sampling problems"] if sampling_problems else [])
+    return "; ".join(parts) or "passed"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -301,6 +324,119 @@ def classify_edge(
     return DATA_INFORMED, f"contraction {contraction:.3f} >= {contraction_min}"
 
 
+def cut_routing(graph: Any, layout: Any, beta: np.ndarray, x_cov: np.ndarray | None = None, *,
+                max_draws: int = 400, threshold: float = CUT_ROUTING_MAX) -> list[dict[str, Any]]:
+    """Share of each data-informed link's implied association that runs through unmeasured nodes.
+
+    In the cut posterior the data-informed coefficients are estimated from the measured
+    sub-system alone, so whatever association between two measured constructs the full system
+    routes through constructs without items is absorbed by the data-informed links *and* added
+    again by the prior-only links in do-queries (double counting). Per draw, with ``B``,
+    ``Gamma`` the full latent system, ``A = (I - B)^-1``, ``psi`` solving
+    ``(A∘A) psi = 1 - diag(A Gamma Sx Gamma' A')`` (unit variances) and ``U`` the constructs
+    without items::
+
+        Sigma     = A diag(psi) A' + A Gamma Sx Gamma' A'
+        B_U, G_U  = B, Gamma with the rows and columns of U set to 0 (links touching U removed)
+        Sigma_U   = A_U diag(psi) A_U' + A_U G_U Sx G_U' A_U',   A_U = (I - B_U)^-1
+        Delta     = Sigma[s, t] - Sigma_U[s, t]      (treks that touch U)
+        share     = |Delta| / (|Sigma_U[s, t]| + |Delta|)    in [0, 1]
+
+    (for a covariate link ``x -> t`` the covariances are ``(A Gamma Sx)[t, x]`` and
+    ``(A_U G_U Sx)[t, x]``). ``share`` equals ``|Delta| / |Sigma[s, t]|`` when both parts have
+    the same sign. ``share_total_effect`` is the same ratio for the total effect ``A[t, s]``
+    (directed paths only). Both are averaged over up to ``max_draws`` evenly spaced draws
+    (draws without a valid standardised solution are skipped).
+
+    Parameters
+    ----------
+    graph, layout
+        The diagram and the :class:`~veerkracht_bayes.sem.model_builder.ModelLayout`.
+    beta
+        ``(S, E)`` edge draws in ``graph.edge_keys`` order (every link, cut ones included).
+    x_cov
+        Covariance of the covariates (``ModelData.x_cov``); zeros if None.
+    max_draws, threshold
+        Draws used; links whose ``share`` exceeds ``threshold`` get ``flagged: True``.
+
+    Returns
+    -------
+    list[dict]
+        One record per link in the likelihood: ``link``, ``share``, ``share_q95``,
+        ``share_total_effect``, ``flagged``, ``n_draws``. Empty when no construct lacks items.
+    """
+    unm = [n for n in layout.latent if n in set(layout.unobserved_latent)]
+    lik_links = [e for e in graph.edges if layout.edge_kind[e.key] in ("latent", "covariate")]
+    if not unm or not lik_links or not layout.items:
+        return []
+    beta = np.atleast_2d(np.asarray(beta, dtype=float))
+    if beta.shape[0] > max_draws:
+        beta = beta[np.linspace(0, beta.shape[0] - 1, max_draws).round().astype(int)]
+    B, G = structural_matrices(layout, graph, beta, system="full")
+    s_n, p, q = G.shape
+    Sx = np.zeros((q, q)) if x_cov is None else np.asarray(x_cov, dtype=float).reshape(q, q)
+    li = {n: i for i, n in enumerate(layout.latent)}
+    ci = {n: i for i, n in enumerate(layout.covariates)}
+    keep = np.ones(p)
+    keep[[li[n] for n in unm]] = 0.0
+    B_u = B * keep[None, :, None] * keep[None, None, :]
+    G_u = G * keep[None, :, None]
+    eye = np.eye(p)[None]
+    with np.errstate(all="ignore"):
+        try:
+            A = np.linalg.inv(eye - B)
+            A_u = np.linalg.inv(eye - B_u)
+        except np.linalg.LinAlgError:
+            return []
+        AG, AG_u = A @ G, A_u @ G_u
+        dx = np.einsum("sik,kl,sil->si", AG, Sx, AG) if q else np.zeros((s_n, p))
+        psi = np.linalg.solve(A * A, (1.0 - dx)[..., None])[..., 0]
+        ok = np.all(np.isfinite(psi), axis=1) & np.all(psi > 0, axis=1)
+        Sig = np.einsum("sij,sj,skj->sik", A, psi, A) + np.einsum("sik,kl,sjl->sij", AG, Sx, AG)
+        Sig_u = np.einsum("sij,sj,skj->sik", A_u, psi, A_u) + np.einsum("sik,kl,sjl->sij", AG_u, Sx, AG_u)
+        CxT, CxT_u = AG @ Sx, AG_u @ Sx  # (S, p, q): Cov(eta, x)
+    if not ok.any():
+        return []
+
+    def ratio(full: np.ndarray, part: np.ndarray) -> np.ndarray:
+        d = np.abs(full - part)
+        den = np.abs(part) + d
+        with np.errstate(all="ignore"):
+            return np.where(den > 1e-15, d / den, 0.0)
+
+    out = []
+    for e in lik_links:
+        t = li[e.target]
+        if e.source in ci:
+            j = ci[e.source]
+            sh = ratio(CxT[:, t, j], CxT_u[:, t, j])[ok]
+            sh_te = ratio(AG[:, t, j], AG_u[:, t, j])[ok]
+        else:
+            sidx = li[e.source]
+            sh = ratio(Sig[:, sidx, t], Sig_u[:, sidx, t])[ok]
+            sh_te = ratio(A[:, t, sidx], A_u[:, t, sidx])[ok]
+        m = float(np.mean(sh))
+        out.append({"link": e.key, "share": m, "share_q95": float(np.quantile(sh, 0.95)),
+                    "share_total_effect": float(np.mean(sh_te)), "flagged": bool(m > threshold),
+                    "n_draws": int(ok.sum())})
+    return out
+
+
+def cut_routing_findings(records: Sequence[dict[str, Any]], threshold: float = CUT_ROUTING_MAX) -> list[str]:
+    """The brief's sentence on double counting under the cut posterior (empty when nothing is flagged)."""
+    flagged = sorted((r for r in records if r.get("share") is not None and r["share"] > threshold),
+                     key=lambda r: -r["share"])
+    if not flagged:
+        return []
+    top = max(r["share"] for r in flagged)
+    links = ", ".join(f"{r['link']} ({100 * r['share']:.0f} %)" for r in flagged)
+    return [f"For links {links}, up to {100 * top:.0f} % of the association between their constructs runs "
+            "through constructs without survey items; their data-informed estimates may double count "
+            "(the path is absorbed by the estimated link and added again through the prior-only links). "
+            f"Bound: effects along these links may be overstated by about that share; links below "
+            f"{100 * threshold:.0f} % are not listed."]
+
+
 # --------------------------------------------------------------------------- results
 @dataclass(frozen=True, eq=False)
 class SamplingDiagnostics:
@@ -441,11 +577,32 @@ class Diagnostics:
     problems: list[str]
     thresholds: dict[str, float]
     beta_summary: pd.DataFrame = field(repr=False)
+    #: Posterior predictive misfit (PPP < ppp_min or SRMR > srmr_max), failing the run or not.
+    misfit: bool = False
+    #: Per-link identification report (``IdentificationReport.to_dict()``) of the model as built.
+    identification: dict[str, Any] = field(default_factory=dict)
+    #: Per data-informed link: share of the implied association routed through unmeasured nodes.
+    cut_routing: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        """True when no problem was found."""
+        """True when no problem was found (exit codes; sampling and large misfit)."""
         return not self.problems
+
+    @property
+    def sampling_problems(self) -> list[str]:
+        """Problems other than the model misfit (sampling, stability)."""
+        return [p for p in self.problems if not p.startswith(_MISFIT_PREFIX)]
+
+    @property
+    def verdict(self) -> str:
+        """Brief-facing verdict (:func:`verdict_of`): never "passed" beside a model misfit."""
+        return verdict_of(self.misfit, bool(self.sampling_problems))
+
+    @property
+    def findings(self) -> list[str]:
+        """Sentences for the brief's assumptions section: identification and cut routing."""
+        return list(self.identification.get("findings", [])) + cut_routing_findings(self.cut_routing)
 
     def summary_table(self) -> pd.DataFrame:
         """``arviz.summary`` of ``beta`` (mean, sd, interval, ``ess_bulk``, ``ess_tail``, ``r_hat``)."""
@@ -465,7 +622,10 @@ class Diagnostics:
                     rec[col] = None if val is None else str(val)
             edges.append(rec)
         out = {
-            "passed": self.passed, "problems": list(self.problems), "notes": list(self.notes),
+            "passed": self.passed, "verdict": self.verdict, "misfit": self.misfit,
+            "problems": list(self.problems), "notes": list(self.notes),
+            "identification": self.identification, "cut_routing": list(self.cut_routing),
+            "findings": self.findings,
             "prior_only": self.prior_only, "thresholds": dict(self.thresholds),
             "sampling": self.sampling.to_dict(), "stability": self.stability.to_dict(),
             "ppp": self.ppp.to_dict(), "edges": edges, "edge_class": dict(self.edge_class),
@@ -478,7 +638,7 @@ class Diagnostics:
     def to_markdown(self) -> str:
         """Markdown report: verdict, problems, sampling, stability, PPP and the edge table."""
         lines = ["## Diagnostics", "",
-                 f"**Verdict:** {'passed' if self.passed else 'problems found'}"
+                 f"**Verdict:** {self.verdict}"
                  + (" (prior-only: no data)" if self.prior_only else ""), ""]
         if self.problems:
             lines += ["**Problems**", ""] + [f"- {p}" for p in self.problems] + [""]
@@ -851,6 +1011,12 @@ def diagnose(
     if not np.isclose(stability.max_rho, stability.max_rho_full, rtol=1e-8, atol=1e-10):
         problems.append(f"spectral radius of the latent block ({stability.max_rho:.6f}) differs from "
                         f"that of the full B ({stability.max_rho_full:.6f}): a covariate or absent node has parents")
+    misfit = bool(ppp.applicable and ((ppp.ppp is not None and ppp.ppp < ppp_min)
+                                      or (ppp.srmr is not None and ppp.srmr > srmr_max)))
+    if ppp.applicable and ppp.ppp is not None and ppp.ppp >= ppp_min and ppp.srmr is not None \
+            and ppp.srmr > srmr_max:
+        notes.append(f"MODEL MISFIT: SRMR {ppp.srmr:.3f} > {srmr_max} (PPP {ppp.ppp:.3f}); reported as "
+                     "misfit in the verdict but does not fail the run")
     if ppp.applicable and ppp.ppp is not None and ppp.ppp < ppp_min:
         msg = (f"posterior predictive p-value of the item covariance is {ppp.ppp:.3f} < {ppp_min} "
                f"(SRMR {ppp.srmr:.3f}; largest residual correlation {ppp.worst_residual[0]} ~ "
@@ -882,6 +1048,16 @@ def diagnose(
         notes.append("prior-only result: sampling diagnostics and the predictive check do not apply; "
                      "every edge is prior-dominated")
 
+    from veerkracht_bayes.graph.identification import identification_report
+
+    ident = identification_report(result.graph, layout).to_dict()
+    routing: list[dict[str, Any]] = []
+    if not prior_only and data is not None and getattr(layout, "cut_active", False):
+        post_beta = _flat(xr.Dataset({"beta": _group(result.idata, "posterior")["beta"].sel(
+            edge=list(result.graph.edge_keys))}), "beta")
+        routing = cut_routing(result.graph, layout, post_beta, getattr(data, "x_cov", None))
+        for sentence in cut_routing_findings(routing):
+            notes.append("CUT POSTERIOR: " + sentence)
     beta_summary = _beta_summary(result)
     thresholds = {"rhat_max": rhat_max, "ess_min": ess_min, "contraction_min": contraction_min,
                   "sensitivity_max": sensitivity_max, "bfmi_min": bfmi_min, "ppp_min": ppp_min,
@@ -892,6 +1068,7 @@ def diagnose(
         edge_class={k: str(v) for k, v in table["classification"].items()}, ppp=ppp,
         unobserved_constructs=tuple(layout.unobserved_latent), absent_nodes=tuple(layout.absent),
         notes=notes, problems=problems, thresholds=thresholds, beta_summary=beta_summary,
+        misfit=misfit, identification=ident, cut_routing=routing,
     )
 
 

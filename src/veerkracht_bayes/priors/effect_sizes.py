@@ -5,7 +5,7 @@ coefficient (a correlation-sized number). Published results come as correlations
 (r), standardised mean differences (Cohen's d, Hedges' g), odds ratios (OR; hazard
 and risk ratios are treated as ORs for rare outcomes), log-odds slopes of a
 continuous exposure, or percentile gains. The functions here convert between them,
-following ``shared/research/literature_priors.md`` §3 (and ``docs/priors.md``):
+following ``priors/evidence.md`` (and ``docs/priors.md``):
 
 * d -> r, two groups:        ``r = d / sqrt(d^2 + a)``, ``a = (n1 + n2)^2 / (n1 n2)`` (4 for equal groups)
 * d -> r, exposure share p:  ``r = d sqrt(pq) / sqrt(1 + d^2 pq)``, ``q = 1 - p``
@@ -37,6 +37,7 @@ __all__ = [
     "LOGISTIC_SD",
     "MIN_PRIOR_SD",
     "SD_RANGES",
+    "sd_range",
     "SHRINK_FACTORS",
     "Design",
     "group_constant",
@@ -50,6 +51,7 @@ __all__ = [
     "logodds_to_latent_beta",
     "or_per_unit_to_latent_beta",
     "percentile_gain_to_d",
+    "rescale_d",
     "cohens_d_from_means",
     "fisher_z",
     "fisher_z_inv",
@@ -77,6 +79,31 @@ SD_RANGES: dict[str, tuple[float, float]] = {
     "moderate": (0.08, 0.10),
     "weak": (0.10, 0.15),
 }
+
+
+
+def sd_range(confidence: str, exposure_share: float | None = None) -> tuple[float, float]:
+    """Allowed prior sd for a confidence level (:data:`SD_RANGES`), on the coefficient's scale.
+
+    On the standardised scale (``exposure_share`` None) this is ``SD_RANGES[confidence]``. A
+    per-unit coefficient of a 0/1 source with share ``p`` equals the per-SD coefficient divided
+    by the source's sd ``sqrt(p(1 - p))``, so the range is divided by it too.
+
+    Raises
+    ------
+    PriorError
+        Unknown confidence, or a share outside (0, 1).
+    """
+    fn = "sd_range"
+    _check(confidence in SD_RANGES, "confidence", confidence, f"one of {', '.join(SD_RANGES)}", fn)
+    lo, hi = SD_RANGES[confidence]
+    if exposure_share is None:
+        return lo, hi
+    p = float(exposure_share)
+    _check(0.0 < p < 1.0, "exposure_share", exposure_share, "a share in (0, 1)", fn)
+    f = math.sqrt(p * (1.0 - p))
+    return lo / f, hi / f
+
 
 Design = Literal["cross_sectional", "longitudinal", "causal"]
 
@@ -281,6 +308,28 @@ def percentile_gain_to_d(gain: _ArrayLike) -> _ArrayLike:
     _check(np.abs(g) < 0.5, "gain", _out(g), "a fraction in (-0.5, 0.5) (11 points = 0.11)",
            "percentile_gain_to_d")
     return _out(stats.norm.ppf(0.5 + g))
+
+
+def rescale_d(d: _ArrayLike, factor: _ArrayLike) -> _ArrayLike:
+    """Re-express a standardised mean difference in the SD of another population: ``d * factor``.
+
+    Used for policy-lever links, whose coefficient is the per-exposure effect in SD units of the
+    target construct in the whole (baseline) population. ``factor`` is the ratio of the SD the
+    source standardised by to the target construct's population SD: below 1 when the trial sample
+    was selected on the outcome (range restriction, e.g. patients above a symptom threshold), or
+    the share of the target construct that the measured outcome represents (a narrower outcome
+    such as paid work inside societal participation), or a population-transfer discount. The
+    entry that uses it records which, and why.
+
+    Examples
+    --------
+    >>> round(rescale_d(-0.59, 0.7), 3)
+    -0.413
+    """
+    d = _finite(d, "d", "rescale_d")
+    f = _finite(factor, "factor", "rescale_d")
+    _check(f > 0, "factor", _out(f), "a positive SD ratio", "rescale_d")
+    return _out(d * f)
 
 
 def cohens_d_from_means(m1: float, s1: float, m2: float, s2: float,
@@ -490,6 +539,7 @@ CONVERTERS = {
     "logodds_to_latent_beta": logodds_to_latent_beta,
     "or_per_unit_to_latent_beta": or_per_unit_to_latent_beta,
     "percentile_gain_to_d": percentile_gain_to_d,
+    "rescale_d": rescale_d,
     "cohens_d_from_means": cohens_d_from_means,
     "fisher_z": fisher_z,
     "fisher_z_inv": fisher_z_inv,

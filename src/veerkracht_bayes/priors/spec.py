@@ -31,7 +31,7 @@ from scipy import stats
 
 from veerkracht_bayes.resources import shipped_root
 from veerkracht_bayes.graph.causal_graph import CausalGraph, load_graph
-from veerkracht_bayes.priors.effect_sizes import CONVERTERS
+from veerkracht_bayes.priors.effect_sizes import CONVERTERS, sd_range
 from veerkracht_bayes.errors import Problem, PriorError, did_you_mean, format_path
 from veerkracht_bayes.yaml_io import YamlDocument, load_yaml
 
@@ -117,6 +117,16 @@ class EdgePrior(_Strict):
     confidence: Confidence = "weak"
     rationale: str = Field(default="", description="One line: why this prior.")
     source: SourceKind = Field(default="default", description="literature or default.")
+    scale: Literal["standardised", "per_unit"] = Field(
+        default="standardised", description="standardised: beta per SD of the source (r-sized); "
+        "per_unit: the target's SD change per unit of a 0/1 source (a Cohen's d), for binary "
+        "covariates and exposure levers, which the model keeps in 0/1 units.")
+    exposure_share: float | None = Field(
+        default=None, description="per_unit only: share p of the population with source = 1, used "
+        "by the confidence-to-sd rule (range / sqrt(p(1 - p)); equal groups, p = 0.5, when absent).")
+    sd_exception: str = Field(
+        default="", description="Why the sd is outside the confidence range (the rule is enforced "
+        "on load unless this names a reason; shown in to_frame).")
 
     @field_validator("conversion", mode="before")
     @classmethod
@@ -321,7 +331,8 @@ class PriorSet(_Strict):
                 "prior_mean": float(d.mean()), "prior_sd": float(d.std()),
                 "q05": float(d.ppf(0.05)), "q95": float(d.ppf(0.95)),
                 "metric": p.metric, "value": p.value, "converted": p.converted,
-                "confidence": p.confidence, "source": p.source,
+                "confidence": p.confidence, "source": p.source, "scale": p.scale,
+                "sd_exception": p.sd_exception,
                 "citations": ", ".join(p.citations), "rationale": p.rationale,
             })
         return pd.DataFrame(rows)
@@ -393,9 +404,37 @@ def _check_number(doc: YamlDocument, loc: tuple, fld: str, v: float | None, *, p
 
 
 def _check_edge_prior(doc: YamlDocument, key: str, p: EdgePrior, edge_sign: str,
-                      bib_keys: list[str] | None) -> list[Problem]:
+                      bib_keys: list[str] | None, source_role: str | None = None) -> list[Problem]:
     loc: tuple[str | int, ...] = ("edges", key)
     probs: list[Problem] = []
+    # the scale of the coefficient: per-unit (d) priors only on 0/1 sources
+    if p.scale == "per_unit":
+        if source_role is not None and source_role not in ("exogenous", "policy_lever"):
+            probs.append(_prob(doc, loc + ("scale",), f"a per_unit prior needs a 0/1 source (an "
+                               f"exogenous covariate or a policy lever), but the source is a "
+                               f"{source_role!r} node (expected scale: standardised)", "scale", p.scale))
+        if p.exposure_share is not None and not (0.0 < p.exposure_share < 1.0):
+            probs.append(_prob(doc, loc + ("exposure_share",), f"a per_unit prior needs exposure_share, "
+                               f"the share with source = 1 (got {p.exposure_share!r}; expected a number "
+                               "in (0, 1))", "exposure_share", p.exposure_share))
+    elif p.exposure_share is not None:
+        probs.append(_prob(doc, loc + ("exposure_share",), "exposure_share only applies to per_unit "
+                           "priors (expected no exposure_share, or scale: per_unit)", "exposure_share",
+                           p.exposure_share))
+    # the confidence-to-sd rule (docs/priors.md §3) for sourced priors
+    if p.source == "literature" and math.isfinite(p.sd) and p.sd > 0 and not p.sd_exception.strip():
+        share = None
+        if p.scale == "per_unit":
+            share = p.exposure_share if (p.exposure_share is not None
+                                         and 0.0 < p.exposure_share < 1.0) else 0.5
+        lo, hi = sd_range(p.confidence, share)
+        if not (lo - 1e-9 <= p.sd <= hi + 1e-9):
+            unit = (f" (per-unit scale: the {p.confidence} range divided by sqrt(p(1 - p)) at "
+                    f"p = {share:g})" if share is not None else "")
+            probs.append(_prob(doc, loc + ("sd",), f"sd {p.sd:g} is outside the {p.confidence} range "
+                               f"{lo:.3f}-{hi:.3f}{unit} (docs/priors.md §3: strong 0.05-0.07, "
+                               "moderate 0.08-0.10, weak 0.10-0.15; expected an sd in the range, another "
+                               "confidence, or sd_exception with the reason)", "sd", p.sd))
     probs += _check_number(doc, loc, "sd", p.sd, positive=True)
     probs += _check_number(doc, loc, "mean", p.mean, positive=False)
     if p.distribution == "student_t":
@@ -568,7 +607,8 @@ def parse_priors(doc: YamlDocument, graph: CausalGraph, bib_path: str | Path | N
         except ValidationError as exc:
             problems += _pydantic_problems(exc, doc, ("edges", k), EdgePrior)
             continue
-        problems += _check_edge_prior(doc, k, p, signs[k], bib_keys)
+        problems += _check_edge_prior(doc, k, p, signs[k], bib_keys,
+                                      graph.node(str(k).split("->")[0]).role)
         if p.sign is None and p.distribution in ("truncated_normal", "half_normal"):
             p = p.model_copy(update={"sign": signs[k]})
         edges[k] = p

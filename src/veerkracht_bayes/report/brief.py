@@ -45,7 +45,8 @@ import numpy as np
 import pandas as pd
 
 from veerkracht_bayes.causal.summaries import desirable_direction
-from veerkracht_bayes.report.figures import safe_reason, write_figures
+from veerkracht_bayes.report.figures import (decision_columns, ranked_policies, safe_reason,
+                                             write_figures)
 
 __all__ = ["REPORT_REFERENCE", "PRIMARY_OUTCOMES", "SUBGROUP_NAMES", "Block", "brief_blocks",
            "render_markdown", "render_html", "render_brief", "write_brief", "markdown_to_html"]
@@ -69,6 +70,11 @@ SUBGROUP_NAMES: dict[str, tuple[str, str]] = {
                                "mensen met psychische klachten"),
     "welfare_recipient": ("people on social assistance", "mensen met een bijstandsuitkering"),
     "youth": ("young people", "jongeren"),
+    "refugee": ("asylum seekers and status holders", "asielzoekers en statushouders"),
+    "pupils_and_parents": ("pupils in primary and secondary school and their parents",
+                           "leerlingen in het basis- en voortgezet onderwijs en hun ouders"),
+    "bottom_labour_market": ("people on welfare and low-paid workers",
+                             "mensen in de bijstand en aan de onderkant van de arbeidsmarkt"),
 }
 _VERBS: dict[str, tuple[str, str]] = {
     "wellbeing": ("raises wellbeing", "verhoogt het welbevinden"),
@@ -104,7 +110,7 @@ def _digits(*values: float) -> int:
     v = max((abs(x) for x in values if x is not None and np.isfinite(x)), default=0.0)
     if v >= 0.095 or v == 0:
         return 2
-    return int(min(4, max(2, -math.floor(math.log10(v)) + 1)))
+    return int(min(3, max(2, -math.floor(math.log10(v)) + 1)))
 
 
 def _num(x: float, digits: int, lang: str = "en", signed: bool = False) -> str:
@@ -141,8 +147,15 @@ def _pct_short(p: float) -> str:
 
 
 def _likely(p: float, lang: str) -> str:
+    """Words for the probability that a policy helps (``p_meaningful``); "" below 0.5.
+
+    An effect with ``p_meaningful`` < 0.5 never gets "likely" words: the sentence then says it
+    is unlikely to make a meaningful difference (see :func:`_sentence`).
+    """
+    if p is None or not np.isfinite(p):
+        return ""
     words = [(0.9, "most likely", "zeer waarschijnlijk"), (0.75, "likely", "waarschijnlijk"),
-             (0.0, "possibly", "mogelijk")]
+             (0.5, "possibly", "mogelijk")]
     for cut, en, nl in words:
         if p >= cut:
             return en if lang == "en" else nl
@@ -156,8 +169,83 @@ def _group(name: str | None, lang: str) -> str:
 
 
 def _p_helps(row: Mapping[str, Any]) -> float:
-    p = float(row["p_positive"])
-    return p if int(row["direction"]) > 0 else 1.0 - p
+    """"Probability it helps": ``p_meaningful`` = P(direction x effect > MRC).
+
+    Never ``p_positive``: every link prior is truncated to the diagram's sign, so the sign alone
+    gives almost any path P(> 0) near 1. (:func:`veerkracht_bayes.report.figures.decision_columns`
+    fills ``p_meaningful`` from the older ``p_improve``, the same quantity.)
+    """
+    v = row.get("p_meaningful", np.nan)
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+_EVIDENCE = ("assumption", "literature", "data")
+
+
+def _shares(row: Mapping[str, Any]) -> dict[str, float] | None:
+    out = {}
+    for k in _EVIDENCE:
+        try:
+            v = float(row.get(f"share_{k}", np.nan))
+        except (TypeError, ValueError):
+            v = float("nan")
+        out[k] = v
+    return out if all(np.isfinite(v) for v in out.values()) else None
+
+
+def _evidence_label(row: Mapping[str, Any]) -> str:
+    """What an effect rests mainly on: ``assumption``, ``literature``, ``data`` or ``no path``.
+
+    ``data`` only when ``share_data`` > 0.5 (the rule of
+    :func:`veerkracht_bayes.causal.evidence.evidence_label`), whatever the ``evidence`` column
+    says (a label that would contradict this is overruled and logged); otherwise the larger of
+    the other two (ties: ``assumption``).
+    """
+    if not bool(row.get("reachable", True)):
+        return "no path"
+    sh = _shares(row)
+    given = str(row.get("evidence", "") or "")
+    if sh is None:
+        return given or "–"
+    if sh["data"] > 0.5:
+        label = "data"
+    else:
+        label = "assumption" if sh["assumption"] >= sh["literature"] else "literature"
+    if given and given != label and given in _EVIDENCE:
+        if given == "data" or label == "data":
+            logger.warning("effect %s -> %s: evidence %r overruled by the shares (%s)",
+                           row.get("policy"), row.get("outcome"), given, label)
+        else:
+            label = given  # the summary's tie-breaking between assumption and literature
+    assert label != "data" or sh["data"] > 0.5, "an effect with share_data <= 0.5 labelled data"
+    return label
+
+
+def _evidence_cell(row: Mapping[str, Any]) -> str:
+    """``"assumption: assumption 62% · literature 30% · data 8%"`` (label, then the shares)."""
+    label = _evidence_label(row)
+    sh = _shares(row)
+    if label == "no path" or sh is None:
+        if sh is None and "prior_share" in row and np.isfinite(float(row.get("prior_share", np.nan))):
+            return f"{label} (via prior-dominated links {float(row['prior_share']):.0%})"
+        return label
+    return f"{label}: " + " · ".join(f"{k} {_pct_short(sh[k])}" for k in _EVIDENCE)
+
+
+def _rank_interval(row: Mapping[str, Any] | None) -> str:
+    if row is None:
+        return "–"
+    try:
+        lo, hi = float(row.get("rank_lower", np.nan)), float(row.get("rank_upper", np.nan))
+    except (TypeError, ValueError):
+        return "–"
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        return "–"
+    lo_i, hi_i = int(round(lo)), int(round(hi))
+    return f"{lo_i}" if lo_i == hi_i else f"{lo_i}–{hi_i}"
 
 
 # ============================================================================ context
@@ -177,6 +265,10 @@ class _Ctx:
     diag_passed: bool | None
     problems: list[str]
     ci: float
+    verdict: str | None = None
+    mrc: float = 0.05
+    sensitivity: pd.DataFrame | None = None
+    target_groups: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def title(self, pid: str, lang: str = "en") -> str:
         t = (self.titles_en if lang == "en" else self.titles_nl).get(pid)
@@ -196,8 +288,61 @@ def _is_synthetic(result: Any) -> bool:
     return bool(getattr(cb, "synthetic", False))
 
 
+_SAMPLING_WORDS = ("r-hat", "rhat", "ess", "bfmi", "diverg", "sampl", "chain")
+
+
+def _diag_dict(diag: Any) -> dict[str, Any]:
+    if diag is None or not callable(getattr(diag, "to_dict", None)):
+        return {}
+    try:
+        return dict(diag.to_dict())
+    except Exception as exc:  # reported, not hidden
+        logger.warning("diagnostics.to_dict() failed: %s", exc)
+        return {}
+
+
+def _verdict(diag: Any) -> str | None:
+    """The diagnostics verdict: ``passed``, ``model misfit``, ``sampling problems`` or both.
+
+    Taken from ``diagnostics.verdict`` when present; otherwise derived from the problems and
+    notes so that a misfit noted anywhere is never reported as "passed".
+    """
+    if diag is None:
+        return None
+    v = getattr(diag, "verdict", None) or _diag_dict(diag).get("verdict")
+    if v:
+        return str(v)
+    problems = [str(x) for x in (getattr(diag, "problems", None) or [])]
+    notes = [str(x) for x in (getattr(diag, "notes", None) or [])]
+    parts = []
+    if any("misfit" in t.lower() for t in problems + notes):
+        parts.append("model misfit")
+    other = [t for t in problems if "misfit" not in t.lower()]
+    if any(w in t.lower() for t in other for w in _SAMPLING_WORDS):
+        parts.append("sampling problems")
+    elif other:
+        parts.append("problems found")
+    if not parts and getattr(diag, "passed", True) is False:
+        parts.append("problems found")
+    return "; ".join(parts) or "passed"
+
+
+def _target_groups(pols: Any) -> dict[str, tuple[str, str]]:
+    """Policy id -> (the report's words for its target group, section), where given."""
+    out: dict[str, tuple[str, str]] = {}
+    for p in getattr(pols, "policies", None) or []:
+        tg = getattr(p, "target_group", None)
+        if tg is None:
+            continue
+        get = (tg.get if isinstance(tg, Mapping) else lambda k, _t=tg: getattr(_t, k, None))
+        quote = str(get("quote") or "").strip()
+        if quote:
+            out[p.id] = (quote, str(get("section") or "").strip())
+    return out
+
+
 def _context(result: Any) -> _Ctx:
-    effects = result.effects.copy()
+    effects = decision_columns(result.effects)
     pols = getattr(result, "policies", None)
     titles_en = {p.id: p.title_en for p in pols.policies} if pols is not None else {}
     titles_nl = {p.id: p.title_nl for p in pols.policies} if pols is not None else {}
@@ -208,13 +353,19 @@ def _context(result: Any) -> _Ctx:
     primary = [o for o in PRIMARY_OUTCOMES if o in outcomes] or outcomes[:2]
     diag = getattr(result, "diagnostics", None)
     passed = None if diag is None else bool(getattr(diag, "passed", True))
+    verdict = _verdict(diag)
     problems = [str(p) for p in (getattr(diag, "problems", None) or [])]
     ci = float(effects["ci_prob"].iloc[0]) if "ci_prob" in effects and len(effects) else 0.9
     fit = getattr(result, "fit", None)
     prior_only = bool(getattr(result, "prior_only", False)) or bool(getattr(fit, "prior_only", False))
+    mrc = 0.05
+    if "mrc" in effects and effects["mrc"].notna().any():
+        mrc = float(effects["mrc"].dropna().iloc[0])
+    sens = getattr(result, "sensitivity", None)
+    sens = sens if isinstance(sens, pd.DataFrame) and len(sens) else None
     return _Ctx(result, effects, titles_en, titles_nl, labels_en, labels_nl, outcomes, primary,
                 _is_synthetic(result), prior_only, bool(getattr(result, "forced", False)), passed,
-                problems, ci)
+                problems, ci, verdict, mrc, sens, _target_groups(pols))
 
 
 # ============================================================================ page one
@@ -255,45 +406,206 @@ def _verb(c: _Ctx, outcome: str, lang: str) -> str:
     return f"{'verhoogt' if d > 0 else 'verlaagt'} {lab}"
 
 
+def _who(c: _Ctx, row: Mapping[str, Any], lang: str, quote: bool = True) -> str:
+    """"for everyone" / "among single parents (the report: “…”)"."""
+    grp = row["subgroup"]
+    if lang == "en":
+        who = "for everyone" if grp == "all" else f"among {_group(grp, 'en')}"
+    else:
+        who = "voor iedereen" if grp == "all" else f"bij {_group(grp, 'nl')}"
+    tg = c.target_groups.get(row["policy"]) if quote else None
+    if tg:
+        who += (f" (the report: “{tg[0]}”)" if lang == "en" else f" (het rapport: “{tg[0]}”)")
+    return who
+
+
 def _sentence(c: _Ctx, row: Mapping[str, Any], lang: str) -> str:
+    """One page-one sentence; its probability is ``p_meaningful`` (see :func:`_p_helps`)."""
     d = int(row["direction"])
     m, lo, hi = (d * float(row[k]) for k in ("mean", "lower", "upper"))
     lo, hi = min(lo, hi), max(lo, hi)
     dig = _digits(m, lo, hi)
     p = _p_helps(row)
-    grp = row["subgroup"]
-    small = abs(m) < float(row.get("mrc", 0.05) or 0.05)
+    small = abs(m) < c.mrc
     title = c.title(row["policy"], lang)
     ci = f"{round(100 * c.ci)}%"
+    likely = _likely(p, lang)
+    verb = _verb(c, row["outcome"], lang)
+    who = _who(c, row, lang, quote=False)
     if lang == "en":
-        who = "for everyone" if grp == "all" else f"among {_group(grp, 'en')}"
-        return (f"{title} ({row['policy']}) {_likely(p, 'en')} {_verb(c, row['outcome'], 'en')} "
-                f"{who}: on average by {_num(m, dig)} SD ({ci} interval {_num(lo, dig)} to "
+        if likely:
+            head = f"{title} ({row['policy']}) {likely} {verb} {who}"
+        else:
+            inf = _INFINITIVE.get(verb.split(" ", 1)[0], verb.split(" ", 1)[0])
+            head = (f"{title} ({row['policy']}) is unlikely to {inf} {verb.split(' ', 1)[1]} by a "
+                    f"meaningful amount {who}")
+        return (f"{head}: on average by {_num(m, dig)} SD ({ci} interval {_num(lo, dig)} to "
                 f"{_num(hi, dig)}); probability it helps: {_pct(p)}."
                 + (" This effect is very small." if small else ""))
-    who = "voor iedereen" if grp == "all" else f"bij {_group(grp, 'nl')}"
-    return (f"{title} ({row['policy']}) {_verb(c, row['outcome'], 'nl').split(' ', 1)[0]} "
-            f"{_likely(p, 'nl')} {_verb(c, row['outcome'], 'nl').split(' ', 1)[1]} {who}: "
+    first, rest = verb.split(" ", 1)
+    mid = likely if likely else "waarschijnlijk niet merkbaar"
+    return (f"{title} ({row['policy']}) {first} {mid} {rest} {who}: "
             f"gemiddeld met {_num(m, dig, 'nl')} SD ({ci}-interval {_num(lo, dig, 'nl')} tot "
             f"{_num(hi, dig, 'nl')}); kans dat het helpt: {_pct(p, 'nl')}."
             + (" Dit effect is heel klein." if small else ""))
 
 
+_INFINITIVE = {"raises": "raise", "lowers": "lower", "reduces": "reduce"}
+
+
 def _top_rows(c: _Ctx, outcome: str, k: int = 3) -> list[dict[str, Any]]:
-    """Best ``k`` policies for an outcome: by P(best for the population), helping with p >= 0.5."""
+    """The first ``k`` policies of the ranking (:func:`ranked_policies`) for an outcome.
+
+    Ranked by the probability it helps (``p_meaningful``), then the mean; suppressed cells and
+    policies with no path to the outcome are left out. No probability threshold: a first place
+    with a low probability is shown with that probability (and "unlikely" words).
+    """
     w = c.effects[(c.effects["outcome"] == outcome) & (c.effects["scope"] == "within")]
-    pop = c.effects[(c.effects["outcome"] == outcome) & (c.effects["scope"] == "population")]
-    pb = dict(zip(pop["policy"], pop["p_best"]))
+    w = w.set_index("policy", drop=False)
     rows = []
-    for _, r in w.iterrows():
-        if bool(r["suppressed"]) or not np.isfinite(r["mean"]):
+    for pid in ranked_policies(c.effects, outcome, "within"):
+        r = w.loc[pid]
+        if bool(r["suppressed"]) or not bool(r["reachable"]) or not np.isfinite(r["mean"]):
             continue
-        if _p_helps(r) < 0.5:
-            continue
-        rows.append({**r.to_dict(), "_pb": pb.get(r["policy"], np.nan)})
-    rows.sort(key=lambda r: (-(r["_pb"] if np.isfinite(r["_pb"]) else -1),
-                             -int(r["direction"]) * r["mean"]))
+        rows.append(r.to_dict())
     return rows[:k]
+
+
+def _doses_note(lang: str) -> Block:
+    """The page-one sentence that doses are assumptions, linked to the dose table."""
+    if lang == "en":
+        pre = ("Important: how many people each programme reaches (its coverage) and, where no "
+               "evaluation of a comparable programme exists, how much it changes for the people "
+               "it reaches, are assumptions, not measurements. See ")
+        link, post = "the dose table with sources", "."
+    else:
+        pre = ("Let op: hoeveel mensen elk programma bereikt (het bereik) en, waar geen evaluatie "
+               "van een vergelijkbaar programma bestaat, hoeveel het verandert voor wie het "
+               "bereikt, zijn aannames, geen metingen. Zie ")
+        link, post = "de tabel met doses en bronnen", "."
+    esc = html.escape
+    return Block("raw", html=f'<p class="doses-note">{esc(pre)}<a href="#doses">{esc(link)}</a>'
+                             f"{esc(post)}</p>",
+                 md=f"{pre}[{link}](#doses){post}")
+
+
+_VERDICT_TEXT = {
+    "passed": ("passed: the sampling settled and the model reproduces the survey well enough.",
+               "geslaagd: de berekening is stabiel en het model past goed genoeg bij de enquête."),
+    "model misfit": ("model misfit: the model does not reproduce the survey answers well, so "
+                     "treat every number here with extra caution.",
+                     "het model past niet goed bij de enquête (model misfit); wees extra "
+                     "voorzichtig met alle getallen hier."),
+    "sampling problems": ("sampling problems: the computer simulation did not settle well, so the "
+                          "numbers may be imprecise.",
+                          "problemen bij de berekening (sampling problems): de getallen kunnen "
+                          "onnauwkeurig zijn."),
+    "problems found": ("problems found: see the diagnostics section.",
+                       "problemen gevonden: zie de diagnostiek."),
+}
+
+
+def _verdict_sentence(c: _Ctx, lang: str) -> str | None:
+    """Page-one line with the diagnostics verdict ("passed" only when nothing else is said)."""
+    if c.verdict is None:
+        return None
+    parts = [x.strip() for x in c.verdict.split(";") if x.strip()]
+    if len(parts) > 1:
+        parts = [x for x in parts if x != "passed"]
+    i = 0 if lang == "en" else 1
+    texts = [(_VERDICT_TEXT.get(x) or (x, x))[i] for x in parts]
+    lead = "Model checks: " if lang == "en" else "Controles van het model: "
+    tail = ""
+    if c.prior_only and parts == ["passed"]:
+        texts = [("no survey data, so the fit to data could not be checked." if lang == "en"
+                  else "geen enquêtegegevens, dus de aansluiting bij data is niet te controleren.")]
+    return lead + " ".join(t[0].upper() + t[1:] if k else t for k, t in enumerate(texts)) + tail
+
+
+def _sens_row(c: _Ctx, outcome: str) -> Mapping[str, Any] | None:
+    if c.sensitivity is None or "outcome" not in c.sensitivity:
+        return None
+    s = c.sensitivity[c.sensitivity["outcome"] == outcome]
+    if "scope" in s and (s["scope"] == "within").any():
+        s = s[s["scope"] == "within"]
+    return None if s.empty else s.iloc[0].to_dict()
+
+
+def _holds(row: Mapping[str, Any], key: str) -> bool | None:
+    v = row.get(f"order_holds_{key}")
+    if v is not None and not (isinstance(v, float) and math.isnan(v)):
+        return bool(v)
+    p = row.get(f"p_order_holds_{key}")
+    try:
+        p = float(p)
+    except (TypeError, ValueError):
+        return None
+    return None if not np.isfinite(p) else p >= 0.5
+
+
+def _sensitivity_sentence(c: _Ctx, outcome: str, lang: str) -> str | None:
+    """Does the first place survive the assumption checks, and the runner-up's break-even."""
+    r = _sens_row(c, outcome)
+    if r is None or not r.get("leader") or not r.get("runner_up"):
+        return None
+    en = lang == "en"
+    lead, run = str(r["leader"]), str(r["runner_up"])
+    checks = [("doses_x2", "doses twice as uncertain", "doses twee keer zo onzeker"),
+              ("default_lever_priors", "the default effect assumption for every programme instead "
+               "of the literature", "de standaardaanname voor het effect van elk programma in "
+               "plaats van de literatuur")]
+    held, broke, parts = [], [], []
+    for key, w_en, w_nl in checks:
+        h = _holds(r, key)
+        p = r.get(f"p_order_holds_{key}")
+        word = w_en if en else w_nl
+        if p is not None and np.isfinite(float(p)):
+            parts.append(f"{word}: {_pct(float(p), lang)}")
+        if h is True:
+            held.append(word)
+        elif h is False:
+            broke.append(word)
+    p0 = r.get("p_order_holds")
+    base = (f"{_pct(float(p0), lang)}" if p0 is not None and np.isfinite(float(p0)) else "–")
+    if en:
+        s = (f"Is the first place of {lead} robust? It comes out ahead of {run} in {base} of the "
+             "draws" + (f" (with {'; with '.join(parts)})" if parts else "") + ". ")
+        if broke:
+            s += f"Its lead does not survive {' or '.join(broke)}. "
+        elif held:
+            s += "Its lead survives both checks. " if len(held) == 2 else \
+                 f"Its lead survives {held[0]}. "
+    else:
+        s = (f"Is de eerste plaats van {lead} stevig? Het komt in {base} van de trekkingen vóór "
+             f"{run} uit" + (f" (met {'; met '.join(parts)})" if parts else "") + ". ")
+        if broke:
+            s += f"De voorsprong houdt geen stand bij {' of '.join(broke)}. "
+        elif held:
+            s += "De voorsprong blijft bij beide controles overeind. " if len(held) == 2 else \
+                 f"De voorsprong blijft overeind bij {held[0]}. "
+    be = r.get("break_even_coverage")
+    try:
+        be = float(be)
+    except (TypeError, ValueError):
+        be = float("nan")
+    note = str(r.get("break_even_note") or "").strip()
+    if not np.isfinite(be) and note and en:
+        s += f"Break-even coverage of {run}: {note}."
+    elif not np.isfinite(be) and note:
+        s += f"Omslagpunt voor {run}: niet te bepalen ({note})."
+    if np.isfinite(be):
+        if be > 1:
+            s += (f"{run} would not overtake even if it reached everyone in its target group."
+                  if en else f"{run} haalt niet in, ook niet als het de hele doelgroep bereikt.")
+        elif be <= 0:
+            s += (f"{run} would overtake at any coverage." if en
+                  else f"{run} haalt bij elk bereik in.")
+        else:
+            s += (f"{run} would overtake if it reached at least {_pct(be, lang)} of its target "
+                  "group (break-even coverage)." if en else
+                  f"{run} haalt in als het minstens {_pct(be, lang)} van zijn doelgroep bereikt "
+                  "(omslagpunt).")
+    return s.strip()
 
 
 def _page_one(c: _Ctx) -> list[Block]:
@@ -302,45 +614,82 @@ def _page_one(c: _Ctx) -> list[Block]:
     blocks += _banners(c)
     suppressed = sorted({(r["policy"], r["subgroup"]) for _, r in c.effects.iterrows()
                          if bool(r["suppressed"])})
-    prior_share = (c.effects.loc[~c.effects["suppressed"].astype(bool), "evidence"] == "prior").mean()
+    live = c.effects[~c.effects["suppressed"].astype(bool) & c.effects["reachable"]
+                     & (c.effects["scope"] == "within")]
+    labels = [_evidence_label(r) for _, r in live.iterrows()]
+    not_data = (np.mean([lab in ("assumption", "literature", "prior") for lab in labels])
+                if labels else 0.0)
+    mrc_en, mrc_nl = _num(c.mrc, 2), _num(c.mrc, 2, "nl")
     for lang in ("en", "nl"):
         en = lang == "en"
+        if not en:
+            blocks.append(Block("raw", html='<div lang="nl">', md=""))
         blocks.append(Block("h2", "In short (English)" if en else "In het kort (Nederlands)",
                             ident=f"page-one-{lang}"))
         blocks.append(Block("p", (
             "TNO's report on resilience (2023) gives ten recommendations. We put them into a "
             "model of causes and effects and asked: what happens if the government does this? "
-            "These are the recommendations that most likely help, and for whom."
+            "These are the recommendations with the highest probability of helping, and for whom."
             if en else
             "Het TNO-rapport over veerkracht (2023) geeft tien aanbevelingen. We hebben ze in een "
             "model van oorzaken en gevolgen gezet en gevraagd: wat gebeurt er als de overheid dit "
-            "doet? Dit zijn de aanbevelingen die het meest waarschijnlijk helpen, en voor wie.")))
+            "doet? Dit zijn de aanbevelingen met de grootste kans dat ze helpen, en voor wie.")))
+        vs = _verdict_sentence(c, lang)
+        if vs:
+            blocks.append(Block("p", vs))
+        blocks.append(_doses_note(lang))
         for o in c.primary:
             rows = _top_rows(c, o)
-            head = (f"Most likely to {_verb(c, o, 'en').replace('raises', 'raise').replace('lowers', 'lower').replace('reduces', 'reduce')}:"
-                    if en else f"Meest kansrijk voor {c.label(o, 'nl').lower()}:")
+            if en:
+                verb = _verb(c, o, "en")
+                first, rest = verb.split(" ", 1)
+                head = f"Best candidates to {_INFINITIVE.get(first, first)} {rest}:"
+            else:
+                first, rest = _verb(c, o, "nl").split(" ", 1)
+                inf = {"verhoogt": "verhogen", "verlaagt": "verlagen",
+                       "vermindert": "verminderen"}.get(first, first)
+                head = f"Beste kandidaten om {rest} te {inf}:"
             blocks.append(Block("h3", head))
             if rows:
                 blocks.append(Block("ul", items=[_sentence(c, r, lang) for r in rows]))
-            else:
-                blocks.append(Block("p", "No recommendation helps here with a probability above "
-                                         "50%." if en else "Geen aanbeveling helpt hier met een "
-                                         "kans van meer dan 50%."))
+            if not any(_p_helps(r) >= 0.5 for r in rows):
+                blocks.append(Block("p", "No recommendation makes a meaningful difference here "
+                                         "with a probability above 50%." if en else
+                                         "Geen aanbeveling maakt hier met een kans van meer dan "
+                                         "50% een merkbaar verschil."))
+            ss = _sensitivity_sentence(c, o, lang)
+            if ss:
+                blocks.append(Block("p", ss))
         notes = []
         ci = round(100 * c.ci)
         notes.append(
-            f"SD means standard deviation: 0.1 SD is a small change, 0.3 SD a clear one. The "
-            f"{ci}% interval is the range in which the effect lies with {ci}% probability. "
-            "Order: the chance of being the best choice for the whole population."
+            f"'Probability it helps' is the probability that the change goes the right way by "
+            f"more than the minimal relevant change (MRC) of {mrc_en} SD; smaller changes are too "
+            "small to matter. It is not the probability that the effect merely has the right "
+            f"sign. SD means standard deviation: 0.1 SD is a small change, 0.3 SD a clear one. "
+            f"The {ci}% interval is the range in which the effect lies with {ci}% probability. "
+            "Order: the probability it helps, then the mean effect."
             if en else
-            f"SD betekent standaarddeviatie: 0,1 SD is een kleine verandering, 0,3 SD een "
-            f"duidelijke. Het {ci}%-interval is het gebied waarin het effect met {ci}% kans ligt. "
-            "Volgorde: de kans dat het de beste keuze is voor de hele bevolking.")
-        if prior_share >= 0.5:
+            f"'Kans dat het helpt' is de kans dat de verandering de goede kant op gaat én groter "
+            f"is dan de kleinste relevante verandering (MRC) van {mrc_nl} SD; kleinere "
+            "veranderingen zijn te klein om ertoe te doen. Het is niet de kans dat het effect "
+            f"alleen het goede teken heeft. SD betekent standaarddeviatie: 0,1 SD is een kleine "
+            f"verandering, 0,3 SD een duidelijke. Het {ci}%-interval is het gebied waarin het "
+            f"effect met {ci}% kans ligt. Volgorde: de kans dat het helpt, dan het gemiddelde "
+            "effect.")
+        if c.target_groups:
             notes.append(
-                "Most of these effects rest mainly on assumptions from the literature, not on "
+                "Each group is the survey group closest to the report's own words; those words "
+                "are in the ranking tables and under 'Target groups as the report writes them'."
+                if en else
+                "Elke groep is de enquêtegroep die het dichtst bij de woorden van het rapport "
+                "ligt; die woorden staan in de rangordetabellen en onder 'Target groups as the "
+                "report writes them'.")
+        if not_data >= 0.5:
+            notes.append(
+                "Most of these effects rest mainly on assumptions or on the literature, not on "
                 "survey data. See 'What rests on assumptions'." if en else
-                "De meeste effecten rusten vooral op aannames uit de literatuur, niet op "
+                "De meeste effecten rusten vooral op aannames of op de literatuur, niet op "
                 "enquêtegegevens. Zie 'What rests on assumptions'.")
         for pid, grp in suppressed:
             notes.append(
@@ -349,43 +698,50 @@ def _page_one(c: _Ctx) -> list[Block]:
                 f"We melden geen resultaat voor {c.title(pid, 'nl')} ({pid}) bij "
                 f"{_group(grp, 'nl')}: deze groep is te klein in de enquête.")
         blocks.append(Block("ul", items=notes, css="notes"))
+        if not en:
+            blocks.append(Block("raw", html="</div>", md=""))
     blocks.append(Block("pagebreak"))
     return blocks
 
 
 # ============================================================================ technical part
 def _ranking(c: _Ctx, outcome: str) -> Block:
+    """Ranking table in the order of :func:`ranked_policies` (the forest plots use it too)."""
     w = c.effects[(c.effects["outcome"] == outcome) & (c.effects["scope"] == "within")]
+    w = w.set_index("policy", drop=False)
     pop = c.effects[(c.effects["outcome"] == outcome) & (c.effects["scope"] == "population")]
     pop = pop.set_index("policy")
-    recs = []
-    for _, r in w.iterrows():
-        q = pop.loc[r["policy"]] if r["policy"] in pop.index else None
-        recs.append((r, q))
-    recs.sort(key=lambda rq: (bool(rq[0]["suppressed"]),
-                              -(rq[1]["p_best"] if rq[1] is not None and np.isfinite(rq[1]["p_best"])
-                                else -1),
-                              -int(rq[0]["direction"]) * (rq[0]["mean"] if np.isfinite(rq[0]["mean"])
-                                                          else 0)))
     rows = []
     rank = 0
-    for r, q in recs:
-        who = _group(r["subgroup"], "en")
-        name = f"{r['policy']} {c.title(r['policy'])}"
+    for pid in ranked_policies(c.effects, outcome, "within"):
+        r = w.loc[pid]
+        q = pop.loc[pid] if pid in pop.index else None
+        tg = c.target_groups.get(pid)
+        who = _group(r["subgroup"], "en") + (
+            f" (the report: “{tg[0]}”" + (f", {tg[1]})" if tg[1] else ")") if tg else "")
+        name = f"{pid} {c.title(pid)}"
         if bool(r["suppressed"]):
             rows.append(["–", name, who, "suppressed: " + safe_reason(r["reason"]), "suppressed",
-                         "–", "–", "–", "–"])
+                         "–", "–", "–", "–", "–"])
+            continue
+        if not bool(r["reachable"]):
+            rows.append(["–", name, who, "no path", "no path", "–", "–", "–", "no path",
+                         _pct_short(r["p_stable"])])
             continue
         rank += 1
-        rows.append([str(rank), name, who, _triple(r["mean"], r["lower"], r["upper"]),
-                     _triple(q["mean"], q["lower"], q["upper"]) if q is not None else "–",
-                     _pct_short(_p_helps(r)),
+        pop_cell = "–"
+        if q is not None:
+            pop_cell = (_triple(q["mean"], q["lower"], q["upper"])
+                        if bool(q.get("reachable", True)) else "no path")
+        rows.append([str(rank), name, who, _triple(r["mean"], r["lower"], r["upper"]), pop_cell,
+                     _pct_short(_p_helps(r)), _rank_interval(r),
                      _pct_short(q["p_best"]) if q is not None else "–",
-                     str(r["evidence"] or "–"), _pct_short(r["p_stable"])])
+                     _evidence_cell(r), _pct_short(r["p_stable"])])
     ci = round(100 * c.ci)
     header = ["#", "Recommendation", "For whom", f"Effect in target group, SD [{ci}% interval]",
-              f"Population average, SD [{ci}% interval]", "P(helps)",
-              "P(best for population)", "Rests mainly on", "P(stable)"]
+              f"Population average, SD [{ci}% interval]", "Probability it helps",
+              f"Rank ({ci}% interval)", "Chance of being best for the whole population",
+              "Rests mainly on", "Share of stable draws"]
     return Block("table", header=header, rows=rows, css="ranking", ident=f"ranking-{outcome}")
 
 
@@ -497,35 +853,95 @@ def _scalar_items(d: Mapping[str, Any], prefix: str = "") -> list[tuple[str, str
     return out
 
 
-def _diagnostics(c: _Ctx) -> list[Block]:
+def _dget(d: Mapping[str, Any], *paths: str) -> Any:
+    """First non-None value among dotted ``paths`` of a nested dict."""
+    for path in paths:
+        cur: Any = d
+        for k in path.split("."):
+            cur = cur.get(k) if isinstance(cur, Mapping) else None
+        if cur is not None:
+            return cur
+    return None
+
+
+def _fnum(v: Any, fmt: str) -> str | None:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return format(x, fmt) if np.isfinite(x) else None
+
+
+def _verdict_rows(c: _Ctx) -> list[list[str]]:
+    """Rows (check, value, threshold, status) of the short diagnostics verdict table."""
     diag = getattr(c.result, "diagnostics", None)
+    d = _diag_dict(diag)
+    th = dict(d.get("thresholds") or getattr(diag, "thresholds", None) or {})
+    na = "not applicable"
     rows: list[list[str]] = []
-    if diag is None:
-        rows.append(["overall", "no diagnostics available"])
-    else:
-        rows.append(["overall", "passed" if c.diag_passed else "FAILED"])
-    st = _stability(c)
-    if st is not None:
-        rows.append(["stability: P(spectral radius < 1) over posterior draws", _pct_short(st[0])])
-        rows.append(["stability: largest spectral radius ρ", f"{st[1]:.3f}"])
+    if c.verdict is None:
+        return [["verdict", "no diagnostics available", "–", "–"]]
+    rows.append(["overall verdict", c.verdict, "every check below", "ok" if c.verdict == "passed"
+                 else "PROBLEM"])
+    sampling_na = _dget(d, "sampling.applicable") is False or (
+        c.prior_only and _dget(d, "sampling.max_rhat", "r_hat_max") is None)
+
+    def check(name: str, value: Any, fmt: str, limit: Any, op: str, na_reason: str) -> None:
+        v = _fnum(value, fmt)
+        lim = _fnum(limit, "g")
+        if v is None:
+            rows.append([name, na_reason, f"{op} {lim}" if lim else "–", na])
+            return
+        ok = True
+        if lim is not None:
+            x, L = float(value), float(limit)
+            ok = x <= L if op == "≤" else x >= L if op == "≥" else x == L
+        rows.append([name, v, f"{op} {lim}" if lim else "–", "ok" if ok else "FAILED"])
+
+    why = "prior-only: independent draws, no Markov chains" if sampling_na else "not computed"
+    check("largest R-hat", _dget(d, "sampling.max_rhat", "r_hat_max"), ".3f",
+          th.get("rhat_max", 1.01), "≤", why)
+    check("smallest bulk ESS", _dget(d, "sampling.min_ess_bulk", "ess_bulk_min"), ".0f",
+          th.get("ess_min", 400), "≥", why)
+    check("smallest tail ESS", _dget(d, "sampling.min_ess_tail", "ess_tail_min"), ".0f",
+          th.get("ess_min", 400), "≥", why)
+    div = _dget(d, "sampling.n_divergent", "divergences")
+    check("divergent transitions", None if sampling_na else div, ".0f", 0, "=", why)
+    bfmi = _dget(d, "sampling.bfmi")
+    check("smallest BFMI per chain", min(bfmi) if isinstance(bfmi, list) and bfmi and
+          all(b is not None for b in bfmi) else None, ".2f", th.get("bfmi_min", 0.3), "≥", why)
+    ps = _dget(d, "stability.p_stable", "p_stable")
+    v = _fnum(ps, ".4f")
+    rows.append(["share of draws with stable feedback loops (ρ < 1)",
+                 _pct_short(float(ps)) if v else "–", "reported; unstable draws are left out",
+                 "ok" if v and float(ps) >= 0.999 else ("note" if v else na)])
+    rho = _dget(d, "stability.max_rho", "rho_max")
+    rows.append(["largest spectral radius ρ", _fnum(rho, ".3f") or "–", "< 1",
+                 "ok" if _fnum(rho, "g") and float(rho) < 1 else ("FAILED" if _fnum(rho, "g")
+                                                                  else na)])
+    ppp_na = _dget(d, "ppp.reason") or ("prior-only: no survey data" if c.prior_only
+                                        else "not computed")
+    check("posterior predictive p-value (PPP)", _dget(d, "ppp.ppp") if not isinstance(
+        d.get("ppp"), (float, int)) else d.get("ppp"), ".3f", th.get("ppp_min", 0.05), "≥",
+          str(ppp_na))
+    if rows[-1][3] == "FAILED":
+        rows[-1][3] = "MISFIT"
+    check("SRMR (standardised residuals)", _dget(d, "ppp.srmr", "srmr"), ".3f",
+          th.get("srmr_max", 0.08), "≤", str(ppp_na))
     fit = getattr(c.result, "fit", None)
     data = getattr(fit, "data", None)
-    rows.append(["missing-data method",
-                 "none (prior-only: no survey data)" if data is None
-                 else str(getattr(data, "missing_method", "unknown"))])
-    if data is not None:
-        rows.append(["respondents used", str(getattr(getattr(data, "y", None), "shape", ["?"])[0])])
-    settings = getattr(fit, "settings", None)
-    if settings is not None:
-        rows.append(["sampler", f"{settings.sampler}, {settings.chains} chains × {settings.draws} "
-                                f"draws ({settings.tune} tuning), seed {settings.random_seed}"])
-    if diag is not None and callable(getattr(diag, "to_dict", None)):
-        try:
-            rows += [[k, v] for k, v in _scalar_items(diag.to_dict())
-                     if k not in ("passed",)][:40]
-        except Exception as exc:
-            logger.warning("diagnostics.to_dict() failed: %s", exc)
-    out = [Block("table", header=["Check", "Value"], rows=rows, css="diag", ident="diagnostics")]
+    rows.append(["missing-data method", "none (prior-only: no survey data)" if data is None
+                 else str(getattr(data, "missing_method", None)
+                          or _dget(d, "missing_data_method") or "unknown"), "–", "info"])
+    return rows
+
+
+def _diagnostics(c: _Ctx) -> list[Block]:
+    """Short verdict table; the raw details go to :func:`_diagnostics_appendix`."""
+    out = [Block("p", "The verdict of the model checks, one row per check. The raw numbers are "
+                      "in the appendix at the end."),
+           Block("table", header=["Check", "Value", "Threshold", "Status"], rows=_verdict_rows(c),
+                 css="diag", ident="diagnostics")]
     if c.problems:
         out.append(Block("p", "Problems found by the diagnostics:"))
         out.append(Block("ul", items=c.problems, css="problems"))
@@ -533,18 +949,49 @@ def _diagnostics(c: _Ctx) -> list[Block]:
     if warns:
         out.append(Block("p", "Warnings during the run:"))
         out.append(Block("ul", items=warns, css="warnings"))
+    return out
+
+
+def _demote_headings(md: str, by: int = 2) -> str:
+    return re.sub(r"(?m)^(#{1,6})(\s)", lambda m: "#" * min(len(m.group(1)) + by, 6) + m.group(2),
+                  md)
+
+
+def _diagnostics_appendix(c: _Ctx) -> list[Block]:
+    """Appendix: every scalar of ``Diagnostics.to_dict()``, stability, sampler, notes, report."""
+    diag = getattr(c.result, "diagnostics", None)
+    rows: list[list[str]] = []
+    st = _stability(c)
+    if st is not None:
+        rows.append(["stability: P(spectral radius < 1) over posterior draws", _pct_short(st[0])])
+        rows.append(["stability: largest spectral radius ρ", f"{st[1]:.3f}"])
+    fit = getattr(c.result, "fit", None)
+    data = getattr(fit, "data", None)
+    if data is not None:
+        rows.append(["respondents used", str(getattr(getattr(data, "y", None), "shape", ["?"])[0])])
+    settings = getattr(fit, "settings", None)
+    if settings is not None:
+        rows.append(["sampler", f"{settings.sampler}, {settings.chains} chains × {settings.draws} "
+                                f"draws ({settings.tune} tuning), seed {settings.random_seed}"])
+    rows += [[k, v] for k, v in _scalar_items(_diag_dict(diag)) if k not in ("passed", "verdict")]
+    out = [Block("table", header=["Item", "Value"], rows=rows[:60], css="diag-raw",
+                 ident="diagnostics-raw")]
+    notes = [str(n) for n in (getattr(diag, "notes", None) or [])]
+    if notes:
+        out.append(Block("p", "Notes of the diagnostics:"))
+        out.append(Block("ul", items=notes, css="notes"))
     if diag is not None and callable(getattr(diag, "to_markdown", None)):
         try:
             md = str(diag.to_markdown())
             out.append(Block("details", text="Full diagnostics report", children=[
-                Block("raw", html=markdown_to_html(md), md=md)]))
+                Block("raw", html=markdown_to_html(md), md=_demote_headings(md))]))
         except Exception as exc:
             logger.warning("diagnostics.to_markdown() failed: %s", exc)
     return out
 
 
 def _dose_text(lv: Any) -> str:
-    if lv.type == "set":
+    if getattr(lv, "type", "shift") == "set":
         return f"set to {lv.value:g} {lv.unit}"
     d = lv.dose
     desc = {"normal": lambda: f"Normal({d.mean:+g}, {d.sd:g})",
@@ -554,17 +1001,165 @@ def _dose_text(lv: Any) -> str:
     return f"shift by {desc.get(d.dist, lambda: str(d))()} {lv.unit}"
 
 
+def _as_dict(x: Any) -> dict[str, Any] | None:
+    if hasattr(x, "model_dump"):
+        return dict(x.model_dump())
+    if isinstance(x, Mapping):
+        return dict(x)
+    if hasattr(x, "__dict__") and not isinstance(x, (str, bytes)):
+        return {k: v for k, v in vars(x).items() if not k.startswith("_")}
+    return None
+
+
+def _coverage_text(cov: Any) -> str:
+    """A coverage (share of the target group reached) in words: ``Beta(6, 14): mean 30%``."""
+    if cov is None:
+        return "–"
+    if isinstance(cov, (int, float, np.integer, np.floating)):
+        return _pct_short(float(cov))
+    d = _as_dict(cov)
+    if d is None:
+        return str(cov)
+    name = str(d.get("dist") or d.get("distribution") or "").lower()
+    a = d.get("a", d.get("alpha"))
+    b = d.get("b", d.get("beta"))
+    if name == "beta" and a is not None and b is not None:
+        return f"Beta({float(a):g}, {float(b):g}): mean {_pct_short(float(a) / (float(a) + float(b)))}"
+    if name in ("uniform",) and d.get("lo") is not None:
+        return f"between {_pct_short(float(d['lo']))} and {_pct_short(float(d['hi']))}"
+    if d.get("value") is not None:
+        return _pct_short(float(d["value"]))
+    if d.get("mean") is not None:
+        extra = f" (sd {float(d['sd']):.2f})" if d.get("sd") is not None else ""
+        return f"{name or 'mean'} mean {_pct_short(float(d['mean']))}{extra}"
+    return ", ".join(f"{k} {v}" for k, v in d.items() if v is not None)
+
+
+def _source_text(src: Any) -> str:
+    s = str(src or "").strip()
+    if not s:
+        return "assumption (no source given)"
+    if s.lower().startswith("assumption:"):
+        return "assumption — " + s.split(":", 1)[1].strip()
+    return s
+
+
+def _effect_prior_text(c: _Ctx, lv: Any) -> str:
+    """Where the lever's effect per person reached comes from (policy file, else the priors)."""
+    ep = getattr(lv, "effect_prior", None)
+    if ep is not None:
+        if isinstance(ep, str):
+            return ep
+        d = _as_dict(ep) or {}
+        src = d.get("source") or d.get("citation") or d.get("rationale") or ""
+        lab = ep.label() if callable(getattr(ep, "label", None)) else ""
+        return " ".join(x for x in (str(src), f"({lab})" if lab else "") if x) or str(ep)
+    priors = getattr(c.result, "priors", None)
+    edges = getattr(priors, "edges", None) or {}
+    out = []
+    for key, ep in edges.items():
+        src_node, _, tgt = str(key).partition("->")
+        if src_node != lv.node:
+            continue
+        kind = str(getattr(ep, "source", "default"))
+        cites = ", ".join(getattr(ep, "citations", None) or [])
+        word = "literature" if kind == "literature" else "documented default (assumption)"
+        lab = ep.label() if callable(getattr(ep, "label", None)) else ""
+        out.append(f"→ {c.label(tgt)}: {word}{' ' + cites if cites else ''}"
+                   + (f", {lab}" if lab else ""))
+    return "; ".join(out) or "–"
+
+
+def _dose_rows(c: _Ctx) -> tuple[list[str], list[list[str]]]:
+    pols = getattr(c.result, "policies", None)
+    header = ["Policy", "Lever", "Coverage (share of the target group reached)",
+              "Source of the coverage", "Effect per person reached: prior and source"]
+    rows = []
+    for p in getattr(pols, "policies", None) or []:
+        for lv in p.levers:
+            if getattr(lv, "coverage", None) is not None or hasattr(lv, "coverage_source"):
+                src = _source_text(getattr(lv, "coverage_source", None))
+                cite = getattr(lv, "citation", None)
+                rows.append([f"{p.id} {c.title(p.id)}", c.label(lv.node),
+                             _coverage_text(getattr(lv, "coverage", None)),
+                             src + (f" [{cite}]" if cite else ""), _effect_prior_text(c, lv)])
+            else:  # older policy files: a shift of the node, no coverage
+                cite = getattr(lv, "citation", None)
+                rows.append([f"{p.id} {c.title(p.id)}", c.label(lv.node), _dose_text(lv),
+                             _source_text(getattr(lv, "dose_source", None))
+                             + (f" [{cite}]" if cite else ""),
+                             "– (this older policy file gives the shift itself)"])
+    return header, rows
+
+
+def _findings(c: _Ctx, names: Sequence[str]) -> list[str]:
+    """Human-readable findings (identification, cut routing) from the diagnostics or the run."""
+    diag = getattr(c.result, "diagnostics", None)
+    d = _diag_dict(diag)
+    raw: Any = None
+    for obj in (diag, c.result):
+        for n in names:
+            v = getattr(obj, n, None) if obj is not None else None
+            if v is not None:
+                raw = v
+                break
+        if raw is not None:
+            break
+    if raw is None:
+        raw = next((d[n] for n in names if d.get(n) is not None), None)
+    if raw is None:
+        return []
+    if callable(getattr(raw, "findings", None)):
+        raw = raw.findings()
+    elif getattr(raw, "findings", None) is not None:
+        raw = raw.findings
+    if isinstance(raw, str):
+        return [raw]
+    if isinstance(raw, pd.DataFrame):
+        col = next((k for k in ("finding", "message", "text", "sentence") if k in raw), None)
+        return ([str(x) for x in raw[col]] if col else
+                ["; ".join(f"{k}: {v}" for k, v in r.items()) for _, r in raw.iterrows()])
+    out = []
+    for item in raw if isinstance(raw, (list, tuple)) else [raw]:
+        if isinstance(item, Mapping):
+            out.append(str(next((item[k] for k in ("finding", "message", "text", "sentence")
+                                 if k in item), item)))
+        else:
+            out.append(str(item))
+    return out
+
+
 def _assumptions(c: _Ctx) -> list[Block]:
-    out: list[Block] = [Block("h3", "Doses of the policies")]
+    out: list[Block] = [Block("h3", "Doses: coverage and effect of each programme")]
     pols = getattr(c.result, "policies", None)
     if pols is not None:
-        rows = [[p.id, c.label(lv.node), _dose_text(lv), lv.dose_source, lv.citation or "–"]
-                for p in pols.policies for lv in p.levers]
-        out.append(Block("p", "The report gives no sizes for its recommendations. Every dose below "
-                              "is an assumption, with its source; change the policy file to test "
-                              "other doses."))
-        out.append(Block("table", header=["Policy", "Acts on", "Dose", "Source", "Citation"],
-                         rows=rows, css="doses", ident="doses"))
+        header, rows = _dose_rows(c)
+        out.append(Block("p", "The report gives no sizes for its recommendations. Each programme's "
+                              "dose is its coverage (the share of its target group it reaches) "
+                              "times the effect on a person it reaches. Where the source says "
+                              "'assumption', or the effect prior is the documented default, the "
+                              "number is our assumption; change the policy file to test others."))
+        out.append(Block("table", header=header, rows=rows, css="doses", ident="doses"))
+    if c.target_groups:
+        out.append(Block("h3", "Target groups as the report writes them"))
+        out.append(Block("table", header=["Policy", "Subgroup in the model", "The report's words",
+                                          "Section"],
+                         rows=[[f"{p.id} {c.title(p.id)}",
+                                _group(getattr(p, "subgroup", None), "en"),
+                                f"“{c.target_groups[p.id][0]}”", c.target_groups[p.id][1] or "–"]
+                               for p in pols.policies if p.id in c.target_groups],
+                         css="targets", ident="target-groups"))
+    ident = _findings(c, ("identification_findings", "identification"))
+    cut = _findings(c, ("cut_routing_findings", "cut_findings", "cut_routing"))
+    if ident or cut:
+        out.append(Block("h3", "What the data can and cannot tell apart"))
+        if ident:
+            out.append(Block("p", "Identification: which links the survey informs and which rest "
+                                  "on their priors alone."))
+            out.append(Block("ul", items=ident[:60], css="identification"))
+        if cut:
+            out.append(Block("p", "Cut posterior: associations routed through unmeasured nodes."))
+            out.append(Block("ul", items=cut[:60], css="cut-routing"))
     graph = c.result.graph
     inferred = [e for e in graph.edges if e.inferred]
     out.append(Block("h3", "Inferred links"))
@@ -590,17 +1185,20 @@ def _assumptions(c: _Ctx) -> list[Block]:
         out.append(Block("details", text="List of prior-dominated links", children=[
             Block("ul", items=[f"{c.label(e.source)} → {c.label(e.target)} ({e.key})"
                                for e in pd_links])]))
-    out.append(Block("h3", "Effects that rest mostly on priors"))
-    w = c.effects[(c.effects["scope"] == "within") & ~c.effects["suppressed"].astype(bool)]
-    prior = w[w["evidence"] == "prior"]
-    out.append(Block("p", f"{len(prior)} of {len(w)} policy–outcome effects travel mostly "
-                          "(50% or more) through prior-dominated links."))
-    if len(prior):
-        out.append(Block("details", text="List of prior-driven effects", children=[
-            Block("table", header=["Policy", "Outcome", "Share via prior-dominated links"],
+    out.append(Block("h3", "Effects that rest mainly on assumptions or the literature"))
+    w = c.effects[(c.effects["scope"] == "within") & ~c.effects["suppressed"].astype(bool)
+                  & c.effects["reachable"]]
+    rec = [(r, _evidence_label(r)) for _, r in w.iterrows()]
+    not_data = [(r, lab) for r, lab in rec if lab != "data"]
+    out.append(Block("p", f"{len(not_data)} of {len(rec)} policy–outcome effects rest mainly on "
+                          "assumptions (coverage, default priors) or on literature priors the "
+                          "data do not inform; an effect is labelled 'data' only when at least "
+                          "half of it rests on data-informed links."))
+    if not_data:
+        out.append(Block("details", text="List of these effects", children=[
+            Block("table", header=["Policy", "Outcome", "Rests mainly on"],
                   rows=[[f"{r['policy']} {c.title(r['policy'])}", c.label(r["outcome"]),
-                         "–" if not np.isfinite(r["prior_share"]) else f"{r['prior_share']:.0%}"]
-                        for _, r in prior.iterrows()], css="prior-effects")]))
+                         _evidence_cell(r)] for r, _ in not_data], css="prior-effects")]))
     return out
 
 
@@ -619,14 +1217,27 @@ _METHODS = [
     "full-information likelihood per missingness pattern, or, with many patterns, by a two-stage "
     "EM approach (Savalei & Bentler, 2009) whose posterior is slightly too narrow; the method used "
     "is in the diagnostics table.",
-    "Policies are do-interventions: a lever is shifted by a dose (in SD, with its own uncertainty) "
-    "and the new equilibrium is compared with the old, per posterior draw. Effects within a target "
-    "group use that group's prevalence for the population average. 'P(helps)' is the posterior "
-    "probability that the effect goes in the desirable direction; 'P(best)' the probability of "
-    "being the best policy for the population. Time to effect uses a first-order delay per link.",
-    "Each link is classed data-informed or prior-dominated from the contraction of its posterior "
-    "relative to its prior; an effect 'rests mainly on priors' when 50% or more of it flows "
-    "through prior-dominated links.",
+    "Policies are programmes: each acts on one or more lever nodes of the diagram. The dose is "
+    "the programme's coverage (the share of its target group it reaches, an uncertain quantity "
+    "with its source or the word 'assumption') times the effect on a person reached; the new "
+    "equilibrium is compared with the old, per posterior draw, over the stable and solvable "
+    "draws only. The population average uses the target group's share of the population. Time "
+    "to effect uses a first-order delay per link.",
+    "'Probability it helps' is the posterior probability that the effect goes in the desirable "
+    "direction by more than the minimal relevant change (MRC, 0.05 SD unless configured). It is "
+    "not the probability of the right sign: every link prior is truncated to the diagram's "
+    "sign, so the sign alone is nearly certain. Rankings order the policies by this probability "
+    "within their target group, then by the mean effect; the tables and the forest plots use "
+    "the same order. The rank interval is the central interval of each policy's rank when the "
+    "policies are ordered by their effect in each draw. 'Chance of being best' is the "
+    "probability of the largest population effect. A policy with no causal path to an outcome "
+    "is shown as 'no path', not as zero, and is not ranked.",
+    "Each effect is split into the shares that rest on assumptions (coverage, links with "
+    "default priors), on literature priors the data do not inform, and on data-informed links; "
+    "'Rests mainly on' names the largest, and says 'data' only when the data share is at least "
+    "50%. The sensitivity checks on page one repeat the comparison of the first two policies "
+    "with the coverage priors twice as wide and with the default prior for every lever effect; "
+    "the break-even coverage is the coverage at which the runner-up would overtake.",
 ]
 
 
@@ -708,17 +1319,23 @@ def brief_blocks(result: Any, figures: Mapping[str, Mapping[str, Path]] | None =
     c = _context(result)
     b = _page_one(c)
     b.append(Block("h2", "Ranking of the recommendations per outcome", ident="ranking"))
-    b.append(Block("p", "Policies ordered by the probability of being the best for the whole "
-                        "population (P(best)), then by their mean effect; effects in SD of the "
-                        "outcome. 'Rests mainly on' says whether most of the effect flows through "
-                        "data-informed links ('data') or prior-dominated ones ('prior')."))
+    ci = round(100 * c.ci)
+    b.append(Block("p", "Policies ordered by the probability it helps (a change in the target "
+                        f"group larger than the minimal relevant change of {_num(c.mrc, 2)} SD), "
+                        "then by the mean effect; the forest plots use the same order. Effects "
+                        f"in SD of the outcome. 'Rank ({ci}% interval)' is the range of places "
+                        "the policy takes across the posterior draws. 'Rests mainly on' gives "
+                        "the shares of the effect that rest on assumptions, on the literature "
+                        "and on data. 'no path': the policy cannot reach this outcome in the "
+                        "diagram; it is not ranked."))
     for o in c.outcomes:
         b.append(Block("h3", f"{c.label(o)} ({'lower' if desirable_direction(o) < 0 else 'higher'} "
                              "is better)"))
         b.append(_ranking(c, o))
         b += _figure(figures, f"forest_{o}", f"Forest plot: effect of each recommendation on "
-                                            f"{c.label(o).lower()}, ordered by the mean effect "
-                                            "within the target group, best first.")
+                                            f"{c.label(o).lower()}, in the order of the table "
+                                            "above (the probability it helps, then the mean "
+                                            "effect).")
     b.append(Block("h2", "For whom: subgroups", ident="subgroups"))
     b += _figure(figures, "subgroups", "Effects within each targeted subgroup (blue) and averaged "
                                        "over the whole population (orange). Suppressed cells show "
@@ -750,6 +1367,8 @@ def brief_blocks(result: Any, figures: Mapping[str, Mapping[str, Path]] | None =
     b.append(_references(c))
     b.append(Block("h2", "Provenance", ident="provenance-section"))
     b += _provenance(c)
+    b.append(Block("h2", "Appendix: diagnostics details", ident="diagnostics-appendix"))
+    b += _diagnostics_appendix(c)
     return b
 
 
@@ -781,7 +1400,8 @@ def render_markdown(blocks: Sequence[Block], figure_prefix: str = "figures") -> 
         elif k == "details":
             out.append(f"**{b.text}**\n\n" + render_markdown(b.children, figure_prefix).strip())
         elif k == "raw":
-            out.append(b.md)
+            if b.md:
+                out.append(b.md)
         elif k == "pagebreak":
             out.append("---")
     return "\n\n".join(out) + "\n"

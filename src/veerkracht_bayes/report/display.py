@@ -127,8 +127,8 @@ def fit_summary_html(fit: Any, diagnostics: Any = None, max_edges: int = 80) -> 
 def effects_html(effects: pd.DataFrame, max_rows: int = 200) -> str:
     """HTML table of an effects table (:func:`~veerkracht_bayes.causal.summaries.summarise_effects`).
 
-    One row per policy × outcome × scope: mean, central interval, P(helps), P(best), evidence
-    and P(stable). Suppressed rows show "suppressed" and a count-free reason, never numbers.
+    One row per policy × outcome × scope: mean, central interval, P(helps) (``p_meaningful``:
+    P(direction × effect > minimal relevant change)), P(best), evidence and P(stable). Suppressed rows show "suppressed" and a count-free reason, never numbers.
     """
     rows = []
     for _, r in effects.head(max_rows).iterrows():
@@ -136,8 +136,11 @@ def effects_html(effects: pd.DataFrame, max_rows: int = 200) -> str:
         if bool(r.get("suppressed", False)):
             rows.append(base + ["suppressed", "", "", "", safe_reason(r.get("reason")), ""])
             continue
-        d = int(r.get("direction", 1))
-        ph = r["p_positive"] if d > 0 else 1 - float(r["p_positive"])
+        if r.get("reachable", True) is False or r.get("evidence") == "no path":
+            rows.append(base + ["no path", "", "", "", "no path in the diagram", ""])
+            continue
+        # "helps" = P(direction x effect > minimal relevant change), never the sign alone
+        ph = r.get("p_meaningful", float("nan"))
         rows.append(base + [_f(r["mean"]), f"[{_f(r['lower'])}, {_f(r['upper'])}]", _p(ph),
                             _p(r.get("p_best")), str(r.get("evidence", "")), _p(r.get("p_stable"))])
     ci = float(effects["ci_prob"].iloc[0]) if "ci_prob" in effects and len(effects) else 0.9

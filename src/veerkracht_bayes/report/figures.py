@@ -9,7 +9,8 @@ Conventions
 * Effects are in SD units of the outcome; intervals are the central ``ci_prob`` intervals of the
   effects table (:mod:`veerkracht_bayes.causal.summaries`).
 * The desirable direction is marked on every effect axis (``better →`` or ``← better``);
-  policies are ranked best first in the desirable direction.
+  policies are ranked by the probability that they help (a change larger than the minimal
+  relevant change in the desirable direction), then by the mean (:func:`ranked_policies`).
 * Suppressed cells (subgroups below the minimum size) are drawn as a grey "suppressed" note with
   the reason, with every respondent count removed (:func:`safe_reason`); their numbers are never
   plotted, even if a table carries them.
@@ -42,7 +43,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from veerkracht_bayes.graph.causal_graph import CausalGraph
 
-__all__ = ["FIGURE_FORMATS", "safe_reason", "save_figure", "policy_label", "forest_plot",
+__all__ = ["FIGURE_FORMATS", "safe_reason", "save_figure", "policy_label", "decision_columns",
+           "ranked_policies", "forest_plot",
            "subgroup_panel", "edge_posterior_means", "posterior_digraph",
            "posterior_diagram_matplotlib", "save_posterior_diagram", "loop_gain_plot",
            "trajectory_plot", "write_figures"]
@@ -145,13 +147,50 @@ def _mark_direction(ax: Any, direction: int) -> None:
             fontweight="bold", bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none", alpha=0.9))
 
 
+def decision_columns(effects: pd.DataFrame) -> pd.DataFrame:
+    """The effects table with the decision columns the brief and the figures read.
+
+    The current contract (:mod:`veerkracht_bayes.causal.summaries`) has ``p_meaningful``
+    (P(direction x effect > MRC)), ``reachable``, ``rank_lower``/``rank_upper`` and the evidence
+    shares. For an older table they are filled in: ``p_meaningful`` from ``p_improve``,
+    ``reachable`` False only where every number is exactly zero (no causal path), ranks and
+    shares missing (NaN). Returns a copy; the input is not changed.
+    """
+    df = effects.copy()
+    if "p_meaningful" not in df.columns:
+        df["p_meaningful"] = df["p_improve"] if "p_improve" in df.columns else np.nan
+    if "reachable" not in df.columns:
+        zero = pd.Series(False, index=df.index)
+        if {"mean", "lower", "upper"} <= set(df.columns):
+            zero = ((df["mean"] == 0) & (df["lower"] == 0) & (df["upper"] == 0))
+        df["reachable"] = ~zero
+    df["reachable"] = df["reachable"].fillna(True).astype(bool)
+    for k in ("rank_mean", "rank_lower", "rank_upper", "share_assumption", "share_literature",
+              "share_data"):
+        if k not in df.columns:
+            df[k] = np.nan
+    if "evidence" not in df.columns:
+        df["evidence"] = ""
+    return df
+
+
 def ranked_policies(effects: pd.DataFrame, outcome: str, scope: str = "within") -> list[str]:
-    """Policies best first in the desirable direction (by mean); suppressed ones last."""
-    rows = _rows(effects, outcome, scope)
+    """Policies in the brief's one ranking order for an outcome.
+
+    Best first by the probability that the policy helps (``p_meaningful``: a change in the
+    desirable direction larger than the minimal relevant change), ties broken by the mean
+    effect in the desirable direction; then policies with no causal path to the outcome
+    (not ranked), then suppressed ones. The ranking tables of the brief use the same order.
+    """
+    rows = decision_columns(_rows(effects, outcome, scope))
     d = _direction(effects, outcome)
-    ok = rows[~rows["suppressed"].astype(bool)]
-    key = (-d * ok["mean"].astype(float)).fillna(np.inf)
-    order = list(ok.assign(_k=key).sort_values(["_k", "policy"])["policy"])
+    ok = rows[~rows["suppressed"].astype(bool) & rows["reachable"]]
+    k1 = (-ok["p_meaningful"].astype(float)).fillna(np.inf)
+    k2 = (-d * ok["mean"].astype(float)).fillna(np.inf)
+    order = list(ok.assign(_k1=k1, _k2=k2).sort_values(["_k1", "_k2", "policy"])["policy"])
+    unreachable = [p for p in rows.loc[~rows["suppressed"].astype(bool), "policy"]
+                   if p not in order]
+    order += unreachable
     return order + [p for p in rows["policy"] if p not in order]
 
 
@@ -160,7 +199,9 @@ def forest_plot(effects: pd.DataFrame, outcome: str, *, titles: Mapping[str, str
     """Forest plot of every policy's effect on one outcome.
 
     Filled dots with thick lines: effect within the targeted group (mean and central interval);
-    open dots with thin lines: population average. Ranked best first in the desirable direction.
+    open dots with thin lines: population average. Ordered as :func:`ranked_policies` (the
+    brief's ranking tables use the same order); a policy with no causal path to the outcome shows
+    "no path in the diagram" instead of a zero.
 
     Parameters
     ----------
@@ -174,8 +215,8 @@ def forest_plot(effects: pd.DataFrame, outcome: str, *, titles: Mapping[str, str
         Axis label (default the outcome name).
     """
     order = ranked_policies(effects, outcome, "within")
-    within = _rows(effects, outcome, "within").set_index("policy")
-    pop = _rows(effects, outcome, "population").set_index("policy")
+    within = decision_columns(_rows(effects, outcome, "within")).set_index("policy")
+    pop = decision_columns(_rows(effects, outcome, "population")).set_index("policy")
     d = _direction(effects, outcome)
     n = len(order)
     fig = _fig(8.5, 1.2 + 0.48 * n)
@@ -187,6 +228,10 @@ def forest_plot(effects: pd.DataFrame, outcome: str, *, titles: Mapping[str, str
         if bool(w["suppressed"]):
             ax.text(0.0, y, "  suppressed: " + safe_reason(w["reason"]), va="center", ha="left",
                     fontsize=8, color=_GREY, style="italic", transform=ax.get_yaxis_transform())
+            continue
+        if not bool(w["reachable"]):
+            ax.text(0.0, y, "  no path in the diagram", va="center", ha="left", fontsize=8,
+                    color=_GREY, style="italic", transform=ax.get_yaxis_transform())
             continue
         ax.plot([w["lower"], w["upper"]], [y + 0.12] * 2, color=_WITHIN, lw=3, solid_capstyle="butt")
         ax.plot(w["mean"], y + 0.12, "o", color=_WITHIN, ms=6)
@@ -204,7 +249,8 @@ def forest_plot(effects: pd.DataFrame, outcome: str, *, titles: Mapping[str, str
                               label="population average")],
               loc="lower right", fontsize=8, frameon=True, framealpha=0.9)
     _mark_direction(ax, d)
-    ax.set_title(f"{outcome_label or outcome}: policies ranked best first", fontsize=11, loc="left")
+    ax.set_title(f"{outcome_label or outcome}: ranked by the probability it helps, then the "
+                 "mean effect", fontsize=11, loc="left")
     ax.grid(axis="x", color="#e0e0e0", lw=0.6)
     return fig
 
@@ -229,7 +275,7 @@ def subgroup_panel(effects: pd.DataFrame, outcomes: Sequence[str], *,
         g = targeted.loc[targeted["policy"] == p, "subgroup"].iloc[0]
         labels.append(_wrap(f"{p} → {str(g).replace('_', ' ')}", 28))
     for ax, o in zip(axes, outs):
-        within = _rows(targeted, o, "within").set_index("policy")
+        within = decision_columns(_rows(targeted, o, "within")).set_index("policy")
         pop = _rows(targeted, o, "population").set_index("policy")
         for y, p in zip(ys, pols):
             if p not in within.index:
@@ -239,6 +285,10 @@ def subgroup_panel(effects: pd.DataFrame, outcomes: Sequence[str], *,
                 ax.text(0.02, y, "suppressed: " + _wrap(safe_reason(w["reason"]), 40), va="center",
                         ha="left", fontsize=7, color=_GREY, style="italic",
                         transform=ax.get_yaxis_transform())
+                continue
+            if not bool(w["reachable"]):
+                ax.text(0.02, y, "no path in the diagram", va="center", ha="left", fontsize=7,
+                        color=_GREY, style="italic", transform=ax.get_yaxis_transform())
                 continue
             ax.plot([w["lower"], w["upper"]], [y + 0.12] * 2, color=_WITHIN, lw=3)
             ax.plot(w["mean"], y + 0.12, "o", color=_WITHIN, ms=5)

@@ -30,7 +30,7 @@ Measurement part on standardised items (weighted mean 0, sd 1)::
 Constructs with a single item have their loading fixed by an assumed reliability
 ``rel`` (``lambda = sqrt(rel)``, ``theta = 1 - rel``; default 0.8), since a single
 indicator cannot separate true from error variance. Likert items are treated as
-continuous here (route (a) of MATH.md §2; documented in every brief).
+continuous here (route (a) of docs/model.md; documented in every brief).
 
 Marginal likelihood (exact for cycles: the implied moments use ``(I - B)^-1``)::
 
@@ -76,7 +76,7 @@ import pytensor.tensor as pt
 
 from veerkracht_bayes.graph.causal_graph import CausalGraph
 from veerkracht_bayes.errors import ModelError, Problem
-from veerkracht_bayes.sem.preconditioning import WHITEN_PREFIX, intercept_whitening
+from veerkracht_bayes.sem.preconditioning import WHITEN_PREFIX, edge_groups, intercept_whitening
 from veerkracht_bayes.survey.statistics import ModelData
 
 __all__ = ["EdgePriorValues", "ModelLayout", "StabilitySettings", "build_model", "edge_prior_values",
@@ -176,26 +176,18 @@ class ModelLayout:
     identification_warnings: tuple[str, ...] = ()
     cut_active: bool = False
     sampled_edges: tuple[str, ...] = ()
+    #: Per-link identification status (:class:`~veerkracht_bayes.graph.identification.IdentificationReport`),
+    #: from the same classification as ``edge_kind``.
+    identification: object | None = field(default=None, compare=False, repr=False)
 
 
 def _classify(graph: CausalGraph, data: ModelData | None) -> tuple[list[str], list[str], list[str]]:
-    covariates = list(data.x_names) if data is not None else []
-    for c in covariates:
-        if graph.parents(c):
-            raise ModelError(Problem(
-                f"node {c!r} is used as an observed covariate but has parents "
-                f"{graph.parents(c)} (expected an exogenous node without incoming links)", field=c))
-    measured = set(data.item_construct) if data is not None else set()
-    absent, latent = [], []
-    for n in graph.nodes:
-        if n in covariates:
-            continue
-        node = graph.node(n)
-        if n not in measured and not graph.parents(n) and node.role in ("policy_lever", "exogenous"):
-            absent.append(n)
-        else:
-            latent.append(n)
-    return latent, covariates, absent
+    """Latent, covariate and absent nodes: :func:`~veerkracht_bayes.graph.identification.model_classes`."""
+    from veerkracht_bayes.graph.identification import model_classes
+
+    cls = model_classes(graph, () if data is None else tuple(data.item_construct),
+                        () if data is None else tuple(data.x_names))
+    return list(cls.latent), list(cls.covariates), list(cls.absent)
 
 
 def _data(name: str, value: np.ndarray) -> pt.TensorVariable:
@@ -250,22 +242,6 @@ def perron_upper_bound(absb: np.ndarray, iters: int = 128) -> np.ndarray:
     z = 1000.0 * ratio
     zmax = z.max(axis=-1, keepdims=True)
     return (zmax[..., 0] + np.log(np.exp(z - zmax).sum(axis=-1))) / 1000.0
-
-
-def edge_groups(priors: dict[str, EdgePriorValues], keys: list[str]) -> list[tuple[str, str, list[int]]]:
-    """Group edges by prior family and bounds: ``(rv_name, distribution, edge indices)``.
-
-    One PyMC random variable is created per group; the order of groups and of indices within
-    a group defines how the free variables map onto ``beta``.
-    """
-    groups: dict[tuple, list[int]] = {}
-    for i, k in enumerate(keys):
-        p = priors[k]
-        groups.setdefault((p.distribution, p.lower is not None, p.upper is not None), []).append(i)
-    out = []
-    for (dist, has_lo, has_hi), idx in groups.items():
-        out.append((f"beta_{dist}{'_pos' if has_lo else ''}{'_neg' if has_hi else ''}", dist, idx))
-    return out
 
 
 def _edge_rvs(priors: dict[str, EdgePriorValues], keys: list[str]) -> pt.TensorVariable:
@@ -394,36 +370,36 @@ def build_model(
     mp = {"loading_mu": 0.7, "loading_sd": 0.3, "theta_logmean": float(np.log(0.5)),
           "theta_logsd": 0.75, "nu_sd": 0.5}
     mp.update(measurement_priors or {})
-    latent, covariates, absent = _classify(graph, data)
+    if unmeasured not in ("cut", "joint"):
+        raise ModelError(f"unmeasured must be 'cut' or 'joint', got {unmeasured!r}")
     if data is not None:
         unknown = sorted(set(data.item_construct) - set(graph.nodes))
         if unknown:
             raise ModelError(f"items measure nodes that are not in the graph: {unknown}")
-    from veerkracht_bayes.graph.identification import assert_identified
+    from veerkracht_bayes.graph.identification import assert_identified, identification_report, model_classes
 
-    id_warnings = assert_identified(graph, data, vague=(priors is None and vague))
-    for w in id_warnings:
-        log.info("identification: %s", w)
-    if unmeasured not in ("cut", "joint"):
-        raise ModelError(f"unmeasured must be 'cut' or 'joint', got {unmeasured!r}")
+    # one classification of nodes and links, shared with the identification report
+    classes = model_classes(graph, () if data is None else tuple(data.item_construct),
+                            () if data is None else tuple(data.x_names), unmeasured=unmeasured)
+    latent, covariates, absent = list(classes.latent), list(classes.covariates), list(classes.absent)
+    id_warnings = assert_identified(graph, classes if data is not None else None,
+                                    vague=(priors is None and vague))
+    id_report = identification_report(graph, classes)
+    if data is not None:
+        cnt = id_report.counts()
+        if cnt["cut"] or cnt["order condition fails"]:
+            # one WARNING line (the per-link report is in diagnostics.json, section 'identification')
+            log.warning("identification: %d of %d links are cut (prior only), %d fail the order condition; "
+                        "%s", cnt["cut"], len(id_report.links), cnt["order condition fails"],
+                        " ".join(id_report.findings()))
     eps = edge_prior_values(priors, graph, vague=vague)
     keys = graph.edge_keys
-    measured = [] if data is None else list(dict.fromkeys(data.item_construct))
-    lik_latent = [n for n in latent if unmeasured == "joint" or n in measured]
+    measured = list(classes.measured)
+    lik_latent = list(classes.lik_latent)
     li = {n: i for i, n in enumerate(latent)}
     lli = {n: i for i, n in enumerate(lik_latent)}
     ci = {n: i for i, n in enumerate(covariates)}
-    edge_kind = {}
-    for e in graph.edges:
-        if e.target not in li:
-            raise ModelError(f"edge {e.key} points into {e.target!r}, which is not a latent node")
-        if e.source in ci:
-            kind = "covariate" if e.target in lli else "prior_only"
-        elif e.source in absent:
-            kind = "absent"
-        else:
-            kind = "latent" if (e.source in lli and e.target in lli) else "prior_only"
-        edge_kind[e.key] = kind
+    edge_kind = dict(classes.edge_kind)
     unobserved = tuple(n for n in latent if n not in measured)
     items = () if data is None else data.item_names
     item_construct = () if data is None else data.item_construct
@@ -565,5 +541,6 @@ def build_model(
         identification_warnings=tuple(str(w) for w in id_warnings),
         cut_active=bool(unmeasured == "cut" and data is not None and len(lik_latent) < len(latent)),
         sampled_edges=tuple(keys[i] for i in sampled),
+        identification=id_report,
     )
     return model, layout

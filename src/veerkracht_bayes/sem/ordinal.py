@@ -1,6 +1,6 @@
 """The exact ordinal (Likert) path: explicit latent scores and ordered-probit items.
 
-Route (c) of MATH.md §2. Per respondent ``n`` the latent scores ``eta_n`` of the
+Route (c) of the measurement routes in docs/model.md. Per respondent ``n`` the latent scores ``eta_n`` of the
 *likelihood latents* (constructs with at least one item, as in the continuous path's cut
 posterior) are parameters. The joint (pseudo-)log-density is
 

@@ -9,7 +9,7 @@ the data only through, per missingness pattern ``p``,
 * ``Suu_p`` = Σ w_n u_n u_nᵀ,
 
 so one log-density evaluation costs O(n_patterns · m³) whatever the number of
-respondents (MATH.md §3). Weights are normalised to sum to ``n`` (pseudo-likelihood).
+respondents (docs/math.md). Weights are normalised to sum to ``n`` (pseudo-likelihood).
 Rows with a missing covariate cannot enter a model conditional on covariates: they
 are excluded and counted (never silently).
 """

@@ -6,7 +6,9 @@
     -> model data from the survey -> fit (or prior-only) -> diagnose
     -> structural draws (edge classes from the diagnostics) -> do-query of every policy
        (subgroup targeting with weighted survey prevalences; small cells suppressed)
-    -> effect summaries, pairwise P(A beats B), P(best), trajectories -> loop gains
+    -> effect summaries (evidence classes per link from the fit, the priors and the
+       diagnostics), pairwise P(A beats B), P(best), assumption sensitivity
+    -> trajectories -> loop gains
     -> write_outputs (atomic: a temporary folder next to the target, renamed at the end)
 
 If the diagnostics fail, the numbers are still written but no brief is produced unless
@@ -14,7 +16,7 @@ If the diagnostics fail, the numbers are still written but no brief is produced 
 
 Outputs (see ``docs/pipeline.md``): ``posterior.nc`` (groups posterior, prior, sample_stats,
 log_prior; never the per-respondent log-likelihood), ``effects.csv``/``effects.parquet``,
-``pairwise.csv``, ``loops.csv``, ``trajectories.csv``, ``subgroups.csv``, ``diagnostics.json``,
+``sensitivity.csv``, ``pairwise.csv``, ``loops.csv``, ``trajectories.csv``, ``subgroups.csv``, ``diagnostics.json``,
 ``provenance.json``, ``config.toml`` (a copy) and, when :mod:`veerkracht_bayes.report.brief` is
 installed, ``brief.md``/``brief.html`` with figures.
 """
@@ -81,6 +83,8 @@ class RunResult:
     fast: bool = False
     out_dir: Path | None = None
     brief_written: bool = False
+    sensitivity: pd.DataFrame = field(default_factory=pd.DataFrame)
+    edge_evidence: dict[str, str] = field(default_factory=dict)
 
     @property
     def diagnostics_passed(self) -> bool:
@@ -288,6 +292,8 @@ def run(config_path_or_model: str | Path | RunConfig, *, overwrite: bool = False
     from veerkracht_bayes.causal.do import do_query
     from veerkracht_bayes.causal.dynamics import simulate_trajectories
     from veerkracht_bayes.causal.summaries import p_best, pairwise_beats, summarise_effects
+    from veerkracht_bayes.causal.evidence import edge_evidence
+    from veerkracht_bayes.causal.sensitivity import assumption_sensitivity
     from veerkracht_bayes.causal.loops import loop_amplification, loop_gain_summary
     from veerkracht_bayes.inference.provenance import collect_provenance
     from veerkracht_bayes.inference.sampling import SamplerSettings, fit
@@ -347,8 +353,14 @@ def run(config_path_or_model: str | Path | RunConfig, *, overwrite: bool = False
                 warnings.append(f"policy {name}: {reason}")
         steps.done()
         steps.step("effect summaries")
+        ev = edge_evidence(vi.graph, vi.priors, fit=fitted,
+                           edge_class=getattr(diag, "edge_class", None))
         effects = summarise_effects(do_res, vi.outcomes, ci_prob=q.ci_prob,
-                                    min_relevant_change=q.min_relevant_change)
+                                    min_relevant_change=q.min_relevant_change, edge_evidence=ev)
+        sens = assumption_sensitivity(draws, vi.interventions, vi.outcomes, graph=vi.graph,
+                                      base=do_res, min_relevant_change=q.min_relevant_change,
+                                      seed=q.dose_seed, subgroups=infos,
+                                      min_cell_size=vi.min_cell_size)
         pairwise = {o.name: pairwise_beats(do_res, o, scope="population") for o in vi.outcomes}
         pbest = pd.DataFrame({o.name: p_best(do_res, o, scope="population") for o in vi.outcomes})
         pbest.index.name = "policy"
@@ -373,7 +385,8 @@ def run(config_path_or_model: str | Path | RunConfig, *, overwrite: bool = False
             diagnostics=diag, policies=vi.policies, do_result=do_res, effects=effects,
             pairwise=pairwise, p_best=pbest, trajectories=trajectories, loop_gains=gains,
             loop_amplification=amp, subgroup_sizes=sizes, provenance=prov, forced=forced,
-            prior_only=prior_only, warnings=warnings, fast=fast)
+            prior_only=prior_only, warnings=warnings, fast=fast, sensitivity=sens,
+            edge_evidence=ev)
         for msg in warnings:
             log.warning("%s", msg)
         steps.step("writing outputs")
@@ -512,6 +525,9 @@ def _write_all(result: RunResult, tmp: Path) -> None:
     eff = result.effects
     if "csv" in formats:
         eff.to_csv(tmp / "effects.csv", index=False)
+        if result.sensitivity is not None and len(result.sensitivity.columns):
+            result.sensitivity.to_csv(tmp / "sensitivity.csv", index=False)
+            written.append("sensitivity.csv")
         pw = []
         for outcome, m in result.pairwise.items():
             long = m.stack().rename("p_beats").reset_index()

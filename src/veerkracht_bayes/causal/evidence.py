@@ -1,0 +1,191 @@
+"""What each policy effect rests on: assumptions, literature priors or data.
+
+Edge evidence classes
+---------------------
+Every link of the model has one class (:func:`edge_evidence`):
+
+* ``data`` — the link is in the likelihood of a fit with data and the engine's diagnostics do not
+  class it prior-dominated: data-informed;
+* ``literature`` — a literature prior (``source: literature`` in the priors file) that the data do
+  not inform (outside the likelihood / cut / prior-only fit / prior-dominated);
+* ``assumption`` — a documented default prior (``source: default``) not informed by data.
+
+A prior-only fit has no ``data`` link.
+
+Decomposition of one effect (elasticities)
+------------------------------------------
+For an effect ``E = w' (I - B_do)^-1 u`` (outcome weights ``w``, injection ``u``; for a policy lever
+``u = coverage x e_lever``) the derivative with respect to one coefficient is exact for this linear
+system: ``dE/dB_ij = a_i t_j`` with ``a = (I - B_do)^-T w`` and ``t = (I - B_do)^-1 u``. The
+*elasticity* (log-derivative) of link ``j -> i`` is ``eps_ij = B_ij a_i t_j / E``: the percentage
+change of the effect per percent change of the link. The injection enters linearly:
+``E = sum_j a_j u_j``, so the elasticity of the dose at node ``j`` is ``a_j u_j / E`` (1 for a
+single dose: a coverage has elasticity 1). Per draw,
+
+    share_k = sum_{inputs in class k} |eps| / sum_{all inputs} |eps|,
+
+with doses (and the values a set or mechanism change imposes) counted as ``assumption``. The
+shares are averaged over the usable draws (solvable, stable) where ``E != 0``. The label
+(``evidence``) is ``data`` only when ``share_data > 0.5`` (the data carry most of the effect);
+otherwise the larger of ``assumption`` and ``literature``; ``no path`` when no node the policy
+acts on has a directed path to the outcome.
+
+Known answer: a chain ``lever -> a -> b`` has elasticity 1 for the coverage and for each link, so
+with classes (default, data) the effect on ``b`` is 2/3 assumption and 1/3 data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from veerkracht_bayes.causal.do import DoResult, Outcome, _structure_groups
+from veerkracht_bayes.errors import PriorError
+
+__all__ = ["EVIDENCE_CLASSES", "edge_evidence", "edge_evidence_from_draws", "evidence_shares",
+           "evidence_label"]
+
+#: The evidence classes, in the order of the share columns.
+EVIDENCE_CLASSES = ("assumption", "literature", "data")
+_IN_LIKELIHOOD = ("latent", "covariate")
+
+
+def edge_evidence(graph: Any, priors: Any | None = None, *, fit: Any | None = None,
+                  edge_class: Mapping[str, str] | None = None) -> dict[str, str]:
+    """One evidence class per link: ``data``, ``literature`` or ``assumption``.
+
+    Parameters
+    ----------
+    graph
+        The diagram (``edge_keys``, ``edges`` with ``source``/``target``) or a sequence of edge keys.
+    priors
+        The :class:`~veerkracht_bayes.priors.spec.PriorSet` of the fit (each edge's ``source``:
+        ``literature`` or ``default``); ``None``: the sign-constrained defaults (all ``default``).
+    fit
+        The fit result (``layout.edge_kind``, ``layout.unobserved_latent``, ``prior_only``). A link
+        is data-informed only when it is in the likelihood (edge kind ``latent`` or
+        ``covariate``), touches no unmeasured construct, and the fit used data. ``None``: only the
+        ``edge_class`` decides.
+    edge_class
+        The diagnostics' ``edge -> "data-informed" | "prior-dominated"``; a link it classes
+        prior-dominated is never ``data`` (even when in the likelihood).
+
+    Returns
+    -------
+    dict
+        ``edge key -> class``.
+    """
+    keys = list(getattr(graph, "edge_keys", graph))
+    layout = getattr(fit, "layout", None)
+    prior_only = bool(getattr(fit, "prior_only", False))
+    unobserved = set(getattr(layout, "unobserved_latent", ()) or ())
+    out: dict[str, str] = {}
+    for k in keys:
+        src, _, tgt = k.partition("->")
+        if fit is not None:
+            kind = (getattr(layout, "edge_kind", {}) or {}).get(k)
+            is_data = (not prior_only and kind in _IN_LIKELIHOOD
+                       and src not in unobserved and tgt not in unobserved
+                       and (edge_class is None or edge_class.get(k) == "data-informed"))
+        else:
+            is_data = edge_class is not None and edge_class.get(k) == "data-informed"
+        if is_data:
+            out[k] = "data"
+            continue
+        source = "default"
+        if priors is not None:
+            try:
+                source = str(getattr(priors.for_edge(k), "source", "default"))
+            except (PriorError, KeyError):  # an edge without a prior entry uses the default
+                source = "default"
+        out[k] = "literature" if source == "literature" else "assumption"
+    return out
+
+
+def edge_evidence_from_draws(result: DoResult) -> dict[str, str]:
+    """Fallback classes from the draws' engine classification: ``data-informed`` links are
+    ``data``, every other link ``assumption`` (the prior's source is unknown here)."""
+    draws = result.draws
+    if draws is None:
+        return {}
+    ec = draws.edge_class or {}
+    return {k: ("data" if ec.get(k) == "data-informed" else "assumption") for k in draws.edge_keys}
+
+
+def _weights(result: DoResult, outcome: str | Outcome) -> np.ndarray:
+    return result._weights(outcome)
+
+
+def evidence_shares(result: DoResult, outcome: str | Outcome,
+                    edge_evidence: Mapping[str, str] | None = None) -> np.ndarray:
+    """``(I, S, 3)`` per-draw shares (:data:`EVIDENCE_CLASSES` order) of the effect on ``outcome``.
+
+    NaN where the draw is not usable (:meth:`DoResult.usable`), the cell is suppressed or the
+    effect is exactly zero. The shares do not depend on the scope (a prevalence factor cancels).
+
+    Parameters
+    ----------
+    result
+        A :func:`~veerkracht_bayes.causal.do.do_query` result (it keeps its draws).
+    outcome
+        Outcome name or :class:`Outcome`.
+    edge_evidence
+        ``edge key -> class`` (:func:`edge_evidence`); default :func:`edge_evidence_from_draws`.
+        Links without an entry count as ``assumption``.
+    """
+    draws, compiled = result.draws, result.compiled
+    I, S = len(result.names), result.effect.shape[1]
+    out = np.full((I, S, 3), np.nan)
+    if draws is None or compiled is None or result.injections is None:
+        return out
+    ev = dict(edge_evidence) if edge_evidence is not None else edge_evidence_from_draws(result)
+    cls_ix = {c: q for q, c in enumerate(EVIDENCE_CLASSES)}
+    ecls = np.array([cls_ix.get(ev.get(k, "assumption"), 0) for k in draws.edge_keys], int)
+    onehot = np.zeros((len(ecls), 3))
+    onehot[np.arange(len(ecls)), ecls] = 1.0
+    src, tgt = draws.edge_sources, draws.edge_targets
+    w = _weights(result, outcome)
+    usable = result.usable()
+    P = len(draws.nodes)
+    eye = np.eye(P)
+    groups, _ = _structure_groups(compiled)
+    for g in groups:
+        B = draws.B
+        Bdo = np.where(g.mmask, g.mval, B * g.mscale) * (1.0 - g.set_mask.astype(float))[:, None]
+        ok_any = usable[g.members].any(axis=0)
+        a = np.full((S, P), np.nan)
+        if ok_any.any():
+            M = np.swapaxes(eye - Bdo[ok_any], 1, 2)
+            a[ok_any] = np.linalg.solve(M, np.broadcast_to(w, (int(ok_any.sum()), P))[..., None])[..., 0]
+        Be = Bdo[:, tgt, src]  # (S, E) intervened coefficients of the links
+        imposed = g.mmask[tgt, src]  # links whose value the intervention imposes: assumption
+        for i in g.members:
+            if result.suppressed[i] is not None:
+                continue
+            t = result.effect[i]  # (S, P) = (I - B_do)^-1 u
+            with np.errstate(all="ignore"):
+                E = t @ w
+                eps = np.abs(Be * a[:, tgt] * t[:, src] / E[:, None])  # (S, E)
+                nodes, u = result.injections[i]
+                eps_u = np.abs(a[:, nodes] * u.T / E[:, None]).sum(axis=1) if len(nodes) else 0.0
+                by_cls = eps[:, ~imposed] @ onehot[~imposed]
+                by_cls[:, 0] += eps_u + eps[:, imposed].sum(axis=1)
+                sh = by_cls / by_cls.sum(axis=1, keepdims=True)
+            good = usable[i] & np.isfinite(E) & (E != 0) & np.isfinite(sh).all(axis=1)
+            out[i][good] = sh[good]
+    return out
+
+
+def evidence_label(shares: Sequence[float], reachable: bool = True) -> str:
+    """``no path`` when unreachable; ``data`` when ``share_data > 0.5``; else the larger of
+    ``assumption`` and ``literature`` (ties: ``assumption``); ``""`` when the shares are NaN."""
+    if not reachable:
+        return "no path"
+    sa, sl, sd = (float(x) for x in shares)
+    if not np.isfinite([sa, sl, sd]).all():
+        return ""
+    if sd > 0.5:
+        return "data"
+    return "assumption" if sa >= sl else "literature"
