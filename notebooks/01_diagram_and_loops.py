@@ -51,7 +51,8 @@ import pandas as pd
 
 from veerkracht_bayes.graph.causal_graph import load_graph
 from veerkracht_bayes.graph.drawing import dot_available
-from veerkracht_bayes.graph.lavaan_syntax import graph_from_lavaan, graph_to_lavaan
+from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+from veerkracht_bayes.graph.lavaan_syntax import graph_to_lavaan
 
 pd.set_option("display.max_colwidth", 120)
 

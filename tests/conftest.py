@@ -11,6 +11,10 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import pytest  # noqa: E402
 
 from veerkracht_bayes.graph.causal_graph import CausalGraph  # noqa: E402
+from veerkracht_bayes.runtime import ensure_cpu_devices  # noqa: E402
+
+# One XLA CPU device per core before any test starts JAX (parallel chains), as fit() would ask.
+ensure_cpu_devices()
 
 
 @pytest.fixture(scope="session")

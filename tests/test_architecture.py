@@ -39,6 +39,8 @@ def _layer(module: str) -> str | None:
         return None
     if len(parts) == 1:
         return "api"  # the package's own __init__ re-exports the public API
+    if parts[1].startswith("__"):
+        return "foundation"  # package metadata such as __version__
     return "foundation" if parts[1] in FOUNDATION else ("api" if parts[1] == "api" else parts[1])
 
 

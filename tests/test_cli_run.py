@@ -115,7 +115,9 @@ def test_nonempty_out_refused_before_sampling(small_survey: Path, monkeypatch: p
 
 def test_demo_without_source_checkout(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(sampling, "fit", lambda *a, **k: pytest.fail("fit was called"))
-    monkeypatch.setattr(cli_run, "__file__", str(tmp_path / "a" / "b" / "c" / "cli_run.py"))
+    import veerkracht_bayes.resources as resources
+
+    monkeypatch.setattr(resources, "__file__", str(tmp_path / "a" / "b" / "c" / "resources.py"))
     res = runner.invoke(app, ["demo", "--out", str(tmp_path / "demo")])
     assert res.exit_code == 2
     assert "synthetic data were not found" in res.output

@@ -29,7 +29,7 @@ seed = 11
 [query]
 outcomes = ["wellbeing", "stress"]
 composites = {{resilience = {{wellbeing = 0.5, stress = -0.5}}}}
-prevalence = {{single_parent = 0.1, youth = 0.2, low_income = 0.15}}
+prevalence = {{single_parent = 0.1, pupils_and_parents = 0.2, low_income = 0.15}}
 horizon = 5
 [output]
 dir = "{out}"
@@ -129,13 +129,13 @@ def test_provenance(result: RunResult, base: Path) -> None:
 
 def test_subgroups_and_warnings(result: RunResult) -> None:
     sz = result.subgroup_sizes.set_index("subgroup")
-    assert sz.loc["youth", "prevalence"] == 0.2
+    assert sz.loc["pupils_and_parents", "prevalence"] == 0.2
     # Targeted policies without a configured share fall back to 1, with a warning.
     assert any("mental_health_problems" in w for w in result.warnings)
     eff = result.effects
     row_w = eff[(eff.policy == "P02") & (eff.outcome == "wellbeing") & (eff.scope == "within")]
     row_p = eff[(eff.policy == "P02") & (eff.outcome == "wellbeing") & (eff.scope == "population")]
-    # population = within x prevalence (youth: 0.2), draw by draw, hence also in the mean
+    # population = within x prevalence (pupils_and_parents: 0.2), draw by draw, hence also in the mean
     assert row_p["mean"].iloc[0] == pytest.approx(0.2 * row_w["mean"].iloc[0], rel=1e-9)
 
 

@@ -88,6 +88,9 @@ def fit_ordinal(graph: CausalGraph, survey: object, priors: object | None = None
         ``log_likelihood`` group (LOO on this path would need the marginal over eta).
         ``FitResult.data`` is the :class:`OrdinalData`.
     """
+    from veerkracht_bayes.runtime import ensure_cpu_devices
+
+    ensure_cpu_devices()
     import pymc as pm
 
     from veerkracht_bayes.inference.provenance import collect_provenance

@@ -972,6 +972,9 @@ def fit_sem(
     ModelError, IdentificationError
         Before any sampling, for bad inputs or unidentified models.
     """
+    from veerkracht_bayes.runtime import ensure_cpu_devices
+
+    ensure_cpu_devices()
     import pymc as pm
 
     if sampler not in ("numpyro", "pymc", "nutpie", "blackjax"):
