@@ -1332,10 +1332,9 @@ def _main(argv: list[str] | None = None) -> int:
     try:
         files = write_synthetic(a.out, n=a.n, seed=a.seed)
     except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        sys.stderr.write(f"error: {exc}\n")
         return 2
-    for k, p in files.items():
-        print(f"{k}: {p}")
+    sys.stdout.write("".join(f"{k}: {p}\n" for k, p in files.items()))
     return 0
 
 
