@@ -5,7 +5,7 @@ shares) and the result carries the ``sensitivity`` frame of
 :func:`veerkracht_bayes.causal.sensitivity.assumption_sensitivity`; the diagnostics stand-in has a
 ``verdict`` and example identification / cut-routing findings.
 
-Shared by tests/test_brief.py, tests/test_figures.py and tests/test_display.py until
+Shared by tests/report/test_brief.py, tests/report/test_figures.py and tests/report/test_display.py until
 ``pipeline.RunResult`` exists. Everything comes from the package's own functions; only the
 ``Diagnostics`` stand-in is assembled here (prior vs posterior moments of the fit), because the
 diagnostics module is written elsewhere. Sizes are small (200 prior draws) to keep tests fast.

@@ -1,6 +1,6 @@
 """Simulation-based calibration (Talts et al. 2018) of the exact ordinal path.
 
-Model: the recovery model of ``tests/test_ordinal_model.py`` — three standardised latents in
+Model: the recovery model of ``tests/sem/test_ordinal_model.py`` — three standardised latents in
 a feedback loop a -> b -> c -> a (signs +, +, -), one covariate x -> a, three 5-category
 probit items per construct, 5% of answers missing completely at random — with the weakly
 informative sign-constrained edge prior ``|beta| ~ N(0, 1)`` and the default measurement
@@ -43,7 +43,7 @@ import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 from scipy.stats import truncnorm  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "sem"))
 from test_ordinal_model import EDGES, WidePriors, make_graph  # noqa: E402
 
 from veerkracht_bayes.inference.ordinal_fit import _prior_group, fit_ordinal  # noqa: E402

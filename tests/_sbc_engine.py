@@ -1,4 +1,4 @@
-"""Simulation-based calibration machinery for ``tests/test_sbc.py`` (Talts et al. 2018).
+"""Simulation-based calibration machinery for ``tests/sem/test_sbc.py`` (Talts et al. 2018).
 
 Model: three standardised latents in a feedback loop a -> b -> c -> a (signs +, +, -), two
 observed covariates entering at a and b (exclusion restrictions), two continuous items per

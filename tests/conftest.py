@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import sys
+from pathlib import Path
+
+# Tests live in folders that mirror the subpackages; shared helpers (_*.py) stay at this level.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Keep BLAS/OpenMP single-threaded: the test machines have few cores and tests run in parallel.
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):

@@ -625,7 +625,7 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
             # plus that Jacobian:  Σ w_n log N(z_n; 0, I) + (Σ w − n)(log|det(I − B)| − 0.5 Σ log psi)
             # + items. With weights normalised to sum to n the middle term is exactly 0. The centred
             # form put a funnel between psi (a function of B) and eta, which NUTS could not cross
-            # (tree depth 8+, R-hat ~2 with wide edge priors); see tests/test_ordinal_model.py.
+            # (tree depth 8+, R-hat ~2 with wide edge priors); see tests/sem/test_ordinal_model.py.
             z = pm.Normal("z", 0.0, 1.0, dims=("respondent", "lik_latent"))
             eta = pt.dot(xg_c + z * pt.sqrt(psi_safe)[None, :], A.T)
             logn_z = -0.5 * (z ** 2 + LOG_2PI)

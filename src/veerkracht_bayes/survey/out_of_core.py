@@ -19,7 +19,7 @@ This module therefore makes **one pass** and standardises **algebraically** afte
 Reverse coding ``(lo + hi) − y`` is affine too; its effect on a standardised item is a sign
 flip, so unbounded reverse-coded items (whose ``hi`` is the observed maximum) need no
 second pass. The result equals :func:`~veerkracht_bayes.survey.statistics.model_data_from_survey`
-on the same rows to floating-point precision (tests/test_out_of_core.py).
+on the same rows to floating-point precision (tests/survey/test_out_of_core.py).
 
 Row cleaning follows :func:`~veerkracht_bayes.survey.reading.read_survey` and uses its helpers
 (``_coerce_numeric``, ``_infer_id``, ``_Ctx``, ``_listing``, ``_describe_range``: missing codes,

@@ -1,7 +1,7 @@
 """Tests for the pipeline: outputs, provenance, atomic writes, brief gating, reproducibility.
 
 All runs here are prior-only on the MARVEL diagram (no MCMC); the run with data is in
-tests/test_cli_run.py. The brief renderer is replaced by a stub so these tests check the
+tests/cli/test_cli_run.py. The brief renderer is replaced by a stub so these tests check the
 pipeline's contract with it, not its rendering.
 """
 

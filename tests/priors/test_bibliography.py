@@ -20,7 +20,7 @@ from veerkracht_bayes.priors.bibliography import (
 from veerkracht_bayes.errors import PriorError
 from veerkracht_bayes.priors.spec import PriorSet, load_priors
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 BIB = ROOT / "priors" / "references.bib"
 
 SAMPLE = r"""

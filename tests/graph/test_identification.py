@@ -146,7 +146,7 @@ def marvel_built():
     from veerkracht_bayes.survey.reading import read_survey
     from veerkracht_bayes.survey.statistics import model_data_from_survey
 
-    root = Path(__file__).resolve().parents[1] / "data" / "synthetic"
+    root = Path(__file__).resolve().parents[2] / "data" / "synthetic"
     data, cbp = root / "veerkracht_synthetic.csv.gz", root / "codebook_synthetic.yaml"
     if not (data.exists() and cbp.exists()):
         pytest.skip("shipped synthetic survey not present")

@@ -521,7 +521,7 @@ def test_value_labels_decode_text(tmp_path: Path) -> None:
 
 def test_shipped_synthetic_survey_validates() -> None:
     """Integration: the shipped synthetic survey (written by veerkracht_bayes.datasets.synthetic) validates."""
-    root = Path(__file__).resolve().parents[1] / "data" / "synthetic"
+    root = Path(__file__).resolve().parents[2] / "data" / "synthetic"
     data, cbp = root / "veerkracht_synthetic.csv.gz", root / "codebook_synthetic.yaml"
     if not (data.exists() and cbp.exists()):
         pytest.skip("shipped synthetic survey not present")

@@ -35,7 +35,7 @@ from veerkracht_bayes.datasets.synthetic import (
 from veerkracht_bayes.cli.main import simulate_main
 from veerkracht_bayes.yaml_io import load_yaml
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "data" / "synthetic"
 N = 20_000
 

@@ -17,8 +17,8 @@ from veerkracht_bayes.workflow.config import (
     validate_inputs,
 )
 
-DEMO = Path(__file__).resolve().parents[1] / "src" / "veerkracht_bayes" / "data" / "demo.toml"
-SYN = Path(__file__).resolve().parents[1] / "data" / "synthetic"
+DEMO = Path(__file__).resolve().parents[2] / "src" / "veerkracht_bayes" / "data" / "demo.toml"
+SYN = Path(__file__).resolve().parents[2] / "data" / "synthetic"
 
 
 @pytest.fixture(autouse=True)

@@ -34,7 +34,7 @@ from veerkracht_bayes.priors.bibliography import load_bib
 from veerkracht_bayes.survey.codebook import load_codebook
 from veerkracht_bayes.survey.subgroups import parse_condition
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SYNTH = ROOT / "data" / "synthetic"
 BIB = ROOT / "priors" / "references.bib"
 

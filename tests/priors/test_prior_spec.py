@@ -25,10 +25,10 @@ from veerkracht_bayes.priors.spec import (
     marvel_priors_path,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PRIORS = ROOT / "priors" / "marvel.yaml"
 BIB = ROOT / "priors" / "references.bib"
-EVIDENCE = Path(__file__).resolve().parents[1] / "priors" / "evidence.csv"
+EVIDENCE = Path(__file__).resolve().parents[2] / "priors" / "evidence.csv"
 
 
 @pytest.fixture(scope="module")

@@ -39,7 +39,7 @@ Diagnosis of the former recovery failure (8/13 covered at n = 300):
   posterior itself, not its sampling, is below nominal coverage at n = 300; seed 102 again
   covers 6/13.
 * Resolved (2026-11-26): the posterior is calibrated and these five data sets lean on their own.
-  (1) Simulation-based calibration of the same model (``tests/test_ordinal_sbc.py``: 60 data
+  (1) Simulation-based calibration of the same model (``tests/sem/test_ordinal_sbc.py``: 60 data
   sets with parameters drawn from the prior, n = 300) gives uniform ranks: p >= 0.17 for the
   location and tail statistics of edges, loadings and thresholds; 91% of the true edges, 92%
   of the loadings and 90% of the thresholds inside their central 90% intervals. (2) The same
@@ -399,7 +399,7 @@ def test_ordinal_data_from_shipped_synthetic_survey():
     from veerkracht_bayes.sem.ordinal import ordinal_data_from_survey
     from veerkracht_bayes.survey.reading import read_survey
 
-    root = Path(__file__).resolve().parents[1] / "data" / "synthetic"
+    root = Path(__file__).resolve().parents[2] / "data" / "synthetic"
     g = load_graph("marvel")
     sv = read_survey(root / "veerkracht_synthetic.csv.gz", root / "codebook_synthetic.yaml", graph=g)
     d = ordinal_data_from_survey(sv, g)

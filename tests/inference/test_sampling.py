@@ -76,7 +76,7 @@ def _marvel_model():
     from veerkracht_bayes.survey.statistics import prepare_model_data
 
     g = CausalGraph.marvel()
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     cb = load_codebook(root / "data/synthetic/codebook_synthetic.yaml", graph=g)
     cov = ["adverse_life_events", "single_parent_household"]
     items = [(it.column, k) for k, it in cb.item_specs() if k not in cov]
