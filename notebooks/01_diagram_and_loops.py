@@ -49,10 +49,10 @@ SEED = 2023
 import numpy as np
 import pandas as pd
 
-from veerkracht_bayes.graph.causal_graph import load_graph
-from veerkracht_bayes.graph.drawing import dot_available
-from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
-from veerkracht_bayes.graph.lavaan_syntax import graph_to_lavaan
+from veerkracht_bayes.graph import load_graph
+from veerkracht_bayes.graph import dot_available
+from veerkracht_bayes.graph import graph_from_lavaan
+from veerkracht_bayes.graph import graph_to_lavaan
 
 pd.set_option("display.max_colwidth", 120)
 

@@ -56,17 +56,17 @@ import pandas as pd
 from IPython.display import HTML
 
 from veerkracht_bayes.priors import effect_sizes as es
-from veerkracht_bayes.priors.bibliography import references_html
-from veerkracht_bayes.graph.causal_graph import load_graph
-from veerkracht_bayes.report.display import EffectsTable, fit_summary_html
-from veerkracht_bayes.causal.do import SubgroupInfo, do_query
-from veerkracht_bayes.causal.summaries import p_best, summarise_effects
-from veerkracht_bayes.report.figures import forest_plot
-from veerkracht_bayes.causal.loops import loop_gain_summary, loop_gains
-from veerkracht_bayes.causal.policies import load_policies
-from veerkracht_bayes.priors.spec import default_priors, load_priors
-from veerkracht_bayes.inference.sampling import SamplerSettings, fit
-from veerkracht_bayes.causal.draws import StructuralDraws
+from veerkracht_bayes.priors import references_html
+from veerkracht_bayes.graph import load_graph
+from veerkracht_bayes.report import EffectsTable, fit_summary_html
+from veerkracht_bayes.causal import SubgroupInfo, do_query
+from veerkracht_bayes.causal import p_best, summarise_effects
+from veerkracht_bayes.report import forest_plot
+from veerkracht_bayes.causal import loop_gain_summary, loop_gains
+from veerkracht_bayes.causal import load_policies
+from veerkracht_bayes.priors import default_priors, load_priors
+from veerkracht_bayes.inference import SamplerSettings, fit
+from veerkracht_bayes.causal import StructuralDraws
 
 pd.set_option("display.max_colwidth", 80)
 print(f"fast mode: {FAST}; prior draws: {PRIOR_DRAWS}")

@@ -75,13 +75,13 @@ import numpy as np
 import pandas as pd
 from IPython.display import HTML, Markdown, display
 
-from veerkracht_bayes.graph.causal_graph import load_graph
-from veerkracht_bayes.inference.diagnostics import diagnose
-from veerkracht_bayes.report.display import fit_summary_html
-from veerkracht_bayes.priors.spec import load_priors
-from veerkracht_bayes.inference.sampling import SamplerSettings, fit
-from veerkracht_bayes.survey.statistics import model_data_from_survey
-from veerkracht_bayes.survey.reading import read_survey
+from veerkracht_bayes.graph import load_graph
+from veerkracht_bayes.inference import diagnose
+from veerkracht_bayes.report import fit_summary_html
+from veerkracht_bayes.priors import load_priors
+from veerkracht_bayes.inference import SamplerSettings, fit
+from veerkracht_bayes.survey import model_data_from_survey
+from veerkracht_bayes.survey import read_survey
 from veerkracht_bayes.yaml_io import load_yaml
 
 

@@ -54,16 +54,16 @@ import pandas as pd
 from IPython.display import HTML, Markdown, display
 
 from veerkracht_bayes.workflow import pipeline
-from veerkracht_bayes.cli.run import demo_config_path
-from veerkracht_bayes.report.display import EffectsTable, effects_html, run_result_html
-from veerkracht_bayes.causal.do import SubgroupInfo, do_query
-from veerkracht_bayes.causal.dynamics import simulate_trajectories
-from veerkracht_bayes.causal.summaries import p_best, pairwise_beats, summarise_effects
-from veerkracht_bayes.report.figures import forest_plot, subgroup_panel, trajectory_plot
-from veerkracht_bayes.causal.interventions import Intervention
-from veerkracht_bayes.causal.loops import loop_amplification, loop_gain_summary
-from veerkracht_bayes.workflow.config import load_config
-from veerkracht_bayes.causal.draws import StructuralDraws
+from veerkracht_bayes.resources import package_data_path
+from veerkracht_bayes.report import EffectsTable, effects_html, run_result_html
+from veerkracht_bayes.causal import SubgroupInfo, do_query
+from veerkracht_bayes.causal import simulate_trajectories
+from veerkracht_bayes.causal import p_best, pairwise_beats, summarise_effects
+from veerkracht_bayes.report import forest_plot, subgroup_panel, trajectory_plot
+from veerkracht_bayes.causal import Intervention
+from veerkracht_bayes.causal import loop_amplification, loop_gain_summary
+from veerkracht_bayes.workflow import load_config
+from veerkracht_bayes.causal import StructuralDraws
 
 pd.set_option("display.max_colwidth", 60)
 OUT = Path(tempfile.gettempdir()) / "veerkracht_notebook_04"
@@ -80,7 +80,7 @@ print(f"fast mode: {FAST}; outputs go to {OUT}")
 # mode the demo's own settings are used, and a brief is written only if the diagnostics pass.
 
 # %%
-cfg = load_config(demo_config_path())
+cfg = load_config(package_data_path("demo.toml"))
 if FAST:
     cfg = cfg.model_copy(deep=True).with_base(cfg.base_dir, cfg.path)
     cfg.sampler.tune = cfg.sampler.draws = 150

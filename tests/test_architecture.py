@@ -24,7 +24,7 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "src" / "veerkracht_bayes"
 LAYERS = ["foundation", "graph", "priors", "survey", "datasets", "sem", "inference", "causal", "report",
           "workflow", "api", "cli"]
-FOUNDATION = {"errors", "yaml_io", "resources", "runtime"}
+FOUNDATION = {"errors", "yaml_io", "resources", "runtime", "_lazy"}
 NO_PYMC = {"graph", "priors", "survey", "causal"}
 
 
@@ -39,9 +39,10 @@ def _layer(module: str) -> str | None:
         return None
     if len(parts) == 1:
         return "api"  # the package's own __init__ re-exports the public API
-    if parts[1].startswith("__"):
-        return "foundation"  # package metadata such as __version__
-    return "foundation" if parts[1] in FOUNDATION else ("api" if parts[1] == "api" else parts[1])
+    sub = parts[1]
+    if sub in FOUNDATION or sub.startswith("__"):
+        return "foundation"  # includes package metadata such as __version__
+    return sub if sub in LAYERS else "api"  # a public name of the package root
 
 
 def _runtime_imports(tree: ast.AST) -> list[tuple[str, int]]:
@@ -56,7 +57,8 @@ def _runtime_imports(tree: ast.AST) -> list[tuple[str, int]]:
         if id(node) in skip:
             continue
         if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            out.append((node.module, node.lineno))
+            if node.module != "veerkracht_bayes":  # `from veerkracht_bayes import x` is judged by x
+                out.append((node.module, node.lineno))
             out += [(f"{node.module}.{a.name}", node.lineno) for a in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level:
             out.append(("<relative>", node.lineno))
@@ -131,3 +133,19 @@ def test_import_changes_no_global_state(target: str) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_ENABLE_X64")}
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
+
+
+def test_notebooks_use_public_namespaces() -> None:
+    """Notebooks import ``veerkracht_bayes`` itself, subpackage namespaces or foundation modules:
+    never a module deep inside a subpackage, never the CLI, never a private name."""
+    root = PKG.parents[1] / "notebooks"
+    bad = []
+    for nb in sorted(root.glob("*.py")):
+        for node in ast.walk(ast.parse(nb.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("veerkracht_bayes"):
+                parts = node.module.split(".")
+                deep = len(parts) > 2 or (len(parts) == 2 and parts[1] not in LAYERS + sorted(FOUNDATION))
+                private = [a.name for a in node.names if a.name.startswith("_")]
+                if deep or parts[1:2] == ["cli"] or private:
+                    bad.append(f"{nb.name}:{node.lineno}: from {node.module} import ...")
+    assert not bad, "\n".join(bad)

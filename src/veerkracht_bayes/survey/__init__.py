@@ -1,0 +1,8 @@
+"""Survey data: codebooks, validated reading, subgroups, scales, missing data, sufficient statistics.
+
+Public names of the modules below are available here (loaded on first use); see ARCHITECTURE.md.
+"""
+
+from veerkracht_bayes._lazy import attach
+
+__getattr__, __dir__, __all__ = attach(__name__, __file__)
