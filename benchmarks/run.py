@@ -31,6 +31,9 @@ leak between them; peak memory = VmHWM of that subprocess):
    (``do_queries.do_query``) plus a 20-step trajectory (``dynamics.simulate_trajectories``),
    after one warm-up call (JIT) → ``doquery_seconds`` (the first call, compilation included, is
    reported too).
+   ``uncertainty``: one MARVEL fit at N = 20,000 (not timed), then ``structure_seconds``
+   (inclusion probabilities of the inferred links + robustness over 200 drawn structures) and
+   ``voi_seconds`` (EVSI of every unmeasured construct x 3 wave sizes, and the EVPI).
 6. ``parquet``: time and peak memory (VmHWM) of ``out_of_core.stats_from_parquet`` on a
    synthetic Parquet file written in chunks (``bench_parquet.run_parquet_benchmark``).
 7. ``ordinal``: the exact ordinal path vs PyMC's default sampler on the same ordinal model
@@ -496,8 +499,45 @@ def stage_doquery(a: dict) -> dict:
             "doquery_s": t2 - t0, "first_call_with_compile_s": first}
 
 
+def stage_uncertainty(a: dict) -> dict:
+    """``structure_seconds``: inclusion probabilities of every inferred MARVEL link (Savage-Dickey
+    on the one fit: no refit per variant) plus the robustness of every policy x outcome ranking
+    over the drawn structures; ``voi_seconds``: EVSI of every unmeasured construct x 3 wave sizes
+    and the EVPI, for one decision. The fit (N = ``n``) is not timed."""
+    import numpy as np
+
+    from veerkracht_bayes.causal.do import SubgroupInfo, do_query
+    from veerkracht_bayes.causal.draws import StructuralDraws
+    from veerkracht_bayes.causal.evidence import edge_evidence
+    from veerkracht_bayes.causal.policies import load_policies
+    from veerkracht_bayes.inference.sampling import SamplerSettings, fit
+    from veerkracht_bayes.workflow.uncertainty import structure_from_fit, voi_from_fit
+
+    g, md, _ = model_data(a["n"], a.get("seed", 1))
+    res = fit(g, md, settings=SamplerSettings(chains=2, draws=a["draws"], tune=a["tune"],
+                                              progressbar=False, prior_draws=200), pointwise=False)
+    draws = StructuralDraws.from_posterior(res.idata, g)
+    ev = edge_evidence(g, None, fit=res)
+    pol = load_policies(graph=g)
+    ivs = pol.to_interventions()
+    subs = {iv.subgroup: SubgroupInfo(prevalence=0.1) for iv in ivs if iv.subgroup}
+    t0 = time.perf_counter()
+    st = structure_from_fit(res, draws, ivs, None, edge_evidence=ev, subgroups=subs,
+                            n_structures=a.get("n_structures", 200), draws_per_structure=200)
+    t1 = time.perf_counter()
+    dq = do_query(draws, ivs, ["wellbeing"], subgroups=subs, min_cell_size=0)
+    voi = voi_from_fit(res, dq, outcome="wellbeing", n=[500, 2000, 8000])
+    t2 = time.perf_counter()
+    inf = st.links[st.links["inferred"]]
+    return {"structure_s": t1 - t0, "voi_s": t2 - t1, "n_inferred": int(len(inf)),
+            "n_inferred_informed": int(inf["informed"].sum()),
+            "n_candidates": int(voi["construct"].nunique()), "evpi": float(voi["evpi"].iloc[0]),
+            "evsi_max": float(voi["evsi"].max()), "draws": int(draws.n_draws),
+            "p_rank_holds_min": float(np.min(st.robustness["p_rank_holds"]))}
+
+
 STAGES = {"fit": stage_fit, "pymc": stage_pymc, "graph": stage_graph, "first_result": stage_first_result,
-          "doquery": stage_doquery}
+          "doquery": stage_doquery, "uncertainty": stage_uncertainty}
 
 
 # ============================================================================ driver
@@ -522,7 +562,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--skip", default="", help="comma-separated stages to skip: ess,scaling,graph,first,"
-                                               "doquery,parquet,ordinal")
+                                               "doquery,uncertainty,parquet,ordinal")
     ap.add_argument("--stage")
     ap.add_argument("--stage-args")
     args = ap.parse_args(argv)
@@ -605,6 +645,13 @@ def main(argv: list[str] | None = None) -> int:
         out["doquery"] = r
         if "doquery_s" in r:
             out["doquery_seconds"] = r["doquery_s"]
+    if "uncertainty" not in skip:
+        r = run_stage("uncertainty", {"n": 20_000, "draws": prof["draws"], "tune": prof["tune"]})
+        log(f"uncertainty: {r}")
+        out["uncertainty"] = r
+        if "structure_s" in r:
+            out["structure_seconds"] = r["structure_s"]
+            out["voi_seconds"] = r["voi_s"]
     if "parquet" not in skip:
         from bench_parquet import run_parquet_benchmark
 
@@ -657,6 +704,8 @@ def write_markdown(out: dict) -> Path:
              f"| first result, warm persistent compilation cache | "
              f"{_f(out.get('first_result_seconds_warm_cache'))} | — |",
              f"| doquery_seconds | {_f(out.get('doquery_seconds'))} | < 1 |",
+             f"| structure_seconds | {_f(out.get('structure_seconds'))} | < 300 |",
+             f"| voi_seconds | {_f(out.get('voi_seconds'))} | < 600 |",
              f"| ordinal ESS/s ratio vs PyMC default | {_f(out.get('ordinal_ess_per_s_ratio_vs_pymc'))} | ≥ 3 |",
              ""]
     if "ess" in out:

@@ -42,6 +42,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 FAST = os.environ.get("VEERKRACHT_FAST", "0") == "1"
+FAST_DRAWS = int(os.environ.get("VEERKRACHT_FAST_DRAWS", "150"))  # tests shorten it further
 SEED = 2023
 warnings.filterwarnings("ignore", message="The effect of Potentials")
 warnings.filterwarnings("ignore", message="Numba will use object mode")
@@ -83,9 +84,9 @@ print(f"fast mode: {FAST}; outputs go to {OUT}")
 cfg = load_config(package_data_path("demo.toml"))
 if FAST:
     cfg = cfg.model_copy(deep=True).with_base(cfg.base_dir, cfg.path)
-    cfg.sampler.tune = cfg.sampler.draws = 150
-    cfg.sampler.prior_draws = 300
-    cfg.diagnostics.ess_min = cfg.diagnostics.ess_min * 150 / 300
+    cfg.sampler.tune = cfg.sampler.draws = FAST_DRAWS
+    cfg.sampler.prior_draws = max(2 * FAST_DRAWS, 50)
+    cfg.diagnostics.ess_min = cfg.diagnostics.ess_min * FAST_DRAWS / 300
     cfg.diagnostics.ppp_draws = 50
 print(cfg.sampler)
 

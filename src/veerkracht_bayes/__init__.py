@@ -1,7 +1,7 @@
 """veerkracht_bayes: structural Bayesian models on signed, cyclic expert causal diagrams.
 
 The package's subpackages follow the analysis, top to bottom, each importing only from those
-above it: ``graph`` -> ``priors`` -> ``survey`` (and ``datasets``) -> ``sem`` -> ``inference`` ->
+above it: ``graph`` -> ``priors`` -> ``survey`` -> ``sem`` (and ``datasets``) -> ``inference`` ->
 ``causal`` -> ``report`` -> ``workflow`` -> ``cli`` (see ARCHITECTURE.md). The public API is
 re-exported here lazily, so ``import veerkracht_bayes`` stays light (PyMC and JAX load only when a
 modelling function is first used) and changes no process-wide setting.
@@ -29,6 +29,8 @@ _EXPORTS = {
     "run": "workflow.pipeline",
     "brief": "api",
     "draw": "api",
+    "structure": "api",
+    "voi": "api",
     "Shift": "causal.interventions",
     "Set": "causal.interventions",
     "MechanismChange": "causal.interventions",

@@ -32,7 +32,7 @@ from veerkracht_bayes.causal.interventions import Intervention, MechanismChange,
 from veerkracht_bayes.errors import ConfigError, ModelError, Problem
 from veerkracht_bayes.graph.causal_graph import CausalGraph, load_graph
 
-__all__ = ["Fit", "Effects", "fit", "do", "trajectories", "brief", "draw"]
+__all__ = ["Fit", "Effects", "fit", "do", "trajectories", "brief", "draw", "structure", "voi"]
 
 Part = Shift | Set | MechanismChange
 
@@ -143,7 +143,7 @@ def _is_lavaan_text(model: Any) -> bool:
 def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "marvel", draws: int = 1000,
         tune: int | None = None, chains: int = 2, seed: int = 2023, prior_only: bool = False,
         sampler: str = "numpyro", progress: bool = True, reliability: float = 0.8,
-        prior_draws: int = 1000) -> Fit:
+        prior_draws: int = 1000, measurement: str = "continuous") -> Fit:
     """Fit a diagram (or a lavaan model) to survey data with NUTS.
 
     Parameters
@@ -171,6 +171,17 @@ def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "mar
         Assumed reliability of single-item constructs.
     prior_draws
         Number of prior draws stored next to the posterior.
+    measurement
+        ``"continuous"`` (every item standardised, the sufficient-statistics path) or
+        ``"polychoric"`` (binary items and Likert items with at most 7 categories on their
+        latent-response scale: polychoric / polyserial correlations and their asymptotic
+        covariance as the likelihood; docs/model.md, "Ordinal and binary items: polychoric
+        route"; diagrams with a survey only, sampler ``numpyro``) or ``"ordinal"`` (the exact
+        ordered-probit model on the respondents' answers,
+        :func:`~veerkracht_bayes.inference.ordinal_fit.fit_ordinal`, with the same settings and
+        the same :class:`Fit`; diagrams with a survey from :func:`read_survey` only; cost grows
+        with the number of respondents; no ``log_likelihood`` group). Without data
+        (``prior_only=True``) every measurement gives the same prior.
 
     Returns
     -------
@@ -197,17 +208,44 @@ def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "mar
     from veerkracht_bayes.inference.sampling import fit as _fit
     from veerkracht_bayes.survey.statistics import ModelData, model_data_from_survey
 
+    if measurement not in ("continuous", "polychoric", "ordinal"):
+        raise ConfigError(Problem(f"measurement must be 'continuous', 'polychoric' or 'ordinal', got {measurement!r}",
+                                  field="measurement", value=measurement))
     graph = load_graph(model)
     prior_set, vague = _resolve_priors(priors, graph)
     survey = None
     if data is None:
         md = None
     elif isinstance(data, ModelData):
+        if measurement != "continuous" and not prior_only:
+            raise ConfigError(Problem(f"measurement={measurement!r} needs the survey's answers: pass the survey "
+                                      "from vb.read_survey, not prepared ModelData", field="data"))
         md = data
     elif isinstance(data, pd.DataFrame):
         raise ConfigError(Problem("vb.fit got a DataFrame with a diagram: read it with vb.read_survey(df, "
                                   "codebook, graph=graph) first (the codebook maps items to constructs)",
                                   field="data"))
+    elif measurement == "polychoric" and not prior_only:
+        from veerkracht_bayes.inference.polychoric_fit import fit_polychoric
+        from veerkracht_bayes.sem.polychoric_likelihood import PolychoricSettings
+
+        settings = SamplerSettings(sampler=sampler, chains=chains, draws=draws, tune=tune,  # type: ignore[arg-type]
+                                   random_seed=seed, progressbar=progress, prior_draws=prior_draws)
+        res = fit_polychoric(graph, data, prior_set, settings=settings,
+                             polychoric=PolychoricSettings(reliability=reliability))
+        return Fit(result=res, kind="diagram", survey=data, priors=prior_set)
+    elif measurement == "ordinal" and not prior_only:
+        from veerkracht_bayes.inference.ordinal_fit import fit_ordinal
+        from veerkracht_bayes.sem.ordinal import OrdinalSettings
+
+        if vague:
+            raise ConfigError(Problem("measurement='ordinal' takes sign-constrained priors ('marvel', 'default', "
+                                      "a priors file or a PriorSet), not 'vague'", field="priors", value=priors))
+        settings = SamplerSettings(sampler=sampler, chains=chains, draws=draws, tune=tune,  # type: ignore[arg-type]
+                                   random_seed=seed, progressbar=progress, prior_draws=prior_draws)
+        res = fit_ordinal(graph, data, prior_set, settings=settings,
+                          ordinal=OrdinalSettings(reliability=reliability))
+        return Fit(result=res, kind="diagram", survey=data, priors=prior_set)
     else:
         survey = data
         md = model_data_from_survey(data, graph)
@@ -364,6 +402,119 @@ def do(fit: Fit, *interventions: Any, outcomes: Sequence[str | Outcome] | None =
     table = summarise_effects(res, outcomes, ci_prob=ci_prob, min_relevant_change=min_relevant_change,
                               edge_evidence=fit.edge_evidence)
     return Effects(result=res, table=table)
+
+
+def _policy_query(fit: Fit, policies: Any, outcomes: Sequence[str | Outcome] | None,
+                  prevalence: Mapping[str, float] | None, seed: int) -> tuple[Any, Any, Any]:
+    """The policies' interventions, their subgroup infos and the do-query on the fit's draws."""
+    from veerkracht_bayes.causal.policies import PolicySet, load_policies
+
+    if fit.kind != "diagram":
+        raise ModelError("this verb works on diagram fits (vb.fit on a graph)")
+    pol = policies if isinstance(policies, PolicySet) else load_policies(policies, graph=fit.graph)
+    ivs = pol.to_interventions()
+    infos = _subgroup_info(fit, sorted({iv.subgroup for iv in ivs if iv.subgroup}), prevalence)
+    draws = fit.draws()
+    return ivs, infos, do_query(draws, ivs, outcomes, subgroups=infos, min_cell_size=0, seed=seed)
+
+
+def structure(fit: Fit, policies: Any = None, *, outcomes: Sequence[str | Outcome] | None = None,
+              variants: str = "inferred", prior_inclusion: float = 0.5, n_structures: int = 200,
+              draws_per_structure: int = 200, prevalence: Mapping[str, float] | None = None,
+              seed: int = 0) -> Any:
+    """How sure is the diagram? Inclusion probability per inferred link and the probability that
+    each policy's rank and sign hold over the structural uncertainty.
+
+    Parameters
+    ----------
+    fit
+        A diagram :class:`Fit`.
+    policies
+        A policy file or :class:`~veerkracht_bayes.causal.policies.PolicySet` (default: shipped).
+    outcomes
+        Outcomes for the robustness table (default: the diagram's default outcomes).
+    variants
+        ``"inferred"`` (links marked inferred are uncertain) or ``"none"``.
+    prior_inclusion
+        Prior inclusion probability of an inferred link.
+    n_structures, draws_per_structure
+        Structures drawn and posterior draws per structure for the robustness table.
+    prevalence
+        Subgroup shares when the fit has no survey.
+    seed
+        Seed.
+
+    Returns
+    -------
+    veerkracht_bayes.workflow.uncertainty.StructureResult
+        ``.links`` (``structure.csv``: ``link``, ``inferred``, ``informed``, ``p_include``, ...) and
+        ``.robustness`` (``robustness.csv``: ``policy``, ``outcome``, ``p_rank_holds``,
+        ``p_sign_holds``, ...).
+
+    Examples
+    --------
+    >>> import veerkracht_bayes as vb
+    >>> f = vb.fit("marvel", prior_only=True, prior_draws=60, seed=1)
+    >>> prev = {g: 0.1 for g in ("single_parent", "pupils_and_parents", "mental_health_problems",
+    ...                          "refugee", "bottom_labour_market")}
+    >>> s = vb.structure(f, outcomes=["wellbeing"], n_structures=20, draws_per_structure=20,
+    ...                  prevalence=prev)
+    >>> sorted(set(s.links.loc[s.links["inferred"], "p_include"]))  # prior only: the prior
+    [0.5]
+    """
+    from veerkracht_bayes.workflow.uncertainty import structure_from_fit
+
+    ivs, infos, _ = _policy_query(fit, policies, outcomes, prevalence, seed)
+    return structure_from_fit(fit.result, fit.draws(), ivs, outcomes, edge_evidence=fit.edge_evidence,
+                              subgroups=infos, variants=variants, prior_inclusion=prior_inclusion,
+                              n_structures=n_structures, draws_per_structure=draws_per_structure,
+                              seed=seed)
+
+
+def voi(fit: Fit, policies: Any = None, *, outcome: str = "wellbeing",
+        candidates: str | Sequence[str] = "unmeasured", n: int | Sequence[int] = 2000,
+        items: int = 3, reliability: float = 0.8, prevalence: Mapping[str, float] | None = None,
+        seed: int = 0) -> pd.DataFrame:
+    """What to measure next: EVSI of a survey wave per construct and wave size, and the EVPI of
+    the decision "pick the policy with the best expected population effect on ``outcome``".
+
+    Parameters
+    ----------
+    fit
+        A diagram :class:`Fit` (with data: the measured constructs come from it).
+    policies
+        A policy file or set (default: shipped).
+    outcome
+        The decision's outcome.
+    candidates
+        ``"unmeasured"``, ``"all"`` or a list of constructs.
+    n, items, reliability
+        Wave size(s), items per construct, each item's reliability.
+    prevalence
+        Subgroup shares when the fit has no survey.
+    seed
+        Seed.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``voi.csv``: ``construct``, ``n``, ``evsi``, ``evpi``, ``evsi_se``, ... ranked by EVSI.
+
+    Examples
+    --------
+    >>> import veerkracht_bayes as vb
+    >>> f = vb.fit("marvel", prior_only=True, prior_draws=60, seed=1)
+    >>> prev = {g: 0.1 for g in ("single_parent", "pupils_and_parents", "mental_health_problems",
+    ...                          "refugee", "bottom_labour_market")}
+    >>> t = vb.voi(f, n=[500, 2000], prevalence=prev)  # nothing measured yet: no single construct helps
+    >>> float(t["evsi"].max())
+    0.0
+    """
+    from veerkracht_bayes.workflow.uncertainty import voi_from_fit
+
+    _, _, res = _policy_query(fit, policies, [outcome], prevalence, seed)
+    return voi_from_fit(fit.result, res, outcome=outcome, candidates=candidates, n=n, items=items,
+                        reliability=reliability, seed=seed)
 
 
 # ------------------------------------------------------------------------------ other verbs

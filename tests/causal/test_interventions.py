@@ -85,3 +85,14 @@ def test_compile_arrays(marvel):
     assert Fixed(value=2.0).mean_value() == 2.0
     with pytest.raises(InterventionError, match="unique"):
         compile_interventions([ivs[0], ivs[0]], marvel.nodes, marvel.edge_keys)
+
+
+@pytest.mark.parametrize("dose", [{"dist": "beta", "a": 1e308, "b": 1e308}, {"dist": "fixed", "value": True},
+                                  {"dist": "normal", "mean": 1e300, "sd": 1.0}, {"dist": "beta", "a": 2, "b": False}])
+def test_dose_numbers_refused_when_huge_or_boolean(dose: dict) -> None:
+    from pydantic import TypeAdapter, ValidationError
+
+    from veerkracht_bayes.causal.interventions import Dose
+
+    with pytest.raises(ValidationError):
+        TypeAdapter(Dose).validate_python(dose)

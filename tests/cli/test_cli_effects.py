@@ -123,3 +123,14 @@ def test_parse_assignments():
     assert parse_assignments(["a=1.5", " b = -2"], "--shift") == [("a", 1.5), ("b", -2.0)]
     with pytest.raises(InterventionError, match="--set 'a'"):
         parse_assignments(["a"], "--set")
+
+
+def test_json_stdout_is_only_json(fitted):
+    """With --json, stdout parses as one JSON object; the human summary is on stderr."""
+    res = _effects(fitted, "--shift", "m=1", "--outcome", "y")
+    assert res.exit_code == 0, res.output
+    rec = json.loads(res.stdout)
+    assert rec["outcome"] == "y" and "effect of [shift m" in res.stderr
+    plain = runner.invoke(app, ["effects", "--model", str(fitted[0]), "--data", str(fitted[1]),
+                                "--posterior", str(fitted[2]), "--shift", "m=1", "--outcome", "y"])
+    assert plain.exit_code == 0 and "effect of [shift m" in plain.stdout

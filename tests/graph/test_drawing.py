@@ -16,7 +16,10 @@ from veerkracht_bayes.graph.drawing import (
     LOOP_COLOURS,
     RESOURCE_COLOURS,
     SIGN_COLOURS,
+    LINK_LEGEND,
     draw_graph,
+    legend_entries,
+    link_style,
     to_digraph,
 )
 from veerkracht_bayes.errors import ConfigError, SpecError
@@ -76,9 +79,17 @@ def test_digraph_styles(small: CausalGraph) -> None:
     assert f'color="{SIGN_COLOURS["-"]}"' in neg
     pos = _edge_attrs(src, "a", "b")
     assert "label=\"+\"" in pos and f'color="{SIGN_COLOURS["+"]}"' in pos
-    assert "style=dashed" in _edge_attrs(src, "p", "c")
-    assert "style=solid" in pos
+    # one legend: dashed lines mean prior-dominated (posterior drawings only), so the plain
+    # drawing draws every link solid; an inferred link has the open arrowhead instead
+    inferred = _edge_attrs(src, "p", "c")
+    assert "arrowhead=onormal" in inferred and "style=solid" in inferred
+    assert "style=solid" in pos and "arrowhead=normal" in pos
+    assert "style=dashed" not in "\n".join(x for x in src.splitlines() if "->" in x)
     assert "penwidth" not in src
+    # the legend under the drawing says so, in the legend's own words
+    for e in legend_entries(posterior=False):
+        assert e.label in src
+    assert LINK_LEGEND["prior-dominated"].label not in src
 
 
 def test_digraph_highlights_only_loop_edges(small: CausalGraph) -> None:
@@ -104,6 +115,33 @@ def test_fallback_warns_and_writes_svg_png(small: CausalGraph, no_dot: None, tmp
     assert (tmp_path / "g.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     draw_graph(small, out=tmp_path / "g.out", fmt="svg")
     assert "<svg" in (tmp_path / "g.out").read_text(encoding="utf-8")
+
+
+def test_one_legend_for_every_drawing(small: CausalGraph, no_dot: None) -> None:
+    """Solid = data-informed, dashed = prior-dominated, open arrowhead = inferred: the same in
+    the legend entries, link_style, the matplotlib fallback's lines and its legend."""
+    entries = {e.key: e for e in legend_entries()}
+    assert entries["data-informed"].style == "solid"
+    assert entries["prior-dominated"].style == "dashed"
+    assert entries["inferred"].arrowhead == "onormal"
+    assert {e.style for k, e in entries.items() if k != "prior-dominated"} == {"solid"}
+    edge = small.edges[-1]  # p -> c, inferred
+    assert link_style(edge) == ("solid", "onormal")
+    assert link_style(edge, {edge.key: "data-informed"}) == ("solid", "onormal")
+    assert link_style(edge, {}) == ("dashed", "onormal")
+    fig = draw_graph(small)
+    arrows = [p for p in fig.axes[0].patches if type(p).__name__ == "FancyArrowPatch"]
+    assert {p.get_linestyle() for p in arrows} <= {"-", "solid"}
+    legend = fig.axes[0].get_legend()
+    texts = [t.get_text() for t in legend.get_texts()]
+    for e in legend_entries(posterior=False):
+        assert e.label in texts
+    assert LINK_LEGEND["prior-dominated"].label not in texts
+    from veerkracht_bayes.graph.drawing import matplotlib_legend_handles
+
+    styles = {h.get_label(): h.get_linestyle() for h in matplotlib_legend_handles(legend_entries())}
+    assert styles[entries["prior-dominated"].label] == "--"
+    assert styles[entries["data-informed"].label] == "-"
 
 
 def test_fallback_highlights_loop_edges(small: CausalGraph, no_dot: None) -> None:

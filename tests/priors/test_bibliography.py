@@ -86,7 +86,13 @@ def test_format_reference_styles():
     bare = BibEntry("misc", "m", {"title": "Only a title", "url": "https://x.example"})
     assert format_reference(bare) == "Only a title (n.d.). https://x.example"
     nothing = BibEntry("article", "n", {"journal": "J", "year": "2022", "note": "Authors unknown"})
-    assert format_reference(nothing) == "[Authors not given] (2022). J. [Authors unknown.]"
+    assert format_reference(nothing) == "J (2022). [Authors unknown.]"
+    # maintainers' notes (x-note) are never printed, nor any placeholder text
+    noted = BibEntry("article", "q", {"title": "T", "year": "2020", "doi": "10.1/x",
+                                      "x-note": "Title as read; unverified"})
+    for style in ("text", "markdown", "html"):
+        out = format_reference(noted, style)
+        assert "unverified" not in out and "not given" not in out and "doi.org/10.1/x" in out
     with pytest.raises(PriorError, match="did you mean 'markdown'"):
         format_reference(e, "markdwn")
 
@@ -125,6 +131,19 @@ def test_shipped_bib_entries_are_complete_and_used():
         # every source has its address, or says (unprinted) why it is not yet known
         assert e.get("url") or e.get("doi") or e.get("x-note"), key
         assert e.get("author") or e.get("title") or e.get("note"), key
+    # printed: a DOI or the publisher's address for every entry that has one, no mirror site,
+    # no internal note, no space in a link
+    mirrors = ("scribd", "vdocuments", "docslib", "researchgate", "academia.edu", "semanticscholar")
+    for key in bib.keys:
+        out = format_reference(bib[key], "html")
+        if bib[key].get("doi") or bib[key].get("url"):
+            assert '<a href="https://' in out, key
+        assert not any(m in out for m in mirrors), key
+        assert "not given" not in out and "x-note" not in out, key
+        x_note = bib[key].get("x-note")
+        assert not x_note or x_note[:30] not in out, key
+        for href in __import__("re").findall(r'href="([^"]+)"', out):
+            assert " " not in href, key
     # every entry is cited by some prior and every citation resolves
     assert set(bib.keys) == set(ps.citations_used())
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import base64
+import html as _html
+import json
 import re
 import shutil
 import subprocess
@@ -37,6 +38,9 @@ class _Doc(HTMLParser):
         self.tables: dict[str, list[list[str]]] = {}
         self.table_class: dict[str, str] = {}
         self.imgs: list[dict[str, str]] = []
+        self.svgs: list[dict[str, str]] = []
+        self.ids: list[str] = []
+        self._figure = False
         self.page_one = ""
         self.text = ""
         self._table = None
@@ -46,6 +50,13 @@ class _Doc(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
+        if a.get("id"):
+            self.ids.append(a["id"])
+        if tag == "figure":
+            self._figure = True
+        elif tag == "svg" and self._figure:
+            self.svgs.append(a)
+            self._figure = False
         if tag == "section":
             self._section += 1
         if tag == "table":
@@ -115,13 +126,17 @@ def test_html_ranking_tables_and_figures(written, run_result):
     assert [r[1].split()[0] for r in rows] == ranked_policies(eff, "stress", "within")
     # the rank interval column holds integers "a–b" or "a"
     assert all(re.fullmatch(r"\d+(–\d+)?|–", r[6]) for r in rows)
-    # every figure is embedded as an SVG data URI that decodes to an <svg> document
-    srcs = [i["src"] for i in doc.imgs]
-    assert len(srcs) >= 7
-    for s in srcs:
-        assert s.startswith("data:image/svg+xml;base64,")
-        assert b"<svg" in base64.b64decode(s.split(",", 1)[1])[:2000]
+    # every figure is inlined as SVG markup: no <img>, no data: URI, no XML prologue, and the
+    # ids of the figures never clash
+    page = paths["brief.html"].read_text(encoding="utf-8")
+    assert len(doc.svgs) >= 7 and not doc.imgs
+    assert "data:image" not in page and "<?xml" not in page and "<!DOCTYPE svg" not in page
+    assert len(doc.ids) == len(set(doc.ids)), [i for i in doc.ids if doc.ids.count(i) > 1][:5]
+    for a in doc.svgs:
+        assert a.get("role") == "img" and a.get("aria-label") and a.get("viewbox")
     assert doc.scripts == 0
+    # every table scrolls inside its own wrapper on a narrow screen
+    assert page.count("<table") == page.count('<div class="table-wrap"><table')
 
 
 def test_page_one_both_languages_and_banners(written):
@@ -133,7 +148,7 @@ def test_page_one_both_languages_and_banners(written):
     assert "lower stress" in p1 and "verlaagt" in p1
     # the sentence that doses are assumptions links to the dose table, in both languages
     page = paths["brief.html"].read_text(encoding="utf-8")
-    first = page.split('<section>')[0] if '<section>' in page else page
+    first = page.split('<section class="technical">')[0]
     assert first.count('<a href="#doses">') == 2 and 'id="doses"' in page
     assert "are assumptions, not measurements" in p1 and "zijn aannames, geen metingen" in p1
     assert 'lang="nl"' in first
@@ -267,21 +282,197 @@ def _nonblank(png: Path) -> tuple[float, float]:
     return float(im.std()), float((im < 200).mean())
 
 
-@pytest.mark.skipif(shutil.which("chromium") is None and shutil.which("chromium-browser") is None,
-                    reason="headless Chromium is not installed (apt-get install chromium)")
-def test_renders_in_headless_chromium(written, tmp_path):
-    _, paths = written
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
-    shot = tmp_path / "shot.png"
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+_CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+needs_chromium = pytest.mark.skipif(
+    _CHROMIUM is None, reason="headless Chromium is not installed (Debian: apt-get install chromium)")
+
+#: Written into the page by the narrow-screen check: the viewport width, the document's
+#: scrollWidth and every visible element that sticks out of the viewport without a scrolling
+#: ancestor (overflow-x auto/scroll, as the table wrappers have).
+_PROBE = """<script>
+(function () {
+  var vw = document.documentElement.clientWidth, bad = [];
+  var all = document.querySelectorAll('body *');
+  for (var i = 0; i < all.length; i++) {
+    var el = all[i], r = el.getBoundingClientRect();
+    if (r.width === 0 && r.height === 0) continue;
+    if (r.right > vw + 1 || r.left < -1) {
+      var p = el.parentElement, ok = false;
+      while (p) {
+        var st = getComputedStyle(p);
+        if (st.overflowX === 'auto' || st.overflowX === 'scroll') { ok = true; break; }
+        p = p.parentElement;
+      }
+      if (!ok) bad.push(el.tagName + '.' + el.className + '#' + el.id + ' right=' + Math.round(r.right));
+    }
+  }
+  var out = document.createElement('pre');
+  out.id = 'probe-result';
+  out.textContent = JSON.stringify({vw: vw, scrollWidth: document.documentElement.scrollWidth,
+                                    overflow: bad.slice(0, 30)});
+  parent.document.body.appendChild(out);
+})();
+</script>"""
+
+
+def _chromium(tmp_path: Path, *args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    """Headless Chromium with a fresh profile and nothing that reaches the network."""
+    profile = tmp_path / f"profile{len(list(tmp_path.glob('profile*')))}"
+    cmd = [_CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}",
-           "--window-size=1280,3000", paths["brief.html"].resolve().as_uri()]
-    subprocess.run(cmd, capture_output=True, timeout=120, check=False)
-    assert shot.is_file(), "chromium wrote no screenshot"
-    std, dark = _nonblank(shot)
+           f"--user-data-dir={profile}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def _narrow_page(page: str, width: int, tmp_path: Path) -> Path:
+    """A page showing the brief in an iframe ``width`` px wide (Chromium's window has a
+    minimum width of 500 px, an iframe does not), with the probe script added to the copy."""
+    child = page.replace("</body>", _PROBE + "</body>")
+    wrap = (f'<!DOCTYPE html><html><body style="margin:0"><iframe style="width:{width}px;'
+            f'height:2400px;border:0" srcdoc="{_html.escape(child, quote=True)}"></iframe>'
+            "</body></html>")
+    out = tmp_path / f"narrow{width}.html"
+    out.write_text(wrap, encoding="utf-8")
+    return out
+
+
+@needs_chromium
+def test_renders_in_headless_chromium(written, tmp_path):
+    """Screenshots at 1280 px and 420 px are not blank; at 420 px nothing but the table (and
+    diagram) wrappers is wider than the screen."""
+    _, paths = written
+    page = paths["brief.html"].read_text(encoding="utf-8")
+    wide = tmp_path / "shot1280.png"
+    _chromium(tmp_path, f"--screenshot={wide}", "--window-size=1280,3000",
+              paths["brief.html"].resolve().as_uri())
+    assert wide.is_file(), "chromium wrote no screenshot"
+    std, dark = _nonblank(wide)
     # a blank (white) page has std 0 and no dark pixels; text and figures give both
     assert std > 20 and dark > 0.01
+    narrow = _narrow_page(page, 420, tmp_path)
+    shot = tmp_path / "shot420.png"
+    _chromium(tmp_path, f"--screenshot={shot}", "--window-size=600,2400", narrow.as_uri())
+    assert shot.is_file()
+    from PIL import Image
+
+    im = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert im[:, :400].std() > 20 and (im[:, :400] < 200).mean() > 0.01
+    dom = _chromium(tmp_path, "--dump-dom", "--window-size=600,900", narrow.as_uri()).stdout
+    m = re.search(r'<pre id="probe-result">([^<]*)</pre>', dom)
+    assert m, "the probe did not run"
+    probe = json.loads(_html.unescape(m.group(1)))
+    assert 380 <= probe["vw"] <= 420
+    assert probe["scrollWidth"] <= probe["vw"], probe
+    assert probe["overflow"] == [], probe["overflow"]
+
+
+@needs_chromium
+def test_page_one_prints_on_one_a4_page(written, tmp_path):
+    """Printed (A4, the brief's print stylesheet), page one — both languages — is the first
+    page and the technical part starts on the second."""
+    pypdf = pytest.importorskip("pypdf", reason="pypdf (test extra) is not installed")
+    _, paths = written
+    pdf = tmp_path / "brief.pdf"
+    _chromium(tmp_path, f"--print-to-pdf={pdf}", "--no-pdf-header-footer",
+              paths["brief.html"].resolve().as_uri(), timeout=180)
+    assert pdf.is_file(), "chromium wrote no PDF"
+    reader = pypdf.PdfReader(str(pdf))
+    w, h = (float(x) for x in reader.pages[0].mediabox[2:])
+    assert abs(w - 595.3) < 2 and abs(h - 841.9) < 2, "not A4"
+    texts = [" ".join(p.extract_text().split()) for p in reader.pages]
+    assert len(texts) >= 3
+    one = texts[0]
+    for needle in ("In short (English)", "In het kort (Nederlands)", "Best candidates to lower",
+                   "Beste kandidaten om de stress te verlagen", "minimal relevant change (MRC)",
+                   "te klein in de enquête"):
+        assert needle in one, needle
+    assert "Ranking of the recommendations" not in one
+    assert texts[1].startswith("Ranking of the recommendations")
+    # printed at its own size (Chromium shrinks a page whose content is too wide, which would
+    # make page one fit by making it illegible): no text on page one is below 8 pt
+    sizes: list[float] = []
+
+    def visit(text, cm, tm, font, size):
+        if text.strip():
+            sizes.append(size * abs(tm[3]) * abs(cm[3]))
+
+    reader.pages[0].extract_text(visitor_text=visit)
+    assert sizes and min(sizes) >= 7.9, min(sizes)
+
+
+def test_html_is_small_and_self_contained(written):
+    _, paths = written
+    page = paths["brief.html"].read_text(encoding="utf-8")
+    assert len(page.encode("utf-8")) < 500_000
+    # nothing is fetched: no external stylesheet, script, image or font
+    assert not re.search(r'<(link|script|img)\b', page)
+    assert not re.search(r'(src|href)="(https?:)?//(?!doi\.org)', page.split('id="references"')[0])
+
+
+def test_diagram_legend_is_the_drawings_legend(written, run_result):
+    """One legend: the brief prints the entries of graph.drawing.legend_entries with the same
+    line styles and arrowheads that the drawings use for those links."""
+    from veerkracht_bayes.graph.drawing import legend_entries, link_style
+    from veerkracht_bayes.report.figures import edge_posterior_means, posterior_digraph
+
+    _, paths = written
+    page = paths["brief.html"].read_text(encoding="utf-8")
+    legend = page[page.index('class="legend"'):]
+    legend = legend[:legend.index("</div>")]
+    samples = re.findall(r'data-style="(\w+)" data-arrowhead="(\w+)".*?</svg>\s*([^<]+)</span>',
+                         legend, re.S)
+    entries = legend_entries(posterior=True)
+    assert [(a, b, _html.unescape(t).strip()) for a, b, t in samples] == \
+        [(e.style, e.arrowhead, e.label) for e in entries]
+    # dashed samples are drawn dashed, solid ones not
+    for svg, e in zip(re.findall(r"<svg[^>]*data-style.*?</svg>", legend, re.S), entries):
+        assert ("stroke-dasharray" in svg) == (e.style == "dashed")
+    # the drawing: every link's style and arrowhead are the legend's
+    cls = {e.key: ("data-informed" if i % 2 else "prior-dominated")
+           for i, e in enumerate(run_result.graph.edges)}
+    src = posterior_digraph(run_result.graph, edge_posterior_means(run_result.fit.idata,
+                                                                   run_result.graph), cls).source
+    by_key = {e.key: e for e in entries}
+    for e in run_result.graph.edges:
+        line = [x for x in src.splitlines() if re.match(rf"\s*{e.source} -> {e.target} \[", x)][0]
+        style, head = link_style(e, cls)
+        assert f"style={style}" in line and f"arrowhead={head}" in line
+        assert style == by_key[cls[e.key]].style
+        assert head == (by_key["inferred"].arrowhead if e.inferred else "normal")
+    # the drawing's own legend text uses the same words
+    for e in entries:
+        assert e.label in src
+
+
+def test_provenance_has_no_absolute_paths(run_result, tmp_path):
+    cfg = tmp_path / "runs" / "my.toml"
+    cfg.parent.mkdir()
+    cfg.write_text("seed = 1\n", encoding="utf-8")
+    prov = {"seed": 1, "command_line": ["/opt/venv/bin/veerkracht-bayes", "run", str(cfg),
+                                        "--out", str(tmp_path / "runs" / "out")],
+            "inputs": {"survey": {"path": str(tmp_path / "data" / "s.csv"), "sha256": "ab" * 32},
+                       "graph": {"path": "marvel.yaml", "sha256": "cd" * 32}}}
+    res = SimpleNamespace(**{**vars(run_result), "provenance": prov, "config_path": cfg})
+    md, page = render_brief(res)
+    doc = _parse(page)
+    for text in (md, page):
+        assert str(tmp_path) not in text and "/opt/venv" not in text
+    rows = {r[0]: r for r in doc.tables["inputs"][1:]}
+    assert rows["survey"][1] == "../data/s.csv" and rows["graph"][1] == "marvel.yaml"
+    import hashlib
+
+    assert rows["config"][1] == "my.toml"
+    assert rows["config"][2] == hashlib.sha256(cfg.read_bytes()).hexdigest()
+    cmd = {r[0]: r[1] for r in doc.tables["provenance"][1:]}["command"]
+    assert cmd == "veerkracht-bayes run my.toml --out out"
+
+
+def test_markdown_goes_through_markdown_it(run_result):
+    from veerkracht_bayes.report.brief import markdown_html
+
+    h = markdown_html("# T\n\n| a | b |\n|---|---|\n| `x` | <b>y</b> |\n\n- one\n- **two**")
+    assert "<h1>T</h1>" in h and '<div class="table-wrap"><table>' in h
+    assert "<code>x</code>" in h and "&lt;b&gt;y&lt;/b&gt;" in h and "<strong>two</strong>" in h
 
 
 def _with_effects(run_result, eff, **extra):
@@ -427,3 +618,21 @@ def test_no_sensitivity_frame_and_old_effects(run_result):
     res = _with_effects(run_result, eff, sensitivity=None)
     md, page = render_brief(res)
     assert "Is the first place of" not in md and "probability it helps" in md
+
+
+def test_findings_are_sentences_never_dumps(run_result):
+    """The diagnostics' identification report (a dict with ``findings``) and cut-routing
+    records (dicts per link) are printed as sentences, never as Python reprs."""
+    ident = {"unmeasured": "cut", "counts": {"likelihood": 3},
+             "links": [{"link": "a->b", "status": "cut"}],
+             "findings": ["3 of 72 links enter the likelihood.", "Link a->b is cut."]}
+    routing = [{"link": "stress->wellbeing", "share": 0.4, "share_q95": 0.5, "flagged": True},
+               {"link": "x->y", "share": 0.01, "share_q95": 0.02, "flagged": False}]
+    diag = SimpleNamespace(**{k: v for k, v in vars(run_result.diagnostics).items()
+                              if k not in ("identification_findings", "cut_routing_findings")},
+                           identification=ident, cut_routing=routing)
+    md, page = render_brief(SimpleNamespace(**{**vars(run_result), "diagnostics": diag}))
+    assump = md[md.index("## What rests on assumptions"):md.index("## Methods")]
+    assert "- 3 of 72 links enter the likelihood." in assump and "- Link a->b is cut." in assump
+    assert "stress->wellbeing (40 %)" in assump and "x->y" not in assump
+    assert "{'" not in md and "&#39;link&#39;" not in page

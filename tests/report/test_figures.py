@@ -117,3 +117,46 @@ def test_save_is_deterministic(run_result, tmp_path):
     a = F.save_figure(F.loop_gain_plot(run_result.loop_gains), tmp_path / "a", "g")
     b = F.save_figure(F.loop_gain_plot(run_result.loop_gains), tmp_path / "b", "g")
     assert a["svg"].read_bytes() == b["svg"].read_bytes()
+
+
+def _svg_size_and_fonts(svg: str) -> tuple[float, float, list[float]]:
+    m = re.search(r'<svg[^>]*\swidth="([\d.]+)pt" height="([\d.]+)pt"', svg)
+    sizes = [float(x) for x in re.findall(r"font-size: ?([\d.]+)px", svg)]
+    return float(m.group(1)), float(m.group(2)), sizes
+
+
+def test_charts_are_legible_on_a4(run_result, tmp_path):
+    """Every chart is at most the A4 text width (170 mm = 482.4 pt) and its smallest text is
+    8 pt, so printed at its own size nothing is below 8 pt; several outcomes go in a grid of at
+    most two columns, never one long row."""
+    figs = F.write_figures(run_result, tmp_path)
+    assert F.A4_TEXT_WIDTH_IN * 72 <= 482.5
+    for name, paths in figs.items():
+        if name == "diagram_posterior":
+            continue  # graphviz or the landscape fallback: see test_posterior_diagram_sizes
+        w, h, sizes = _svg_size_and_fonts(paths["svg"].read_text(encoding="utf-8"))
+        assert w <= F.A4_TEXT_WIDTH_IN * 72 + 0.5, (name, w)
+        assert sizes and min(sizes) >= F.MIN_FONT_PT, (name, min(sizes))
+    outcomes = list(dict.fromkeys(run_result.effects["outcome"]))
+    fig = F.subgroup_panel(run_result.effects, outcomes)
+    visible = [ax for ax in fig.axes if ax.get_visible()]
+    cols = {round(ax.get_position().x0, 2) for ax in visible}
+    assert len(visible) == len(outcomes) and len(cols) <= 2
+    traj = F.trajectory_plot(run_result.trajectories, outcomes)
+    assert len({round(ax.get_position().x0, 2) for ax in traj.axes if ax.get_visible()}) <= 2
+
+
+def test_posterior_diagram_uses_the_shared_legend(run_result, monkeypatch):
+    from veerkracht_bayes.graph import drawing
+
+    means = F.edge_posterior_means(run_result.fit.idata, run_result.graph)
+    fig = F.posterior_diagram_matplotlib(run_result.graph, means, {})
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    for e in drawing.legend_entries(posterior=True):
+        assert e.label in labels
+    # landscape A4 at its own size, text 8 pt
+    w, h = fig.get_size_inches()
+    assert w <= 10.6 and h <= 7.5
+    src = F.posterior_digraph(run_result.graph, means, {}).source
+    for e in drawing.legend_entries(posterior=True):
+        assert e.label in src

@@ -373,6 +373,19 @@ def test_hs_cfa_posterior_long():
     _check_means(fit.table(), LAVAAN_HS, ops=("=~", "~", "~~"))
 
 
+def test_political_democracy_posterior_fast_twin():
+    """Fast twin of the slow PD check: the same model, data and fit path with one short chain;
+    checks the table is complete and finite and the regressions are near lavaan's (3 SE)."""
+    fit = fit_sem(parse_lavaan(PD_MODEL), _pd_data(), draws=100, tune=100, chains=1, seed=9)
+    table = fit.table()
+    free = table[table.free > 0]
+    assert len(free) and np.isfinite(free[["mean", "sd", "lower", "upper"]].to_numpy()).all()
+    idx = {(r.lhs, r.op, r.rhs): r for r in table.itertuples()}
+    for k, (est, se) in LAVAAN_PD.items():
+        if k[1] == "~":
+            assert abs(idx[k].mean - est) < 3 * se, (k, idx[k].mean, est, se)
+
+
 @pytest.mark.slow
 def test_political_democracy_posterior():
     fit = fit_sem(parse_lavaan(PD_MODEL), _pd_data(), draws=1000, tune=1000, chains=4, seed=9)

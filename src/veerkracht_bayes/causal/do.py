@@ -51,6 +51,7 @@ from veerkracht_bayes.causal.interventions import (  # noqa: E402
     compile_interventions,
 )
 from veerkracht_bayes.causal.draws import StructuralDraws  # noqa: E402
+from veerkracht_bayes.sem import algebra
 
 __all__ = [
     "DEFAULT_OUTCOMES",
@@ -160,14 +161,12 @@ class SubgroupInfo:
 
 # --------------------------------------------------------------------------- JAX kernels
 def _intervened(B, set_mask, mscale, mmask, mval):
-    Bm = jnp.where(mmask, mval, B * mscale)
-    return Bm * (1.0 - set_mask.astype(B.dtype))[:, None]
+    return algebra.apply_mechanisms(B, mscale, mmask, mval, set_mask[:, None], xp="jax")
 
 
 @jax.jit
 def _baseline(B, c):
-    eye = jnp.eye(B.shape[-1], dtype=B.dtype)
-    return jnp.linalg.solve(eye - B, c[..., None])[..., 0]
+    return algebra.solve_equilibrium(B, c, xp="jax")
 
 
 def _spectral_radius(B: np.ndarray, g: "_Group | None", blocks, singles) -> np.ndarray:
@@ -184,8 +183,8 @@ def _spectral_radius(B: np.ndarray, g: "_Group | None", blocks, singles) -> np.n
         Bs = B[:, ix_r, ix_c]
         if g is None:
             return Bs
-        Bs = np.where(g.mmask[ix_r, ix_c], g.mval[ix_r, ix_c], Bs * g.mscale[ix_r, ix_c])
-        return Bs * (1.0 - g.set_mask[ix_r].astype(float))
+        return algebra.apply_mechanisms(Bs, g.mscale[ix_r, ix_c], g.mmask[ix_r, ix_c], g.mval[ix_r, ix_c],
+                                        g.set_mask[ix_r], xp="numpy")
 
     parts = []
     if singles:
@@ -202,8 +201,8 @@ def _spectral_radius(B: np.ndarray, g: "_Group | None", blocks, singles) -> np.n
 
 def _dense_B(Bvals, flat, P):
     """Rebuild ``(S, P, P)`` from the values at the flat positions ``flat``."""
-    S = Bvals.shape[0]
-    return jnp.zeros((S, P * P), Bvals.dtype).at[:, flat].set(Bvals).reshape(S, P, P)
+    index = algebra.EdgeIndex(jnp.arange(Bvals.shape[-1]), flat // P, flat % P, (P, P))
+    return algebra.assemble(Bvals, index, xp="jax")
 
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from veerkracht_bayes.graph.causal_graph import CausalGraph
 from veerkracht_bayes.errors import InterventionError, Problem
+from veerkracht_bayes.sem import algebra
 
 __all__ = ["EDGE_CLASSES", "StructuralDraws"]
 
@@ -28,14 +29,42 @@ EDGE_CLASSES = ("data-informed", "prior-dominated")
 
 
 def _posterior_dataset(obj: Any) -> Any:
-    """Return the posterior ``xarray.Dataset`` of a DataTree / InferenceData / Dataset."""
+    """Return the posterior ``xarray.Dataset`` of a DataTree / InferenceData / Dataset.
+
+    The engine's ArviZ-native fits keep the constants in ``constant_data`` (``alpha`` on
+    ``node``; ``psi`` of the exogenous nodes on ``exogenous``) and the sampled ``psi`` on
+    ``latent``: they are joined here into ``alpha`` and ``psi`` on ``node``.
+    """
     for getter in (lambda o: o["posterior"], lambda o: o.posterior):
         try:
             post = getter(obj)
         except (KeyError, AttributeError, TypeError):
             continue
-        return post.to_dataset() if hasattr(post, "to_dataset") else post
+        post = post.to_dataset() if hasattr(post, "to_dataset") else post
+        return _with_constants(post, obj)
     return obj
+
+
+def _with_constants(post: Any, obj: Any) -> Any:
+    """``post`` with ``alpha``/``psi`` on ``node`` completed from ``obj``'s ``constant_data``."""
+    try:
+        const = obj["constant_data"]
+    except (KeyError, AttributeError, TypeError):
+        return post
+    const = const.to_dataset() if hasattr(const, "to_dataset") else const
+    sample = {"chain": post["chain"].values, "draw": post["draw"].values}
+    out = post.copy()
+    if "alpha" not in out and "alpha" in const:
+        out["alpha"] = const["alpha"].expand_dims(sample).transpose("chain", "draw", "node")
+    if "psi" in out and "latent" in out["psi"].dims:
+        import xarray as xr
+
+        parts = [out["psi"].rename(latent="node")]
+        if "psi" in const and "exogenous" in const["psi"].dims:
+            parts.append(const["psi"].rename(exogenous="node").expand_dims(sample))
+        out = out.drop_vars("psi")
+        out["psi"] = xr.concat(parts, dim="node").transpose("chain", "draw", "node")
+    return out
 
 
 @dataclass(frozen=True, eq=False)
@@ -136,11 +165,9 @@ class StructuralDraws:
         psi = np.ones((S, P)) if psi is None else np.atleast_2d(np.asarray(psi, dtype=float))
         if psi.shape[0] == 1 and S > 1:
             psi = np.repeat(psi, S, axis=0)
-        idx = graph.node_index
-        B = np.zeros((S, P, P))
-        tgt = np.array([idx[e.target] for e in graph.edges], dtype=int)
-        src = np.array([idx[e.source] for e in graph.edges], dtype=int)
-        B[:, tgt, src] = beta
+        B = algebra.assemble(beta, algebra.edge_index([e.source for e in graph.edges],
+                                                      [e.target for e in graph.edges], list(graph.nodes)),
+                             xp="numpy")
         return cls(tuple(graph.nodes), tuple(graph.edge_keys), B, alpha, psi, edge_class,
                    tuple(e.delay for e in graph.edges))
 
@@ -214,12 +241,12 @@ class StructuralDraws:
         eye = np.eye(len(self.nodes))
         out = np.full(self.alpha.shape, np.nan)
         for_solve = np.abs(np.linalg.det(eye - self.B)) > 1e-12
-        out[for_solve] = np.linalg.solve(eye - self.B[for_solve], self.alpha[for_solve][..., None])[..., 0]
+        out[for_solve] = algebra.solve_equilibrium(self.B[for_solve], self.alpha[for_solve], xp="numpy")
         return out
 
     def spectral_radius(self) -> np.ndarray:
         """``(S,)`` spectral radius of ``B`` per draw (vectorised eigenvalues)."""
-        return np.max(np.abs(np.linalg.eigvals(self.B)), axis=-1)
+        return algebra.spectral_radius(self.B, xp="numpy")
 
     def subset(self, draws: np.ndarray | slice) -> "StructuralDraws":
         """A new object holding only the selected draws."""

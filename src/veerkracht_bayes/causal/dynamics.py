@@ -38,6 +38,7 @@ from veerkracht_bayes.causal.do import (Outcome, SubgroupInfo, _dose_parts, _inj
 from veerkracht_bayes.errors import InterventionError, did_you_mean
 from veerkracht_bayes.causal.interventions import Intervention, NativeScale, compile_interventions
 from veerkracht_bayes.causal.draws import StructuralDraws
+from veerkracht_bayes.sem import algebra
 
 
 __all__ = ["RATES_PER_YEAR", "edge_rates", "Trajectories", "simulate_trajectories"]
@@ -91,9 +92,9 @@ def _impulse_kernel(beta, set_mask, mscale, mmask, mval, src, tgt, rate, Wt, col
     ``(J, S, T + 1, K)``: ``G_t[k, cols[j]]`` per draw.
     """
     P = set_mask.shape[0]
-    # B_do on the edges, as in do_queries._intervened
-    w = jnp.where(mmask[tgt, src], mval[tgt, src], beta * mscale[tgt, src])
-    w = w * (1.0 - set_mask[tgt].astype(beta.dtype))  # (S, E) coefficient of each edge
+    # B_do on the edges (the edges into a hard-set node are cut), as in do._intervened
+    w = algebra.apply_mechanisms(beta, mscale[tgt, src], mmask[tgt, src], mval[tgt, src], set_mask[tgt],
+                                 xp="jax")  # (S, E) coefficient of each edge
     src1h = jax.nn.one_hot(src, P, dtype=beta.dtype)  # (E, P)
     tgt1h = jax.nn.one_hot(tgt, P, dtype=beta.dtype).T  # (P, E)
     h0 = Wt[None, :, :] @ tgt1h * w[:, None, :]  # (S, K, E)

@@ -45,7 +45,7 @@ from veerkracht_bayes.causal.do import DoResult, Outcome, _structure_groups
 from veerkracht_bayes.errors import PriorError
 
 __all__ = ["EVIDENCE_CLASSES", "edge_evidence", "edge_evidence_from_draws", "evidence_shares",
-           "evidence_label"]
+           "evidence_label", "adjoint_weights", "link_derivatives"]
 
 #: The evidence classes, in the order of the share columns.
 EVIDENCE_CLASSES = ("assumption", "literature", "data")
@@ -114,6 +114,63 @@ def edge_evidence_from_draws(result: DoResult) -> dict[str, str]:
     return {k: ("data" if ec.get(k) == "data-informed" else "assumption") for k in draws.edge_keys}
 
 
+def adjoint_weights(Bdo: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``a = (I - B_do)^-T w`` per draw: the derivative of ``E = w' (I - B_do)^-1 u`` with respect
+    to the injection ``u`` (``dE/du = a``).
+
+    Parameters
+    ----------
+    Bdo
+        ``(S, P, P)`` (or ``(P, P)``) intervened coefficients, ``Bdo[s, k, j]`` for link ``j -> k``.
+    w
+        ``(P,)`` outcome weights.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(S, P)`` (or ``(P,)``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> B = np.array([[0.0, 0.0], [0.5, 0.0]])  # link 0 -> 1 with coefficient 0.5
+    >>> adjoint_weights(B, np.array([0.0, 1.0])).round(3).tolist()
+    [0.5, 1.0]
+    """
+    Bdo = np.asarray(Bdo, float)
+    P = Bdo.shape[-1]
+    M = np.swapaxes(np.eye(P) - Bdo, -1, -2)
+    rhs = np.broadcast_to(np.asarray(w, float), Bdo.shape[:-1])[..., None]
+    return np.linalg.solve(M, rhs)[..., 0]
+
+
+def link_derivatives(a: np.ndarray, t: np.ndarray, sources: np.ndarray, targets: np.ndarray
+                     ) -> np.ndarray:
+    """``dE/dB_ij = a_i t_j`` for each link ``j -> i`` (exact for the linear equilibrium).
+
+    Parameters
+    ----------
+    a
+        ``(..., P)`` adjoint weights (:func:`adjoint_weights`).
+    t
+        ``(..., P)`` the effect on every node, ``(I - B_do)^-1 u``.
+    sources, targets
+        ``(E,)`` node indices of the links' sources ``j`` and targets ``i``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(..., E)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> link_derivatives(np.array([0.5, 1.0]), np.array([1.0, 0.5]), np.array([0]), np.array([1]))
+    array([1.])
+    """
+    return np.asarray(a)[..., targets] * np.asarray(t)[..., sources]
+
+
 def _weights(result: DoResult, outcome: str | Outcome) -> np.ndarray:
     return result._weights(outcome)
 
@@ -149,7 +206,6 @@ def evidence_shares(result: DoResult, outcome: str | Outcome,
     w = _weights(result, outcome)
     usable = result.usable()
     P = len(draws.nodes)
-    eye = np.eye(P)
     groups, _ = _structure_groups(compiled)
     for g in groups:
         B = draws.B
@@ -157,8 +213,7 @@ def evidence_shares(result: DoResult, outcome: str | Outcome,
         ok_any = usable[g.members].any(axis=0)
         a = np.full((S, P), np.nan)
         if ok_any.any():
-            M = np.swapaxes(eye - Bdo[ok_any], 1, 2)
-            a[ok_any] = np.linalg.solve(M, np.broadcast_to(w, (int(ok_any.sum()), P))[..., None])[..., 0]
+            a[ok_any] = adjoint_weights(Bdo[ok_any], w)
         Be = Bdo[:, tgt, src]  # (S, E) intervened coefficients of the links
         imposed = g.mmask[tgt, src]  # links whose value the intervention imposes: assumption
         for i in g.members:
@@ -167,7 +222,7 @@ def evidence_shares(result: DoResult, outcome: str | Outcome,
             t = result.effect[i]  # (S, P) = (I - B_do)^-1 u
             with np.errstate(all="ignore"):
                 E = t @ w
-                eps = np.abs(Be * a[:, tgt] * t[:, src] / E[:, None])  # (S, E)
+                eps = np.abs(Be * link_derivatives(a, t, src, tgt) / E[:, None])  # (S, E)
                 nodes, u = result.injections[i]
                 eps_u = np.abs(a[:, nodes] * u.T / E[:, None]).sum(axis=1) if len(nodes) else 0.0
                 by_cls = eps[:, ~imposed] @ onehot[~imposed]

@@ -22,12 +22,14 @@ Any other unit string is an :class:`~veerkracht_bayes.errors.InterventionError`.
 
 from __future__ import annotations
 
+import math
+
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BeforeValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from veerkracht_bayes.errors import InterventionError, Problem, did_you_mean, format_path
 
@@ -54,8 +56,38 @@ __all__ = [
 #: Units a dose may be given in.
 UNITS = ("sd", "native", "exposure")
 
-#: A finite float (NaN and +-inf are rejected with "Input should be a finite number").
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+#: Largest magnitude a dose parameter may have: far beyond any effect in SD units, small enough
+#: that sums, squares and Beta/Gamma draws cannot overflow.
+MAX_DOSE_MAGNITUDE = 1e6
+
+
+def _not_bool(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, not the boolean {value!r}")
+    return value
+
+
+def _finite_bounded(value: float) -> float:
+    if not math.isfinite(value):
+        raise ValueError(f"Input should be a finite number, not {value!r}")
+    if abs(value) > MAX_DOSE_MAGNITUDE:
+        raise ValueError(f"{value!r} is too large: dose parameters are at most {MAX_DOSE_MAGNITUDE:g} in size")
+    return value
+
+
+#: A finite float of bounded magnitude; booleans are refused (YAML's ``true`` is not 1).
+#: NaN and +-inf are rejected with "Input should be a finite number".
+FiniteFloat = Annotated[float, BeforeValidator(_not_bool), AfterValidator(_finite_bounded)]
+
+
+def _positive(value: float) -> float:
+    if not value > 0:
+        raise ValueError(f"Input should be greater than 0 (got {value!r})")
+    return value
+
+
+#: A finite, bounded, strictly positive float (checked for finiteness first, so NaN says so).
+PositiveFloat = Annotated[float, BeforeValidator(_not_bool), AfterValidator(_finite_bounded), AfterValidator(_positive)]
 
 
 class _Strict(BaseModel):
@@ -67,7 +99,7 @@ class Normal(_Strict):
 
     dist: Literal["normal"] = "normal"
     mean: FiniteFloat
-    sd: FiniteFloat = Field(gt=0)
+    sd: PositiveFloat
 
     def mean_value(self) -> float:
         """Expected dose."""
@@ -101,7 +133,7 @@ class LogNormal(_Strict):
 
     dist: Literal["lognormal"] = "lognormal"
     median: FiniteFloat
-    sigma: FiniteFloat = Field(gt=0)
+    sigma: PositiveFloat
 
     @model_validator(mode="after")
     def _nonzero(self) -> "LogNormal":
@@ -129,8 +161,8 @@ class Beta(_Strict):
     """Dose ~ Beta(a, b) on [0, 1]: an uncertain share, e.g. the coverage of a programme."""
 
     dist: Literal["beta"] = "beta"
-    a: FiniteFloat = Field(gt=0)
-    b: FiniteFloat = Field(gt=0)
+    a: PositiveFloat
+    b: PositiveFloat
 
     def mean_value(self) -> float:
         """Expected dose ``a / (a + b)``."""

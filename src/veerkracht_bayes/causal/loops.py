@@ -37,6 +37,7 @@ from veerkracht_bayes.causal.do import Outcome, SubgroupInfo, _subgroup_setup, d
 from veerkracht_bayes.errors import InterventionError
 from veerkracht_bayes.causal.interventions import Intervention, NativeScale, compile_interventions
 from veerkracht_bayes.causal.draws import StructuralDraws
+from veerkracht_bayes.sem import algebra
 
 __all__ = ["loop_gains", "loop_gain_summary", "no_cycle_effect", "loop_amplification"]
 
@@ -120,11 +121,12 @@ def no_cycle_effect(Bdo: np.ndarray, u: np.ndarray, cycle: Sequence[int]) -> np.
             to.append(sy)
             ek.append(y)
             ej.append(x)
-    T = np.zeros((S, Q, Q))
-    T[:, np.asarray(to), np.asarray(frm)] = Bdo[:, np.asarray(ek), np.asarray(ej)]
+    T = algebra.assemble(Bdo[:, np.asarray(ek, dtype=int), np.asarray(ej, dtype=int)],
+                         algebra.EdgeIndex(np.arange(len(to)), np.asarray(to, dtype=int),
+                                           np.asarray(frm, dtype=int), (Q, Q)), xp="numpy")
     uext = np.zeros((S, Q))
     uext[:, :P] = u
-    N = np.linalg.solve(np.eye(Q) - T, uext[..., None])[..., 0]
+    N = algebra.solve_equilibrium(T, uext, xp="numpy")
     out = N[:, :P].copy()
     for v in cyc:
         for cnt in range(1, n):
@@ -167,7 +169,7 @@ def loop_amplification(
     rows = []
     for i, name in enumerate(compiled.names):
         Bdo, u = intervened_system(draws, compiled, i, shifts[i], c[i])
-        total = np.linalg.solve(np.eye(P) - Bdo, u[..., None])[..., 0] @ W  # (S, K)
+        total = algebra.solve_equilibrium(Bdo, u, xp="numpy") @ W  # (S, K)
         for lp in named:
             cyc = [idx[v] for v in lp.nodes]
             if any(not (draws.edge_keys and f"{a}->{b}" in draws.edge_keys)

@@ -19,8 +19,8 @@ holds X one SD above its mean). ``--units native``: doses, levels and effects in
 own units (a latent's units are those of its marker indicator); set levels are native values
 (centred at the sample mean of an observed node, at 0 for a latent).
 
-With ``--json`` the last line of stdout is one JSON object with at least ``outcome``,
-``interventions``, ``mean``, ``median``, ``lower``, ``upper`` (central 90% interval),
+With ``--json`` stdout holds only one JSON object (the human summary goes to stderr), with at
+least ``outcome``, ``interventions``, ``mean``, ``median``, ``lower``, ``upper`` (central 90% interval),
 ``p_positive``, ``p_stable`` and ``n_draws``.
 
 Hook for MARVEL runs: a module (``cli_run``) calls :func:`register_run_handler` with a function
@@ -42,6 +42,7 @@ from veerkracht_bayes.cli.app import app, handle_errors
 from veerkracht_bayes.errors import ConfigError, InterventionError, Problem, did_you_mean
 
 __all__ = ["effects", "parse_assignments", "build_intervention", "generic_effect",
+           "check_effect_names",
            "register_run_handler", "PROB"]
 
 logger = logging.getLogger(__name__)
@@ -188,6 +189,65 @@ def generic_effect(fit, shifts: Sequence[tuple[str, float]], sets: Sequence[tupl
     }
 
 
+def check_effect_names(model: str, data: str, shifts: Sequence[tuple[str, float]],
+                       sets: Sequence[tuple[str, float]], outcome: str) -> list[str]:
+    """Check every node name of an effects query against the model, before any sampling.
+
+    Reads the lavaan model and the data header (cheap), resolves the model and checks that the
+    outcome and every ``--shift``/``--set`` node is a variable of its structural part.
+
+    Parameters
+    ----------
+    model, data
+        The lavaan model file and the CSV data file.
+    shifts, sets
+        ``(node, value)`` pairs from :func:`parse_assignments`.
+    outcome
+        The outcome node.
+
+    Returns
+    -------
+    list of str
+        The structural nodes (valid names).
+
+    Raises
+    ------
+    InterventionError
+        Naming every bad option, its value and the valid names (did-you-mean).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np, pandas as pd
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "m.lav").write_text("y ~ x\\n")
+    >>> pd.DataFrame({"x": np.arange(5.0), "y": np.arange(5.0) ** 2}).to_csv(d / "d.csv", index=False)
+    >>> check_effect_names(str(d / "m.lav"), str(d / "d.csv"), [("x", 1.0)], [], "y")
+    ['y', 'x']
+    """
+    from veerkracht_bayes.cli.sem import read_csv_data
+    from veerkracht_bayes.graph.lavaan_syntax import read_lavaan
+    from veerkracht_bayes.sem.lavaan_model import specify
+
+    lav = read_lavaan(model)
+    df = read_csv_data(data)
+    spec = specify(lav, list(map(str, df.columns)))
+    nodes = [v for v in spec.structural if v not in spec.covariates] + list(spec.covariates)
+    probs = []
+    named = [("--outcome", outcome)] + [("--shift", n) for n, _ in shifts] + [("--set", n) for n, _ in sets]
+    for opt, name in named:
+        if name in nodes:
+            continue
+        if name in spec.observed:
+            why = "is a measurement indicator, not a variable of the structural part"
+        else:
+            why = f"is not a variable of the model{did_you_mean(name, nodes)}"
+        probs.append(Problem(f"{opt} {name!r} {why}; expected one of {nodes}", file=str(model),
+                             field=opt.lstrip("-"), value=name))
+    if probs:
+        raise InterventionError(probs)
+    return nodes
+
+
 def _load_posterior_fit(model: str, data: str, posterior: str):
     import xarray as xr
 
@@ -261,6 +321,7 @@ def effects(
             raise ConfigError("effects needs --model FILE and --data FILE.csv (or --run DIR)")
         if not shifts and not sets:
             build_intervention(shifts, sets)  # raises the 'no intervention' error before fitting
+        check_effect_names(model, data, shifts, sets, outcome)  # every name, before any sampling
         if posterior is not None:
             fit = _load_posterior_fit(model, data, posterior)
         else:
@@ -271,11 +332,13 @@ def effects(
         rec = generic_effect(fit, shifts, sets, outcome, units=units, seed=seed, prob=PROB)
     what = ", ".join(f"{d['type']} {d['node']} {'+=' if d['type'] == 'shift' else '='} {d['value']:g}"
                      for d in rec["interventions"])
-    typer.echo(f"effect of [{what}] on {rec['outcome']} ({rec.get('effect_units', units)}):")
+    # with --json stdout holds the JSON object only; the human summary goes to stderr
+    typer.echo(f"effect of [{what}] on {rec['outcome']} ({rec.get('effect_units', units)}):",
+               err=as_json)
     typer.echo(f"  mean {rec['mean']:.4g}, median {rec['median']:.4g}, "
-               f"{int(PROB * 100)}% interval [{rec['lower']:.4g}, {rec['upper']:.4g}]")
+               f"{int(PROB * 100)}% interval [{rec['lower']:.4g}, {rec['upper']:.4g}]", err=as_json)
     typer.echo(f"  P(effect > 0) = {rec['p_positive']:.3f}; P(stable) = {rec['p_stable']:.3f}; "
-               f"{rec['n_draws']} draws")
+               f"{rec['n_draws']} draws", err=as_json)
     if as_json:
         typer.echo(json.dumps(_finite(rec), ensure_ascii=False, allow_nan=False))
 

@@ -180,11 +180,20 @@ def graph_draw(
 
 
 # ---------------------------------------------------------------------------- validate
-def _validate_graph(graph: str) -> list[str]:
-    """Validate a graph file; return summary lines (raises VeerkrachtError when invalid)."""
+def _validate_graph(graph: str, as_json: bool = False) -> list[str]:
+    """Validate a graph file; return summary lines (raises VeerkrachtError when invalid).
+
+    With ``as_json`` the one line is a JSON object (``valid``, ``graph``, the counts and the
+    named loops found with their stated polarity).
+    """
     g = _load(graph)
     info = g.info()
     checks = g.check_loops()
+    if as_json:
+        keys = ("n_nodes", "n_edges", "n_inferred_edges", "n_simple_cycles")
+        return [json.dumps({"valid": True, "graph": graph, **{k: info[k] for k in keys},
+                            "named_loops": [{"id": c.id, "polarity": c.polarity, "found": c.ok}
+                                            for c in checks]}, ensure_ascii=False)]
     lines = [f"graph {graph}: valid ({info['n_nodes']} nodes, {info['n_edges']} edges "
              f"({info['n_inferred_edges']} inferred), {info['n_simple_cycles']} simple cycles)"]
     if checks:
@@ -213,7 +222,7 @@ def validate(
     # Each input adds one check; checks run independently and all errors are reported.
     checks: list[tuple[str, Callable[[], list[str]]]] = []
     if graph is not None and survey is None:
-        checks.append(("graph", functools.partial(_validate_graph, graph)))
+        checks.append(("graph", functools.partial(_validate_graph, graph, as_json)))
     if (survey is None) != (codebook is None):
         raise VeerkrachtError("--survey and --codebook must be given together "
                               "(expected both a survey file and its codebook)")
@@ -240,10 +249,12 @@ def _validate_survey(survey: str, codebook: str, graph: str, out_of_range: str,
     return [s.report.to_text()]
 
 
-def simulate_main(n: int, seed: int, out: str, overwrite: bool = True) -> int:
+def simulate_main(n: int, seed: int, out: str, overwrite: bool = True, heterogeneity: str | None = None) -> int:
     """``veerkracht-bayes simulate``: write a
     synthetic survey and list the files; returns the exit code (2 on a bad setting, or a
-    non-empty output folder without ``overwrite``)."""
+    non-empty output folder without ``overwrite``). ``heterogeneity``: a YAML file
+    ``{group: COVARIATE, links: {source->target: deviation}}`` (links that differ for the group's
+    members; :func:`veerkracht_bayes.datasets.synthetic.heterogeneity_truth`)."""
     from veerkracht_bayes.datasets.synthetic import write_synthetic
 
     target = Path(out)
@@ -252,7 +263,12 @@ def simulate_main(n: int, seed: int, out: str, overwrite: bool = True) -> int:
               file=sys.stderr)
         return 2
     try:
-        files = write_synthetic(out, n=n, seed=seed)
+        het = None
+        if heterogeneity is not None:
+            from veerkracht_bayes.yaml_io import load_yaml
+
+            het = load_yaml(heterogeneity, error_cls=ConfigError).data
+        files = write_synthetic(out, n=n, seed=seed, heterogeneity=het)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -268,9 +284,12 @@ def simulate(
     seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 2023,
     out: Annotated[str, typer.Option("--out", help="Output folder.")] = "synthetic_out",
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace files in a non-empty output folder.")] = False,
+    heterogeneity: Annotated[str | None, typer.Option(
+        "--heterogeneity", help="YAML file {group: COVARIATE, links: {source->target: deviation}}: links that "
+        "differ for the group's members; the truth is written to heterogeneity_truth.yaml.")] = None,
 ) -> None:
     """Draw a SYNTHETIC survey (data, codebook, true parameters) from the MARVEL model."""
-    code = simulate_main(n=n, seed=seed, out=out, overwrite=overwrite)
+    code = simulate_main(n=n, seed=seed, out=out, overwrite=overwrite, heterogeneity=heterogeneity)
     if code:
         raise typer.Exit(code)
 

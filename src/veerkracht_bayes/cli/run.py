@@ -33,7 +33,7 @@ OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an exis
                                                                 "output folder.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Write the brief even if the diagnostics "
                                                         "fail (page one then says so).")]
-FastOpt = Annotated[bool, typer.Option("--fast", help="Short chains (200 tuning + 200 draws, 500 "
+FastOpt = Annotated[bool, typer.Option("--fast", help="Short chains (400 tuning + 400 draws, 500 "
                                                       "prior draws) and scaled diagnostics "
                                                       "thresholds: about a minute, for CI and "
                                                       "notebooks.")]
@@ -158,10 +158,20 @@ def run_effects(run_dir: str | Path, interventions: list, outcome: str, *, seed:
         cand = rd / graph_src
         graph_src = str(cand if cand.exists() else Path(graph_src))
     graph = load_graph(graph_src)
+    probs = []
     if not graph.has_node(outcome):
-        raise InterventionError(Problem(f"outcome {outcome!r} is not a node of the graph"
-                                        f"{did_you_mean(outcome, graph.nodes)}", field="outcome",
-                                        value=outcome))
+        probs.append(Problem(f"--outcome {outcome!r} is not a node of the graph"
+                             f"{did_you_mean(outcome, graph.nodes)}", field="outcome", value=outcome))
+    for iv in interventions:  # every --shift/--set node, before the posterior is read
+        for part in getattr(iv, "parts", [iv]):
+            node = getattr(part, "node", None)
+            if node is not None and not graph.has_node(node):
+                opt = "--set" if type(part).__name__ == "Set" else "--shift"
+                probs.append(Problem(f"{opt} node {node!r} is not a node of the graph"
+                                     f"{did_you_mean(node, graph.nodes)}", field=opt.lstrip("-"),
+                                     value=node))
+    if probs:
+        raise InterventionError(probs)
     tree = xr.open_datatree(post)
     draws = StructuralDraws.from_posterior(tree, graph)
     res = do_query(draws, list(interventions), [outcome], seed=seed)

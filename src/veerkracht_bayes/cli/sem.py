@@ -31,13 +31,20 @@ SAMPLERS = ("numpyro", "pymc", "nutpie", "blackjax")
 
 
 def read_csv_data(path: str | Path):
-    """Read a CSV data file (``pandas.read_csv``); a missing or unreadable file is a ConfigError."""
+    """Read a CSV data file (``pandas.read_csv``); a missing, unreadable or ragged file (a row with
+    more or fewer fields than the header, a repeated column name) is a located ConfigError."""
     import pandas as pd
 
     p = Path(path)
     if not p.is_file():
         raise ConfigError(Problem("data file not found (expected an existing CSV file)", file=str(p),
                                   field="data", value=str(p)))
+    from veerkracht_bayes.survey.reading import check_csv_structure
+    from veerkracht_bayes.yaml_io import read_text_utf8
+
+    # ragged rows and repeated column names are refused with their line (pandas would pad,
+    # rename or drop them silently)
+    check_csv_structure(read_text_utf8(p, ConfigError), ",", str(p), ConfigError)
     try:
         return pd.read_csv(p)
     except (ValueError, OSError, UnicodeDecodeError) as exc:
@@ -92,17 +99,50 @@ def sem(
     save_posterior: Annotated[str | None, typer.Option(
         "--save-posterior", help="Also write the posterior (NetCDF) for `effects --posterior`.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = False,
+    group: Annotated[str | None, typer.Option(
+        "--group", help="Group column: a multi-group model like lavaan's group= (configural: every group "
+        "its own parameters); the table gets a 'group' column.")] = None,
+    group_equal: Annotated[str | None, typer.Option(
+        "--group-equal", help="loadings,intercepts,regressions equal across groups (lavaan's group.equal; "
+        "not available yet).")] = None,
+    group_pool: Annotated[str | None, typer.Option(
+        "--group-pool", help="Parameter types partially pooled across groups (not available yet).")] = None,
 ) -> None:
     """Fit a lavaan model (lavaan's defaults, vague priors) and write its parameter table."""
-    fit = fit_from_files(model, data, priors=priors, seed=seed, draws=draws, chains=chains,
-                         tune=tune, sampler=sampler, progressbar=progress)
-    table = fit.table()
+    if group is None and (group_equal or group_pool):
+        raise ConfigError(Problem("--group-equal / --group-pool need --group COLUMN", field="group"))
+    if group is not None:
+        from veerkracht_bayes.graph.lavaan_syntax import read_lavaan
+        from veerkracht_bayes.sem.lavaan_model import load_sem_priors, specify
+        from veerkracht_bayes.sem.lavaan_multigroup import fit_sem_multigroup
+
+        _check_sampler(sampler)
+        if save_posterior:
+            raise ConfigError(Problem("--save-posterior is not available with --group (one posterior per "
+                                      "group)", field="save-posterior"))
+        lav = read_lavaan(model)
+        df = read_csv_data(data)
+        pri = None
+        if priors is not None:
+            pri = load_sem_priors(priors, specify(lav, [c for c in map(str, df.columns) if c != group]))
+        mfit = fit_sem_multigroup(lav, df, group, group_equal=group_equal, group_pool=group_pool, priors=pri,
+                                  draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
+                                  progressbar=progress, source=str(data))
+        fit = None
+        table = mfit.table()
+        n_used = sum(mfit.n.values())
+        n_dropped = sum(f.data.n_dropped for f in mfit.fits.values())
+    else:
+        fit = fit_from_files(model, data, priors=priors, seed=seed, draws=draws, chains=chains,
+                             tune=tune, sampler=sampler, progressbar=progress)
+        table = fit.table()
+        n_used, n_dropped = fit.data.n, fit.data.n_dropped
     try:
         table.to_csv(out, index=False)
     except OSError as exc:
         raise ConfigError(Problem(f"cannot write the parameter table: {exc.strerror or exc} "
                                   "(expected a writable path)", file=str(out), field="out")) from None
-    if save_posterior:
+    if save_posterior and fit is not None:
         try:
             fit.idata.to_netcdf(save_posterior)
         except (OSError, ValueError) as exc:
@@ -116,5 +156,5 @@ def sem(
     if len(bad):
         logger.warning("%d parameter(s) have r_hat > 1.01: %s (run more draws or chains)", len(bad),
                        ", ".join(f"{r.lhs} {r.op} {r.rhs}".strip() for r in bad.itertuples()))
-    typer.echo(f"wrote {out} ({len(table)} rows; n = {fit.data.n} complete cases"
-               f"{f', {fit.data.n_dropped} excluded' if fit.data.n_dropped else ''})")
+    typer.echo(f"wrote {out} ({len(table)} rows; n = {n_used} complete cases"
+               f"{f', {n_dropped} excluded' if n_dropped else ''})")

@@ -40,7 +40,7 @@ import gzip
 import hashlib
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -53,7 +53,7 @@ from scipy import optimize, special, stats
 
 from veerkracht_bayes.graph.causal_graph import CausalGraph, load_graph
 from veerkracht_bayes.survey.codebook import Codebook, ConstructSpec, ItemSpec, SubgroupSpec
-from veerkracht_bayes.errors import ConfigError, Problem, format_path
+from veerkracht_bayes.errors import ConfigError, Problem, did_you_mean, format_path
 from veerkracht_bayes.yaml_io import load_yaml
 
 __all__ = [
@@ -74,6 +74,7 @@ __all__ = [
     "implied_moments",
     "implied_shares",
     "simulate_population",
+    "heterogeneity_truth",
     "build_codebook",
     "write_synthetic",
 ]
@@ -946,6 +947,8 @@ class SyntheticSurvey:
     item_latent: pd.DataFrame = field(repr=False)
     disturbance: pd.DataFrame = field(repr=False)
     covariates: pd.DataFrame = field(repr=False)
+    #: the heterogeneity truth (:func:`heterogeneity_truth`), when links differ by group
+    heterogeneity: dict | None = None
 
 
 def _check_truth_graph(truth: SyntheticTruth, g: CausalGraph) -> None:
@@ -963,8 +966,64 @@ def _check_truth_graph(truth: SyntheticTruth, g: CausalGraph) -> None:
         raise ConfigError(probs)
 
 
+def heterogeneity_truth(truth: SyntheticTruth, spec: Mapping[str, object]) -> dict:
+    """Validate a heterogeneity spec and return its truth (links that differ by group).
+
+    ``spec = {"group": COVARIATE, "links": {"source->target": deviation, ...}}``: respondents with
+    covariate value 1 (e.g. ``refugee``, ``single_parent``, ``youth``) have link ``B + deviation``;
+    everyone else has the population link ``B``. The returned truth lists, per link, the
+    population value and the members' and non-members' values (written as
+    ``heterogeneity_truth.yaml`` by :func:`write_synthetic`). The truth's ``psi`` and calibration stay
+    those of the population without heterogeneity, so the members' latent variances shift slightly.
+
+    Raises
+    ------
+    ConfigError
+        Located at the offending field (unknown group or link, non-numeric deviation, unstable
+        group system).
+    """
+    if not isinstance(spec, Mapping):
+        raise ConfigError(Problem("heterogeneity must be a mapping with 'group' and 'links'", field="heterogeneity"))
+    unknown = sorted(set(spec) - {"group", "links"})
+    if unknown:
+        raise ConfigError(Problem(f"heterogeneity has unknown field(s) {unknown} (expected 'group', 'links')",
+                                  field="heterogeneity", value=unknown))
+    names = [c.name for c in truth.covariates]
+    group = spec.get("group")
+    if group not in names:
+        raise ConfigError(Problem(f"heterogeneity.group {group!r} is not a covariate of the truth "
+                                  f"(expected one of {names}){did_you_mean(str(group), names)}",
+                                  field="heterogeneity.group", value=group))
+    links = spec.get("links")
+    if not isinstance(links, Mapping) or not links:
+        raise ConfigError(Problem("heterogeneity.links must map 'source->target' to a deviation",
+                                  field="heterogeneity.links"))
+    out = {}
+    b, *_ = truth.matrices()
+    idx = truth.index
+    b_g = b.copy()
+    for key, dev in links.items():
+        if key not in truth.coefficients:
+            raise ConfigError(Problem(f"heterogeneity.links: {key!r} is not a link between constructs of the truth"
+                                      f"{did_you_mean(str(key), list(truth.coefficients))}",
+                                      field=f"heterogeneity.links.{key}", value=key))
+        if isinstance(dev, bool) or not isinstance(dev, (int, float)) or not math.isfinite(dev):
+            raise ConfigError(Problem(f"heterogeneity.links.{key}: deviation must be a finite number, got {dev!r}",
+                                      field=f"heterogeneity.links.{key}", value=dev))
+        s_, t_ = key.split("->")
+        b_g[idx[t_], idx[s_]] += float(dev)
+        pop = float(truth.coefficients[key])
+        out[key] = {"population": pop, "members": pop + float(dev), "non_members": pop, "deviation": float(dev)}
+    rho = float(np.max(np.abs(np.linalg.eigvals(b_g))))
+    if not rho < 1:
+        raise ConfigError(Problem(f"heterogeneity: the members' system has spectral radius {rho:.3f} (expected < 1)",
+                                  field="heterogeneity.links"))
+    return {"group": str(group), "group_value": 1, "links": out}
+
+
 def simulate_population(n: int, seed: int, truth: SyntheticTruth | None = None,
-                        graph: CausalGraph | str | None = None) -> SyntheticSurvey:
+                        graph: CausalGraph | str | None = None,
+                        heterogeneity: Mapping[str, object] | None = None) -> SyntheticSurvey:
     """Draw ``n`` synthetic respondents.
 
     Parameters
@@ -977,6 +1036,9 @@ def simulate_population(n: int, seed: int, truth: SyntheticTruth | None = None,
         Generating parameters (default :func:`default_truth` on ``graph``).
     graph
         The diagram (default MARVEL); must match the truth's nodes and edges.
+    heterogeneity
+        Optional links that differ by group (:func:`heterogeneity_truth`): members of a covariate
+        group get ``B + deviation`` on the named links. None (default) leaves the draw unchanged.
 
     Returns
     -------
@@ -989,6 +1051,7 @@ def simulate_population(n: int, seed: int, truth: SyntheticTruth | None = None,
     g = load_graph("marvel" if graph is None else graph)
     truth = default_truth(g) if truth is None else truth
     _check_truth_graph(truth, g)
+    het = None if heterogeneity is None else heterogeneity_truth(truth, heterogeneity)
     n = int(n)
     rng = np.random.Generator(np.random.PCG64(int(seed)))
     nodes = truth.nodes
@@ -1045,6 +1108,13 @@ def simulate_population(n: int, seed: int, truth: SyntheticTruth | None = None,
     # --- equilibrium
     rhs = alpha[None, :] + x @ gamma.T + zeta
     eta = np.linalg.solve(np.eye(p) - b, rhs.T).T
+    if het is not None:  # members of the group: their own links (same disturbances and covariates)
+        member = x[:, names.index(het["group"])] == 1
+        b_g = b.copy()
+        for key, v in het["links"].items():
+            s_, t_ = key.split("->")
+            b_g[idx[t_], idx[s_]] = v["members"]
+        eta[member] = np.linalg.solve(np.eye(p) - b_g, rhs[member].T).T
 
     # --- items
     cols: dict[str, np.ndarray] = {}
@@ -1139,7 +1209,7 @@ def simulate_population(n: int, seed: int, truth: SyntheticTruth | None = None,
         latent=pd.DataFrame(eta, columns=nodes),
         item_latent=pd.DataFrame(ystar),
         disturbance=pd.DataFrame(zeta, columns=nodes),
-        covariates=pd.DataFrame(x, columns=names))
+        covariates=pd.DataFrame(x, columns=names), heterogeneity=het)
 
 
 def regenerate_command(n: int, seed: int, out: str = "data/synthetic") -> str:
@@ -1170,7 +1240,8 @@ def build_codebook(truth: SyntheticTruth, n: int, seed: int) -> Codebook:
             continue
         specs = [ItemSpec(column=it.column, scale=it.scale, categories=it.categories,
                           valid_min=it.valid_min, valid_max=it.valid_max, reverse=it.reverse,
-                          missing_codes=list(it.missing_codes), label=it.label, value_labels=dict(it.value_labels))
+                          missing_codes=list(it.missing_codes), label=it.label, value_labels=dict(it.value_labels),
+                          transform="log" if (it.scale == "continuous" and it.log_mean is not None) else None)
                  for it in its]
         constructs[node] = ConstructSpec(items=specs, instrument=its[0].instrument)
     subgroups = {
@@ -1290,7 +1361,8 @@ def _weighted_shares(survey: SyntheticSurvey) -> dict[str, float]:
 
 
 def write_synthetic(out_dir: str | Path, n: int = 20000, seed: int = 2023, *,
-                    truth: SyntheticTruth | None = None) -> dict[str, Path]:
+                    truth: SyntheticTruth | None = None,
+                    heterogeneity: Mapping[str, object] | None = None) -> dict[str, Path]:
     """Draw a synthetic survey and write data, codebook, truth and README.
 
     The gzip CSV is written with ``mtime=0``, a fixed column order and float format, so a given
@@ -1299,11 +1371,12 @@ def write_synthetic(out_dir: str | Path, n: int = 20000, seed: int = 2023, *,
     Returns
     -------
     dict
-        ``{"data", "codebook", "truth", "readme"}`` -> paths.
+        ``{"data", "codebook", "truth", "readme"}`` -> paths; with ``heterogeneity``
+        (:func:`heterogeneity_truth`) also ``"heterogeneity"``: ``heterogeneity_truth.yaml``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    survey = simulate_population(n, seed, truth=truth)
+    survey = simulate_population(n, seed, truth=truth, heterogeneity=heterogeneity)
     files = {"data": out / DATA_FILE, "codebook": out / CODEBOOK_FILE, "truth": out / TRUTH_FILE}
     files["data"].write_bytes(_csv_bytes(survey.data))
     cb = _tidy(survey.codebook.model_dump(exclude_defaults=True))
@@ -1315,6 +1388,11 @@ def write_synthetic(out_dir: str | Path, n: int = 20000, seed: int = 2023, *,
     readme = out / README_FILE
     readme.write_text(_readme(n, seed, survey.truth, files, _weighted_shares(survey)), encoding="utf-8")
     files["readme"] = readme
+    if survey.heterogeneity is not None:
+        files["heterogeneity"] = out / "heterogeneity_truth.yaml"
+        files["heterogeneity"].write_text(
+            "# SYNTHETIC DATA: links that differ by group (members = covariate value 1).\n"
+            + yaml.safe_dump(survey.heterogeneity, sort_keys=False), encoding="utf-8")
     return files
 
 

@@ -3,8 +3,15 @@
 Colours follow the TNO report: individual resources red, societal blue,
 organisational grey. Policy levers are hexagons, exogenous nodes have a dashed
 border. Edges carry ``+`` or ``−`` and are coloured by sign (green ``+``, red ``−``);
-inferred edges (our reading, not a statement of the report) are dashed. Named loops
-can be highlighted: their edges are drawn thicker in the loop's colour.
+inferred edges (our reading, not a statement of the report) get an open arrowhead. Named
+loops can be highlighted: their edges are drawn thicker in the loop's colour.
+
+One legend (:data:`LINK_LEGEND`, :func:`legend_entries`) says what a link's look means, and
+every drawing uses it: this module's graphviz and matplotlib drawings, the posterior diagram
+of :mod:`veerkracht_bayes.report.figures` and the legend printed in the policy brief. Line
+style is kept for one thing only: **solid = data-informed, dashed = prior-dominated** (a
+posterior drawing; a drawing of the diagram alone draws every link solid). Colour is the sign,
+the arrowhead says whether the report states the link.
 
 The graphviz Python package only writes DOT source; rendering needs the Graphviz
 ``dot`` executable. When it is missing, :func:`draw_graph` logs how to install it
@@ -42,6 +49,12 @@ __all__ = [
     "draw_graph",
     "graph_svg",
     "graph_html",
+    "LINK_LEGEND",
+    "LegendEntry",
+    "legend_entries",
+    "link_style",
+    "add_graphviz_legend",
+    "matplotlib_legend_handles",
 ]
 
 logger = logging.getLogger(__name__)
@@ -64,6 +77,101 @@ ROLE_SHAPES: dict[str, str] = {"construct": "ellipse", "exogenous": "ellipse",
 DOT_INSTALL_HINT = ("install Graphviz to get it: 'apt-get install graphviz' (Debian/Ubuntu), "
                     "'brew install graphviz' (macOS) or 'conda install -c conda-forge graphviz'")
 _MINUS = "\u2212"
+
+
+class LegendEntry(tuple):
+    """One legend line: ``(key, label, colour, line style, arrowhead)``.
+
+    ``style`` is ``"solid"`` or ``"dashed"`` (the same word in graphviz and matplotlib),
+    ``arrowhead`` is ``"normal"`` (filled) or ``"onormal"`` (open), graphviz's names.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, key: str, label: str, colour: str, style: str, arrowhead: str) -> "LegendEntry":
+        return super().__new__(cls, (key, label, colour, style, arrowhead))
+
+    key = property(lambda self: self[0])
+    label = property(lambda self: self[1])
+    colour = property(lambda self: self[2])
+    style = property(lambda self: self[3])
+    arrowhead = property(lambda self: self[4])
+
+
+_NEUTRAL = "#444444"
+#: The links' legend, shared by every drawing and the brief (key -> entry).
+LINK_LEGEND: dict[str, LegendEntry] = {
+    "positive": LegendEntry("positive", "+ link (more of one, more of the other)",
+                            SIGN_COLOURS["+"], "solid", "normal"),
+    "negative": LegendEntry("negative", f"{_MINUS} link (more of one, less of the other)",
+                            SIGN_COLOURS["-"], "solid", "normal"),
+    "data-informed": LegendEntry("data-informed", "solid line: data-informed link", _NEUTRAL,
+                                 "solid", "normal"),
+    "prior-dominated": LegendEntry("prior-dominated",
+                                   "dashed line: prior-dominated link (mainly the literature)",
+                                   _NEUTRAL, "dashed", "normal"),
+    "inferred": LegendEntry("inferred", "open arrowhead: inferred link (our reading of the report)",
+                            _NEUTRAL, "solid", "onormal"),
+}
+
+
+def legend_entries(posterior: bool = True) -> list[LegendEntry]:
+    """The legend lines of a drawing: with a posterior the data-informed / prior-dominated
+    line styles are included; the plain diagram draws every link solid and leaves them out.
+
+    Examples
+    --------
+    >>> [e.style for e in legend_entries()]
+    ['solid', 'solid', 'solid', 'dashed', 'solid']
+    >>> [e.key for e in legend_entries(posterior=False)]
+    ['positive', 'negative', 'inferred']
+    """
+    keys = (["positive", "negative", "data-informed", "prior-dominated", "inferred"] if posterior
+            else ["positive", "negative", "inferred"])
+    return [LINK_LEGEND[k] for k in keys]
+
+
+def link_style(edge: Any, edge_class: dict[str, str] | None = None) -> tuple[str, str]:
+    """``(line style, arrowhead)`` of a link by :data:`LINK_LEGEND`.
+
+    ``edge_class`` (edge key -> ``"data-informed"`` / ``"prior-dominated"``) is given for a
+    posterior drawing: data-informed links are solid, all others dashed. Without it every link
+    is solid. Inferred links get the open arrowhead.
+    """
+    if edge_class is None:
+        style = "solid"
+    else:
+        cls = "data-informed" if edge_class.get(edge.key) == "data-informed" else "prior-dominated"
+        style = LINK_LEGEND[cls].style
+    head = LINK_LEGEND["inferred"].arrowhead if edge.inferred else "normal"
+    return style, head
+
+
+def add_graphviz_legend(d: Any, entries: Sequence[LegendEntry], title: str = "",
+                        fontsize: str = "11") -> None:
+    """Put ``entries`` as the legend text under a graphviz Digraph (its graph label), in the
+    words of :data:`LINK_LEGEND`, so the drawing explains itself outside the brief too."""
+    words = [f"{'green' if e.key == 'positive' else 'red' if e.key == 'negative' else ''} "
+             f"{e.label}".strip() for e in entries]
+    half = (len(words) + 1) // 2
+    lines = ([title] if title else []) + ["Legend: " + " · ".join(words[:half]),
+                                          " · ".join(words[half:])]
+    d.attr("graph", label="\n".join(x for x in lines if x), labelloc="b", labeljust="l",
+           fontsize=fontsize)
+
+
+def matplotlib_legend_handles(entries: Sequence[LegendEntry]) -> list[Any]:
+    """Matplotlib handles for ``entries`` (same colours, line styles and labels)."""
+    from matplotlib.lines import Line2D
+
+    out = []
+    for e in entries:
+        marker = "$\u25b7$" if e.arrowhead == "onormal" else "$\u25b6$"
+        out.append(Line2D([], [], color=e.colour, lw=2, ls="--" if e.style == "dashed" else "-",
+                          marker=marker, markevery=[-1], ms=8, label=e.label))
+    return out
+
+
 _FORMATS = ("svg", "png", "pdf")
 _WARNED = False
 
@@ -78,7 +186,8 @@ def _sign_text(sign: str) -> str:
 
 
 def _wrap(label: str, width: int = 16) -> str:
-    return "\n".join(textwrap.wrap(label, width=width)) or label
+    """Wrap at spaces (and hyphens); a word longer than ``width`` stays whole."""
+    return "\n".join(textwrap.wrap(label, width=width, break_long_words=False)) or label
 
 
 def _highlight_map(graph: "CausalGraph", loops: Iterable[Any]) -> dict[str, list[str]]:
@@ -147,13 +256,14 @@ def to_digraph(graph: "CausalGraph", *, highlight_loops: Sequence[Any] = (),
                tooltip=f"{n.label_en} / {n.label_nl} ({n.resource}, {n.role})")
     for e in graph.edges:
         colours = hl.get(e.key)
+        style, head = link_style(e)
         attrs = dict(label=_sign_text(e.sign), fontcolor=SIGN_COLOURS[e.sign],
-                     color=SIGN_COLOURS[e.sign],
-                     style="dashed" if e.inferred else "solid",
+                     color=SIGN_COLOURS[e.sign], style=style, arrowhead=head,
                      tooltip=f"{e.source} -> {e.target} ({e.sign}): {e.evidence}")
         if colours:
             attrs.update(color=":".join(colours), penwidth="3")
         d.edge(e.source, e.target, **attrs)
+    add_graphviz_legend(d, legend_entries(posterior=False), title=graph.name)
     return d
 
 
@@ -202,7 +312,8 @@ def draw_matplotlib(graph: "CausalGraph", *, highlight_loops: Sequence[Any] = ()
         nx.draw_networkx_edges(g, pos, edgelist=[(e.source, e.target)], ax=ax, node_size=size,
                                edge_color=colours[0] if colours else SIGN_COLOURS[e.sign],
                                width=3.0 if colours else 1.2,
-                               style="dashed" if e.inferred else "solid",
+                               style=link_style(e)[0],
+                               arrowstyle="->" if e.inferred else "-|>",
                                arrows=True, arrowsize=12, connectionstyle=conn)
     for sign in ("+", "-"):
         labels = {(e.source, e.target): _sign_text(e.sign) for e in graph.edges if e.sign == sign}
@@ -216,9 +327,7 @@ def draw_matplotlib(graph: "CausalGraph", *, highlight_loops: Sequence[Any] = ()
                             ax=ax, font_size=7)
     handles = [Patch(facecolor=f, edgecolor=b, label=r) for r, (f, b) in RESOURCE_COLOURS.items()
                if r in {v.resource for v in graph.spec.nodes}]
-    handles += [Line2D([], [], color=SIGN_COLOURS["+"], label="+ link"),
-                Line2D([], [], color=SIGN_COLOURS["-"], label=f"{_MINUS} link"),
-                Line2D([], [], color="#444444", linestyle="--", label="inferred link")]
+    handles += matplotlib_legend_handles(legend_entries(posterior=False))
     for i, lp in enumerate(highlight_loops):
         handles.append(Line2D([], [], color=LOOP_COLOURS[i % len(LOOP_COLOURS)], linewidth=3,
                               label=f"loop {lp}" if isinstance(lp, str) else "highlighted cycle"))

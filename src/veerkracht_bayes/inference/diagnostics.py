@@ -78,6 +78,7 @@ import pandas as pd
 import xarray as xr
 
 from veerkracht_bayes.errors import ModelError
+from veerkracht_bayes.sem import algebra
 from veerkracht_bayes.sem.implied_moments import implied_moments, structural_matrices
 
 __all__ = [
@@ -161,22 +162,14 @@ def spectral_radius(B: np.ndarray) -> np.ndarray:
     numpy.ndarray
         ``(S,)`` largest eigenvalue modulus, by ``numpy.linalg.eigvals``.
     """
-    B = np.asarray(B, dtype=float)
-    if B.shape[-1] == 0:
-        return np.zeros(B.shape[0])
-    return np.max(np.abs(np.linalg.eigvals(B)), axis=-1)
+    return algebra.spectral_radius(np.asarray(B, dtype=float), xp="numpy")
 
 
 def _full_B(graph: Any, beta: np.ndarray) -> np.ndarray:
     """``(S, P, P)`` node-by-node coefficient matrix over all graph nodes (every edge)."""
-    idx = graph.node_index
-    P = len(graph.nodes)
-    B = np.zeros((beta.shape[0], P, P))
-    tgt = np.array([idx[e.target] for e in graph.edges], dtype=int)
-    src = np.array([idx[e.source] for e in graph.edges], dtype=int)
-    if len(tgt):
-        B[:, tgt, src] = beta
-    return B
+    index = algebra.edge_index([e.source for e in graph.edges], [e.target for e in graph.edges],
+                               list(graph.nodes))
+    return algebra.assemble(np.asarray(beta, dtype=float), index, xp="numpy")
 
 
 def ml_discrepancy(S: np.ndarray, Sigma: np.ndarray) -> np.ndarray:
@@ -373,7 +366,7 @@ def cut_routing(graph: Any, layout: Any, beta: np.ndarray, x_cov: np.ndarray | N
     if beta.shape[0] > max_draws:
         beta = beta[np.linspace(0, beta.shape[0] - 1, max_draws).round().astype(int)]
     B, G = structural_matrices(layout, graph, beta, system="full")
-    s_n, p, q = G.shape
+    _, p, q = G.shape
     Sx = np.zeros((q, q)) if x_cov is None else np.asarray(x_cov, dtype=float).reshape(q, q)
     li = {n: i for i, n in enumerate(layout.latent)}
     ci = {n: i for i, n in enumerate(layout.covariates)}
@@ -381,19 +374,17 @@ def cut_routing(graph: Any, layout: Any, beta: np.ndarray, x_cov: np.ndarray | N
     keep[[li[n] for n in unm]] = 0.0
     B_u = B * keep[None, :, None] * keep[None, None, :]
     G_u = G * keep[None, :, None]
-    eye = np.eye(p)[None]
     with np.errstate(all="ignore"):
         try:
-            A = np.linalg.inv(eye - B)
-            A_u = np.linalg.inv(eye - B_u)
+            A = algebra.equilibrium_matrix(B)
+            A_u = algebra.equilibrium_matrix(B_u)
         except np.linalg.LinAlgError:
             return []
         AG, AG_u = A @ G, A_u @ G_u
-        dx = np.einsum("sik,kl,sil->si", AG, Sx, AG) if q else np.zeros((s_n, p))
-        psi = np.linalg.solve(A * A, (1.0 - dx)[..., None])[..., 0]
+        psi = algebra.standardised_psi(A, AG, Sx)
         ok = np.all(np.isfinite(psi), axis=1) & np.all(psi > 0, axis=1)
-        Sig = np.einsum("sij,sj,skj->sik", A, psi, A) + np.einsum("sik,kl,sjl->sij", AG, Sx, AG)
-        Sig_u = np.einsum("sij,sj,skj->sik", A_u, psi, A_u) + np.einsum("sik,kl,sjl->sij", AG_u, Sx, AG_u)
+        Sig = algebra.latent_covariance(A, psi, AG, Sx)
+        Sig_u = algebra.latent_covariance(A_u, psi, AG_u, Sx)
         CxT, CxT_u = AG @ Sx, AG_u @ Sx  # (S, p, q): Cov(eta, x)
     if not ok.any():
         return []
@@ -813,7 +804,7 @@ def _edge_table(result: Any, contraction_min: float, sensitivity_max: float,
     if not result.prior_only:
         lp = _group(idata, "log_prior")
         if lp is not None:
-            edge_vars = [v for v in lp.data_vars if str(v).startswith("beta_")]
+            edge_vars = [v for v in lp.data_vars if v == "beta" or str(v).startswith("beta_")]
             try:
                 prior_sens = _psense(idata, "prior", edge_vars or None)
                 prior_sens_all = _psense(idata, "prior", None)
@@ -858,7 +849,13 @@ def _ppp(result: Any, ppp_draws: int, seed: int) -> PPPResult:
     if m < 2:
         return PPPResult(False, f"only {m} item(s): no covariance structure to check")
     post = _group(result.idata, "posterior")
-    draws = {k: _flat(post, k) for k in ("beta", "lambda", "theta", "nu", "psi")}
+    draws = {k: _flat(post, k) for k in ("beta", "nu")}
+    if "lambda" in post:  # raw model draws (the engine's own names)
+        draws["lambda"], draws["theta"] = _flat(post, "lambda"), _flat(post, "theta")
+    else:  # the fit's ArviZ-native tree: sampled loadings in posterior, fixed ones in constant_data
+        from veerkracht_bayes.inference.sampling import measurement_draws
+
+        draws.update(measurement_draws(result.idata, result.layout))
     total = draws["beta"].shape[0]
     rng = np.random.default_rng(seed)
     k = min(int(ppp_draws), total)

@@ -387,6 +387,69 @@ class _ParallelWithArgs:
         return lambda map_args: pm_fn(map_args, args)
 
 
+#: The progress bar of the run in progress (``None``: no bar); the compiled kernels' host callback
+#: updates whatever bar is here, so a program compiled once serves every later run
+_PROGRESS: list[Any] = [None]
+#: progress updates per chain and run
+_PROGRESS_TICKS = 40
+
+
+def _progress_every(settings: JaxNutsSettings) -> int:
+    return max(1, (settings.tune + settings.draws) // _PROGRESS_TICKS)
+
+
+def _progress_tick(n: Any) -> None:
+    """Host side of the kernels' progress callback: advance the current bar by ``n`` iterations."""
+    bar = _PROGRESS[0]
+    if bar is not None:
+        bar.update(int(n))
+
+
+def _progress_nuts(every: int) -> Any:
+    """numpyro's NUTS whose ``sample`` reports every ``every``-th iteration of each chain to the host.
+
+    One ``lax.cond`` per iteration and one unordered host callback per ``every`` iterations
+    (40 per chain and run); see ``tests/inference/test_progress.py`` for the measured cost.
+    """
+    import jax
+    from jax.experimental import io_callback
+    from numpyro.infer import NUTS
+
+    class _ProgressNUTS(NUTS):
+        def sample(self, state: Any, model_args: Any, model_kwargs: Any) -> Any:
+            new = super().sample(state, model_args, model_kwargs)
+            jax.lax.cond(new.i % every == 0,
+                         lambda: io_callback(_progress_tick, None, np.int64(every), ordered=False),
+                         lambda: None)
+            return new
+
+    return _ProgressNUTS
+
+
+class _ProgressBar:
+    """A ``tqdm.auto`` bar (terminal or Jupyter) over all chains' iterations, on :data:`_PROGRESS`."""
+
+    def __init__(self, settings: JaxNutsSettings) -> None:
+        self.settings = settings
+        self.bar = None
+
+    def __enter__(self) -> "_ProgressBar":
+        if self.settings.progressbar:
+            from tqdm.auto import tqdm
+
+            s = self.settings
+            self.bar = tqdm(total=s.chains * (s.tune + s.draws), unit="it", leave=False, dynamic_ncols=True,
+                            desc=f"NUTS {s.chains} chain{'s' if s.chains > 1 else ''} x ({s.tune} warm-up + "
+                                 f"{s.draws} draws)")
+            _PROGRESS[0] = self.bar
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            _PROGRESS[0] = None
+            self.bar.close()
+
+
 _CACHE: dict[str, tuple[_Compiled, Any]] = {}
 
 
@@ -414,13 +477,17 @@ def _get_sampler(model: Any, settings: JaxNutsSettings) -> tuple[_Compiled, Any]
         numpyro.factor("logp", comp.logp(params, data))
 
     strategy = _StartAt()
-    kernel = NUTS(numpyro_model, target_accept_prob=settings.target_accept, dense_mass=settings.dense_mass,
-                  max_tree_depth=settings.max_tree_depth, init_strategy=strategy)
+    nuts_cls = _progress_nuts(_progress_every(settings)) if settings.progressbar else NUTS
+    kernel = nuts_cls(numpyro_model, target_accept_prob=settings.target_accept, dense_mass=settings.dense_mass,
+                      max_tree_depth=settings.max_tree_depth, init_strategy=strategy)
     chain_method: Any = settings.chain_method
     if chain_method == "parallel" and settings.chains > 1:
         chain_method = _ParallelWithArgs()
+    # numpyro's own bar is off: for a callable chain_method it switches itself off with a warning,
+    # and its bars are closures of the first traced program (a reused program fails on the second
+    # run); the kernel reports its iterations to :data:`_PROGRESS` instead
     mcmc = MCMC(kernel, num_warmup=settings.tune, num_samples=settings.draws, num_chains=settings.chains,
-                chain_method=chain_method, progress_bar=settings.progressbar, jit_model_args=True)
+                chain_method=chain_method, progress_bar=False, jit_model_args=True)
     if len(_CACHE) > 16:
         _CACHE.pop(next(iter(_CACHE)))
     _CACHE[key] = (comp, mcmc)
@@ -502,12 +569,14 @@ def sample_nuts(model: Any, initvals: Sequence[dict[str, np.ndarray]], settings:
     start = {k: v[0] if settings.chains > 1 else v for k, v in init.items()}
     scale_j = {k: jnp.asarray(v) for k, v in scale.items()}
     outputs_fn = comp.outputs_program(settings.chains * settings.draws, data)  # compiles while the chains do
-    mcmc.run(jax.random.PRNGKey(int(random_seed)), *data, scale_j, start, init_params=init,
-             extra_fields=("num_steps", "energy", "accept_prob", "potential_energy", "adapt_state.step_size"))
-    samples = mcmc.get_samples(group_by_chain=True)
-    samples = {k: v * scale_j[k] for k, v in samples.items()}
-    extra = mcmc.get_extra_fields(group_by_chain=True)
-    jax.block_until_ready(samples)
+    with _ProgressBar(settings):
+        mcmc.run(jax.random.PRNGKey(int(random_seed)), *data, scale_j, start, init_params=init,
+                 extra_fields=("num_steps", "energy", "accept_prob", "potential_energy", "adapt_state.step_size"))
+        samples = mcmc.get_samples(group_by_chain=True)
+        samples = {k: v * scale_j[k] for k, v in samples.items()}
+        extra = mcmc.get_extra_fields(group_by_chain=True)
+        jax.block_until_ready(samples)
+        jax.effects_barrier()
     t_sample = time.perf_counter() - t0
 
     # constrained variables and deterministics, per draw

@@ -13,6 +13,7 @@ import os
 import numpy as np
 import xarray as xr
 
+from veerkracht_bayes.errors import ModelError
 from veerkracht_bayes.graph.causal_graph import CausalGraph
 from veerkracht_bayes.sem.model_builder import ModelLayout
 from veerkracht_bayes.sem.ordinal import (OrdinalData, OrdinalSettings, _likelihood_psi, _standardised_items,
@@ -130,8 +131,7 @@ def fit_ordinal(graph: CausalGraph, survey: object, priors: object | None = None
                               compute_convergence_checks=False, idata_kwargs={"log_likelihood": False},
                               var_names=_posterior_names(model), **kwargs)
     post = idata["posterior"].to_dataset()
-    idata = xr.DataTree.from_dict({"posterior": post, "prior": prior,
-                                   "sample_stats": idata["sample_stats"].to_dataset()})
+    idata = _native_ordinal_tree(post, prior, idata["sample_stats"].to_dataset(), layout, graph)
     prov = collect_provenance(seed=settings.random_seed, files={}, hashes={"data": data.data_hash},
                               settings={**settings.__dict__, "path": "ordinal", "chain_method": chain_method,
                                         "coordinates": coordinates,
@@ -140,6 +140,29 @@ def fit_ordinal(graph: CausalGraph, survey: object, priors: object | None = None
     idata.attrs["prior_only"] = 0
     idata.attrs["likelihood"] = "ordinal"
     return FitResult(idata=idata, layout=layout, graph=graph, data=data, settings=settings)  # type: ignore[arg-type]
+
+
+def _native_ordinal_tree(post: xr.Dataset, prior: xr.Dataset, stats: xr.Dataset, layout: ModelLayout,
+                         graph: CausalGraph) -> xr.DataTree:
+    """The ordinal fit's DataTree in ArviZ's layout, as the continuous path's
+    (:func:`~veerkracht_bayes.inference.sampling.native_groups`) for the structural part: ``beta``
+    on ``edge``, ``psi`` on ``latent`` and ``rho_abs_bound`` in ``posterior`` and ``prior``;
+    ``alpha`` and the exogenous ``psi`` in ``constant_data``; the sampler's edge groups
+    ``beta_<dist>...`` left out. The measurement variables (``lambda`` on ``item``,
+    ``thresholds``...) stay in ``posterior`` under the model's names; ``loading`` and
+    ``cont_loading`` (the sampled entries of ``lambda``) are not repeated."""
+    from dataclasses import replace
+
+    from veerkracht_bayes.inference.sampling import native_groups
+
+    structural = replace(layout, items=(), free_items=())
+    p_main, const = native_groups(post, structural, graph)
+    pr_main, _ = native_groups(prior, structural, graph)
+    skip = set(p_main.data_vars) | {"alpha", "psi", "loading", "cont_loading"}
+    rest = [v for v in post.data_vars if v not in skip and not str(v).startswith("beta_")]
+    p_main = xr.merge([p_main, post[rest]], combine_attrs="override")
+    return xr.DataTree.from_dict({"posterior": p_main, "prior": pr_main, "sample_stats": stats,
+                                  "constant_data": const})
 
 
 def _sample_guided(model, layout: ModelLayout, data: OrdinalData, initvals: list[dict], settings: object,  # noqa: ANN001

@@ -1,12 +1,17 @@
 """Sampling: the `fit` entry point (NUTS via numpyro, blackjax, nutpie or PyMC).
 
-`fit` returns an ArviZ DataTree with groups ``posterior``, ``prior`` (forward draws
-from the priors; the model's smooth barriers — stability and positive disturbance
-variances — applied by rejection, so the prior group is exactly the prior the sampler uses), ``log_likelihood``
-(variable ``y``, one value per respondent and draw: the weighted pseudo-log-likelihood,
-so LOO works), ``log_prior`` (for power-scaling sensitivity), ``sample_stats`` and
-provenance attributes on the root. Prior-only mode (``data=None``) returns the prior
-draws as the posterior, so do-queries can run before any data arrive.
+`fit` returns an ArviZ DataTree (:func:`native_groups` lists the variables and dims) with groups
+``posterior`` and ``prior`` (the same variables, named dims and coordinates; the prior: forward
+draws from the priors with the model's smooth barriers — stability and positive disturbance
+variances — applied by rejection, so it is exactly the prior the sampler uses),
+``constant_data`` (the fixed quantities: intercepts, exogenous variances, fixed loadings),
+``observed_data`` (:func:`observed_summaries`: weighted item summaries per missingness pattern,
+no respondent rows), ``log_likelihood`` (variable ``y``, one value per respondent and draw: the
+weighted pseudo-log-likelihood, so LOO works; per missingness pattern for statistics-only
+data), ``log_prior`` (for power-scaling sensitivity), ``sample_stats`` and provenance
+attributes on the root. The sampler's internal variables (the edge groups
+``beta_<dist>[_pos|_neg]``) are not in it. Prior-only mode returns the prior draws as the
+posterior, so do-queries can run before any data arrive.
 """
 
 from __future__ import annotations
@@ -24,11 +29,14 @@ import xarray as xr
 from veerkracht_bayes.graph.causal_graph import CausalGraph
 from veerkracht_bayes.errors import ModelError
 from veerkracht_bayes.sem.implied_moments import implied_moments, pointwise_loglik, structural_matrices
-from veerkracht_bayes.sem.model_builder import ModelLayout, build_model, perron_upper_bound
+from veerkracht_bayes.sem import algebra
+from veerkracht_bayes.sem.model_builder import ModelLayout, build_model
 from veerkracht_bayes.inference.provenance import collect_provenance
 from veerkracht_bayes.survey.statistics import ModelData
 
-__all__ = ["SamplerSettings", "FitResult", "fit", "enable_compilation_cache", "initial_values"]
+__all__ = ["SamplerSettings", "FitResult", "fit", "enable_compilation_cache", "initial_values",
+           "native_groups", "observed_summaries", "pattern_loglik", "log_likelihood_by_pattern",
+           "measurement_draws", "MIN_PATTERN_SIZE"]
 
 log = logging.getLogger(__name__)
 
@@ -161,19 +169,13 @@ def _deterministics(layout: ModelLayout, graph: CausalGraph, free: dict[str, np.
     for name, _, idx in edge_groups(layout.edge_priors, keys):
         beta[:, idx] = free[name]
     B, G = structural_matrices(layout, graph, beta)
-    pl = B.shape[1]
-    A = np.linalg.inv(np.eye(pl)[None] - B)
-    if G.shape[2]:
-        AG = np.einsum("sij,sjk->sik", A, G)
-        dx = np.einsum("sik,kl,sil->si", AG, x_cov, AG)
-    else:
-        dx = np.zeros((n, pl))
-    psi_lat = np.linalg.solve(A * A, (1.0 - dx)[..., None])[..., 0]
+    A = algebra.equilibrium_matrix(B)
+    psi_lat = algebra.standardised_psi(A, A @ G, x_cov)
     psi = np.zeros((n, len(graph.nodes)))
     psi[:, [graph.node_index[k] for k in layout.latent]] = psi_lat
     if layout.covariates:
         psi[:, [graph.node_index[k] for k in layout.covariates]] = np.diag(x_cov)
-    rho = perron_upper_bound(np.abs(B), layout.stability.power_iterations)
+    rho = algebra.perron_bound(np.abs(B), layout.stability.power_iterations)
     det = {"beta": beta, "psi": psi, "alpha": np.zeros((n, len(graph.nodes))), "rho_abs_bound": rho,
            "_psi_lat": psi_lat}
     if layout.items and ("loading" in free or not any(layout.free_items)):
@@ -205,8 +207,8 @@ def _prior_draws(model, layout: ModelLayout, graph: CausalGraph, n: int, seed: i
         free = _draw_free(layout, m, rng)
         det = _deterministics(layout, graph, free, x_cov)
         psi_lat = det.pop("_psi_lat")
-        log_acc = -np.logaddexp(0.0, -(st.rho_max - det["rho_abs_bound"]) / st.width)
-        log_acc += np.sum(-np.logaddexp(0.0, -(psi_lat - 0.02) / 0.01), axis=1)
+        log_acc = (algebra.stability_barrier(det["rho_abs_bound"], st.rho_max, st.width)
+                   + algebra.standardisation_barrier(psi_lat))
         keep = (psi_lat > 1e-4).all(axis=1) & (np.log(rng.random(m)) < log_acc)
         if accept is not None:
             keep &= accept(det)
@@ -339,8 +341,8 @@ def _cut_completion(post: xr.Dataset, layout: ModelLayout, graph: CausalGraph, x
         det = _deterministics(layout, graph, {n: flat[pending][:, idx] for n, _, idx in
                                               edge_groups(layout.edge_priors, keys)}, x_cov)
         psi_lat = det["_psi_lat"]
-        log_acc = -np.logaddexp(0.0, -(st.rho_max - det["rho_abs_bound"]) / st.width)
-        log_acc += np.sum(-np.logaddexp(0.0, -(psi_lat - 0.02) / 0.01), axis=1)
+        log_acc = (algebra.stability_barrier(det["rho_abs_bound"], st.rho_max, st.width)
+                   + algebra.standardisation_barrier(psi_lat))
         ok = (psi_lat > 1e-4).all(axis=1) & (np.log(rng.random(len(pending))) < log_acc)
         pending = pending[~ok]
         if len(pending) == 0 or len(po_idx) == 0:
@@ -361,6 +363,208 @@ def _cut_completion(post: xr.Dataset, layout: ModelLayout, graph: CausalGraph, x
     post["psi"] = (("chain", "draw", "node"), det["psi"].reshape(nc, nd, -1))
     post["rho_abs_bound"] = (("chain", "draw"), det["rho_abs_bound"].reshape(nc, nd))
     return post, redraws
+
+
+# ----------------------------------------------------------------------------- ArviZ-native tree
+#: Smallest missingness pattern whose item means and covariances are stored in ``observed_data``;
+#: the moments of smaller patterns are left out (NaN), so the file never holds values from which a
+#: single respondent's answers could be read back.
+MIN_PATTERN_SIZE = 10
+
+
+def free_fixed_items(layout: ModelLayout) -> tuple[list[str], list[str]]:
+    """Items with a sampled loading (constructs with several items) and with a fixed one."""
+    free = [it for it, f in zip(layout.items, layout.free_items) if f]
+    fixed = [it for it, f in zip(layout.items, layout.free_items) if not f]
+    return free, fixed
+
+
+def _sample_da(ds: xr.Dataset, name: str, dim: str, labels: list[str]) -> xr.DataArray:
+    """Variable ``name`` of ``ds`` as ``(chain, draw, dim)`` with coordinate ``labels``."""
+    da = ds[name]
+    other = [d for d in da.dims if d not in ("chain", "draw")]
+    vals = da.transpose("chain", "draw", *other).values
+    return xr.DataArray(vals.reshape(vals.shape[:2] + (len(labels),)), dims=("chain", "draw", dim),
+                        coords={dim: list(labels)})
+
+
+def native_groups(ds: xr.Dataset, layout: ModelLayout, graph: CausalGraph) -> tuple[xr.Dataset, xr.Dataset]:
+    """Split raw model draws into the ArviZ ``posterior``/``prior`` variables and ``constant_data``.
+
+    Every returned variable has named dims with coordinates: ``beta`` on ``edge`` (edge keys
+    ``source->target``), ``psi`` on ``latent`` (the latent constructs with a cause in the model,
+    whose disturbance variance follows from the standardisation), ``rho_abs_bound`` (scalar), ``loading`` and
+    ``residual_var`` on ``free_item`` (items of constructs with several items), ``nu`` on
+    ``item``. The sampler's internal variables (the edge groups ``beta_<dist>[_pos|_neg]``) and
+    the duplicates ``lambda``/``theta`` are dropped. The constants go to the second dataset:
+    ``alpha`` on ``node`` (intercepts, 0 by the centring), ``psi`` on ``exogenous`` (covariates:
+    their observed variance; policy levers and other absent nodes: 0; latent constructs without
+    a cause among the latent constructs and covariates: 1), ``loading`` and
+    ``residual_var`` on ``fixed_item`` (single-item constructs: ``sqrt(reliability)`` and
+    ``1 - reliability``).
+    """
+    coords = {"chain": ds["chain"].values, "draw": ds["draw"].values}
+    out: dict[str, xr.DataArray] = {}
+    const: dict[str, xr.DataArray] = {}
+    nodes = list(graph.nodes)
+    # a latent construct without causes among the latent constructs and covariates has psi = 1
+    # (all its variance is its own): a constant, like the psi of exogenous nodes
+    causes = set(layout.latent) | set(layout.covariates)
+    caused = {e.target for e in graph.edges if e.source in causes}
+    latent = [n for n in nodes if n in set(layout.latent) and n in caused]
+    exo = [n for n in nodes if n not in set(latent)]
+    if "beta" in ds:
+        out["beta"] = ds["beta"].sel(edge=list(graph.edge_keys)).transpose("chain", "draw", "edge")
+    if "psi" in ds:
+        psi = ds["psi"].sel(node=nodes)
+        out["psi"] = psi.sel(node=latent).rename(node="latent").transpose("chain", "draw", "latent")
+        if exo:
+            const["psi"] = psi.sel(node=exo).isel(chain=0, draw=0, drop=True).rename(node="exogenous")
+    if "alpha" in ds:
+        const["alpha"] = ds["alpha"].sel(node=nodes).isel(chain=0, draw=0, drop=True)
+    if "rho_abs_bound" in ds:
+        out["rho_abs_bound"] = ds["rho_abs_bound"]
+    free, fixed = free_fixed_items(layout)
+    if free and "loading" in ds:
+        out["loading"] = _sample_da(ds, "loading", "free_item", free)
+        out["residual_var"] = _sample_da(ds, "residual_var", "free_item", free)
+    elif free and "lambda" in ds:
+        out["loading"] = ds["lambda"].sel(item=free).rename(item="free_item")
+        out["residual_var"] = ds["theta"].sel(item=free).rename(item="free_item")
+    if fixed:
+        rel = float(layout.reliability)
+        const["loading"] = xr.DataArray(np.full(len(fixed), np.sqrt(rel)), dims=("fixed_item",),
+                                        coords={"fixed_item": fixed})
+        const["residual_var"] = xr.DataArray(np.full(len(fixed), 1.0 - rel), dims=("fixed_item",),
+                                             coords={"fixed_item": fixed})
+    if "nu" in ds:
+        out["nu"] = ds["nu"].transpose("chain", "draw", "item")
+    main = xr.Dataset(out).assign_coords(coords)
+    main.attrs.update(ds.attrs)
+    return main, xr.Dataset(const)
+
+
+def native_log_prior(lp: xr.Dataset, layout: ModelLayout) -> xr.Dataset:
+    """The ``log_prior`` group under the posterior's names and dims.
+
+    The edge groups ``beta_<dist>[_pos|_neg]`` of :func:`log_prior_numpy` become one ``beta`` on
+    ``edge`` (the sampled links: in cut mode the data-informed ones), ``loading`` and
+    ``residual_var`` lie on ``free_item``. Variables this does not know are kept as they are.
+    """
+    from veerkracht_bayes.sem.preconditioning import edge_groups
+
+    keys = list(layout.sampled_edges or layout.edge_keys)
+    groups = [(name, idx) for name, _, idx in edge_groups(layout.edge_priors, keys) if name in lp]
+    out: dict[str, xr.DataArray] = {}
+    if groups:
+        order = [i for _, idx in groups for i in idx]
+        vals = np.concatenate([lp[name].transpose("chain", "draw", ...).values for name, _ in groups], axis=-1)
+        perm = np.argsort(order)
+        out["beta"] = xr.DataArray(vals[..., perm], dims=("chain", "draw", "edge"),
+                                   coords={"edge": [keys[i] for i in sorted(order)]})
+    free, _ = free_fixed_items(layout)
+    for name in ("loading", "residual_var"):
+        if name in lp and free and lp[name].shape[-1] == len(free):
+            out[name] = _sample_da(lp, name, "free_item", free)
+    done = {name for name, _ in groups} | set(out)
+    for name in lp.data_vars:
+        if name not in done:
+            out[str(name)] = lp[name]
+    return xr.Dataset(out).assign_coords(chain=lp["chain"].values, draw=lp["draw"].values)
+
+
+def observed_summaries(data: ModelData, min_pattern_size: int = MIN_PATTERN_SIZE) -> xr.Dataset:
+    """The ``observed_data`` group: weighted item summaries per missingness pattern (no microdata).
+
+    ``n_respondents`` and ``weight`` (summed normalised weights) per ``pattern``;
+    ``observed`` (pattern x item, 1 where the pattern answers the item); ``item_mean`` and
+    ``item_cov`` (weighted, on the standardised item scale) per pattern, NaN for unanswered items
+    and for patterns with fewer than ``min_pattern_size`` respondents; ``covariate_cov`` (the
+    covariates' weighted covariance); ``item_center`` and ``item_scale`` (the standardisation).
+    """
+    st = data.stats
+    items = list(data.item_names)
+    n_pat = st.n_patterns
+    counts = np.bincount(np.asarray(st.pattern_of_row, dtype=int), minlength=n_pat)
+    W = np.asarray(st.W, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = st.Suy[:, 0, :] / W[:, None]
+        cov = st.Syy / W[:, None, None] - mean[:, :, None] * mean[:, None, :]
+    obs = np.asarray(st.masks, dtype=bool)
+    small = counts < min_pattern_size
+    mean = np.where(obs & ~small[:, None], mean, np.nan)
+    both = obs[:, :, None] & obs[:, None, :] & ~small[:, None, None]
+    cov = np.where(both, cov, np.nan)
+    pats = np.arange(n_pat)
+    ds = xr.Dataset(
+        {"n_respondents": (("pattern",), counts.astype(np.int64)),
+         "weight": (("pattern",), W),
+         "observed": (("pattern", "item"), obs.astype(np.int8)),
+         "item_mean": (("pattern", "item"), mean),
+         "item_cov": (("pattern", "item", "item_b"), cov),
+         "item_center": (("item",), np.asarray(data.item_center, dtype=float)),
+         "item_scale": (("item",), np.asarray(data.item_scale, dtype=float))},
+        coords={"pattern": pats, "item": items, "item_b": items})
+    if len(data.x_names):
+        xn = list(data.x_names)
+        ds["covariate_cov"] = xr.DataArray(np.asarray(data.x_cov, dtype=float), dims=("covariate", "covariate_b"),
+                                           coords={"covariate": xn, "covariate_b": xn})
+    ds.attrs["min_pattern_size"] = int(min_pattern_size)
+    return ds
+
+
+def pattern_loglik(Sigma: np.ndarray, M: np.ndarray, data: ModelData) -> np.ndarray:
+    """Weighted log-likelihood per missingness pattern ``(S, n_patterns)``, from the statistics alone.
+
+    For pattern ``p`` with observed items ``o``:
+    ``-1/2 [W_p (log|Sigma_oo| + |o| log 2 pi) + tr(Sigma_oo^-1 R_p)]`` with the weighted residual
+    cross-product ``R_p = Syy - M_o Suy - Suy' M_o' + M_o Suu M_o'``; the sum over patterns is the
+    model's log-likelihood, and each term is the sum of the weighted per-respondent terms of
+    :func:`~veerkracht_bayes.sem.implied_moments.pointwise_loglik` over the pattern's respondents.
+    """
+    st = data.stats
+    out = np.empty((Sigma.shape[0], st.n_patterns))
+    for p in range(st.n_patterns):
+        o = np.flatnonzero(st.masks[p])
+        if o.size == 0:
+            out[:, p] = 0.0
+            continue
+        S_oo = Sigma[:, o][:, :, o]
+        Mo = M[:, o, :]
+        Suy = st.Suy[p][:, o]  # (k, |o|)
+        R = (st.Syy[p][np.ix_(o, o)][None] - np.einsum("sik,kj->sij", Mo, Suy)
+             - np.einsum("ki,sjk->sij", Suy, Mo) + np.einsum("sik,kl,sjl->sij", Mo, st.Suu[p], Mo))
+        L = np.linalg.cholesky(S_oo)
+        logdet = 2.0 * np.sum(np.log(np.diagonal(L, axis1=1, axis2=2)), axis=1)
+        tr = np.trace(np.linalg.solve(S_oo, R), axis1=1, axis2=2)
+        out[:, p] = -0.5 * (st.W[p] * (logdet + o.size * np.log(2 * np.pi)) + tr)
+    return out
+
+
+def measurement_draws(idata: xr.DataTree, layout: ModelLayout) -> dict[str, np.ndarray]:
+    """Flattened draws ``(S, m)`` of the loadings ``lambda`` and residual variances ``theta`` of
+    every item (layout order): sampled ones from ``posterior``, fixed ones from ``constant_data``."""
+    post = idata["posterior"].to_dataset() if hasattr(idata["posterior"], "to_dataset") else idata["posterior"]
+    n = post.sizes["chain"] * post.sizes["draw"]
+    lam = np.full((n, len(layout.items)), np.sqrt(layout.reliability))
+    th = np.full((n, len(layout.items)), 1.0 - layout.reliability)
+    free, _ = free_fixed_items(layout)
+    if free:
+        pos = [list(layout.items).index(it) for it in free]
+        lam[:, pos] = _flat(post.sel(free_item=free), "loading")
+        th[:, pos] = _flat(post.sel(free_item=free), "residual_var")
+    return {"lambda": lam, "theta": th}
+
+
+def _native_tree(post: xr.Dataset, prior: xr.Dataset, layout: ModelLayout, graph: CausalGraph,
+                 extra: Mapping[str, xr.Dataset]) -> xr.DataTree:
+    """The fit's DataTree: native ``posterior``/``prior``, ``constant_data`` and ``extra`` groups."""
+    p_main, const = native_groups(post, layout, graph)
+    pr_main, _ = native_groups(prior, layout, graph)
+    groups = {"posterior": p_main, "prior": pr_main, **extra}
+    if const.data_vars:
+        groups["constant_data"] = const
+    return xr.DataTree.from_dict(groups)
 
 
 def initial_values(model, layout: ModelLayout, prior: xr.Dataset, chains: int,  # noqa: ANN001 - pm.Model
@@ -386,6 +590,44 @@ def initial_values(model, layout: ModelLayout, prior: xr.Dataset, chains: int,  
             iv[name] = prior_beta[int(i), [keys_all.index(sampled[j]) for j in idx]]
         out.append(iv)
     return out
+
+
+def log_likelihood_by_pattern(ll: xr.Dataset, data: ModelData) -> xr.Dataset:
+    """A ``log_likelihood`` group per missingness pattern: ``y`` on ``pattern``.
+
+    A per-respondent group (``y`` on ``respondent``) is summed over each pattern's respondents
+    (no respondent-level values remain); a per-pattern group is returned as it is. LOO on the
+    result leaves one missingness pattern out at a time.
+    """
+    if "pattern" in ll["y"].dims:
+        return ll
+    st = data.stats
+    y = ll["y"].transpose("chain", "draw", "respondent").values
+    rows = np.asarray(st.pattern_of_row, dtype=int)
+    order = np.argsort(rows, kind="stable")
+    starts = np.searchsorted(rows[order], np.arange(st.n_patterns))
+    out = np.add.reduceat(y[..., order], starts, axis=-1)  # every pattern has a respondent
+    return xr.Dataset({"y": (("chain", "draw", "pattern"), out)},
+                      coords={"chain": ll["chain"].values, "draw": ll["draw"].values,
+                              "pattern": np.arange(st.n_patterns)})
+
+
+def _log_likelihood(post: xr.Dataset, layout: ModelLayout, graph: CausalGraph, data: ModelData) -> xr.Dataset:
+    """The ``log_likelihood`` group: variable ``y``, the weighted log-likelihood per respondent
+    (dim ``respondent``) and draw; for statistics-only data (out of core, no rows) per
+    missingness pattern (dim ``pattern``, the sum over the pattern's respondents)."""
+    draws = {k: _flat(post, k) for k in ("beta", "lambda", "theta", "nu", "psi")}
+    Sigma, M = implied_moments(layout, graph, data, draws)
+    nc = post.sizes["chain"]
+    coords = {"chain": post["chain"].values, "draw": post["draw"].values}
+    if data.y.shape[0] == 0:
+        log.info("statistics-only data (out of core): log-likelihood per missingness pattern")
+        ll = pattern_loglik(Sigma, M, data).reshape(nc, -1, data.stats.n_patterns)
+        return xr.Dataset({"y": (("chain", "draw", "pattern"), ll)},
+                          coords={**coords, "pattern": np.arange(data.stats.n_patterns)})
+    ll = pointwise_loglik(Sigma, M, data).reshape(nc, -1, data.n)
+    return xr.Dataset({"y": (("chain", "draw", "respondent"), ll)},
+                      coords={**coords, "respondent": np.arange(data.n)})
 
 
 def fit(
@@ -453,8 +695,7 @@ def fit(
     prior = _prior_draws(model, layout, graph, settings.prior_draws, settings.random_seed,
                          None if data is None else data.x_cov)
     if data is None:
-        post = prior.copy()
-        idata = xr.DataTree.from_dict({"posterior": post, "prior": prior})
+        idata = _native_tree(prior.copy(), prior, layout, graph, {})
     else:
         if settings.sampler in ("numpyro", "blackjax"):
             enable_compilation_cache()
@@ -497,7 +738,6 @@ def fit(
                                    chain_method="parallel" if settings.chains > 1 else "sequential",
                                    log_pairs=reciprocal_log_pairs(layout))
             post, stats, _ = sample_nuts(model, initvals, jset, settings.random_seed, scale_points)
-            idata = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
         else:
             with model:
                 idata = pm.sample(
@@ -507,35 +747,26 @@ def fit(
                     progressbar=settings.progressbar, nuts_sampler=settings.sampler,
                     compute_convergence_checks=False, idata_kwargs={"log_likelihood": False}, **kwargs,
                 )
-            keep = ["posterior", "sample_stats"]
-            idata = xr.DataTree.from_dict({g: idata[g].to_dataset() for g in keep if g in idata.children})
-        idata["prior"] = xr.DataTree(prior)
+            post = idata["posterior"].to_dataset()
+            stats = idata["sample_stats"].to_dataset()
+        attrs: dict[str, int] = {}
         if layout.cut_active:
-            post, redraws = _cut_completion(idata["posterior"].to_dataset(), layout, graph,
-                                            data.x_cov, settings.random_seed)
-            idata["posterior"] = xr.DataTree(post)
-            idata.attrs["cut_redraws"] = int(redraws)
+            post, redraws = _cut_completion(post, layout, graph, data.x_cov, settings.random_seed)
+            attrs["cut_redraws"] = int(redraws)
             log.info("cut posterior: %d prior-only redraws to satisfy the full system's barriers", redraws)
-        lp_ds = log_prior_numpy(idata["posterior"].to_dataset(), layout)
+        lp_ds = log_prior_numpy(post, layout)
         if set(lp_ds.data_vars) != {rv.name for rv in model.free_RVs}:  # a model this twin does not know
             from pymc.stats.log_density import compute_log_prior
 
-            lp = compute_log_prior(idata, model=model, extend_inferencedata=False, progressbar=False)
+            lp = compute_log_prior(xr.DataTree.from_dict({"posterior": post}), model=model,
+                                   extend_inferencedata=False, progressbar=False)
             lp_ds = lp["log_prior"].to_dataset() if "log_prior" in getattr(lp, "children", {}) else lp
-        idata["log_prior"] = xr.DataTree(lp_ds)
-        if pointwise and data.y.shape[0] == 0:
-            log.info("statistics-only data (out of core): no per-respondent log-likelihood")
-        elif pointwise:
-            post = idata["posterior"].to_dataset()
-            draws = {k: _flat(post, k) for k in ("beta", "lambda", "theta", "nu", "psi")}
-            Sigma, M = implied_moments(layout, graph, data, draws)
-            ll = pointwise_loglik(Sigma, M, data)
-            nc = post.sizes["chain"]
-            ll = ll.reshape(nc, -1, data.n)
-            idata["log_likelihood"] = xr.DataTree(xr.Dataset(
-                {"y": (("chain", "draw", "respondent"), ll)},
-                coords={"chain": post["chain"].values, "draw": post["draw"].values,
-                        "respondent": np.arange(data.n)}))
+        extra = {"sample_stats": stats, "log_prior": native_log_prior(lp_ds, layout),
+                 "observed_data": observed_summaries(data)}
+        if pointwise:
+            extra["log_likelihood"] = _log_likelihood(post, layout, graph, data)
+        idata = _native_tree(post, prior, layout, graph, extra)
+        idata.attrs.update(attrs)
     prov = collect_provenance(
         seed=settings.random_seed, files=dict(files or {}),
         hashes={"data": None if data is None else data.data_hash},

@@ -8,6 +8,11 @@ BibTeX, text is ignored and every ``@`` starts one). It never evaluates anything
 :class:`~veerkracht_bayes.errors.PriorError` naming the file, line, entry and what was
 expected; duplicate keys are errors (BibTeX keys are case-insensitive, and so are ours).
 
+Why not bibtexparser: we checked bibtexparser 2.0 against the malformed inputs in the tests. It
+silently accepts or drops what this reader reports with file and line (a missing comma between
+fields, ``@article key`` without a brace, an undefined ``@string`` macro, keys that differ only
+in case), so replacing the reader would have meant keeping a validator of the same size.
+
 Formatting is APA-like: ``Author, Author, & Author (Year). Title. *Journal*, *volume*,
 pages. https://doi.org/...``. Names are printed as written in the .bib (our entries give
 surnames only, as the research note does); ``"Last, First"`` names become ``Last, F.``, and
@@ -409,8 +414,10 @@ def format_authors(raw: str | None) -> str:
 
 
 def _parts(entry: BibEntry) -> dict[str, str | None]:
-    doi = entry.get("doi")
-    url = f"https://doi.org/{doi}" if doi else entry.get("url")
+    doi = (entry.get("doi") or "").strip()
+    url = f"https://doi.org/{doi}" if doi else (entry.get("url") or "").strip() or None
+    if url:
+        url = url.replace(" ", "%20")
     return {
         "authors": format_authors(entry.fields.get("author")),
         "year": entry.get("year") or "n.d.",
@@ -455,12 +462,13 @@ def format_reference(entry: BibEntry, style: str = "text") -> str:
             return f"<i>{x}</i>"
         return x
 
-    head = esc(p["authors"]) if p["authors"] else (esc(p["title"]) if p["title"] else "[Authors not given]")
-    out = f"{head} ({esc(p['year'])})."
+    # no placeholder text: an entry without authors starts with its title, else its source
+    lead = p["authors"] or p["title"] or p["journal"] or entry.key
+    out = f"{esc(lead)} ({esc(p['year'])})."
     if p["authors"] and p["title"]:
         out += f" {esc(p['title'].rstrip('.'))}."
     src = []
-    if p["journal"]:
+    if p["journal"] and lead != p["journal"]:
         src.append(ital(esc(p["journal"])))
     if p["volume"]:
         src.append(ital(esc(p["volume"])))

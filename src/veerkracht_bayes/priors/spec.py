@@ -41,6 +41,9 @@ __all__ = [
     "DEFAULT_EDGE_SD",
     "VAGUE_EDGE_SD",
     "CONVERSION_TOLERANCE",
+    "MAX_PRIOR_MAGNITUDE",
+    "MIN_PRIOR_SCALE",
+    "MAX_EDGE_MOMENT",
     "ConversionStep",
     "EdgePrior",
     "ParamPrior",
@@ -391,15 +394,33 @@ def _pydantic_problems(exc: ValidationError, doc: YamlDocument, base: tuple[str 
     return out
 
 
-def _check_number(doc: YamlDocument, loc: tuple, fld: str, v: float | None, *, positive: bool
-                  ) -> list[Problem]:
+#: Largest magnitude of any number in a prior (location, scale, bound, shape): beyond it the
+#: arithmetic of prior sampling and of the model (squares, inverses of I - B) overflows.
+MAX_PRIOR_MAGNITUDE = 1e6
+#: Smallest positive scale (sd, shape) of a prior: below it standardising by the scale overflows.
+MIN_PRIOR_SCALE = 1e-6
+#: Largest |mean| and sd of an edge prior: edge priors are on standardised path coefficients (or
+#: per-exposure Cohen's d), where 10 is already far outside anything a source could support.
+MAX_EDGE_MOMENT = 10.0
+
+
+def _check_number(doc: YamlDocument, loc: tuple, fld: str, v: float | None, *, positive: bool,
+                  bound: float = MAX_PRIOR_MAGNITUDE) -> list[Problem]:
     if v is None:
         return []
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return [_prob(doc, loc + (fld,), f"{fld} must be a number, got {v!r}", fld, v)]
     if not math.isfinite(v):
         return [_prob(doc, loc + (fld,), f"{fld} must be a finite number, got {v!r}", fld, v)]
     if positive and v <= 0:
         return [_prob(doc, loc + (fld,), f"{fld} must be > 0, got {v!r} (expected a positive "
                       f"{'scale' if fld == 'sd' else 'number'})", fld, v)]
+    if abs(v) > bound:
+        return [_prob(doc, loc + (fld,), f"{fld} {v!r} is too large in magnitude (expected |{fld}| "
+                      f"<= {bound:g}; larger values overflow the model's arithmetic)", fld, v)]
+    if positive and v < MIN_PRIOR_SCALE:
+        return [_prob(doc, loc + (fld,), f"{fld} {v!r} is too small (expected {fld} >= "
+                      f"{MIN_PRIOR_SCALE:g}; smaller scales overflow when standardising)", fld, v)]
     return []
 
 
@@ -435,8 +456,9 @@ def _check_edge_prior(doc: YamlDocument, key: str, p: EdgePrior, edge_sign: str,
                                f"{lo:.3f}-{hi:.3f}{unit} (docs/priors.md §3: strong 0.05-0.07, "
                                "moderate 0.08-0.10, weak 0.10-0.15; expected an sd in the range, another "
                                "confidence, or sd_exception with the reason)", "sd", p.sd))
-    probs += _check_number(doc, loc, "sd", p.sd, positive=True)
-    probs += _check_number(doc, loc, "mean", p.mean, positive=False)
+    probs += _check_number(doc, loc, "sd", p.sd, positive=True, bound=MAX_EDGE_MOMENT)
+    probs += _check_number(doc, loc, "mean", p.mean, positive=False, bound=MAX_EDGE_MOMENT)
+    probs += _check_number(doc, loc, "value", p.value, positive=False)
     if p.distribution == "student_t":
         if p.nu is None:
             probs.append(_prob(doc, loc + ("distribution",), "a student_t prior needs 'nu' "
@@ -526,6 +548,12 @@ def _check_param_prior(doc: YamlDocument, loc: tuple, p: ParamPrior) -> list[Pro
             probs.append(_prob(doc, loc, f"a {p.distribution} prior needs {name!r}", name, None))
     for name in ("sd", "nu", "alpha", "beta"):
         probs += _check_number(doc, loc, name, getattr(p, name), positive=True)
+    for name in ("mean", "lower", "upper"):
+        probs += _check_number(doc, loc, name, getattr(p, name), positive=False)
+    if (p.lower is not None and p.upper is not None and math.isfinite(p.lower)
+            and math.isfinite(p.upper) and p.lower >= p.upper):
+        probs.append(_prob(doc, loc + ("lower",), f"lower {p.lower!r} is not below upper {p.upper!r} "
+                           "(expected lower < upper)", "lower", p.lower))
     return probs
 
 

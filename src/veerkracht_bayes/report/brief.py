@@ -24,18 +24,26 @@ never printed, even if the effects table carries them. Subgroup sizes of suppres
 not printed either. Nothing at respondent level is written: only posterior summaries, the graph,
 the priors and the policy file.
 
-The HTML embeds every figure as a base64 SVG ``data:`` URI and has inline CSS only, so it renders
-offline and can be mailed as one file; the Markdown refers to ``figures/*.svg`` next to it. All
-text from users (policy titles, labels, dose sources, warnings, paths) is HTML-escaped.
+Both files come from jinja2 templates shipped with the package
+(``veerkracht_bayes/report/templates/``: ``brief.html.j2``, ``brief.md.j2``, ``brief.css``). The
+HTML inlines every figure as SVG markup (no ``data:`` URIs, ids prefixed per figure) and its CSS,
+so it renders offline and can be mailed as one file; it has a print stylesheet for A4 (page one
+on one page) and tables that scroll sideways on a phone. Markdown inside the brief (the
+diagnostics report, the page-one dose note) is turned into HTML by markdown-it-py with raw HTML
+off. The Markdown refers to ``figures/*.svg`` next to it. All text from users (policy titles,
+labels, dose sources, warnings, paths) is HTML-escaped by the template's autoescaping.
 """
 
 from __future__ import annotations
 
-import base64
+import functools
+import hashlib
 import html
 import logging
 import math
+import os
 import re
+import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +57,8 @@ from veerkracht_bayes.report.figures import (decision_columns, ranked_policies, 
                                              write_figures)
 
 __all__ = ["REPORT_REFERENCE", "PRIMARY_OUTCOMES", "SUBGROUP_NAMES", "Block", "brief_blocks",
-           "render_markdown", "render_html", "render_brief", "write_brief", "markdown_to_html"]
+           "render_markdown", "render_html", "render_brief", "write_brief", "markdown_html",
+           "inline_svg"]
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +98,12 @@ _MINUS = "\u2212"
 class Block:
     """One piece of the brief, rendered to both Markdown and HTML.
 
-    ``kind`` is one of ``h1, h2, h3, p, ul, table, banner, figure, details, raw, pagebreak``.
-    Text is plain (escaped on output); ``raw`` carries ready HTML and Markdown.
+    ``kind`` is one of ``h1, h2, h3, p, ul, table, banner, figure, legend, details, div, md,
+    references, pagebreak``. Text is plain (escaped by the HTML template); ``md`` carries
+    Markdown (rendered to HTML by markdown-it-py, raw HTML off); ``div`` groups ``children``
+    (with ``css`` and ``lang``); ``figure`` carries the inlined SVG in ``html``;
+    ``references`` carries ``(html, markdown)`` pairs formatted by
+    :func:`veerkracht_bayes.priors.bibliography.format_reference`.
     """
 
     kind: str
@@ -103,6 +116,7 @@ class Block:
     html: str = ""
     md: str = ""
     children: list["Block"] = field(default_factory=list)
+    lang: str = ""
 
 
 # ============================================================================ formatting
@@ -483,10 +497,7 @@ def _doses_note(lang: str) -> Block:
                "van een vergelijkbaar programma bestaat, hoeveel het verandert voor wie het "
                "bereikt, zijn aannames, geen metingen. Zie ")
         link, post = "de tabel met doses en bronnen", "."
-    esc = html.escape
-    return Block("raw", html=f'<p class="doses-note">{esc(pre)}<a href="#doses">{esc(link)}</a>'
-                             f"{esc(post)}</p>",
-                 md=f"{pre}[{link}](#doses){post}")
+    return Block("md", md=f"{pre}[{link}](#doses){post}", css="doses-note")
 
 
 _VERDICT_TEXT = {
@@ -609,9 +620,9 @@ def _sensitivity_sentence(c: _Ctx, outcome: str, lang: str) -> str | None:
 
 
 def _page_one(c: _Ctx) -> list[Block]:
-    blocks: list[Block] = [Block("h1", "Policy brief: what strengthens resilience? / "
-                                       "Beleidssamenvatting: wat versterkt veerkracht?")]
-    blocks += _banners(c)
+    top: list[Block] = [Block("h1", "Policy brief: what strengthens resilience? / "
+                                    "Beleidssamenvatting: wat versterkt veerkracht?")]
+    top += _banners(c)
     suppressed = sorted({(r["policy"], r["subgroup"]) for _, r in c.effects.iterrows()
                          if bool(r["suppressed"])})
     live = c.effects[~c.effects["suppressed"].astype(bool) & c.effects["reachable"]
@@ -620,10 +631,10 @@ def _page_one(c: _Ctx) -> list[Block]:
     not_data = (np.mean([lab in ("assumption", "literature", "prior") for lab in labels])
                 if labels else 0.0)
     mrc_en, mrc_nl = _num(c.mrc, 2), _num(c.mrc, 2, "nl")
+    languages = Block("div", css="languages")
     for lang in ("en", "nl"):
         en = lang == "en"
-        if not en:
-            blocks.append(Block("raw", html='<div lang="nl">', md=""))
+        blocks = []
         blocks.append(Block("h2", "In short (English)" if en else "In het kort (Nederlands)",
                             ident=f"page-one-{lang}"))
         blocks.append(Block("p", (
@@ -680,10 +691,10 @@ def _page_one(c: _Ctx) -> list[Block]:
         if c.target_groups:
             notes.append(
                 "Each group is the survey group closest to the report's own words; those words "
-                "are in the ranking tables and under 'Target groups as the report writes them'."
+                "are under 'Target groups as the report writes them'."
                 if en else
                 "Elke groep is de enquêtegroep die het dichtst bij de woorden van het rapport "
-                "ligt; die woorden staan in de rangordetabellen en onder 'Target groups as the "
+                "ligt; die woorden staan onder 'Target groups as the "
                 "report writes them'.")
         if not_data >= 0.5:
             notes.append(
@@ -698,10 +709,8 @@ def _page_one(c: _Ctx) -> list[Block]:
                 f"We melden geen resultaat voor {c.title(pid, 'nl')} ({pid}) bij "
                 f"{_group(grp, 'nl')}: deze groep is te klein in de enquête.")
         blocks.append(Block("ul", items=notes, css="notes"))
-        if not en:
-            blocks.append(Block("raw", html="</div>", md=""))
-    blocks.append(Block("pagebreak"))
-    return blocks
+        languages.children.append(Block("div", lang=lang, css=f"lang-{lang}", children=blocks))
+    return top + [languages, Block("pagebreak")]
 
 
 # ============================================================================ technical part
@@ -716,9 +725,9 @@ def _ranking(c: _Ctx, outcome: str) -> Block:
     for pid in ranked_policies(c.effects, outcome, "within"):
         r = w.loc[pid]
         q = pop.loc[pid] if pid in pop.index else None
-        tg = c.target_groups.get(pid)
-        who = _group(r["subgroup"], "en") + (
-            f" (the report: “{tg[0]}”" + (f", {tg[1]})" if tg[1] else ")") if tg else "")
+        # the report's own words for the group are in the target-group table (#target-groups):
+        # repeated in every ranking table they made each row a page long when printed
+        who = _group(r["subgroup"], "en")
         name = f"{pid} {c.title(pid)}"
         if bool(r["suppressed"]):
             rows.append(["–", name, who, "suppressed: " + safe_reason(r["reason"]), "suppressed",
@@ -745,10 +754,41 @@ def _ranking(c: _Ctx, outcome: str) -> Block:
     return Block("table", header=header, rows=rows, css="ranking", ident=f"ranking-{outcome}")
 
 
-def _figure(figs: Mapping[str, Mapping[str, Path]] | None, name: str, caption: str) -> list[Block]:
+def _figure(figs: Mapping[str, Mapping[str, Path]] | None, name: str, caption: str,
+            css: str = "plot") -> list[Block]:
+    """A figure block with the SVG inlined (ids prefixed by the figure's name)."""
     if not figs or name not in figs or "svg" not in figs[name]:
         return []
-    return [Block("figure", text=caption, ident=name, items=[figs[name]["svg"]])]
+    path = Path(figs[name]["svg"])
+    svg = inline_svg(path.read_text(encoding="utf-8"), name)
+    svg = svg.replace("<svg ", f'<svg role="img" aria-label="{html.escape(caption, quote=True)}" ',
+                      1)
+    return [Block("figure", text=caption, ident=f"fig-{name}", items=[path], html=svg, css=css)]
+
+
+def _legend_sample(entry: Any) -> str:
+    """A 44 x 12 px SVG of a legend line: its colour, line style and arrowhead."""
+    dash = ' stroke-dasharray="5 3"' if entry.style == "dashed" else ""
+    fill = "#fff" if entry.arrowhead == "onormal" else entry.colour
+    return (f'<svg width="44" height="12" viewBox="0 0 44 12" aria-hidden="true" '
+            f'data-style="{entry.style}" data-arrowhead="{entry.arrowhead}">'
+            f'<line x1="1" y1="6" x2="33" y2="6" stroke="{entry.colour}" stroke-width="2"{dash}/>'
+            f'<path d="M33 1.5 L43 6 L33 10.5 Z" fill="{fill}" stroke="{entry.colour}" '
+            f'stroke-width="1.2"/></svg>')
+
+
+def _diagram_legend() -> Block:
+    """The diagram's legend, built from :func:`veerkracht_bayes.graph.drawing.legend_entries`
+    (the entries the drawings use), so line styles mean the same here and in the drawing."""
+    from veerkracht_bayes.graph.drawing import legend_entries
+
+    items = []
+    for e in legend_entries(posterior=True):
+        words = (f"{'dashed' if e.style == 'dashed' else 'solid'} "
+                 f"{'green' if e.key == 'positive' else 'red' if e.key == 'negative' else 'grey'}"
+                 f" line, {'open' if e.arrowhead == 'onormal' else 'filled'} arrowhead")
+        items.append((_legend_sample(e), e.label, words))
+    return Block("legend", text="Legend of the diagram", items=items, ident="diagram-legend")
 
 
 def _subgroup_sizes(c: _Ctx) -> Block | None:
@@ -808,24 +848,37 @@ def _loops(c: _Ctx) -> list[Block]:
                 for _, r in gains.iterrows()]
         out.append(Block("table", header=["Loop", "Title", "Stated polarity",
                                           f"Gain [{round(100 * c.ci)}% interval]",
-                                          "P(reinforcing)"], rows=rows, css="loops", ident="loops"))
+                                          "P(reinforcing)"], rows=rows, css="loops",
+                         ident="loop-gains"))
     amp = getattr(c.result, "loop_amplification", None)
     if isinstance(amp, pd.DataFrame) and len(amp):
         sup = set(c.effects.loc[c.effects["suppressed"].astype(bool), "policy"])
         rows = []
+        small = 0
         for _, r in amp.iterrows():
             if r["policy"] in sup:
                 continue
             share = r.get("loop_share", np.nan)
+            if np.isfinite(share) and abs(share) < _LOOP_SHARE_SHOWN:
+                small += 1  # left to loop_amplification.csv
+                continue
             rows.append([str(r["policy"]), str(r["outcome"]), str(r["loop"]),
                          _triple(r["loop_carried_mean"], r["loop_carried_lower"],
                                  r["loop_carried_upper"]),
                          "–" if not np.isfinite(share) else f"{share:.0%}",
                          _pct_short(r["p_amplifies"])])
-        out.append(Block("details", text="Which loops carry each policy's effect", children=[
-            Block("table", header=["Policy", "Outcome", "Loop", "Loop-carried effect, SD",
-                                   "Share of effect", "P(amplifies)"], rows=rows, css="amp")]))
+        kids = [Block("table", header=["Policy", "Outcome", "Loop", "Loop-carried effect, SD",
+                                       "Share of effect", "P(amplifies)"], rows=rows, css="amp")]
+        if small:
+            kids.append(Block("p", f"{small} policy–outcome–loop rows where the loop carries "
+                                   f"less than {_LOOP_SHARE_SHOWN:.0%} of the effect are left out "
+                                   "here (they are in loop_amplification.csv)."))
+        out.append(Block("details", text="Which loops carry each policy's effect", children=kids))
     return out
+
+
+#: Loop-carried shares below this are not listed in the brief (they are in the CSV).
+_LOOP_SHARE_SHOWN = 0.05
 
 
 def _stability(c: _Ctx) -> tuple[float, float] | None:
@@ -984,7 +1037,7 @@ def _diagnostics_appendix(c: _Ctx) -> list[Block]:
         try:
             md = str(diag.to_markdown())
             out.append(Block("details", text="Full diagnostics report", children=[
-                Block("raw", html=markdown_to_html(md), md=_demote_headings(md))]))
+                Block("md", md=_demote_headings(md))]))
         except Exception as exc:
             logger.warning("diagnostics.to_markdown() failed: %s", exc)
     return out
@@ -1113,6 +1166,17 @@ def _findings(c: _Ctx, names: Sequence[str]) -> list[str]:
         raw = raw.findings()
     elif getattr(raw, "findings", None) is not None:
         raw = raw.findings
+    elif isinstance(raw, Mapping) and "findings" in raw:  # IdentificationReport.to_dict()
+        raw = raw["findings"]
+    if (isinstance(raw, (list, tuple)) and raw and all(isinstance(x, Mapping) for x in raw)
+            and all("share" in x and "link" in x for x in raw)):
+        # cut-routing records: the diagnostics' own sentence, never a dump of the records
+        from veerkracht_bayes.inference.diagnostics import cut_routing_findings
+
+        raw = cut_routing_findings(list(raw))
+    if isinstance(raw, Mapping):
+        logger.warning("findings %s have no sentences; left out of the brief", names[0])
+        return []
     if isinstance(raw, str):
         return [raw]
     if isinstance(raw, pd.DataFrame):
@@ -1252,8 +1316,7 @@ def _references(c: _Ctx) -> Block:
         keys += [lv.citation for p in pols.policies for lv in p.levers if lv.citation]
     keys = list(dict.fromkeys(keys))
     bib_path = getattr(priors, "bib_path", None) or (priors_dir() / "references.bib")
-    html_items = [html.escape(REPORT_REFERENCE)]
-    md_items = [REPORT_REFERENCE]
+    items = [(html.escape(REPORT_REFERENCE), REPORT_REFERENCE)]
     missing: list[str] = []
     entries = []
     if keys and Path(bib_path).is_file():
@@ -1270,31 +1333,96 @@ def _references(c: _Ctx) -> Block:
     from veerkracht_bayes.priors.bibliography import _sort_key
 
     for e in sorted(entries, key=_sort_key):
-        html_items.append(format_reference(e, "html"))
-        md_items.append(format_reference(e, "markdown"))
+        items.append((format_reference(e, "html"), format_reference(e, "markdown")))
     for k in missing:
-        html_items.append(f"[{html.escape(k)}] (not in the bibliography)")
-        md_items.append(f"[{k}] (not in the bibliography)")
-    h = '<ol class="references">\n' + "\n".join(f"  <li>{x}</li>" for x in html_items) + "\n</ol>"
-    m = "\n".join(f"{i}. {x}" for i, x in enumerate(md_items, 1))
-    return Block("raw", html=h, md=m)
+        items.append((f"[{html.escape(k)}] (not in the bibliography)",
+                      f"[{k}] (not in the bibliography)"))
+    return Block("references", items=items, ident="reference-list")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _relative(path: Any, base: Path | None) -> str:
+    """A path as the brief shows it: relative to the config's folder, never absolute.
+
+    Files inside the installed package are shown from the package (``veerkracht_bayes/...``);
+    other absolute paths relative to ``base``, or by their name when no base is known.
+    """
+    s = str(path)
+    p = Path(s)
+    if not p.is_absolute():
+        return p.as_posix()
+    pkg = Path(__file__).resolve().parents[1]
+    try:
+        return "veerkracht_bayes/" + p.resolve().relative_to(pkg).as_posix()
+    except ValueError:
+        pass
+    if base is not None:
+        try:
+            return Path(os.path.relpath(p, base)).as_posix()
+        except ValueError:  # another drive (Windows)
+            pass
+    return p.name
+
+
+def _command_text(prov: Mapping[str, Any], base: Path | None) -> str | None:
+    """The command line with the program by its name and every absolute path made relative."""
+    argv = prov.get("command_line")
+    if not argv:
+        cmd = prov.get("command")
+        if not cmd:
+            return None
+        try:
+            argv = shlex.split(str(cmd))
+        except ValueError:
+            argv = str(cmd).split()
+    argv = [str(a) for a in argv]
+    out = [Path(argv[0]).name] if argv else []
+    for a in argv[1:]:
+        key, eq, val = a.partition("=")
+        if eq and Path(val).is_absolute():
+            out.append(f"{key}={_relative(val, base)}")
+        elif Path(a).is_absolute():
+            out.append(_relative(a, base))
+        else:
+            out.append(a)
+    return shlex.join(out)
 
 
 def _provenance(c: _Ctx) -> list[Block]:
+    """Seed, command, config and input files (paths relative to the config, with SHA-256),
+    package versions. No absolute path of the machine is printed."""
     prov = dict(getattr(c.result, "provenance", None) or {})
+    cfg = getattr(c.result, "config_path", None)
+    base = Path(cfg).resolve().parent if cfg is not None else None
     rows = []
-    for k in ("seed", "command", "platform", "created_utc"):
+    for k in ("seed", "dose_seed", "platform", "created_utc"):
         if k in prov:
             rows.append([k, str(prov[k])])
-    cfg = getattr(c.result, "config_path", None)
-    if cfg is not None:
-        rows.append(["config", str(cfg)])
-    out = [Block("table", header=["Item", "Value"], rows=rows, css="prov", ident="provenance")]
-    inputs = prov.get("inputs") or {}
+    cmd = _command_text(prov, base)
+    if cmd:
+        rows.insert(1 if rows else 0, ["command", cmd])
+    out = [Block("p", "File paths are relative to the folder of the run's configuration file "
+                      "(files shipped with the package: from the package).")]
+    out.append(Block("table", header=["Item", "Value"], rows=rows, css="prov",
+                     ident="provenance"))
+    inputs = dict(prov.get("inputs") or {})
+    if cfg is not None and "config" not in inputs:
+        digest = prov.get("config_sha256")
+        if not digest and Path(cfg).is_file():
+            digest = _sha256(Path(cfg))
+        inputs = {"config": {"path": Path(cfg).name, "sha256": digest}, **inputs}
     if inputs:
         out.append(Block("table", header=["Input", "File", "SHA-256"],
-                         rows=[[str(k), str((v or {}).get("path", "–")),
-                                str((v or {}).get("sha256", "–"))] for k, v in inputs.items()],
+                         rows=[[str(k), _relative((v or {}).get("path"), base)
+                                if (v or {}).get("path") else "–",
+                                str((v or {}).get("sha256") or "–")] for k, v in inputs.items()],
                          css="prov", ident="inputs"))
     versions = prov.get("versions") or {}
     if versions:
@@ -1302,6 +1430,9 @@ def _provenance(c: _Ctx) -> list[Block]:
                          rows=[[str(k), str(v)] for k, v in versions.items()], css="prov",
                          ident="versions"))
     return out
+
+
+from veerkracht_bayes.report.structure_section import structure_section  # noqa: E402
 
 
 def brief_blocks(result: Any, figures: Mapping[str, Mapping[str, Path]] | None = None
@@ -1346,8 +1477,10 @@ def brief_blocks(result: Any, figures: Mapping[str, Mapping[str, Path]] | None =
     b.append(Block("h2", "The diagram with posterior link strengths", ident="diagram"))
     b += _figure(figures, "diagram_posterior",
                  "Nodes coloured by resource type (individual red, societal blue, organisational "
-                 "grey). Link width ∝ |posterior mean|; solid: data-informed, dashed: "
-                 "prior-dominated; green +, red −.")
+                 "grey). Link width ∝ |posterior mean|; the legend below (the same as in the "
+                 "drawing) gives the meaning of colours, line styles and arrowheads.",
+                 css="diagram")
+    b.append(_diagram_legend())
     b.append(Block("details", text="All links: posterior means and classes",
                    children=[_edge_rows(c)]))
     b.append(Block("h2", "Feedback loops", ident="loops"))
@@ -1356,11 +1489,12 @@ def brief_blocks(result: Any, figures: Mapping[str, Mapping[str, Path]] | None =
     b += _loops(c)
     b.append(Block("h2", "Time to effect", ident="dynamics"))
     b += _figure(figures, "trajectories", "Mean effect over the years after the start, per "
-                                          "recommendation (bands: central interval).")
+                                          "recommendation (the intervals are in trajectories.csv).")
     b.append(Block("h2", "Diagnostics", ident="diagnostics-section"))
     b += _diagnostics(c)
     b.append(Block("h2", "What rests on assumptions", ident="assumptions"))
     b += _assumptions(c)
+    b += [Block(**d) for d in structure_section(result)]  # How sure is the diagram? Measure next
     b.append(Block("h2", "Methods", ident="methods"))
     b += [Block("p", t) for t in _METHODS]
     b.append(Block("h2", "References", ident="references"))
@@ -1373,191 +1507,138 @@ def brief_blocks(result: Any, figures: Mapping[str, Mapping[str, Path]] | None =
 
 
 # ============================================================================ renderers
-def _md_cell(text: str) -> str:
+_NUMERIC = re.compile(r"^[−+\-]?[\d.,<>%–\[\] −+]+$|^[<>]?\d+%$")
+_TEMPLATES = "veerkracht_bayes.report"
+
+
+def _cell_class(x: Any, css: str = "") -> Any:
+    """`` class="num"`` for numeric cells, `` class="suppressed"`` for suppressed ones."""
+    from markupsafe import Markup
+
+    s = str(x)
+    if s.startswith("suppressed"):
+        return Markup(' class="suppressed"')
+    if css != "prov" and _NUMERIC.match(s):
+        return Markup(' class="num"')
+    return Markup("")
+
+
+def _md_cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+@functools.lru_cache(maxsize=2)
+def _environment(kind: str) -> Any:
+    """The jinja2 environment for ``html`` (autoescaping on) or ``md`` (off)."""
+    import jinja2
+
+    env = jinja2.Environment(loader=jinja2.PackageLoader(_TEMPLATES, "templates"),
+                             autoescape=(kind == "html"), undefined=jinja2.StrictUndefined,
+                             trim_blocks=False, lstrip_blocks=False, keep_trailing_newline=True)
+    env.globals["cell_class"] = _cell_class
+    env.filters["mdcell"] = _md_cell
+    env.filters["basename"] = lambda p: Path(str(p)).name
+    return env
+
+
+@functools.lru_cache(maxsize=1)
+def _markdown_it() -> Any:
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
+    md.enable("table")
+    md.add_render_rule("table_open", lambda *a, **k: '<div class="table-wrap"><table>\n')
+    md.add_render_rule("table_close", lambda *a, **k: "</table></div>\n")
+    return md
+
+
+def markdown_html(text: str) -> str:
+    """Markdown to HTML with markdown-it-py (CommonMark and pipe tables; raw HTML is escaped).
+
+    Tables come wrapped in ``<div class="table-wrap">`` so they scroll on a narrow screen.
+
+    Examples
+    --------
+    >>> markdown_html("| a | b |\\n|---|---|\\n| 1 | <i> |")  # doctest: +ELLIPSIS
+    '<div class="table-wrap"><table>...<td>&lt;i&gt;</td>...'
+    """
+    return _markdown_it().render(str(text))
+
+
+_SVG_HEAD = re.compile(r"\A.*?(?=<svg\b)", re.S)
+_SVG_COMMENT = re.compile(r"<!--.*?-->", re.S)
+
+
+_SVG_GEOMETRY = re.compile(r'\s(d|points|transform|x|y|x1|x2|y1|y2|cx|cy|r|rx|ry)="([^"]*)"')
+_SVG_FONTS = re.compile(r"font-family: *'DejaVu Sans'[^;\"]*")
+_FLOAT = re.compile(r"-?\d+\.\d{2,}")
+
+
+def _round_geometry(m: re.Match[str]) -> str:
+    """Path data and transforms to 0.1 pt (a tenth of a point is far below what can be seen),
+    whitespace runs collapsed: the inlined figures are a third of their file size."""
+    def short(x: re.Match[str]) -> str:
+        v = f"{float(x.group(0)):.1f}".rstrip("0").rstrip(".")
+        return "0" if v in ("-0", "") else v
+
+    value = re.sub(r"\s+", " ", _FLOAT.sub(short, m.group(2))).strip()
+    return f' {m.group(1)}="{value}"'
+
+
+def inline_svg(svg: str, prefix: str) -> str:
+    """SVG text ready to be inlined in HTML: no XML declaration, DOCTYPE or comments, every
+    ``id`` (and every ``#id`` reference) prefixed with ``prefix`` so that several figures on
+    one page never share an id; geometry rounded to 0.1 pt and whitespace between tags removed.
+
+    Examples
+    --------
+    >>> inline_svg('<?xml version="1.0"?><svg><g id="a" clip-path="url(#a)"/></svg>', "f1")
+    '<svg><g id="f1-a" clip-path="url(#f1-a)"/></svg>'
+    """
+    text = _SVG_HEAD.sub("", svg, count=1)
+    text = _SVG_COMMENT.sub("", text)
+    text = _SVG_GEOMETRY.sub(_round_geometry, text)
+    text = _SVG_FONTS.sub("font-family: 'DejaVu Sans', Arial, Helvetica, sans-serif", text)
+    text = re.sub(r">\s+<", "><", text)
+    p = re.sub(r"[^A-Za-z0-9_-]", "-", prefix)
+    used = set(re.findall(r"url\(#([^)]+)\)", text)) | set(re.findall(r'href="#([^"]+)"', text))
+    text = re.sub(r'\sid="([^"]+)"', lambda m: m.group(0) if m.group(1) in used else "", text)
+    text = re.sub(r'\bid="([^"]+)"', lambda m: f'id="{p}-{m.group(1)}"', text)
+    text = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{p}-{m.group(1)})", text)
+    text = re.sub(r'(\bhref=")#([^"]+)"', lambda m: f'{m.group(1)}#{p}-{m.group(2)}"', text)
+    return text.strip()
+
+
+def _prepare(blocks: Sequence[Block]) -> None:
+    """Fill the HTML of ``md`` blocks (markdown-it-py)."""
+    for b in blocks:
+        if b.kind == "md" and not b.html:
+            h = markdown_html(b.md)
+            if b.css and h.startswith("<p>"):
+                h = f'<p class="{html.escape(b.css, quote=True)}">' + h[3:]
+            b.html = h
+        _prepare(b.children)
+
+
 def render_markdown(blocks: Sequence[Block], figure_prefix: str = "figures") -> str:
-    """Render blocks to Markdown (figures as ``figure_prefix/<name>.svg``)."""
-    out: list[str] = []
-    for b in blocks:
-        k = b.kind
-        if k in ("h1", "h2", "h3"):
-            out.append("#" * int(k[1]) + " " + b.text)
-        elif k == "p":
-            out.append(b.text)
-        elif k == "ul":
-            out.append("\n".join(f"- {i}" for i in b.items))
-        elif k == "banner":
-            out.append("\n>\n".join(f"> **⚠ {t}** — {msg}" for t, msg in b.items))
-        elif k == "table":
-            lines = ["| " + " | ".join(_md_cell(h) for h in b.header) + " |",
-                     "|" + "---|" * len(b.header)]
-            lines += ["| " + " | ".join(_md_cell(x) for x in r) + " |" for r in b.rows]
-            out.append("\n".join(lines))
-        elif k == "figure":
-            out.append(f"![{b.text}]({figure_prefix}/{Path(b.items[0]).name})\n\n*{b.text}*")
-        elif k == "details":
-            out.append(f"**{b.text}**\n\n" + render_markdown(b.children, figure_prefix).strip())
-        elif k == "raw":
-            if b.md:
-                out.append(b.md)
-        elif k == "pagebreak":
-            out.append("---")
-    return "\n\n".join(out) + "\n"
-
-
-_CSS = """
-body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;color:#1d1d1d;margin:0;
-background:#f4f4f1;line-height:1.5}
-main{max-width:1040px;margin:0 auto;background:#fff;padding:28px 44px 60px;
-box-shadow:0 0 6px rgba(0,0,0,.08)}
-h1{font-size:1.7em;margin:.3em 0 .6em;color:#10355f}
-h2{font-size:1.35em;margin:1.6em 0 .5em;padding-bottom:.2em;border-bottom:2px solid #c4d9f0;
-color:#10355f}
-h3{font-size:1.1em;margin:1.2em 0 .4em}
-.page-one{font-size:1.08em}
-.page-one li{margin:.35em 0}
-.page-one h2{border-bottom-color:#1f5fa8}
-ul.notes{color:#444;font-size:.93em}
-.banner{border:3px solid #b2182b;background:#fde8e6;color:#5c0b14;border-radius:6px;
-padding:10px 16px;margin:12px 0}
-.banner.prior-only{border-color:#c77c02;background:#fff4dc;color:#4d3000}
-.banner.forced{border-color:#7a0010;background:#b2182b;color:#fff}
-.banner p{margin:.3em 0}.banner strong{letter-spacing:.04em}
-table{border-collapse:collapse;margin:.6em 0 1em;font-size:.86em;width:100%}
-th,td{border:1px solid #d6d6d6;padding:4px 7px;text-align:left;vertical-align:top}
-th{background:#eef3f9}
-tr:nth-child(even) td{background:#fafafa}
-td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
-td.suppressed{color:#777;font-style:italic}
-figure{margin:1em 0 1.4em}
-figure img{max-width:100%;height:auto;border:1px solid #eee}
-figcaption{font-size:.85em;color:#555;margin-top:.3em}
-details{margin:.5em 0 1em}summary{cursor:pointer;color:#1f5fa8}
-table.doses td:nth-child(3){white-space:nowrap}
-ol.references li{margin:.3em 0;font-size:.92em}
-code{background:#f2f2f2;padding:0 3px}
-@media print{.page-one{page-break-after:always}main{box-shadow:none}details{display:block}}
-"""
-
-_NUMERIC = re.compile(r"^[−+\-]?[\d.,<>%–\[\] −+]+$|^[<>]?\d+%$")
-
-
-def _cell(x: str, header: bool = False, numeric: bool = True) -> str:
-    tag = "th" if header else "td"
-    s = str(x)
-    cls = ""
-    if not header and s.startswith("suppressed"):
-        cls = ' class="suppressed"'
-    elif not header and numeric and _NUMERIC.match(s):
-        cls = ' class="num"'
-    return f"<{tag}{cls}>{html.escape(s)}</{tag}>"
-
-
-def _data_uri(path: Path) -> str:
-    data = Path(path).read_bytes()
-    return "data:image/svg+xml;base64," + base64.b64encode(data).decode("ascii")
-
-
-def _html_blocks(blocks: Sequence[Block]) -> list[str]:
-    esc = html.escape
-    out: list[str] = []
-    for b in blocks:
-        k = b.kind
-        ident = f' id="{esc(b.ident, quote=True)}"' if b.ident else ""
-        if k in ("h1", "h2", "h3"):
-            out.append(f"<{k}{ident}>{esc(b.text)}</{k}>")
-        elif k == "p":
-            out.append(f"<p>{esc(b.text)}</p>")
-        elif k == "ul":
-            cls = f' class="{esc(b.css)}"' if b.css else ""
-            out.append(f"<ul{cls}>" + "".join(f"<li>{esc(str(i))}</li>" for i in b.items) + "</ul>")
-        elif k == "banner":
-            body = "".join(f"<p><strong>⚠ {esc(t)}</strong> — {esc(msg)}</p>" for t, msg in b.items)
-            out.append(f'<div class="banner {esc(b.css)}" role="alert">{body}</div>')
-        elif k == "table":
-            head = "<tr>" + "".join(_cell(h, True) for h in b.header) + "</tr>"
-            num = b.css != "prov"
-            body = "".join("<tr>" + "".join(_cell(x, numeric=num) for x in r) + "</tr>"
-                           for r in b.rows)
-            out.append(f'<table class="{esc(b.css)}"{ident}><thead>{head}</thead>'
-                       f"<tbody>{body}</tbody></table>")
-        elif k == "figure":
-            out.append(f'<figure{ident}><img src="{_data_uri(b.items[0])}" alt="{esc(b.text, True)}">'
-                       f"<figcaption>{esc(b.text)}</figcaption></figure>")
-        elif k == "details":
-            out.append(f"<details><summary>{esc(b.text)}</summary>"
-                       + "".join(_html_blocks(b.children)) + "</details>")
-        elif k == "raw":
-            out.append(b.html)
-        elif k == "pagebreak":
-            out.append("</section>\n<section>")
-    return out
+    """Render blocks to Markdown with ``templates/brief.md.j2`` (figures as files)."""
+    text = _environment("md").get_template("brief.md.j2").render(
+        blocks=list(blocks), figure_prefix=figure_prefix)
+    return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
 
 
 def render_html(blocks: Sequence[Block], title: str = "Policy brief") -> str:
-    """Render blocks to one self-contained HTML document (inline CSS, figures as data URIs)."""
-    parts = _html_blocks(blocks)
-    body = "\n".join(parts)
-    body = f'<section class="page-one">\n{body}\n</section>'
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-            f"<title>{html.escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
-            f"{body}\n</main>\n</body>\n</html>\n")
+    """Render blocks to one self-contained HTML page with ``templates/brief.html.j2``.
 
-
-def markdown_to_html(md: str) -> str:
-    """A small, safe Markdown-to-HTML converter for diagnostics reports.
-
-    Handles ``#`` headings, pipe tables, ``-``/``*`` bullet lists, inline ``code`` and
-    paragraphs; everything is HTML-escaped (no raw HTML passes through).
+    The blocks before the first ``pagebreak`` form page one (``<section class="page-one">``,
+    printed on one A4 page); the rest follows in ``<section class="technical">``.
     """
-    esc = html.escape
-
-    def inline(t: str) -> str:
-        t = esc(t.strip())
-        t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
-        return re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", t)
-
-    out: list[str] = []
-    lines = md.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        s = line.strip()
-        if not s:
-            i += 1
-            continue
-        if s.startswith("#"):
-            level = min(len(s) - len(s.lstrip("#")) + 2, 6)
-            out.append(f"<h{level}>{inline(s.lstrip('#'))}</h{level}>")
-            i += 1
-        elif s.startswith("|"):
-            rows = []
-            while i < len(lines) and lines[i].strip().startswith("|"):
-                cells = [x.strip() for x in lines[i].strip().strip("|").split("|")]
-                if not all(re.fullmatch(r":?-{2,}:?", x) for x in cells if x):
-                    rows.append(cells)
-                i += 1
-            if rows:
-                head = "".join(f"<th>{inline(x)}</th>" for x in rows[0])
-                body = "".join("<tr>" + "".join(f"<td>{inline(x)}</td>" for x in r) + "</tr>"
-                               for r in rows[1:])
-                out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-        elif re.match(r"^[-*]\s+", s):
-            items = []
-            while i < len(lines) and re.match(r"^\s*[-*]\s+", lines[i]):
-                items.append(f"<li>{inline(re.sub(r'^\s*[-*]\s+', '', lines[i]))}</li>")
-                i += 1
-            out.append("<ul>" + "".join(items) + "</ul>")
-        else:
-            para = []
-            while i < len(lines) and lines[i].strip() and not re.match(r"^\s*([#|]|[-*]\s)", lines[i]):
-                para.append(lines[i])
-                i += 1
-            out.append(f"<p>{inline(' '.join(para))}</p>")
-    return "\n".join(out)
+    blocks = list(blocks)
+    _prepare(blocks)
+    cut = next((i for i, b in enumerate(blocks) if b.kind == "pagebreak"), len(blocks))
+    page = _environment("html").get_template("brief.html.j2").render(
+        title=title, page_one=blocks[:cut], rest=[b for b in blocks[cut:] if b.kind != "pagebreak"])
+    return re.sub(r"\n{3,}", "\n\n", page)
 
 
 def render_brief(result: Any, figures: Mapping[str, Mapping[str, Path]] | None = None

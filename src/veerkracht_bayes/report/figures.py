@@ -18,8 +18,12 @@ Conventions
   societal blue, organisational grey, as in the report), draws each link with a width
   proportional to ``|posterior mean|``, solid when the link is data-informed and dashed when it
   is prior-dominated (or unclassified); links that are our reading rather than the report's
-  (``inferred``) get an open arrowhead. Graphviz is used when ``dot`` exists, matplotlib
-  otherwise (see :mod:`veerkracht_bayes.graph.drawing`).
+  (``inferred``) get an open arrowhead. The legend is the one of
+  :func:`veerkracht_bayes.graph.drawing.legend_entries`, the same in both drawings and in the
+  brief. Graphviz is used when ``dot`` exists, matplotlib otherwise.
+* Sized for A4: charts are at most 6.7 in (170 mm) wide with text of 8 pt or more, so printed
+  at their own size nothing is smaller than 8 pt; several outcomes go in a grid of two
+  columns, never in one long row.
 """
 
 from __future__ import annotations
@@ -33,8 +37,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from veerkracht_bayes.graph.drawing import (RESOURCE_COLOURS, ROLE_SHAPES, SIGN_COLOURS, _layout, _node_groups, _wrap,
-                      dot_available)
+from veerkracht_bayes.graph.drawing import (RESOURCE_COLOURS, ROLE_SHAPES, SIGN_COLOURS,
+                                            LegendEntry, _layout, _node_groups, _wrap,
+                                            add_graphviz_legend,
+                                            dot_available, legend_entries, link_style,
+                                            matplotlib_legend_handles)
 from veerkracht_bayes.causal.summaries import desirable_direction
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -43,7 +50,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from veerkracht_bayes.graph.causal_graph import CausalGraph
 
-__all__ = ["FIGURE_FORMATS", "safe_reason", "save_figure", "policy_label", "decision_columns",
+__all__ = ["FIGURE_FORMATS", "A4_TEXT_WIDTH_IN", "MIN_FONT_PT", "safe_reason", "save_figure", "policy_label", "decision_columns",
            "ranked_policies", "forest_plot",
            "subgroup_panel", "edge_posterior_means", "posterior_digraph",
            "posterior_diagram_matplotlib", "save_posterior_diagram", "loop_gain_plot",
@@ -53,6 +60,10 @@ logger = logging.getLogger(__name__)
 
 #: Formats every figure is written in.
 FIGURE_FORMATS = ("svg", "png")
+#: Widest chart, in inches: the text width of an A4 page with 20 mm margins (170 mm).
+A4_TEXT_WIDTH_IN = 6.7
+#: Smallest font size (pt) in a chart, at its own size (= printed on A4).
+MIN_FONT_PT = 8
 _MINUS = "\u2212"
 _GREY = "#8a8a8a"
 _WITHIN = "#1f5fa8"
@@ -78,10 +89,26 @@ def safe_reason(reason: str | None, min_cell_size: int | None = None) -> str:
     return text
 
 
+_RC = {"font.size": 9, "axes.titlesize": 9.5, "axes.labelsize": 9, "xtick.labelsize": 8.5,
+       "ytick.labelsize": 8.5, "legend.fontsize": 8.5, "legend.title_fontsize": 8.5,
+       "figure.titlesize": 10}
+
+
 def _fig(width: float, height: float) -> "Figure":
+    """A constrained-layout figure no wider than :data:`A4_TEXT_WIDTH_IN`."""
     from matplotlib.figure import Figure
 
-    return Figure(figsize=(width, height), layout="constrained")
+    return Figure(figsize=(min(width, A4_TEXT_WIDTH_IN), height), layout="constrained")
+
+
+def _grid(fig: "Figure", n: int, sharey: bool = False) -> list[Any]:
+    """``n`` panels in a grid of at most two columns (one long row never happens)."""
+    cols = 1 if n <= 1 else 2
+    rows = -(-n // cols)
+    axes = fig.subplots(rows, cols, squeeze=False, sharey=sharey).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return list(axes[:n])
 
 
 def save_figure(fig: Any, out_dir: str | Path, name: str,
@@ -219,7 +246,7 @@ def forest_plot(effects: pd.DataFrame, outcome: str, *, titles: Mapping[str, str
     pop = decision_columns(_rows(effects, outcome, "population")).set_index("policy")
     d = _direction(effects, outcome)
     n = len(order)
-    fig = _fig(8.5, 1.2 + 0.48 * n)
+    fig = _fig(A4_TEXT_WIDTH_IN, 1.5 + 0.42 * n)
     ax = fig.add_subplot()
     ys = np.arange(n)[::-1]
     ci = float(within["ci_prob"].iloc[0]) if "ci_prob" in within and n else 0.9
@@ -239,18 +266,18 @@ def forest_plot(effects: pd.DataFrame, outcome: str, *, titles: Mapping[str, str
             q = pop.loc[p]
             ax.plot([q["lower"], q["upper"]], [y - 0.14] * 2, color=_POP, lw=1.4)
             ax.plot(q["mean"], y - 0.14, "o", mfc="white", mec=_POP, ms=5)
-    ax.set_yticks(ys, [policy_label(p, titles) for p in order], fontsize=8)
+    ax.set_yticks(ys, [policy_label(p, titles, 30) for p in order], fontsize=8)
     ax.set_ylim(-0.7, n - 0.3)
     ax.set_xlabel(f"effect on {outcome_label or outcome} (SD; {ci:.0%} interval)")
     from matplotlib.lines import Line2D
 
-    ax.legend(handles=[Line2D([], [], color=_WITHIN, lw=3, marker="o", label="within target group"),
+    fig.legend(handles=[Line2D([], [], color=_WITHIN, lw=3, marker="o", label="within target group"),
                        Line2D([], [], color=_POP, lw=1.4, marker="o", mfc="white",
                               label="population average")],
-              loc="lower right", fontsize=8, frameon=True, framealpha=0.9)
+              loc="outside lower center", ncols=2, fontsize=8, frameon=False)
     _mark_direction(ax, d)
-    ax.set_title(f"{outcome_label or outcome}: ranked by the probability it helps, then the "
-                 "mean effect", fontsize=11, loc="left")
+    ax.set_title(f"{outcome_label or outcome}: ranked by the probability it helps,\nthen the "
+                 "mean effect", fontsize=9.5, loc="left")
     ax.grid(axis="x", color="#e0e0e0", lw=0.6)
     return fig
 
@@ -267,13 +294,14 @@ def subgroup_panel(effects: pd.DataFrame, outcomes: Sequence[str], *,
     pols = list(dict.fromkeys(targeted["policy"]))
     outs = [o for o in outcomes if o in set(effects["outcome"])]
     n = max(len(pols), 1)
-    fig = _fig(4.3 * max(len(outs), 1) + 2.2, 1.2 + 0.5 * n)
-    axes = fig.subplots(1, max(len(outs), 1), sharey=True, squeeze=False)[0]
+    rows = -(-max(len(outs), 1) // 2) if len(outs) > 1 else 1
+    fig = _fig(A4_TEXT_WIDTH_IN, rows * (0.9 + 0.36 * n) + 0.5)
+    axes = _grid(fig, max(len(outs), 1), sharey=True)
     ys = np.arange(n)[::-1]
     labels = []
     for p in pols:
         g = targeted.loc[targeted["policy"] == p, "subgroup"].iloc[0]
-        labels.append(_wrap(f"{p} → {str(g).replace('_', ' ')}", 28))
+        labels.append(_wrap(f"{p} → {str(g).replace('_', ' ')}", 20))
     for ax, o in zip(axes, outs):
         within = decision_columns(_rows(targeted, o, "within")).set_index("policy")
         pop = _rows(targeted, o, "population").set_index("policy")
@@ -282,12 +310,12 @@ def subgroup_panel(effects: pd.DataFrame, outcomes: Sequence[str], *,
                 continue
             w = within.loc[p]
             if bool(w["suppressed"]):
-                ax.text(0.02, y, "suppressed: " + _wrap(safe_reason(w["reason"]), 40), va="center",
-                        ha="left", fontsize=7, color=_GREY, style="italic",
+                ax.text(0.02, y, "suppressed", va="center",
+                        ha="left", fontsize=8, color=_GREY, style="italic",
                         transform=ax.get_yaxis_transform())
                 continue
             if not bool(w["reachable"]):
-                ax.text(0.02, y, "no path in the diagram", va="center", ha="left", fontsize=7,
+                ax.text(0.02, y, "no path", va="center", ha="left", fontsize=8,
                         color=_GREY, style="italic", transform=ax.get_yaxis_transform())
                 continue
             ax.plot([w["lower"], w["upper"]], [y + 0.12] * 2, color=_WITHIN, lw=3)
@@ -295,11 +323,15 @@ def subgroup_panel(effects: pd.DataFrame, outcomes: Sequence[str], *,
             q = pop.loc[p]
             ax.plot([q["lower"], q["upper"]], [y - 0.14] * 2, color=_POP, lw=1.4)
             ax.plot(q["mean"], y - 0.14, "o", mfc="white", mec=_POP, ms=4)
-        ax.set_title((outcome_labels or {}).get(o, o), fontsize=10, loc="left")
+        ax.set_title(_wrap((outcome_labels or {}).get(o, o), 30), fontsize=9, loc="left")
         ax.set_xlabel("effect (SD)")
         ax.grid(axis="x", color="#e0e0e0", lw=0.6)
         _mark_direction(ax, _direction(effects, o))
-    axes[0].set_yticks(ys, labels, fontsize=8)
+    for i, ax in enumerate(axes):
+        if i % 2 == 0:
+            ax.set_yticks(ys, labels, fontsize=8)
+        else:
+            ax.tick_params(labelleft=False)
     axes[0].set_ylim(-0.7, n - 0.3)
     from matplotlib.lines import Line2D
 
@@ -328,37 +360,46 @@ def _num(v: float) -> str:
     return f"{v:+.2f}".replace("-", _MINUS)
 
 
+#: The posterior diagram's one extra legend line (width), beside the shared link legend.
+_WIDTH_ENTRY = LegendEntry("width", "line width ∝ |posterior mean|", "#444444", "solid", "normal")
+
+
 def posterior_digraph(graph: "CausalGraph", means: Mapping[str, float],
                       edge_class: Mapping[str, str] | None = None) -> "graphviz.Digraph":
     """Graphviz description of the diagram with posterior link strengths (no ``dot`` needed).
 
     Edge ``penwidth`` is proportional to ``|posterior mean|`` (0.6 to 6 pt, the largest link
     gets 6); ``style=solid`` for data-informed links, ``dashed`` otherwise; open arrowheads for
-    inferred links; labels carry the posterior mean.
+    inferred links (:func:`veerkracht_bayes.graph.drawing.link_style`); tooltips carry the
+    posterior mean; the legend text under the drawing is
+    :func:`veerkracht_bayes.graph.drawing.legend_entries`.
     """
     import graphviz
 
     cls = dict(edge_class or {})
     vmax = max((abs(v) for v in means.values()), default=0.0)
     d = graphviz.Digraph(name=f"{graph.name}_posterior")
-    d.attr("graph", rankdir="LR", fontname="Helvetica", nodesep="0.25", ranksep="0.55",
-           label=f"{graph.name}: posterior link strengths", labelloc="t", fontsize="16")
-    d.attr("node", fontname="Helvetica", fontsize="10", style="filled")
-    d.attr("edge", fontname="Helvetica", fontsize="9", arrowsize="0.7")
+    # top to bottom, tight, no edge labels (the link table of the brief has the numbers, the
+    # tooltips too): the drawing prints on landscape A4 with its text near 8 pt
+    d.attr("graph", rankdir="TB", fontname="Helvetica", nodesep="0.05", ranksep="0.2",
+           margin="0")
+    d.attr("node", fontname="Helvetica", fontsize="14", style="filled", margin="0.02,0.01")
+    d.attr("edge", arrowsize="0.6")
     for n in graph.spec.nodes:
         fill, border = RESOURCE_COLOURS.get(n.resource, ("#ffffff", "#000000"))
-        d.node(n.id, label=_wrap(n.label_en), shape=ROLE_SHAPES.get(n.role, "ellipse"),
+        d.node(n.id, label=_wrap(n.label_en, 10), shape=ROLE_SHAPES.get(n.role, "ellipse"),
                fillcolor=fill, color=border,
                tooltip=f"{n.label_en} / {n.label_nl} ({n.resource})")
     for e in graph.edges:
         m = means.get(e.key, 0.0)
         informed = cls.get(e.key) == "data-informed"
-        d.edge(e.source, e.target, label=_num(m), fontcolor=SIGN_COLOURS[e.sign],
-               color=SIGN_COLOURS[e.sign], penwidth=f"{_width(m, vmax):.2f}",
-               style="solid" if informed else "dashed",
-               arrowhead="onormal" if e.inferred else "normal",
+        style, head = link_style(e, cls)
+        d.edge(e.source, e.target, color=SIGN_COLOURS[e.sign], penwidth=f"{_width(m, vmax):.2f}",
+               style=style, arrowhead=head,
                tooltip=f"{e.key}: posterior mean {m:+.3f} "
                        f"({'data-informed' if informed else 'prior-dominated'})")
+    add_graphviz_legend(d, legend_entries(posterior=True) + [_WIDTH_ENTRY],
+                        title=f"{graph.name}: posterior link strengths", fontsize="14")
     return d
 
 
@@ -378,9 +419,12 @@ def posterior_diagram_matplotlib(graph: "CausalGraph", means: Mapping[str, float
     vmax = max((abs(v) for v in means.values()), default=0.0)
     g = graph.nx
     pos = _layout(g, seed)
-    fig = _fig(16, 12)
+    from matplotlib.figure import Figure
+
+    # landscape A4 (10.5 x 7.4 in printable): printed at its own size every text is >= 8 pt
+    fig = Figure(figsize=(10.5, 7.4), layout="constrained")
     ax = fig.add_subplot()
-    size = 1500
+    size = 700
     for (resource, role), ids in _node_groups(graph):
         fill, border = RESOURCE_COLOURS.get(resource, ("#ffffff", "#000000"))
         nx.draw_networkx_nodes(g, pos, nodelist=ids, ax=ax, node_size=size, node_color=fill,
@@ -392,32 +436,27 @@ def posterior_diagram_matplotlib(graph: "CausalGraph", means: Mapping[str, float
         nx.draw_networkx_edges(
             g, pos, edgelist=[(e.source, e.target)], ax=ax, node_size=size,
             edge_color=SIGN_COLOURS[e.sign], width=_width(m, vmax),
-            style="solid" if cls.get(e.key) == "data-informed" else "dashed",
+            style=link_style(e, cls)[0],
             arrows=True, arrowstyle="->" if e.inferred else "-|>", arrowsize=14,
             connectionstyle=conn)
     for sign in ("+", "-"):
         labels = {(e.source, e.target): _num(means.get(e.key, 0.0)) for e in graph.edges
                   if e.sign == sign}
         if labels:
-            nx.draw_networkx_edge_labels(g, pos, edge_labels=labels, ax=ax, font_size=7,
+            nx.draw_networkx_edge_labels(g, pos, edge_labels=labels, ax=ax, font_size=8,
                                          font_color=SIGN_COLOURS[sign], node_size=size,
                                          connectionstyle=conn, rotate=False,
                                          bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none",
                                                    alpha=0.7))
     nx.draw_networkx_labels(g, pos, labels={v.id: _wrap(v.label_en, 14) for v in graph.spec.nodes},
-                            ax=ax, font_size=7)
+                            ax=ax, font_size=8)
     names = {"individual": "individual resource", "societal": "societal resource",
              "organisational": "organisational resource"}
     handles = [Patch(facecolor=f, edgecolor=b, label=names.get(r, r))
                for r, (f, b) in RESOURCE_COLOURS.items()
                if r in {v.resource for v in graph.spec.nodes}]
-    handles += [Line2D([], [], color="#444444", lw=2.5, label="data-informed link"),
-                Line2D([], [], color="#444444", lw=2.5, ls="--", label="prior-dominated link"),
-                Line2D([], [], color=SIGN_COLOURS["+"], lw=2, label="+ link"),
-                Line2D([], [], color=SIGN_COLOURS["-"], lw=2, label=f"{_MINUS} link"),
-                Line2D([], [], color="#444444", lw=0.6, label="width ∝ |posterior mean|"),
-                Line2D([], [], color="#444444", lw=1, marker=r"$\rightarrow$", ms=10, ls="",
-                       label="open arrow: inferred link")]
+    handles += matplotlib_legend_handles(legend_entries(posterior=True))
+    handles.append(Line2D([], [], color="#444444", lw=0.6, label="width ∝ |posterior mean|"))
     ax.legend(handles=handles, loc="lower left", fontsize=8, frameon=True, framealpha=0.9)
     ax.set_title(f"{graph.name}: posterior link strengths", fontsize=13)
     ax.set_axis_off()
@@ -441,7 +480,7 @@ def loop_gain_plot(loop_gains: pd.DataFrame) -> "Figure":
     """
     df = loop_gains.reset_index(drop=True)
     n = max(len(df), 1)
-    fig = _fig(8.5, 1.3 + 0.5 * n)
+    fig = _fig(A4_TEXT_WIDTH_IN, 1.3 + 0.5 * n)
     ax = fig.add_subplot()
     ys = np.arange(len(df))[::-1]
     for y, (_, r) in zip(ys, df.iterrows()):
@@ -454,8 +493,8 @@ def loop_gain_plot(loop_gains: pd.DataFrame) -> "Figure":
     ax.set_ylim(-0.7, n - 0.3)
     ax.axvline(0.0, color="#444444", lw=0.8)
     ci = float(df["ci_prob"].iloc[0]) if "ci_prob" in df and len(df) else 0.9
-    ax.set_xlabel(f"loop gain (product of the loop's link strengths; {ci:.0%} interval)")
-    ax.set_title("Feedback loops: posterior gain", fontsize=11, loc="left")
+    ax.set_xlabel(f"loop gain (product of the loop's link strengths;\n{ci:.0%} interval)")
+    ax.set_title("Feedback loops: posterior gain", fontsize=9.5, loc="left")
     ax.grid(axis="x", color="#e0e0e0", lw=0.6)
     return fig
 
@@ -464,7 +503,8 @@ def trajectory_plot(trajectories: pd.DataFrame, outcomes: Sequence[str], *,
                     titles: Mapping[str, str] | None = None,
                     outcome_labels: Mapping[str, str] | None = None,
                     suppressed: Sequence[str] = ()) -> "Figure":
-    """Time to effect: mean effect over time per policy (bands: central interval).
+    """Time to effect: mean effect over time per policy (lines only: with ten policies in a
+    panel their interval bands hide each other; the intervals are in ``trajectories.csv``).
 
     Policies listed in ``suppressed`` (or whose trajectory is all NaN) are left out and named
     in a note below the plot.
@@ -472,8 +512,10 @@ def trajectory_plot(trajectories: pd.DataFrame, outcomes: Sequence[str], *,
     import matplotlib
 
     outs = [o for o in outcomes if o in set(trajectories["outcome"])]
-    fig = _fig(5.2 * max(len(outs), 1) + 1.5, 4.6)
-    axes = fig.subplots(1, max(len(outs), 1), squeeze=False)[0]
+    rows = -(-max(len(outs), 1) // 2) if len(outs) > 1 else 1
+    pols_n = len(dict.fromkeys(trajectories["policy"]))
+    fig = _fig(A4_TEXT_WIDTH_IN, rows * 2.3 + 0.35 * -(-pols_n // 2) + 0.6)
+    axes = _grid(fig, max(len(outs), 1))
     cmap = matplotlib.colormaps["tab10"]
     pols = list(dict.fromkeys(trajectories["policy"]))
     dropped = set(suppressed)
@@ -485,10 +527,10 @@ def trajectory_plot(trajectories: pd.DataFrame, outcomes: Sequence[str], *,
         for i, p in enumerate(shown):
             t = trajectories[(trajectories["policy"] == p) & (trajectories["outcome"] == o)]
             c = cmap(i % 10)
-            ax.plot(t["t"], t["mean"], color=c, lw=1.6, label=policy_label(p, titles, 30))
-            ax.fill_between(t["t"], t["lower"], t["upper"], color=c, alpha=0.06, lw=0)
+            ax.plot(t["t"], t["mean"], color=c, lw=1.6, label=policy_label(p, titles, 30),
+                    ls=("-", "--", ":", "-.")[(i // 10) % 4])
         ax.axhline(0, color="#444444", lw=0.8)
-        ax.set_title((outcome_labels or {}).get(o, o), fontsize=10, loc="left")
+        ax.set_title(_wrap((outcome_labels or {}).get(o, o), 30), fontsize=9, loc="left")
         ax.set_xlabel("years after the start")
         ax.set_ylabel("effect (SD)")
         d = desirable_direction(o)
@@ -497,10 +539,10 @@ def trajectory_plot(trajectories: pd.DataFrame, outcomes: Sequence[str], *,
                     fontweight="bold")
         ax.grid(color="#eeeeee", lw=0.6)
     if shown:
-        note = ("\n".join(["not shown (suppressed or", "not computable): " + ", ".join(sorted(dropped))])
+        note = ("not shown (suppressed or not computable): " + ", ".join(sorted(dropped))
                 if dropped else None)
-        leg = fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right center",
-                         fontsize=7, frameon=False, title=note, title_fontsize=7)
+        leg = fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center",
+                         ncols=2, fontsize=8, frameon=False, title=note, title_fontsize=8)
         if note:
             leg.get_title().set_color(_GREY)
     return fig
@@ -523,7 +565,13 @@ def write_figures(result: Any, out_dir: str | Path) -> dict[str, dict[str, Path]
         ``{figure name: {format: path}}``; names: ``forest_<outcome>``, ``subgroups``,
         ``diagram_posterior``, ``loop_gains``, ``trajectories``.
     """
-    out = Path(out_dir)
+    import matplotlib
+
+    with matplotlib.rc_context(_RC):
+        return _write_figures(result, Path(out_dir))
+
+
+def _write_figures(result: Any, out: Path) -> dict[str, dict[str, Path]]:
     graph = result.graph
     effects = result.effects
     titles = {p.id: p.title_en for p in result.policies.policies} if result.policies else {}

@@ -53,6 +53,7 @@ import pandas as pd
 
 from veerkracht_bayes.errors import IdentificationError, ModelError, PriorError, Problem, did_you_mean
 from veerkracht_bayes.graph.lavaan_syntax import LavaanModel, LavaanRow
+from veerkracht_bayes.sem import algebra
 
 __all__ = [
     "SemPrior",
@@ -810,7 +811,7 @@ def build_sem_model(spec: SemSpec, data: SemData, priors: Mapping[str, SemPrior]
         pm.Deterministic("param_value", values, dims="param")
         B, G, Psi, alpha = _matrices_pt(spec, values)
         N = len(spec.nodes)
-        A = pt.linalg.inv(pt.eye(N) - B)
+        A = algebra.equilibrium_matrix(B, xp="pytensor")
         F = np.array([spec.node_index[v] for v in spec.observed], dtype=int)
         AF = A[F]
         Sigma = pt.dot(pt.dot(AF, Psi), AF.T)
@@ -1186,8 +1187,7 @@ def structural_view(fit: SemFit, values: np.ndarray | None = None) -> Structural
     if spec.meanstructure:
         alpha[:, :k] = m["alpha"][:, sel]
         alpha[:, k:] = [fit.data.mean[c] for c in spec.covariates]
-    eye = np.eye(P)
-    A = np.linalg.inv(eye - B)
+    A = algebra.equilibrium_matrix(B)
     cov = A @ Psi @ np.swapaxes(A, 1, 2)
     mean = np.array([fit.data.mean.get(v, 0.0) for v in nodes])
     edges = [f"{nodes[j]}->{nodes[i]}" for i in range(P) for j in range(P)

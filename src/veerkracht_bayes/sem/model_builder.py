@@ -76,6 +76,7 @@ import pytensor.tensor as pt
 
 from veerkracht_bayes.graph.causal_graph import CausalGraph
 from veerkracht_bayes.errors import ModelError, Problem
+from veerkracht_bayes.sem import algebra
 from veerkracht_bayes.sem.preconditioning import WHITEN_PREFIX, edge_groups, intercept_whitening
 from veerkracht_bayes.survey.statistics import ModelData
 
@@ -196,52 +197,23 @@ def _data(name: str, value: np.ndarray) -> pt.TensorVariable:
     return pm.Data(DATA_PREFIX + name, value, shape=value.shape)
 
 
-def _squarings(iters: int) -> int:
-    """Number of repeated squarings that cover ``iters`` power iterations."""
-    return max(1, int(np.ceil(np.log2(max(iters, 2)))))
-
-
 def _perron_root(absb: pt.TensorVariable, iters: int) -> pt.TensorVariable:
-    """Smooth upper bound of the Perron root of ``|B|`` (hence of the spectral radius of B).
-
-    ``M = |B| + 1e-6`` is positive. A positive test vector ``v`` comes from power iteration
-    on ``M + I`` (which converges even when ``|B|`` is periodic or reducible), done by
-    repeated squaring: ``(M + I)^(2^s) 1`` with ``2^s >= iters`` costs ``s`` small matrix
-    products instead of ``iters`` matrix-vector products. By the Collatz-Wielandt formula
-    ``max_i (M v)_i / v_i >= rho(M) >= rho(|B|) >= rho(B)`` for ANY positive ``v``, tight once
-    ``v`` has converged; so ``v`` is held constant for the gradient (``disconnected_grad``)
-    and the bound stays valid at every point. The max is smoothed by a log-sum-exp with
-    temperature 1000 (which can only raise it, by at most log(P)/1000).
-    """
-    from pytensor.gradient import disconnected_grad
-
-    p = absb.shape[0]
-    mat = absb + 1e-6
-    t = mat + pt.eye(p)
-    for _ in range(_squarings(iters)):
-        t = pt.dot(t, t)
-        t = t / pt.sum(t)
-    v = pt.sum(t, axis=1)
-    v = disconnected_grad(v / pt.sum(v))
-    ratio = pt.dot(mat, v) / v
-    return pt.logsumexp(1000.0 * ratio) / 1000.0
+    """Smooth upper bound of the Perron root of ``|B|``: :func:`~veerkracht_bayes.sem.algebra.perron_bound`."""
+    return algebra.perron_bound(absb, iters, xp="pytensor")
 
 
 def perron_upper_bound(absb: np.ndarray, iters: int = 128) -> np.ndarray:
-    """NumPy twin of the model's stability bound, vectorised over leading dimensions."""
-    absb = np.asarray(absb, dtype=float)
-    p = absb.shape[-1]
-    mat = absb + 1e-6
-    t = mat + np.eye(p)
-    for _ in range(_squarings(iters)):
-        t = t @ t
-        t = t / t.sum(axis=(-2, -1), keepdims=True)
-    v = t.sum(axis=-1)
-    v = v / v.sum(axis=-1, keepdims=True)
-    ratio = np.einsum("...ij,...j->...i", mat, v) / v
-    z = 1000.0 * ratio
-    zmax = z.max(axis=-1, keepdims=True)
-    return (zmax[..., 0] + np.log(np.exp(z - zmax).sum(axis=-1))) / 1000.0
+    """The model's stability bound on NumPy arrays, vectorised over leading dimensions.
+
+    The same function as the model's barrier (:func:`~veerkracht_bayes.sem.algebra.perron_bound`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> bool(abs(perron_upper_bound(np.array([[0.0, 0.5], [0.5, 0.0]])) - 0.5) < 2e-3)
+    True
+    """
+    return algebra.perron_bound(np.asarray(absb, dtype=float), iters, xp="numpy")
 
 
 def _edge_rvs(priors: dict[str, EdgePriorValues], keys: list[str]) -> pt.TensorVariable:
@@ -396,9 +368,7 @@ def build_model(
     keys = graph.edge_keys
     measured = list(classes.measured)
     lik_latent = list(classes.lik_latent)
-    li = {n: i for i, n in enumerate(latent)}
     lli = {n: i for i, n in enumerate(lik_latent)}
-    ci = {n: i for i, n in enumerate(covariates)}
     edge_kind = dict(classes.edge_kind)
     unobserved = tuple(n for n in latent if n not in measured)
     items = () if data is None else data.item_names
@@ -424,24 +394,9 @@ def build_model(
                 sub = _edge_rvs(eps, [keys[i] for i in sampled])
                 beta_t = pt.set_subtensor(beta_t[np.array(sampled, dtype=int)], sub)
         beta = pm.Deterministic("beta", beta_t, dims="edge")
-        def _block(nodes_idx: dict[str, int], kinds: tuple[str, ...]) -> pt.TensorVariable:
-            sel = [i for i, e in enumerate(graph.edges) if edge_kind[e.key] in kinds
-                   and e.source in nodes_idx and e.target in nodes_idx]
-            mat = pt.zeros((len(nodes_idx), len(nodes_idx)))
-            if sel:
-                r = np.array([nodes_idx[graph.edges[i].target] for i in sel], dtype=int)
-                c = np.array([nodes_idx[graph.edges[i].source] for i in sel], dtype=int)
-                mat = pt.set_subtensor(mat[r, c], beta[np.array(sel, dtype=int)])
-            return mat
-
-        def _gamma(nodes_idx: dict[str, int]) -> pt.TensorVariable:
-            sel = [i for i, e in enumerate(graph.edges) if e.source in ci and e.target in nodes_idx]
-            mat = pt.zeros((len(nodes_idx), len(ci)))
-            if sel:
-                r = np.array([nodes_idx[graph.edges[i].target] for i in sel], dtype=int)
-                c = np.array([ci[graph.edges[i].source] for i in sel], dtype=int)
-                mat = pt.set_subtensor(mat[r, c], beta[np.array(sel, dtype=int)])
-            return mat
+        def _system(nodes: list[str], kinds: tuple[str, ...]) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+            ib, ig = algebra.structural_indices(graph.edges, edge_kind, nodes, covariates, kinds)
+            return algebra.assemble(beta, ib, xp="pytensor"), algebra.assemble(beta, ig, xp="pytensor")
 
         q = len(covariates)
         x_cov = data.x_cov if (data is not None and q) else np.zeros((q, q))
@@ -451,14 +406,10 @@ def build_model(
             x_cov = _data("x_cov", x_cov)
         # full latent system: stability and reported psi (every latent standardised)
         pl = len(latent)
-        B_full = _block(li, ("latent", "prior_only"))
-        A_full = pt.linalg.inv(pt.eye(pl) - B_full)
-        if q:
-            AG_full = pt.dot(A_full, _gamma(li))
-            dx_full = pt.sum(pt.dot(AG_full, x_cov) * AG_full, axis=1)
-        else:
-            dx_full = pt.zeros((pl,))
-        psi_full_lat = pt.linalg.solve(A_full * A_full, 1.0 - dx_full)
+        B_full, G_full = _system(latent, ("latent", "prior_only"))
+        A_full = algebra.equilibrium_matrix(B_full, xp="pytensor")
+        AG_full = pt.dot(A_full, G_full) if q else None
+        psi_full_lat = algebra.standardised_psi(A_full, AG_full, x_cov if q else None, xp="pytensor")
         psi_full = pt.zeros((len(graph.nodes),))
         lat_pos = np.array([graph.node_index[n] for n in latent], dtype=int)
         psi_full = pt.set_subtensor(psi_full[lat_pos], psi_full_lat)
@@ -471,15 +422,10 @@ def build_model(
         pm.Deterministic("rho_abs_bound", rho_full)
         # likelihood system (measured sub-system in cut mode)
         plk = len(lik_latent)
-        B = _block(lli, ("latent",))
-        A = pt.linalg.inv(pt.eye(plk) - B)
-        if q:
-            AG = pt.dot(A, _gamma(lli))
-            dx = pt.sum(pt.dot(AG, x_cov) * AG, axis=1)
-        else:
-            AG = None
-            dx = pt.zeros((plk,))
-        psi_lat = pt.linalg.solve(A * A, 1.0 - dx)
+        B, G = _system(lik_latent, ("latent",))
+        A = algebra.equilibrium_matrix(B, xp="pytensor")
+        AG = pt.dot(A, G) if q else None
+        psi_lat = algebra.standardised_psi(A, AG, x_cov if q else None, xp="pytensor")
         psi_ok = pt.all(pt.gt(psi_lat, 1e-4))
         psi_safe = pt.switch(pt.gt(psi_lat, 1e-4), psi_lat, 1e-4)
         pm.Potential("standardisation", pt.switch(psi_ok, 0.0, -np.inf))
@@ -492,8 +438,9 @@ def build_model(
             psi_b = psi_lat
         else:
             rho_b, psi_b = rho_full, psi_full_lat
-        pm.Potential("stability", -pt.softplus(-(stability.rho_max - rho_b) / stability.width))
-        pm.Potential("standardisation_soft", pt.sum(-pt.softplus(-(psi_b - 0.02) / 0.01)))
+        pm.Potential("stability", algebra.stability_barrier(rho_b, stability.rho_max, stability.width,
+                                                             xp="pytensor"))
+        pm.Potential("standardisation_soft", algebra.standardisation_barrier(psi_b, xp="pytensor"))
 
         if data is not None and len(items):
             m = len(items)

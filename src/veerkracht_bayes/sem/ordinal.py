@@ -71,6 +71,7 @@ import xarray as xr
 
 from veerkracht_bayes.graph.causal_graph import CausalGraph
 from veerkracht_bayes.errors import ModelError, Problem
+from veerkracht_bayes.sem import algebra
 from veerkracht_bayes.sem.model_builder import (DATA_PREFIX, ModelLayout, StabilitySettings, _classify, _edge_rvs, _perron_root,
                             edge_prior_values)
 from veerkracht_bayes.sem.preconditioning import ordinal_normal_scores, ordinal_score_guide
@@ -479,7 +480,6 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
         raise ModelError(f"items measure nodes that are not in the graph: {unknown}")
     measured = data.constructs
     lik_latent = [n for n in latent if n in measured]
-    li = {n: i for i, n in enumerate(latent)}
     lli = {n: i for i, n in enumerate(lik_latent)}
     ci = {n: i for i, n in enumerate(covariates)}
     eps = edge_prior_values(priors, graph)
@@ -508,37 +508,17 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
     with pm.Model(coords=coords) as model:
         beta = pm.Deterministic("beta", _edge_rvs(eps, list(keys)), dims="edge")
 
-        def block(idx: dict[str, int], kinds: tuple[str, ...]) -> pt.TensorVariable:
-            sel = [i for i, e in enumerate(graph.edges) if edge_kind[e.key] in kinds
-                   and e.source in idx and e.target in idx]
-            mat = pt.zeros((len(idx), len(idx)))
-            if sel:
-                r = np.array([idx[graph.edges[i].target] for i in sel])
-                c = np.array([idx[graph.edges[i].source] for i in sel])
-                mat = pt.set_subtensor(mat[r, c], beta[np.array(sel)])
-            return mat
-
-        def gamma(idx: dict[str, int]) -> pt.TensorVariable:
-            sel = [i for i, e in enumerate(graph.edges) if e.source in ci and e.target in idx]
-            mat = pt.zeros((len(idx), q))
-            if sel:
-                r = np.array([idx[graph.edges[i].target] for i in sel])
-                c = np.array([ci[graph.edges[i].source] for i in sel])
-                mat = pt.set_subtensor(mat[r, c], beta[np.array(sel)])
-            return mat
+        def system(nodes: list[str], kinds: tuple[str, ...]) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+            ib, ig = algebra.structural_indices(graph.edges, edge_kind, nodes, covariates, kinds)
+            return algebra.assemble(beta, ib, xp="pytensor"), algebra.assemble(beta, ig, xp="pytensor")
 
         x_cov = data.x_cov
         x_d = _data("x", x) if (q and coordinates != "noncentred") else x
         # full system: reported psi and stability (as in the continuous path)
-        pl = len(latent)
-        B_full = block(li, ("latent", "prior_only"))
-        A_full = pt.linalg.inv(pt.eye(pl) - B_full)
-        if q:
-            AGf = pt.dot(A_full, gamma(li))
-            dxf = pt.sum(pt.dot(AGf, x_cov) * AGf, axis=1)
-        else:
-            dxf = pt.zeros((pl,))
-        psi_full_lat = pt.linalg.solve(A_full * A_full, 1.0 - dxf)
+        B_full, G_full = system(latent, ("latent", "prior_only"))
+        A_full = algebra.equilibrium_matrix(B_full, xp="pytensor")
+        AGf = pt.dot(A_full, G_full) if q else None
+        psi_full_lat = algebra.standardised_psi(A_full, AGf, x_cov if q else None, xp="pytensor")
         psi_full = pt.zeros((len(graph.nodes),))
         psi_full = pt.set_subtensor(psi_full[np.array([graph.node_index[k] for k in latent])], psi_full_lat)
         if q:
@@ -548,19 +528,13 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
         pm.Deterministic("alpha", pt.zeros((len(graph.nodes),)), dims="node")
         rho = _perron_root(pt.abs(B_full), stability.power_iterations)
         pm.Deterministic("rho_abs_bound", rho)
-        pm.Potential("stability", -pt.softplus(-(stability.rho_max - rho) / stability.width))
-        pm.Potential("standardisation_full", pt.sum(-pt.softplus(-(psi_full_lat - 0.02) / 0.01)))
+        pm.Potential("stability", algebra.stability_barrier(rho, stability.rho_max, stability.width, xp="pytensor"))
+        pm.Potential("standardisation_full", algebra.standardisation_barrier(psi_full_lat, xp="pytensor"))
         # likelihood system
         P = len(lik_latent)
-        B = block(lli, ("latent",))
-        A = pt.linalg.inv(pt.eye(P) - B)
-        G = gamma(lli)
-        if q:
-            AG = pt.dot(A, G)
-            dx = pt.sum(pt.dot(AG, x_cov) * AG, axis=1)
-        else:
-            dx = pt.zeros((P,))
-        psi = pt.linalg.solve(A * A, 1.0 - dx)
+        B, G = system(lik_latent, ("latent",))
+        A = algebra.equilibrium_matrix(B, xp="pytensor")
+        psi = algebra.standardised_psi(A, pt.dot(A, G) if q else None, x_cov if q else None, xp="pytensor")
         psi_ok = pt.all(pt.gt(psi, 1e-4))
         psi_safe = pt.switch(pt.gt(psi, 1e-4), psi, 1e-4)
         pm.Potential("standardisation", pt.switch(psi_ok, 0.0, -np.inf))
@@ -668,19 +642,9 @@ def _likelihood_psi(layout: ModelLayout, graph: CausalGraph, beta: np.ndarray, x
     The likelihood system holds the measured latents, their ``"latent"`` links and the covariate
     links into them; ``beta`` is ``(draws, edge)`` in the graph's edge order.
     """
-    lli = {k: i for i, k in enumerate(layout.lik_latent)}
-    ci = {k: i for i, k in enumerate(layout.covariates)}
-    s, P, q = beta.shape[0], len(lli), len(ci)
-    B = np.zeros((s, P, P))
-    G = np.zeros((s, P, q))
-    for j, e in enumerate(graph.edges):
-        if e.target not in lli:
-            continue
-        if layout.edge_kind[e.key] == "latent" and e.source in lli:
-            B[:, lli[e.target], lli[e.source]] = beta[:, j]
-        elif e.source in ci:
-            G[:, lli[e.target], ci[e.source]] = beta[:, j]
-    A = np.linalg.inv(np.eye(P)[None] - B)
-    AG = np.einsum("sij,sjk->sik", A, G)
-    dx = np.einsum("sik,kl,sil->si", AG, x_cov, AG) if q else np.zeros((s, P))
-    return np.linalg.solve(A * A, (1.0 - dx)[..., None])[..., 0]
+    ib, ig = algebra.structural_indices(graph.edges, layout.edge_kind, layout.lik_latent, layout.covariates,
+                                        ("latent",))
+    beta = np.atleast_2d(np.asarray(beta, dtype=float))
+    B, G = algebra.assemble(beta, ib, xp="numpy"), algebra.assemble(beta, ig, xp="numpy")
+    A = algebra.equilibrium_matrix(B)
+    return algebra.standardised_psi(A, A @ G, x_cov)

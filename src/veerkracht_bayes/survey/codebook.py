@@ -53,6 +53,7 @@ __all__ = [
     "load_codebook",
     "parse_codebook",
     "check_codebook",
+    "apply_transform",
 ]
 
 CODEBOOK_VERSION = 1
@@ -61,7 +62,9 @@ Scale = Literal["likert", "continuous", "binary", "count"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    # allow_inf_nan=False: a bound or code of nan/inf would silently switch a range check off
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True,
+                              allow_inf_nan=False)
 
 
 class ItemSpec(_Strict):
@@ -76,9 +79,15 @@ class ItemSpec(_Strict):
     missing_codes: list[float | int | str] = Field(default_factory=list)
     label: str = ""
     value_labels: dict[int, str] = Field(default_factory=dict)
+    transform: Literal["log", "log1p", "rank_normal"] | None = Field(
+        default=None, description="Transform of a continuous or count item before use: log, log1p "
+        "or rank_normal (normal scores of the ranks).")
 
     @model_validator(mode="after")
     def _check(self) -> "ItemSpec":
+        if self.transform is not None and self.scale not in ("continuous", "count"):
+            raise ValueError(f"transform {self.transform!r} applies to continuous or count items, "
+                             f"not to a {self.scale} item")
         if self.scale == "likert" and self.categories is None:
             raise ValueError("a likert item needs 'categories' (the number of response options k)")
         if self.valid_min is not None and self.valid_max is not None and self.valid_min > self.valid_max:
@@ -320,3 +329,48 @@ def load_codebook(path: str | Path, graph: "CausalGraph | str | Path | None" = N
         expected (did-you-mean for misspelt names).
     """
     return parse_codebook(load_yaml(path, error_cls=SurveyError), graph)
+
+
+def apply_transform(values: Any, transform: str | None, column: str = "",
+                    file: str | None = None) -> Any:
+    """Apply an item's codebook ``transform`` (NaN stays missing).
+
+    ``log`` needs values > 0, ``log1p`` values > -1; ``rank_normal`` replaces each observed value
+    by the normal score ``Phi^-1((rank - 0.5) / n_obs)`` of its (average, unweighted) rank.
+
+    Raises
+    ------
+    SurveyError
+        A value outside the transform's domain, located by data row (file line = row + 1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> apply_transform(np.array([1.0, np.e, np.nan]), "log").round(3).tolist()[:2]
+    [0.0, 1.0]
+    """
+    import numpy as np
+    from scipy.special import ndtri
+    from scipy.stats import rankdata
+
+    from veerkracht_bayes.errors import Problem, SurveyError
+
+    v = np.asarray(values, dtype=float)
+    if transform is None:
+        return v
+    obs = ~np.isnan(v)
+    bound = {"log": 0.0, "log1p": -1.0}.get(transform)
+    if bound is not None:
+        bad = np.flatnonzero(obs & (v <= bound))
+        if bad.size:
+            r = int(bad[0])
+            raise SurveyError(Problem(
+                f"transform {transform!r} needs values > {bound:g}, got {float(v[r]):g} in data row {r + 1} "
+                f"({bad.size} such rows)", file=file, line=r + 2, field=column, value=float(v[r])))
+        return np.log(v) if transform == "log" else np.log1p(v)
+    if transform == "rank_normal":
+        out = np.full_like(v, np.nan)
+        out[obs] = ndtri((rankdata(v[obs]) - 0.5) / obs.sum())
+        return out
+    raise SurveyError(Problem(f"unknown transform {transform!r} (expected log, log1p or rank_normal)",
+                              file=file, field=column, value=transform))

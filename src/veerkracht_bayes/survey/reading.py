@@ -19,6 +19,7 @@ respondent id, and the report lists how many and which.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import hashlib
 import io
@@ -32,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from veerkracht_bayes.survey.codebook import Codebook, ItemSpec, load_codebook
-from veerkracht_bayes.errors import Problem, SurveyError, did_you_mean
+from veerkracht_bayes.errors import Problem, SurveyError, VeerkrachtError, did_you_mean
 from veerkracht_bayes.survey.scales import ordinal_codes as _ordinal_codes
 from veerkracht_bayes.survey.scales import reverse_code
 from veerkracht_bayes.survey.subgroups import parse_condition
@@ -50,6 +51,7 @@ __all__ = [
     "SurveyData",
     "read_survey",
     "kish_effective_n",
+    "check_csv_structure",
 ]
 
 ROW_CONVENTION = "rows are 1-based data rows (first respondent = row 1, header not counted)"
@@ -324,6 +326,11 @@ class SurveyData:
                     lo = np.nanmin(x[:, j]) if lo is None else lo
                     hi = np.nanmax(x[:, j]) if hi is None else hi
                     x[:, j] = reverse_code(x[:, j], lo, hi)
+        for j, (_, it) in enumerate(self.codebook.item_specs()):
+            if getattr(it, "transform", None) is not None:
+                from veerkracht_bayes.survey.codebook import apply_transform
+
+                x[:, j] = apply_transform(x[:, j], it.transform, cols[j], getattr(self, "source", None))
         return x, cols
 
     def ordinal_codes(self, reverse: bool = True) -> dict[str, np.ndarray]:
@@ -450,9 +457,10 @@ def _read_csv(path: Path, raw: bytes, encoding: str | None, sep: str | None,
         sep = "\t" if path.name.lower().endswith((".tsv", ".tsv.gz")) else _sniff_sep(header)
     if decimal is None:
         decimal = "," if sep == ";" else "."
+    check_csv_structure(text, sep, label)
     try:
         df = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_filter=False,
-                         skip_blank_lines=True, engine="c")
+                         skip_blank_lines=True, engine="c", index_col=False)
     except pd.errors.ParserError as exc:
         raise SurveyError(Problem(f"cannot parse as CSV with separator {sep!r}: {exc} (expected the same "
                                   "number of fields on every line)", file=label)) from None
@@ -460,6 +468,109 @@ def _read_csv(path: Path, raw: bytes, encoding: str | None, sep: str | None,
         raise SurveyError(Problem("empty file (expected a header row and at least one data row)",
                                   file=label, line=1)) from None
     return df, {"encoding": enc, "sep": sep, "decimal": decimal, "header": header}
+
+
+def check_csv_structure(text: str, sep: str, label: str,
+                        error_cls: type[VeerkrachtError] = SurveyError) -> None:
+    """Refuse duplicate header names and rows with more or fewer fields than the header.
+
+    pandas would silently rename a repeated column (``x.1``), read a short row's missing fields
+    as empty and, when every row is one field longer than the header, take the first column as
+    the index. Each problem names the file line and, for a header, the column.
+
+    Raises
+    ------
+    VeerkrachtError
+        ``error_cls`` (default :class:`SurveyError`) listing the problems.
+
+    Examples
+    --------
+    >>> check_csv_structure("a,b\\n1,2\\n", ",", "ok.csv")
+    >>> check_csv_structure("a,a\\n1,2\\n", ",", "dup.csv")
+    Traceback (most recent call last):
+    ...
+    veerkracht_bayes.errors.SurveyError: dup.csv:1 column 2: duplicate column name 'a' ...
+    """
+    if len(sep) != 1:
+        return  # a regex separator: leave the structure to pandas
+    reader = csv.reader(io.StringIO(text), delimiter=sep)
+    header: list[str] | None = None
+    probs: list[Problem] = []
+    n_ragged = 0
+    try:
+        for row in reader:
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue  # blank line (pandas skips these too)
+            if header is None:
+                header = [h.strip() for h in row]
+                seen: dict[str, int] = {}
+                for j, h in enumerate(header):
+                    if h in seen:
+                        probs.append(Problem(
+                            f"duplicate column name {h!r} in the header (columns {seen[h] + 1} and "
+                            f"{j + 1}); expected each column name once (a second column of the same "
+                            "name would be silently renamed or dropped)", file=label,
+                            line=reader.line_num, location=f"column {j + 1}", field=h, value=h))
+                    else:
+                        seen[h] = j
+                if probs:
+                    raise error_cls(probs)
+                continue
+            if len(row) != len(header):
+                n_ragged += 1
+                if n_ragged <= _MAX_LISTED:
+                    what = "fewer" if len(row) < len(header) else "more"
+                    col = (f"column {len(row) + 1} ({header[len(row)]!r}) onwards missing"
+                           if len(row) < len(header) else
+                           f"extra field(s) from column {len(header) + 1}: {row[len(header)][:40]!r}")
+                    probs.append(Problem(
+                        f"cannot parse as CSV: file line {reader.line_num} has {len(row)} fields, "
+                        f"{what} than the header's {len(header)} ({col}); "
+                        "expected every row to have one field per header column (write an empty "
+                        "field for a missing value; quote values that contain the separator "
+                        f"{sep!r})", file=label, line=reader.line_num, field="fields",
+                        value=len(row)))
+    except csv.Error as exc:
+        raise error_cls(Problem(f"cannot parse as CSV with separator {sep!r}: {exc} (expected "
+                                "well-formed CSV; check quotes)", file=label,
+                                line=reader.line_num)) from None
+    if n_ragged > _MAX_LISTED:
+        probs.append(Problem(f"and {n_ragged - _MAX_LISTED} more row(s) with the wrong number of "
+                             "fields", file=label))
+    if probs:
+        raise error_cls(probs)
+
+
+_SCALAR_TYPES = (str, bytes, int, float, bool, np.generic, pd.Timestamp, pd.Timedelta)
+
+
+def _check_cell_types(df: pd.DataFrame, columns: Sequence[str], ctx: "_Ctx") -> None:
+    """Refuse nested values (lists, arrays, mappings: e.g. Parquet list columns) in used columns."""
+    probs = []
+    for col in columns:
+        s = df[col]
+        if not pd.api.types.is_object_dtype(s):
+            continue
+        bad = s.map(lambda v: not (v is None or v is pd.NA or isinstance(v, _SCALAR_TYPES)
+                                   or _is_date(v))).to_numpy(dtype=bool)
+        if bad.any():
+            pos = np.flatnonzero(bad)
+            v = s.iloc[int(pos[0])]
+            shown = repr(v.tolist() if isinstance(v, np.ndarray) else v)[:60]
+            probs.append(ctx.problem(
+                f"column {col!r} holds {type(v).__name__} values (e.g. {shown} at "
+                f"{ctx.where(int(pos[0]))}; {len(pos)} row(s) in all); expected one number or text "
+                "per cell (a Parquet list or struct column cannot be used here)", col, shown,
+                int(pos[0])))
+    if probs:
+        raise SurveyError(probs)
+
+
+def _is_date(v: object) -> bool:
+    import datetime as _dt
+    import decimal as _dec
+
+    return isinstance(v, (_dt.date, _dt.time, _dec.Decimal))
 
 
 def _read_source(
@@ -690,6 +801,13 @@ def read_survey(
 
     # ---- columns present --------------------------------------------------------------
     df.columns = [str(c).strip() for c in df.columns]
+    dupcols = [c for c in dict.fromkeys(df.columns) if list(df.columns).count(c) > 1]
+    if dupcols:
+        raise SurveyError([Problem(
+            f"duplicate column name {c!r} (columns "
+            f"{', '.join(str(j + 1) for j, x in enumerate(df.columns) if x == c)}); expected each "
+            "column name once", file=label, line=1 if ctx.csv else None, location=f"column {c!r}",
+            field=c, value=c) for c in dupcols])
     needed = list(dict.fromkeys([cb.id_column] + ([cb.weight_column] if cb.weight_column else [])
                                 + list(cb.group_columns.values()) + cb.known_columns()))
     absent = [c for c in needed if c not in df.columns]
@@ -719,6 +837,7 @@ def read_survey(
         raise SurveyError(Problem("no data rows (expected a header followed by at least one respondent)",
                                   file=label, line=2 if ctx.csv else None))
     rows_read = len(df)
+    _check_cell_types(df, needed, ctx)
     data = df[needed].copy()
     problems: list[Problem] = []
     warnings: list[str] = []
@@ -792,6 +911,28 @@ def read_survey(
             problems.append(ctx.problem(
                 f"all {n} weights in column {wcol!r} are zero (expected at least one positive weight)",
                 wcol, 0.0))
+        ok = np.isfinite(w) & (w >= 0)
+        if ok.all() and not problems:
+            with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+                total, total2 = float(np.sum(w)), float(np.sum(w * w))
+                wn_try = w * (n / total) if total > 0 else np.zeros(n)
+            top = int(np.argmax(w))
+            if not (math.isfinite(total) and math.isfinite(total2)):
+                problems.append(ctx.problem(
+                    f"weights in column {wcol!r} are too large: their sum (or sum of squares) "
+                    f"overflows (largest {w[top]:.6g} at {ctx.where(int(src_pos[top]))}); expected "
+                    "weights whose sum of squares is finite (rescale them, e.g. divide by their mean)",
+                    wcol, float(w[top]), int(src_pos[top])))
+            elif total > 0 and (not np.all(np.isfinite(wn_try))
+                                or np.any((w > 0) & (wn_try < np.finfo(float).tiny))):
+                pos = np.flatnonzero((w > 0) & ~(wn_try >= np.finfo(float).tiny))
+                p0 = int(pos[0]) if len(pos) else top
+                problems.append(ctx.problem(
+                    f"weights in column {wcol!r} span too many orders of magnitude (min positive "
+                    f"{w[w > 0].min():.6g}, max {w[top]:.6g}): normalised to sum to n, "
+                    f"weight {w[p0]:.6g} at {ctx.where(int(src_pos[p0]))} underflows to 0; "
+                    "expected weights within about 1e300 of each other (set negligible weights to 0)",
+                    wcol, float(w[p0]), int(src_pos[p0])))
         data[wcol] = w
     else:
         w = np.ones(n)
@@ -876,6 +1017,7 @@ def read_survey(
     # ---- subgroups ---------------------------------------------------------------------
     masks: dict[str, np.ndarray] = {}
     sg_rep = []
+    _check_condition_columns(cb, data, df, src_pos, ctx)
     for name, sg in cb.subgroups.items():
         res = parse_condition(sg.where, name).evaluate(data)
         m = res.mask.copy()
@@ -911,6 +1053,39 @@ def read_survey(
     rows1.setflags(write=False)
     return SurveyData(_data=data, codebook=cb, source=label, sha256=digest, report=report,
                       _weights=wn, _masks=masks, metadata=meta, source_rows=rows1)
+
+
+def _check_condition_columns(cb: Codebook, data: pd.DataFrame, raw: pd.DataFrame,
+                             src_pos: np.ndarray, ctx: _Ctx) -> None:
+    """A column a subgroup compares with numbers must hold numbers: blame the data, not the condition.
+
+    When such a column holds text but most of its values are numbers (e.g. ``17 jaar`` among
+    ages), the problem is in the data file: each offending value is named with its row.
+    """
+    probs = []
+    for name, sg in cb.subgroups.items():
+        try:
+            cond = parse_condition(sg.where, name)
+        except SurveyError:
+            continue  # the codebook check reports malformed conditions
+        for leaf in cond._leaves():
+            vals = [getattr(leaf, "value", None)] if hasattr(leaf, "value") else list(leaf.values)
+            if any(isinstance(v, str) for v in vals) or leaf.column not in data.columns:
+                continue
+            s = data[leaf.column]
+            if pd.api.types.is_numeric_dtype(s) or leaf.column in {p.field for p in probs}:
+                continue
+            c = _coerce_numeric(raw[leaf.column].iloc[src_pos].reset_index(drop=True), ctx.decimal)
+            n_num = int(np.isfinite(c.values).sum())
+            if n_num == 0 or not len(c.bad_pos):
+                continue  # a genuine text column: the condition is at fault (reported on evaluation)
+            probs.append(ctx.problem(
+                f"non-numeric value in column {leaf.column!r}, which subgroup {name!r} compares with a "
+                f"number ({sg.where!r}): {_listing(ctx, src_pos[c.bad_pos].tolist(), c.bad_vals)} "
+                f"({len(c.bad_pos)} row(s); {n_num} others are numbers); expected a number or an "
+                "empty cell", leaf.column, _py(c.bad_vals[0]), int(src_pos[c.bad_pos[0]])))
+    if probs:
+        raise SurveyError(probs)
 
 
 def _py(v: Any) -> Any:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
+from veerkracht_bayes.causal.thresholds import ThresholdSpec
 from veerkracht_bayes.errors import ConfigError, Problem, VeerkrachtError, did_you_mean, format_path
 
 __all__ = [
@@ -46,8 +47,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Draws and tuning steps per chain in ``--fast`` mode.
-FAST_DRAWS = 200
+#: Draws and tuning steps per chain in ``--fast`` mode. 400 + 400 is the least tried that passes
+#: the demo's diagnostics on 2 chains for several seeds: with 200 warm-up steps the mass matrix of
+#: the two-indicator constructs (loading/residual-variance ridges, e.g. ``ewf1``/``ewf2``) is
+#: not adapted yet (bulk ESS 62 < 80 at 200 + 300, R-hat 1.057 at 200 + 200); at 400 + 400 the
+#: smallest bulk ESS was 259-590 (threshold 107) and the largest R-hat 1.018-1.026 (seeds 1, 7, 2023).
+FAST_DRAWS = 400
 #: Prior draws in ``--fast`` mode.
 FAST_PRIOR_DRAWS = 500
 #: Output kinds the ``[output] formats`` list may name.
@@ -57,7 +62,10 @@ _SHIPPED = ("marvel", "shipped")
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: a TOML boolean is not an integer (``seed = true`` is refused, not read as 1) and a
+    # float is not an integer; allow_inf_nan=False: ``inf``/``nan`` never enter the model.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True,
+                              allow_inf_nan=False)
 
 
 class InputsConfig(_Strict):
@@ -117,6 +125,9 @@ class QueryConfig(_Strict):
     min_cell_size: int | None = Field(default=None, ge=1, description="Default: the codebook's.")
     horizon: int = Field(default=20, ge=1, le=500, description="Years simulated for trajectories.")
     dose_seed: int = Field(default=0, ge=0)
+    thresholds: list[ThresholdSpec] = Field(default_factory=list, description="``[[query.thresholds]]``: "
+                                            "shares beyond a cut-off on an observed scale "
+                                            "(causal/thresholds.py; docs/do_queries.md).")
 
 
 class DiagnosticsConfig(_Strict):
@@ -148,6 +159,40 @@ class OutputConfig(_Strict):
         default_factory=lambda: list(OUTPUT_FORMATS))
 
 
+class StructureConfig(_Strict):
+    """``[structure]`` (optional): how sure is the diagram? Inclusion probabilities of the inferred
+    links and the robustness of the rankings (``structure.csv``, ``robustness.csv``; see
+    :mod:`veerkracht_bayes.causal.structure`)."""
+
+    variants: Literal["inferred", "none"] = Field(default="inferred", description="'inferred': "
+                                                  "the links marked inferred are uncertain; 'none'.")
+    prior_inclusion: float = Field(default=0.5, gt=0.0, lt=1.0,
+                                   description="Prior inclusion probability of an inferred link.")
+    n_structures: int = Field(default=200, ge=1, description="Structures drawn for robustness.csv.")
+    draws_per_structure: int = Field(default=200, ge=10, description="Posterior draws per structure.")
+    seed: int = Field(default=0, ge=0)
+
+
+class VoiConfig(_Strict):
+    """``[voi]`` (optional): value of information of a next survey wave (``voi.csv``; see
+    :mod:`veerkracht_bayes.causal.voi`)."""
+
+    candidates: Literal["unmeasured", "all"] | list[str] = Field(
+        default="unmeasured", description="'unmeasured', 'all' or a list of constructs.")
+    n: int | list[int] = Field(default=2000, description="Wave size(s).")
+    items: int = Field(default=3, ge=1, description="Items per measured construct.")
+    reliability: float = Field(default=0.8, gt=0.0, le=1.0, description="Each item's reliability.")
+    outcome: str = Field(default="wellbeing", description="The decision's outcome node.")
+    seed: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _positive_n(self) -> "VoiConfig":
+        ns = self.n if isinstance(self.n, list) else [self.n]
+        if not ns or any(v < 1 for v in ns):
+            raise ValueError(f"n must be a positive wave size or a non-empty list of them (got {self.n!r})")
+        return self
+
+
 class RunConfig(_Strict):
     """A whole run configuration (see module docstring)."""
 
@@ -157,6 +202,8 @@ class RunConfig(_Strict):
     query: QueryConfig = Field(default_factory=QueryConfig)
     diagnostics: DiagnosticsConfig = Field(default_factory=DiagnosticsConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    structure: StructureConfig | None = Field(default=None, description="Optional [structure].")
+    voi: VoiConfig | None = Field(default=None, description="Optional [voi].")
     _path: Path | None = PrivateAttr(default=None)
     _base: Path = PrivateAttr(default_factory=Path.cwd)
 
@@ -278,6 +325,13 @@ def parse_config(data: dict[str, Any], *, text: str = "", source: str | None = N
                 known = _known_keys(RunConfig, loc[:-1])
                 msg = (f"unknown key {key!r}{did_you_mean(key, known)} (expected one of "
                        f"{known})")
+            elif e["type"] == "finite_number":
+                msg = f"expected a finite number, got {e.get('input')!r} (inf and nan are not allowed)"
+            elif e["type"] in ("int_type", "int_from_float") and isinstance(e.get("input"), bool):
+                msg = (f"expected an integer, got the boolean {e.get('input')!r} (write a number, "
+                       "e.g. 2023, not true/false)")
+            elif isinstance(e.get("input"), bool) and e["type"].endswith("_type"):
+                msg = f"{e['msg']}; got the boolean {e.get('input')!r} (expected a number or text)"
             else:
                 msg = f"{e['msg']} (got {e.get('input')!r})"
             probs.append(Problem(msg, file=source, line=line, location=where,
@@ -298,7 +352,9 @@ def load_config(path: str | Path) -> RunConfig:
     if not p.is_file():
         raise ConfigError(Problem(f"config file not found: {str(p)!r} (expected a TOML file)",
                                   file=str(p), field="config", value=str(p)))
-    text = p.read_text(encoding="utf-8")
+    from veerkracht_bayes.yaml_io import read_text_utf8
+
+    text = read_text_utf8(p, ConfigError)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -489,6 +545,11 @@ def validate_inputs(cfg: RunConfig, *, overwrite: bool = False) -> ValidatedInpu
                                       f"{graph.name!r})", n))
         if weights and not bad:
             outcomes.append(Outcome(name=name, weights=dict(weights)))
+    for i, th in enumerate(q.thresholds):
+        if not graph.has_node(th.outcome):
+            probs.append(_cfg_problem(cfg, f"query.thresholds[{i}].outcome", f"unknown outcome {th.outcome!r}"
+                                      f"{did_you_mean(th.outcome, nodes)} (expected a node of graph "
+                                      f"{graph.name!r})", th.outcome))
     # subgroups
     if q.subgroups is not None:
         for i, g in enumerate(q.subgroups):

@@ -14,10 +14,12 @@
 If the diagnostics fail, the numbers are still written but no brief is produced unless
 ``force=True``; the :class:`RunResult` then has ``forced=True`` so page one can say so.
 
-Outputs (see ``docs/pipeline.md``): ``posterior.nc`` (groups posterior, prior, sample_stats,
-log_prior; never the per-respondent log-likelihood), ``effects.csv``/``effects.parquet``,
+Outputs (see ``docs/pipeline.md``): ``posterior.nc`` (an ArviZ DataTree: :data:`POSTERIOR_GROUPS`;
+the log-likelihood per missingness pattern, never per respondent), ``effects.csv``/``effects.parquet``,
 ``sensitivity.csv``, ``pairwise.csv``, ``loops.csv``, ``trajectories.csv``, ``subgroups.csv``, ``diagnostics.json``,
-``provenance.json``, ``config.toml`` (a copy) and, when :mod:`veerkracht_bayes.report.brief` is
+``provenance.json``, ``config.toml`` (a copy), ``tornado.csv`` (each link's and dose's share of each
+effect's linearised variance), ``structure.csv`` + ``robustness.csv`` (with ``[structure]``),
+``voi.csv`` (with ``[voi]``) and, when :mod:`veerkracht_bayes.report.brief` is
 installed, ``brief.md``/``brief.html`` with figures.
 """
 
@@ -31,6 +33,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -45,13 +48,16 @@ from veerkracht_bayes.resources import package_data_path, shipped_root
 from veerkracht_bayes.errors import ConfigError, Problem
 from veerkracht_bayes.workflow.config import RunConfig, ValidatedInputs, fast_settings, load_config, validate_inputs
 
-__all__ = ["RunResult", "run", "write_outputs", "subgroup_infos", "trajectory_table",
-           "POSTERIOR_GROUPS", "EXIT_DIAGNOSTICS_FAILED"]
+__all__ = ["RunResult", "run", "write_outputs", "sweep_stale_staging", "subgroup_infos",
+           "trajectory_table", "POSTERIOR_GROUPS", "EXIT_DIAGNOSTICS_FAILED", "CLEANUP_SIGNALS"]
 
 log = logging.getLogger(__name__)
 
-#: Groups of the fit's DataTree written to ``posterior.nc`` (never ``log_likelihood``).
-POSTERIOR_GROUPS = ("posterior", "prior", "sample_stats", "log_prior")
+#: Groups of the fit's DataTree written to ``posterior.nc``. ``log_likelihood`` is written per
+#: missingness pattern (the sum over the pattern's respondents), never per respondent;
+#: ``observed_data`` holds weighted item summaries per pattern, never respondent rows.
+POSTERIOR_GROUPS = ("posterior", "prior", "sample_stats", "log_prior", "log_likelihood",
+                    "observed_data", "constant_data")
 #: Exit code of the CLI when diagnostics fail and ``--force`` was not given.
 EXIT_DIAGNOSTICS_FAILED = 3
 
@@ -85,6 +91,9 @@ class RunResult:
     brief_written: bool = False
     sensitivity: pd.DataFrame = field(default_factory=pd.DataFrame)
     edge_evidence: dict[str, str] = field(default_factory=dict)
+    tornado: pd.DataFrame = field(default_factory=pd.DataFrame)
+    structure: Any = None  # workflow.uncertainty.StructureResult when [structure] is set
+    voi: pd.DataFrame | None = None  # voi.csv when [voi] is set
 
     @property
     def diagnostics_passed(self) -> bool:
@@ -93,40 +102,47 @@ class RunResult:
 
 
 # ----------------------------------------------------------------------------- progress
+def _interactive() -> bool:
+    """True on a terminal (stderr is a TTY) and in a Jupyter kernel: where progress bars are seen."""
+    if sys.stderr.isatty():
+        return True
+    shell = sys.modules.get("IPython")
+    try:
+        ip = shell.get_ipython() if shell is not None else None  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - no IPython: not interactive
+        return False
+    return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
+
+
 class _Steps:
-    """A rich progress bar over the run's steps (silent when ``enabled`` is False)."""
+    """A progress bar over the run's steps (``tqdm.auto``: a terminal, or a Jupyter cell: a widget
+    with ipywidgets, else text); silent when ``enabled`` is False or nobody can see it."""
 
     def __init__(self, total: int, enabled: bool) -> None:
-        self.enabled = bool(enabled) and sys.stderr.isatty()
+        self.enabled = bool(enabled) and _interactive()
         self.total = total
-        self._progress = None
-        self._task = None
+        self._bar = None
 
     def __enter__(self) -> "_Steps":
         if self.enabled:
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+            from tqdm.auto import tqdm
 
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                      TextColumn("{task.completed}/{task.total}"),
-                                      TimeElapsedColumn(), console=Console(stderr=True),
-                                      transient=True)
-            self._progress.__enter__()
-            self._task = self._progress.add_task("starting", total=self.total)
+            self._bar = tqdm(total=self.total, desc="starting", unit="step", leave=False, file=sys.stderr,
+                             bar_format="{desc:<40.40} {bar} {n_fmt}/{total_fmt} [{elapsed}]")
         return self
 
     def step(self, description: str) -> None:
         log.info("%s", description)
-        if self._progress is not None:
-            self._progress.update(self._task, description=description)
+        if self._bar is not None:
+            self._bar.set_description_str(description)
 
     def done(self) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task)
+        if self._bar is not None:
+            self._bar.update(1)
 
     def __exit__(self, *exc: object) -> None:
-        if self._progress is not None:
-            self._progress.__exit__(*exc)
+        if self._bar is not None:
+            self._bar.close()
 
 
 # ----------------------------------------------------------------------------- diagnostics
@@ -273,7 +289,8 @@ def run(config_path_or_model: str | Path | RunConfig, *, overwrite: bool = False
     fast
         Short chains and scaled diagnostics thresholds (:func:`run_config.fast_settings`).
     progress
-        Show progress bars (on a terminal).
+        Show progress bars (on a terminal and in Jupyter): the run's steps and the sampler's
+        iterations. ``False`` (the CLI's ``--quiet``) shows none.
     out_dir
         Override ``[output] dir`` (relative to the current folder).
     write
@@ -307,6 +324,8 @@ def run(config_path_or_model: str | Path | RunConfig, *, overwrite: bool = False
         cfg.output.dir = str(Path(out_dir).resolve())
     if fast:
         cfg = fast_settings(cfg)
+    if write:
+        sweep_stale_staging(cfg.out_dir)  # debris of interrupted runs of dead processes
     with _Steps(9, progress) as steps:
         steps.step("validating inputs")
         vi = validate_inputs(cfg, overwrite=overwrite)
@@ -326,7 +345,7 @@ def run(config_path_or_model: str | Path | RunConfig, *, overwrite: bool = False
                    f"sampling ({s.chains} chains x {s.tune}+{s.draws})")
         settings = SamplerSettings(sampler=s.sampler, chains=s.chains, draws=s.draws, tune=s.tune,
                                    target_accept=s.target_accept, random_seed=s.seed,
-                                   progressbar=bool(progress) and sys.stderr.isatty(),
+                                   progressbar=bool(progress) and _interactive(),
                                    prior_draws=s.prior_draws)
         fitted = fit(vi.graph, data, vi.priors, settings=settings,
                      vague=cfg.inputs.priors == "vague", reliability=cfg.model.reliability,
@@ -361,6 +380,7 @@ def run(config_path_or_model: str | Path | RunConfig, *, overwrite: bool = False
                                       base=do_res, min_relevant_change=q.min_relevant_change,
                                       seed=q.dose_seed, subgroups=infos,
                                       min_cell_size=vi.min_cell_size)
+        tornado, struct, voi = _uncertainty(cfg, fitted, draws, do_res, vi, infos, ev)
         pairwise = {o.name: pairwise_beats(do_res, o, scope="population") for o in vi.outcomes}
         pbest = pd.DataFrame({o.name: p_best(do_res, o, scope="population") for o in vi.outcomes})
         pbest.index.name = "policy"
@@ -386,7 +406,7 @@ def run(config_path_or_model: str | Path | RunConfig, *, overwrite: bool = False
             pairwise=pairwise, p_best=pbest, trajectories=trajectories, loop_gains=gains,
             loop_amplification=amp, subgroup_sizes=sizes, provenance=prov, forced=forced,
             prior_only=prior_only, warnings=warnings, fast=fast, sensitivity=sens,
-            edge_evidence=ev)
+            edge_evidence=ev, tornado=tornado, structure=struct, voi=voi)
         for msg in warnings:
             log.warning("%s", msg)
         steps.step("writing outputs")
@@ -444,7 +464,29 @@ def _posterior_tree(fitted: Any) -> Any:
 
 
 def _write_posterior(fitted: Any, tmp: Path) -> str:
+    """Write the fit as an ArviZ DataTree (``posterior.nc``): the groups of :data:`POSTERIOR_GROUPS`,
+    the per-respondent log-likelihood summed per missingness pattern (``az.loo`` on the file is
+    then leave-one-pattern-out), and the provenance in the root's attributes."""
+    import json
+
+    import xarray as xr
+
+    from veerkracht_bayes.inference.provenance import package_versions
+    from veerkracht_bayes.inference.sampling import log_likelihood_by_pattern
+
+    ll = None
+    if "log_likelihood" in fitted.idata.children and getattr(fitted, "data", None) is not None:
+        ll = log_likelihood_by_pattern(fitted.idata["log_likelihood"].to_dataset(), fitted.data)
     tree = _posterior_tree(fitted)
+    if ll is not None:
+        tree["log_likelihood"] = xr.DataTree(ll)
+    for key, value in fitted.idata.attrs.items():
+        tree.attrs.setdefault(key, value)
+    prov = json.loads(tree.attrs.get("provenance", "{}") or "{}")
+    tree.attrs["provenance"] = json.dumps(prov, sort_keys=True, default=str)
+    tree.attrs["created_by"] = f"veerkracht_bayes {package_versions().get('veerkracht-bayes', 'unknown')}"
+    tree.attrs["log_likelihood"] = ("per missingness pattern: variable y on dim pattern is the sum of the "
+                                    "weighted per-respondent log-likelihood over the pattern's respondents")
     for engine in ("h5netcdf", "netcdf4"):
         try:
             importlib.import_module("h5netcdf" if engine == "h5netcdf" else "netCDF4")
@@ -483,9 +525,12 @@ def _diagnostics_dict(diag: Any) -> dict[str, Any]:
 def write_outputs(result: RunResult, out_dir: str | Path, *, overwrite: bool = False) -> Path:
     """Write a run's outputs atomically into ``out_dir``.
 
-    Everything is written into a temporary folder next to ``out_dir`` and renamed into place at
-    the end; on any error the temporary folder is removed and an existing ``out_dir`` is left as
-    it was. An existing non-empty ``out_dir`` is replaced only with ``overwrite=True``.
+    Everything is written into a staging folder ``.NAME.tmp-PID-*`` next to ``out_dir`` and renamed
+    into place at the end; on any error, and on SIGTERM, SIGINT or SIGHUP while writing, the staging
+    folder is removed and an existing ``out_dir`` is left as it was (the signal is then delivered
+    as usual, so the process still ends the way the sender asked). Staging folders that dead
+    processes left behind are swept first (:func:`sweep_stale_staging`). An existing non-empty
+    ``out_dir`` is replaced only with ``overwrite=True``.
 
     Returns
     -------
@@ -498,21 +543,211 @@ def write_outputs(result: RunResult, out_dir: str | Path, *, overwrite: bool = F
                                   "to overwrite it (use --overwrite)", field="output.dir",
                                   value=str(out)))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        _write_all(result, tmp)
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    sweep_stale_staging(out)
+    with _SignalCleanup() as guard:
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
+        guard.paths.append(tmp)
+        try:
+            _write_all(result, tmp)
+            with guard.deferred():  # the swap is never cut in half by a signal
+                if out.exists():
+                    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-{os.getpid()}-",
+                                                dir=out.parent))
+                    os.replace(out, old / out.name)
+                    os.replace(tmp, out)
+                    shutil.rmtree(old, ignore_errors=True)
+                else:
+                    os.replace(tmp, out)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     result.out_dir = out
     log.info("wrote %s", out)
+    return out
+
+
+#: Signals during which a half-written staging folder is removed before the process ends.
+CLEANUP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGTERM", "SIGINT", "SIGHUP")
+                        if hasattr(signal, n))
+
+
+class _StagingInterrupted(BaseException):
+    """Raised inside :func:`write_outputs` by a cleanup signal handler."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"interrupted by signal {signum}")
+        self.signum = signum
+
+
+class _SignalCleanup:
+    """Turn SIGTERM/SIGINT/SIGHUP into an exception while staging, then re-deliver the signal.
+
+    Handlers are only installed in the main thread, and never for a signal the process ignores.
+    Inside :meth:`deferred` a signal is held until the block ends (the final rename).
+    """
+
+    def __init__(self) -> None:
+        self.paths: list[Path] = []
+        self._old: dict[int, Any] = {}
+        self._defer = False
+        self._pending: int | None = None
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self._defer:
+            self._pending = signum
+            return
+        raise _StagingInterrupted(signum)
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        self._defer = True
+        try:
+            yield
+        finally:
+            self._defer = False
+        if self._pending is not None:
+            raise _StagingInterrupted(self._pending)
+
+    def __enter__(self) -> _SignalCleanup:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in CLEANUP_SIGNALS:
+                try:
+                    prev = signal.getsignal(sig)
+                    if prev is signal.SIG_IGN or prev is None:
+                        continue
+                    signal.signal(sig, self._handler)
+                    self._old[sig] = prev
+                except (ValueError, OSError):  # pragma: no cover - not allowed here
+                    continue
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
+        for sig, prev in self._old.items():
+            signal.signal(sig, prev)
+        for p in self.paths:
+            if p.exists() and exc is not None:
+                shutil.rmtree(p, ignore_errors=True)
+        if isinstance(exc, _StagingInterrupted):
+            log.warning("interrupted by signal %d while writing outputs; the staging folder was "
+                        "removed", exc.signum)
+            signal.raise_signal(exc.signum)  # the handler the process had before (default: end)
+            raise SystemExit(128 + exc.signum) from None  # a handler that returned
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def sweep_stale_staging(out_dir: str | Path, *, before: float | None = None) -> list[Path]:
+    """Remove staging folders of ``out_dir`` that interrupted runs of dead processes left behind.
+
+    Staging folders are ``.NAME.tmp-PID-*`` (and ``.NAME.old-PID-*`` during the final swap) next
+    to ``out_dir``. A folder is stale when its process is no longer alive; a folder without a
+    process id (older versions) is stale when it was last modified before ``before`` (default:
+    now, the start of this run). A stale ``.old-`` folder that still holds the previous output
+    while ``out_dir`` is missing is renamed back into place instead of removed.
+
+    Returns
+    -------
+    list of Path
+        The folders removed or restored.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> (d / ".out.tmp-abc").mkdir()
+    >>> [p.name for p in sweep_stale_staging(d / "out", before=float("inf"))]
+    ['.out.tmp-abc']
+    """
+    import re
+    import time
+
+    out = Path(out_dir).resolve()
+    if not out.parent.is_dir():
+        return []
+    limit = time.time() if before is None else before
+    pat = re.compile(r"^\." + re.escape(out.name) + r"\.(tmp|old)-(?:(\d+)-)?")
+    swept = []
+    for p in sorted(out.parent.iterdir()):
+        m = pat.match(p.name)
+        if m is None or not p.is_dir():
+            continue
+        pid = int(m.group(2)) if m.group(2) else None
+        if pid is not None:
+            if pid == os.getpid() or _pid_alive(pid):
+                continue  # a run in progress (this process or another)
+        else:
+            try:
+                if p.stat().st_mtime >= limit:
+                    continue
+            except OSError:
+                continue
+        if m.group(1) == "old" and (p / out.name).is_dir() and not out.exists():
+            os.replace(p / out.name, out)  # the previous output, interrupted mid-swap
+            log.warning("restored %s from an interrupted write (%s)", out, p.name)
+        else:
+            log.warning("removing %s, left by an interrupted run", p)
+        shutil.rmtree(p, ignore_errors=True)
+        swept.append(p)
+    return swept
+
+
+def _uncertainty(cfg: RunConfig, fitted: Any, draws: Any, do_res: Any, vi: Any, infos: Any,
+                 ev: dict[str, str]) -> tuple[pd.DataFrame, Any, pd.DataFrame | None]:
+    """Tornado of every policy x outcome; structural uncertainty and value of information when
+    the config has ``[structure]`` / ``[voi]`` (see :mod:`veerkracht_bayes.workflow.uncertainty`)."""
+    from veerkracht_bayes.causal.do import do_query
+    from veerkracht_bayes.causal.tornado import tornado_table
+    from veerkracht_bayes.workflow.uncertainty import structure_from_fit, voi_from_fit
+
+    tornado = tornado_table(do_res, vi.outcomes, scope="population", top=10)
+    struct = voi = None
+    sc, vc = getattr(cfg, "structure", None), getattr(cfg, "voi", None)
+    if sc is not None:
+        struct = structure_from_fit(fitted, draws, vi.interventions, vi.outcomes, edge_evidence=ev,
+                                    subgroups=infos, variants=sc.variants,
+                                    prior_inclusion=sc.prior_inclusion,
+                                    n_structures=sc.n_structures,
+                                    draws_per_structure=sc.draws_per_structure, seed=sc.seed,
+                                    min_cell_size=vi.min_cell_size)
+    if vc is not None:
+        res = do_res if any(o.name == vc.outcome for o in do_res.outcomes) else do_query(
+            draws, vi.interventions, [vc.outcome], subgroups=infos,
+            min_cell_size=vi.min_cell_size, seed=cfg.query.dose_seed)
+        voi = voi_from_fit(fitted, res, outcome=vc.outcome, candidates=vc.candidates, n=vc.n,
+                           items=vc.items, reliability=vc.reliability, seed=vc.seed)
+    return tornado, struct, voi
+
+
+def _write_uncertainty(result: RunResult, tmp: Path) -> list[str]:
+    """``tornado.csv`` (always), ``structure.csv`` + ``robustness.csv`` and ``voi.csv`` (when
+    computed); returns the names written."""
+    out: list[str] = []
+    tornado = getattr(result, "tornado", None)
+    if tornado is not None and len(tornado.columns):
+        tornado.to_csv(tmp / "tornado.csv", index=False)
+        out.append("tornado.csv")
+    struct = getattr(result, "structure", None)
+    if struct is not None:
+        struct.links.to_csv(tmp / "structure.csv", index=False)
+        struct.robustness.to_csv(tmp / "robustness.csv", index=False)
+        out += ["structure.csv", "robustness.csv"]
+    voi = getattr(result, "voi", None)
+    if voi is not None:
+        voi.to_csv(tmp / "voi.csv", index=False)
+        out.append("voi.csv")
     return out
 
 
@@ -528,6 +763,7 @@ def _write_all(result: RunResult, tmp: Path) -> None:
         if result.sensitivity is not None and len(result.sensitivity.columns):
             result.sensitivity.to_csv(tmp / "sensitivity.csv", index=False)
             written.append("sensitivity.csv")
+        written += _write_uncertainty(result, tmp)
         pw = []
         for outcome, m in result.pairwise.items():
             long = m.stack().rename("p_beats").reset_index()

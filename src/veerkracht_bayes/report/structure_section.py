@@ -1,0 +1,110 @@
+"""The brief's "How sure is the diagram?" section and its "measure next" list.
+
+A self-contained function of a run result (``result.structure``: links + robustness tables;
+``result.voi``: the value-of-information table; ``result.tornado``). It returns the
+blocks as keyword dicts of :class:`veerkracht_bayes.report.brief.Block` (``Block(**d)``; this module
+does not import the brief, so the two stay free of an import cycle) and an empty list when the run
+computed none of them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["structure_section"]
+
+
+def _block(kind: str, text: str = "", **kw: Any) -> dict[str, Any]:
+    return {"kind": kind, "text": text, **kw}
+
+
+def _f(x: float, d: int = 2) -> str:
+    return f"{x:.{d}f}"
+
+
+def structure_section(result: Any, *, outcome: str = "wellbeing", top: int = 5) -> list[Any]:
+    """Blocks of "How sure is the diagram?" (inferred links, rank robustness, what drives the
+    uncertainty of the leading effect) and "What to measure next" (ranked EVSI).
+
+    Parameters
+    ----------
+    result
+        A run result (``structure``, ``voi``, ``tornado`` attributes; any may be missing/None).
+    outcome
+        Outcome for the robustness and tornado sentences.
+    top
+        Rows per list.
+
+    Returns
+    -------
+    list of dict
+        Keyword arguments of brief blocks (``kind``, ``text``, ``header``, ``rows``, ``items``,
+        ``css``, ``ident``); empty when there is nothing to say.
+
+    Examples
+    --------
+    >>> structure_section(object())
+    []
+    """
+    struct = getattr(result, "structure", None)
+    voi = getattr(result, "voi", None)
+    tornado = getattr(result, "tornado", None)
+    blocks: list[Any] = []
+    if struct is not None:
+        links, rob = struct.links, struct.robustness
+        inf = links[links["inferred"]]
+        blocks.append(_block("h2", "How sure is the diagram?", ident="structure"))
+        n_inf, n_data = len(inf), int(inf["informed"].sum()) if len(inf) else 0
+        blocks.append(_block("p", (
+            f"{n_inf} of the diagram's {len(links)} links are our reading of the report's text "
+            f"(inferred). Each is given a prior inclusion probability of "
+            f"{_f(float(inf['prior_inclusion'].iloc[0])) if n_inf else '-'}; the survey data inform "
+            f"{n_data} of them. For the other {n_inf - n_data} the data cannot say whether the link "
+            "exists: their inclusion probability stays at the prior.")))
+        if n_data:
+            rows = inf[inf["informed"]].sort_values("p_include").head(top)
+            blocks.append(_block("table", header=["Inferred link", "P(link present)"],
+                                 rows=[[r.link, _f(r.p_include)] for r in rows.itertuples()],
+                                 css="structure"))
+        r = rob[rob["outcome"] == outcome] if len(rob) else rob
+        if len(r):
+            r = r.dropna(subset=["rank"]).sort_values("rank").head(top)
+            blocks.append(_block("p", f"Do the rankings for {outcome} survive? Probability, over "
+                                      "the diagram's uncertain links, that each policy keeps its "
+                                      "rank and the sign of its effect:"))
+            blocks.append(_block("table", header=["Policy", "Rank", "P(rank holds)",
+                                                  "P(sign holds)"],
+                                 rows=[[x.policy, str(int(x.rank)), _f(x.p_rank_holds),
+                                        _f(x.p_sign_holds)] for x in r.itertuples()],
+                                 css="robustness"))
+    if tornado is not None and len(tornado) and struct is not None:
+        t = tornado[tornado["outcome"] == outcome]
+        if len(t):
+            lead = (struct.robustness.query("outcome == @outcome and rank == 1")["policy"]
+                    if len(struct.robustness) else pd.Series(dtype=str))
+            pol = lead.iloc[0] if len(lead) else t["policy"].iloc[0]
+            tt = t[t["policy"] == pol].head(3)
+            items = [f"{x.input}: {100 * x.share:.0f}% of the effect's (linearised) variance"
+                     for x in tt.itertuples()]
+            blocks.append(_block("p", f"What makes the effect of {pol} on {outcome} uncertain "
+                                      "(largest contributions):"))
+            blocks.append(_block("ul", items=items, css="tornado"))
+    if voi is not None and len(voi):
+        nmax = int(voi["n"].max())
+        v = voi[voi["n"] == nmax].sort_values("evsi", ascending=False)
+        v = v[v["evsi"] > 0].head(top)
+        blocks.append(_block("h2", "What to measure next", ident="measure-next"))
+        evpi = float(voi["evpi"].iloc[0])
+        blocks.append(_block("p", (
+            f"Value of information for choosing the policy with the best expected effect on "
+            f"{voi['outcome'].iloc[0]}: perfect knowledge would be worth {_f(evpi, 3)} SD (EVPI). "
+            f"Measuring one more construct in a wave of {nmax} respondents is worth (EVSI, SD):")))
+        if len(v):
+            blocks.append(_block("ul", items=[f"{x.construct}: {_f(x.evsi, 4)}"
+                                              for x in v.itertuples()], css="measure-next"))
+        else:
+            blocks.append(_block("p", "No single construct, measured next, is expected to change "
+                                      "the decision."))
+    return blocks

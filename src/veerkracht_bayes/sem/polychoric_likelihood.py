@@ -1,0 +1,350 @@
+"""Stage 2 of the polychoric route: the structural model fitted to the latent-response
+correlations of stage 1 (:mod:`veerkracht_bayes.survey.polychoric`) through a Gaussian
+likelihood. The Bayesian analogue of WLSMV; the cost per gradient does not depend on N.
+
+**Implied correlations.** Every item ``i`` has a standardised latent response
+``y*_i = l_i eta_c(i) + e_i`` with ``Var(y*_i) = 1``: ``Var(e_i) = 1 - l_i^2``. Latents are
+standardised as in every other path (``psi`` solves ``(A∘A) psi = 1 - diag(A G S_x G' A')``),
+so with ``S_eta = A diag(psi) A' + A G S_x G' A'`` (unit diagonal)::
+
+    corr(y*_i, y*_j) = l_i l_j S_eta[c(i), c(j)]           (i != j, both items)
+    corr(y*_i, x_k)  = l_i (A G S_x)[c(i), k]                (x_k an observed covariate)
+
+Observed covariates enter on their standardised (continuous) or latent-response (binary)
+scale with ``S_x`` their stage-1 correlation matrix, held fixed: the covariate-covariate
+correlations are conditioned on and left out of the likelihood, as the continuous path
+conditions on ``x``.
+
+**Loadings.** Each free loading is sampled on the same scale and prior as the exact ordinal
+path (theta parameterisation, ``lambda ~ N+(loading_mu, loading_sd)``) and mapped to the
+correlation scale ``l = lambda / sqrt(1 + lambda^2)``; continuous items use the same form
+(their standardised loading). A construct with a single item needs a fixed loading by
+assumption: ``l = sqrt(reliability)`` is the correlation of the item's *latent response*
+with the construct (for a binary item that is the latent ``y*``, whose correlation with the
+construct can reach 1, unlike the 0/1 answer, whose point-biserial correlation with a normal
+variable cannot exceed 0.80). The same assumption as the exact ordinal path.
+
+**Likelihood.** ``r_hat ~ N(rho(theta), Gamma_hat)`` with ``Gamma_hat`` the *full* sandwich
+covariance of stage 1 (thresholds held at their stage-1 values; their sampling error is
+already propagated into ``Gamma_hat``). The data enter as ``pm.Data`` containers: the
+whitened vector ``L^-1 r_hat`` and ``L^-1`` (``Gamma_hat = L L'``), so
+``log p = -1/2 |L^-1 (r_hat - rho)|^2`` plus a constant, a cost of ``O(s^2)`` per gradient for
+``s`` correlations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from veerkracht_bayes.errors import ModelError, Problem
+from veerkracht_bayes.graph.causal_graph import CausalGraph
+from veerkracht_bayes.sem.model_builder import (
+    ModelLayout,
+    StabilitySettings,
+    _classify,
+    _data,
+    _edge_rvs,
+    _perron_root,
+    edge_prior_values,
+)
+from veerkracht_bayes.survey.polychoric import PolychoricResult
+
+__all__ = [
+    "PolychoricData",
+    "PolychoricSettings",
+    "build_polychoric_model",
+    "implied_correlations",
+    "polychoric_data",
+]
+
+
+@dataclass(frozen=True)
+class PolychoricSettings:
+    """Priors of the measurement part and the single-item reliability (latent-response scale)."""
+
+    reliability: float = 0.8
+    loading_mu: float = 1.0
+    loading_sd: float = 1.0
+    #: relative ridge added to Gamma_hat's diagonal before its Cholesky factor
+    ridge: float = 1e-9
+
+
+@dataclass(frozen=True)
+class PolychoricData:
+    """Stage-1 summaries arranged for the structural model.
+
+    Attributes
+    ----------
+    stats
+        The stage-1 result (all variables: items and covariates).
+    item_names, item_construct
+        Items (variables that measure a latent construct) and their graph nodes.
+    x_names, x_vars
+        Covariate nodes and the stage-1 variable observing each.
+    lik_pairs
+        Positions in ``stats.r`` of the correlations in the likelihood (not covariate-covariate).
+    """
+
+    stats: PolychoricResult
+    item_names: tuple[str, ...]
+    item_construct: tuple[str, ...]
+    x_names: tuple[str, ...]
+    x_vars: tuple[str, ...]
+    lik_pairs: np.ndarray
+    data_hash: str | None = None
+
+    @property
+    def x_cov(self) -> np.ndarray:
+        """Correlation matrix of the covariates (stage 1), held fixed."""
+        idx = [self.stats.names.index(v) for v in self.x_vars]
+        return self.stats.correlation[np.ix_(idx, idx)]
+
+    @property
+    def n(self) -> int:
+        """Rows used in stage 1."""
+        return self.stats.n
+
+    @property
+    def constructs(self) -> list[str]:
+        """Measured constructs in first-item order."""
+        return list(dict.fromkeys(self.item_construct))
+
+
+def polychoric_data(stats: PolychoricResult, item_construct: Mapping[str, str], *,
+                    covariates: Mapping[str, str] | None = None, data_hash: str | None = None) -> PolychoricData:
+    """Arrange stage-1 results for :func:`build_polychoric_model`.
+
+    Parameters
+    ----------
+    stats
+        Stage-1 result.
+    item_construct
+        Stage-1 variable -> graph node it measures (every variable that is not a covariate).
+    covariates
+        Graph covariate node -> the stage-1 variable that observes it.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> from veerkracht_bayes.survey.polychoric import polychoric
+    >>> st = polychoric(rng.integers(0, 3, (200, 3)).astype(float), ["ordinal"] * 3, names=["a", "b", "c"])
+    >>> polychoric_data(st, {"a": "A", "b": "A", "c": "B"}).lik_pairs.tolist()
+    [0, 1, 2]
+    """
+    covariates = dict(covariates or {})
+    known = set(stats.names)
+    problems = [Problem(f"variable {v!r} is not in the stage-1 result (have {sorted(known)})", field=v)
+                for v in list(item_construct) + list(covariates.values()) if v not in known]
+    if problems:
+        raise ModelError(problems)
+    items = [v for v in stats.names if v in item_construct]
+    xv = set(covariates.values())
+    lik = [p for p, (a, b) in enumerate(stats.pairs)
+           if not (stats.names[a] in xv and stats.names[b] in xv)
+           and (stats.names[a] in item_construct or stats.names[a] in xv)
+           and (stats.names[b] in item_construct or stats.names[b] in xv)]
+    return PolychoricData(stats=stats, item_names=tuple(items), item_construct=tuple(item_construct[v] for v in items),
+                          x_names=tuple(covariates), x_vars=tuple(covariates.values()),
+                          lik_pairs=np.array(lik, dtype=int), data_hash=data_hash)
+
+
+def implied_correlations(S_eta, SxG, l, item_c: np.ndarray,
+                         var_kind: np.ndarray, var_idx: np.ndarray, pairs: np.ndarray):
+    """Implied latent-response correlations for the given pairs (pytensor or NumPy inputs).
+
+    Parameters
+    ----------
+    S_eta
+        ``(P, P)`` latent correlation matrix; ``SxG`` ``(P, q)`` = ``A G S_x``.
+    l
+        ``(m,)`` correlation-scale loadings of the items; ``item_c`` their latent index.
+    var_kind, var_idx
+        Per stage-1 variable: 0 item / 1 covariate, and its index among items / covariates.
+    pairs
+        ``(s, 2)`` variable index pairs.
+    """
+    a, b = pairs[:, 0], pairs[:, 1]
+    ka, kb = var_kind[a], var_kind[b]
+    out = []
+    ii = np.flatnonzero((ka == 0) & (kb == 0))
+    ix = np.flatnonzero((ka == 0) & (kb == 1))
+    xi = np.flatnonzero((ka == 1) & (kb == 0))
+    order = np.concatenate([ii, ix, xi])
+    if ii.size:
+        ia, ib = var_idx[a[ii]], var_idx[b[ii]]
+        out.append(l[ia] * l[ib] * S_eta[item_c[ia], item_c[ib]])
+    if ix.size:
+        ia, xb = var_idx[a[ix]], var_idx[b[ix]]
+        out.append(l[ia] * SxG[item_c[ia], xb])
+    if xi.size:
+        xa, ib = var_idx[a[xi]], var_idx[b[xi]]
+        out.append(l[ib] * SxG[item_c[ib], xa])
+    return out, np.argsort(order)
+
+
+def build_polychoric_model(graph: CausalGraph, data: PolychoricData, priors: object | None = None, *,
+                           settings: PolychoricSettings | None = None,
+                           stability: StabilitySettings | None = None):
+    """Build the PyMC model of the polychoric route (stage 2).
+
+    Parameters
+    ----------
+    graph, data, priors
+        The diagram, the stage-1 summaries (:func:`polychoric_data`) and the edge priors.
+    settings, stability
+        Measurement priors / single-item reliability, and the stability barrier.
+
+    Returns
+    -------
+    (pm.Model, ModelLayout)
+        Free variables: the grouped edge coefficients and ``loading`` (theta-parameterisation
+        scale, free loadings only). Deterministics ``beta`` (edge), ``psi`` and ``alpha``
+        (node), ``lambda`` (item, correlation scale), ``rho_abs_bound``.
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    st = settings or PolychoricSettings()
+    stability = stability or StabilitySettings()
+    if not 0 < st.reliability < 1:
+        raise ModelError(f"reliability must be in (0, 1), got {st.reliability}")
+
+    class _D:
+        x_names = data.x_names
+        item_construct = data.item_construct
+
+    latent, covariates, absent = _classify(graph, _D)  # type: ignore[arg-type]
+    unknown = sorted(set(data.item_construct) - set(graph.nodes))
+    if unknown:
+        raise ModelError(f"items measure nodes that are not in the graph: {unknown}")
+    measured = data.constructs
+    lik_latent = [k for k in latent if k in measured]
+    li = {k: i for i, k in enumerate(latent)}
+    lli = {k: i for i, k in enumerate(lik_latent)}
+    ci = {k: i for i, k in enumerate(covariates)}
+    eps = edge_prior_values(priors, graph)
+    keys = graph.edge_keys
+    edge_kind = {}
+    for e in graph.edges:
+        if e.source in ci:
+            kind = "covariate" if e.target in lli else "prior_only"
+        elif e.source in absent:
+            kind = "absent"
+        else:
+            kind = "latent" if (e.source in lli and e.target in lli) else "prior_only"
+        edge_kind[e.key] = kind
+    counts = {c: data.item_construct.count(c) for c in measured}
+    single = tuple(c for c in measured if counts[c] == 1)
+    m, q = len(data.item_names), len(covariates)
+    # covariates in the model's order, observed by their stage-1 variables
+    xvar = dict(zip(data.x_names, data.x_vars, strict=True))
+    x_cov_all = data.x_cov
+    xo = [data.x_names.index(c) for c in covariates]
+    x_cov = x_cov_all[np.ix_(xo, xo)] if q else np.zeros((0, 0))
+    names = data.stats.names
+    var_kind = np.full(len(names), -1)
+    var_idx = np.full(len(names), -1)
+    for i, v in enumerate(data.item_names):
+        var_kind[names.index(v)], var_idx[names.index(v)] = 0, i
+    for k, c in enumerate(covariates):
+        var_kind[names.index(xvar[c])], var_idx[names.index(xvar[c])] = 1, k
+    pairs = data.stats.pairs[data.lik_pairs]
+    r_hat = data.stats.r[data.lik_pairs]
+    G_hat = data.stats.acov[np.ix_(data.lik_pairs, data.lik_pairs)]
+    G_hat = G_hat + st.ridge * np.trace(G_hat) / max(len(G_hat), 1) * np.eye(len(G_hat))
+    try:
+        L = np.linalg.cholesky(G_hat)
+    except np.linalg.LinAlgError as err:
+        raise ModelError("the stage-1 asymptotic covariance is not positive definite "
+                         "(too few respondents for the number of correlations?)") from err
+    Linv = np.linalg.solve(L, np.eye(len(L)))
+    item_c = np.array([lli[c] for c in data.item_construct], dtype=int)
+    free = np.array([counts[c] > 1 for c in data.item_construct], bool)
+    coords = {"edge": list(keys), "node": list(graph.nodes), "latent": latent, "lik_latent": lik_latent,
+              "item": list(data.item_names), "covariate": covariates, "correlation": np.arange(len(r_hat))}
+    with pm.Model(coords=coords) as model:
+        beta = pm.Deterministic("beta", _edge_rvs(eps, list(keys)), dims="edge")
+
+        def block(idx: dict[str, int], kinds: tuple[str, ...]) -> pt.TensorVariable:
+            sel = [i for i, e in enumerate(graph.edges) if edge_kind[e.key] in kinds
+                   and e.source in idx and e.target in idx]
+            mat = pt.zeros((len(idx), len(idx)))
+            if sel:
+                r = np.array([idx[graph.edges[i].target] for i in sel])
+                c = np.array([idx[graph.edges[i].source] for i in sel])
+                mat = pt.set_subtensor(mat[r, c], beta[np.array(sel)])
+            return mat
+
+        def gamma(idx: dict[str, int]) -> pt.TensorVariable:
+            sel = [i for i, e in enumerate(graph.edges) if e.source in ci and e.target in idx]
+            mat = pt.zeros((len(idx), q))
+            if sel:
+                r = np.array([idx[graph.edges[i].target] for i in sel])
+                c = np.array([ci[graph.edges[i].source] for i in sel])
+                mat = pt.set_subtensor(mat[r, c], beta[np.array(sel)])
+            return mat
+
+        pl = len(latent)
+        B_full = block(li, ("latent", "prior_only"))
+        A_full = pt.linalg.inv(pt.eye(pl) - B_full)
+        if q:
+            AGf = pt.dot(A_full, gamma(li))
+            dxf = pt.sum(pt.dot(AGf, x_cov) * AGf, axis=1)
+        else:
+            dxf = pt.zeros((pl,))
+        psi_full_lat = pt.linalg.solve(A_full * A_full, 1.0 - dxf)
+        psi_full = pt.zeros((len(graph.nodes),))
+        psi_full = pt.set_subtensor(psi_full[np.array([graph.node_index[k] for k in latent])], psi_full_lat)
+        if q:
+            psi_full = pt.set_subtensor(psi_full[np.array([graph.node_index[k] for k in covariates])],
+                                        np.diag(x_cov))
+        pm.Deterministic("psi", psi_full, dims="node")
+        pm.Deterministic("alpha", pt.zeros((len(graph.nodes),)), dims="node")
+        rho = _perron_root(pt.abs(B_full), stability.power_iterations)
+        pm.Deterministic("rho_abs_bound", rho)
+        pm.Potential("stability", -pt.softplus(-(stability.rho_max - rho) / stability.width))
+        pm.Potential("standardisation_full", pt.sum(-pt.softplus(-(psi_full_lat - 0.02) / 0.01)))
+        P = len(lik_latent)
+        B = block(lli, ("latent",))
+        A = pt.linalg.inv(pt.eye(P) - B)
+        G = gamma(lli)
+        if q:
+            AG = pt.dot(A, G)
+            dx = pt.sum(pt.dot(AG, x_cov) * AG, axis=1)
+            SxG = pt.dot(AG, x_cov)
+            S_x_part = pt.dot(SxG, AG.T)
+        else:
+            dx = pt.zeros((P,))
+            SxG = pt.zeros((P, 1))
+            S_x_part = pt.zeros((P, P))
+        psi = pt.linalg.solve(A * A, 1.0 - dx)
+        psi_ok = pt.all(pt.gt(psi, 1e-4))
+        psi_safe = pt.switch(pt.gt(psi, 1e-4), psi, 1e-4)
+        pm.Potential("standardisation", pt.switch(psi_ok, 0.0, -np.inf))
+        S_eta = pt.dot(A * psi_safe[None, :], A.T) + S_x_part
+        # loadings on the correlation scale
+        l = pt.zeros((m,))
+        if free.any():
+            lam_free = pm.TruncatedNormal("loading", mu=st.loading_mu, sigma=st.loading_sd, lower=0.0,
+                                          shape=int(free.sum()), initval=np.ones(int(free.sum())))
+            l = pt.set_subtensor(l[np.flatnonzero(free)], lam_free / pt.sqrt(1.0 + lam_free ** 2))
+        if (~free).any():
+            l = pt.set_subtensor(l[np.flatnonzero(~free)], np.sqrt(st.reliability))
+        pm.Deterministic("lambda", l, dims="item")
+        parts, inv = implied_correlations(S_eta, SxG, l, item_c, var_kind, var_idx, pairs)
+        rho_vec = pt.concatenate(parts)[inv] if len(parts) > 1 else parts[0][inv]
+        r_w = _data("r_whitened", Linv @ r_hat)
+        L_inv = _data("gamma_inv_chol", Linv)
+        resid = r_w - pt.dot(L_inv, rho_vec)
+        pm.Potential("correlations", -0.5 * pt.sum(resid ** 2))
+    layout = ModelLayout(
+        nodes=tuple(graph.nodes), latent=tuple(latent), covariates=tuple(covariates), absent=tuple(absent),
+        unobserved_latent=tuple(k for k in latent if k not in measured), edge_keys=tuple(keys),
+        edge_kind=edge_kind, items=tuple(data.item_names), item_construct=tuple(data.item_construct),
+        single_item_constructs=single, reliability=st.reliability, stability=stability, edge_priors=eps,
+        lik_latent=tuple(lik_latent), unmeasured="cut")
+    return model, layout
+
