@@ -306,3 +306,9 @@ def test_policies_json_prints_only_json(tmp_path: Path) -> None:
                    "        coverage_source: 'assumption: x'\n")
     res = runner.invoke(app, ["policies", "--json", "--policies", str(bad)])
     assert res.exit_code == EXIT_INPUT_ERROR and "not a policy lever" in res.output
+
+
+def test_help_shows_flags_as_flags() -> None:
+    res = CliRunner().invoke(app, ["run", "--help"])
+    assert res.exit_code == 0
+    assert "--overwrite" in res.output and "<bool>" not in res.output

@@ -20,6 +20,28 @@ __all__ = ["app", "graph_app", "handle_errors", "EXIT_INPUT_ERROR", "GraphOption
 
 logger = logging.getLogger("veerkracht_bayes")
 
+def _flags_without_type(option_cls: Any) -> None:
+    """Show boolean flags as flags in ``--help``: this typer release prints ``<bool>`` after every
+    flag (``--json <bool>``), as if it took a value. Only the help text changes."""
+    original = getattr(option_cls, "display_type_rich", None)
+    if original is None or getattr(original, "_veerkracht_flags", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        return None if getattr(self, "is_flag", False) else original(self, ctx)
+
+    display_type_rich._veerkracht_flags = True  # type: ignore[attr-defined]
+    option_cls.display_type_rich = display_type_rich
+
+
+try:  # the CLI layer only: library modules never import this
+    from typer.core import TyperOption as _TyperOption
+
+    _flags_without_type(_TyperOption)
+except ImportError:  # pragma: no cover - other typer layouts print flags correctly
+    pass
+
+
 #: Exit code for bad input (a :class:`VeerkrachtError`).
 EXIT_INPUT_ERROR = 2
 

@@ -612,9 +612,12 @@ def _sensitivity_sentence(c: _Ctx, outcome: str, lang: str) -> str | None:
             s += (f"{run} would overtake at any coverage." if en
                   else f"{run} haalt bij elk bereik in.")
         else:
-            s += (f"{run} would overtake if it reached at least {_pct(be, lang)} of its target "
+            share = f"{100 * be:.1f}%" if be >= 0.995 or be <= 0.005 else _pct(be, lang)
+            if not en:
+                share = share.replace(".", ",")
+            s += (f"{run} would overtake if it reached at least {share} of its target "
                   "group (break-even coverage)." if en else
-                  f"{run} haalt in als het minstens {_pct(be, lang)} van zijn doelgroep bereikt "
+                  f"{run} haalt in als het minstens {share} van zijn doelgroep bereikt "
                   "(omslagpunt).")
     return s.strip()
 

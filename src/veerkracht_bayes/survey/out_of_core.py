@@ -432,6 +432,19 @@ def _clean_chunk(df: pd.DataFrame, lay: _Layout, *, offset: int, label: str, wei
     y = np.empty((len(df), len(lay.item_cols)))
     for j, col in enumerate(lay.item_cols):
         y[:, j] = column(col)
+        transform = getattr(lay.cb.item(col), "transform", None)
+        if transform is not None:
+            # element-wise transforms only: a rank transform needs all rows at once, and a
+            # reverse-coded transformed item would not be an affine flip of the transformed value
+            if transform == "rank_normal" or lay.reverse[len(lay.cov_cols) + j]:
+                problems.append(Problem(f"item {col!r}: transform {transform!r}"
+                                        f"{' on a reverse-coded item' if transform != 'rank_normal' else ''} "
+                                        "is not available on the out-of-core path; read the survey in memory "
+                                        "(read_survey) or use log/log1p", field=col, value=transform))
+                continue
+            from veerkracht_bayes.survey.codebook import apply_transform
+
+            y[:, j] = apply_transform(y[:, j], transform, col, label)
     if problems:
         raise SurveyError(problems)
     return x, y, w, hashes, int(id_missing.sum())
