@@ -137,7 +137,7 @@ def test_new_data_and_seed_do_not_compile_the_sampler_again(two_models, caplog):
     _, md2, m2, lay2 = two_models[1]
     s = jax_nuts.JaxNutsSettings(draws=20, tune=20, chains=2, chain_method="parallel")
     if jax.local_device_count() < 2:
-        pytest.skip("needs two XLA devices (set by the package's XLA_FLAGS on a 2-core machine)")
+        pytest.skip("needs two XLA devices (asked for by veerkracht_bayes.runtime.ensure_cpu_devices in the test session on a machine with 2+ cores)")
     p1 = _prior_draws(m1, lay1, g, 20, 1, md1.x_cov)
     p2 = _prior_draws(m2, lay2, g, 20, 2, md2.x_cov)
     jax_nuts.sample_nuts(m1, initial_values(m1, lay1, p1, 2, 1), s, 1)
