@@ -60,19 +60,17 @@ Likert scores as continuous (route (a)) biases the loadings and hence B.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import xarray as xr
 
 from veerkracht_bayes.graph.causal_graph import CausalGraph
+from veerkracht_bayes.graph.identification import model_classes
 from veerkracht_bayes.errors import ModelError, Problem
 from veerkracht_bayes.sem import algebra
-from veerkracht_bayes.sem.model_builder import (DATA_PREFIX, ModelLayout, StabilitySettings, _classify, _edge_rvs, _perron_root,
+from veerkracht_bayes.sem.model_builder import (DATA_PREFIX, ModelLayout, StabilitySettings, _edge_rvs, _perron_root,
                             edge_prior_values)
 from veerkracht_bayes.sem.preconditioning import ordinal_normal_scores, ordinal_score_guide
 
@@ -470,29 +468,19 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
     if not 0 < st.reliability < 1:
         raise ModelError(f"reliability must be in (0, 1) on the ordinal path, got {st.reliability}")
 
-    class _D:  # what _classify needs
-        x_names = data.x_names
-        item_construct = tuple(data.item_construct) + tuple(data.cont_construct)
-
-    latent, covariates, absent = _classify(graph, _D)  # type: ignore[arg-type]
-    unknown = sorted(set(_D.item_construct) - set(graph.nodes))
+    item_construct = tuple(data.item_construct) + tuple(data.cont_construct)
+    unknown = sorted(set(item_construct) - set(graph.nodes))
     if unknown:
         raise ModelError(f"items measure nodes that are not in the graph: {unknown}")
+    # the one classification of nodes and links (graph.identification), as the continuous path uses
+    classes = model_classes(graph, item_construct, tuple(data.x_names))
+    latent, covariates, absent = list(classes.latent), list(classes.covariates), list(classes.absent)
     measured = data.constructs
-    lik_latent = [n for n in latent if n in measured]
+    lik_latent = list(classes.lik_latent)
     lli = {n: i for i, n in enumerate(lik_latent)}
-    ci = {n: i for i, n in enumerate(covariates)}
     eps = edge_prior_values(priors, graph)
     keys = graph.edge_keys
-    edge_kind = {}
-    for e in graph.edges:
-        if e.source in ci:
-            kind = "covariate" if e.target in lli else "prior_only"
-        elif e.source in absent:
-            kind = "absent"
-        else:
-            kind = "latent" if (e.source in lli and e.target in lli) else "prior_only"
-        edge_kind[e.key] = kind
+    edge_kind = dict(classes.edge_kind)
     all_items = tuple(data.item_names) + tuple(data.cont_names)
     all_cons = tuple(data.item_construct) + tuple(data.cont_construct)
     counts = {c: all_cons.count(c) for c in measured}

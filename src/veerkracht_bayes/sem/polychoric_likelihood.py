@@ -39,12 +39,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from veerkracht_bayes.graph.identification import model_classes
 from veerkracht_bayes.errors import ModelError, Problem
 from veerkracht_bayes.graph.causal_graph import CausalGraph
 from veerkracht_bayes.sem.model_builder import (
     ModelLayout,
     StabilitySettings,
-    _classify,
     _data,
     _edge_rvs,
     _perron_root,
@@ -212,30 +212,20 @@ def build_polychoric_model(graph: CausalGraph, data: PolychoricData, priors: obj
     if not 0 < st.reliability < 1:
         raise ModelError(f"reliability must be in (0, 1), got {st.reliability}")
 
-    class _D:
-        x_names = data.x_names
-        item_construct = data.item_construct
-
-    latent, covariates, absent = _classify(graph, _D)  # type: ignore[arg-type]
     unknown = sorted(set(data.item_construct) - set(graph.nodes))
     if unknown:
         raise ModelError(f"items measure nodes that are not in the graph: {unknown}")
+    # the one classification of nodes and links (graph.identification), as the other paths use
+    classes = model_classes(graph, tuple(data.item_construct), tuple(data.x_names))
+    latent, covariates, absent = list(classes.latent), list(classes.covariates), list(classes.absent)
     measured = data.constructs
-    lik_latent = [k for k in latent if k in measured]
+    lik_latent = list(classes.lik_latent)
     li = {k: i for i, k in enumerate(latent)}
     lli = {k: i for i, k in enumerate(lik_latent)}
     ci = {k: i for i, k in enumerate(covariates)}
     eps = edge_prior_values(priors, graph)
     keys = graph.edge_keys
-    edge_kind = {}
-    for e in graph.edges:
-        if e.source in ci:
-            kind = "covariate" if e.target in lli else "prior_only"
-        elif e.source in absent:
-            kind = "absent"
-        else:
-            kind = "latent" if (e.source in lli and e.target in lli) else "prior_only"
-        edge_kind[e.key] = kind
+    edge_kind = dict(classes.edge_kind)
     counts = {c: data.item_construct.count(c) for c in measured}
     single = tuple(c for c in measured if counts[c] == 1)
     m, q = len(data.item_names), len(covariates)
