@@ -216,17 +216,10 @@ def _posterior_names(model) -> list[str]:  # noqa: ANN001
 
 def _beta_initvals(model, layout: ModelLayout, prior: xr.Dataset, picks: np.ndarray) -> list[dict]:  # noqa: ANN001
     """Initial values per chain: the grouped edge RVs at a prior draw, eta at 0."""
-    keys = list(layout.edge_keys)
-    groups: dict[str, list[int]] = {}
-    for i, k in enumerate(keys):
-        p = layout.edge_priors[k]
-        name = f"beta_{p.distribution}{'_pos' if p.lower is not None else ''}{'_neg' if p.upper is not None else ''}"
-        groups.setdefault(name, []).append(i)
-    out = []
-    for i in picks:
-        b = prior["beta"].isel(chain=0, draw=int(i)).values
-        d = {name: b[np.array(idx)] for name, idx in groups.items() if name in model.named_vars}
-        lat = "u" if "u" in model.named_vars else "z"
+    from veerkracht_bayes.inference.sampling import edge_starts
+
+    lat = "u" if "u" in model.named_vars else "z"
+    out = edge_starts(model, layout, prior, picks)
+    for d in out:
         d[lat] = np.zeros(tuple(int(s) for s in model[lat].shape.eval()))
-        out.append(d)
     return out

@@ -171,17 +171,10 @@ def _x_cov(data: PolychoricData, layout: ModelLayout) -> np.ndarray:
 
 def _initvals(model, layout: ModelLayout, prior: xr.Dataset, picks: np.ndarray) -> list[dict]:
     """Per chain: grouped edge RVs at a prior draw, loadings at 1 (correlation-scale 0.71)."""
-    keys = list(layout.edge_keys)
-    groups: dict[str, list[int]] = {}
-    for i, k in enumerate(keys):
-        p = layout.edge_priors[k]
-        name = f"beta_{p.distribution}{'_pos' if p.lower is not None else ''}{'_neg' if p.upper is not None else ''}"
-        groups.setdefault(name, []).append(i)
-    out = []
-    for i in picks:
-        b = prior["beta"].isel(chain=0, draw=int(i)).values
-        d = {name: b[np.array(idx)] for name, idx in groups.items() if name in model.named_vars}
-        if "loading" in model.named_vars:
+    from veerkracht_bayes.inference.sampling import edge_starts
+
+    out = edge_starts(model, layout, prior, picks)
+    if "loading" in model.named_vars:
+        for d in out:
             d["loading"] = np.ones(tuple(int(s) for s in model["loading"].shape.eval()))
-        out.append(d)
     return out

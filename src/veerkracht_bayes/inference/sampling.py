@@ -34,7 +34,7 @@ from veerkracht_bayes.sem.model_builder import ModelLayout, build_model
 from veerkracht_bayes.inference.provenance import collect_provenance
 from veerkracht_bayes.survey.statistics import ModelData
 
-__all__ = ["SamplerSettings", "FitResult", "fit", "enable_compilation_cache", "initial_values",
+__all__ = ["SamplerSettings", "FitResult", "fit", "enable_compilation_cache", "initial_values", "edge_starts",
            "native_groups", "observed_summaries", "pattern_loglik", "log_likelihood_by_pattern",
            "measurement_draws", "MIN_PATTERN_SIZE"]
 
@@ -778,3 +778,27 @@ def fit(
     idata.attrs["provenance"] = json.dumps(prov, sort_keys=True, default=str)
     idata.attrs["prior_only"] = int(data is None)
     return FitResult(idata=idata, layout=layout, graph=graph, data=data, settings=settings)
+
+
+def edge_starts(model: object, layout: object, prior: object, picks: object) -> list[dict]:
+    """Per chain, the grouped edge variables of ``model`` at the prior draws ``picks``.
+
+    The groups are :func:`~veerkracht_bayes.sem.preconditioning.edge_groups` of the layout's
+    edge priors (one PyMC variable per prior family and bounds), so a start is the prior draw of
+    ``beta`` split the way the model holds it. Fitting paths add their own latent starts.
+
+    Examples
+    --------
+    >>> edge_starts(object(), type("L", (), {"edge_keys": (), "edge_priors": {}})(), None, [])
+    []
+    """
+    from veerkracht_bayes.sem.preconditioning import edge_groups
+
+    keys = list(layout.edge_keys)  # type: ignore[attr-defined]
+    groups = [(name, np.array(idx)) for name, _, idx in edge_groups(layout.edge_priors, keys)]  # type: ignore[attr-defined]
+    named = getattr(model, "named_vars", {})
+    out = []
+    for i in picks:  # type: ignore[attr-defined]
+        b = prior["beta"].isel(chain=0, draw=int(i)).values  # type: ignore[index]
+        out.append({name: b[idx] for name, idx in groups if name in named})
+    return out
