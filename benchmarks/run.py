@@ -33,7 +33,8 @@ leak between them; peak memory = VmHWM of that subprocess):
    reported too).
    ``uncertainty``: one MARVEL fit at N = 20,000 (not timed), then ``structure_seconds``
    (inclusion probabilities of the inferred links + robustness over 200 drawn structures) and
-   ``voi_seconds`` (EVSI of every unmeasured construct x 3 wave sizes, and the EVPI).
+   ``voi_seconds`` (EVSI of every unmeasured construct x 3 wave sizes by preposterior
+   simulation + importance reweighting, and the EVPI).
 6. ``parquet``: time and peak memory (VmHWM) of ``out_of_core.stats_from_parquet`` on a
    synthetic Parquet file written in chunks (``bench_parquet.run_parquet_benchmark``).
 7. ``ordinal``: the exact ordinal path vs PyMC's default sampler on the same ordinal model
@@ -231,10 +232,10 @@ def stage_fit(a: dict) -> dict:
         import pymc as pm
 
         from veerkracht_bayes.sem.model_builder import build_model
-        from veerkracht_bayes.inference.sampling import _prior_draws, initial_values
+        from veerkracht_bayes.inference.sampling import draw_prior, initial_values
 
         model, layout = build_model(g, md)
-        prior = _prior_draws(model, layout, g, 200, 2023, md.x_cov)
+        prior = draw_prior(model, layout, g, 200, 2023, md.x_cov)
         init = initial_values(model, layout, prior, 1, 2023)[0]
         with model:
             idata = pm.sample(draws=a["draws"], tune=a["tune"], chains=2, cores=2, nuts_sampler="nutpie",
@@ -364,11 +365,11 @@ def build_naive_model(g, md):
 def stage_pymc(a: dict) -> dict:
     import pymc as pm
 
-    from veerkracht_bayes.inference.sampling import _prior_draws, initial_values
+    from veerkracht_bayes.inference.sampling import draw_prior, initial_values
 
     g, md, _ = model_data(a["n"], a.get("seed", 1))
     model, layout = build_naive_model(g, md)
-    prior = _prior_draws(model, layout, g, 200, 2023, md.x_cov)
+    prior = draw_prior(model, layout, g, 200, 2023, md.x_cov)
     initvals = initial_values(model, layout, prior, 2, 2023)
     # its cost per gradient, measured before sampling so that it is known even for a capped run
     print(json.dumps({"n": a["n"], "sampler": "pymc-naive", "grad_ms": _pymc_grad_ms(model), "partial": True}),
@@ -503,7 +504,8 @@ def stage_uncertainty(a: dict) -> dict:
     """``structure_seconds``: inclusion probabilities of every inferred MARVEL link (Savage-Dickey
     on the one fit: no refit per variant) plus the robustness of every policy x outcome ranking
     over the drawn structures; ``voi_seconds``: EVSI of every unmeasured construct x 3 wave sizes
-    and the EVPI, for one decision. The fit (N = ``n``) is not timed."""
+    and the EVPI, for one decision, by preposterior simulation (400 simulated waves per construct
+    and size, importance reweighting; the Gaussian approximation is timed alongside). The fit (N = ``n``) is not timed."""
     import numpy as np
 
     from veerkracht_bayes.causal.do import SubgroupInfo, do_query
@@ -526,13 +528,19 @@ def stage_uncertainty(a: dict) -> dict:
                             n_structures=a.get("n_structures", 200), draws_per_structure=200)
     t1 = time.perf_counter()
     dq = do_query(draws, ivs, ["wellbeing"], subgroups=subs, min_cell_size=0)
-    voi = voi_from_fit(res, dq, outcome="wellbeing", n=[500, 2000, 8000])
+    voi = voi_from_fit(res, dq, outcome="wellbeing", n=[500, 2000, 8000], method="reweight",
+                       outer_draws=400)
     t2 = time.perf_counter()
+    vg = voi_from_fit(res, dq, outcome="wellbeing", n=[500, 2000, 8000], method="gaussian")
+    t3 = time.perf_counter()
     inf = st.links[st.links["inferred"]]
     return {"structure_s": t1 - t0, "voi_s": t2 - t1, "n_inferred": int(len(inf)),
             "n_inferred_informed": int(inf["informed"].sum()),
             "n_candidates": int(voi["construct"].nunique()), "evpi": float(voi["evpi"].iloc[0]),
             "evsi_max": float(voi["evsi"].max()), "draws": int(draws.n_draws),
+            "voi_method": "reweight", "voi_outer_draws": 400,
+            "voi_share_k_bad_max": float(voi["share_k_bad"].max()),
+            "voi_gaussian_s": t3 - t2, "evsi_max_gaussian": float(vg["evsi"].max()),
             "p_rank_holds_min": float(np.min(st.robustness["p_rank_holds"]))}
 
 

@@ -86,6 +86,7 @@ if FAST:
     cfg = cfg.model_copy(deep=True).with_base(cfg.base_dir, cfg.path)
     cfg.sampler.tune = cfg.sampler.draws = FAST_DRAWS
     cfg.sampler.prior_draws = max(2 * FAST_DRAWS, 50)
+    cfg.model.group_draws = cfg.model.group_tune = FAST_DRAWS  # the "for whom" multi-group fit
     cfg.diagnostics.ess_min = cfg.diagnostics.ess_min * FAST_DRAWS / 300
     cfg.diagnostics.ppp_draws = 50
 print(cfg.sampler)

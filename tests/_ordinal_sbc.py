@@ -9,7 +9,7 @@ fixed (the model is conditional on x, and its sample covariance enters the stand
 
 Per replication r:
 
-1. the true parameters are drawn from the model's own prior: beta from ``_prior_group``
+1. the true parameters are drawn from the model's own prior: beta from ``ordinal_prior_draws``
    (the forward draws ``fit_ordinal`` stores as its prior, stability and standardisation
    barriers applied by rejection), loadings from ``N+(1, 1)``, each item's thresholds as the
    sorted values of four ``N(0, 2.5)`` draws (the ordered-normal prior of the model);
@@ -46,7 +46,7 @@ from scipy.stats import truncnorm  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent / "sem"))
 from test_ordinal_model import EDGES, WidePriors, make_graph  # noqa: E402
 
-from veerkracht_bayes.inference.ordinal_fit import _prior_group, fit_ordinal  # noqa: E402
+from veerkracht_bayes.inference.ordinal_fit import ordinal_prior_draws, fit_ordinal  # noqa: E402
 from veerkracht_bayes.sem.ordinal import OrdinalData, OrdinalSettings, build_ordinal_model  # noqa: E402
 from veerkracht_bayes.inference.sampling import SamplerSettings  # noqa: E402
 
@@ -96,7 +96,7 @@ def draw_truths(reps: int, x: np.ndarray, seed: int) -> list[dict[str, np.ndarra
     st = OrdinalSettings()
     dummy = ordinal_data(np.zeros((N, m), dtype=int), x)
     _, layout = build_ordinal_model(graph, dummy, WidePriors())
-    beta = _prior_group(layout, graph, reps, seed, dummy.x_cov)["beta"].isel(chain=0).values  # (reps, edge)
+    beta = ordinal_prior_draws(layout, graph, reps, seed, dummy.x_cov)["beta"].isel(chain=0).values  # (reps, edge)
     keys = list(layout.edge_keys)
     order = [keys.index(f"{s}->{t}") for s, t, _ in EDGES]
     rng = np.random.default_rng(seed + 1)

@@ -151,11 +151,11 @@ class SBCEngine:
 
     # -- truth ---------------------------------------------------------------------------------
     def prior_draws(self, n: int, seed: int) -> list[dict[str, np.ndarray]]:
-        """Draws from the model's prior, barriers included (``sampling._prior_draws``)."""
-        from veerkracht_bayes.inference.sampling import _prior_draws
+        """Draws from the model's prior, barriers included (``sampling.draw_prior``)."""
+        from veerkracht_bayes.inference.sampling import draw_prior
 
         x_cov = self.x.T @ self.x / self.x.shape[0]  # the covariates' moments enter psi
-        ds = _prior_draws(self.model, self.layout, self.graph, n, seed, x_cov)
+        ds = draw_prior(self.model, self.layout, self.graph, n, seed, x_cov)
         keys = ["beta", "lambda", "theta", "nu", "psi"] + [rv.name for rv in self.model.free_RVs]
         return [{k: np.asarray(ds[k].isel(chain=0, draw=i).values) for k in dict.fromkeys(keys)}
                 for i in range(n)]

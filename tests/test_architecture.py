@@ -8,6 +8,9 @@
   inference/; report/ never imports workflow/; no library module imports cli/.
 - No import cycles between modules.
 - Importing the package or any module changes no process-wide JAX/XLA setting.
+- Tests use no private name of the package (``_x`` imported, read as ``module._x`` or patched).
+- No module of the package uses a private name of another module; a private module (``p._m``)
+  is private to its package ``p`` and may be imported by the modules inside ``p``.
 """
 
 from __future__ import annotations
@@ -149,3 +152,113 @@ def test_notebooks_use_public_namespaces() -> None:
                 if deep or parts[1:2] == ["cli"] or private:
                     bad.append(f"{nb.name}:{node.lineno}: from {node.module} import ...")
     assert not bad, "\n".join(bad)
+
+
+def _private(name: str) -> bool:
+    """``_x`` is private; dunders (``__file__``) and protocol names (``_repr_html_``) are not."""
+    return name.startswith("_") and not name.endswith("_")
+
+
+def _private_module_parts(module: str, importer: str | None) -> int:
+    """How many private components of the dotted ``module`` are out of ``importer``'s reach: a
+    private module ``p._m`` may be imported by the modules inside package ``p`` (``importer``
+    None: by none, as for tests)."""
+    parts = module.split(".")
+    n = 0
+    for i, p in enumerate(parts):
+        package = ".".join(parts[:i])
+        inside = importer is not None and (importer == package or importer.startswith(package + "."))
+        n += _private(p) and not inside
+    return n
+
+
+def _private_uses(tree: ast.AST, importer: str | None = None) -> list[tuple[int, str]]:
+    """(line, what) of every use of a private name of a ``veerkracht_bayes`` module: ``from
+    veerkracht_bayes.m import _x``, ``import veerkracht_bayes._m``, ``alias._x`` where ``alias``
+    is bound to a package module or name by an import, and ``setattr(alias, "_x", ...)``
+    (``monkeypatch.setattr`` included). ``importer``: the dotted name of the module the tree is
+    from, whose own package's private modules it may import (None for a test file)."""
+    bound: set[str] = set()
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "veerkracht_bayes":
+            out += [(node.lineno, f"from {node.module} import {a.name}") for a in node.names if _private(a.name)]
+            out += [(node.lineno, f"from {node.module} ...")] * _private_module_parts(node.module, importer)
+            bound.update(a.asname or a.name for a in node.names)
+        elif isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name.split(".")[0] == "veerkracht_bayes":
+                    out += [(node.lineno, f"import {a.name}")] * _private_module_parts(a.name, importer)
+                    bound.add(a.asname or "veerkracht_bayes")
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _private(node.attr):
+            base = node.value
+            while isinstance(base, ast.Attribute) and not _private(base.attr):
+                base = base.value
+            if isinstance(base, ast.Name) and base.id in bound:
+                out.append((node.lineno, ast.unparse(node)))
+        elif (isinstance(node, ast.Call) and len(node.args) >= 2
+              and (getattr(node.func, "attr", None) or getattr(node.func, "id", None)) in ("setattr", "delattr")
+              and isinstance(node.args[0], ast.Name) and node.args[0].id in bound
+              and isinstance(node.args[1], ast.Constant) and isinstance(node.args[1].value, str)
+              and _private(node.args[1].value)):
+            out.append((node.lineno, f"{ast.unparse(node.func)}({node.args[0].id}, {node.args[1].value!r}, ...)"))
+    return out
+
+
+def test_tests_use_no_private_name_of_the_package() -> None:
+    """Tests reach the package through public names only (a helper worth testing gets a public
+    name in its module); ``tests/_*.py`` helpers are the tests' own and may be imported."""
+    root = PKG.parents[1] / "tests"
+    bad = []
+    for path in sorted(root.rglob("*.py")):
+        for line, what in _private_uses(ast.parse(path.read_text(encoding="utf-8"))):
+            bad.append(f"{path.relative_to(root.parent)}:{line}: {what}")
+    assert not bad, "tests use private names of the package:\n" + "\n".join(bad)
+
+
+def test_private_name_check_can_fail() -> None:
+    """The check above finds each form of private use."""
+    src = ("import veerkracht_bayes.workflow.pipeline as p\n"
+           "from veerkracht_bayes.inference import jax_nuts\n"
+           "from veerkracht_bayes.survey.reading import (\n    read_survey,\n    _helper,\n)\n"
+           "p._steps\njax_nuts._cache.clear()\nmonkeypatch.setattr(jax_nuts, '_flag', 1)\n"
+           "p.__file__\nread_survey._repr_html_\nother._private\n")
+    found = sorted(w for _, w in _private_uses(ast.parse(src)))
+    assert found == ["from veerkracht_bayes.survey.reading import _helper", "jax_nuts._cache",
+                     "monkeypatch.setattr(jax_nuts, '_flag', ...)", "p._steps"], found
+
+
+# Private names of other modules that the package itself still uses, each with its reason.
+# Keys are (module, use) as the check prints them; keep this list empty where possible.
+PRIVATE_USE_ALLOWED: dict[tuple[str, str], str] = {}
+
+
+def test_modules_use_no_private_name_of_another_module() -> None:
+    """A helper one module shares with another gets a public name (docstring, ``__all__``) in
+    the module that owns it; no module imports, reads or patches another module's ``_x``."""
+    bad, used = [], set()
+    for mod, path in MODULES.items():
+        for line, what in _private_uses(ast.parse(path.read_text(encoding="utf-8")), importer=mod):
+            if (mod, what) in PRIVATE_USE_ALLOWED:
+                used.add((mod, what))
+                continue
+            bad.append(f"{path.relative_to(PKG.parents[1])}:{line}: {what}")
+    assert not bad, "modules use private names of other modules:\n" + "\n".join(bad)
+    stale = sorted(set(PRIVATE_USE_ALLOWED) - used)
+    assert not stale, f"allow-list entries no longer needed (remove them): {stale}"
+
+
+def test_private_module_rule_can_fail() -> None:
+    """Inside ``veerkracht_bayes`` a package-private module is fine; another module's ``_x`` is not,
+    nor a subpackage's private module imported from outside that subpackage."""
+    src = ("from veerkracht_bayes._lazy import attach\n"
+           "from veerkracht_bayes.sem._kernels import solve\n"
+           "from veerkracht_bayes.sem.lavaan_model import _helper, specify\n"
+           "import veerkracht_bayes.causal.do as do\n"
+           "do._private_helper\n")
+    found = sorted(w for _, w in _private_uses(ast.parse(src), importer="veerkracht_bayes.graph.spec"))
+    assert found == ["do._private_helper", "from veerkracht_bayes.sem._kernels ...",
+                     "from veerkracht_bayes.sem.lavaan_model import _helper"], found
+    inside = sorted(w for _, w in _private_uses(ast.parse(src), importer="veerkracht_bayes.sem.ordinal"))
+    assert "from veerkracht_bayes.sem._kernels ..." not in inside

@@ -53,6 +53,15 @@ class Fit:
         The survey the model was fitted to (subgroups for ``vb.do``), or None.
     priors
         The :class:`~veerkracht_bayes.priors.spec.PriorSet` used (None: vague priors).
+
+    Examples
+    --------
+    >>> import veerkracht_bayes as vb
+    >>> f = vb.fit("marvel", prior_only=True, prior_draws=50, seed=1)
+    >>> f
+    Fit(kind='diagram', prior_only=True)
+    >>> f.summary().columns.tolist()[:5]
+    ['link', 'mean', 'sd', 'lower', 'upper']
     """
 
     result: Any
@@ -96,9 +105,7 @@ class Fit:
         ['link', 'mean', 'sd']
         """
         if self.kind == "lavaan":
-            from veerkracht_bayes.sem.lavaan_model import parameter_table
-
-            return parameter_table(self.result, prob=ci_prob)
+            return self.result.table(prob=ci_prob)
         post = self.idata["posterior"]["beta"]
         x = post.stack(sample=("chain", "draw")).transpose("edge", "sample").values
         lo, hi = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2
@@ -143,7 +150,8 @@ def _is_lavaan_text(model: Any) -> bool:
 def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "marvel", draws: int = 1000,
         tune: int | None = None, chains: int = 2, seed: int = 2023, prior_only: bool = False,
         sampler: str = "numpyro", progress: bool = True, reliability: float = 0.8,
-        prior_draws: int = 1000, measurement: str = "continuous") -> Fit:
+        prior_draws: int = 1000, measurement: str = "continuous",
+        ordered: str | Sequence[str] | None = None) -> Fit:
     """Fit a diagram (or a lavaan model) to survey data with NUTS.
 
     Parameters
@@ -182,6 +190,11 @@ def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "mar
         the same :class:`Fit`; diagrams with a survey from :func:`read_survey` only; cost grows
         with the number of respondents; no ``log_likelihood`` group). Without data
         (``prior_only=True``) every measurement gives the same prior.
+    ordered
+        lavaan models only (lavaan's ``ordered=``): the ordinal/binary items, as names or
+        ``"x1,x2"``; thresholds and polychoric correlations with a Gaussian likelihood on the
+        correlations (:func:`~veerkracht_bayes.sem.lavaan_ordinal.fit_sem_ordinal`,
+        docs/lavaan_models.md "Ordered items"); the summary gains ``|`` threshold rows.
 
     Returns
     -------
@@ -203,7 +216,11 @@ def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "mar
     if _is_lavaan_text(model) or (isinstance(data, pd.DataFrame) and not isinstance(model, CausalGraph)
                                   and Path(str(model)).suffix.lower() in {".lav", ".lavaan", ".txt", ".model"}):
         return _fit_lavaan(model, data, priors=None if priors in ("marvel", "vague", "default") else priors,
-                           draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler, progress=progress)
+                           draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler, progress=progress,
+                           ordered=ordered)
+    if ordered:
+        raise ConfigError(Problem("ordered= applies to lavaan models; for a diagram use measurement='polychoric' "
+                                  "(the codebook says which items are ordinal)", field="ordered", value=ordered))
     from veerkracht_bayes.inference.sampling import SamplerSettings
     from veerkracht_bayes.inference.sampling import fit as _fit
     from veerkracht_bayes.survey.statistics import ModelData, model_data_from_survey
@@ -269,13 +286,19 @@ def _resolve_priors(priors: Any, graph: CausalGraph) -> tuple[Any, bool]:
 
 
 def _fit_lavaan(model: Any, df: Any, *, priors: Any, draws: int, tune: int, chains: int, seed: int,
-                sampler: str, progress: bool) -> Fit:
+                sampler: str, progress: bool, ordered: Any = None) -> Fit:
     from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan, read_lavaan
     from veerkracht_bayes.sem.lavaan_model import fit_sem
 
     if not isinstance(df, pd.DataFrame):
         raise ModelError("a lavaan model is fitted to a pandas DataFrame (columns named as in the model)")
     lav = parse_lavaan(model) if _is_lavaan_text(model) else read_lavaan(model)
+    if ordered:
+        from veerkracht_bayes.sem.lavaan_ordinal import fit_sem_ordinal
+
+        res = fit_sem_ordinal(lav, df, ordered, priors=priors, draws=draws, tune=tune, chains=chains,
+                              seed=seed, sampler=sampler, progressbar=progress)
+        return Fit(result=res, kind="lavaan")
     res = fit_sem(lav, df, priors=priors, draws=draws, tune=tune, chains=chains, seed=seed,
                   sampler=sampler, progressbar=progress)  # type: ignore[arg-type]
     return Fit(result=res, kind="lavaan")
@@ -292,6 +315,14 @@ class Effects:
         The per-draw :class:`~veerkracht_bayes.causal.do.DoResult`.
     table
         The summary (see :meth:`summary`).
+
+    Examples
+    --------
+    >>> import veerkracht_bayes as vb
+    >>> f = vb.fit("marvel", prior_only=True, prior_draws=50, seed=1)
+    >>> eff = vb.do(f, vb.Shift(node="social_network", delta=0.5), outcomes=["wellbeing"])
+    >>> isinstance(eff, Effects), "p_meaningful" in eff.summary().columns
+    (True, True)
     """
 
     result: DoResult
@@ -474,7 +505,8 @@ def structure(fit: Fit, policies: Any = None, *, outcomes: Sequence[str | Outcom
 def voi(fit: Fit, policies: Any = None, *, outcome: str = "wellbeing",
         candidates: str | Sequence[str] = "unmeasured", n: int | Sequence[int] = 2000,
         items: int = 3, reliability: float = 0.8, prevalence: Mapping[str, float] | None = None,
-        seed: int = 0) -> pd.DataFrame:
+        seed: int = 0, method: str = "reweight", outer_draws: int = 400,
+        max_refits: int = 0) -> pd.DataFrame:
     """What to measure next: EVSI of a survey wave per construct and wave size, and the EVPI of
     the decision "pick the policy with the best expected population effect on ``outcome``".
 
@@ -494,6 +526,12 @@ def voi(fit: Fit, policies: Any = None, *, outcome: str = "wellbeing",
         Subgroup shares when the fit has no survey.
     seed
         Seed.
+    method, outer_draws
+        ``"reweight"`` (preposterior simulation of ``outer_draws`` waves, update by importance
+        reweighting of the posterior draws) or ``"gaussian"`` (fast approximation).
+    max_refits
+        Short NUTS refits per candidate on a simulated wave whose importance weights
+        degenerate (each costs a fit; 0: none, such waves are flagged in ``share_k_bad``).
 
     Returns
     -------
@@ -510,11 +548,15 @@ def voi(fit: Fit, policies: Any = None, *, outcome: str = "wellbeing",
     >>> float(t["evsi"].max())
     0.0
     """
-    from veerkracht_bayes.workflow.uncertainty import voi_from_fit
+    from veerkracht_bayes.workflow.uncertainty import voi_from_fit, wave_refit
 
-    _, _, res = _policy_query(fit, policies, [outcome], prevalence, seed)
+    ivs, infos, res = _policy_query(fit, policies, [outcome], prevalence, seed)
+    refit = wave_refit(fit.result, ivs, outcome, priors=fit.priors, subgroups=infos, items=items,
+                       reliability=reliability, max_refits=max_refits,
+                       seed=seed) if max_refits else None
     return voi_from_fit(fit.result, res, outcome=outcome, candidates=candidates, n=n, items=items,
-                        reliability=reliability, seed=seed)
+                        reliability=reliability, seed=seed, method=method,
+                        outer_draws=outer_draws, refit=refit)
 
 
 # ------------------------------------------------------------------------------ other verbs

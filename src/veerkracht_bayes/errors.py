@@ -38,6 +38,11 @@ def did_you_mean(value: str, choices: Iterable[str], n: int = 3) -> str:
         Valid names.
     n
         Maximum number of suggestions.
+
+    Examples
+    --------
+    >>> did_you_mean("wellbeeing", ["wellbeing", "stress"])
+    " (did you mean 'wellbeing'?)"
     """
     matches = difflib.get_close_matches(str(value), list(choices), n=n, cutoff=0.6)
     if not matches:
@@ -48,7 +53,13 @@ def did_you_mean(value: str, choices: Iterable[str], n: int = 3) -> str:
 
 
 def format_path(loc: Sequence[str | int]) -> str:
-    """Format a YAML/JSON location tuple as ``edges[3].sign``."""
+    """Format a YAML/JSON location tuple as ``edges[3].sign``.
+
+    Examples
+    --------
+    >>> format_path(("edges", 3, "sign"))
+    'edges[3].sign'
+    """
     out = ""
     for part in loc:
         if isinstance(part, int):
@@ -76,6 +87,12 @@ class Problem:
         The offending field or column.
     value
         The offending value (repr-formatted in messages).
+
+    Examples
+    --------
+    >>> p = Problem("expected a number", file="survey.csv", line=12, field="age", value="twelve")
+    >>> str(p)
+    'survey.csv:12: expected a number'
     """
 
     message: str
@@ -104,6 +121,14 @@ class VeerkrachtError(ValueError):
     ----------
     problems
         One or more located problems; a plain string is accepted for a single one.
+
+    Examples
+    --------
+    >>> err = VeerkrachtError([Problem("first", field="a"), Problem("second", field="b")])
+    >>> len(err.problems)
+    2
+    >>> isinstance(SurveyError("bad row"), VeerkrachtError)
+    True
     """
 
     def __init__(self, problems: str | Problem | Sequence[Problem]) -> None:
@@ -123,31 +148,76 @@ class VeerkrachtError(ValueError):
 
 
 class SpecError(VeerkrachtError):
-    """A graph specification (YAML or lavaan syntax) is invalid."""
+    """A graph specification (YAML or lavaan syntax) is invalid.
+
+    Examples
+    --------
+    >>> try:
+    ...     raise SpecError(Problem("unknown sign '?'", file="graph.yaml", location="edges[3].sign"))
+    ... except VeerkrachtError as e:
+    ...     print(e)
+    graph.yaml edges[3].sign: unknown sign '?'
+    """
 
 
 class SurveyError(VeerkrachtError):
-    """A survey file or its codebook is invalid."""
+    """A survey file or its codebook is invalid.
+
+    Examples
+    --------
+    >>> print(SurveyError(Problem("weight is negative", file="survey.csv", line=6, field="weight", value=-1.0)))
+    survey.csv:6: weight is negative
+    """
 
 
 class PriorError(VeerkrachtError):
-    """A priors file is invalid or inconsistent with the graph."""
+    """A priors file is invalid or inconsistent with the graph.
+
+    Examples
+    --------
+    >>> print(PriorError(Problem("sd must be positive", field="edges.L1.sd", value=0)))
+    sd must be positive
+    """
 
 
 class ConfigError(VeerkrachtError):
-    """A run configuration or policy file is invalid."""
+    """A run configuration or policy file is invalid.
+
+    Examples
+    --------
+    >>> print(ConfigError("draws must be at least 100"))
+    draws must be at least 100
+    """
 
 
 class ModelError(VeerkrachtError):
-    """A model cannot be built from the given inputs."""
+    """A model cannot be built from the given inputs.
+
+    Examples
+    --------
+    >>> print(ModelError("the priors put most mass on unstable cycles"))
+    the priors put most mass on unstable cycles
+    """
 
 
 class IdentificationError(ModelError):
-    """A model is not identified from the data and the priors given."""
+    """A model is not identified from the data and the priors given.
+
+    Examples
+    --------
+    >>> issubclass(IdentificationError, ModelError)
+    True
+    """
 
 
 class InterventionError(VeerkrachtError):
-    """An intervention or query is invalid."""
+    """An intervention or query is invalid.
+
+    Examples
+    --------
+    >>> print(InterventionError(Problem("unknown node 'social_netwrok'", field="node")))
+    unknown node 'social_netwrok'
+    """
 
 
 def path_str(path: str | Path | None) -> str | None:

@@ -31,6 +31,12 @@ def read_text_utf8(path: str | Path, error_cls: type[VeerkrachtError] = Veerkrac
     ------
     VeerkrachtError
         If the file is missing or is not valid UTF-8 (names the line and byte).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import marvel_path
+    >>> "nodes:" in read_text_utf8(marvel_path())
+    True
     """
     p = Path(path)
     if not p.exists():
@@ -95,7 +101,14 @@ def _duplicate_key(node: yaml.Node, seen: set[int]) -> tuple[str, int, int] | No
 
 @dataclass(frozen=True)
 class YamlDocument:
-    """A parsed YAML document that can map a data path back to a line number."""
+    """A parsed YAML document that can map a data path back to a line number.
+
+    Examples
+    --------
+    >>> doc = load_yaml(text="{a: 1, b: {c: 2}}")
+    >>> isinstance(doc, YamlDocument), doc.data
+    (True, {'a': 1, 'b': {'c': 2}})
+    """
 
     data: Any
     root: yaml.Node | None
@@ -150,6 +163,12 @@ def load_yaml(
     -------
     YamlDocument
         The data plus a locator from data paths to line numbers.
+
+    Examples
+    --------
+    >>> doc = load_yaml(text="{name: marvel, edges: [{source: a, target: b}]}")
+    >>> doc.data["edges"][0]["target"]
+    'b'
     """
     label = None if path is None else str(path)
     if text is None:

@@ -9,12 +9,22 @@ from scipy import stats
 from veerkracht_bayes.causal.do import do_query
 from veerkracht_bayes.causal.draws import StructuralDraws
 from veerkracht_bayes.causal.interventions import Intervention, Shift
-from veerkracht_bayes.causal.voi import (VOI_COLUMNS, evpi, evsi, informed_links,
-                                         sampling_covariance, scale_reliability,
-                                         value_of_information)
+from veerkracht_bayes.causal.voi import (
+    VOI_COLUMNS,
+    evpi,
+    evsi,
+    evsi_reweight,
+    informed_links,
+    psis_weights,
+    sampling_covariance,
+    scale_reliability,
+    value_of_information,
+    wave_scores,
+)
 from veerkracht_bayes.errors import ConfigError
 from veerkracht_bayes.graph.causal_graph import CausalGraph
 from veerkracht_bayes.graph.spec import GraphSpec
+from veerkracht_bayes.sem import algebra
 
 MU, SD, K = 0.30, 0.10, 0.28  # a->y ~ N(MU, SD); the alternative policy's effect is the constant K
 
@@ -51,7 +61,7 @@ def setup():
 def test_closed_form_and_invariants(setup):
     g, d, res = setup
     tab = value_of_information(res, g, "y", measured={"y"}, n=[20, 200, 2000, 20000], items=3,
-                               reliability=0.8, seed=3)
+                               reliability=0.8, seed=3, method="gaussian")
     assert list(tab.columns) == list(VOI_COLUMNS)
     assert set(tab["construct"]) == {"a", "z"}
     # the decision's EVPI in closed form: E[max(0, D)] - max(0, E D), D = beta_ay - K ~ N(MU - K, SD)
@@ -123,7 +133,128 @@ def test_informed_links_follow_the_builder_and_the_order_condition():
 
 def test_measured_construct_at_larger_n(setup):
     g, d, res = setup
-    t = value_of_information(res, g, "y", measured={"y", "a"}, candidates="all", n=[100, 10000])
+    t = value_of_information(res, g, "y", measured={"y", "a"}, candidates="all", n=[100, 10000],
+                             method="gaussian")
     a = t[t["construct"] == "a"].sort_values("n")
     assert bool(a["measured"].iloc[0]) and a["informed_links"].iloc[0] == "a->y"
     assert a["evsi"].iloc[1] > a["evsi"].iloc[0] > 0
+
+
+# ------------------------------------------------------------------ preposterior reweighting route
+OUTER = 1500  # simulated waves per candidate in the reweighting tests (stated outer draws)
+
+
+@pytest.fixture(scope="module")
+def standardised():
+    """The two-policy graph with psi standardised (Var(eta) = 1 in every draw, as in a fit)."""
+    g = two_policy_graph()
+    rng = np.random.default_rng(5)
+    S = 3000
+    beta = np.column_stack([np.full(S, 0.5), rng.normal(MU, SD, S), np.full(S, K),
+                            rng.normal(0.2, 0.1, S)])
+    d0 = StructuralDraws.from_arrays(g, beta, np.zeros(len(g.nodes)))
+    psi = algebra.standardised_psi(algebra.equilibrium_matrix(d0.B, xp="numpy"), xp="numpy")
+    d = StructuralDraws.from_arrays(g, beta, np.zeros(len(g.nodes)), psi)
+    ivs = [Intervention(name="P1", parts=[Shift(node="L1", delta=1.0, unit="exposure")]),
+           Intervention(name="P2", parts=[Shift(node="L2", delta=0.5, unit="exposure")])]
+    return g, d, do_query(d, ivs, ["y"])
+
+
+def test_reweight_agrees_with_gaussian_approximation(standardised):
+    """Both routes on the same small graph: EVSI agree within Monte Carlo error (Gaussian: one
+    simulated estimate per draw, S = 3000; reweighting: OUTER simulated waves)."""
+    g, _, res = standardised
+    ns = [10, 30, 100]
+    kw = {"measured": {"y"}, "candidates": ["a"], "n": ns, "seed": 2}
+    ga = value_of_information(res, g, "y", method="gaussian", **kw)
+    rw = value_of_information(res, g, "y", method="reweight", outer_draws=OUTER, **kw)
+    assert (rw["method"] == "reweight").all() and (rw["outer_draws"] == OUTER).all()
+    assert (rw["share_k_bad"] < 0.05).all()  # importance weights usable at these n
+    for (_, a), (_, b) in zip(ga.sort_values("n").iterrows(), rw.sort_values("n").iterrows()):
+        tol = 3.0 * np.hypot(a["evsi_se"], b["evsi_se"])
+        assert abs(a["evsi"] - b["evsi"]) < tol, (a["n"], a["evsi"], b["evsi"], tol)
+        assert b["evsi"] > 5 * b["evsi_se"]  # the comparison is not between two zeros
+
+
+def test_reweight_invariants(standardised):
+    """0 <= EVSI <= EVPI, EVSI grows with n, off-path z ~ 0, on-path a beats z (reweighting)."""
+    g, _, res = standardised
+    tab = value_of_information(res, g, "y", measured={"y"}, n=[10, 100, 1000], seed=4,
+                               method="reweight", outer_draws=OUTER)
+    assert (tab["evsi"] >= 0).all()
+    assert (tab["evsi"] <= tab["evpi"] + 3 * tab["evsi_se"]).all()
+    a = tab[tab["construct"] == "a"].sort_values("n")
+    z = tab[tab["construct"] == "z"].sort_values("n")
+    assert np.all(np.diff(a["evsi"].to_numpy()) > 0)
+    assert (z["evsi"] < 0.02 * z["evpi"]).all()
+    assert (a["evsi"].to_numpy() > z["evsi"].to_numpy() + 3 * a["evsi_se"].to_numpy()).all()
+    assert tab["construct"].iloc[0] == "a"
+    # a large wave on the one uncertain input recovers (nearly) the EVPI
+    assert a["evsi"].iloc[-1] == pytest.approx(a["evpi"].iloc[-1], rel=0.15)
+
+
+def test_wave_scores_and_psis(standardised):
+    g, d, _ = standardised
+    names, Sig = wave_scores(g, d, {"y"}, "a", items=3, reliability=0.8)
+    assert names == ["y", "a"]  # levers are never observed; the candidate comes last
+    assert wave_scores(g, d, {"y", "z"}, "a", scope="neighbours")[0] == ["y", "a"]  # z: no link
+    assert wave_scores(g, d, {"y", "z"}, "a")[0] == ["y", "z", "a"]
+    rho = scale_reliability(3, 0.8)
+    # reliability: Var(eta) / Var(score) = rho; Cov(a, y) = beta_ay (unit variances)
+    assert np.allclose(1.0 / np.diagonal(Sig, axis1=1, axis2=2), rho, atol=1e-6)
+    assert np.allclose(Sig[:, 0, 1], d.B[:, 3, 2], atol=1e-9)
+    rng = np.random.default_rng(1)
+    w, k = psis_weights(np.vstack([rng.normal(0, 0.1, 4000), rng.standard_cauchy(4000) * 5]))
+    assert np.allclose(w.sum(axis=1), 1.0) and k[0] < 0.3 and k[1] > 0.7
+    # a refit fallback is called exactly for the waves whose weights degenerate
+    calls = []
+    U = np.stack([d.B[:, 3, 2], np.full(d.n_draws, 0.3)])
+    *_, diag = evsi_reweight(U, Sig, [100000], outer=200, seed=0,
+                             refit=lambda j, W, n: calls.append(j) or U[:, j])
+    assert diag[0]["n_refits"] == len(calls) == round(diag[0]["share_k_bad"] * 200) > 0
+    *_, diag = evsi_reweight(U, Sig, [100000], outer=200, seed=0, refit=lambda j, W, n: None)
+    assert diag[0]["n_refits"] == 0 and diag[0]["share_k_bad"] > 0  # over budget: flagged
+    with pytest.raises(ConfigError, match="unknown method"):
+        value_of_information(_res(standardised), g, "y", measured={"y"}, method="refit")
+
+
+def _res(setup):
+    return setup[2]
+
+
+def test_degenerate_weights_are_checked_against_their_null_baseline(standardised):
+    """A wave far larger than the posterior sample can represent: where the wave carries no
+    information on the decision (utilities independent of the wave's parameters, true EVSI 0)
+    the reweighted estimate is pure selection bias, matches its null baseline and is refused;
+    where it does carry information the estimate clears the baseline and is reported."""
+    from veerkracht_bayes.causal.voi import reweight_status
+
+    g, d, _ = standardised
+    _, Sig = wave_scores(g, d, {"y"}, "a", items=3, reliability=0.8)
+    b = d.B[:, 3, 2]
+    rng = np.random.default_rng(9)
+    for U, informative in ((np.stack([b, np.full(d.n_draws, K)]), True),
+                           (np.stack([rng.permutation(b), np.full(d.n_draws, K)]), False)):
+        (ev,), (se,), (dg,) = evsi_reweight(U, Sig, [200000], outer=400, seed=1)
+        assert dg["share_k_bad"] > 0.5  # the weights degenerate
+        st = reweight_status(ev, se, dg["evsi_null"], dg["evsi_null_se"], dg["share_k_bad"])
+        gap = (ev - dg["evsi_null"]) / np.hypot(se, dg["evsi_null_se"])
+        if informative:
+            assert st == "rough" and gap > 3
+        else:
+            assert ev > 0  # biased upward: the true value is 0
+            assert abs(gap) < 3 and st == "not_estimable"
+
+
+def test_table_reports_status_null_and_gaussian(standardised):
+    g, _, res = standardised
+    tab = value_of_information(res, g, "y", measured={"y"}, n=[30, 200000], seed=4,
+                               method="reweight", outer_draws=300)
+    assert set(tab["status"]) <= {"ok", "rough", "not_estimable"}
+    small = tab[tab["n"] == 30]
+    assert (small["status"] == "ok").all() and (small["evsi"] == small["evsi_raw"]).all()
+    refused = tab["status"] == "not_estimable"
+    assert tab.loc[refused, "evsi"].isna().all() and tab.loc[~refused, "evsi"].notna().all()
+    assert tab["evsi_gaussian"].notna().all() and tab["evsi_null"].notna().all()
+    z = tab[(tab["construct"] == "z") & (tab["n"] == 200000)].iloc[0]
+    assert z["status"] != "rough"  # z informs no lever path: never reported as valuable

@@ -146,7 +146,7 @@ def test_validate_nothing_given() -> None:
 
 def test_draw_fallback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(drawing, "dot_available", lambda: False)
-    monkeypatch.setattr(drawing, "_WARNED", False)
+    drawing.reset_dot_warning()
     out = tmp_path / "m.svg"
     res = _invoke("graph", "draw", "--out", str(out), "--highlight", "L1,L3")
     assert res.exit_code == 0, res.stderr

@@ -129,6 +129,7 @@ def test_demo_fast_twin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     from veerkracht_bayes.workflow import config as run_config
 
     monkeypatch.setattr(run_config, "FAST_DRAWS", 15)
+    monkeypatch.setattr(run_config, "FAST_GROUP_DRAWS", 15)
     monkeypatch.setattr(run_config, "FAST_PRIOR_DRAWS", 60)
     res = runner.invoke(app, ["demo", "--fast", "--force", "--out", str(tmp_path / "demo")])
     assert res.exit_code == 0, res.output

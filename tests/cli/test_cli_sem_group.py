@@ -52,3 +52,34 @@ def test_sem_group_errors(tmp_path):
     assert res.exit_code == 2 and "did you mean 'region'" in res.output
     res = runner.invoke(app, base + ["--group", "region", "--group-equal", "loadngs"])
     assert res.exit_code == 2 and "unknown parameter type" in res.output
+
+
+def test_sem_group_equal_regressions(tmp_path):
+    model, data = _write(tmp_path)
+    out = tmp_path / "p.csv"
+    res = runner.invoke(app, ["sem", "--model", str(model), "--data", str(data), "--out", str(out), "--group",
+                              "region", "--group-equal", "regressions", "--draws", "150", "--tune", "150",
+                              "--chains", "1", "--seed", "2"])
+    assert res.exit_code == 0, res.output
+    tab = pd.read_csv(out, keep_default_na=False, na_values=[""])
+    assert list(tab.columns[:4]) == ["group", "lhs", "op", "rhs"] and tab.columns[-1] == "across_groups"
+    reg = tab[tab.op == "~"]
+    assert list(reg.group) == ["north", "south"]
+    # one parameter shown in each group, with lavaan's shared label
+    assert reg["mean"].nunique() == 1 and reg["free"].nunique() == 1
+    assert set(reg.label) == {".p1."} and set(reg.across_groups) == {"equal"}
+    assert abs(reg["mean"].iloc[0] - 0.55) < 0.15  # between the groups' slopes 0.2 and 0.9
+    var = tab[tab.op == "~~"]
+    assert var["free"].nunique() == 2 and set(var.across_groups) == {"free"}
+
+
+def test_sem_group_equal_pool_errors(tmp_path):
+    model, data = _write(tmp_path, n=20)
+    out = tmp_path / "p.csv"
+    base = ["sem", "--model", str(model), "--data", str(data), "--out", str(out), "--group", "region"]
+    res = runner.invoke(app, base + ["--group-pool", "residuals"])
+    assert res.exit_code == 2 and "not pooled" in res.output and "loadings, intercepts, regressions" in res.output
+    res = runner.invoke(app, base + ["--group-equal", "regressions", "--group-pool", "regressions"])
+    assert res.exit_code == 2 and "either equal across groups or partially pooled" in res.output
+    res = runner.invoke(app, base + ["--group-pool", "regressions", "--pool-tau-sd", "0"])
+    assert res.exit_code == 2 and "--pool-tau-sd must be a positive number" in res.output

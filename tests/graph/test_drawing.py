@@ -50,7 +50,7 @@ def small() -> CausalGraph:
 @pytest.fixture()
 def no_dot(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(drawing, "dot_available", lambda: False)
-    monkeypatch.setattr(drawing, "_WARNED", False)
+    drawing.reset_dot_warning()
 
 
 def _node_attrs(src: str, node: str) -> str:

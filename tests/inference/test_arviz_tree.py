@@ -80,7 +80,6 @@ def test_log_likelihood_per_pattern_equals_statistics_likelihood(fitted):
     """Summing the per-respondent terms over each missingness pattern gives the pattern terms
     computed from the weighted sufficient statistics alone (the file's log_likelihood)."""
     from veerkracht_bayes.inference.sampling import (
-        _flat,
         log_likelihood_by_pattern,
         measurement_draws,
         pattern_loglik,
@@ -92,7 +91,10 @@ def test_log_likelihood_per_pattern_equals_statistics_likelihood(fitted):
     assert ll["y"].dims == ("chain", "draw", "respondent") and ll.sizes["respondent"] == data.n
     by_pat = log_likelihood_by_pattern(ll, data)["y"].values.reshape(-1, data.stats.n_patterns)
     post = idata["posterior"].to_dataset()
-    draws = {"beta": _flat(post, "beta"), "nu": _flat(post, "nu"), **measurement_draws(idata, fitted.layout)}
+    def flat(name):  # (chain, draw, ...) -> (chain * draw, ...)
+        return post[name].stack(sample=("chain", "draw")).transpose("sample", ...).values
+
+    draws = {"beta": flat("beta"), "nu": flat("nu"), **measurement_draws(idata, fitted.layout)}
     Sigma, M = implied_moments(fitted.layout, fitted.graph, data, draws)
     direct = pattern_loglik(Sigma, M, data)
     assert data.stats.n_patterns == 3

@@ -13,7 +13,7 @@ from veerkracht_bayes.inference import jax_nuts  # noqa: E402
 from veerkracht_bayes.graph.causal_graph import CausalGraph  # noqa: E402
 from veerkracht_bayes.graph.spec import GraphSpec  # noqa: E402
 from veerkracht_bayes.sem.model_builder import DATA_PREFIX, build_model  # noqa: E402
-from veerkracht_bayes.inference.sampling import _prior_draws, initial_values  # noqa: E402
+from veerkracht_bayes.inference.sampling import draw_prior, initial_values  # noqa: E402
 from veerkracht_bayes.survey.statistics import prepare_model_data  # noqa: E402
 
 EDGES = [("x", "a", "+"), ("a", "b", "+"), ("b", "c", "+"), ("c", "a", "-")]
@@ -71,11 +71,11 @@ def test_compiled_logp_equals_model_logp_for_new_data_same_program(two_models):
     (g, md1, m1, lay1), (_, md2, m2, lay2) = two_models
     assert md1.stats.Syy.shape == md2.stats.Syy.shape, "fixture: the two data sets must share a shape"
     s = jax_nuts.JaxNutsSettings(draws=10, tune=10, chains=1, chain_method="sequential")
-    comp1, mcmc1 = jax_nuts._get_sampler(m1, s)
-    comp2, mcmc2 = jax_nuts._get_sampler(m2, s)
+    comp1, mcmc1 = jax_nuts.compiled_sampler(m1, s)
+    comp2, mcmc2 = jax_nuts.compiled_sampler(m2, s)
     assert mcmc1 is mcmc2  # same model shape: one compiled sampler
-    prior = _prior_draws(m2, lay2, g, 20, 3, md2.x_cov)
-    point = jax_nuts._value_initvals(m2, initial_values(m2, lay2, prior, 1, 3))
+    prior = draw_prior(m2, lay2, g, 20, 3, md2.x_cov)
+    point = jax_nuts.value_initvals(m2, initial_values(m2, lay2, prior, 1, 3))
     point = {k: v[0] for k, v in point.items()}
     for comp, model in ((comp1, m1), (comp2, m2)):
         ref = float(pytensor.function(model.value_vars, model.logp(), mode="FAST_COMPILE")(
@@ -106,13 +106,13 @@ def test_other_prior_gives_other_program(two_models):
 
     s = jax_nuts.JaxNutsSettings(draws=10, tune=10, chains=1, chain_method="sequential")
     m_other, _ = build_model(g, md, _Priors())
-    assert jax_nuts._fingerprint(m_other, s) != jax_nuts._fingerprint(model, s)
-    assert jax_nuts._fingerprint(two_models[1][2], s) == jax_nuts._fingerprint(model, s)
+    assert jax_nuts.model_fingerprint(m_other, s) != jax_nuts.model_fingerprint(model, s)
+    assert jax_nuts.model_fingerprint(two_models[1][2], s) == jax_nuts.model_fingerprint(model, s)
 
 
 def test_sample_nuts_layout(two_models):
     g, md, model, layout = two_models[0]
-    prior = _prior_draws(model, layout, g, 50, 1, md.x_cov)
+    prior = draw_prior(model, layout, g, 50, 1, md.x_cov)
     s = jax_nuts.JaxNutsSettings(draws=40, tune=60, chains=2)
     post, stats, secs = jax_nuts.sample_nuts(model, initial_values(model, layout, prior, 2, 1), s, 7)
     assert post.sizes["chain"] == 2 and post.sizes["draw"] == 40 and secs > 0
@@ -138,8 +138,8 @@ def test_new_data_and_seed_do_not_compile_the_sampler_again(two_models, caplog):
     s = jax_nuts.JaxNutsSettings(draws=20, tune=20, chains=2, chain_method="parallel")
     if jax.local_device_count() < 2:
         pytest.skip("needs two XLA devices (asked for by veerkracht_bayes.runtime.ensure_cpu_devices in the test session on a machine with 2+ cores)")
-    p1 = _prior_draws(m1, lay1, g, 20, 1, md1.x_cov)
-    p2 = _prior_draws(m2, lay2, g, 20, 2, md2.x_cov)
+    p1 = draw_prior(m1, lay1, g, 20, 1, md1.x_cov)
+    p2 = draw_prior(m2, lay2, g, 20, 2, md2.x_cov)
     jax_nuts.sample_nuts(m1, initial_values(m1, lay1, p1, 2, 1), s, 1)
     jax.config.update("jax_log_compiles", True)
     try:
@@ -158,11 +158,11 @@ def test_unit_scale_variables_are_not_measured_and_the_rest_unchanged(two_models
     import jax.numpy as jnp
 
     g, md, model, layout = two_models[0]
-    comp, _ = jax_nuts._get_sampler(model, jax_nuts.JaxNutsSettings(draws=10, tune=10, chains=1,
+    comp, _ = jax_nuts.compiled_sampler(model, jax_nuts.JaxNutsSettings(draws=10, tune=10, chains=1,
                                                                     chain_method="sequential"))
-    prior = _prior_draws(model, layout, g, 20, 3, md.x_cov)
+    prior = draw_prior(model, layout, g, 20, 3, md.x_cov)
     data = [jnp.asarray(v) for v in jax_nuts.data_values(model)]
-    pts = comp.from_value(jax_nuts._value_initvals(model, initial_values(model, layout, prior, 1, 3)), data)
+    pts = comp.from_value(jax_nuts.value_initvals(model, initial_values(model, layout, prior, 1, 3)), data)
     unit = "nu"
     full, frac_full = comp.curvature_scale(pts, data)
     part, frac_part = comp.curvature_scale(pts, data, unit=(unit,))

@@ -72,15 +72,15 @@ def test_no_bar_when_progress_is_off(recorder):
 def test_pipeline_steps_bar_in_jupyter_and_quiet(recorder, monkeypatch):
     from veerkracht_bayes.workflow import pipeline
 
-    monkeypatch.setattr(pipeline, "_interactive", lambda: True)  # a terminal or a Jupyter kernel
-    with pipeline._Steps(2, True) as steps:
+    monkeypatch.setattr(pipeline, "is_interactive", lambda: True)  # a terminal or a Jupyter kernel
+    with pipeline.StepProgress(2, True) as steps:
         steps.step("one")
         steps.done()
         steps.step("two")
         steps.done()
     (bar,) = recorder.made
     assert bar.n == 2 and bar.desc == "two" and bar.closed
-    with pipeline._Steps(2, False) as steps:  # progress=False / --quiet
+    with pipeline.StepProgress(2, False) as steps:  # progress=False / --quiet
         steps.step("one")
     assert len(recorder.made) == 1
 
@@ -94,9 +94,9 @@ def test_jupyter_kernel_counts_as_interactive(monkeypatch):
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False, raising=False)
     monkeypatch.delitem(sys.modules, "IPython", raising=False)
-    assert not pipeline._interactive()
+    assert not pipeline.is_interactive()
     ZMQInteractiveShell = type("ZMQInteractiveShell", (), {})
     fake = types.ModuleType("IPython")
     fake.get_ipython = lambda: ZMQInteractiveShell()  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "IPython", fake)
-    assert pipeline._interactive()
+    assert pipeline.is_interactive()

@@ -92,13 +92,13 @@ def test_numpy_log_prior_equals_pymc_compute_log_prior():
     import xarray as xr
     from pymc.stats.log_density import compute_log_prior
 
-    from veerkracht_bayes.inference.sampling import _prior_draws, log_prior_numpy
+    from veerkracht_bayes.inference.sampling import draw_prior, log_prior_numpy
 
     g, md, model, layout = _marvel_model()
     assert layout.cut_active and layout.single_item_constructs
     from veerkracht_bayes.sem.model_builder import edge_groups
 
-    prior = _prior_draws(model, layout, g, 40, 3, md.x_cov)
+    prior = draw_prior(model, layout, g, 40, 3, md.x_cov)
     # as after sampling: the raw edge groups hold the sampled (data-informed) edges only
     keys = list(layout.sampled_edges)
     for name, _, idx in edge_groups(layout.edge_priors, keys):
@@ -124,10 +124,10 @@ def test_truncated_normal_draws_follow_scipy_law(mu, sd, lo, hi):
     and every draw inside the bounds (including a far-tail case, mu 5 sd below the bound)."""
     from scipy import stats
 
-    from veerkracht_bayes.inference.sampling import _truncnorm_draws
+    from veerkracht_bayes.inference.sampling import truncnorm_draws
 
     rng = np.random.default_rng(11)
-    x = _truncnorm_draws(np.array([mu]), np.array([sd]), np.array([lo]), np.array([hi]), (20_000, 1), rng)[:, 0]
+    x = truncnorm_draws(np.array([mu]), np.array([sd]), np.array([lo]), np.array([hi]), (20_000, 1), rng)[:, 0]
     assert np.isfinite(x).all() and (x >= lo).all() and (x <= hi).all()
     law = stats.truncnorm((lo - mu) / sd, (hi - mu) / sd, loc=mu, scale=sd)
     assert stats.kstest(x, law.cdf).pvalue > 1e-3
@@ -138,14 +138,14 @@ def test_log_prior_densities_equal_scipy_stats():
     one- and two-sided truncation (bounds in either tail), Student t and the log-normal."""
     from scipy import stats
 
-    from veerkracht_bayes.inference.sampling import _norm_logpdf, _t_logpdf, _truncnorm_logpdf
+    from veerkracht_bayes.inference.sampling import norm_logpdf, t_logpdf, truncnorm_logpdf
 
     x = np.linspace(-3, 3, 61)
     for mu, sd, lo, hi in ((0.15, 0.15, 0.0, np.inf), (-0.15, 0.15, -np.inf, 0.0), (0.1, 0.3, -0.5, 0.8),
                            (0.0, 0.1, 0.5, 1.5), (0.0, 0.1, -1.5, -0.5)):
         ref = stats.truncnorm.logpdf(x, (lo - mu) / sd, (hi - mu) / sd, loc=mu, scale=sd)
-        got = _truncnorm_logpdf(x, mu, sd, lo, hi)
+        got = truncnorm_logpdf(x, mu, sd, lo, hi)
         assert np.array_equal(np.isfinite(ref), np.isfinite(got))
         np.testing.assert_allclose(got[np.isfinite(ref)], ref[np.isfinite(ref)], rtol=1e-10, atol=1e-10)
-    np.testing.assert_allclose(_t_logpdf(x, 4.0, 0.1, 0.3), stats.t.logpdf(x, 4.0, 0.1, 0.3), rtol=1e-12)
-    np.testing.assert_allclose(_norm_logpdf(x, 0.1, 0.3), stats.norm.logpdf(x, 0.1, 0.3), rtol=1e-12)
+    np.testing.assert_allclose(t_logpdf(x, 4.0, 0.1, 0.3), stats.t.logpdf(x, 4.0, 0.1, 0.3), rtol=1e-12)
+    np.testing.assert_allclose(norm_logpdf(x, 0.1, 0.3), stats.norm.logpdf(x, 0.1, 0.3), rtol=1e-12)

@@ -510,10 +510,10 @@ def test_page_one_uses_p_meaningful_not_p_positive(run_result):
 
 
 def test_likely_words_follow_p_meaningful(run_result):
-    from veerkracht_bayes.report.brief import _likely
+    from veerkracht_bayes.report.brief import likely_words
 
-    assert _likely(0.95, "en") == "most likely" and _likely(0.49, "en") == ""
-    assert _likely(0.5, "nl") == "mogelijk" and _likely(float("nan"), "en") == ""
+    assert likely_words(0.95, "en") == "most likely" and likely_words(0.49, "en") == ""
+    assert likely_words(0.5, "nl") == "mogelijk" and likely_words(float("nan"), "en") == ""
 
 
 def test_unreachable_rows_show_no_path(run_result):
@@ -541,7 +541,7 @@ def test_unreachable_rows_show_no_path(run_result):
 
 
 def test_data_label_needs_share_data_above_half(run_result):
-    from veerkracht_bayes.report.brief import _evidence_cell, _evidence_label
+    from veerkracht_bayes.report.brief import effect_evidence_cell, effect_evidence_label
 
     eff = run_result.effects.copy()
     w = (eff.scope == "within") & (eff.outcome == "wellbeing")
@@ -565,12 +565,12 @@ def test_data_label_needs_share_data_above_half(run_result):
                         & (eff.scope == "within")].iloc[0]
                 assert x["share_data"] > 0.5
     for _, r in eff.iterrows():
-        if _evidence_label(r) == "data":
+        if effect_evidence_label(r) == "data":
             assert r["share_data"] > 0.5
-        assert _evidence_cell(r).split(":")[0] == _evidence_label(r)
+        assert effect_evidence_cell(r).split(":")[0] == effect_evidence_label(r)
     # prior-only: nothing rests on data
     for _, r in run_result.effects.iterrows():
-        assert _evidence_label(r) != "data"
+        assert effect_evidence_label(r) != "data"
 
 
 def _diag(run_result, **kw):

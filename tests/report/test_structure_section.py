@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace as NS
 
+import numpy as np
 import pandas as pd
 
 from veerkracht_bayes.report.brief import Block
@@ -41,3 +42,38 @@ def test_nothing_to_say():
     assert structure_section(NS(structure=None, voi=None, tornado=None)) == []
     blocks = structure_section(_result(evsi=(0.0, 0.0)))
     assert any("No single construct" in b["text"] for b in blocks)
+
+
+def test_measure_next_shows_monte_carlo_error_and_flags_degenerate_weights():
+    r = _result(evsi=(0.01, 0.004))
+    r.voi["evsi_se"] = [0.001, 0.0005]
+    r.voi["share_k_bad"] = [0.9, 0.1]
+    blocks = structure_section(r)
+    measure = next(b for b in blocks if b.get("css") == "measure-next")
+    assert measure["items"] == ["x: 0.0100 (± 0.0010) — rough", "y: 0.0040 (± 0.0005)"]
+    assert any(b["text"].startswith("Rough:") for b in blocks)
+
+
+def test_measure_next_refuses_a_value_that_is_not_estimable():
+    r = _result(evsi=(0.01, 0.004))
+    r.voi["status"] = ["not_estimable", "ok"]
+    r.voi["evsi_gaussian"] = [2e-6, 0.0039]
+    r.voi.loc[r.voi["status"] == "not_estimable", "evsi"] = np.nan
+    blocks = structure_section(r)
+    measure = next(b for b in blocks if b.get("css") == "measure-next")
+    assert [i.split(":")[0] for i in measure["items"]] == ["y"]
+    note = next(b for b in blocks if b.get("text", "").startswith("Not estimable"))
+    assert "x" in note["text"] and "Gaussian approximation" in note["text"]
+
+
+def test_measure_next_says_when_no_candidate_is_worth_measuring():
+    """The 'value lies elsewhere' sentence appears only when every candidate's Gaussian EVSI is
+    below 1 % of the EVPI (0.05 here, so the bound is 5e-4)."""
+    r = _result(evsi=(np.nan, np.nan))
+    r.voi["status"] = ["not_estimable", "not_estimable"]
+    r.voi["evsi_gaussian"] = [2e-6, 4e-4]
+    text = " ".join(b.get("text", "") for b in structure_section(r))
+    assert "reaches 1 % of the EVPI (largest 0.0004 SD)" in text
+    r.voi["evsi_gaussian"] = [2e-6, 6e-4]
+    text = " ".join(b.get("text", "") for b in structure_section(r))
+    assert "reaches 1 % of the EVPI" not in text

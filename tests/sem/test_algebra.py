@@ -252,3 +252,45 @@ def test_barriers_agree_across_backends() -> None:
     jp = x64(lambda: np.asarray(algebra.standardisation_barrier(_as_jax(psi))))()
     np.testing.assert_allclose(jr, ref_r, rtol=1e-12)
     np.testing.assert_allclose(jp, ref_p, rtol=1e-12)
+
+
+def test_link_matrix_matches_assemble_and_names_bad_links() -> None:
+    links = {"a->b": 0.3, "b->c": -0.2, "c->a": 0.1}
+    ib = algebra.edge_index(["a", "b", "c"], ["b", "c", "a"], ["a", "b", "c"])
+    np.testing.assert_array_equal(algebra.link_matrix(links, ["a", "b", "c"]),
+                                  algebra.assemble(np.array([0.3, -0.2, 0.1]), ib))
+    np.testing.assert_array_equal(algebra.link_matrix({"x->b": 0.4}, ["a", "b"], ["x"]), [[0.0], [0.4]])
+    with pytest.raises(ValueError, match=r"\['a->z'\]"):
+        algebra.link_matrix({"a->b": 0.1, "a->z": 0.2}, ["a", "b"])
+    with pytest.raises(ValueError, match="expected 'source->target'"):
+        algebra.link_matrix({"ab": 0.1}, ["a", "b"])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unit_variance_psi_on_free_nodes(seed: int) -> None:
+    """Nodes outside ``free`` have psi 0 and variance dx; the free ones get variance 1 exactly,
+    the same numbers as a solve of the sub-system, in every backend."""
+    rng = np.random.default_rng(seed)
+    P = 5
+    B = rng.normal(0.0, 0.2, (P, P)) * (1 - np.eye(P))
+    B[:, 0] = np.abs(B[:, 0])
+    B[0] = 0.0  # node 0 exogenous (no parents); its variance 1 enters through dx
+    B[3] = 0.0  # node 3 a lever (no parents, no variance)
+    free = np.array([False, True, True, False, True])
+    A = algebra.equilibrium_matrix(B)
+    dx = A[:, 0] ** 2  # variance passed on from the exogenous node
+    psi = algebra.unit_variance_psi(A, dx, free=free)
+    assert np.all(psi[~free] == 0.0)
+    var = (A * A) @ psi + dx
+    np.testing.assert_allclose(var[free], 1.0, atol=1e-12)
+    idx = np.flatnonzero(free)
+    np.testing.assert_array_equal(psi[idx], np.linalg.solve((A * A)[np.ix_(idx, idx)], 1.0 - dx[idx]))
+    np.testing.assert_array_equal(algebra.unit_variance_psi(A, dx, free=idx), psi)  # positions = mask
+    # JAX and PyTensor: the same numbers (batched in JAX)
+    jp = x64(lambda: np.asarray(algebra.unit_variance_psi(_as_jax(np.stack([A, A])), _as_jax(np.stack([dx, dx])),
+                                                          free=free)))()
+    np.testing.assert_allclose(jp, np.stack([psi, psi]), rtol=TOL, atol=TOL)
+    a_t, d_t = pt.matrix("A"), pt.vector("dx")
+    f = pytensor.function([a_t, d_t], algebra.unit_variance_psi(a_t, d_t, free=free, xp="pytensor"),
+                          mode="FAST_COMPILE")
+    np.testing.assert_allclose(f(A, dx), psi, rtol=TOL, atol=TOL)

@@ -26,7 +26,7 @@ from scipy.stats import multivariate_normal  # noqa: E402
 from veerkracht_bayes.errors import IdentificationError, ModelError, PriorError  # noqa: E402
 from veerkracht_bayes.sem.lavaan_model import (  # noqa: E402
     TABLE_COLUMNS,
-    _row_values_np,
+    table_row_values,
     build_sem_model,
     check_identification,
     fit_sem,
@@ -180,7 +180,7 @@ def test_logdensity_equals_handwritten_mvn(case):
     data = prepare_sem_data(spec, df)
     pm_model = build_sem_model(spec, data)
     free = _free_values(spec, 11)
-    vals = _row_values_np(spec, free)[0]
+    vals = table_row_values(spec, free)[0]
     # hand-written reference: sum of multivariate-normal log densities over the rows
     m = implied_matrices(spec, vals[None])
     A = np.linalg.inv(np.eye(len(spec.nodes)) - m["B"][0])
@@ -204,7 +204,7 @@ def test_cyclic_model_uses_full_inverse():
     df = _cyclic_data()
     spec = specify(parse_lavaan(CASES["cyclic_instruments"][0]), df.columns)
     data = prepare_sem_data(spec, df)
-    vals = _row_values_np(spec, _free_values(spec, 3))[0]
+    vals = table_row_values(spec, _free_values(spec, 3))[0]
     keys = [r.key for r in spec.rows]
     v2 = vals.copy()
     v2[keys.index("y1 ~ y2")] += 0.1

@@ -83,7 +83,7 @@ def test_group_options_checked():
         parse_group_types("loading", "--group-equal")
     with pytest.raises(ModelError, match="both"):
         fit_sem_multigroup(lav, df, "g", group_equal="loadings", group_pool="loadings")
-    with pytest.raises(ModelError, match="not available yet"):
-        fit_sem_multigroup(lav, df, "g", group_equal="loadings")
+    with pytest.raises(ModelError, match="but not pooled"):
+        fit_sem_multigroup(lav, df, "g", group_pool="residuals")
     with pytest.raises(ModelError, match="expected at least 2"):
         fit_sem_multigroup(lav, df.assign(g="a"), "g")

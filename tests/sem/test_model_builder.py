@@ -17,7 +17,8 @@ from scipy.stats import multivariate_normal
 
 from veerkracht_bayes.graph.causal_graph import CausalGraph
 from veerkracht_bayes.graph.spec import GraphSpec
-from veerkracht_bayes.sem.model_builder import StabilitySettings, _perron_root, build_model
+from veerkracht_bayes.sem.algebra import perron_bound
+from veerkracht_bayes.sem.model_builder import StabilitySettings, build_model
 from veerkracht_bayes.survey.statistics import prepare_model_data
 
 
@@ -195,7 +196,7 @@ def test_negative_psi_gives_minus_infinity():
 def _barrier_fn(p: int):
     M = pt.matrix("M")
     st = StabilitySettings()
-    rho = _perron_root(pt.abs(M), st.power_iterations)
+    rho = perron_bound(pt.abs(M), st.power_iterations, xp="pytensor")
     return pytensor.function([M], [rho, -pt.softplus(-(st.rho_max - rho) / st.width)],
                              mode="FAST_COMPILE"), st
 

@@ -279,7 +279,7 @@ def test_onehot_item_terms_equal_reference_terms():
     reference's number, also far in the tails, with missing answers and fewer categories."""
     import pytensor.tensor as pt
 
-    from veerkracht_bayes.sem.ordinal import _item_terms_onehot, ordinal_item_terms
+    from veerkracht_bayes.sem.ordinal import item_terms_onehot, ordinal_item_terms
 
     rng = np.random.default_rng(5)
     n, P = 400, 2
@@ -300,7 +300,7 @@ def test_onehot_item_terms_equal_reference_terms():
     ref = float(ordinal_item_terms(pt.as_tensor(eta), w, pt.as_tensor(lam), pt.as_tensor(tau_pad), codes,
                                    c_idx).eval())
     obs = codes >= 0
-    fast = float(_item_terms_onehot(pt.as_tensor(eta), pt.as_tensor(lam), pt.as_tensor(tau), used,
+    fast = float(item_terms_onehot(pt.as_tensor(eta), pt.as_tensor(lam), pt.as_tensor(tau), used,
                                     pt.as_tensor(np.where(obs, codes, 0)), w[:, None] * obs, c_idx, P,
                                     kmax).eval())
     assert np.isfinite(ref) and ref < -1e3
@@ -424,13 +424,13 @@ def test_prior_group_follows_the_model_prior():
     measured, and every draw passes the model's hard barrier."""
     import pymc as pm
 
-    from veerkracht_bayes.inference.ordinal_fit import _prior_group
-    from veerkracht_bayes.sem.ordinal import _likelihood_psi
+    from veerkracht_bayes.inference.ordinal_fit import ordinal_prior_draws
+    from veerkracht_bayes.sem.ordinal import likelihood_psi
 
     data, _, _ = simulate(200, 3)
     g = make_graph()
     model, layout = build_ordinal_model(g, data, WidePriors())
-    prior = _prior_group(layout, g, 300, 11, data.x_cov)
+    prior = ordinal_prior_draws(layout, g, 300, 11, data.x_cov)
     assert prior.sizes["draw"] == 300 and set(prior.data_vars) == {"beta", "psi", "alpha", "rho_abs_bound"}
     beta = prior["beta"].isel(chain=0).values
     names = [v.name for v in model.free_RVs if v.name.startswith("beta_")]
@@ -445,7 +445,7 @@ def test_prior_group_follows_the_model_prior():
         np.testing.assert_allclose(prior["psi"].values[0, d], psi, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(prior["rho_abs_bound"].values[0, d], rho, rtol=1e-10)
         assert (psi[lat] > 1e-4).all()
-    lik = _likelihood_psi(layout, g, beta, data.x_cov)
+    lik = likelihood_psi(layout, g, beta, data.x_cov)
     np.testing.assert_allclose(lik, prior["psi"].values[0][:, lat], rtol=1e-10, atol=1e-12)
     # signs follow the graph (sign-truncated priors)
     signs = np.array([1 if sg == "+" else -1 for _, _, sg in EDGES])

@@ -1,7 +1,7 @@
 """Simulation-based calibration of the polychoric route (Talts et al. 2018), with a negative control.
 
 Parameters are drawn from the model's prior (edges: |beta| ~ N(0, 1) sign-truncated, through the
-model's own stability and standardisation barriers, by rejection: ``_prior_group``; loadings
+model's own stability and standardisation barriers, by rejection: ``ordinal_prior_draws``; loadings
 lambda ~ N+(1, 1)), data are simulated from the exact ordered-probit model of the fixture
 (5-category and binary items, a 3-cycle plus a covariate), stage 1 summarises them and stage 2
 is sampled. The rank of each true link among L thinned posterior draws is uniform on 0..L when
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _polychoric_fixtures import WidePriors, make_graph, simulate
 
-from veerkracht_bayes.inference.ordinal_fit import _prior_group
+from veerkracht_bayes.inference.ordinal_fit import ordinal_prior_draws
 from veerkracht_bayes.inference.polychoric_fit import fit_polychoric
 from veerkracht_bayes.inference.sampling import SamplerSettings
 from veerkracht_bayes.sem.polychoric_likelihood import build_polychoric_model
@@ -40,7 +40,7 @@ def run_sbc(reps: int, n: int, seed: int, draws: int = 200):
     g = make_graph()
     _, template = simulate(400, seed)
     _, layout = build_polychoric_model(g, template, WidePriors())
-    prior = _prior_group(layout, g, reps, seed, np.eye(1))
+    prior = ordinal_prior_draws(layout, g, reps, seed, np.eye(1))
     betas = prior["beta"].isel(chain=0).values[:reps]
     rng = np.random.default_rng(seed)
     lams = truncnorm.rvs(-1.0, np.inf, loc=1.0, scale=1.0, size=(reps, 9), random_state=rng)

@@ -21,7 +21,7 @@ from veerkracht_bayes.sem.preconditioning import (  # noqa: E402
     pair_to_value,
     reciprocal_log_pairs,
 )
-from veerkracht_bayes.inference.sampling import _prior_draws, initial_values  # noqa: E402
+from veerkracht_bayes.inference.sampling import draw_prior, initial_values  # noqa: E402
 from veerkracht_bayes.survey.statistics import prepare_model_data  # noqa: E402
 
 # x -> a, a <-> b (reciprocal), b -> c, c -| a
@@ -167,12 +167,12 @@ def test_sampler_coordinates_give_the_model_log_density(cyclic_model):
     g, md, model, layout = cyclic_model
     pairs = reciprocal_log_pairs(layout)
     assert pairs
-    comp = jax_nuts._Compiled(model, pairs)
+    comp = jax_nuts.CompiledModel(model, pairs)
     assert comp.whiten and comp.pairs
-    prior = _prior_draws(model, layout, g, 20, 3, md.x_cov)
+    prior = draw_prior(model, layout, g, 20, 3, md.x_cov)
     logp = pytensor.function(model.value_vars, model.logp(), mode="FAST_COMPILE")
     data = [jnp.asarray(v) for v in jax_nuts.data_values(model)]
-    vals = jax_nuts._value_initvals(model, initial_values(model, layout, prior, 3, 3))
+    vals = jax_nuts.value_initvals(model, initial_values(model, layout, prior, 3, 3))
     for c in range(3):
         point = {k: v[c] for k, v in vals.items()}
         ref = float(logp(*[point[v.name] for v in model.value_vars]))
@@ -190,7 +190,7 @@ def test_preconditioned_sampler_gives_the_same_posterior(cyclic_model):
     from veerkracht_bayes.sem.preconditioning import measurement_start
 
     g, md, model, layout = cyclic_model
-    prior = _prior_draws(model, layout, g, 100, 11, md.x_cov)
+    prior = draw_prior(model, layout, g, 100, 11, md.x_cov)
     iv = initial_values(model, layout, prior, 2, 11)
     res = {}
     for label, pre in (("plain", False), ("pre", True)):

@@ -7,7 +7,7 @@ measurement priors. K = 23 free (value-space) parameters.
 
 Procedure per replication r:
 1. draw the true parameters from the model's own prior *including* the stability barrier and
-   the psi > 0 truncation (``sampling._prior_draws``, the draws ``fit`` stores as the prior);
+   the psi > 0 truncation (``sampling.draw_prior``, the draws ``fit`` stores as the prior);
 2. simulate items from exactly that model given a fixed covariate design x;
 3. sample the posterior with NUTS (blackjax window adaptation, then NUTS) on the model's own
    log-density (``build_model``'s graph compiled once to JAX, data statistics as arguments),

@@ -79,13 +79,13 @@ def test_unweighted_and_frames_merge(setup):
     for name in ("W", "Syy", "Suy", "Suu"):
         _close(getattr(got.stats, name), getattr(ref.stats, name))
     # merging accumulators with different shifts (the Dask reduction) is exact too
-    from veerkracht_bayes.survey.out_of_core import _accumulate, _finalise, _layout
+    from veerkracht_bayes.survey.out_of_core import accumulate_frames, column_layout, finalise_stats
 
-    lay = _layout(cb, g, None)
-    parts = [_accumulate([df.iloc[a:a + 500]], lay, label="x", weights=True, out_of_range="error")
+    lay = column_layout(cb, g, None)
+    parts = [accumulate_frames([df.iloc[a:a + 500]], lay, label="x", weights=True, out_of_range="error")
              for a in range(0, len(df), 500)]
     acc = parts[0].merge(parts[1]).merge(parts[2])
-    merged = _finalise(acc, lay, label="x", data_hash=None, missing="fiml", max_fiml_patterns=200)
+    merged = finalise_stats(acc, lay, label="x", data_hash=None, missing="fiml", max_fiml_patterns=200)
     ref2 = model_data_from_survey(sd, g, missing="fiml")
     for name in ("W", "Syy", "Suy", "Suu"):
         _close(getattr(merged.stats, name), getattr(ref2.stats, name))
@@ -107,17 +107,17 @@ def test_many_storage_blocks(setup, monkeypatch, missing):
     import veerkracht_bayes.survey.out_of_core as ooc
 
     g, cb, df, path, sd = setup
-    monkeypatch.setattr(ooc, "_BLOCK", 16)
+    monkeypatch.setattr(ooc, "BLOCK_PATTERNS", 16)
     ref = model_data_from_survey(sd, g, missing=missing)
     got = stats_from_parquet(path, cb, g, chunk_rows=251, missing=missing)
     assert got.n_patterns == ref.n_patterns > 5 * 16
-    lay = ooc._layout(cb, g, None)
-    parts = [ooc._accumulate([df.iloc[a:a + 400]], lay, label="x", weights=True, out_of_range="error")
+    lay = ooc.column_layout(cb, g, None)
+    parts = [ooc.accumulate_frames([df.iloc[a:a + 400]], lay, label="x", weights=True, out_of_range="error")
              for a in range(0, len(df), 400)]
     acc = parts[0]
     for p in parts[1:]:
         acc = acc.merge(p)
-    merged = ooc._finalise(acc, lay, label="x", data_hash=None, missing=missing, max_fiml_patterns=200)
+    merged = ooc.finalise_stats(acc, lay, label="x", data_hash=None, missing=missing, max_fiml_patterns=200)
     for md in (got, merged):
         assert md.missing_method == ref.missing_method == missing
         _close(md.missing_information, ref.missing_information)
@@ -174,17 +174,17 @@ def test_accumulator_keeps_no_rows(setup):
     moments are per pattern. The statistics triple exactly (sums of identical terms, up to
     rounding: rtol 1e-12 on sums of ~10^3 products).
     """
-    from veerkracht_bayes.survey.out_of_core import _accumulate, _layout
+    from veerkracht_bayes.survey.out_of_core import accumulate_frames, column_layout
 
     g, cb, df, path, sd = setup
-    lay = _layout(cb, g, None)
-    one = _accumulate([df], lay, label="x", weights=True, out_of_range="error")
+    lay = column_layout(cb, g, None)
+    one = accumulate_frames([df], lay, label="x", weights=True, out_of_range="error")
     copies = []
     for k in range(3):
         d = df.copy()
         d[cb.id_column] = np.arange(len(df)) + k * 10 ** 6
         copies.append(d)
-    three = _accumulate(copies, lay, label="x", weights=True, out_of_range="error")
+    three = accumulate_frames(copies, lay, label="x", weights=True, out_of_range="error")
     assert three.n_patterns == one.n_patterns and len(three.blocks) == len(one.blocks)
     np.testing.assert_array_equal(three.counts, 3 * one.counts)
 

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from veerkracht_bayes.errors import SurveyError
-from veerkracht_bayes.survey.polychoric import bvn_cdf, polychoric
+from veerkracht_bayes.errors import ModelError, SurveyError
+from veerkracht_bayes.survey.polychoric import bvn_cdf, polychoric, whiten_correlations
 
 R_TRUE = np.array([[1.0, 0.5, 0.3, 0.6],
                    [0.5, 1.0, -0.4, 0.2],
@@ -108,3 +108,22 @@ def test_bad_input_is_located():
     y[:, 1] = 0.0
     with pytest.raises(SurveyError, match="2 observed categories"):
         polychoric(y, KINDS)
+
+
+def test_whiten_correlations_whitens_and_refuses_a_singular_gamma():
+    """``L^-1`` whitens the (ridged) asymptotic covariance of the chosen correlations, and a
+    Gamma_hat that is not positive definite is refused with a ModelError."""
+    import dataclasses
+
+    rng = np.random.default_rng(3)
+    z = rng.multivariate_normal(np.zeros(4), 0.4 + 0.6 * np.eye(4), size=300)
+    res = polychoric((z > 0).astype(float) + (z > 1), ["ordinal"] * 4)
+    sub = np.array([0, 2, 5])
+    r_w, l_inv = whiten_correlations(res, sub, ridge=0.0)
+    G = res.acov[np.ix_(sub, sub)]
+    assert np.allclose(l_inv @ G @ l_inv.T, np.eye(3), atol=1e-8)
+    assert np.allclose(r_w, l_inv @ res.r[sub])
+    assert np.allclose(np.tril(l_inv), l_inv)
+    bad = dataclasses.replace(res, acov=-np.eye(len(res.r)))
+    with pytest.raises(ModelError, match="not positive definite"):
+        whiten_correlations(bad)

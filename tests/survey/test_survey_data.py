@@ -555,15 +555,15 @@ def test_numeric_fast_path_agrees_with_string_handling() -> None:
     """Text columns: entries that parse as numbers take a fast path; the rest (blanks, codes,
     labels, decimal commas, bad values) the full string handling. The outcome per entry must be
     what the full handling gives for that entry alone, and bad entries keep their positions."""
-    from veerkracht_bayes.survey.reading import _coerce_numeric
+    from veerkracht_bayes.survey.reading import coerce_numeric
 
     raw = ["1", " 2 ", "3,5", "oops", "", "NA", "99", "Zeer eens", "-9", "4.0", None, "weet niet"]
     codes = [99, "-9", "NA", "weet niet"]
     labels = {5: "Zeer eens"}
     s = pd.Series(raw, dtype=object)
-    got = _coerce_numeric(s, ",", codes, labels)
+    got = coerce_numeric(s, ",", codes, labels)
     for i, v in enumerate(raw):
-        one = _coerce_numeric(pd.Series([v, "x y z"], dtype=object), ",", codes, labels)  # never all-numeric
+        one = coerce_numeric(pd.Series([v, "x y z"], dtype=object), ",", codes, labels)  # never all-numeric
         assert np.array_equal(got.values[i], one.values[0], equal_nan=True), (i, v)
         assert got.code_mask[i] == one.code_mask[0], (i, v)
     assert list(got.bad_pos) == [3]

@@ -19,14 +19,14 @@ import pytest
 import xarray as xr
 from _small_fit import small_fit
 
-from veerkracht_bayes.workflow.pipeline import POSTERIOR_GROUPS, _write_posterior
+from veerkracht_bayes.workflow.pipeline import POSTERIOR_GROUPS, write_posterior
 
 
 @pytest.fixture(scope="module")
 def reloaded(tmp_path_factory):
     fitted = small_fit(draws=120, tune=150, seed=5)
     folder = tmp_path_factory.mktemp("post")
-    name = _write_posterior(fitted, folder)
+    name = write_posterior(fitted, folder)
     with xr.open_datatree(folder / name) as dt:
         dt = dt.load()
     return fitted, dt

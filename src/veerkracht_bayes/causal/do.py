@@ -61,7 +61,12 @@ __all__ = [
     "resolve_outcomes",
     "draw_doses",
     "intervened_system",
+    "QuerySetup",
+    "query_setup",
     "do_query",
+    "StructureGroup",
+    "structure_groups",
+    "subgroup_setup",
 ]
 
 #: Outcomes reported when none are asked for.
@@ -79,6 +84,13 @@ class Outcome(BaseModel):
 
     ``direction`` is the desirable direction (+1: higher is better, -1: lower is better); ``None``
     means the package default (see :mod:`veerkracht_bayes.causal.summaries`).
+
+    Examples
+    --------
+    >>> import veerkracht_bayes as vb
+    >>> o = vb.Outcome(name="resilience_index", weights={"wellbeing": 0.5, "stress": -0.5})
+    >>> sorted(o.weights)
+    ['stress', 'wellbeing']
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -107,7 +119,13 @@ class Outcome(BaseModel):
 def resolve_outcomes(outcomes: Sequence[str | Outcome | Mapping] | None, nodes: Sequence[str]
                      ) -> list[Outcome]:
     """Turn names / mappings / :class:`Outcome` into checked outcomes (default: :data:`DEFAULT_OUTCOMES`
-    that are nodes)."""
+    that are nodes).
+
+    Examples
+    --------
+    >>> [o.name for o in resolve_outcomes(["a", Outcome(name="ab", weights={"a": 0.5, "b": 0.5})], ["x", "a", "b"])]
+    ['a', 'ab']
+    """
     if outcomes is None:
         outcomes = [o for o in DEFAULT_OUTCOMES if o in nodes]
     out: list[Outcome] = []
@@ -147,6 +165,11 @@ class SubgroupInfo:
     mean
         Optional ``(P,)`` baseline mean of the nodes in the subgroup (model scale); used only by
         hard sets and mechanism changes, whose effect depends on the baseline level.
+
+    Examples
+    --------
+    >>> SubgroupInfo(prevalence=0.2, n=120).prevalence
+    0.2
     """
 
     prevalence: float
@@ -169,7 +192,7 @@ def _baseline(B, c):
     return algebra.solve_equilibrium(B, c, xp="jax")
 
 
-def _spectral_radius(B: np.ndarray, g: "_Group | None", blocks, singles) -> np.ndarray:
+def _spectral_radius(B: np.ndarray, g: "StructureGroup | None", blocks, singles) -> np.ndarray:
     """``(S,)`` spectral radius of ``B_do`` (``B`` under the structure of group ``g``; ``None``:
     ``B`` itself) from the diagonal blocks of its block-triangular form (numpy, on the host).
 
@@ -293,14 +316,35 @@ def draw_doses(compiled: CompiledIntervention, n_draws: int, n_nodes: int,
 
     One dose per intervention part and posterior draw, from ``jax.random`` with a fixed key
     (an int seed or a key); the same key gives the same doses.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.causal.interventions import Intervention, Normal, Shift, compile_interventions
+    >>> iv = Intervention(name="x up", parts=[Shift(node="x", delta=Normal(mean=1.0, sd=0.1))])
+    >>> doses = draw_doses(compile_interventions([iv], ["x", "a"], []), n_draws=4, n_nodes=2, key=0)
+    >>> doses.shape
+    (1, 4, 2)
     """
     return _dense_doses(compiled, _dose_parts(compiled, n_draws, key), n_nodes)
 
 
 # --------------------------------------------------------------------------- structure groups
 @dataclass
-class _Group:
-    """Interventions sharing one intervened structure ``B_do`` (sets and mechanism changes)."""
+class StructureGroup:
+    """Interventions sharing one intervened structure ``B_do`` (sets and mechanism changes).
+
+    Built by :func:`structure_groups`. ``members`` are the interventions' indices;
+    ``set_mask``, ``mscale``, ``mmask`` and ``mval`` are their common set nodes and mechanism
+    changes (as :class:`~veerkracht_bayes.causal.interventions.CompiledIntervention`).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.causal.interventions import Intervention, Set, compile_interventions
+    >>> ivs = [Intervention(name="hold a", parts=[Set(node="a", value=1.0)])]
+    >>> (g,), _ = structure_groups(compile_interventions(ivs, ["x", "a"], ["x->a"]))
+    >>> g.members, g.set_mask.tolist(), g.is_identity
+    ([0], [False, True], False)
+    """
 
     members: list[int]
     set_mask: np.ndarray
@@ -320,10 +364,24 @@ class _Group:
         return bool(self.set_mask.any() or self.mech_rows.size)
 
 
-def _structure_groups(compiled: CompiledIntervention) -> tuple[list[_Group], np.ndarray]:
-    """Group interventions by intervened structure; also return each one's group index."""
+def structure_groups(compiled: CompiledIntervention) -> tuple[list[StructureGroup], np.ndarray]:
+    """Group interventions by intervened structure ``B_do``; also return each one's group index.
+
+    Interventions with the same set nodes and mechanism changes share one ``(I - B_do)`` per
+    draw, so the do-query factorises it once per group.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.causal.interventions import Intervention, Set, Shift, compile_interventions
+    >>> ivs = [Intervention(name="up x", parts=[Shift(node="x", delta=1.0)]),
+    ...        Intervention(name="hold a", parts=[Set(node="a", value=1.0)]),
+    ...        Intervention(name="up a", parts=[Shift(node="a", delta=0.5)])]
+    >>> groups, gid = structure_groups(compile_interventions(ivs, ["x", "a"], ["x->a"]))
+    >>> [g.members for g in groups], gid.tolist(), [g.is_identity for g in groups]
+    ([[0, 2], [1]], [0, 1, 0], [True, False])
+    """
     keys: dict[bytes, int] = {}
-    groups: list[_Group] = []
+    groups: list[StructureGroup] = []
     gid = np.zeros(compiled.n, int)
     for i in range(compiled.n):
         sm, ms, mm = compiled.set_mask[i], compiled.mech_scale[i], compiled.mech_mask[i]
@@ -332,13 +390,13 @@ def _structure_groups(compiled: CompiledIntervention) -> tuple[list[_Group], np.
         if k not in keys:
             rows = np.flatnonzero((mm | (ms != 1.0)).any(axis=1) & ~sm)
             keys[k] = len(groups)
-            groups.append(_Group([], sm, ms, mm, mv, rows))
+            groups.append(StructureGroup([], sm, ms, mm, mv, rows))
         gid[i] = keys[k]
         groups[keys[k]].members.append(i)
     return groups, gid
 
 
-def _injections(draws: StructuralDraws, compiled: CompiledIntervention, groups: list[_Group],
+def _injections(draws: StructuralDraws, compiled: CompiledIntervention, groups: list[StructureGroup],
                 vals: np.ndarray, means: Sequence[np.ndarray | None]
                 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per intervention the sparse injection ``u``: node indices ``(J,)`` and values ``(J, S)``.
@@ -469,6 +527,23 @@ class DoResult:
     draws, compiled
         The structural draws and the compiled interventions (for the evidence decomposition,
         :mod:`veerkracht_bayes.causal.evidence`).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import CausalGraph
+    >>> from veerkracht_bayes.graph.spec import GraphSpec
+    >>> g = CausalGraph(GraphSpec.model_validate({"spec_version": 1, "name": "loop",
+    ...     "nodes": [{"id": n, "label_en": n, "label_nl": n, "resource": "individual", "role": "construct"}
+    ...               for n in ("x", "a", "b")],
+    ...     "edges": [{"source": s, "target": t, "sign": "+", "evidence": "t"}
+    ...               for s, t in (("x", "a"), ("a", "b"), ("b", "a"))]}))
+    >>> from veerkracht_bayes.causal.draws import StructuralDraws
+    >>> draws = StructuralDraws.from_arrays(g, [[0.5, 0.4, 0.25]], [0.0, 0.0, 0.0])
+    >>> from veerkracht_bayes.causal.interventions import Intervention, Shift
+    >>> iv = Intervention(name="x up", parts=[Shift(node="x", delta=1.0)])
+    >>> res = do_query(draws, [iv], outcomes=["b"])
+    >>> isinstance(res, DoResult), res.names, bool(res.stable.all())
+    (True, ('x up',), True)
     """
 
     names: tuple[str, ...]
@@ -574,9 +649,110 @@ def _subgroup_meta(compiled, draws, subgroups, min_cell_size):
     return prev, tuple(reasons), means
 
 
-def _subgroup_setup(compiled, draws, subgroups, min_cell_size):
+@dataclass(frozen=True)
+class QuerySetup:
+    """What a do-query and a trajectory simulation prepare alike from their arguments.
+
+    Attributes
+    ----------
+    outcomes
+        The resolved outcomes.
+    compiled
+        The interventions compiled against the draws' nodes, links and subgroups.
+    doses
+        The dose draws (:func:`draw_doses` parts), one row per dose part and draw.
+    prevalence, suppressed
+        Per intervention: the target population's share and why its estimates are suppressed
+        (None: not suppressed).
+    groups
+        Interventions grouped by intervened structure ``B_do``.
+    injections
+        Per intervention the sparse injection ``u``: node indices ``(J,)`` and values ``(J, S)``.
+
+    Examples
+    --------
+    Built by :func:`query_setup`:
+
+    >>> import numpy as np
+    >>> from veerkracht_bayes.causal.draws import StructuralDraws
+    >>> from veerkracht_bayes.causal.interventions import Intervention, Shift
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> g = graph_from_lavaan("b ~ a")
+    >>> d = StructuralDraws.from_arrays(g, np.full((3, 1), 0.4), np.zeros(2))
+    >>> q = query_setup(d, [Intervention(name="up a", parts=[Shift(node="a", delta=1.0)])], ["b"])
+    >>> isinstance(q, QuerySetup), q.compiled.names, len(q.groups), len(q.injections)
+    (True, ('up a',), 1, 1)
+    """
+
+    outcomes: list[Outcome]
+    compiled: CompiledIntervention
+    doses: np.ndarray
+    prevalence: np.ndarray
+    suppressed: tuple[str | None, ...]
+    groups: list[StructureGroup]
+    injections: list[tuple[np.ndarray, np.ndarray]]
+
+
+def query_setup(draws: StructuralDraws, interventions: Sequence[Intervention],
+                outcomes: Sequence[str | Outcome | Mapping] | None = None, *,
+                subgroups: Mapping[str, SubgroupInfo] | None = None, min_cell_size: int = 50,
+                native_scale: Mapping[str, float | NativeScale] | None = None,
+                seed: int | jax.Array = 0) -> QuerySetup:
+    """Resolve outcomes, compile the interventions, draw the doses and build the injections.
+
+    The one setup of :func:`do_query` and
+    :func:`~veerkracht_bayes.causal.dynamics.simulate_trajectories`, so that both see the same
+    doses for the same seed (arguments as :func:`do_query`).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import veerkracht_bayes as vb
+    >>> from veerkracht_bayes.causal.draws import StructuralDraws
+    >>> g = vb.load_graph("marvel")
+    >>> sign = np.array([1.0 if e.sign == "+" else -1.0 for e in g.edges])
+    >>> d = StructuralDraws.from_arrays(g, 0.1 * sign[None, :].repeat(4, 0), np.zeros(len(g.nodes)))
+    >>> iv = vb.Intervention(name="P05", parts=[vb.Shift(node="meeting_places", delta=0.3,
+    ...                                                   unit="exposure")])
+    >>> q = query_setup(d, [iv], ["wellbeing"])
+    >>> q.compiled.names, [o.name for o in q.outcomes], q.prevalence.tolist()
+    (('P05',), ['wellbeing'], [1.0])
+    """
+    subgroups = dict(subgroups or {})
+    outs = resolve_outcomes(outcomes, draws.nodes)
+    compiled = compile_interventions(interventions, draws.nodes, draws.edge_keys,
+                                     subgroups=list(subgroups), native_scale=native_scale)
+    vals = _dose_parts(compiled, draws.n_draws, seed)
+    prev, reasons, means = _subgroup_meta(compiled, draws, subgroups, min_cell_size)
+    groups, _ = structure_groups(compiled)
+    inj = _injections(draws, compiled, groups, vals, means)
+    return QuerySetup(outs, compiled, vals, prev, reasons, groups, inj)
+
+
+def subgroup_setup(compiled: CompiledIntervention, draws: StructuralDraws,
+                   subgroups: Mapping[str, SubgroupInfo], min_cell_size: int
+                   ) -> tuple[np.ndarray, tuple[str | None, ...], np.ndarray]:
     """Prevalence, suppression reasons and the ``(I, S, P)`` intercepts of each target population
-    (``alpha``, or ``(I - B) m_g`` for a subgroup with a baseline mean ``m_g``)."""
+    (``alpha``, or ``(I - B) m_g`` for a subgroup with a baseline mean ``m_g``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.graph.causal_graph import CausalGraph
+    >>> from veerkracht_bayes.graph.spec import GraphSpec
+    >>> g = CausalGraph(GraphSpec.model_validate({"spec_version": 1, "name": "xa",
+    ...     "nodes": [{"id": n, "label_en": n, "label_nl": n, "resource": "individual", "role": "construct"}
+    ...               for n in ("x", "a")],
+    ...     "edges": [{"source": "x", "target": "a", "sign": "+", "evidence": "t"}]}))
+    >>> from veerkracht_bayes.causal.draws import StructuralDraws
+    >>> draws = StructuralDraws.from_arrays(g, [[0.5]], [0.0, 0.0])
+    >>> from veerkracht_bayes.causal.interventions import Intervention, Shift, compile_interventions
+    >>> iv = Intervention(name="up x", parts=[Shift(node="x", delta=1.0)], subgroup="low")
+    >>> comp = compile_interventions([iv], g.nodes, g.edge_keys, subgroups=["low"])
+    >>> prev, why, c = subgroup_setup(comp, draws, {"low": SubgroupInfo(0.3, n=20, mean=np.array([-1.0, 0.0]))}, 50)
+    >>> prev.tolist(), why[0] is not None, c[0, 0].tolist()
+    ([0.3], True, [-1.0, 0.5])
+    """
     I, S, P = compiled.n, draws.n_draws, len(draws.nodes)
     prev, reasons, means = _subgroup_meta(compiled, draws, subgroups, min_cell_size)
     c = np.broadcast_to(draws.alpha, (I, S, P)).copy()
@@ -626,6 +802,25 @@ def intervened_system(draws: StructuralDraws, compiled: CompiledIntervention, i:
         ``(S, P)`` drawn shift of this intervention.
     c
         ``(S, P)`` intercepts of the population (default ``alpha``).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import CausalGraph
+    >>> from veerkracht_bayes.graph.spec import GraphSpec
+    >>> g = CausalGraph(GraphSpec.model_validate({"spec_version": 1, "name": "loop",
+    ...     "nodes": [{"id": n, "label_en": n, "label_nl": n, "resource": "individual", "role": "construct"}
+    ...               for n in ("x", "a", "b")],
+    ...     "edges": [{"source": s, "target": t, "sign": "+", "evidence": "t"}
+    ...               for s, t in (("x", "a"), ("a", "b"), ("b", "a"))]}))
+    >>> from veerkracht_bayes.causal.draws import StructuralDraws
+    >>> draws = StructuralDraws.from_arrays(g, [[0.5, 0.4, 0.25]], [0.0, 0.0, 0.0])
+    >>> from veerkracht_bayes.causal.interventions import Intervention, Set, compile_interventions
+    >>> comp = compile_interventions([Intervention(name="hold a", parts=[Set(node="a", value=1.0)])], g.nodes, g.edge_keys)
+    >>> Bdo, c = intervened_system(draws, comp, 0, np.zeros((1, 3)))
+    >>> Bdo[0].round(2)
+    array([[0. , 0. , 0. ],
+           [0. , 0. , 0. ],
+           [0. , 0.4, 0. ]])
     """
     c = draws.alpha if c is None else c
     B = jnp.asarray(draws.B)
@@ -676,16 +871,29 @@ def do_query(
     Returns
     -------
     DoResult
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import CausalGraph
+    >>> from veerkracht_bayes.graph.spec import GraphSpec
+    >>> g = CausalGraph(GraphSpec.model_validate({"spec_version": 1, "name": "loop",
+    ...     "nodes": [{"id": n, "label_en": n, "label_nl": n, "resource": "individual", "role": "construct"}
+    ...               for n in ("x", "a", "b")],
+    ...     "edges": [{"source": s, "target": t, "sign": "+", "evidence": "t"}
+    ...               for s, t in (("x", "a"), ("a", "b"), ("b", "a"))]}))
+    >>> from veerkracht_bayes.causal.draws import StructuralDraws
+    >>> draws = StructuralDraws.from_arrays(g, [[0.5, 0.4, 0.25]], [0.0, 0.0, 0.0])
+    >>> from veerkracht_bayes.causal.interventions import Intervention, Shift
+    >>> iv = Intervention(name="x up", parts=[Shift(node="x", delta=1.0)])
+    >>> res = do_query(draws, [iv], outcomes=["a", "b"])
+    >>> res.effect.shape, res.effect[0, 0].round(4).tolist()
+    ((1, 1, 3), [1.0, 0.5556, 0.2222])
     """
-    subgroups = dict(subgroups or {})
-    outs = resolve_outcomes(outcomes, draws.nodes)
-    compiled = compile_interventions(interventions, draws.nodes, draws.edge_keys,
-                                     subgroups=list(subgroups), native_scale=native_scale)
+    q = query_setup(draws, interventions, outcomes, subgroups=subgroups, min_cell_size=min_cell_size,
+                    native_scale=native_scale, seed=seed)
+    outs, compiled, vals, prev, reasons, groups, inj = (q.outcomes, q.compiled, q.doses, q.prevalence,
+                                                        q.suppressed, q.groups, q.injections)
     I, S, P = compiled.n, draws.n_draws, len(draws.nodes)
-    vals = _dose_parts(compiled, S, seed)
-    prev, reasons, means = _subgroup_meta(compiled, draws, subgroups, min_cell_size)
-    groups, _ = _structure_groups(compiled)
-    inj = _injections(draws, compiled, groups, vals, means)
     pattern, flat, Bvals = _sparse_B(draws, compiled)
     blocks, singles = _scc_blocks(pattern)
     Bvals, flat = jnp.asarray(Bvals), jnp.asarray(flat)

@@ -87,6 +87,21 @@ class StructuralDraws:
         Optional ``edge key -> "data-informed" | "prior-dominated"`` from the engine's diagnostics.
     edge_delays
         Optional delay class per edge (same order as ``edge_keys``), used by the dynamics.
+
+    Examples
+    --------
+    A three-node diagram with a feedback loop between ``a`` and ``b``, one draw of its links:
+
+    >>> from veerkracht_bayes.graph.causal_graph import CausalGraph
+    >>> from veerkracht_bayes.graph.spec import GraphSpec
+    >>> g = CausalGraph(GraphSpec.model_validate({"spec_version": 1, "name": "loop",
+    ...     "nodes": [{"id": n, "label_en": n, "label_nl": n, "resource": "individual", "role": "construct"}
+    ...               for n in ("x", "a", "b")],
+    ...     "edges": [{"source": s, "target": t, "sign": "+", "evidence": "t"}
+    ...               for s, t in (("x", "a"), ("a", "b"), ("b", "a"))]}))
+    >>> draws = StructuralDraws.from_arrays(g, [[0.5, 0.4, 0.25]], [0.0, 0.0, 0.0])
+    >>> draws.n_draws, draws.B.shape
+    (1, (1, 3, 3))
     """
 
     nodes: tuple[str, ...]

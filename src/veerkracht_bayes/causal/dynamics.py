@@ -33,10 +33,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from veerkracht_bayes.runtime import x64
-from veerkracht_bayes.causal.do import (Outcome, SubgroupInfo, _dose_parts, _injections,
-                         _structure_groups, _subgroup_meta, resolve_outcomes)
+from veerkracht_bayes.causal.do import Outcome, SubgroupInfo, query_setup
 from veerkracht_bayes.errors import InterventionError, did_you_mean
-from veerkracht_bayes.causal.interventions import Intervention, NativeScale, compile_interventions
+from veerkracht_bayes.causal.interventions import Intervention, NativeScale
 from veerkracht_bayes.causal.draws import StructuralDraws
 from veerkracht_bayes.sem import algebra
 
@@ -60,6 +59,11 @@ def edge_rates(delays: Sequence[str], dt: float = 1.0,
         Step length in years.
     rates
         Rates per year by class (default :data:`RATES_PER_YEAR`).
+
+    Examples
+    --------
+    >>> edge_rates(["immediate", "short", "long"]).round(3)
+    array([1.  , 0.7 , 0.15])
     """
     rates = dict(RATES_PER_YEAR if rates is None else rates)
     out = []
@@ -130,6 +134,23 @@ class Trajectories:
         ``(I, S, T + 1, K)`` within-target effect per outcome over time (NaN where suppressed).
     prevalence
         Per intervention (multiply for the population average).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import CausalGraph
+    >>> from veerkracht_bayes.graph.spec import GraphSpec
+    >>> g = CausalGraph(GraphSpec.model_validate({"spec_version": 1, "name": "loop",
+    ...     "nodes": [{"id": n, "label_en": n, "label_nl": n, "resource": "individual", "role": "construct"}
+    ...               for n in ("x", "a", "b")],
+    ...     "edges": [{"source": s, "target": t, "sign": "+", "evidence": "t"}
+    ...               for s, t in (("x", "a"), ("a", "b"), ("b", "a"))]}))
+    >>> from veerkracht_bayes.causal.draws import StructuralDraws
+    >>> draws = StructuralDraws.from_arrays(g, [[0.5, 0.4, 0.25]], [0.0, 0.0, 0.0])
+    >>> from veerkracht_bayes.causal.interventions import Intervention, Shift
+    >>> iv = Intervention(name="x up", parts=[Shift(node="x", delta=1.0)])
+    >>> tr = simulate_trajectories(draws, [iv], outcomes=["b"], horizon=5)
+    >>> isinstance(tr, Trajectories), tr.names
+    (True, ('x up',))
     """
 
     names: tuple[str, ...]
@@ -174,18 +195,31 @@ def simulate_trajectories(
         Step length in years.
     rates
         Rates per year by delay class (default :data:`RATES_PER_YEAR`).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import CausalGraph
+    >>> from veerkracht_bayes.graph.spec import GraphSpec
+    >>> g = CausalGraph(GraphSpec.model_validate({"spec_version": 1, "name": "loop",
+    ...     "nodes": [{"id": n, "label_en": n, "label_nl": n, "resource": "individual", "role": "construct"}
+    ...               for n in ("x", "a", "b")],
+    ...     "edges": [{"source": s, "target": t, "sign": "+", "evidence": "t"}
+    ...               for s, t in (("x", "a"), ("a", "b"), ("b", "a"))]}))
+    >>> from veerkracht_bayes.causal.draws import StructuralDraws
+    >>> draws = StructuralDraws.from_arrays(g, [[0.5, 0.4, 0.25]], [0.0, 0.0, 0.0])
+    >>> from veerkracht_bayes.causal.interventions import Intervention, Shift
+    >>> iv = Intervention(name="x up", parts=[Shift(node="x", delta=1.0)])
+    >>> tr = simulate_trajectories(draws, [iv], outcomes=["b"], horizon=10)
+    >>> tr.times.shape, tr.effect.shape
+    ((11,), (1, 1, 11, 1))
     """
     if draws.edge_delays is None:
         raise InterventionError("these draws carry no edge delay classes (build them from a graph)")
-    subgroups = dict(subgroups or {})
-    outs = resolve_outcomes(outcomes, draws.nodes)
-    compiled = compile_interventions(interventions, draws.nodes, draws.edge_keys,
-                                     subgroups=list(subgroups), native_scale=native_scale)
+    q = query_setup(draws, interventions, outcomes, subgroups=subgroups, min_cell_size=min_cell_size,
+                    native_scale=native_scale, seed=seed)
+    outs, compiled, prev, reasons, groups, inj = (q.outcomes, q.compiled, q.prevalence, q.suppressed,
+                                                  q.groups, q.injections)
     I, S, P = compiled.n, draws.n_draws, len(draws.nodes)
-    vals = _dose_parts(compiled, S, seed)
-    prev, reasons, means = _subgroup_meta(compiled, draws, subgroups, min_cell_size)
-    groups, _ = _structure_groups(compiled)
-    inj = _injections(draws, compiled, groups, vals, means)
     idx = {n: i for i, n in enumerate(draws.nodes)}
     W = np.zeros((P, len(outs)))
     for k, o in enumerate(outs):

@@ -41,8 +41,9 @@ from typing import Any
 
 import numpy as np
 
-from veerkracht_bayes.causal.do import DoResult, Outcome, _structure_groups
+from veerkracht_bayes.causal.do import DoResult, Outcome, structure_groups
 from veerkracht_bayes.errors import PriorError
+from veerkracht_bayes.sem import algebra
 
 __all__ = ["EVIDENCE_CLASSES", "edge_evidence", "edge_evidence_from_draws", "evidence_shares",
            "evidence_label", "adjoint_weights", "link_derivatives"]
@@ -76,6 +77,13 @@ def edge_evidence(graph: Any, priors: Any | None = None, *, fit: Any | None = No
     -------
     dict
         ``edge key -> class``.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> ev = edge_evidence(load_graph("marvel"))
+    >>> sorted(set(ev.values()))
+    ['assumption']
     """
     keys = list(getattr(graph, "edge_keys", graph))
     layout = getattr(fit, "layout", None)
@@ -106,7 +114,19 @@ def edge_evidence(graph: Any, priors: Any | None = None, *, fit: Any | None = No
 
 def edge_evidence_from_draws(result: DoResult) -> dict[str, str]:
     """Fallback classes from the draws' engine classification: ``data-informed`` links are
-    ``data``, every other link ``assumption`` (the prior's source is unknown here)."""
+    ``data``, every other link ``assumption`` (the prior's source is unknown here).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.causal.draws import StructuralDraws
+    >>> from veerkracht_bayes.causal.do import do_query
+    >>> from veerkracht_bayes.causal.interventions import Intervention, Shift
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> d = StructuralDraws.from_arrays(graph_from_lavaan("b ~ a"), [[0.4]], [0.0, 0.0])
+    >>> res = do_query(d, [Intervention(name="up a", parts=[Shift(node="a", delta=1.0)])], ["b"])
+    >>> edge_evidence_from_draws(res)  # no engine classification on these draws
+    {'a->b': 'assumption'}
+    """
     draws = result.draws
     if draws is None:
         return {}
@@ -138,10 +158,9 @@ def adjoint_weights(Bdo: np.ndarray, w: np.ndarray) -> np.ndarray:
     [0.5, 1.0]
     """
     Bdo = np.asarray(Bdo, float)
-    P = Bdo.shape[-1]
-    M = np.swapaxes(np.eye(P) - Bdo, -1, -2)
-    rhs = np.broadcast_to(np.asarray(w, float), Bdo.shape[:-1])[..., None]
-    return np.linalg.solve(M, rhs)[..., 0]
+    rhs = np.broadcast_to(np.asarray(w, float), Bdo.shape[:-1])
+    # (I - B)^-T w is the equilibrium of the transposed system: (I - B')^-1 w
+    return algebra.solve_equilibrium(np.swapaxes(Bdo, -1, -2), rhs, xp="numpy")
 
 
 def link_derivatives(a: np.ndarray, t: np.ndarray, sources: np.ndarray, targets: np.ndarray
@@ -191,6 +210,24 @@ def evidence_shares(result: DoResult, outcome: str | Outcome,
     edge_evidence
         ``edge key -> class`` (:func:`edge_evidence`); default :func:`edge_evidence_from_draws`.
         Links without an entry count as ``assumption``.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import CausalGraph
+    >>> from veerkracht_bayes.graph.spec import GraphSpec
+    >>> g = CausalGraph(GraphSpec.model_validate({"spec_version": 1, "name": "loop",
+    ...     "nodes": [{"id": n, "label_en": n, "label_nl": n, "resource": "individual", "role": "construct"}
+    ...               for n in ("x", "a", "b")],
+    ...     "edges": [{"source": s, "target": t, "sign": "+", "evidence": "t"}
+    ...               for s, t in (("x", "a"), ("a", "b"), ("b", "a"))]}))
+    >>> from veerkracht_bayes.causal.draws import StructuralDraws
+    >>> draws = StructuralDraws.from_arrays(g, [[0.5, 0.4, 0.25]], [0.0, 0.0, 0.0])
+    >>> from veerkracht_bayes.causal.do import do_query
+    >>> from veerkracht_bayes.causal.interventions import Intervention, Shift
+    >>> res = do_query(draws, [Intervention(name="x up", parts=[Shift(node="x", delta=1.0)])], outcomes=["b"])
+    >>> ev = {"x->a": "data", "a->b": "literature", "b->a": "assumption"}
+    >>> evidence_shares(res, "b", ev).round(2)
+    array([[[0.34, 0.34, 0.31]]])
     """
     draws, compiled = result.draws, result.compiled
     I, S = len(result.names), result.effect.shape[1]
@@ -206,7 +243,7 @@ def evidence_shares(result: DoResult, outcome: str | Outcome,
     w = _weights(result, outcome)
     usable = result.usable()
     P = len(draws.nodes)
-    groups, _ = _structure_groups(compiled)
+    groups, _ = structure_groups(compiled)
     for g in groups:
         B = draws.B
         Bdo = np.where(g.mmask, g.mval, B * g.mscale) * (1.0 - g.set_mask.astype(float))[:, None]
@@ -235,7 +272,13 @@ def evidence_shares(result: DoResult, outcome: str | Outcome,
 
 def evidence_label(shares: Sequence[float], reachable: bool = True) -> str:
     """``no path`` when unreachable; ``data`` when ``share_data > 0.5``; else the larger of
-    ``assumption`` and ``literature`` (ties: ``assumption``); ``""`` when the shares are NaN."""
+    ``assumption`` and ``literature`` (ties: ``assumption``); ``""`` when the shares are NaN.
+
+    Examples
+    --------
+    >>> evidence_label([0.2, 0.1, 0.7]), evidence_label([0.5, 0.3, 0.2]), evidence_label([0, 0, 0], reachable=False)
+    ('data', 'assumption', 'no path')
+    """
     if not reachable:
         return "no path"
     sa, sl, sd = (float(x) for x in shares)

@@ -95,7 +95,14 @@ class _Strict(BaseModel):
 
 
 class Normal(_Strict):
-    """Dose ~ Normal(mean, sd)."""
+    """Dose ~ Normal(mean, sd).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.causal.interventions import Shift
+    >>> Shift(node="social_network", delta=Normal(mean=0.3, sd=0.1)).delta
+    Normal(dist='normal', mean=0.3, sd=0.1)
+    """
 
     dist: Literal["normal"] = "normal"
     mean: FiniteFloat
@@ -107,7 +114,13 @@ class Normal(_Strict):
 
 
 class Uniform(_Strict):
-    """Dose ~ Uniform(lo, hi)."""
+    """Dose ~ Uniform(lo, hi).
+
+    Examples
+    --------
+    >>> Uniform(lo=0.1, hi=0.5)
+    Uniform(dist='uniform', lo=0.1, hi=0.5)
+    """
 
     dist: Literal["uniform"] = "uniform"
     lo: FiniteFloat
@@ -129,6 +142,11 @@ class LogNormal(_Strict):
 
     A log-normal magnitude with the sign of ``median``, so that decreases (e.g. shorter waiting
     times) can be log-normal too.
+
+    Examples
+    --------
+    >>> LogNormal(median=0.3, sigma=0.5).median
+    0.3
     """
 
     dist: Literal["lognormal"] = "lognormal"
@@ -147,7 +165,13 @@ class LogNormal(_Strict):
 
 
 class Fixed(_Strict):
-    """A dose without uncertainty."""
+    """A dose without uncertainty.
+
+    Examples
+    --------
+    >>> Fixed(value=0.5)
+    Fixed(dist='fixed', value=0.5)
+    """
 
     dist: Literal["fixed"] = "fixed"
     value: FiniteFloat
@@ -158,7 +182,13 @@ class Fixed(_Strict):
 
 
 class Beta(_Strict):
-    """Dose ~ Beta(a, b) on [0, 1]: an uncertain share, e.g. the coverage of a programme."""
+    """Dose ~ Beta(a, b) on [0, 1]: an uncertain share, e.g. the coverage of a programme.
+
+    Examples
+    --------
+    >>> Beta(a=2.0, b=5.0).a
+    2.0
+    """
 
     dist: Literal["beta"] = "beta"
     a: PositiveFloat
@@ -173,7 +203,14 @@ Dose = Annotated[Union[Normal, Uniform, LogNormal, Beta, Fixed], Field(discrimin
 
 
 class Shift(_Strict):
-    """``X += delta`` on node ``node``."""
+    """``X += delta`` on node ``node``.
+
+    Examples
+    --------
+    >>> import veerkracht_bayes as vb
+    >>> vb.Shift(node="social_network", delta=0.5)
+    Shift(type='shift', node='social_network', delta=0.5, unit='sd')
+    """
 
     type: Literal["shift"] = "shift"
     node: str
@@ -186,7 +223,14 @@ class Shift(_Strict):
 
 
 class Set(_Strict):
-    """``do(node = value)``: cut the node's incoming links and hold it at ``value``."""
+    """``do(node = value)``: cut the node's incoming links and hold it at ``value``.
+
+    Examples
+    --------
+    >>> import veerkracht_bayes as vb
+    >>> vb.Set(node="social_network", value=1.0)
+    Set(type='set', node='social_network', value=1.0, unit='sd')
+    """
 
     type: Literal["set"] = "set"
     node: str
@@ -195,7 +239,14 @@ class Set(_Strict):
 
 
 class MechanismChange(_Strict):
-    """Scale (``scale``) or replace (``value``) the coefficient of the edge ``source -> target``."""
+    """Scale (``scale``) or replace (``value``) the coefficient of the edge ``source -> target``.
+
+    Examples
+    --------
+    >>> import veerkracht_bayes as vb
+    >>> vb.MechanismChange(source="social_network", target="wellbeing", scale=0.5).scale
+    0.5
+    """
 
     type: Literal["mechanism"] = "mechanism"
     source: str
@@ -214,7 +265,16 @@ Part = Annotated[Union[Shift, Set, MechanismChange], Field(discriminator="type")
 
 
 class Intervention(_Strict):
-    """A named intervention: one or more parts, optionally targeted at a subgroup."""
+    """A named intervention: one or more parts, optionally targeted at a subgroup.
+
+    Examples
+    --------
+    >>> import veerkracht_bayes as vb
+    >>> i = vb.Intervention(name="more contact", parts=[vb.Shift(node="social_network", delta=0.5)],
+    ...                     subgroup="single_parent")
+    >>> i.name, len(i.parts), i.subgroup
+    ('more contact', 1, 'single_parent')
+    """
 
     name: str = Field(min_length=1)
     parts: list[Part] = Field(min_length=1)
@@ -230,7 +290,13 @@ class Intervention(_Strict):
 
 @dataclass(frozen=True)
 class NativeScale:
-    """Native scale of a node: ``sd`` native units per model SD; ``center`` = native value of 0."""
+    """Native scale of a node: ``sd`` native units per model SD; ``center`` = native value of 0.
+
+    Examples
+    --------
+    >>> NativeScale(sd=12.0, center=50.0)
+    NativeScale(sd=12.0, center=50.0)
+    """
 
     sd: float
     center: float | None = None
@@ -238,7 +304,14 @@ class NativeScale:
 
 def parse_intervention(data: Mapping[str, Any], source: str | None = None) -> Intervention:
     """Validate a plain mapping as an :class:`Intervention` (pydantic errors become located
-    :class:`InterventionError` problems)."""
+    :class:`InterventionError` problems).
+
+    Examples
+    --------
+    >>> iv = parse_intervention({"name": "more contact", "parts": [{"type": "shift", "node": "social_network", "delta": 0.5}]})
+    >>> iv.parts[0]
+    Shift(type='shift', node='social_network', delta=0.5, unit='sd')
+    """
     try:
         return Intervention.model_validate(data)
     except ValidationError as exc:
@@ -274,6 +347,16 @@ def check_intervention(
         Defined subgroup names (the codebook's); ``None`` accepts only untargeted interventions.
     native_scale
         Known native scales (needed for ``unit="native"``).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> g = load_graph("marvel")
+    >>> iv = parse_intervention({"name": "typo", "parts": [{"type": "shift", "node": "social_netwrok", "delta": 0.5}]})
+    >>> check_intervention(iv, g.nodes, [e.key for e in g.edges])
+    Traceback (most recent call last):
+        ...
+    veerkracht_bayes.errors.InterventionError: intervention 'typo' parts[0]: unknown node 'social_netwrok' (did you mean 'social_network' ...
     """
     probs: list[Problem] = []
     node_set, edges = set(nodes), set(edge_keys)
@@ -356,6 +439,15 @@ class CompiledIntervention:
         padding has factor 0): node index, distribution code (0 fixed, 1 normal, 2 uniform,
         3 lognormal, 4 beta), parameters, and the unit factor (1 / native sd; 1 for sd and
         exposure).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> g = load_graph("marvel")
+    >>> iv = parse_intervention({"name": "hold", "parts": [{"type": "set", "node": "social_network", "value": 1.0}]})
+    >>> c = compile_interventions([iv], g.nodes, [e.key for e in g.edges])
+    >>> int(c.set_mask.sum())
+    1
     """
 
     names: tuple[str, ...]
@@ -384,7 +476,17 @@ def compile_interventions(
     subgroups: Iterable[str] | None = None,
     native_scale: Mapping[str, float | NativeScale] | None = None,
 ) -> CompiledIntervention:
-    """Validate and turn interventions into stacked arrays (see :class:`CompiledIntervention`)."""
+    """Validate and turn interventions into stacked arrays (see :class:`CompiledIntervention`).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> g = load_graph("marvel")
+    >>> ivs = [parse_intervention({"name": "p1", "parts": [{"type": "shift", "node": "social_network", "delta": 0.5}]})]
+    >>> c = compile_interventions(ivs, g.nodes, [e.key for e in g.edges])
+    >>> c.names, isinstance(c, CompiledIntervention)
+    (('p1',), True)
+    """
     nodes = list(nodes)
     edge_keys = list(edge_keys)
     subgroups = None if subgroups is None else list(subgroups)

@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 
 from veerkracht_bayes.graph.causal_graph import CausalGraph
-from veerkracht_bayes.causal.do import Outcome, SubgroupInfo, _subgroup_setup, draw_doses, intervened_system, resolve_outcomes
+from veerkracht_bayes.causal.do import (Outcome, SubgroupInfo, draw_doses, intervened_system,
+                                        resolve_outcomes, subgroup_setup)
 from veerkracht_bayes.errors import InterventionError
 from veerkracht_bayes.causal.interventions import Intervention, NativeScale, compile_interventions
 from veerkracht_bayes.causal.draws import StructuralDraws
@@ -53,7 +54,24 @@ def _named_loops(graph: CausalGraph, loops: Sequence[str] | None) -> list:
 
 def loop_gains(draws: StructuralDraws, graph: CausalGraph,
                loops: Sequence[str] | None = None) -> dict[str, np.ndarray]:
-    """``{loop id: (S,) gain}`` — product of ``B`` along each named loop, per draw."""
+    """``{loop id: (S,) gain}`` — product of ``B`` along each named loop, per draw.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import CausalGraph
+    >>> from veerkracht_bayes.graph.spec import GraphSpec
+    >>> g = CausalGraph(GraphSpec.model_validate({"spec_version": 1, "name": "loop",
+    ...     "nodes": [{"id": n, "label_en": n, "label_nl": n, "resource": "individual", "role": "construct"}
+    ...               for n in ("x", "a", "b")],
+    ...     "edges": [{"source": s, "target": t, "sign": "+", "evidence": "t"}
+    ...               for s, t in (("x", "a"), ("a", "b"), ("b", "a"))],
+    ...     "loops": [{"id": "L1", "title": "a and b", "nodes": ["a", "b"], "polarity": "R"}]}))
+    >>> from veerkracht_bayes.causal.draws import StructuralDraws
+    >>> draws = StructuralDraws.from_arrays(g, [[0.5, 0.4, 0.25]], [0.0, 0.0, 0.0])
+    >>> gains = loop_gains(draws, g)
+    >>> {k: v.round(3).tolist() for k, v in gains.items()}  # 0.4 * 0.25
+    {'L1': [0.1]}
+    """
     idx = draws.node_index
     out = {}
     for lp in _named_loops(graph, loops):
@@ -67,7 +85,23 @@ def loop_gains(draws: StructuralDraws, graph: CausalGraph,
 
 def loop_gain_summary(draws: StructuralDraws, graph: CausalGraph, ci_prob: float = 0.90,
                       loops: Sequence[str] | None = None) -> pd.DataFrame:
-    """Tidy table: per loop the gain's mean, median, central interval and ``P(reinforcing)``."""
+    """Tidy table: per loop the gain's mean, median, central interval and ``P(reinforcing)``.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import CausalGraph
+    >>> from veerkracht_bayes.graph.spec import GraphSpec
+    >>> g = CausalGraph(GraphSpec.model_validate({"spec_version": 1, "name": "loop",
+    ...     "nodes": [{"id": n, "label_en": n, "label_nl": n, "resource": "individual", "role": "construct"}
+    ...               for n in ("x", "a", "b")],
+    ...     "edges": [{"source": s, "target": t, "sign": "+", "evidence": "t"}
+    ...               for s, t in (("x", "a"), ("a", "b"), ("b", "a"))],
+    ...     "loops": [{"id": "L1", "title": "a and b", "nodes": ["a", "b"], "polarity": "R"}]}))
+    >>> from veerkracht_bayes.causal.draws import StructuralDraws
+    >>> draws = StructuralDraws.from_arrays(g, [[0.5, 0.4, 0.25]], [0.0, 0.0, 0.0])
+    >>> loop_gain_summary(draws, g)["loop"].tolist()
+    ['L1']
+    """
     lo_q, hi_q = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2
     rows = []
     named = {lp.id: lp for lp in graph.loops}
@@ -94,6 +128,13 @@ def no_cycle_effect(Bdo: np.ndarray, u: np.ndarray, cycle: Sequence[int]) -> np.
     Returns
     -------
     ``(S, P)`` the no-cycle part of ``(I - Bdo)^-1 u``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Bdo = np.array([[[0.0, 0.25], [0.4, 0.0]]])  # one draw: a <- b (0.25) and b <- a (0.4)
+    >>> no_cycle_effect(Bdo, np.array([[1.0, 0.0]]), [0, 1]).round(3)
+    array([[1. , 0.4]])
     """
     S, P, _ = Bdo.shape
     cyc = list(cycle)
@@ -151,6 +192,20 @@ def loop_amplification(
     Doses are drawn with the same seed as :func:`~veerkracht_bayes.causal.do.do_query`, so
     ``effect`` here equals its within-target effect. Columns: ``policy, outcome, loop, effect_mean,
     loop_carried_mean, loop_carried_lower, loop_carried_upper, loop_share, p_amplifies, ci_prob``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import veerkracht_bayes as vb
+    >>> from veerkracht_bayes.causal.draws import StructuralDraws
+    >>> g = vb.load_graph("marvel")
+    >>> sign = np.array([1.0 if e.sign == "+" else -1.0 for e in g.edges])
+    >>> d = StructuralDraws.from_arrays(g, 0.1 * sign[None, :].repeat(4, 0), np.zeros(len(g.nodes)))
+    >>> iv = vb.Intervention(name="P05", parts=[vb.Shift(node="meeting_places", delta=0.3,
+    ...                                                   unit="exposure")])
+    >>> tab = loop_amplification(d, g, [iv], ["wellbeing"], loops=["L1"])
+    >>> tab[["policy", "outcome", "loop"]].values.tolist()
+    [['P05', 'wellbeing', 'L1']]
     """
     subgroups = dict(subgroups or {})
     outs = resolve_outcomes(outcomes, draws.nodes)
@@ -158,7 +213,7 @@ def loop_amplification(
                                      subgroups=list(subgroups), native_scale=native_scale)
     S, P = draws.n_draws, len(draws.nodes)
     shifts = draw_doses(compiled, S, P, seed)
-    _, _, c = _subgroup_setup(compiled, draws, subgroups, 0)
+    _, _, c = subgroup_setup(compiled, draws, subgroups, 0)
     idx = draws.node_index
     named = _named_loops(graph, loops)
     lo_q, hi_q = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2

@@ -52,7 +52,13 @@ class _Strict(BaseModel):
 
 
 class TargetGroup(_Strict):
-    """The report's own words for whom a recommendation is meant."""
+    """The report's own words for whom a recommendation is meant.
+
+    Examples
+    --------
+    >>> TargetGroup(quote="single parents", section="3.2").section
+    '3.2'
+    """
 
     quote: str = Field(min_length=1, description="The report's Dutch words.")
     section: str = Field(min_length=1, description="Where in the report (chapter / advice).")
@@ -82,7 +88,14 @@ def coverage_problems(cov: Any) -> list[tuple[str, object, str]]:
 
 
 class Lever(_Strict):
-    """One programme component: exposure to a lever node, with its coverage in the target group."""
+    """One programme component: exposure to a lever node, with its coverage in the target group.
+
+    Examples
+    --------
+    >>> lever = load_policies().policies[0].levers[0]
+    >>> isinstance(lever, Lever), isinstance(lever.node, str)
+    (True, True)
+    """
 
     node: str = Field(description="A graph node with role policy_lever.")
     coverage: Dose = Field(description="Share of the target group reached (on [0, 1]).")
@@ -122,7 +135,14 @@ class Lever(_Strict):
 
 
 class Policy(_Strict):
-    """One recommendation as a programme: target group, levers and their coverage."""
+    """One recommendation as a programme: target group, levers and their coverage.
+
+    Examples
+    --------
+    >>> p = load_policies().policies[0]
+    >>> isinstance(p, Policy), p.id
+    (True, 'P01')
+    """
 
     id: str = Field(pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")
     advice: str = Field(pattern=r"^(10|[1-9])[a-z]?$", description="The report's advice number.")
@@ -164,7 +184,14 @@ class Policy(_Strict):
 
 
 class PolicySet(_Strict):
-    """A validated policy file."""
+    """A validated policy file.
+
+    Examples
+    --------
+    >>> ps = load_policies()
+    >>> isinstance(ps, PolicySet), len(ps.policies) > 0
+    (True, True)
+    """
 
     spec_version: int = POLICY_SPEC_VERSION
     policies: list[Policy] = Field(min_length=1)
@@ -190,7 +217,13 @@ class PolicySet(_Strict):
 
 
 def policies_path() -> Path:
-    """Path of the shipped policy file."""
+    """Path of the shipped policy file.
+
+    Examples
+    --------
+    >>> policies_path().name
+    'policies.yaml'
+    """
     return package_data_path("policies.yaml")
 
 
@@ -237,6 +270,13 @@ def load_policies(path: str | Path | None = None, graph: CausalGraph | str | Non
     ------
     ConfigError
         Listing every problem with its file, line, policy, lever, field and value.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.causal.policies import load_policies
+    >>> policies = load_policies()  # the shipped policy file, checked against the MARVEL diagram
+    >>> [p.id for p in policies.policies][:3]
+    ['P01', 'P02', 'P03']
     """
     path = policies_path() if path is None else Path(path)
     doc = load_yaml(path, error_cls=ConfigError)
@@ -346,6 +386,12 @@ def lever_effect_priors(nodes: Iterable[str], graph: CausalGraph | str = "marvel
         ``{node: [{edge, target, sign, prior, mean, sd, source, citations}, ...]}``; ``prior`` is the
         compact label (``N(0.37, 0.12)+``, ``HN(0.2)+``), ``mean``/``sd`` those of the (truncated)
         distribution: the per-exposure effect in SD units of the target (Cohen's d).
+
+    Examples
+    --------
+    >>> priors = lever_effect_priors(["social_network"])
+    >>> list(priors)
+    ['social_network']
     """
     g = load_graph(graph) if not isinstance(graph, CausalGraph) else graph
     if priors is None and g.name == "marvel":
@@ -375,6 +421,12 @@ def format_policies(ps: PolicySet, as_json: bool = False, graph: CausalGraph | s
 
     With ``as_json`` one JSON list, one object per policy with ``id``, ``advice``, ``subgroup``,
     ``target_group`` and ``levers`` (each with ``node``, ``coverage``, ``effect_prior``, ``source``).
+
+    Examples
+    --------
+    >>> text = format_policies(load_policies())
+    >>> "P01" in text
+    True
     """
     eff = lever_effect_priors(ps.lever_nodes(), graph, priors)
     if as_json:

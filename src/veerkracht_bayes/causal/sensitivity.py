@@ -50,7 +50,14 @@ SENSITIVITY_COLUMNS = (
 
 
 def widen_dose(dose: Any, factor: float = 2.0) -> Any:
-    """The dose distribution with the same mean and ``factor`` times the sd (see module doc)."""
+    """The dose distribution with the same mean and ``factor`` times the sd (see module doc).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.causal.interventions import Normal
+    >>> widen_dose(Normal(mean=0.3, sd=0.1))
+    Normal(dist='normal', mean=0.3, sd=0.2)
+    """
     if isinstance(dose, (int, float, Fixed)):
         return dose
     if isinstance(dose, Normal):
@@ -71,7 +78,15 @@ def widen_dose(dose: Any, factor: float = 2.0) -> Any:
 
 
 def widen_doses(interventions: Sequence[Intervention], factor: float = 2.0) -> list[Intervention]:
-    """Every shift dose of every intervention widened by ``factor`` (:func:`widen_dose`)."""
+    """Every shift dose of every intervention widened by ``factor`` (:func:`widen_dose`).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.causal.interventions import Intervention, Normal, Shift
+    >>> iv = Intervention(name="p", parts=[Shift(node="social_network", delta=Normal(mean=0.3, sd=0.1))])
+    >>> round(widen_doses([iv], factor=3.0)[0].parts[0].delta.sd, 6)
+    0.3
+    """
     out = []
     for iv in interventions:
         parts = [p.model_copy(update={"delta": widen_dose(p.delta, factor)})
@@ -85,14 +100,36 @@ def _lever_nodes(graph: Any) -> set[str]:
 
 
 def lever_links(graph: Any) -> list[str]:
-    """Edge keys of the out-links of ``policy_lever`` nodes."""
+    """Edge keys of the out-links of ``policy_lever`` nodes.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> links = lever_links(load_graph("marvel"))
+    >>> isinstance(links, list) and all("->" in k for k in links)
+    True
+    """
     levers = _lever_nodes(graph)
     return [e.key for e in graph.edges if e.source in levers]
 
 
 def with_default_lever_priors(draws: StructuralDraws, graph: Any, *, sd: float = DEFAULT_EDGE_SD,
                               seed: int = 0) -> StructuralDraws:
-    """The draws with every lever link redrawn from ``sign x HalfNormal(sd)`` (seeded)."""
+    """The draws with every lever link redrawn from ``sign x HalfNormal(sd)`` (seeded).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import veerkracht_bayes as vb
+    >>> from veerkracht_bayes.causal.draws import StructuralDraws
+    >>> g = vb.load_graph("marvel")
+    >>> sign = np.array([1.0 if e.sign == "+" else -1.0 for e in g.edges])
+    >>> d = StructuralDraws.from_arrays(g, 0.1 * sign[None, :].repeat(4, 0), np.zeros(len(g.nodes)))
+    >>> new = with_default_lever_priors(d, g, sd=0.2, seed=1)
+    >>> k = [d.edge_keys.index(e) for e in lever_links(g)]
+    >>> bool((np.sign(new.beta()[:, k]) == sign[k]).all()), new.B.shape == d.B.shape
+    (True, True)
+    """
     keys = set(lever_links(graph))
     rng = np.random.default_rng(seed)
     B = draws.B.copy()
@@ -189,6 +226,20 @@ def assumption_sensitivity(
     -------
     pandas.DataFrame
         Columns :data:`SENSITIVITY_COLUMNS`, one row per outcome x scope.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import veerkracht_bayes as vb
+    >>> from veerkracht_bayes.causal.draws import StructuralDraws
+    >>> g = vb.load_graph("marvel")
+    >>> sign = np.array([1.0 if e.sign == "+" else -1.0 for e in g.edges])
+    >>> d = StructuralDraws.from_arrays(g, 0.1 * sign[None, :].repeat(4, 0), np.zeros(len(g.nodes)))
+    >>> ivs = [vb.Intervention(name=n, parts=[vb.Shift(node="meeting_places", delta=v, unit="exposure")])
+    ...        for n, v in (("P1", 0.3), ("P2", 0.1))]
+    >>> tab = assumption_sensitivity(d, ivs, ["wellbeing"], graph=g, scopes=("population",))
+    >>> list(tab.columns) == list(SENSITIVITY_COLUMNS), tab["outcome"].tolist()
+    (True, ['wellbeing'])
     """
     ivs = list(interventions)
     if base is None:

@@ -26,7 +26,9 @@ ensemble of graph variants weighed by stacking: variants that differ only in cut
 predictive density, so stacking cannot weigh them (docs/do_queries.md, "How sure is the diagram?").
 
 The graph file has no field that marks a link's sign as ambiguous, so no sign-flip variants are
-formed; the sign-constrained priors are kept.
+formed; the sign-constrained priors are kept. Every inferred MARVEL link's evidence states or
+implies its direction (docs/do_queries.md, "How sure is the diagram?"); whether a policy's sign
+survives the structural doubt is ``p_sign_holds``.
 
 Robustness of the ranking
 -------------------------

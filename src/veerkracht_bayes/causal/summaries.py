@@ -66,7 +66,13 @@ SUMMARY_COLUMNS = ("policy", "outcome", "subgroup", "scope", "direction", "reach
 
 
 def desirable_direction(outcome: str | Outcome, directions: Mapping[str, int] | None = None) -> int:
-    """+1 when higher is better, -1 when lower is better."""
+    """+1 when higher is better, -1 when lower is better.
+
+    Examples
+    --------
+    >>> desirable_direction("wellbeing"), desirable_direction("stress")
+    (1, -1)
+    """
     name = outcome if isinstance(outcome, str) else outcome.name
     if directions and name in directions:
         d = int(directions[name])
@@ -102,6 +108,24 @@ def rank_draws(result: DoResult, outcome: str | Outcome, scope: str = "populatio
 
     Returns ``(names, x, ranks)``: ``x (I', S')`` direction x effect and ``ranks (I', S')``
     (ties: average rank) over the ``S'`` draws usable for every compared policy.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import CausalGraph
+    >>> from veerkracht_bayes.graph.spec import GraphSpec
+    >>> g = CausalGraph(GraphSpec.model_validate({"spec_version": 1, "name": "loop",
+    ...     "nodes": [{"id": n, "label_en": n, "label_nl": n, "resource": "individual", "role": "construct"}
+    ...               for n in ("x", "a", "b")],
+    ...     "edges": [{"source": s, "target": t, "sign": "+", "evidence": "t"}
+    ...               for s, t in (("x", "a"), ("a", "b"), ("b", "a"))]}))
+    >>> from veerkracht_bayes.causal.draws import StructuralDraws
+    >>> draws = StructuralDraws.from_arrays(g, [[0.5, 0.4, 0.25]], [0.0, 0.0, 0.0])
+    >>> from veerkracht_bayes.causal.do import do_query
+    >>> from veerkracht_bayes.causal.interventions import Intervention, Shift
+    >>> ivs = [Intervention(name=n, parts=[Shift(node=n, delta=1.0)]) for n in ("x", "a")]
+    >>> names, x, ranks = rank_draws(do_query(draws, ivs, outcomes=["b"]), "b")
+    >>> names, ranks.tolist()
+    (['x', 'a'], [[2.0], [1.0]])
     """
     from scipy.stats import rankdata
 
@@ -123,6 +147,23 @@ def p_best(result: DoResult, outcome: str | Outcome, scope: str = "population",
 
     Suppressed policies (cells below the minimum size) are not compared. The Series has
     ``attrs["n_draws"]`` = the number of draws used.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import CausalGraph
+    >>> from veerkracht_bayes.graph.spec import GraphSpec
+    >>> g = CausalGraph(GraphSpec.model_validate({"spec_version": 1, "name": "loop",
+    ...     "nodes": [{"id": n, "label_en": n, "label_nl": n, "resource": "individual", "role": "construct"}
+    ...               for n in ("x", "a", "b")],
+    ...     "edges": [{"source": s, "target": t, "sign": "+", "evidence": "t"}
+    ...               for s, t in (("x", "a"), ("a", "b"), ("b", "a"))]}))
+    >>> from veerkracht_bayes.causal.draws import StructuralDraws
+    >>> draws = StructuralDraws.from_arrays(g, [[0.5, 0.4, 0.25]], [0.0, 0.0, 0.0])
+    >>> from veerkracht_bayes.causal.do import do_query
+    >>> from veerkracht_bayes.causal.interventions import Intervention, Shift
+    >>> ivs = [Intervention(name=n, parts=[Shift(node=n, delta=1.0)]) for n in ("x", "a")]
+    >>> p_best(do_query(draws, ivs, outcomes=["b"]), "b").to_dict()
+    {'x': 0.0, 'a': 1.0}
     """
     names, x, _ = rank_draws(result, outcome, scope, policies, directions)
     if x.shape[1] == 0:
@@ -142,6 +183,23 @@ def pairwise_beats(result: DoResult, outcome: str | Outcome, scope: str = "popul
 
     Over draws usable for both policies; ``P(A > B) + P(B > A) = 1`` when there are no ties.
     The diagonal is NaN.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import CausalGraph
+    >>> from veerkracht_bayes.graph.spec import GraphSpec
+    >>> g = CausalGraph(GraphSpec.model_validate({"spec_version": 1, "name": "loop",
+    ...     "nodes": [{"id": n, "label_en": n, "label_nl": n, "resource": "individual", "role": "construct"}
+    ...               for n in ("x", "a", "b")],
+    ...     "edges": [{"source": s, "target": t, "sign": "+", "evidence": "t"}
+    ...               for s, t in (("x", "a"), ("a", "b"), ("b", "a"))]}))
+    >>> from veerkracht_bayes.causal.draws import StructuralDraws
+    >>> draws = StructuralDraws.from_arrays(g, [[0.5, 0.4, 0.25]], [0.0, 0.0, 0.0])
+    >>> from veerkracht_bayes.causal.do import do_query
+    >>> from veerkracht_bayes.causal.interventions import Intervention, Shift
+    >>> ivs = [Intervention(name=n, parts=[Shift(node=n, delta=1.0)]) for n in ("x", "a")]
+    >>> float(pairwise_beats(do_query(draws, ivs, outcomes=["b"]), "b").loc["a", "x"])  # P(a beats x)
+    1.0
     """
     oc = _outcome(result, outcome)
     idx = [result.index(p) for p in (policies or result.names)]
@@ -191,6 +249,24 @@ def summarise_effects(
         ``edge key -> "data" | "literature" | "assumption"``
         (:func:`veerkracht_bayes.causal.evidence.edge_evidence`); default: the draws' engine
         classes, every non-data link counted as ``assumption``.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import CausalGraph
+    >>> from veerkracht_bayes.graph.spec import GraphSpec
+    >>> g = CausalGraph(GraphSpec.model_validate({"spec_version": 1, "name": "loop",
+    ...     "nodes": [{"id": n, "label_en": n, "label_nl": n, "resource": "individual", "role": "construct"}
+    ...               for n in ("x", "a", "b")],
+    ...     "edges": [{"source": s, "target": t, "sign": "+", "evidence": "t"}
+    ...               for s, t in (("x", "a"), ("a", "b"), ("b", "a"))]}))
+    >>> from veerkracht_bayes.causal.draws import StructuralDraws
+    >>> draws = StructuralDraws.from_arrays(g, [[0.5, 0.4, 0.25]], [0.0, 0.0, 0.0])
+    >>> from veerkracht_bayes.causal.interventions import Intervention, Shift
+    >>> iv = Intervention(name="x up", parts=[Shift(node="x", delta=1.0)])
+    >>> from veerkracht_bayes.causal.do import do_query
+    >>> tab = summarise_effects(do_query(draws, [iv], outcomes=["b"]))
+    >>> tab[["policy", "outcome", "mean"]].round(3).to_dict("records")[0]
+    {'policy': 'x up', 'outcome': 'b', 'mean': 0.222}
     """
     if not 0.0 < ci_prob < 1.0:
         raise InterventionError(f"ci_prob {ci_prob!r} not in (0, 1)")

@@ -56,6 +56,12 @@ class ThresholdSpec(BaseModel):
         The cut-off on the scale.
     direction
         ``"below"`` (share with score <= cutoff) or ``"above"`` (score > cutoff).
+
+    Examples
+    --------
+    >>> t = ThresholdSpec(name="low_wellbeing", outcome="wellbeing", items=["wb1", "wb2"], cutoff=2.5)
+    >>> t.direction
+    'below'
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -124,7 +130,15 @@ def scale_moments(spec: ThresholdSpec, item_names: Sequence[str], loadings: np.n
 
 @dataclass(frozen=True)
 class ThresholdResult:
-    """Shares beyond a cut-off, per draw (fractions), and the effect in percentage points."""
+    """Shares beyond a cut-off, per draw (fractions), and the effect in percentage points.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> r = ThresholdResult("stress > 4", np.array([0.20, 0.22]), np.array([0.18, 0.21]), calibrated=False)
+    >>> r.effect_pp.round(1).tolist(), r.summary()["p_decrease"]
+    ([-2.0, -1.0], 1.0)
+    """
 
     name: str
     baseline: np.ndarray

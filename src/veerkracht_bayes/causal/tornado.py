@@ -32,9 +32,10 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from veerkracht_bayes.causal.do import DoResult, Outcome, _structure_groups
+from veerkracht_bayes.causal.do import DoResult, Outcome, structure_groups
 from veerkracht_bayes.causal.evidence import adjoint_weights, link_derivatives
 from veerkracht_bayes.errors import InterventionError
+from veerkracht_bayes.sem import algebra
 
 __all__ = ["TORNADO_COLUMNS", "effect_tornado", "tornado_table"]
 
@@ -94,7 +95,7 @@ def effect_tornado(result: DoResult, outcome: str | Outcome, intervention: str |
     if scope not in ("within", "population"):
         raise InterventionError(f"unknown scope {scope!r} (expected 'within' or 'population')")
     i = result.index(intervention) if isinstance(intervention, str) else int(intervention)
-    groups, gid = _structure_groups(compiled)
+    groups, gid = structure_groups(compiled)
     if not groups[gid[i]].is_identity:
         raise InterventionError(f"intervention {result.names[i]!r} sets a node or changes a "
                                 "mechanism; the tornado decomposes shift interventions only")
@@ -110,7 +111,7 @@ def effect_tornado(result: DoResult, outcome: str | Outcome, intervention: str |
     ubar[nodes] = u.mean(axis=1)
     factor = float(result.prevalence[i]) if scope == "population" else 1.0
     a = adjoint_weights(Bbar, w) * factor
-    t = np.linalg.solve(np.eye(len(draws.nodes)) - Bbar, ubar)
+    t = algebra.solve_equilibrium(Bbar, ubar)
     src, tgt = draws.edge_sources, draws.edge_targets
     d_link = link_derivatives(a, t, src, tgt)
     sd_link = B[:, tgt, src].std(axis=0, ddof=1) if B.shape[0] > 1 else np.zeros(len(src))
@@ -160,7 +161,7 @@ def tornado_table(result: DoResult, outcomes: Sequence[str | Outcome] | None = N
     ['policy', 'outcome', 'scope', 'input']
     """
     outs = list(outcomes) if outcomes is not None else list(result.outcomes)
-    groups, gid = _structure_groups(result.compiled) if result.compiled is not None else ([], [])
+    groups, gid = structure_groups(result.compiled) if result.compiled is not None else ([], [])
     frames = []
     for i, name in enumerate(result.names):
         if result.suppressed[i] is not None or not groups or not groups[gid[i]].is_identity:

@@ -22,8 +22,20 @@ model builder would classify them, less the links whose equation fails the order
 feedback cycle without enough instruments: more respondents do not identify them); links to policy
 levers stay cut (a survey does not measure programme exposure).
 
-The preposterior (Gaussian approximation, cost flat in ``n``)
---------------------------------------------------------------
+The preposterior by simulation and reweighting (``method="reweight"``, the default)
+------------------------------------------------------------------------------------
+For each of ``outer_draws`` posterior draws the wave's sufficient statistics (the sample covariance
+of its scale scores; :func:`wave_scores` gives their model-implied covariance from
+:mod:`veerkracht_bayes.sem.algebra`) are drawn from their Wishart distribution (cost flat in
+``n``), and the posterior is updated by Pareto-smoothed importance reweighting of the existing
+draws with the exact likelihood of those statistics, restricted to the factor that measuring the
+candidate adds (its score given the others); see :func:`evsi_reweight`. Where the weights
+degenerate (Pareto ``k`` above the threshold) an optional refit callback replaces the update
+(:func:`veerkracht_bayes.workflow.uncertainty.wave_refit`: a short NUTS refit of the package's
+model on a simulated wave); otherwise the share of such waves is reported (``share_k_bad``).
+
+The preposterior (Gaussian approximation, ``method="gaussian"``, cost flat in ``n``)
+------------------------------------------------------------------------------------
 The wave's sufficient statistics (its moment matrix) determine the estimates of ``theta``; at the
 posterior mean their sampling covariance is the regression formula per target node ``i``:
 ``V_i / n_eff`` with ``V_i = psi_i Sigma_{Pa(i)}^-1`` (``Sigma`` the model-implied covariance of the
@@ -62,12 +74,39 @@ import pandas as pd
 from veerkracht_bayes.causal.do import DoResult, Outcome
 from veerkracht_bayes.causal.summaries import desirable_direction
 from veerkracht_bayes.errors import ConfigError, Problem, did_you_mean
+from veerkracht_bayes.sem import algebra
 
-__all__ = ["VOI_COLUMNS", "decision_utilities", "evpi", "scale_reliability", "measured_nodes",
-           "informed_links", "sampling_covariance", "evsi", "value_of_information"]
+__all__ = [
+    "MAX_SHARE_BAD",
+    "NULL_MARGIN_SE",
+    "VOI_COLUMNS",
+    "VOI_METHODS",
+    "decision_utilities",
+    "evpi",
+    "evsi",
+    "evsi_reweight",
+    "informed_links",
+    "measured_nodes",
+    "pareto_k_threshold",
+    "psis_weights",
+    "reweight_status",
+    "sampling_covariance",
+    "scale_reliability",
+    "value_of_information",
+    "wave_scores",
+]
 
 VOI_COLUMNS = ("construct", "n", "evsi", "evpi", "evsi_se", "outcome", "measured", "items",
-               "reliability", "n_informed_links", "informed_links", "best_policy_now")
+               "reliability", "n_informed_links", "informed_links", "best_policy_now", "method",
+               "outer_draws", "pareto_k_max", "share_k_bad", "n_refits", "status", "evsi_raw",
+               "evsi_null", "evsi_gaussian")
+VOI_METHODS = ("reweight", "gaussian")
+#: Share of simulated waves whose importance weights may degenerate (Pareto ``k`` above the
+#: threshold, no refit) before the reweighted EVSI is checked against its null baseline.
+MAX_SHARE_BAD = 0.1
+#: How many combined standard errors the reweighted EVSI must exceed its null baseline by (the
+#: value the same degenerate weights give when they carry no information) to be reported.
+NULL_MARGIN_SE = 3.0
 
 
 def decision_utilities(result: DoResult, outcome: str | Outcome, *, scope: str = "population",
@@ -133,7 +172,18 @@ def scale_reliability(items: int, reliability: float) -> float:
 
 def measured_nodes(fit: Any) -> tuple[set[str], set[str]]:
     """``(constructs with items, observed covariates)`` of a fit (from ``fit.layout``; a prior-only
-    fit measures nothing)."""
+    fit measures nothing).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> layout = SimpleNamespace(latent=("a", "b", "y"), unobserved_latent=("b",), covariates=("age",))
+    >>> constructs, covariates = measured_nodes(SimpleNamespace(prior_only=False, layout=layout))
+    >>> sorted(constructs), sorted(covariates)
+    (['a', 'y'], ['age'])
+    >>> measured_nodes(SimpleNamespace(prior_only=True))
+    (set(), set())
+    """
     if getattr(fit, "prior_only", False):
         return set(), set()
     layout = fit.layout
@@ -163,8 +213,11 @@ def informed_links(graph: Any, measured: Iterable[str], construct: str,
     >>> informed_links(g, [], "wellbeing")
     []
     """
-    from veerkracht_bayes.graph.identification import (LIKELIHOOD, identification_report,
-                                                       model_classes)
+    from veerkracht_bayes.graph.identification import (
+        LIKELIHOOD,
+        identification_report,
+        model_classes,
+    )
 
     cov = [c for c in covariates if c != construct]
     meas = [m for m in dict.fromkeys([*measured, construct]) if m not in set(cov)]
@@ -195,12 +248,24 @@ def sampling_covariance(graph: Any, draws: Any, measured: Iterable[str], links: 
     -------
     numpy.ndarray
         ``(K, K)`` in ``links`` order.
+
+    Examples
+    --------
+    With ``b = 0.5 a + zeta`` (so ``Sigma_{a,b} = [[1, .5], [.5, 1.25]]``) and ``psi_y = 1`` the
+    block for ``y``'s two parents is ``Sigma_{a,b}^-1``:
+
+    >>> import numpy as np
+    >>> from veerkracht_bayes.causal.draws import StructuralDraws
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> g = graph_from_lavaan("y ~ a + b; b ~ a")
+    >>> B = np.zeros((2, 3, 3)); B[:, 1, 0] = 0.5; B[:, 2, 1] = 0.3
+    >>> d = StructuralDraws(("a", "b", "y"), ("a->b", "a->y", "b->y"), B, np.zeros((2, 3)), np.ones((2, 3)))
+    >>> sampling_covariance(g, d, ["a", "b", "y"], ["a->y", "b->y"]).round(2).tolist()
+    [[1.25, -0.5], [-0.5, 1.0]]
     """
     idx = {n: j for j, n in enumerate(draws.nodes)}
     Bbar, psibar = draws.B.mean(axis=0), draws.psi.mean(axis=0)
-    P = len(draws.nodes)
-    A = np.linalg.inv(np.eye(P) - Bbar)
-    Sig = A @ np.diag(psibar) @ A.T
+    Sig = algebra.latent_covariance(algebra.equilibrium_matrix(Bbar, xp="numpy"), psibar, xp="numpy")
     meas = set(measured)
     lev = _levers(graph)
     K = len(links)
@@ -303,12 +368,42 @@ def evsi(U: np.ndarray, theta: np.ndarray, V: np.ndarray, n_eff: float | Sequenc
     return out, se
 
 
+def reweight_status(evsi_raw: float, se: float, evsi_null: float, null_se: float,
+                    share_bad_left: float, *, max_share_bad: float = MAX_SHARE_BAD,
+                    margin_se: float = NULL_MARGIN_SE) -> str:
+    """What a reweighted EVSI may be reported as: ``"ok"``, ``"rough"`` or ``"not_estimable"``.
+
+    ``"ok"``: at most ``max_share_bad`` of the simulated waves have degenerate importance weights
+    (no refit replaced them). Otherwise the estimate is compared with its *null baseline* (the
+    EVSI that the same weights give for utilities permuted over the draws, i.e. when the wave
+    carries no information on the decision: the upward selection bias of a maximum over a few
+    dominant draws): ``"rough"`` when it exceeds that baseline by more than ``margin_se``
+    combined standard errors (there is value beyond the weights' own bias, but the number leans
+    high), else ``"not_estimable"``: at this wave size the posterior draws cannot represent the
+    posterior after the wave, and the estimate cannot be told from that bias.
+
+    Examples
+    --------
+    >>> reweight_status(1e-3, 1e-4, 1e-6, 1e-7, 0.02)
+    'ok'
+    >>> reweight_status(1.2e-3, 1e-4, 1.1e-3, 4e-5, 1.0)
+    'not_estimable'
+    >>> reweight_status(6e-3, 5e-4, 4e-4, 3e-5, 0.2)
+    'rough'
+    """
+    if not share_bad_left > max_share_bad:
+        return "ok"
+    z = (evsi_raw - evsi_null) / max(float(np.hypot(se, null_se)), 1e-300)
+    return "rough" if z > margin_se else "not_estimable"
+
+
 def value_of_information(result: DoResult, graph: Any, outcome: str | Outcome, *,
                          measured: Iterable[str], covariates: Iterable[str] = (),
                          candidates: str | Sequence[str] = "unmeasured",
                          n: int | Sequence[int] = 2000, items: int = 3, reliability: float = 0.8,
                          scope: str = "population", seed: int = 0,
-                         directions: Mapping[str, int] | None = None) -> pd.DataFrame:
+                         directions: Mapping[str, int] | None = None, method: str = "reweight",
+                         outer_draws: int = 400, refit: Any = None) -> pd.DataFrame:
     """EVSI per candidate construct and sample size, and the decision's EVPI (``voi.csv``).
 
     Parameters
@@ -328,11 +423,28 @@ def value_of_information(result: DoResult, graph: Any, outcome: str | Outcome, *
         Wave size(s), items per construct and each item's reliability.
     scope
         ``"population"`` (default) or ``"within"``.
+    method
+        ``"reweight"`` (default): preposterior simulation of the wave's sufficient statistics
+        and an update by Pareto-smoothed importance reweighting of the posterior draws
+        (:func:`evsi_reweight`; ``outer_draws`` simulated waves, ``refit`` its fallback for
+        degenerate weights); ``"gaussian"``: the fast Gaussian approximation (:func:`evsi`).
+    outer_draws
+        Simulated waves per candidate (``"reweight"``).
+    refit
+        Optional factory ``refit(construct, draws, policies) -> callable(j, W, n)`` of the
+        fallback refit for one candidate (``draws``: the posterior draws that ``j`` indexes;
+        ``policies``: the order of the utilities to return; see :func:`evsi_reweight` and
+        :func:`veerkracht_bayes.workflow.uncertainty.wave_refit`).
 
     Returns
     -------
     pandas.DataFrame
-        :data:`VOI_COLUMNS`, ranked by EVSI at the largest ``n`` (largest first).
+        :data:`VOI_COLUMNS`, ranked by EVSI at the largest ``n`` (largest first; rows that are
+        not estimable last). ``status`` (:func:`reweight_status`): ``"ok"``, ``"rough"`` (many
+        degenerate weights, value above the null baseline: leans high) or ``"not_estimable"``
+        (``evsi`` is NaN: the estimate, ``evsi_raw``, cannot be told from ``evsi_null``, the
+        value the same weights give when the wave carries no information); ``evsi_gaussian``:
+        the Gaussian approximation of the same row (equal to ``evsi`` for that method).
 
     Examples
     --------
@@ -357,6 +469,10 @@ def value_of_information(result: DoResult, graph: Any, outcome: str | Outcome, *
         if bad:
             raise ConfigError(Problem(f"unknown construct {bad[0]!r}{did_you_mean(bad[0], graph.nodes)}",
                                       field="candidates", value=bad[0]))
+    if method not in VOI_METHODS:
+        raise ConfigError(Problem(f"unknown method {method!r}{did_you_mean(method, VOI_METHODS)} "
+                                  "(expected 'reweight' or 'gaussian')",
+                                  field="method", value=method))
     ns = [int(v) for v in np.atleast_1d(n)]
     rho = scale_reliability(items, reliability)
     names, U, keep = decision_utilities(result, outcome, scope=scope, directions=directions)
@@ -368,22 +484,346 @@ def value_of_information(result: DoResult, graph: Any, outcome: str | Outcome, *
     rows = []
     for c in cands:
         links = informed_links(graph, meas, c, cov)
-        if links:
+        nan = {"pareto_k_max": np.nan, "share_k_bad": np.nan, "n_refits": 0,
+               "evsi_null": np.nan, "evsi_null_se": np.nan}
+        diags = [nan] * len(ns)
+        if links:  # the Gaussian approximation, cheap: reported next to the reweighted value
             theta = draws.B[keep][:, draws.edge_targets[[col[k] for k in links]],
                                   draws.edge_sources[[col[k] for k in links]]]
             V = sampling_covariance(graph, draws, meas | cov | {c}, links)
-            ev, se = evsi(U, theta, V, [m * rho for m in ns], seed=seed)
+            ev_g, se_g = evsi(U, theta, V, [m * rho for m in ns], seed=seed)
         else:
-            ev, se = np.zeros(len(ns)), np.zeros(len(ns))
-        for m, e, s in zip(ns, ev, se):
-            rows.append({"construct": c, "n": m, "evsi": float(e), "evpi": vpi, "evsi_se": float(s),
+            ev_g, se_g = np.zeros(len(ns)), np.zeros(len(ns))
+        if method == "reweight":
+            kept = draws.subset(np.flatnonzero(keep))
+            names_o, Sig = wave_scores(graph, kept, meas, c, cov, items=items,
+                                       reliability=reliability)
+            if len(names_o) > 1:  # alone, a standardised score's variance says nothing about B
+                ev, se, diags = evsi_reweight(U, Sig, ns, outer=outer_draws, seed=seed,
+                                              refit=None if refit is None
+                                              else refit(c, kept, names))
+            else:
+                ev, se = np.zeros(len(ns)), np.zeros(len(ns))
+        else:
+            ev, se = ev_g, se_g
+        J = int(min(outer_draws, U.shape[1]))
+        for m, e, s, dg, eg in zip(ns, ev, se, diags, ev_g):
+            status = "ok"
+            if method == "reweight" and np.isfinite(dg["share_k_bad"]):
+                left = dg["share_k_bad"] - dg["n_refits"] / J
+                status = reweight_status(float(e), float(s), dg["evsi_null"], dg["evsi_null_se"],
+                                         left)
+            shown = np.nan if status == "not_estimable" else float(e)
+            rows.append({"construct": c, "n": m, "evsi": shown, "evpi": vpi, "evsi_se": float(s),
                          "outcome": oname, "measured": c in meas, "items": items,
                          "reliability": reliability, "n_informed_links": len(links),
-                         "informed_links": ";".join(links), "best_policy_now": best_now})
+                         "informed_links": ";".join(links), "best_policy_now": best_now,
+                         "method": method,
+                         "outer_draws": int(min(outer_draws, U.shape[1])) if method == "reweight"
+                         else 0,
+                         "pareto_k_max": dg["pareto_k_max"], "share_k_bad": dg["share_k_bad"],
+                         "n_refits": int(dg["n_refits"]), "status": status,
+                         "evsi_raw": float(e), "evsi_null": dg["evsi_null"],
+                         "evsi_gaussian": float(eg)})
     df = pd.DataFrame(rows, columns=list(VOI_COLUMNS))
     if df.empty:
         return df
     top = df[df["n"] == max(ns)].set_index("construct")["evsi"]
     df["_k"] = df["construct"].map(top)
-    return (df.sort_values(["_k", "construct", "n"], ascending=[False, True, True], kind="stable")
+    return (df.sort_values(["_k", "construct", "n"], ascending=[False, True, True], kind="stable",
+                           na_position="last")
               .drop(columns="_k").reset_index(drop=True))
+
+
+# ============================================================================ preposterior refit
+def _gpd_fit(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Generalised Pareto fit (Zhang & Stephens 2009, with the weak prior on ``k`` used by PSIS)
+    to each row of the ascending exceedances ``x (J, M)``; returns ``(k, sigma)`` per row
+    (``k = inf`` where no Pareto tail can be fitted). Row for row the same estimate as ArviZ's
+    ``psislw``, vectorised over the rows."""
+    M = x.shape[1]
+    m = 30 + int(np.sqrt(M))
+    ba = 1.0 - np.sqrt(m / (np.arange(1, m + 1) - 0.5))
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        xq = x[:, max(int(M / 4 + 0.5) - 1, 0)]
+        b = ba[None, :] / (3.0 * xq[:, None]) + 1.0 / x[:, -1][:, None]
+        kk = np.log1p(-b[:, :, None] * x[:, None, :]).mean(axis=2)
+        L = M * (np.log(-(b / kk)) - kk - 1.0)
+        L = np.where(np.isfinite(L), L, -np.inf)
+        Lm = L.max(axis=1, keepdims=True)
+        w = np.exp(L - Lm)
+        w /= w.sum(axis=1, keepdims=True)
+        bp = np.nansum(b * w, axis=1)
+        k = np.log1p(-bp[:, None] * x).mean(axis=1)
+        sigma = -k / bp
+    k = (M * k + 10 * 0.5) / (M + 10)
+    # first quartile not above the minimum: far from a generalised Pareto tail (as in ArviZ)
+    k = np.where((xq <= x[:, 0]) | ~np.isfinite(k), np.inf, k)
+    return k, sigma
+
+
+def psis_weights(log_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pareto-smoothed importance weights (Vehtari, Simpson, Gelman, Yao & Gabry 2024, JMLR 25:72)
+    of each row of ``log_w (J, S)``.
+
+    Returns
+    -------
+    weights, k_hat
+        ``(J, S)`` normalised smoothed weights and the ``(J,)`` Pareto shape estimates; above
+        ``0.7`` (for ``S`` in the thousands; the threshold is ``min(1 - 1/log10(S), 0.7)``) the
+        importance-sampling estimate is not reliable.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> w, k = psis_weights(rng.normal(0, 0.1, (2, 4000)))
+    >>> bool((k < 0.5).all()), bool(np.allclose(w.sum(axis=1), 1.0))
+    (True, True)
+    """
+    lw = np.asarray(log_w, float)
+    J, S = lw.shape
+    lw = lw - lw.max(axis=1, keepdims=True)
+    M = int(min(0.2 * S, 3.0 * np.sqrt(S)))
+    k_hat = np.full(J, np.inf)
+    if M >= 5:
+        order = np.argsort(lw, axis=1)
+        tail = order[:, -M:]
+        cut = np.exp(np.take_along_axis(lw, order[:, -M - 1:-M], axis=1))  # (J, 1)
+        x = np.exp(np.take_along_axis(lw, tail, axis=1)) - cut
+        ok = x[:, -1] > 0
+        k, sigma = _gpd_fit(np.where(ok[:, None], x, 1.0))
+        p = (np.arange(1, M + 1) - 0.5) / M
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            kc = np.where(np.abs(k) < 1e-8, 1e-8, k)[:, None]
+            q = cut + sigma[:, None] * ((1.0 - p[None, :]) ** (-kc) - 1.0) / kc
+            q = np.log(np.minimum(q, 1.0))
+        good = ok & np.isfinite(k) & np.isfinite(q).all(axis=1)
+        k_hat = np.where(ok, k, 0.0)
+        rows = np.flatnonzero(good)
+        lw[rows[:, None], tail[rows]] = q[rows]
+    w = np.exp(lw)
+    w /= w.sum(axis=1, keepdims=True)
+    return w, k_hat
+
+
+def pareto_k_threshold(S: int) -> float:
+    """``min(1 - 1/log10(S), 0.7)``: the largest reliable Pareto ``k`` for ``S`` draws.
+
+    Examples
+    --------
+    >>> pareto_k_threshold(100), pareto_k_threshold(4000)
+    (0.5, 0.7)
+    """
+    return float(min(1.0 - 1.0 / np.log10(max(S, 11)), 0.7))
+
+
+def _wishart(L: np.ndarray, n: int, z: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Sample covariances ``W = L A A' L' / n`` of ``n`` normal rows (Bartlett), from common
+    random numbers ``z (J, p, p)`` (normals, below the diagonal) and ``u (J, p)`` (uniforms for
+    the chi-square diagonal): the cost does not depend on ``n``."""
+    from scipy import stats
+
+    p = L.shape[1]
+    df = n - np.arange(p)
+    if (df < 1).any():
+        raise ConfigError(Problem(f"a wave of n = {n} cannot estimate a covariance of {p} scores",
+                                  field="n", value=n))
+    A = np.tril(z, -1)
+    A[:, np.arange(p), np.arange(p)] = np.sqrt(stats.chi2.ppf(u, df[None, :]))
+    LA = L @ A
+    return LA @ np.swapaxes(LA, 1, 2) / n
+
+
+def wave_scores(graph: Any, draws: Any, measured: Iterable[str], construct: str,
+                covariates: Iterable[str] = (), *, items: int = 3, reliability: float = 0.8,
+                scope: str = "all") -> tuple[list[str], np.ndarray]:
+    """The scores a wave observes and their model-implied covariance in every draw.
+
+    The wave measures every construct the survey measures plus ``construct``, each by the mean
+    of ``items`` items of reliability ``reliability`` (scale reliability ``rho`` by
+    Spearman-Brown), and the observed covariates without error; policy levers are not observed.
+    The scores' covariance is ``Sigma_eta[O, O] + diag(e)`` with ``Sigma_eta`` the implied latent
+    covariance ``(I - B)^-1 diag(psi) (I - B)^-T`` of each draw
+    (:func:`~veerkracht_bayes.sem.algebra.latent_covariance`) and ``e_o`` the error variance that
+    gives score ``o`` reliability ``rho`` at the posterior mean of ``Var(eta_o)``.
+
+    With ``scope="neighbours"`` only the candidate's measured graph neighbours (parents and
+    children) are kept next to it: an update on part of the wave's statistics, so its EVSI is a
+    lower bound of the whole wave's, in fewer dimensions (less degenerate importance weights).
+
+    Returns
+    -------
+    names, Sigma
+        Observed nodes (``construct`` last) and ``(S, p, p)`` covariances.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.causal.draws import StructuralDraws
+    >>> B = np.zeros((2, 2, 2)); B[:, 1, 0] = 0.5
+    >>> d = StructuralDraws(("a", "y"), ("a->y",), B, np.zeros((2, 2)), np.ones((2, 2)))
+    >>> names, Sig = wave_scores(None, d, ["y"], "a", items=1, reliability=1.0)
+    >>> names, Sig[0].round(2).tolist()
+    (['y', 'a'], [[1.25, 0.5], [0.5, 1.0]])
+    """
+    cov = set(covariates) - {construct}
+    lev = _levers(graph) if graph is not None else set()
+    obs = (set(measured) | cov) - {construct} - lev
+    if scope == "neighbours" and graph is not None:
+        obs &= set(graph.parents(construct)) | set(graph.children(construct))
+    names = [v for v in draws.nodes if v in obs] + [construct]
+    rho = scale_reliability(items, reliability)
+    idx = [draws.nodes.index(v) for v in names]
+    A = algebra.equilibrium_matrix(draws.B, xp="numpy")
+    Sig = algebra.latent_covariance(A, draws.psi, xp="numpy")[:, idx][:, :, idx]
+    rel = np.array([1.0 if v in cov else rho for v in names])
+    e = Sig[:, np.arange(len(idx)), np.arange(len(idx))].mean(axis=0) * (1.0 - rel) / rel
+    return names, Sig + np.diag(e)[None]
+
+
+def evsi_reweight(U: np.ndarray, Sigma: np.ndarray, n: int | Sequence[int], *, outer: int = 400,
+                  seed: int = 0, refit: Any = None, k_max: float | None = None,
+                  null_perms: int = 8, likelihood: str = "conditional"
+                  ) -> tuple[np.ndarray, np.ndarray, list[dict[str, float]]]:
+    """EVSI by preposterior simulation: simulate the wave, update by importance reweighting.
+
+    For each of ``outer`` posterior draws ``j``: simulate the wave's sample covariance
+    ``W_j ~ Wishart(n, Sigma_j) / n`` of the observed scores (the last one is the candidate
+    construct); weight every other posterior draw ``s`` by the exact likelihood of ``W_j`` under
+    ``s``, restricted to what the candidate adds: the conditional density of its score given the
+    other scores, ``-n/2 [log s2_s + (W_cc - 2 b_s'W_rc + b_s'W_rr b_s) / s2_s]`` with
+    ``b_s = Sigma_rr^-1 Sigma_rc`` and ``s2_s`` its residual variance (cost flat in ``n``); the
+    weights are Pareto-smoothed (:func:`psis_weights`) and ``E[U_p | W_j] = sum_s w_js U_ps``.
+    The draw ``j`` itself is left out of its own update.
+
+    Parameters
+    ----------
+    U
+        ``(I, S)`` utilities of the policies in the draws.
+    Sigma
+        ``(S, p, p)`` implied covariance of the wave's scores (:func:`wave_scores`).
+    n
+        Wave size(s); the same simulated draws serve every ``n`` (common random numbers).
+    outer
+        Number of simulated waves (outer draws), at most ``S``.
+    seed
+        Seed of the outer draws and the simulated waves.
+    refit
+        Optional fallback ``refit(j, W, n) -> (I,)`` posterior mean utilities after a refit on
+        a wave of ``n`` simulated from draw ``j`` (``W``: the simulated statistics, which it may
+        use or replace by its own wave from the same draw), called for the waves whose weights
+        degenerate (Pareto ``k`` above ``k_max``); it may return None (e.g. over its budget of
+        refits). Where no refit is made the smoothed weights are used and the share of such
+        waves is reported (``share_k_bad``).
+    k_max
+        Pareto ``k`` threshold (default :func:`pareto_k_threshold`).
+    null_perms
+        Permutations of the draws for the null baseline ``evsi_null``: the EVSI the same weights
+        give for utilities permuted over the draws (no information on the decision), i.e. the
+        upward bias of the maximum over weighted means (large when the weights degenerate).
+    likelihood
+        ``"conditional"`` (default): the factor of the candidate's score given the others (what
+        measuring the candidate adds); ``"full"``: the whole wave (also the re-measurement of the
+        other scores; what a refit on the simulated wave sees).
+
+    Returns
+    -------
+    evsi, se, diagnostics
+        Per ``n``: EVSI, its Monte Carlo standard error over the outer draws, and
+        ``{"pareto_k_max", "share_k_bad", "ess_median", "n_refits", "evsi_null",
+        "evsi_null_se"}``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> b = rng.normal(0.3, 0.1, 2000)
+    >>> Sig = np.stack([[[1.0, x], [x, 1.0]] for x in b])  # the wave estimates the correlation b
+    >>> U = np.stack([b, np.full(2000, 0.28)])
+    >>> ev, se, diag = evsi_reweight(U, Sig, [50, 5000], outer=300)
+    >>> bool(0 <= ev[0] < ev[1] <= evpi(U) + 3 * se[1])
+    True
+    """
+    U = np.asarray(U, float)
+    Sigma = np.asarray(Sigma, float)
+    ns = [int(v) for v in np.atleast_1d(n)]
+    I, S = U.shape
+    p = Sigma.shape[-1]
+    if Sigma.shape != (S, p, p):
+        raise ConfigError(f"Sigma has shape {Sigma.shape}; expected ({S}, p, p)")
+    k_max = pareto_k_threshold(S) if k_max is None else k_max
+    if I < 2 or S < 2:
+        zero = {"pareto_k_max": 0.0, "share_k_bad": 0.0, "ess_median": float(S), "n_refits": 0,
+                "evsi_null": 0.0, "evsi_null_se": 0.0}
+        return np.zeros(len(ns)), np.zeros(len(ns)), [dict(zero) for _ in ns]
+    rng = np.random.default_rng(seed)
+    J = int(min(outer, S))
+    jj = rng.choice(S, size=J, replace=False)
+    z = rng.standard_normal((J, p, p))
+    u = rng.uniform(size=(J, p))
+    Sj = 0.5 * (Sigma[jj] + np.swapaxes(Sigma[jj], 1, 2))
+    try:
+        L = np.linalg.cholesky(Sj)
+    except np.linalg.LinAlgError:  # a draw at the edge of positive definiteness: clip eigenvalues
+        lam, vec = np.linalg.eigh(Sj)
+        L = np.linalg.cholesky((vec * np.clip(lam, 1e-9, None)[:, None, :]) @ np.swapaxes(vec, 1, 2))
+    r = p - 1
+    Srr, Src, Scc = Sigma[:, :r, :r], Sigma[:, :r, r], Sigma[:, r, r]
+    with np.errstate(all="ignore"):
+        beta = (np.linalg.solve(Srr + 1e-12 * np.eye(r), Src[..., None])[..., 0] if r
+                else np.zeros((S, 0)))
+    s2 = Scc - np.einsum("sa,sa->s", Src, beta)
+    ok = np.isfinite(s2) & (s2 > 0) & np.isfinite(beta).all(axis=1)
+    s2 = np.where(ok, s2, 1.0)
+    beta = np.where(ok[:, None], beta, 0.0)
+    bb = (beta[:, :, None] * beta[:, None, :]).reshape(S, r * r)
+    if likelihood not in ("conditional", "full"):
+        raise ConfigError(Problem(f"unknown likelihood {likelihood!r} (expected 'conditional' or "
+                                  "'full')", field="likelihood", value=likelihood))
+    if likelihood == "full":
+        with np.errstate(all="ignore"):
+            sgn, logdet_r = np.linalg.slogdet(Srr) if r else (np.ones(S), np.zeros(S))
+            Pr = np.linalg.pinv(Srr) if r else np.zeros((S, 0, 0))
+        ok &= sgn > 0
+        logdet_r = np.where(ok, logdet_r, 0.0)
+    perms = [np.random.default_rng([seed, 1, t]).permutation(S) for t in range(null_perms)]
+    out, se, diags = np.zeros(len(ns)), np.zeros(len(ns)), []
+    for q, m in enumerate(ns):
+        W = _wishart(L, m, z, u)
+        quad = (W[:, r, r][:, None] - 2.0 * W[:, :r, r] @ beta.T
+                + W[:, :r, :r].reshape(J, r * r) @ bb.T)
+        ll = -0.5 * m * (np.log(s2)[None, :] + quad / s2[None, :])
+        if likelihood == "full":  # add the marginal of the other scores: the whole wave
+            ll = ll - 0.5 * m * (logdet_r[None, :]
+                                 + W[:, :r, :r].reshape(J, r * r) @ Pr.reshape(S, r * r).T)
+        ll[:, ~ok] = -np.inf  # draws without a proper conditional density get no weight
+        ll[np.arange(J), jj] = -np.inf  # leave the simulating draw out of its own update
+        w, k_hat = psis_weights(ll)
+        vals = w @ U.T  # (J, I)
+        bad = np.flatnonzero(k_hat > k_max)
+        n_ref = 0
+        if refit is not None:
+            for b in bad:
+                got = refit(int(jj[b]), W[b], m)
+                if got is not None:
+                    vals[b] = np.asarray(got, float)
+                    n_ref += 1
+        best = vals.max(axis=1)
+        jb = int(vals.mean(axis=0).argmax())
+        out[q] = max(float(best.mean() - vals[:, jb].mean()), 0.0)
+        se[q] = float(np.std(best - vals[:, jb], ddof=1) / np.sqrt(J))
+        # the null baseline: the same weights applied to utilities whose draws are permuted (the
+        # weights then carry no information on U), so its EVSI is the selection bias of the
+        # weights alone (max over noisy weighted means); a large share of degenerate weights
+        # makes it large
+        nulls = []
+        for perm in perms:
+            v0 = w @ U[:, perm].T
+            nulls.append(float(v0.max(axis=1).mean() - v0.mean(axis=0).max()))
+        ess = 1.0 / (w ** 2).sum(axis=1)
+        diags.append({"pareto_k_max": float(np.max(k_hat)), "share_k_bad": float(len(bad) / J),
+                      "ess_median": float(np.median(ess)), "n_refits": n_ref,
+                      "evsi_null": float(np.mean(nulls)),
+                      "evsi_null_se": float(np.std(nulls, ddof=1) / np.sqrt(len(nulls)))})
+    return out, se, diags

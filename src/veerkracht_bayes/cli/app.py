@@ -91,7 +91,21 @@ def _configure_logging(quiet: bool, verbose: bool) -> None:
 
 
 def handle_errors(func: F) -> F:
-    """Decorator for commands: a VeerkrachtError becomes a stderr message and exit code 2."""
+    """Decorator for commands: a VeerkrachtError becomes a stderr message and exit code 2.
+
+    Examples
+    --------
+    >>> import typer
+    >>> from veerkracht_bayes.errors import ConfigError
+    >>> @handle_errors
+    ... def command():
+    ...     raise ConfigError("draws must be at least 100")
+    >>> try:
+    ...     command()  # the located message goes to stderr
+    ... except typer.Exit as e:
+    ...     print("exit code", e.exit_code)
+    exit code 2
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:

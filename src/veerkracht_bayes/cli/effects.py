@@ -41,9 +41,7 @@ import typer
 from veerkracht_bayes.cli.app import app, handle_errors
 from veerkracht_bayes.errors import ConfigError, InterventionError, Problem, did_you_mean
 
-__all__ = ["effects", "parse_assignments", "build_intervention", "generic_effect",
-           "check_effect_names",
-           "register_run_handler", "PROB"]
+__all__ = ["parse_assignments", "build_intervention", "check_effect_names", "PROB"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,7 +63,13 @@ def register_run_handler(handler: Callable[..., dict[str, Any]]) -> None:
 
 
 def parse_assignments(items: Sequence[str], option: str) -> list[tuple[str, float]]:
-    """Parse ``NODE=VALUE`` strings; raise :class:`InterventionError` naming the bad item."""
+    """Parse ``NODE=VALUE`` strings; raise :class:`InterventionError` naming the bad item.
+
+    Examples
+    --------
+    >>> parse_assignments(["social_network=0.5", "stress=-0.2"], "--shift")
+    [('social_network', 0.5), ('stress', -0.2)]
+    """
     out = []
     probs = []
     for it in items:
@@ -89,7 +93,14 @@ def parse_assignments(items: Sequence[str], option: str) -> list[tuple[str, floa
 
 def build_intervention(shifts: Sequence[tuple[str, float]], sets: Sequence[tuple[str, float]],
                        unit: str = "sd"):
-    """One :class:`~veerkracht_bayes.causal.interventions.Intervention` combining all shifts and sets."""
+    """One :class:`~veerkracht_bayes.causal.interventions.Intervention` combining all shifts and sets.
+
+    Examples
+    --------
+    >>> iv = build_intervention([("social_network", 0.5)], [])
+    >>> [type(p).__name__ for p in iv.parts]
+    ['Shift']
+    """
     from veerkracht_bayes.causal.interventions import Intervention, Set, Shift
 
     if not shifts and not sets:

@@ -26,7 +26,7 @@ import typer
 
 from veerkracht_bayes.errors import ConfigError, VeerkrachtError
 
-__all__ = ["app", "graph_app", "main", "EXIT_INPUT_ERROR"]
+__all__ = ["app", "graph_app", "EXIT_INPUT_ERROR"]
 
 from veerkracht_bayes.cli.app import (EXIT_INPUT_ERROR, GraphOption, JsonOption, app, graph_app,  # noqa: F401
                                       handle_errors, logger)

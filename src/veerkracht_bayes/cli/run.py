@@ -21,8 +21,7 @@ from veerkracht_bayes.resources import package_data_path, shipped_path
 from veerkracht_bayes.cli.app import app, handle_errors
 from veerkracht_bayes.errors import ConfigError, Problem
 
-__all__ = ["run_command", "demo_command", "demo_config_path", "synthetic_data_dir",
-           "EXIT_DIAGNOSTICS_FAILED"]
+__all__ = ["demo_config_path", "synthetic_data_dir", "EXIT_DIAGNOSTICS_FAILED"]
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +39,13 @@ FastOpt = Annotated[bool, typer.Option("--fast", help="Short chains (400 tuning 
 
 
 def demo_config_path() -> Path:
-    """The shipped demo config (``veerkracht_bayes/data/demo.toml``)."""
+    """The shipped demo config (``veerkracht_bayes/data/demo.toml``).
+
+    Examples
+    --------
+    >>> demo_config_path().name
+    'demo.toml'
+    """
     return package_data_path("demo.toml")
 
 
@@ -51,6 +56,11 @@ def synthetic_data_dir() -> Path:
     ------
     ConfigError
         When the package does not sit in a source checkout (e.g. installed from a wheel).
+
+    Examples
+    --------
+    >>> (synthetic_data_dir() / "codebook_synthetic.yaml").is_file()
+    True
     """
     d = shipped_path("data", "synthetic")
     if not (d / "veerkracht_synthetic.csv.gz").is_file():

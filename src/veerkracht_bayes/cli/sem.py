@@ -4,10 +4,12 @@
 
     veerkracht-bayes sem --model FILE --data FILE.csv --out params.csv [--seed N] [--draws N]
                          [--chains N] [--tune N] [--priors FILE] [--sampler numpyro|pymc|nutpie|blackjax]
-                         [--save-posterior FILE.nc]
+                         [--save-posterior FILE.nc] [--group COLUMN [--group-equal TYPES]
+                         [--group-pool TYPES] [--pool-tau-sd S]] [--ordered x1,x2,...]
 
 Writes the parameter table (lavaan conventions: ``lhs, op, rhs, label, free, mean, sd, median,
-lower, upper, r_hat, ess_bulk, ess_tail``; central 90% interval) and prints it. Bad input
+lower, upper, r_hat, ess_bulk, ess_tail``; central 90% interval; with ``--group`` a leading
+``group`` column and a trailing ``across_groups`` column, see ``docs/lavaan_models.md``) and prints it. Bad input
 exits with code 2 and a located message.
 """
 
@@ -22,7 +24,7 @@ import typer
 from veerkracht_bayes.cli.app import app, handle_errors
 from veerkracht_bayes.errors import ConfigError, Problem, did_you_mean
 
-__all__ = ["sem", "read_csv_data", "fit_from_files", "SAMPLERS"]
+__all__ = ["SAMPLERS"]
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +63,9 @@ def _check_sampler(sampler: str) -> None:
 
 def fit_from_files(model: str | Path, data: str | Path, *, priors: str | Path | None = None,
                    seed: int = 2023, draws: int = 1000, chains: int = 2, tune: int = 1000,
-                   sampler: str = "numpyro", progressbar: bool = False):
-    """Read a lavaan model file, a CSV and an optional priors file, and fit (``fit_sem``).
+                   sampler: str = "numpyro", progressbar: bool = False, ordered: str | None = None):
+    """Read a lavaan model file, a CSV and an optional priors file, and fit (``fit_sem``; with
+    ``ordered`` names, ``"x1,x2"``, the two-stage ordinal route ``fit_sem_ordinal``).
 
     Returns
     -------
@@ -77,6 +80,11 @@ def fit_from_files(model: str | Path, data: str | Path, *, priors: str | Path | 
     pri = None
     if priors is not None:
         pri = load_sem_priors(priors, specify(lav, list(map(str, df.columns))))
+    if ordered:
+        from veerkracht_bayes.sem.lavaan_ordinal import fit_sem_ordinal
+
+        return fit_sem_ordinal(lav, df, ordered, priors=pri, draws=draws, tune=tune, chains=chains,
+                               seed=seed, sampler=sampler, progressbar=progressbar, source=str(data))
     return fit_sem(lav, df, priors=pri, draws=draws, tune=tune, chains=chains, seed=seed,
                    sampler=sampler, progressbar=progressbar, source=str(data))  # type: ignore[arg-type]
 
@@ -99,18 +107,32 @@ def sem(
     save_posterior: Annotated[str | None, typer.Option(
         "--save-posterior", help="Also write the posterior (NetCDF) for `effects --posterior`.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar.")] = False,
+    ordered: Annotated[str | None, typer.Option(
+        "--ordered", help="Comma-separated ordinal/binary items (lavaan's ordered=): thresholds + polychoric "
+        "correlations, the Bayesian analogue of WLSMV; the table gains '|' threshold rows.")] = None,
     group: Annotated[str | None, typer.Option(
         "--group", help="Group column: a multi-group model like lavaan's group= (configural: every group "
         "its own parameters); the table gets a 'group' column.")] = None,
     group_equal: Annotated[str | None, typer.Option(
-        "--group-equal", help="loadings,intercepts,regressions equal across groups (lavaan's group.equal; "
-        "not available yet).")] = None,
+        "--group-equal", help="Parameter types equal across groups, like lavaan's group.equal: a comma-"
+        "separated list of loadings, intercepts, regressions, residuals, residual.covariances, "
+        "lv.variances, lv.covariances, means.")] = None,
     group_pool: Annotated[str | None, typer.Option(
-        "--group-pool", help="Parameter types partially pooled across groups (not available yet).")] = None,
+        "--group-pool", help="Parameter types partially pooled across groups (loadings, intercepts, "
+        "regressions): theta_g = theta + delta_g, delta_g ~ Normal(0, tau).")] = None,
+    pool_tau_sd: Annotated[float, typer.Option(
+        "--pool-tau-sd", help="Scale of the HalfNormal prior of each pooled parameter's between-group sd "
+        "tau, in standardised units.")] = 0.1,
 ) -> None:
     """Fit a lavaan model (lavaan's defaults, vague priors) and write its parameter table."""
     if group is None and (group_equal or group_pool):
         raise ConfigError(Problem("--group-equal / --group-pool need --group COLUMN", field="group"))
+    if not (pool_tau_sd > 0 and pool_tau_sd < float("inf")):
+        raise ConfigError(Problem(f"--pool-tau-sd must be a positive number, got {pool_tau_sd}",
+                                  field="pool-tau-sd", value=pool_tau_sd))
+    if group is not None and ordered:
+        raise ConfigError(Problem("--ordered is not available with --group yet (one group at a time: "
+                                  "filter the data)", field="ordered", value=ordered))
     if group is not None:
         from veerkracht_bayes.graph.lavaan_syntax import read_lavaan
         from veerkracht_bayes.sem.lavaan_model import load_sem_priors, specify
@@ -126,15 +148,15 @@ def sem(
         if priors is not None:
             pri = load_sem_priors(priors, specify(lav, [c for c in map(str, df.columns) if c != group]))
         mfit = fit_sem_multigroup(lav, df, group, group_equal=group_equal, group_pool=group_pool, priors=pri,
-                                  draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
-                                  progressbar=progress, source=str(data))
+                                  tau_sd=pool_tau_sd, draws=draws, tune=tune, chains=chains, seed=seed,
+                                  sampler=sampler, progressbar=progress, source=str(data))
         fit = None
         table = mfit.table()
         n_used = sum(mfit.n.values())
-        n_dropped = sum(f.data.n_dropped for f in mfit.fits.values())
+        n_dropped = mfit.n_dropped
     else:
         fit = fit_from_files(model, data, priors=priors, seed=seed, draws=draws, chains=chains,
-                             tune=tune, sampler=sampler, progressbar=progress)
+                             tune=tune, sampler=sampler, progressbar=progress, ordered=ordered)
         table = fit.table()
         n_used, n_dropped = fit.data.n, fit.data.n_dropped
     try:
@@ -152,7 +174,7 @@ def sem(
 
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         typer.echo(table.round(3).to_string(index=False))
-    bad = table[(table["free"] > 0) & (table["r_hat"] > 1.01)]
+    bad = table[(table["r_hat"] > 1.01) & table["r_hat"].notna()]
     if len(bad):
         logger.warning("%d parameter(s) have r_hat > 1.01: %s (run more draws or chains)", len(bad),
                        ", ".join(f"{r.lhs} {r.op} {r.rhs}".strip() for r in bad.itertuples()))

@@ -52,6 +52,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from scipy import optimize, special, stats
 
 from veerkracht_bayes.graph.causal_graph import CausalGraph, load_graph
+from veerkracht_bayes.sem import algebra
 from veerkracht_bayes.survey.codebook import Codebook, ConstructSpec, ItemSpec, SubgroupSpec
 from veerkracht_bayes.errors import ConfigError, Problem, did_you_mean, format_path
 from veerkracht_bayes.yaml_io import load_yaml
@@ -96,7 +97,13 @@ class _Strict(BaseModel):
 
 
 class ItemTruth(_Strict):
-    """Generating parameters of one survey item (construct-aligned scale)."""
+    """Generating parameters of one survey item (construct-aligned scale).
+
+    Examples
+    --------
+    >>> isinstance(default_truth().items[0], ItemTruth)
+    True
+    """
 
     column: str
     node: str = Field(description="The graph node (construct) the item measures.")
@@ -121,7 +128,13 @@ class ItemTruth(_Strict):
 
 
 class CovariateTruth(_Strict):
-    """A 0/1 covariate of ``x`` (entering the structural model through ``gamma``)."""
+    """A 0/1 covariate of ``x`` (entering the structural model through ``gamma``).
+
+    Examples
+    --------
+    >>> isinstance(default_truth().covariates[0], CovariateTruth)
+    True
+    """
 
     name: str
     column: str
@@ -132,7 +145,14 @@ class CovariateTruth(_Strict):
 
 
 class ExogenousTruth(_Strict):
-    """An exogenous node whose disturbance is its standardised observed value."""
+    """An exogenous node whose disturbance is its standardised observed value.
+
+    Examples
+    --------
+    >>> t = default_truth()
+    >>> all(isinstance(e, ExogenousTruth) for e in t.exogenous.values())
+    True
+    """
 
     column: str
     distribution: Literal["bernoulli", "poisson"]
@@ -143,7 +163,13 @@ class ExogenousTruth(_Strict):
 
 
 class WelfareRule(_Strict):
-    """welfare_benefit = 1 iff -loading * eta[node] + sqrt(1 - loading^2) e > threshold."""
+    """welfare_benefit = 1 iff -loading * eta[node] + sqrt(1 - loading^2) e > threshold.
+
+    Examples
+    --------
+    >>> isinstance(default_truth().welfare, WelfareRule)
+    True
+    """
 
     column: str = "welfare_benefit"
     node: str = "livelihood_security"
@@ -152,7 +178,14 @@ class WelfareRule(_Strict):
 
 
 class CalibrationTarget(_Strict):
-    """A subgroup share the population is calibrated to."""
+    """A subgroup share the population is calibrated to.
+
+    Examples
+    --------
+    >>> t = default_truth()
+    >>> all(isinstance(c, CalibrationTarget) for c in t.calibration.values())
+    True
+    """
 
     description: str
     where: str
@@ -163,7 +196,13 @@ class CalibrationTarget(_Strict):
 
 
 class DesignTruth(_Strict):
-    """Sampling design, grouping and weighting."""
+    """Sampling design, grouping and weighting.
+
+    Examples
+    --------
+    >>> isinstance(default_truth().design, DesignTruth)
+    True
+    """
 
     municipalities: list[str]
     wijken_per_municipality: list[int]
@@ -175,7 +214,14 @@ class DesignTruth(_Strict):
 
 
 class SyntheticTruth(_Strict):
-    """Every parameter that generated a synthetic survey, in the model's parameterisation."""
+    """Every parameter that generated a synthetic survey, in the model's parameterisation.
+
+    Examples
+    --------
+    >>> truth = default_truth()
+    >>> isinstance(truth, SyntheticTruth), len(truth.coefficients) > 0
+    (True, True)
+    """
 
     truth_version: int = TRUTH_VERSION
     synthetic: bool = True
@@ -209,18 +255,9 @@ class SyntheticTruth(_Strict):
 
     def matrices(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(B, alpha, Gamma, psi)`` in node order (``Gamma`` is ``P x Q``, covariate order)."""
-        idx = self.index
-        p, q = len(self.nodes), len(self.covariates)
-        b = np.zeros((p, p))
-        for key, v in self.coefficients.items():
-            s, t = key.split("->")
-            b[idx[t], idx[s]] = v
+        b = _link_matrix(self.coefficients, self.nodes, field="coefficients")
         alpha = np.array([self.intercepts.get(n, 0.0) for n in self.nodes])
-        cov_idx = {c.name: j for j, c in enumerate(self.covariates)}
-        gamma = np.zeros((p, q))
-        for key, v in self.gamma.items():
-            c, t = key.split("->")
-            gamma[idx[t], cov_idx[c]] = v
+        gamma = _link_matrix(self.gamma, self.nodes, [c.name for c in self.covariates], field="gamma")
         psi = np.array([self.psi.get(n, 0.0) for n in self.nodes])
         return b, alpha, gamma, psi
 
@@ -544,6 +581,12 @@ def default_truth(graph: CausalGraph | str | None = None, seed: int = DEFAULT_TR
     ConfigError
         If the graph has no stable equilibrium with these coefficients (spectral radius >= 1)
         or no positive ``psi`` gives unit variances.
+
+    Examples
+    --------
+    >>> truth = default_truth()
+    >>> truth.graph, truth.synthetic
+    ('marvel', True)
     """
     if graph is None or (isinstance(graph, str) and graph == "marvel"):
         return _marvel_truth(int(seed))
@@ -600,8 +643,8 @@ def _default_truth(g: CausalGraph, seed: int) -> SyntheticTruth:
         weights=("post-stratification: weight = population share / realised sample share of the respondent's "
                  "cell of migration_background x youth x female (mean exactly 1); migration background is "
                  "over-sampled (sample share 0.35 vs population 0.25)"))
-    b = _b_matrix(nodes, coefs)
-    rho = float(np.max(np.abs(np.linalg.eigvals(b))))
+    b = _link_matrix(coefs, nodes, field="coefficients")
+    rho = float(algebra.spectral_radius(b))
     if rho >= 1:
         raise ConfigError(f"spectral radius of B is {rho:.3f} (expected < 1 for a stable equilibrium)")
     truth = SyntheticTruth(
@@ -620,13 +663,13 @@ def _default_truth(g: CausalGraph, seed: int) -> SyntheticTruth:
     return truth
 
 
-def _b_matrix(nodes: Sequence[str], coefs: dict[str, float]) -> np.ndarray:
-    idx = {n: i for i, n in enumerate(nodes)}
-    b = np.zeros((len(nodes), len(nodes)))
-    for key, v in coefs.items():
-        s, t = key.split("->")
-        b[idx[t], idx[s]] = v
-    return b
+def _link_matrix(links: Mapping[str, float], rows: Sequence[str], cols: Sequence[str] | None = None, *,
+                 field: str) -> np.ndarray:
+    """:func:`~veerkracht_bayes.sem.algebra.link_matrix`, its error located at the truth's ``field``."""
+    try:
+        return algebra.link_matrix(links, rows, cols)
+    except ValueError as err:
+        raise ConfigError(Problem(f"synthetic truth: {err}", field=field)) from err
 
 
 def _default_items(rng: np.random.Generator, node_set: set[str]) -> list[ItemTruth]:
@@ -717,8 +760,7 @@ def _x_cells(truth: SyntheticTruth, design: Literal["population", "sample"]) -> 
 
 def _cells(truth: SyntheticTruth, design: Literal["population", "sample"] = "population") -> _Cells:
     b, alpha, gamma, psi = truth.matrices()
-    p = len(truth.nodes)
-    a = np.linalg.solve(np.eye(p) - b, np.eye(p))
+    a = algebra.equilibrium_matrix(b)
     xs, px = _x_cells(truth, design)
     idx = truth.index
     inputs = alpha[None, :] + xs @ gamma.T  # (Cx, P)
@@ -736,7 +778,7 @@ def _cells(truth: SyntheticTruth, design: Literal["population", "sample"] = "pop
     gpsi = psi.copy()
     for n in truth.exogenous_nodes + truth.policy_levers:
         gpsi[idx[n]] = 0.0
-    gauss = (a * gpsi[None, :]) @ a.T
+    gauss = algebra.latent_covariance(a, gpsi)
     return _Cells(prob=probs, mean=means, x=xrep, gauss_cov=gauss, a=a)
 
 
@@ -755,6 +797,12 @@ def implied_moments(truth: SyntheticTruth,
     -------
     mean, cov
         ``(P,)`` and ``(P, P)`` in node order (exogenous Poisson support truncated at 1e-15 tail).
+
+    Examples
+    --------
+    >>> mean, cov = implied_moments(default_truth())
+    >>> cov.shape[0] == cov.shape[1] == mean.shape[0]
+    True
     """
     c = _cells(truth, design)
     m = c.prob @ c.mean
@@ -775,18 +823,17 @@ def _solve_intercepts_and_psi(truth: SyntheticTruth) -> SyntheticTruth:
     t1 = truth.model_copy(update={"intercepts": {n: float(alpha[i]) + 0.0 for i, n in enumerate(truth.nodes)},
                                   "psi": {n: float(psi[i]) for i, n in enumerate(truth.nodes)}})
     _, cov0 = implied_moments(t1, "population")  # variance from x and exogenous nodes only
-    a = np.linalg.solve(np.eye(len(truth.nodes)) - b, np.eye(len(truth.nodes)))
+    a = algebra.equilibrium_matrix(b)
     endo = [i for i, n in enumerate(truth.nodes) if n not in truth.exogenous_nodes and n not in truth.policy_levers]
-    a2 = (a * a)[np.ix_(endo, endo)]
-    rhs = 1.0 - np.diag(cov0)[endo]
-    sol = np.linalg.solve(a2, rhs)
-    for k, i in enumerate(endo):
+    # exogenous nodes and levers have no Gaussian disturbance (their variance is in cov0)
+    sol = algebra.unit_variance_psi(a, np.diag(cov0), free=endo)
+    for i in endo:
         n = truth.nodes[i]
         floor = truth.neighbourhood_variance.get(n, 0.0)
-        if not sol[k] > floor:
+        if not sol[i] > floor:
             raise ConfigError(f"no positive disturbance variance gives node {n!r} variance 1 "
-                              f"(solved psi = {sol[k]:.4f}); reduce the coefficients into it")
-        psi[i] = sol[k]
+                              f"(solved psi = {sol[i]:.4f}); reduce the coefficients into it")
+        psi[i] = sol[i]
     return t1.model_copy(update={"psi": {n: float(psi[i]) for i, n in enumerate(truth.nodes)}})
 
 
@@ -843,6 +890,12 @@ def implied_shares(truth: SyntheticTruth,
     The discrete part (covariates, single parent, adverse-event count) is enumerated; given it,
     every latent is Gaussian, so threshold shares are exact normal integrals (Gauss-Hermite for
     the MHI-5 sum score).
+
+    Examples
+    --------
+    >>> shares = implied_shares(default_truth())
+    >>> all(0 <= v <= 1 for v in shares.values())
+    True
     """
     cells = _cells(truth, design)
     idx = truth.index
@@ -938,6 +991,12 @@ class SyntheticSurvey:
         ``n x P`` the disturbances ``zeta`` -- in memory only.
     covariates
         ``n x Q`` the covariates ``x``.
+
+    Examples
+    --------
+    >>> sim = simulate_population(200, seed=2, truth=default_truth())
+    >>> isinstance(sim, SyntheticSurvey)
+    True
     """
 
     data: pd.DataFrame
@@ -981,6 +1040,12 @@ def heterogeneity_truth(truth: SyntheticTruth, spec: Mapping[str, object]) -> di
     ConfigError
         Located at the offending field (unknown group or link, non-numeric deviation, unstable
         group system).
+
+    Examples
+    --------
+    >>> h = heterogeneity_truth(default_truth(), {"group": "refugee", "links": {"stress->wellbeing": -0.1}})
+    >>> h["group"], h["links"]["stress->wellbeing"]
+    ('refugee', {'population': -0.3, 'members': -0.4, 'non_members': -0.3, 'deviation': -0.1})
     """
     if not isinstance(spec, Mapping):
         raise ConfigError(Problem("heterogeneity must be a mapping with 'group' and 'links'", field="heterogeneity"))
@@ -999,9 +1064,7 @@ def heterogeneity_truth(truth: SyntheticTruth, spec: Mapping[str, object]) -> di
         raise ConfigError(Problem("heterogeneity.links must map 'source->target' to a deviation",
                                   field="heterogeneity.links"))
     out = {}
-    b, *_ = truth.matrices()
-    idx = truth.index
-    b_g = b.copy()
+    members: dict[str, float] = {}
     for key, dev in links.items():
         if key not in truth.coefficients:
             raise ConfigError(Problem(f"heterogeneity.links: {key!r} is not a link between constructs of the truth"
@@ -1010,11 +1073,11 @@ def heterogeneity_truth(truth: SyntheticTruth, spec: Mapping[str, object]) -> di
         if isinstance(dev, bool) or not isinstance(dev, (int, float)) or not math.isfinite(dev):
             raise ConfigError(Problem(f"heterogeneity.links.{key}: deviation must be a finite number, got {dev!r}",
                                       field=f"heterogeneity.links.{key}", value=dev))
-        s_, t_ = key.split("->")
-        b_g[idx[t_], idx[s_]] += float(dev)
         pop = float(truth.coefficients[key])
-        out[key] = {"population": pop, "members": pop + float(dev), "non_members": pop, "deviation": float(dev)}
-    rho = float(np.max(np.abs(np.linalg.eigvals(b_g))))
+        members[key] = pop + float(dev)
+        out[key] = {"population": pop, "members": members[key], "non_members": pop, "deviation": float(dev)}
+    b_g = _link_matrix({**truth.coefficients, **members}, truth.nodes, field="heterogeneity.links")
+    rho = float(algebra.spectral_radius(b_g))
     if not rho < 1:
         raise ConfigError(Problem(f"heterogeneity: the members' system has spectral radius {rho:.3f} (expected < 1)",
                                   field="heterogeneity.links"))
@@ -1043,6 +1106,12 @@ def simulate_population(n: int, seed: int, truth: SyntheticTruth | None = None,
     Returns
     -------
     SyntheticSurvey
+
+    Examples
+    --------
+    >>> sim = simulate_population(300, seed=1, truth=default_truth())
+    >>> isinstance(sim, SyntheticSurvey), len(sim.data)
+    (True, 300)
     """
     if not isinstance(n, (int, np.integer)) or n < 1:
         raise ConfigError(Problem(f"n must be a positive integer (got {n!r})", field="n", value=n))
@@ -1058,7 +1127,7 @@ def simulate_population(n: int, seed: int, truth: SyntheticTruth | None = None,
     idx = truth.index
     p = len(nodes)
     b, alpha, gamma, psi = truth.matrices()
-    rho = float(np.max(np.abs(np.linalg.eigvals(b))))
+    rho = float(algebra.spectral_radius(b))
     if not rho < 1:
         raise ConfigError(f"spectral radius of B is {rho:.4f} (expected < 1)")
 
@@ -1107,14 +1176,12 @@ def simulate_population(n: int, seed: int, truth: SyntheticTruth | None = None,
 
     # --- equilibrium
     rhs = alpha[None, :] + x @ gamma.T + zeta
-    eta = np.linalg.solve(np.eye(p) - b, rhs.T).T
+    eta = algebra.solve_equilibrium(b, rhs)
     if het is not None:  # members of the group: their own links (same disturbances and covariates)
         member = x[:, names.index(het["group"])] == 1
-        b_g = b.copy()
-        for key, v in het["links"].items():
-            s_, t_ = key.split("->")
-            b_g[idx[t_], idx[s_]] = v["members"]
-        eta[member] = np.linalg.solve(np.eye(p) - b_g, rhs[member].T).T
+        b_g = _link_matrix({**truth.coefficients, **{k: v["members"] for k, v in het["links"].items()}},
+                           nodes, field="heterogeneity.links")
+        eta[member] = algebra.solve_equilibrium(b_g, rhs[member])
 
     # --- items
     cols: dict[str, np.ndarray] = {}
@@ -1218,7 +1285,14 @@ def regenerate_command(n: int, seed: int, out: str = "data/synthetic") -> str:
 
 
 def build_codebook(truth: SyntheticTruth, n: int, seed: int) -> Codebook:
-    """The codebook of a synthetic survey drawn from ``truth`` (validated, ``synthetic: true``)."""
+    """The codebook of a synthetic survey drawn from ``truth`` (validated, ``synthetic: true``).
+
+    Examples
+    --------
+    >>> cb = build_codebook(default_truth(), n=1000, seed=1)
+    >>> cb.synthetic
+    True
+    """
     constructs: dict[str, ConstructSpec] = {}
     by_node: dict[str, list[ItemTruth]] = {}
     for it in truth.items:
@@ -1373,6 +1447,15 @@ def write_synthetic(out_dir: str | Path, n: int = 20000, seed: int = 2023, *,
     dict
         ``{"data", "codebook", "truth", "readme"}`` -> paths; with ``heterogeneity``
         (:func:`heterogeneity_truth`) also ``"heterogeneity"``: ``heterogeneity_truth.yaml``.
+
+    Examples
+    --------
+    Drawing and calibrating takes a couple of seconds even for a small ``n``:
+
+    >>> import tempfile
+    >>> files = write_synthetic(tempfile.mkdtemp(), n=200, seed=1)  # doctest: +SKIP
+    >>> sorted(files)  # doctest: +SKIP
+    ['codebook', 'data', 'readme', 'truth']
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -44,11 +44,15 @@ __all__ = [
     "ROLE_SHAPES",
     "DOT_INSTALL_HINT",
     "dot_available",
+    "reset_dot_warning",
     "to_digraph",
     "draw_matplotlib",
     "draw_graph",
     "graph_svg",
     "graph_html",
+    "wrap_label",
+    "diagram_layout",
+    "node_groups",
     "LINK_LEGEND",
     "LegendEntry",
     "legend_entries",
@@ -84,6 +88,12 @@ class LegendEntry(tuple):
 
     ``style`` is ``"solid"`` or ``"dashed"`` (the same word in graphviz and matplotlib),
     ``arrowhead`` is ``"normal"`` (filled) or ``"onormal"`` (open), graphviz's names.
+
+    Examples
+    --------
+    >>> entries = legend_entries()
+    >>> isinstance(entries[0], LegendEntry)
+    True
     """
 
     __slots__ = ()
@@ -137,6 +147,12 @@ def link_style(edge: Any, edge_class: dict[str, str] | None = None) -> tuple[str
     ``edge_class`` (edge key -> ``"data-informed"`` / ``"prior-dominated"``) is given for a
     posterior drawing: data-informed links are solid, all others dashed. Without it every link
     is solid. Inferred links get the open arrowhead.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> link_style(load_graph("marvel").edges[0])
+    ('solid', 'normal')
     """
     if edge_class is None:
         style = "solid"
@@ -150,7 +166,16 @@ def link_style(edge: Any, edge_class: dict[str, str] | None = None) -> tuple[str
 def add_graphviz_legend(d: Any, entries: Sequence[LegendEntry], title: str = "",
                         fontsize: str = "11") -> None:
     """Put ``entries`` as the legend text under a graphviz Digraph (its graph label), in the
-    words of :data:`LINK_LEGEND`, so the drawing explains itself outside the brief too."""
+    words of :data:`LINK_LEGEND`, so the drawing explains itself outside the brief too.
+
+    Examples
+    --------
+    >>> import graphviz
+    >>> d = graphviz.Digraph()
+    >>> add_graphviz_legend(d, legend_entries(), title="Links")
+    >>> "Links" in d.source
+    True
+    """
     words = [f"{'green' if e.key == 'positive' else 'red' if e.key == 'negative' else ''} "
              f"{e.label}".strip() for e in entries]
     half = (len(words) + 1) // 2
@@ -161,7 +186,14 @@ def add_graphviz_legend(d: Any, entries: Sequence[LegendEntry], title: str = "",
 
 
 def matplotlib_legend_handles(entries: Sequence[LegendEntry]) -> list[Any]:
-    """Matplotlib handles for ``entries`` (same colours, line styles and labels)."""
+    """Matplotlib handles for ``entries`` (same colours, line styles and labels).
+
+    Examples
+    --------
+    >>> handles = matplotlib_legend_handles(legend_entries())
+    >>> len(handles) == len(legend_entries())
+    True
+    """
     from matplotlib.lines import Line2D
 
     out = []
@@ -177,16 +209,44 @@ _WARNED = False
 
 
 def dot_available() -> bool:
-    """True when the Graphviz ``dot`` executable is on ``PATH``."""
+    """True when the Graphviz ``dot`` executable is on ``PATH``.
+
+    Examples
+    --------
+    >>> isinstance(dot_available(), bool)
+    True
+    """
     return shutil.which("dot") is not None
+
+
+def reset_dot_warning() -> None:
+    """Let the next drawing without Graphviz warn again.
+
+    Drawing falls back to matplotlib when ``dot`` is missing and says so once per process; after
+    this call the next fallback says it again (useful in a long Jupyter session, and in tests).
+
+    Examples
+    --------
+    >>> reset_dot_warning()
+    """
+    global _WARNED
+    _WARNED = False
 
 
 def _sign_text(sign: str) -> str:
     return "+" if sign == "+" else _MINUS
 
 
-def _wrap(label: str, width: int = 16) -> str:
-    """Wrap at spaces (and hyphens); a word longer than ``width`` stays whole."""
+def wrap_label(label: str, width: int = 16) -> str:
+    """Wrap at spaces (and hyphens); a word longer than ``width`` stays whole.
+
+    Examples
+    --------
+    >>> print(wrap_label("collective agency of the neighbourhood", 16))
+    collective
+    agency of the
+    neighbourhood
+    """
     return "\n".join(textwrap.wrap(label, width=width, break_long_words=False)) or label
 
 
@@ -238,6 +298,13 @@ def to_digraph(graph: "CausalGraph", *, highlight_loops: Sequence[Any] = (),
         coloured.
     engine
         Graphviz layout engine (``dot``, ``neato``, ``circo``, ...).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> d = to_digraph(load_graph("marvel"))
+    >>> "wellbeing" in d.source
+    True
     """
     import graphviz
 
@@ -251,7 +318,7 @@ def to_digraph(graph: "CausalGraph", *, highlight_loops: Sequence[Any] = (),
         fill, border = RESOURCE_COLOURS.get(n.resource, ("#ffffff", "#000000"))
         style = "filled,dashed" if n.role == "exogenous" else (
             "filled,bold" if n.role == "policy_lever" else "filled")
-        d.node(n.id, label=_wrap(n.label_en), shape=ROLE_SHAPES.get(n.role, "ellipse"),
+        d.node(n.id, label=wrap_label(n.label_en), shape=ROLE_SHAPES.get(n.role, "ellipse"),
                fillcolor=fill, color=border, style=style,
                tooltip=f"{n.label_en} / {n.label_nl} ({n.resource}, {n.role})")
     for e in graph.edges:
@@ -283,6 +350,13 @@ def draw_matplotlib(graph: "CausalGraph", *, highlight_loops: Sequence[Any] = ()
     Returns
     -------
     matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> fig = draw_matplotlib(load_graph("marvel"))
+    >>> type(fig).__name__
+    'Figure'
     """
     import networkx as nx
     from matplotlib.figure import Figure
@@ -292,12 +366,12 @@ def draw_matplotlib(graph: "CausalGraph", *, highlight_loops: Sequence[Any] = ()
     hl = _highlight_map(graph, highlight_loops)
     g = graph.nx
     n = max(len(graph.nodes), 1)
-    pos = _layout(g, seed)
+    pos = diagram_layout(g, seed)
     side = min(6 + 0.3 * n, 18)
     fig = Figure(figsize=(side, side * 0.75))
     ax = fig.add_subplot()
     size = 1400 if n <= 40 else 700
-    for n_spec_group in _node_groups(graph):
+    for n_spec_group in node_groups(graph):
         (resource, role), ids = n_spec_group
         fill, border = RESOURCE_COLOURS.get(resource, ("#ffffff", "#000000"))
         coll = nx.draw_networkx_nodes(g, pos, nodelist=ids, ax=ax, node_size=size,
@@ -323,7 +397,7 @@ def draw_matplotlib(graph: "CausalGraph", *, highlight_loops: Sequence[Any] = ()
                                          connectionstyle=conn, rotate=False,
                                          bbox=dict(boxstyle="round,pad=0.1", fc="white",
                                                    ec="none", alpha=0.7))
-    nx.draw_networkx_labels(g, pos, labels={v.id: _wrap(v.label_en, 14) for v in graph.spec.nodes},
+    nx.draw_networkx_labels(g, pos, labels={v.id: wrap_label(v.label_en, 14) for v in graph.spec.nodes},
                             ax=ax, font_size=7)
     handles = [Patch(facecolor=f, edgecolor=b, label=r) for r, (f, b) in RESOURCE_COLOURS.items()
                if r in {v.resource for v in graph.spec.nodes}]
@@ -338,8 +412,18 @@ def draw_matplotlib(graph: "CausalGraph", *, highlight_loops: Sequence[Any] = ()
     return fig
 
 
-def _layout(g: Any, seed: int) -> dict[str, Any]:
-    """Kamada-Kawai (stress-minimising) start, then a few spring steps to separate close nodes."""
+def diagram_layout(g: Any, seed: int) -> dict[str, Any]:
+    """Node positions for a matplotlib drawing: a Kamada-Kawai (stress-minimising) start, then a
+    few spring steps to separate close nodes (a plain spring layout for tiny or disconnected
+    graphs).
+
+    Examples
+    --------
+    >>> import networkx as nx
+    >>> pos = diagram_layout(nx.DiGraph([("a", "b"), ("b", "c"), ("c", "a")]), seed=0)
+    >>> sorted(pos), pos["a"].shape
+    (['a', 'b', 'c'], (2,))
+    """
     import networkx as nx
 
     n = g.number_of_nodes()
@@ -350,7 +434,17 @@ def _layout(g: Any, seed: int) -> dict[str, Any]:
     return nx.spring_layout(und, pos=start, k=1.6 / n**0.5, iterations=40, seed=seed)
 
 
-def _node_groups(graph: "CausalGraph") -> list[tuple[tuple[str, str], list[str]]]:
+def node_groups(graph: "CausalGraph") -> list[tuple[tuple[str, str], list[str]]]:
+    """Node ids grouped by ``(resource, role)``, in the graph file's order (one colour and
+    shape per group in a drawing).
+
+    Examples
+    --------
+    >>> import veerkracht_bayes as vb
+    >>> groups = dict(node_groups(vb.load_graph("marvel")))
+    >>> len(groups[("individual", "construct")]) > 0
+    True
+    """
     groups: dict[tuple[str, str], list[str]] = {}
     for v in graph.spec.nodes:
         groups.setdefault((v.resource, v.role), []).append(v.id)
@@ -402,6 +496,13 @@ def draw_graph(
         For an unknown loop id (with a did-you-mean).
     ConfigError
         For an unsupported output format.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> drawing = draw_graph(graph_from_lavaan("b ~ a\\na ~ b"), highlight_loops=[["a", "b"]])
+    >>> type(drawing).__name__ in ("Digraph", "Figure")
+    True
     """
     fmt = _format(out, fmt)
     _highlight_map(graph, highlight_loops)  # validate loop ids before drawing
@@ -420,7 +521,14 @@ def draw_graph(
 
 
 def graph_svg(graph: "CausalGraph", *, highlight_loops: Sequence[Any] = ()) -> str:
-    """The diagram as SVG text (graphviz if available, matplotlib otherwise)."""
+    """The diagram as SVG text (graphviz if available, matplotlib otherwise).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> graph_svg(load_graph("marvel")).lstrip().startswith("<")
+    True
+    """
     drawing = draw_graph(graph, highlight_loops=highlight_loops)
     if hasattr(drawing, "pipe"):
         return drawing.pipe(format="svg").decode("utf-8")
@@ -430,7 +538,14 @@ def graph_svg(graph: "CausalGraph", *, highlight_loops: Sequence[Any] = ()) -> s
 
 
 def graph_html(graph: "CausalGraph") -> str:
-    """An HTML summary: counts, named loops (found / polarity) and the drawing."""
+    """An HTML summary: counts, named loops (found / polarity) and the drawing.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> "<svg" in graph_html(load_graph("marvel"))
+    True
+    """
     info = graph.info()
     esc = html.escape
     counts = [("nodes", info["n_nodes"]), ("edges", info["n_edges"]),

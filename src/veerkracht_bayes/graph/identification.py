@@ -74,6 +74,12 @@ class IdentificationProblem(Problem):
         ``"order_condition"``, ``"single_indicator"``, ``"unmeasured_construct"`` (links cut
         because a construct has no items), ``"absent_source"`` or, in a joint fit,
         ``"unmeasured_isolated"``.
+
+    Examples
+    --------
+    >>> p = IdentificationProblem("link a -> b is not identified by the data", field="a -> b", level="warning")
+    >>> p.level
+    'warning'
     """
 
     level: Level = "error"
@@ -104,6 +110,13 @@ class ModelClasses:
         ``"cut"`` or ``"joint"``.
     has_items
         Whether any survey item enters the model (False: no likelihood at all).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> mc = model_classes(load_graph("marvel"), measured=["wellbeing", "social_network"])
+    >>> isinstance(mc, ModelClasses), sorted(set(mc.edge_kind.values()))
+    (True, ['absent', 'latent', 'prior_only'])
     """
 
     latent: tuple[str, ...]
@@ -144,6 +157,14 @@ def model_classes(graph: CausalGraph, measured: Iterable[str], covariates: Seque
     ------
     ModelError
         A covariate has parents, or a link points into a non-latent node.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> g = load_graph("marvel")
+    >>> mc = model_classes(g, measured=["wellbeing", "stress", "social_network"])
+    >>> mc.lik_latent
+    ('stress', 'wellbeing', 'social_network')
     """
     if unmeasured not in ("cut", "joint"):
         raise ModelError(f"unmeasured must be 'cut' or 'joint', got {unmeasured!r}")
@@ -235,7 +256,16 @@ def _fmt(names: Iterable[str]) -> str:
 # ----------------------------------------------------------------------------- report
 @dataclass(frozen=True)
 class LinkStatus:
-    """Identification status of one link."""
+    """Identification status of one link.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> g = load_graph("marvel")
+    >>> rep = identification_report(g, model_classes(g, measured=["wellbeing", "social_network"]))
+    >>> isinstance(rep.links[0], LinkStatus), rep.links[0].link == g.edges[0].key
+    (True, True)
+    """
 
     link: str
     source: str
@@ -252,7 +282,16 @@ class LinkStatus:
 
 @dataclass(frozen=True)
 class IdentificationReport:
-    """Per-link identification status of a built (or to-be-built) model."""
+    """Per-link identification status of a built (or to-be-built) model.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> g = load_graph("marvel")
+    >>> rep = identification_report(g, model_classes(g, measured=["wellbeing", "social_network"]))
+    >>> isinstance(rep, IdentificationReport), len(rep.links) == len(g.edges)
+    (True, True)
+    """
 
     links: tuple[LinkStatus, ...]
     classes: ModelClasses
@@ -303,6 +342,14 @@ def identification_report(graph: CausalGraph, layout_or_data: Any, *, unmeasured
         would build it), a :class:`ModelClasses`, or None (no data: every link is ``cut``).
     unmeasured
         ``"cut"`` (default) or ``"joint"``; ignored for a layout (its own mode is used).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> g = load_graph("marvel")
+    >>> rep = identification_report(g, model_classes(g, measured=["wellbeing", "social_network"]))
+    >>> sorted({s.status for s in rep.links})
+    ['cut', 'likelihood']
     """
     if layout_or_data is None:
         cls = model_classes(graph, (), (), unmeasured=unmeasured or "cut")
@@ -355,6 +402,14 @@ def identification_findings(report: IdentificationReport) -> list[str]:
     list[str]
         One sentence on the links in the likelihood, one on the cut (prior-only) links and the
         constructs without items, and one per equation that fails the order condition.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> g = load_graph("marvel")
+    >>> findings = identification_findings(identification_report(g, model_classes(g, measured=["wellbeing"])))
+    >>> isinstance(findings, list) and all(isinstance(f, str) for f in findings)
+    True
     """
     c = report.counts()
     total = len(report.links)
@@ -416,6 +471,13 @@ def check_identification(graph: CausalGraph, layout_or_data: object | None = Non
     -------
     list[IdentificationProblem]
         Errors and warnings, each naming the node or links, the reason and the remedy.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> problems = check_identification(load_graph("marvel"), None, vague=False)
+    >>> all(isinstance(p, IdentificationProblem) for p in problems)
+    True
     """
     level: Level = "error" if vague else "warning"
     tail = ("with vague priors this parameter is not identified" if vague
@@ -503,6 +565,13 @@ def assert_identified(graph: CausalGraph, layout_or_data: object | None = None, 
     ------
     IdentificationError
         Listing every error-level problem with its explanation.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> warnings = assert_identified(load_graph("marvel"), None, vague=False)  # informative priors: no error
+    >>> all(p.level == "warning" for p in warnings)
+    True
     """
     problems = check_identification(graph, layout_or_data, vague=vague, single_item_fixed=single_item_fixed,
                                     unmeasured=unmeasured)

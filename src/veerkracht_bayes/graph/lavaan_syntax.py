@@ -110,6 +110,11 @@ class LavaanRow:
     freed
         True when written ``NA*x``: explicitly free, overriding lavaan's default of
         fixing the first loading of each latent to 1.
+
+    Examples
+    --------
+    >>> LavaanRow("y", "~", "x")
+    LavaanRow(lhs='y', op='~', rhs='x', fixed=None, label=None, start=None, line=0, freed=False)
     """
 
     lhs: str
@@ -152,6 +157,13 @@ class LavaanModel:
         Parameter statements in source order.
     path
         Source file, if any (used in messages).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> m = parse_lavaan("y ~ x")
+    >>> isinstance(m, LavaanModel), len(m.rows)
+    (True, 1)
     """
 
     rows: tuple[LavaanRow, ...]
@@ -699,7 +711,15 @@ def parse_lavaan(text: str, path: str | Path | None = None) -> LavaanModel:
 
 
 def read_lavaan(path: str | Path) -> LavaanModel:
-    """Read and parse a lavaan model-syntax file (strict UTF-8)."""
+    """Read and parse a lavaan model-syntax file (strict UTF-8).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> m = read_lavaan(shipped_path("data", "examples", "mediation.lav"))
+    >>> len(m.rows) > 0
+    True
+    """
     return parse_lavaan(read_text_utf8(path, SpecError), path)
 
 
@@ -709,6 +729,12 @@ def to_lavaan(model: LavaanModel | Sequence[LavaanRow]) -> str:
     Consecutive ``=~``, ``~`` or ``~~`` rows with the same left-hand side are joined
     into one statement. ``parse_lavaan(to_lavaan(m)).rows == m.rows`` (line numbers
     aside).
+
+    Examples
+    --------
+    >>> print(to_lavaan([LavaanRow("y", "~", "x"), LavaanRow("y", "~~", "y")]))
+    y ~ x
+    y ~~ y
     """
     rows = list(model.rows if isinstance(model, LavaanModel) else model)
     lines: list[str] = []
@@ -731,7 +757,13 @@ def to_lavaan(model: LavaanModel | Sequence[LavaanRow]) -> str:
 
 # ---------------------------------------------------------------------------- graphs
 def edge_label(source: str, target: str) -> str:
-    """Label used for edge ``source -> target`` in lavaan syntax: ``b_<source>__<target>``."""
+    """Label used for edge ``source -> target`` in lavaan syntax: ``b_<source>__<target>``.
+
+    Examples
+    --------
+    >>> edge_label("social_network", "wellbeing")
+    'b_social_network__wellbeing'
+    """
     return f"b_{source}__{target}"
 
 
@@ -743,6 +775,13 @@ def graph_to_lavaan(graph: "CausalGraph") -> str:
     statements; isolated nodes as a variance ``x ~~ x`` so they are kept; then one
     inequality constraint per edge carrying its sign (``b < 0`` for ``-``, ``b > 0``
     for ``+``).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> text = graph_to_lavaan(load_graph("marvel"))
+    >>> text.splitlines()[0]
+    "# lavaan model syntax written by veerkracht_bayes from graph 'marvel'"
     """
     out = [f"# lavaan model syntax written by veerkracht_bayes from graph {graph.name!r}",
            f"# {len(graph.nodes)} nodes, {len(graph.edges)} signed edges; each edge is labelled "
@@ -850,8 +889,14 @@ def spec_from_lavaan(
     SpecError
         Located at the lavaan line: syntax errors, self-loops, edges fixed at 0,
         contradictory signs, names that are not valid node ids.
+
+    Examples
+    --------
+    >>> spec, _ = spec_from_lavaan("m ~ x; y ~ m + x", name="mediation")
+    >>> [(e.source, e.target) for e in spec.edges]
+    [('x', 'm'), ('m', 'y'), ('x', 'y')]
     """
-    from veerkracht_bayes.graph.spec import GraphSpec, _ID_PATTERN, check_spec
+    from veerkracht_bayes.graph.spec import ID_PATTERN, GraphSpec, check_spec
     from pydantic import ValidationError
 
     model = source if isinstance(source, LavaanModel) else parse_lavaan(source, path)
@@ -882,7 +927,7 @@ def spec_from_lavaan(
         raise SpecError(Problem("lavaan syntax has no structural part: expected at least one "
                                 "'~' regression or '=~' latent variable", file=file, line=1))
     for v in order:
-        if not re.match(_ID_PATTERN, v):
+        if not re.match(ID_PATTERN, v):
             raise SpecError(Problem(
                 f"lavaan variable {v!r} is not a valid node id (expected a letter followed by "
                 "letters, digits, '_' or '.')", file=file, line=first_line[v], field="id", value=v))

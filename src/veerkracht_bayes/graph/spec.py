@@ -23,6 +23,7 @@ from veerkracht_bayes.yaml_io import YamlDocument, load_yaml
 
 __all__ = [
     "SPEC_VERSION",
+    "ID_PATTERN",
     "Resource",
     "Role",
     "Sign",
@@ -47,7 +48,8 @@ Sign = Literal["+", "-"]
 DelayClass = Literal["immediate", "short", "medium", "long", "generational"]
 StrengthClass = Literal["weak", "average", "strong", "very_strong"]
 
-_ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_.]*$"
+#: Regular expression every node and loop id matches: a letter, then letters, digits, ``_``, ``.``.
+ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_.]*$"
 
 
 class _Strict(BaseModel):
@@ -55,9 +57,16 @@ class _Strict(BaseModel):
 
 
 class NodeSpec(_Strict):
-    """A node (factor) of the diagram."""
+    """A node (factor) of the diagram.
 
-    id: str = Field(pattern=_ID_PATTERN, description="Identifier used everywhere else.")
+    Examples
+    --------
+    >>> n = NodeSpec(id="wellbeing", label_en="Wellbeing", label_nl="Welzijn", resource="individual", role="construct")
+    >>> n.id, n.role
+    ('wellbeing', 'construct')
+    """
+
+    id: str = Field(pattern=ID_PATTERN, description="Identifier used everywhere else.")
     label_en: str = Field(description="English label.")
     label_nl: str = Field(description="Dutch label.")
     resource: Resource = Field(description="Resource type: individual, societal or organisational.")
@@ -74,7 +83,14 @@ class NodeSpec(_Strict):
 
 
 class EdgeSpec(_Strict):
-    """A signed causal link ``source -> target``."""
+    """A signed causal link ``source -> target``.
+
+    Examples
+    --------
+    >>> e = EdgeSpec(source="social_network", target="wellbeing", sign="+", evidence="text")
+    >>> e.key, e.delay
+    ('social_network->wellbeing', 'short')
+    """
 
     source: str
     target: str
@@ -94,9 +110,15 @@ class EdgeSpec(_Strict):
 
 
 class LoopSpec(_Strict):
-    """A named feedback loop: a directed cycle given as its node sequence."""
+    """A named feedback loop: a directed cycle given as its node sequence.
 
-    id: str = Field(pattern=_ID_PATTERN)
+    Examples
+    --------
+    >>> LoopSpec(id="L1", title="support", nodes=["a", "b"], polarity="R").nodes
+    ['a', 'b']
+    """
+
+    id: str = Field(pattern=ID_PATTERN)
     title: str
     nodes: list[str] = Field(min_length=2, description="The cycle, first node not repeated at the end.")
     polarity: Literal["R", "B"] = Field(description="R (reinforcing) or B (balancing) as stated.")
@@ -105,7 +127,16 @@ class LoopSpec(_Strict):
 
 
 class GraphSpec(_Strict):
-    """A whole signed causal diagram."""
+    """A whole signed causal diagram.
+
+    Examples
+    --------
+    >>> spec = GraphSpec.model_validate({"spec_version": 1, "name": "ab",
+    ...     "nodes": [{"id": n, "label_en": n, "label_nl": n, "resource": "individual", "role": "construct"} for n in "ab"],
+    ...     "edges": [{"source": "a", "target": "b", "sign": "+", "evidence": "t"}]})
+    >>> len(spec.nodes), spec.edges[0].key
+    (2, 'a->b')
+    """
 
     spec_version: int = Field(description=f"Format version; this package reads {SPEC_VERSION}.")
     name: str = "unnamed"
@@ -131,6 +162,14 @@ def check_spec(spec: GraphSpec) -> list[tuple[tuple[str | int, ...], str, str, o
     -------
     list of (location, field, message, value)
         Empty when the spec is consistent.
+
+    Examples
+    --------
+    >>> spec = GraphSpec.model_validate({"spec_version": 1, "name": "ab",
+    ...     "nodes": [{"id": n, "label_en": n, "label_nl": n, "resource": "individual", "role": "construct"} for n in "ab"],
+    ...     "edges": [{"source": "a", "target": "c", "sign": "+", "evidence": "t"}]})
+    >>> [(loc, value) for loc, _, _, value in check_spec(spec)]
+    [(('edges', 0, 'target'), 'c')]
     """
     out: list[tuple[tuple[str | int, ...], str, str, object]] = []
     if spec.spec_version != SPEC_VERSION:
@@ -254,6 +293,13 @@ def parse_graph_spec(doc: YamlDocument) -> GraphSpec:
     ------
     SpecError
         Listing every problem, each with file, line, YAML path, field and value.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.yaml_io import load_yaml
+    >>> doc = load_yaml(text="{spec_version: 1, name: one, nodes: [{id: a, label_en: a, label_nl: a, resource: individual, role: construct}], edges: []}")
+    >>> parse_graph_spec(doc).name
+    'one'
     """
     data = doc.data
     if not isinstance(data, dict):
@@ -296,12 +342,26 @@ def load_graph_spec(path: str | Path) -> GraphSpec:
     SpecError
         For unreadable, malformed or inconsistent files; the message names the file,
         line, YAML path, field, offending value and what was expected.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import marvel_path
+    >>> load_graph_spec(marvel_path()).name
+    'marvel'
     """
     return parse_graph_spec(load_yaml(path, error_cls=SpecError))
 
 
 def dump_graph_spec(spec: GraphSpec) -> str:
-    """Serialise a spec to YAML text that :func:`load_graph_spec` reads back identically."""
+    """Serialise a spec to YAML text that :func:`load_graph_spec` reads back identically.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import marvel_path
+    >>> text = dump_graph_spec(load_graph_spec(marvel_path()))
+    >>> "spec_version: 1" in text
+    True
+    """
     import yaml
 
     data = spec.model_dump(mode="json", exclude_defaults=False)

@@ -119,6 +119,11 @@ def verdict_of(misfit: bool, sampling_problems: bool) -> str:
     ``srmr_max``), whether or not the misfit is large enough to fail the run;
     ``sampling_problems`` is any other failed check (R-hat, ESS, divergences, BFMI, unstable
     draws). "passed" therefore never stands beside a model misfit.
+
+    Examples
+    --------
+    >>> verdict_of(False, False), verdict_of(True, False), verdict_of(False, True)
+    ('passed', 'model misfit', 'sampling problems')
     """
     parts = (["model misfit"] if misfit else []) + (["sampling problems"] if sampling_problems else [])
     return "; ".join(parts) or "passed"
@@ -161,6 +166,12 @@ def spectral_radius(B: np.ndarray) -> np.ndarray:
     -------
     numpy.ndarray
         ``(S,)`` largest eigenvalue modulus, by ``numpy.linalg.eigvals``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> spectral_radius(np.array([[[0.0, 0.5], [0.5, 0.0]]])).round(3)
+    array([0.5])
     """
     return algebra.spectral_radius(np.asarray(B, dtype=float), xp="numpy")
 
@@ -184,6 +195,12 @@ def ml_discrepancy(S: np.ndarray, Sigma: np.ndarray) -> np.ndarray:
     -------
     numpy.ndarray
         ``F >= 0``, zero iff ``S == Sigma``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> float(ml_discrepancy(np.eye(2), np.eye(2)[None])[0])
+    0.0
     """
     S = np.asarray(S, dtype=float)
     Sigma = np.asarray(Sigma, dtype=float)
@@ -215,6 +232,15 @@ def observed_covariance(data: Any) -> tuple[np.ndarray, str]:
     (S_obs, source)
         ``(m + q, m + q)`` matrix (items first, then covariates) and a sentence naming the
         statistics used.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.survey.statistics import prepare_model_data
+    >>> md = prepare_model_data(np.random.default_rng(0).normal(size=(100, 2)), ["a1", "b1"], ["a", "b"])
+    >>> S, source = observed_covariance(md)
+    >>> S.shape, source
+    ((2, 2), 'complete-data weighted statistics (every item observed)')
     """
     st = data.stats
     method = getattr(data, "missing_method", "complete")
@@ -249,6 +275,12 @@ def joint_implied_covariance(Sigma: np.ndarray, Pi: np.ndarray, Sxx: np.ndarray)
     ``[[Sigma + Pi Sxx Pi', Pi Sxx], [Sxx Pi', Sxx]]`` per draw, with ``Sigma`` (S, m, m) the
     implied item covariance given ``x`` and ``Pi`` (S, m, q) the implied regression of the items
     on the covariates (``lambda * (A Gamma)``, columns ``1:`` of ``implied_moments``'s ``M``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> joint_implied_covariance(np.eye(1)[None], np.array([[[0.5]]]), np.eye(1)).tolist()
+    [[[1.25, 0.5], [0.5, 1.0]]]
     """
     s, m, _ = Sigma.shape
     q = Sxx.shape[0]
@@ -298,6 +330,11 @@ def classify_edge(
     Returns
     -------
     (classification, reason)
+
+    Examples
+    --------
+    >>> classify_edge("latent", "a", "b", contraction=0.8, prior_sensitivity=0.01, likelihood_sensitivity=0.2)
+    ('data-informed', 'contraction 0.800 >= 0.5')
     """
     if prior_only:
         return PRIOR_DOMINATED, "prior-only fit (no data)"
@@ -357,6 +394,19 @@ def cut_routing(graph: Any, layout: Any, beta: np.ndarray, x_cov: np.ndarray | N
     list[dict]
         One record per link in the likelihood: ``link``, ``share``, ``share_q95``,
         ``share_total_effect``, ``flagged``, ``n_draws``. Empty when no construct lacks items.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> from veerkracht_bayes.sem.model_builder import build_model
+    >>> from veerkracht_bayes.survey.statistics import prepare_model_data
+    >>> g = graph_from_lavaan("u ~ a\\nb ~ a + u")  # u has no items: a->u and u->b are cut
+    >>> md = prepare_model_data(np.random.default_rng(0).normal(size=(60, 2)), ["a1", "b1"], ["a", "b"])
+    >>> _, layout = build_model(g, md)
+    >>> records = cut_routing(g, layout, np.array([[0.5, 0.3, 0.5]]))  # a->u, a->b, u->b
+    >>> [(r["link"], round(r["share"], 3), r["flagged"]) for r in records]
+    [('a->b', 0.455, True)]
     """
     unm = [n for n in layout.latent if n in set(layout.unobserved_latent)]
     lik_links = [e for e in graph.edges if layout.edge_kind[e.key] in ("latent", "covariate")]
@@ -414,7 +464,15 @@ def cut_routing(graph: Any, layout: Any, beta: np.ndarray, x_cov: np.ndarray | N
 
 
 def cut_routing_findings(records: Sequence[dict[str, Any]], threshold: float = CUT_ROUTING_MAX) -> list[str]:
-    """The brief's sentence on double counting under the cut posterior (empty when nothing is flagged)."""
+    """The brief's sentence on double counting under the cut posterior (empty when nothing is flagged).
+
+    Examples
+    --------
+    >>> cut_routing_findings([{"link": "a->b", "share": 0.05}])
+    []
+    >>> cut_routing_findings([{"link": "a->b", "share": 0.45}])[0][:31]
+    'For links a->b (45 %), up to 45'
+    """
     flagged = sorted((r for r in records if r.get("share") is not None and r["share"] > threshold),
                      key=lambda r: -r["share"])
     if not flagged:
@@ -431,7 +489,14 @@ def cut_routing_findings(records: Sequence[dict[str, Any]], threshold: float = C
 # --------------------------------------------------------------------------- results
 @dataclass(frozen=True, eq=False)
 class SamplingDiagnostics:
-    """Convergence of the Markov chains (``applicable`` False for prior-only results)."""
+    """Convergence of the Markov chains (``applicable`` False for prior-only results).
+
+    Examples
+    --------
+    >>> s = SamplingDiagnostics(applicable=False)  # as diagnose() reports a prior-only result
+    >>> s.to_dict()["applicable"], s.max_rhat
+    (False, None)
+    """
 
     applicable: bool
     max_rhat: float | None = None
@@ -460,7 +525,15 @@ class SamplingDiagnostics:
 
 @dataclass(frozen=True, eq=False)
 class StabilityDiagnostics:
-    """Exact spectral radius of ``B`` per draw (chain-major order)."""
+    """Exact spectral radius of ``B`` per draw (chain-major order).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = StabilityDiagnostics(rho=np.array([0.2, 0.5]), rho_full=np.array([0.2, 0.6]), rho_abs_bound=None)
+    >>> s.n_draws, float(s.max_rho), bool(s.any_unstable)
+    (2, 0.5, False)
+    """
 
     rho: np.ndarray
     rho_full: np.ndarray
@@ -523,7 +596,13 @@ class StabilityDiagnostics:
 
 @dataclass(frozen=True, eq=False)
 class PPPResult:
-    """Posterior predictive check of the item covariance (``applicable`` False without data)."""
+    """Posterior predictive check of the item covariance (``applicable`` False without data).
+
+    Examples
+    --------
+    >>> PPPResult(applicable=False, reason="no survey data").applicable
+    False
+    """
 
     applicable: bool
     reason: str = ""
@@ -554,7 +633,17 @@ class PPPResult:
 
 @dataclass(frozen=True, eq=False)
 class Diagnostics:
-    """Everything :func:`diagnose` found. ``passed`` is True when ``problems`` is empty."""
+    """Everything :func:`diagnose` found. ``passed`` is True when ``problems`` is empty.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> from veerkracht_bayes.inference.sampling import fit
+    >>> res = fit(graph_from_lavaan("b ~ a"), None, prior_only=True, prior_draws=20, random_seed=1)
+    >>> d = diagnose(res)
+    >>> isinstance(d, Diagnostics), d.prior_only, d.passed, d.edge_class
+    (True, True, True, {'a->b': 'prior-dominated'})
+    """
 
     prior_only: bool
     sampling: SamplingDiagnostics
@@ -954,6 +1043,17 @@ def diagnose(
     Diagnostics
         ``problems`` names every failed check with its parameter and number; ``passed`` is
         True when there are none.
+
+    Examples
+    --------
+    On a prior-only result (no chains, so the sampling checks do not apply):
+
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> from veerkracht_bayes.inference.sampling import fit
+    >>> res = fit(graph_from_lavaan("b ~ a"), None, prior_only=True, prior_draws=20, random_seed=1)
+    >>> d = diagnose(res)
+    >>> d.sampling.applicable, d.stability.n_draws, d.problems
+    (False, 20, [])
     """
     import warnings
 

@@ -34,14 +34,22 @@ import xarray as xr
 
 from veerkracht_bayes.errors import ModelError
 
-__all__ = ["JaxNutsSettings", "sample_nuts", "data_inputs", "data_values"]
+__all__ = ["JaxNutsSettings", "sample_nuts", "data_inputs", "data_values", "CompiledModel", "model_fingerprint",
+           "compiled_sampler", "value_initvals"]
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class JaxNutsSettings:
-    """NUTS settings for :func:`sample_nuts`."""
+    """NUTS settings for :func:`sample_nuts`.
+
+    Examples
+    --------
+    >>> s = JaxNutsSettings(draws=500, tune=500, chains=2)
+    >>> s.chain_method, s.target_accept
+    ('parallel', 0.9)
+    """
 
     draws: int = 500
     tune: int = 500
@@ -67,14 +75,40 @@ class JaxNutsSettings:
 
 
 def data_inputs(model: Any) -> list[Any]:
-    """The model's data containers passed as arguments (named ``DATA_PREFIX...``), sorted by name."""
+    """The model's data containers passed as arguments (named ``DATA_PREFIX...``), sorted by name.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pymc as pm
+    >>> from veerkracht_bayes.sem.model_builder import DATA_PREFIX
+    >>> with pm.Model() as model:
+    ...     y = pm.Data(DATA_PREFIX + "y", np.array([0.1, -0.2]))
+    ...     mu = pm.Normal("mu", 0.0, 1.0)
+    ...     _ = pm.Potential("lik", -0.5 * ((y - mu) ** 2).sum())
+    >>> [v.name for v in data_inputs(model)]
+    ['data_y']
+    """
     from veerkracht_bayes.sem.model_builder import DATA_PREFIX
 
     return sorted((v for v in model.data_vars if v.name.startswith(DATA_PREFIX)), key=lambda v: v.name)
 
 
 def data_values(model: Any) -> list[np.ndarray]:
-    """Current values of :func:`data_inputs` (the arguments of the compiled program)."""
+    """Current values of :func:`data_inputs` (the arguments of the compiled program).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pymc as pm
+    >>> from veerkracht_bayes.sem.model_builder import DATA_PREFIX
+    >>> with pm.Model() as model:
+    ...     y = pm.Data(DATA_PREFIX + "y", np.array([0.1, -0.2]))
+    ...     mu = pm.Normal("mu", 0.0, 1.0)
+    ...     _ = pm.Potential("lik", -0.5 * ((y - mu) ** 2).sum())
+    >>> data_values(model)
+    [array([ 0.1, -0.2])]
+    """
     return [np.asarray(v.get_value(borrow=True)) for v in data_inputs(model)]
 
 
@@ -87,7 +121,7 @@ _QUICK_COMPILE = {"xla_backend_optimization_level": 0}
 _BACKGROUND = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="veerkracht-compile")
 
 
-class _Compiled:
+class CompiledModel:
     """The model's log-density and its constrained outputs as JAX functions of (values, data).
 
     ``params`` are in the sampler's coordinates: the model's value variables, except that a
@@ -97,6 +131,18 @@ class _Compiled:
     listed in ``log_pairs`` hold ``(l_s, l_f)`` of a reciprocal pair. The log-density is the
     model's at the mapped point; the constant ``log|det T|`` is left out (the pair map has
     Jacobian determinant -1).
+
+    Examples
+    --------
+    >>> import pymc as pm
+    >>> with pm.Model() as model:
+    ...     s = pm.HalfNormal("s", 1.0)
+    >>> import jax.numpy as jnp
+    >>> comp = CompiledModel(model)
+    >>> comp.shapes
+    {'s_log__': ()}
+    >>> round(float(comp.logp({"s_log__": jnp.asarray(0.0)}, [])), 4)  # log HalfNormal(1) at s = 1
+    -0.7258
     """
 
     def __init__(self, model: Any, log_pairs: Sequence[tuple[str, int, int]] = (),
@@ -300,10 +346,19 @@ class _Compiled:
         return self._outs(*self._args(params, data))
 
 
-def _fingerprint(model: Any, settings: JaxNutsSettings) -> str:
+def model_fingerprint(model: Any, settings: JaxNutsSettings) -> str:
     """A key that identifies the compiled program: the model graph (with constants) and settings.
 
     The data containers' *values* are excluded (they are arguments); their shapes are included.
+
+    Examples
+    --------
+    >>> import pymc as pm
+    >>> with pm.Model() as model:
+    ...     s = pm.HalfNormal("s", 1.0)
+    >>> key = model_fingerprint(model, JaxNutsSettings(draws=10, tune=10, chains=1))
+    >>> len(key), key == model_fingerprint(model, JaxNutsSettings(draws=20, tune=10, chains=1))
+    (64, False)
     """
     import pytensor
     from pytensor.graph.traversal import ancestors
@@ -450,20 +505,34 @@ class _ProgressBar:
             self.bar.close()
 
 
-_CACHE: dict[str, tuple[_Compiled, Any]] = {}
+_CACHE: dict[str, tuple[CompiledModel, Any]] = {}
 
 
-def _get_sampler(model: Any, settings: JaxNutsSettings) -> tuple[_Compiled, Any]:
-    """The compiled log-density and a numpyro MCMC object for this model shape (cached)."""
+def compiled_sampler(model: Any, settings: JaxNutsSettings) -> tuple[CompiledModel, Any]:
+    """The compiled log-density and a numpyro MCMC object for this model shape (cached).
+
+    A second model with the same :func:`model_fingerprint` (same graph and constants, data of the
+    same shapes) gets the same objects back: nothing is compiled again.
+
+    Examples
+    --------
+    >>> import pymc as pm
+    >>> with pm.Model() as model:
+    ...     s = pm.HalfNormal("s", 1.0)
+    >>> settings = JaxNutsSettings(draws=10, tune=10, chains=1, chain_method="sequential")
+    >>> comp, mcmc = compiled_sampler(model, settings)
+    >>> compiled_sampler(model, settings)[1] is mcmc
+    True
+    """
     import numpyro
     import numpyro.distributions as dist
     from numpyro.infer import MCMC, NUTS
 
-    key = _fingerprint(model, settings)
+    key = model_fingerprint(model, settings)
     if key in _CACHE:
         comp, mcmc = _CACHE[key]
         return comp, mcmc
-    comp = _Compiled(model, settings.log_pairs, settings.exclude, settings.grad_chunk)
+    comp = CompiledModel(model, settings.log_pairs, settings.exclude, settings.grad_chunk)
     shapes = comp.shapes
 
     def numpyro_model(*args: Any) -> None:
@@ -494,8 +563,17 @@ def _get_sampler(model: Any, settings: JaxNutsSettings) -> tuple[_Compiled, Any]
     return comp, mcmc
 
 
-def _value_initvals(model: Any, initvals: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    """Constrained starting values per chain -> value-space arrays stacked over chains."""
+def value_initvals(model: Any, initvals: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Constrained starting values per chain -> value-space arrays stacked over chains.
+
+    Examples
+    --------
+    >>> import pymc as pm
+    >>> with pm.Model() as model:
+    ...     s = pm.HalfNormal("s", 1.0)
+    >>> value_initvals(model, [{"s": 1.0}, {"s": 2.0}])["s_log__"].round(4)
+    array([0.    , 0.6931])
+    """
     from pymc.initial_point import make_initial_point_fn
 
     points = []
@@ -532,6 +610,25 @@ def sample_nuts(model: Any, initvals: Sequence[dict[str, np.ndarray]], settings:
     (posterior, sample_stats, sampling_seconds)
         Datasets with dims ``(chain, draw, ...)``; the time covers the curvature scale,
         warm-up and sampling (compilation included on the first call for a model shape).
+
+    Examples
+    --------
+    Compiling and running the chains takes tens of seconds, so not run here:
+
+    >>> import numpy as np
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> from veerkracht_bayes.inference.sampling import draw_prior, initial_values
+    >>> from veerkracht_bayes.sem.model_builder import build_model
+    >>> from veerkracht_bayes.survey.statistics import prepare_model_data
+    >>> g = graph_from_lavaan("b ~ a")
+    >>> md = prepare_model_data(np.random.default_rng(0).normal(size=(200, 4)), ["a1", "a2", "b1", "b2"],
+    ...                         ["a", "a", "b", "b"])
+    >>> model, layout = build_model(g, md)
+    >>> prior = draw_prior(model, layout, g, 50, 1, md.x_cov)
+    >>> post, stats, secs = sample_nuts(model, initial_values(model, layout, prior, 2, 1),
+    ...                                 JaxNutsSettings(draws=40, tune=60, chains=2), 7)  # doctest: +SKIP
+    >>> post["beta"].dims, "diverging" in stats  # doctest: +SKIP
+    (('chain', 'draw', 'edge'), True)
     """
     import jax
     import jax.numpy as jnp
@@ -546,14 +643,14 @@ def sample_nuts(model: Any, initvals: Sequence[dict[str, np.ndarray]], settings:
         chain_method = "sequential"
     if chain_method != settings.chain_method:
         settings = JaxNutsSettings(**{**settings.__dict__, "chain_method": chain_method})
-    comp, mcmc = _get_sampler(model, settings)
+    comp, mcmc = compiled_sampler(model, settings)
     data = tuple(jnp.asarray(v) for v in data_values(model))
     t0 = time.perf_counter()
-    x0 = comp.from_value(_value_initvals(model, initvals), data)  # (chains, ...) per variable
+    x0 = comp.from_value(value_initvals(model, initvals), data)  # (chains, ...) per variable
     if settings.precondition:
         scale = None
         for point in scale_points:
-            xs = comp.from_value(_value_initvals(model, [point]), data)
+            xs = comp.from_value(value_initvals(model, [point]), data)
             scale, frac = comp.curvature_scale(xs, data, settings.unit_scale)
             if frac >= 0.9:
                 break

@@ -21,7 +21,7 @@ import xarray as xr
 
 from veerkracht_bayes.errors import ModelError
 from veerkracht_bayes.graph.causal_graph import CausalGraph
-from veerkracht_bayes.inference.sampling import SamplerSettings, _cut_completion, _prior_draws
+from veerkracht_bayes.inference.sampling import SamplerSettings, cut_completion, draw_prior
 from veerkracht_bayes.sem.multigroup import (
     DEFAULT_TAU_SD,
     GroupData,
@@ -36,7 +36,22 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class MultiGroupFit:
-    """A fitted multi-group model."""
+    """A fitted multi-group model.
+
+    Examples
+    --------
+    Returned by :func:`fit_multigroup` (it samples: tens of seconds, so not run here):
+
+    >>> import numpy as np
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> from veerkracht_bayes.sem.multigroup import prepare_group_data
+    >>> y = np.random.default_rng(0).normal(size=(200, 4))
+    >>> gd = prepare_group_data(y, ["a1", "a2", "b1", "b2"], ["a", "a", "b", "b"], ["u", "v"] * 100)
+    >>> res = fit_multigroup(graph_from_lavaan("b ~ a"), gd, draws=200, tune=200, chains=2,
+    ...                      random_seed=1, progressbar=False)  # doctest: +SKIP
+    >>> isinstance(res, MultiGroupFit), res.posterior["beta_group"].dims  # doctest: +SKIP
+    (True, ('chain', 'draw', 'group', 'edge'))
+    """
 
     idata: xr.DataTree
     layout: MultiGroupLayout
@@ -102,7 +117,7 @@ def _initvals(model, layout: MultiGroupLayout, graph: CausalGraph, data: GroupDa
     from veerkracht_bayes.sem.preconditioning import edge_groups, measurement_start
 
     base = layout.base
-    prior = _prior_draws(None, base, graph, max(settings.chains * 4, 50), settings.random_seed, data.pooled.x_cov)
+    prior = draw_prior(None, base, graph, max(settings.chains * 4, 50), settings.random_seed, data.pooled.x_cov)
     free = {rv.name: rv for rv in model.free_RVs}
     keys = list(base.edge_keys)
     sampled = list(base.sampled_edges or keys)
@@ -166,6 +181,20 @@ def fit_multigroup(
     Returns
     -------
     MultiGroupFit
+
+    Examples
+    --------
+    It samples (tens of seconds), so not run here:
+
+    >>> import numpy as np
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> from veerkracht_bayes.sem.multigroup import prepare_group_data
+    >>> y = np.random.default_rng(0).normal(size=(200, 4))
+    >>> gd = prepare_group_data(y, ["a1", "a2", "b1", "b2"], ["a", "a", "b", "b"], ["u", "v"] * 100)
+    >>> res = fit_multigroup(graph_from_lavaan("b ~ a"), gd, draws=200, tune=200, chains=2,
+    ...                      random_seed=1, progressbar=False)  # doctest: +SKIP
+    >>> res.layout.labels  # doctest: +SKIP
+    ('u', 'v')
     """
     from veerkracht_bayes.inference.jax_nuts import JaxNutsSettings, sample_nuts
     from veerkracht_bayes.inference.sampling import enable_compilation_cache
@@ -189,7 +218,7 @@ def fit_multigroup(
     post, stats, _ = sample_nuts(model, initvals, jset, settings.random_seed)
     base = layout.base
     if base.cut_active:
-        post, redraws = _cut_completion(post, base, graph, data.pooled.x_cov, settings.random_seed)
+        post, redraws = cut_completion(post, base, graph, data.pooled.x_cov, settings.random_seed)
         # prior-only links are shared by every group
         keys = list(base.edge_keys)
         po = [i for i, k in enumerate(keys) if base.edge_kind[k] in ("prior_only", "absent")]

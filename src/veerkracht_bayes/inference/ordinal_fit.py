@@ -16,33 +16,48 @@ import xarray as xr
 from veerkracht_bayes.errors import ModelError
 from veerkracht_bayes.graph.causal_graph import CausalGraph
 from veerkracht_bayes.sem.model_builder import ModelLayout
-from veerkracht_bayes.sem.ordinal import (OrdinalData, OrdinalSettings, _likelihood_psi, _standardised_items,
-                                          build_ordinal_model, ordinal_data_from_survey)
+from veerkracht_bayes.sem.ordinal import (OrdinalData, OrdinalSettings, build_ordinal_model, likelihood_psi,
+                                          ordinal_data_from_survey, standardised_items)
 
-__all__ = ["fit_ordinal"]
+__all__ = ["fit_ordinal", "ordinal_prior_draws"]
 
 
-def _prior_group(layout: ModelLayout, graph: CausalGraph, n: int, seed: int,
-                 x_cov: np.ndarray | None = None) -> xr.Dataset:
+def ordinal_prior_draws(layout: ModelLayout, graph: CausalGraph, n: int, seed: int,
+                        x_cov: np.ndarray | None = None) -> xr.Dataset:
     """Forward prior draws of the structural quantities (NumPy/SciPy: nothing is compiled).
 
     The model's barriers are applied by rejection, so the draws follow the prior density the
     sampler uses: the smooth stability and standardisation barriers of the full system and the
     hard ``psi > 1e-4`` of the full and the likelihood systems. ``x_cov`` is the covariates'
     covariance (:attr:`OrdinalData.x_cov`), which enters psi.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``beta``, ``psi``, ``alpha`` and ``rho_abs_bound`` with dims ``(chain=1, draw=n, ...)``.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> from veerkracht_bayes.sem.model_builder import build_model
+    >>> g = load_graph("marvel")
+    >>> _, layout = build_model(g, None)
+    >>> prior = ordinal_prior_draws(layout, g, 50, seed=1)
+    >>> sorted(prior.data_vars), prior.sizes["draw"]
+    (['alpha', 'beta', 'psi', 'rho_abs_bound'], 50)
     """
     from dataclasses import replace
 
-    from veerkracht_bayes.inference.sampling import _prior_draws
+    from veerkracht_bayes.inference.sampling import draw_prior
 
     q = len(layout.covariates)
     x_cov = np.zeros((q, q)) if x_cov is None else np.asarray(x_cov, dtype=float)
     structural = replace(layout, items=(), free_items=())  # measurement priors are not drawn here
 
     def lik_ok(det: dict[str, np.ndarray]) -> np.ndarray:
-        return (_likelihood_psi(layout, graph, det["beta"], x_cov) > 1e-4).all(axis=1)
+        return (likelihood_psi(layout, graph, det["beta"], x_cov) > 1e-4).all(axis=1)
 
-    draws = _prior_draws(None, structural, graph, n, seed, x_cov, accept=lik_ok if layout.lik_latent else None)
+    draws = draw_prior(None, structural, graph, n, seed, x_cov, accept=lik_ok if layout.lik_latent else None)
     return draws[["beta", "psi", "alpha", "rho_abs_bound"]]
 
 
@@ -88,6 +103,22 @@ def fit_ordinal(graph: CausalGraph, survey: object, priors: object | None = None
         ``lambda``, ``thresholds``...), ``prior``, ``sample_stats`` and provenance; no
         ``log_likelihood`` group (LOO on this path would need the marginal over eta).
         ``FitResult.data`` is the :class:`OrdinalData`.
+
+    Examples
+    --------
+    It samples (tens of seconds), so not run here:
+
+    >>> import numpy as np
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> from veerkracht_bayes.inference.sampling import SamplerSettings
+    >>> from veerkracht_bayes.sem.ordinal import OrdinalData
+    >>> codes = np.random.default_rng(0).integers(0, 3, size=(300, 2))
+    >>> od = OrdinalData(item_names=("a1", "b1"), item_construct=("a", "b"), n_categories=np.array([3, 3]),
+    ...                  codes=codes)
+    >>> fit = fit_ordinal(graph_from_lavaan("b ~ a"), od, settings=SamplerSettings(
+    ...     chains=2, draws=200, tune=500, progressbar=False, random_seed=5))  # doctest: +SKIP
+    >>> fit.idata["posterior"]["beta"].dims  # doctest: +SKIP
+    ('chain', 'draw', 'edge')
     """
     from veerkracht_bayes.runtime import ensure_cpu_devices
 
@@ -105,7 +136,7 @@ def fit_ordinal(graph: CausalGraph, survey: object, priors: object | None = None
     data = survey if isinstance(survey, OrdinalData) else ordinal_data_from_survey(survey, graph)
     model, layout = build_ordinal_model(graph, data, priors, settings=ordinal, keep_eta=keep_eta,
                                         coordinates=coordinates)
-    prior = _prior_group(layout, graph, settings.prior_draws, settings.random_seed, data.x_cov)
+    prior = ordinal_prior_draws(layout, graph, settings.prior_draws, settings.random_seed, data.x_cov)
     if settings.sampler in ("numpyro", "blackjax"):
         enable_compilation_cache()
     # start: each chain at a different stability-truncated prior draw of B, latent coordinates at 0
@@ -172,7 +203,7 @@ def _sample_guided(model, layout: ModelLayout, data: OrdinalData, initvals: list
     from veerkracht_bayes.sem.preconditioning import link_estimate, ordinal_start, reciprocal_log_pairs
     from veerkracht_bayes.survey.statistics import pattern_stats
 
-    y = _standardised_items(data)
+    y = standardised_items(data)
     items_c = tuple(data.item_construct) + tuple(data.cont_construct)
     start = ordinal_start(y, data.codes, data.n_categories, data.w, items_c, ordinal.reliability)
     m = len(data.item_names)

@@ -114,7 +114,7 @@ def fit_polychoric(graph: CausalGraph, survey: object, priors: object | None = N
 
     ensure_cpu_devices()
     from veerkracht_bayes.inference.jax_nuts import JaxNutsSettings, sample_nuts
-    from veerkracht_bayes.inference.ordinal_fit import _prior_group
+    from veerkracht_bayes.inference.ordinal_fit import ordinal_prior_draws
     from veerkracht_bayes.inference.provenance import collect_provenance
     from veerkracht_bayes.inference.sampling import (
         FitResult,
@@ -136,7 +136,7 @@ def fit_polychoric(graph: CausalGraph, survey: object, priors: object | None = N
     else:
         data = polychoric_data_from_survey(survey, graph)
     model, layout = build_polychoric_model(graph, data, priors, settings=polychoric)
-    prior = _prior_group(layout, graph, settings.prior_draws, settings.random_seed,  # type: ignore[attr-defined]
+    prior = ordinal_prior_draws(layout, graph, settings.prior_draws, settings.random_seed,  # type: ignore[attr-defined]
                          _x_cov(data, layout))
     enable_compilation_cache()
     rng = np.random.default_rng(settings.random_seed)  # type: ignore[attr-defined]

@@ -17,7 +17,14 @@ _PACKAGES = ("veerkracht-bayes", "pymc", "pytensor", "arviz", "arviz-base", "arv
 
 
 def file_sha256(path: str | Path) -> str:
-    """SHA-256 of a file's bytes."""
+    """SHA-256 of a file's bytes.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import marvel_path
+    >>> len(file_sha256(marvel_path()))
+    64
+    """
     h = hashlib.sha256()
     with open(path, "rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
@@ -26,7 +33,14 @@ def file_sha256(path: str | Path) -> str:
 
 
 def package_versions() -> dict[str, str]:
-    """Installed versions of the package and its main dependencies."""
+    """Installed versions of the package and its main dependencies.
+
+    Examples
+    --------
+    >>> v = package_versions()
+    >>> "numpy" in v
+    True
+    """
     out = {"python": platform.python_version()}
     for name in _PACKAGES:
         try:
@@ -53,6 +67,12 @@ def collect_provenance(*, seed: int | None, files: dict[str, str | Path | None] 
         Sampler and model settings.
     include_time
         Add a UTC timestamp (off by default so identical runs give identical records).
+
+    Examples
+    --------
+    >>> p = collect_provenance(seed=1, settings={"draws": 500})
+    >>> p["seed"]
+    1
     """
     rec: dict[str, object] = {
         "seed": seed,

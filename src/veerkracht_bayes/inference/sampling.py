@@ -36,7 +36,8 @@ from veerkracht_bayes.survey.statistics import ModelData
 
 __all__ = ["SamplerSettings", "FitResult", "fit", "enable_compilation_cache", "initial_values", "edge_starts",
            "native_groups", "observed_summaries", "pattern_loglik", "log_likelihood_by_pattern",
-           "measurement_draws", "MIN_PATTERN_SIZE"]
+           "measurement_draws", "MIN_PATTERN_SIZE", "draw_prior", "cut_completion", "truncnorm_draws",
+           "norm_logpdf", "truncnorm_logpdf", "t_logpdf"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,17 @@ def enable_compilation_cache(path: str | Path | None = None) -> None:
 
     The location is :func:`veerkracht_bayes.runtime.compilation_cache_dir` (documented there);
     ``vb.configure(compilation_cache=False)`` turns it off.
+
+    Examples
+    --------
+    Every fit calls it; with no ``path`` it uses the configured folder (nothing when turned off):
+
+    >>> import jax
+    >>> from veerkracht_bayes.runtime import compilation_cache_dir
+    >>> enable_compilation_cache()
+    >>> d = compilation_cache_dir()
+    >>> d is None or jax.config.jax_compilation_cache_dir == str(d)
+    True
     """
     import jax
 
@@ -63,7 +75,14 @@ def enable_compilation_cache(path: str | Path | None = None) -> None:
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    """NUTS settings (all recorded in provenance)."""
+    """NUTS settings (all recorded in provenance).
+
+    Examples
+    --------
+    >>> s = SamplerSettings(draws=500, chains=2, random_seed=1)
+    >>> s.sampler, s.tune
+    ('numpyro', 500)
+    """
 
     sampler: Sampler = "numpyro"
     chains: int = 2
@@ -79,7 +98,15 @@ class SamplerSettings:
 
 @dataclass
 class FitResult:
-    """A fitted model: the DataTree plus what is needed to interpret it."""
+    """A fitted model: the DataTree plus what is needed to interpret it.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> res = fit(load_graph("marvel"), None, prior_only=True, prior_draws=50, random_seed=1)
+    >>> isinstance(res, FitResult), res.prior_only, res.data is None
+    (True, True, True)
+    """
 
     idata: xr.DataTree
     layout: ModelLayout
@@ -100,7 +127,7 @@ def _flat(ds: xr.Dataset, name: str) -> np.ndarray:
     return arr.reshape((-1,) + arr.shape[2:])
 
 
-def _truncnorm_draws(mu: np.ndarray, sd: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+def truncnorm_draws(mu: np.ndarray, sd: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                      size: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """Truncated normal draws by inversion of the CDF, on the side of the tail (exact).
 
@@ -108,6 +135,28 @@ def _truncnorm_draws(mu: np.ndarray, sd: np.ndarray, lo: np.ndarray, hi: np.ndar
     draw is mirrored (``-X`` with bounds ``(-b, -a)``), so the CDF is always inverted where it is
     not close to 1 and stays accurate far into the tail (``ndtr``/``ndtri``; the bounds may be
     infinite). The same law as ``scipy.stats.truncnorm``, about 50 times faster.
+
+    Parameters
+    ----------
+    mu, sd, lo, hi
+        Location, scale and bounds of each column (broadcast against ``size``).
+    size
+        ``(n, k)``: ``n`` draws of ``k`` columns.
+    rng
+        The random generator.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, k)`` draws, inside ``[lo, hi]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = truncnorm_draws(np.array([0.2]), np.array([0.1]), np.array([0.0]), np.array([np.inf]),
+    ...                     (1000, 1), np.random.default_rng(1))
+    >>> x.shape, bool((x >= 0).all())
+    ((1000, 1), True)
     """
     from scipy.special import ndtr, ndtri
 
@@ -142,7 +191,7 @@ def _draw_free(layout: ModelLayout, n: int, rng: np.random.Generator) -> dict[st
     for name, dist, idx in edge_groups(layout.edge_priors, keys):
         mu, sd, lo, hi, nu = _group_prior_arrays(layout, keys, idx)
         if dist == "truncated_normal":
-            out[name] = _truncnorm_draws(mu, sd, lo, hi, (n, len(idx)), rng)
+            out[name] = truncnorm_draws(mu, sd, lo, hi, (n, len(idx)), rng)
         elif dist == "normal":
             out[name] = rng.normal(mu, sd, size=(n, len(idx)))
         else:  # student_t
@@ -150,7 +199,7 @@ def _draw_free(layout: ModelLayout, n: int, rng: np.random.Generator) -> dict[st
     mp = layout.measurement_priors
     n_free = int(sum(layout.free_items))
     if n_free:
-        out["loading"] = _truncnorm_draws(np.full(n_free, mp["loading_mu"]), np.full(n_free, mp["loading_sd"]),
+        out["loading"] = truncnorm_draws(np.full(n_free, mp["loading_mu"]), np.full(n_free, mp["loading_sd"]),
                                           np.zeros(n_free), np.full(n_free, np.inf), (n, n_free), rng)
         out["residual_var"] = np.exp(rng.normal(mp["theta_logmean"], mp["theta_logsd"], size=(n, n_free)))
     if layout.items:
@@ -189,14 +238,56 @@ def _deterministics(layout: ModelLayout, graph: CausalGraph, free: dict[str, np.
     return det
 
 
-def _prior_draws(model, layout: ModelLayout, graph: CausalGraph, n: int, seed: int,
+def draw_prior(model, layout: ModelLayout, graph: CausalGraph, n: int, seed: int,
                  x_cov: np.ndarray | None = None,
                  accept: Callable[[dict[str, np.ndarray]], np.ndarray] | None = None) -> xr.Dataset:
-    """Forward draws from the priors; the model's smooth barriers (stability, positive
-    disturbance variances) applied by rejection, so the result follows the prior density the
-    sampler uses. Pure NumPy/SciPy: nothing is compiled. ``accept`` maps the draws'
-    deterministics (``beta``, ``psi``...) to a boolean mask: a further hard barrier of the model
-    (the ordinal path's likelihood system)."""
+    """Forward draws from the model's prior, its barriers applied by rejection.
+
+    The smooth barriers of the model (stability, positive disturbance variances) are imposed
+    by accepting each forward draw with probability barrier, so the result follows the prior
+    density the sampler uses. Pure NumPy/SciPy: nothing is compiled. Shared by the continuous,
+    ordinal, polychoric and multi-group fits (the draws they store as the prior and start
+    their chains from).
+
+    Parameters
+    ----------
+    model
+        The PyMC model (unused: the layout carries everything; kept for the callers' symmetry).
+    layout
+        The model's layout (edge priors, classes, stability settings).
+    graph
+        The diagram.
+    n
+        Number of draws.
+    seed
+        Seed of the NumPy generator.
+    x_cov
+        Covariance of the covariates (default: zeros).
+    accept
+        Maps the draws' deterministics (``beta``, ``psi``...) to a boolean mask: a further
+        hard barrier of the model (the ordinal path's likelihood system).
+
+    Returns
+    -------
+    xarray.Dataset
+        One chain of ``n`` draws: ``beta`` (edge), ``psi``, ``alpha`` (node),
+        ``rho_abs_bound`` and the measurement parameters.
+
+    Raises
+    ------
+    ModelError
+        When fewer than ``n`` of 50 rounds of draws pass the barriers.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> from veerkracht_bayes.sem.model_builder import build_model
+    >>> g = graph_from_lavaan("b ~ a\\na ~ b")  # a positive feedback loop
+    >>> model, layout = build_model(g, None)
+    >>> ds = draw_prior(model, layout, g, 100, seed=1)
+    >>> bool((ds["beta"] >= 0).all()), bool((ds["rho_abs_bound"] < 1).all())
+    (True, True)
+    """
     rng = np.random.default_rng(seed)
     x_cov = np.zeros((len(layout.covariates),) * 2) if x_cov is None else x_cov
     st = layout.stability
@@ -234,13 +325,29 @@ def _prior_draws(model, layout: ModelLayout, graph: CausalGraph, n: int, seed: i
     return xr.Dataset(data_vars, coords=coords)
 
 
-def _norm_logpdf(x: np.ndarray, mu: object, sd: object) -> np.ndarray:
+def norm_logpdf(x: np.ndarray, mu: object, sd: object) -> np.ndarray:
+    """Normal log-density, element-wise (NumPy broadcasting), as ``scipy.stats.norm.logpdf``.
+
+    Examples
+    --------
+    >>> round(float(norm_logpdf(0.0, 0.0, 1.0)), 6)
+    -0.918939
+    """
     z = (np.asarray(x) - mu) / sd
     return -0.5 * z * z - np.log(sd) - 0.5 * np.log(2 * np.pi)
 
 
-def _truncnorm_logpdf(x: np.ndarray, mu: object, sd: object, lo: object, hi: object) -> np.ndarray:
-    """Normal log-density renormalised to ``[lo, hi]`` (``-inf`` outside), as ``scipy.stats.truncnorm``."""
+def truncnorm_logpdf(x: np.ndarray, mu: object, sd: object, lo: object, hi: object) -> np.ndarray:
+    """Normal log-density renormalised to ``[lo, hi]`` (``-inf`` outside), as ``scipy.stats.truncnorm``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> round(float(truncnorm_logpdf(0.5, 0.0, 1.0, 0.0, np.inf)), 6)  # half-normal: log(2) + normal
+    -0.350791
+    >>> float(truncnorm_logpdf(-0.1, 0.0, 1.0, 0.0, np.inf))
+    -inf
+    """
     from scipy.special import log_ndtr
 
     a = (np.asarray(lo, dtype=float) - mu) / sd
@@ -252,10 +359,18 @@ def _truncnorm_logpdf(x: np.ndarray, mu: object, sd: object, lo: object, hi: obj
         log_mass = lb + np.log1p(-np.exp(la - lb))
     x = np.asarray(x, dtype=float)
     inside = (x >= lo) & (x <= hi)
-    return np.where(inside, _norm_logpdf(x, mu, sd) - log_mass, -np.inf)
+    return np.where(inside, norm_logpdf(x, mu, sd) - log_mass, -np.inf)
 
 
-def _t_logpdf(x: np.ndarray, nu: object, mu: object, sd: object) -> np.ndarray:
+def t_logpdf(x: np.ndarray, nu: object, mu: object, sd: object) -> np.ndarray:
+    """Student-t log-density with ``nu`` degrees of freedom, location ``mu`` and scale ``sd``, as
+    ``scipy.stats.t.logpdf``.
+
+    Examples
+    --------
+    >>> round(float(t_logpdf(0.0, 1.0, 0.0, 1.0)), 6)  # Cauchy at 0: -log(pi)
+    -1.14473
+    """
     from scipy.special import gammaln
 
     nu = np.asarray(nu, dtype=float)
@@ -283,32 +398,32 @@ def log_prior_numpy(post: xr.Dataset, layout: ModelLayout) -> xr.Dataset:
         mu, sd, lo, hi, nu = _group_prior_arrays(layout, keys, idx)
         vals = beta.sel(edge=[keys[i] for i in idx]).transpose("chain", "draw", "edge").values
         if dist == "truncated_normal":
-            lp = _truncnorm_logpdf(vals, mu, sd, lo, hi)
+            lp = truncnorm_logpdf(vals, mu, sd, lo, hi)
         elif dist == "normal":
-            lp = _norm_logpdf(vals, mu, sd)
+            lp = norm_logpdf(vals, mu, sd)
         else:
-            lp = _t_logpdf(vals, nu, mu, sd)
+            lp = t_logpdf(vals, nu, mu, sd)
         out[name] = xr.DataArray(lp, dims=("chain", "draw", f"{name}_dim_0"))
     mp = layout.measurement_priors
     free = np.array(layout.free_items, dtype=bool)
     if layout.items and free.any() and "lambda" in post:
         lam = post["lambda"].transpose("chain", "draw", "item").values[..., free]
         th = post["theta"].transpose("chain", "draw", "item").values[..., free]
-        out["loading"] = xr.DataArray(_truncnorm_logpdf(lam, mp["loading_mu"], mp["loading_sd"], 0.0, np.inf),
+        out["loading"] = xr.DataArray(truncnorm_logpdf(lam, mp["loading_mu"], mp["loading_sd"], 0.0, np.inf),
                                       dims=("chain", "draw", "loading_dim_0"))
         with np.errstate(divide="ignore", invalid="ignore"):
             lth = np.log(th)
-            lp_th = _norm_logpdf(lth, mp["theta_logmean"], mp["theta_logsd"]) - lth
+            lp_th = norm_logpdf(lth, mp["theta_logmean"], mp["theta_logsd"]) - lth
         out["residual_var"] = xr.DataArray(np.where(th > 0, lp_th, -np.inf),
                                            dims=("chain", "draw", "residual_var_dim_0"))
     if layout.items and "nu" in post:
         nu = post["nu"].transpose("chain", "draw", "item")
-        out["nu"] = xr.DataArray(_norm_logpdf(nu.values, 0.0, mp["nu_sd"]), dims=("chain", "draw", "item"),
+        out["nu"] = xr.DataArray(norm_logpdf(nu.values, 0.0, mp["nu_sd"]), dims=("chain", "draw", "item"),
                                  coords={"item": nu["item"].values})
     return xr.Dataset(out, coords={"chain": post["chain"].values, "draw": post["draw"].values})
 
 
-def _cut_completion(post: xr.Dataset, layout: ModelLayout, graph: CausalGraph, x_cov: np.ndarray,
+def cut_completion(post: xr.Dataset, layout: ModelLayout, graph: CausalGraph, x_cov: np.ndarray,
                     seed: int) -> tuple[xr.Dataset, int]:
     """Apply the full system's barriers to the prior-only links of a cut posterior.
 
@@ -316,7 +431,41 @@ def _cut_completion(post: xr.Dataset, layout: ModelLayout, graph: CausalGraph, x
     data; NUTS draws them from their priors. Their conditional target given the
     data-informed links is prior × barrier(full system), sampled here exactly by
     accept/redraw: each draw is kept with probability barrier(full), otherwise its prior-only
-    links are redrawn from the prior. Returns the completed posterior and the number of redraws.
+    links are redrawn from the prior. Shared by the continuous and multi-group fits.
+
+    Parameters
+    ----------
+    post
+        Posterior with ``beta`` (chain, draw, edge); the prior-only links may be zeros.
+    layout, graph
+        The model's layout and diagram.
+    x_cov
+        Covariance of the covariates.
+    seed
+        Seed (the generator uses ``seed + 7919``, apart from the sampler's).
+
+    Returns
+    -------
+    (xarray.Dataset, int)
+        The completed posterior (``beta`` and the deterministics recomputed) and the number
+        of redraws.
+
+    Raises
+    ------
+    ModelError
+        When some draw has no stable, standardisable completion after 200 rounds.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> from veerkracht_bayes.sem.model_builder import build_model
+    >>> g = graph_from_lavaan("b ~ a")
+    >>> model, layout = build_model(g, None)
+    >>> post = draw_prior(model, layout, g, 20, seed=2)
+    >>> done, redraws = cut_completion(post, layout, g, np.zeros((0, 0)), seed=2)
+    >>> done["beta"].shape, redraws
+    ((1, 20, 1), 0)
     """
     from veerkracht_bayes.sem.preconditioning import edge_groups
 
@@ -402,6 +551,22 @@ def native_groups(ds: xr.Dataset, layout: ModelLayout, graph: CausalGraph) -> tu
     a cause among the latent constructs and covariates: 1), ``loading`` and
     ``residual_var`` on ``fixed_item`` (single-item constructs: ``sqrt(reliability)`` and
     ``1 - reliability``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> from veerkracht_bayes.sem.model_builder import build_model
+    >>> from veerkracht_bayes.survey.statistics import prepare_model_data
+    >>> g = graph_from_lavaan("b ~ a")
+    >>> y = np.random.default_rng(0).normal(size=(60, 4))
+    >>> y[:10, 3] = np.nan  # two missingness patterns
+    >>> md = prepare_model_data(y, ["a1", "a2", "b1", "b2"], ["a", "a", "b", "b"])
+    >>> model, layout = build_model(g, md)
+    >>> prior = draw_prior(model, layout, g, 20, 1, md.x_cov)
+    >>> post, const = native_groups(prior, layout, g)
+    >>> list(post.data_vars), post["beta"].dims, list(const.data_vars)
+    (['beta', 'psi', 'rho_abs_bound', 'loading', 'residual_var', 'nu'], ('chain', 'draw', 'edge'), ['psi', 'alpha'])
     """
     coords = {"chain": ds["chain"].values, "draw": ds["draw"].values}
     out: dict[str, xr.DataArray] = {}
@@ -481,6 +646,15 @@ def observed_summaries(data: ModelData, min_pattern_size: int = MIN_PATTERN_SIZE
     ``item_cov`` (weighted, on the standardised item scale) per pattern, NaN for unanswered items
     and for patterns with fewer than ``min_pattern_size`` respondents; ``covariate_cov`` (the
     covariates' weighted covariance); ``item_center`` and ``item_scale`` (the standardisation).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.survey.statistics import prepare_model_data
+    >>> md = prepare_model_data(np.random.default_rng(0).normal(size=(60, 2)), ["a1", "b1"], ["a", "b"])
+    >>> ds = observed_summaries(md)
+    >>> sorted(ds.data_vars)[:3]
+    ['item_center', 'item_cov', 'item_mean']
     """
     st = data.stats
     items = list(data.item_names)
@@ -521,6 +695,29 @@ def pattern_loglik(Sigma: np.ndarray, M: np.ndarray, data: ModelData) -> np.ndar
     cross-product ``R_p = Syy - M_o Suy - Suy' M_o' + M_o Suu M_o'``; the sum over patterns is the
     model's log-likelihood, and each term is the sum of the weighted per-respondent terms of
     :func:`~veerkracht_bayes.sem.implied_moments.pointwise_loglik` over the pattern's respondents.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> from veerkracht_bayes.sem.model_builder import build_model
+    >>> from veerkracht_bayes.survey.statistics import prepare_model_data
+    >>> g = graph_from_lavaan("b ~ a")
+    >>> y = np.random.default_rng(0).normal(size=(60, 4))
+    >>> y[:10, 3] = np.nan  # two missingness patterns
+    >>> md = prepare_model_data(y, ["a1", "a2", "b1", "b2"], ["a", "a", "b", "b"])
+    >>> model, layout = build_model(g, md)
+    >>> prior = draw_prior(model, layout, g, 20, 1, md.x_cov)
+    >>> import xarray as xr
+    >>> from veerkracht_bayes.sem.implied_moments import implied_moments
+    >>> post, const = native_groups(prior, layout, g)
+    >>> lam_theta = measurement_draws(xr.DataTree.from_dict({"posterior": post, "constant_data": const}), layout)
+    >>> draws = {"beta": prior["beta"].values[0], "nu": prior["nu"].values[0], **lam_theta}
+    >>> Sigma, M = implied_moments(layout, g, md, draws)
+    >>> from veerkracht_bayes.sem.implied_moments import pointwise_loglik
+    >>> ll = pattern_loglik(Sigma, M, md)
+    >>> ll.shape, bool(np.allclose(ll.sum(axis=1), pointwise_loglik(Sigma, M, md).sum(axis=1)))
+    ((20, 2), True)
     """
     st = data.stats
     out = np.empty((Sigma.shape[0], st.n_patterns))
@@ -543,7 +740,26 @@ def pattern_loglik(Sigma: np.ndarray, M: np.ndarray, data: ModelData) -> np.ndar
 
 def measurement_draws(idata: xr.DataTree, layout: ModelLayout) -> dict[str, np.ndarray]:
     """Flattened draws ``(S, m)`` of the loadings ``lambda`` and residual variances ``theta`` of
-    every item (layout order): sampled ones from ``posterior``, fixed ones from ``constant_data``."""
+    every item (layout order): sampled ones from ``posterior``, fixed ones from ``constant_data``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> from veerkracht_bayes.sem.model_builder import build_model
+    >>> from veerkracht_bayes.survey.statistics import prepare_model_data
+    >>> g = graph_from_lavaan("b ~ a")
+    >>> y = np.random.default_rng(0).normal(size=(60, 4))
+    >>> y[:10, 3] = np.nan  # two missingness patterns
+    >>> md = prepare_model_data(y, ["a1", "a2", "b1", "b2"], ["a", "a", "b", "b"])
+    >>> model, layout = build_model(g, md)
+    >>> prior = draw_prior(model, layout, g, 20, 1, md.x_cov)
+    >>> import xarray as xr
+    >>> post, const = native_groups(prior, layout, g)
+    >>> m = measurement_draws(xr.DataTree.from_dict({"posterior": post, "constant_data": const}), layout)
+    >>> {k: v.shape for k, v in m.items()}
+    {'lambda': (20, 4), 'theta': (20, 4)}
+    """
     post = idata["posterior"].to_dataset() if hasattr(idata["posterior"], "to_dataset") else idata["posterior"]
     n = post.sizes["chain"] * post.sizes["draw"]
     lam = np.full((n, len(layout.items)), np.sqrt(layout.reliability))
@@ -574,6 +790,22 @@ def initial_values(model, layout: ModelLayout, prior: xr.Dataset, chains: int,  
     Each is a valid point (stable system, positive disturbance variances), so no jitter is
     needed. Edge groups hold only the links the model samples (all links, or in cut mode the
     data-informed ones).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> from veerkracht_bayes.sem.model_builder import build_model
+    >>> from veerkracht_bayes.survey.statistics import prepare_model_data
+    >>> g = graph_from_lavaan("b ~ a")
+    >>> y = np.random.default_rng(0).normal(size=(60, 4))
+    >>> y[:10, 3] = np.nan  # two missingness patterns
+    >>> md = prepare_model_data(y, ["a1", "a2", "b1", "b2"], ["a", "a", "b", "b"])
+    >>> model, layout = build_model(g, md)
+    >>> prior = draw_prior(model, layout, g, 20, 1, md.x_cov)
+    >>> starts = initial_values(model, layout, prior, chains=2, seed=1)
+    >>> len(starts), sorted(starts[0])
+    (2, ['beta_truncated_normal_pos', 'loading', 'nu', 'residual_var'])
     """
     from veerkracht_bayes.sem.preconditioning import edge_groups
 
@@ -598,6 +830,30 @@ def log_likelihood_by_pattern(ll: xr.Dataset, data: ModelData) -> xr.Dataset:
     A per-respondent group (``y`` on ``respondent``) is summed over each pattern's respondents
     (no respondent-level values remain); a per-pattern group is returned as it is. LOO on the
     result leaves one missingness pattern out at a time.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> from veerkracht_bayes.sem.model_builder import build_model
+    >>> from veerkracht_bayes.survey.statistics import prepare_model_data
+    >>> g = graph_from_lavaan("b ~ a")
+    >>> y = np.random.default_rng(0).normal(size=(60, 4))
+    >>> y[:10, 3] = np.nan  # two missingness patterns
+    >>> md = prepare_model_data(y, ["a1", "a2", "b1", "b2"], ["a", "a", "b", "b"])
+    >>> model, layout = build_model(g, md)
+    >>> prior = draw_prior(model, layout, g, 20, 1, md.x_cov)
+    >>> import xarray as xr
+    >>> from veerkracht_bayes.sem.implied_moments import implied_moments
+    >>> post, const = native_groups(prior, layout, g)
+    >>> lam_theta = measurement_draws(xr.DataTree.from_dict({"posterior": post, "constant_data": const}), layout)
+    >>> draws = {"beta": prior["beta"].values[0], "nu": prior["nu"].values[0], **lam_theta}
+    >>> Sigma, M = implied_moments(layout, g, md, draws)
+    >>> from veerkracht_bayes.sem.implied_moments import pointwise_loglik
+    >>> ll = xr.Dataset({"y": (("chain", "draw", "respondent"), pointwise_loglik(Sigma, M, md)[None])})
+    >>> by_pattern = log_likelihood_by_pattern(ll, md)
+    >>> by_pattern["y"].dims, bool(np.allclose(by_pattern["y"].values[0], pattern_loglik(Sigma, M, md)))
+    (('chain', 'draw', 'pattern'), True)
     """
     if "pattern" in ll["y"].dims:
         return ll
@@ -675,6 +931,15 @@ def fit(
     ------
     ModelError
         When ``data`` is None and ``prior_only`` is not set, or both are given.
+
+    Examples
+    --------
+    Without data, the prior (no sampling, nothing compiled):
+
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> res = fit(load_graph("marvel"), None, prior_only=True, prior_draws=50, random_seed=1)
+    >>> res.idata["posterior"]["beta"].sizes["draw"]
+    50
     """
     import pymc as pm
 
@@ -692,7 +957,7 @@ def fit(
     if settings.sampler not in ("numpyro", "blackjax", "nutpie", "pymc"):
         raise ModelError(f"unknown sampler {settings.sampler!r} (expected numpyro, blackjax, nutpie or pymc)")
     model, layout = build_model(graph, data, priors, vague=vague, reliability=reliability)
-    prior = _prior_draws(model, layout, graph, settings.prior_draws, settings.random_seed,
+    prior = draw_prior(model, layout, graph, settings.prior_draws, settings.random_seed,
                          None if data is None else data.x_cov)
     if data is None:
         idata = _native_tree(prior.copy(), prior, layout, graph, {})
@@ -751,7 +1016,7 @@ def fit(
             stats = idata["sample_stats"].to_dataset()
         attrs: dict[str, int] = {}
         if layout.cut_active:
-            post, redraws = _cut_completion(post, layout, graph, data.x_cov, settings.random_seed)
+            post, redraws = cut_completion(post, layout, graph, data.x_cov, settings.random_seed)
             attrs["cut_redraws"] = int(redraws)
             log.info("cut posterior: %d prior-only redraws to satisfy the full system's barriers", redraws)
         lp_ds = log_prior_numpy(post, layout)

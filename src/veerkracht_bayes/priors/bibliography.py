@@ -47,6 +47,7 @@ __all__ = [
     "bibliography",
     "references_markdown",
     "references_html",
+    "reference_sort_key",
 ]
 
 _MONTHS = {m: m.capitalize() for m in
@@ -68,6 +69,13 @@ class BibEntry:
         inner braces and LaTeX kept).
     line
         1-based line of the ``@`` that opens the entry.
+
+    Examples
+    --------
+    >>> bib = parse_bibtex("@article{smith2020, title={Resilience}, author={Smith, A.}, year={2020}}")
+    >>> e = bib.entries["smith2020"]
+    >>> isinstance(e, BibEntry), e.type, e.fields["year"]
+    (True, 'article', '2020')
     """
 
     type: str
@@ -83,7 +91,14 @@ class BibEntry:
 
 @dataclass
 class Bibliography:
-    """The entries of a .bib file, by key (case-insensitive look-up)."""
+    """The entries of a .bib file, by key (case-insensitive look-up).
+
+    Examples
+    --------
+    >>> bib = parse_bibtex("@book{doe2019, title={Networks}, author={Doe, J.}, year={2019}, publisher={X}}")
+    >>> isinstance(bib, Bibliography), "doe2019" in bib.entries
+    (True, True)
+    """
 
     entries: dict[str, BibEntry] = field(default_factory=dict)
     path: str | None = None
@@ -143,10 +158,17 @@ class _Parser:
         self.i = m.end()
         return m.group(0)
 
-    def read_braced(self, entry: str | None) -> str:
+    def read_delimited(self, entry: str | None) -> str:
+        """The text of a braced ``{...}`` or quoted ``"..."`` value at the cursor, delimiters off.
+
+        Braces nest in both forms and a backslash escapes the next character; a quoted value ends
+        at a ``"`` outside braces.
+        """
         start = self.i
-        depth = 0
         s = self.s
+        quoted = s[start] == '"'
+        depth = 0 if quoted else 1
+        self.i += 1
         while self.i < len(s):
             c = s[self.i]
             if c == "\\":
@@ -156,34 +178,19 @@ class _Parser:
                 depth += 1
             elif c == "}":
                 depth -= 1
-                if depth == 0:
+                if quoted and depth < 0:
+                    raise self.fail("unbalanced '}' inside a quoted value", entry=entry)
+                if not quoted and depth == 0:
                     self.i += 1
                     return s[start + 1:self.i - 1]
-            self.i += 1
-        raise self.fail("unbalanced braces: '{' is never closed (expected a matching '}')",
-                        pos=start, entry=entry)
-
-    def read_quoted(self, entry: str | None) -> str:
-        start = self.i
-        self.i += 1
-        depth = 0
-        s = self.s
-        while self.i < len(s):
-            c = s[self.i]
-            if c == "\\":
-                self.i += 2
-                continue
-            if c == "{":
-                depth += 1
-            elif c == "}":
-                depth -= 1
-                if depth < 0:
-                    raise self.fail("unbalanced '}' inside a quoted value", entry=entry)
-            elif c == '"' and depth == 0:
+            elif quoted and c == '"' and depth == 0:
                 self.i += 1
                 return s[start + 1:self.i - 1]
             self.i += 1
-        raise self.fail('unterminated quoted value (expected a closing \'"\')', pos=start, entry=entry)
+        if quoted:
+            raise self.fail('unterminated quoted value (expected a closing \'"\')', pos=start, entry=entry)
+        raise self.fail("unbalanced braces: '{' is never closed (expected a matching '}')",
+                        pos=start, entry=entry)
 
     def read_value(self, entry: str | None) -> str:
         parts = []
@@ -192,10 +199,8 @@ class _Parser:
             if self.i >= len(self.s):
                 raise self.fail("unexpected end of file inside a field value", entry=entry)
             c = self.s[self.i]
-            if c == "{":
-                parts.append(self.read_braced(entry))
-            elif c == '"':
-                parts.append(self.read_quoted(entry))
+            if c in ("{", '"'):
+                parts.append(self.read_delimited(entry))
             else:
                 m = re.compile(r"[A-Za-z0-9_:.+\-/]+").match(self.s, self.i)
                 if not m:
@@ -238,7 +243,7 @@ class _Parser:
             close = "}" if s[self.i] == "{" else ")"
             if etype == "comment":
                 if close == "}":
-                    self.read_braced(f"@{etype}")
+                    self.read_delimited(f"@{etype}")
                 else:
                     end = s.find(")", self.i)
                     self.i = len(s) if end < 0 else end + 1
@@ -316,13 +321,27 @@ def parse_bibtex(text: str, path: str | Path | None = None) -> Bibliography:
     PriorError
         For malformed entries (unbalanced braces, missing ``=``, duplicate keys...), naming
         the file, line and entry.
+
+    Examples
+    --------
+    >>> bib = parse_bibtex("@article{smith2020, title={Resilience}, author={Smith, A.}, year={2020}}")
+    >>> list(bib.entries)
+    ['smith2020']
     """
     label = None if path is None else str(path)
     return Bibliography(_Parser(text, label).parse(), label)
 
 
 def load_bib(path: str | Path) -> Bibliography:
-    """Read and parse a .bib file (strict UTF-8)."""
+    """Read and parse a .bib file (strict UTF-8).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.priors.spec import priors_dir
+    >>> bib = load_bib(priors_dir() / "references.bib")
+    >>> len(bib.entries) > 0
+    True
+    """
     return parse_bibtex(read_text_utf8(path, PriorError), path)
 
 
@@ -489,7 +508,16 @@ def format_reference(entry: BibEntry, style: str = "text") -> str:
     return out
 
 
-def _sort_key(entry: BibEntry) -> tuple[str, str, str]:
+def reference_sort_key(entry: BibEntry) -> tuple[str, str, str]:
+    """Order of a reference list: first author (or title, or key) case-folded, year, key.
+
+    Examples
+    --------
+    >>> bib = parse_bibtex("@article{b, title={T}, author={Smith, A.}, year={2020}}\\n"
+    ...                    "@article{a, title={U}, author={de Vries, B.}, year={2019}}")
+    >>> [e.key for e in sorted(bib.entries.values(), key=reference_sort_key)]
+    ['a', 'b']
+    """
     p = _parts(entry)
     return ((p["authors"] or p["title"] or entry.key).casefold(), p["year"] or "", entry.key)
 
@@ -527,16 +555,30 @@ def bibliography(prior_set: "PriorSet", bib: Bibliography | str | Path | None = 
     ------
     PriorError
         If a cited key is not in the bibliography (with a did-you-mean hint).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.priors.spec import load_priors, marvel_priors_path
+    >>> refs = bibliography(load_priors(marvel_priors_path(), graph="marvel"))
+    >>> len(refs) > 0 and all(isinstance(r, str) for r in refs)
+    True
     """
     b = _resolve_bib(prior_set, bib)
     used = prior_set.citations_used()
     entries = [b[k] for k in used]
-    return [format_reference(e, style) for e in sorted(entries, key=_sort_key)]
+    return [format_reference(e, style) for e in sorted(entries, key=reference_sort_key)]
 
 
 def references_markdown(prior_set: "PriorSet", bib: Bibliography | str | Path | None = None,
                         heading: str | None = "References") -> str:
-    """A Markdown reference list (``## heading`` then one bullet per reference)."""
+    """A Markdown reference list (``## heading`` then one bullet per reference).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.priors.spec import load_priors, marvel_priors_path
+    >>> references_markdown(load_priors(marvel_priors_path(), graph="marvel")).splitlines()[0]
+    '## References'
+    """
     lines = [f"## {heading}", ""] if heading else []
     lines += [f"- {r}" for r in bibliography(prior_set, bib, style="markdown")]
     return "\n".join(lines) + "\n"
@@ -544,7 +586,14 @@ def references_markdown(prior_set: "PriorSet", bib: Bibliography | str | Path | 
 
 def references_html(prior_set: "PriorSet", bib: Bibliography | str | Path | None = None,
                     heading: str | None = "References") -> str:
-    """An HTML fragment: an optional ``<h2>`` and an ``<ol class="references">``."""
+    """An HTML fragment: an optional ``<h2>`` and an ``<ol class="references">``.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.priors.spec import load_priors, marvel_priors_path
+    >>> references_html(load_priors(marvel_priors_path(), graph="marvel")).startswith("<")
+    True
+    """
     items = "\n".join(f"  <li>{r}</li>" for r in bibliography(prior_set, bib, style="html"))
     head = f"<h2>{html.escape(heading)}</h2>\n" if heading else ""
     return f'{head}<ol class="references">\n{items}\n</ol>\n'

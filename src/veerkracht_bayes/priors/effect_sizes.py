@@ -93,6 +93,11 @@ def sd_range(confidence: str, exposure_share: float | None = None) -> tuple[floa
     ------
     PriorError
         Unknown confidence, or a share outside (0, 1).
+
+    Examples
+    --------
+    >>> sd_range("strong")
+    (0.05, 0.07)
     """
     fn = "sd_range"
     _check(confidence in SD_RANGES, "confidence", confidence, f"one of {', '.join(SD_RANGES)}", fn)
@@ -154,6 +159,13 @@ def group_constant(n1: float | None = None, n2: float | None = None) -> float:
     -------
     float
         ``a`` (4 for equal groups, larger for unequal ones).
+
+    Examples
+    --------
+    >>> group_constant()
+    4.0
+    >>> round(group_constant(100, 300), 3)
+    5.333
     """
     if n1 is None and n2 is None:
         return 4.0
@@ -204,7 +216,13 @@ def d_to_r_prevalence(d: _ArrayLike, p: float) -> _ArrayLike:
 
 
 def r_to_d(r: _ArrayLike, n1: float | None = None, n2: float | None = None) -> _ArrayLike:
-    """Convert a point-biserial correlation to d: ``d = r sqrt(a) / sqrt(1 - r^2)`` (inverse of :func:`d_to_r`)."""
+    """Convert a point-biserial correlation to d: ``d = r sqrt(a) / sqrt(1 - r^2)`` (inverse of :func:`d_to_r`).
+
+    Examples
+    --------
+    >>> round(float(r_to_d(0.3)), 4)
+    0.629
+    """
     r = _finite(r, "r", "r_to_d")
     _check(np.abs(r) < 1, "r", _out(r), "a correlation with |r| < 1", "r_to_d")
     a = group_constant(n1, n2)
@@ -227,7 +245,13 @@ def or_to_d(odds_ratio: _ArrayLike) -> _ArrayLike:
 
 
 def d_to_or(d: _ArrayLike) -> _ArrayLike:
-    """Convert d to an odds ratio: ``OR = exp(d pi / sqrt(3))`` (inverse of :func:`or_to_d`)."""
+    """Convert d to an odds ratio: ``OR = exp(d pi / sqrt(3))`` (inverse of :func:`or_to_d`).
+
+    Examples
+    --------
+    >>> round(float(d_to_or(0.5)), 3)
+    2.477
+    """
     d = _finite(d, "d", "d_to_or")
     return _out(np.exp(d * LOGISTIC_SD))
 
@@ -358,19 +382,37 @@ def cohens_d_from_means(m1: float, s1: float, m2: float, s2: float,
 
 
 def fisher_z(r: _ArrayLike) -> _ArrayLike:
-    """Fisher's variance-stabilising transform ``z = atanh(r)``."""
+    """Fisher's variance-stabilising transform ``z = atanh(r)``.
+
+    Examples
+    --------
+    >>> round(float(fisher_z(0.3)), 4)
+    0.3095
+    """
     r = _finite(r, "r", "fisher_z")
     _check(np.abs(r) < 1, "r", _out(r), "a correlation with |r| < 1", "fisher_z")
     return _out(np.arctanh(r))
 
 
 def fisher_z_inv(z: _ArrayLike) -> _ArrayLike:
-    """Inverse of :func:`fisher_z`: ``r = tanh(z)``."""
+    """Inverse of :func:`fisher_z`: ``r = tanh(z)``.
+
+    Examples
+    --------
+    >>> round(float(fisher_z_inv(fisher_z(0.3))), 6)
+    0.3
+    """
     return _out(np.tanh(_finite(z, "z", "fisher_z_inv")))
 
 
 def fisher_z_se(n: _ArrayLike) -> _ArrayLike:
-    """Standard error of Fisher's z for a sample of size ``n``: ``1 / sqrt(n - 3)``."""
+    """Standard error of Fisher's z for a sample of size ``n``: ``1 / sqrt(n - 3)``.
+
+    Examples
+    --------
+    >>> round(float(fisher_z_se(103)), 4)
+    0.1
+    """
     n = _finite(n, "n", "fisher_z_se")
     _check(n > 3, "n", _out(n), "a sample size above 3", "fisher_z_se")
     return _out(1.0 / np.sqrt(n - 3.0))
@@ -380,6 +422,11 @@ def se_r(r: _ArrayLike, n: _ArrayLike) -> _ArrayLike:
     """Large-sample standard error of a correlation: ``(1 - r^2) / sqrt(n - 1)``.
 
     This is the square root of the usual meta-analytic variance ``(1 - r^2)^2 / (n - 1)``.
+
+    Examples
+    --------
+    >>> round(float(se_r(0.3, 100)), 4)
+    0.0915
     """
     r = _finite(r, "r", "se_r")
     n = _finite(n, "n", "se_r")
@@ -392,6 +439,11 @@ def ci_to_sd(lower: float, upper: float, level: float = 0.95) -> float:
     """The normal sd implied by a symmetric confidence (or prediction) interval.
 
     ``sd = (upper - lower) / (2 z_{(1+level)/2})`` (1.96 for 95%).
+
+    Examples
+    --------
+    >>> round(ci_to_sd(0.1, 0.5), 4)
+    0.102
     """
     _check(upper > lower, "upper", upper, f"an upper bound above lower={lower!r}", "ci_to_sd")
     _check((level > 0) & (level < 1), "level", level, "a level in (0, 1)", "ci_to_sd")
@@ -417,6 +469,11 @@ def shrink_to_direct(value: _ArrayLike, design: Design, factor: float | None = N
     ------
     PriorError
         For an unknown design or a factor outside the documented range.
+
+    Examples
+    --------
+    >>> round(float(shrink_to_direct(0.4, "cross_sectional")), 3)
+    0.27
     """
     if design not in SHRINK_FACTORS:
         from veerkracht_bayes.errors import did_you_mean
@@ -437,6 +494,11 @@ def shrink_cross_sectional(r: _ArrayLike, factor: float = 0.675) -> _ArrayLike:
     A bivariate cross-sectional r over-states a direct structural coefficient (the other
     parents absorb part of it; common-method inflation), so the prior mean is
     ``factor * r`` with ``factor`` in [0.6, 0.75] (research note §4; default the midpoint).
+
+    Examples
+    --------
+    >>> round(float(shrink_cross_sectional(0.4)), 3)
+    0.27
     """
     return shrink_to_direct(r, "cross_sectional", factor)
 
@@ -456,6 +518,11 @@ def prediction_sd(se: _ArrayLike, tau: _ArrayLike, floor: float = MIN_PRIOR_SD) 
         Between-study standard deviation (same scale).
     floor
         Lower bound of the result (0 disables it).
+
+    Examples
+    --------
+    >>> round(float(prediction_sd(0.03, 0.04)), 4)
+    0.05
     """
     se = _finite(se, "se", "prediction_sd")
     tau = _finite(tau, "tau", "prediction_sd")
@@ -465,7 +532,14 @@ def prediction_sd(se: _ArrayLike, tau: _ArrayLike, floor: float = MIN_PRIOR_SD) 
 
 
 def prediction_interval(mean: float, se: float, tau: float, level: float = 0.95) -> tuple[float, float]:
-    """The ``level`` prediction interval ``mean +/- z sqrt(tau^2 + se^2)`` (normal approximation)."""
+    """The ``level`` prediction interval ``mean +/- z sqrt(tau^2 + se^2)`` (normal approximation).
+
+    Examples
+    --------
+    >>> lo, hi = prediction_interval(0.2, 0.05, 0.1)
+    >>> round(lo, 3), round(hi, 3)
+    (-0.019, 0.419)
+    """
     _check((level > 0) & (level < 1), "level", level, "a level in (0, 1)", "prediction_interval")
     s = prediction_sd(se, tau, floor=0.0)
     z = stats.norm.ppf(0.5 + level / 2.0)
@@ -488,6 +562,11 @@ def tau_from_i2(se: float, i2: float, k: int) -> float:
         I² as a fraction in [0, 1) (97.5% = 0.975).
     k
         Number of studies (effect sizes).
+
+    Examples
+    --------
+    >>> round(tau_from_i2(0.05, 0.5, 10), 4)
+    0.1118
     """
     _check(se >= 0, "se", se, "a non-negative standard error", "tau_from_i2")
     _check((i2 >= 0) & (i2 < 1), "i2", i2, "I² as a fraction in [0, 1) (97.5% = 0.975)", "tau_from_i2")
@@ -514,6 +593,11 @@ def widen_for_heterogeneity(se: float, *, tau: float | None = None, i2: float | 
         I² (fraction) and the number of studies, used when ``tau`` is not known.
     floor
         Minimum prior sd (0.05: "never below 0.05, given the I² values").
+
+    Examples
+    --------
+    >>> round(widen_for_heterogeneity(0.05, tau=0.1), 4)
+    0.1118
     """
     _check(se >= 0, "se", se, "a non-negative sd", "widen_for_heterogeneity")
     if tau is None and i2 is not None:

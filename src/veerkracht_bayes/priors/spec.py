@@ -82,7 +82,13 @@ class _Strict(BaseModel):
 
 
 class ConversionStep(_Strict):
-    """One call of a converter of :mod:`veerkracht_bayes.priors.effect_sizes`."""
+    """One call of a converter of :mod:`veerkracht_bayes.priors.effect_sizes`.
+
+    Examples
+    --------
+    >>> ConversionStep(function="r_to_d", args={"r": 0.3}, result=0.629).function
+    'r_to_d'
+    """
 
     function: str = Field(description="Converter name (a key of effect_sizes.CONVERTERS).")
     args: dict[str, float] = Field(default_factory=dict, description="Keyword arguments.")
@@ -101,7 +107,13 @@ def _side_dist(mean: float, sd: float, side: str) -> Any:
 
 
 class EdgePrior(_Strict):
-    """The prior of one edge's standardised coefficient, with its provenance."""
+    """The prior of one edge's standardised coefficient, with its provenance.
+
+    Examples
+    --------
+    >>> EdgePrior(mean=0.2, sd=0.1, sign="+").distribution
+    'truncated_normal'
+    """
 
     distribution: Distribution = Field(default="truncated_normal",
                                        description="truncated_normal (to the edge's sign), normal, "
@@ -196,7 +208,13 @@ class EdgePrior(_Strict):
 
 
 class ParamPrior(_Strict):
-    """A prior for a class of non-edge parameters (loadings, intercepts, thresholds...)."""
+    """A prior for a class of non-edge parameters (loadings, intercepts, thresholds...).
+
+    Examples
+    --------
+    >>> ParamPrior(distribution="normal", mean=0.0, sd=1.0).sd
+    1.0
+    """
 
     distribution: ParamDistribution
     mean: float | None = None
@@ -246,7 +264,13 @@ class RuleNote(_Strict):
 
 
 class PriorDefaults(_Strict):
-    """The ``defaults:`` section."""
+    """The ``defaults:`` section.
+
+    Examples
+    --------
+    >>> PriorDefaults().edge.distribution
+    'half_normal'
+    """
 
     edge: ParamPrior = Field(default_factory=lambda: ParamPrior(
         distribution="half_normal", sd=DEFAULT_EDGE_SD,
@@ -263,6 +287,12 @@ class PriorSet(_Strict):
 
     Use :func:`load_priors` (validated against a graph and a .bib) or
     :func:`default_priors`; constructing it directly skips the cross-checks.
+
+    Examples
+    --------
+    >>> ps = load_priors(marvel_priors_path(), graph="marvel")
+    >>> isinstance(ps, PriorSet), ps.graph
+    (True, 'marvel')
     """
 
     priors_version: int = PRIORS_VERSION
@@ -343,12 +373,24 @@ class PriorSet(_Strict):
 
 # ------------------------------------------------------------------------------- locations
 def priors_dir() -> Path:
-    """The repository's ``priors/`` folder (next to ``src/``)."""
+    """The repository's ``priors/`` folder (next to ``src/``).
+
+    Examples
+    --------
+    >>> priors_dir().is_dir()
+    True
+    """
     return shipped_root("priors")
 
 
 def marvel_priors_path() -> Path:
-    """Path of ``priors/marvel.yaml``."""
+    """Path of ``priors/marvel.yaml``.
+
+    Examples
+    --------
+    >>> marvel_priors_path().name
+    'marvel.yaml'
+    """
     return priors_dir() / "marvel.yaml"
 
 
@@ -680,6 +722,13 @@ def load_priors(path: str | Path, graph: str | Path | CausalGraph = "marvel",
         an unknown distribution, a prior whose sign contradicts the edge's, ``sd <= 0``, a
         citation key absent from the .bib, a conversion that does not recompute, and schema
         errors.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.priors.spec import load_priors, marvel_priors_path
+    >>> priors = load_priors(marvel_priors_path(), graph="marvel")
+    >>> len(priors.edges)
+    72
     """
     if str(path) == "marvel":
         path = marvel_priors_path()
@@ -704,6 +753,12 @@ def default_priors(graph: str | Path | CausalGraph = "marvel", *, vague: bool = 
         ``Normal(0, 1)`` for generic (e.g. lavaan) models whose link signs are unknown.
     sd
         Override the scale (0.2 sign-constrained, 1.0 vague).
+
+    Examples
+    --------
+    >>> p = default_priors("marvel")
+    >>> len(p.edges)
+    72
     """
     g = load_graph(graph)
     scale = (VAGUE_EDGE_SD if vague else DEFAULT_EDGE_SD) if sd is None else float(sd)

@@ -58,7 +58,7 @@ from veerkracht_bayes.report.figures import (decision_columns, ranked_policies, 
 
 __all__ = ["REPORT_REFERENCE", "PRIMARY_OUTCOMES", "SUBGROUP_NAMES", "Block", "brief_blocks",
            "render_markdown", "render_html", "render_brief", "write_brief", "markdown_html",
-           "inline_svg"]
+           "inline_svg", "likely_words", "effect_evidence_label", "effect_evidence_cell"]
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +104,12 @@ class Block:
     (with ``css`` and ``lang``); ``figure`` carries the inlined SVG in ``html``;
     ``references`` carries ``(html, markdown)`` pairs formatted by
     :func:`veerkracht_bayes.priors.bibliography.format_reference`.
+
+    Examples
+    --------
+    >>> b = Block("p", text="Most policies help a little.")
+    >>> b.kind, b.text
+    ('p', 'Most policies help a little.')
     """
 
     kind: str
@@ -160,11 +166,16 @@ def _pct_short(p: float) -> str:
     return f"{round(100 * p)}%"
 
 
-def _likely(p: float, lang: str) -> str:
+def likely_words(p: float, lang: str) -> str:
     """Words for the probability that a policy helps (``p_meaningful``); "" below 0.5.
 
     An effect with ``p_meaningful`` < 0.5 never gets "likely" words: the sentence then says it
     is unlikely to make a meaningful difference (see :func:`_sentence`).
+
+    Examples
+    --------
+    >>> likely_words(0.95, "en"), likely_words(0.8, "nl"), likely_words(0.3, "en")
+    ('most likely', 'waarschijnlijk', '')
     """
     if p is None or not np.isfinite(p):
         return ""
@@ -210,13 +221,20 @@ def _shares(row: Mapping[str, Any]) -> dict[str, float] | None:
     return out if all(np.isfinite(v) for v in out.values()) else None
 
 
-def _evidence_label(row: Mapping[str, Any]) -> str:
+def effect_evidence_label(row: Mapping[str, Any]) -> str:
     """What an effect rests mainly on: ``assumption``, ``literature``, ``data`` or ``no path``.
 
     ``data`` only when ``share_data`` > 0.5 (the rule of
     :func:`veerkracht_bayes.causal.evidence.evidence_label`), whatever the ``evidence`` column
     says (a label that would contradict this is overruled and logged); otherwise the larger of
     the other two (ties: ``assumption``).
+
+    Examples
+    --------
+    >>> effect_evidence_label({"share_assumption": 0.2, "share_literature": 0.3, "share_data": 0.5})
+    'literature'
+    >>> effect_evidence_label({"share_assumption": 0.1, "share_literature": 0.2, "share_data": 0.7})
+    'data'
     """
     if not bool(row.get("reachable", True)):
         return "no path"
@@ -238,9 +256,15 @@ def _evidence_label(row: Mapping[str, Any]) -> str:
     return label
 
 
-def _evidence_cell(row: Mapping[str, Any]) -> str:
-    """``"assumption: assumption 62% · literature 30% · data 8%"`` (label, then the shares)."""
-    label = _evidence_label(row)
+def effect_evidence_cell(row: Mapping[str, Any]) -> str:
+    """``"assumption: assumption 62% · literature 30% · data 8%"`` (label, then the shares).
+
+    Examples
+    --------
+    >>> effect_evidence_cell({"share_assumption": 0.62, "share_literature": 0.3, "share_data": 0.08})
+    'assumption: assumption 62% · literature 30% · data 8%'
+    """
+    label = effect_evidence_label(row)
     sh = _shares(row)
     if label == "no path" or sh is None:
         if sh is None and "prior_share" in row and np.isfinite(float(row.get("prior_share", np.nan))):
@@ -443,7 +467,7 @@ def _sentence(c: _Ctx, row: Mapping[str, Any], lang: str) -> str:
     small = abs(m) < c.mrc
     title = c.title(row["policy"], lang)
     ci = f"{round(100 * c.ci)}%"
-    likely = _likely(p, lang)
+    likely = likely_words(p, lang)
     verb = _verb(c, row["outcome"], lang)
     who = _who(c, row, lang, quote=False)
     if lang == "en":
@@ -630,7 +654,7 @@ def _page_one(c: _Ctx) -> list[Block]:
                          if bool(r["suppressed"])})
     live = c.effects[~c.effects["suppressed"].astype(bool) & c.effects["reachable"]
                      & (c.effects["scope"] == "within")]
-    labels = [_evidence_label(r) for _, r in live.iterrows()]
+    labels = [effect_evidence_label(r) for _, r in live.iterrows()]
     not_data = (np.mean([lab in ("assumption", "literature", "prior") for lab in labels])
                 if labels else 0.0)
     mrc_en, mrc_nl = _num(c.mrc, 2), _num(c.mrc, 2, "nl")
@@ -748,7 +772,7 @@ def _ranking(c: _Ctx, outcome: str) -> Block:
         rows.append([str(rank), name, who, _triple(r["mean"], r["lower"], r["upper"]), pop_cell,
                      _pct_short(_p_helps(r)), _rank_interval(r),
                      _pct_short(q["p_best"]) if q is not None else "–",
-                     _evidence_cell(r), _pct_short(r["p_stable"])])
+                     effect_evidence_cell(r), _pct_short(r["p_stable"])])
     ci = round(100 * c.ci)
     header = ["#", "Recommendation", "For whom", f"Effect in target group, SD [{ci}% interval]",
               f"Population average, SD [{ci}% interval]", "Probability it helps",
@@ -1255,7 +1279,7 @@ def _assumptions(c: _Ctx) -> list[Block]:
     out.append(Block("h3", "Effects that rest mainly on assumptions or the literature"))
     w = c.effects[(c.effects["scope"] == "within") & ~c.effects["suppressed"].astype(bool)
                   & c.effects["reachable"]]
-    rec = [(r, _evidence_label(r)) for _, r in w.iterrows()]
+    rec = [(r, effect_evidence_label(r)) for _, r in w.iterrows()]
     not_data = [(r, lab) for r, lab in rec if lab != "data"]
     out.append(Block("p", f"{len(not_data)} of {len(rec)} policy–outcome effects rest mainly on "
                           "assumptions (coverage, default priors) or on literature priors the "
@@ -1265,7 +1289,7 @@ def _assumptions(c: _Ctx) -> list[Block]:
         out.append(Block("details", text="List of these effects", children=[
             Block("table", header=["Policy", "Outcome", "Rests mainly on"],
                   rows=[[f"{r['policy']} {c.title(r['policy'])}", c.label(r["outcome"]),
-                         _evidence_cell(r)] for r, _ in not_data], css="prior-effects")]))
+                         effect_evidence_cell(r)] for r, _ in not_data], css="prior-effects")]))
     return out
 
 
@@ -1333,9 +1357,9 @@ def _references(c: _Ctx) -> Block:
                 entries.append(bib[k])
     else:
         missing = keys
-    from veerkracht_bayes.priors.bibliography import _sort_key
+    from veerkracht_bayes.priors.bibliography import reference_sort_key
 
-    for e in sorted(entries, key=_sort_key):
+    for e in sorted(entries, key=reference_sort_key):
         items.append((format_reference(e, "html"), format_reference(e, "markdown")))
     for k in missing:
         items.append((f"[{html.escape(k)}] (not in the bibliography)",
@@ -1438,6 +1462,198 @@ def _provenance(c: _Ctx) -> list[Block]:
 from veerkracht_bayes.report.structure_section import structure_section  # noqa: E402
 
 
+# ============================================================================ for whom: groups
+#: ``p_larger_than_population`` above / below which a group is named on the brief.
+FOR_WHOM_P_HIGH = 0.8
+FOR_WHOM_P_LOW = 0.2
+
+
+def _shown_groups(het: pd.DataFrame) -> list[tuple[str, str]]:
+    """(grouping, group) columns of the for-whom table: a codebook subgroup shows its members
+    only (its ``not ...`` group is in heterogeneity.csv), a survey column every value."""
+    out = []
+    for (by, lab) in dict.fromkeys(zip(het["grouping"], het["group"])):
+        if lab in ("population", "*") or str(lab).startswith("not "):
+            continue
+        out.append((str(by), str(lab)))
+    return out
+
+
+def _group_heading(by: str, lab: str) -> str:
+    return _group(lab, "en") if by == lab else f"{by} = {lab}"
+
+
+def _for_whom_fits(result: Any) -> list[str]:
+    """One sentence per grouping: its groups, sizes and the multi-group fit's diagnostics."""
+    out = []
+    for gf in getattr(result, "group_fits", None) or []:
+        d = gf.to_dict() if hasattr(gf, "to_dict") else dict(gf)
+        if not d.get("fitted"):
+            out.append(f"Grouping {d.get('grouping')}: not fitted ({safe_reason(str(d.get('reason', '')))}).")
+            continue
+        dg = d.get("diagnostics") or {}
+        verdict = "passed" if dg.get("passed") else "FAILED (" + "; ".join(dg.get("problems") or []) + \
+            "): treat its numbers as unreliable"
+        ess = [x for x in (dg.get("ess_bulk_min"), dg.get("ess_tail_min")) if x is not None]
+        out.append(f"Grouping {d['grouping']}: {len(d['groups'])} groups; multi-group fit of "
+                   f"{dg.get('n_chains')} chains x {dg.get('n_draws')} draws, largest R-hat "
+                   f"{_num(dg.get('rhat_max', float('nan')), 3)}, smallest ESS "
+                   f"{_num(min(ess), 0) if ess else '–'}, {dg.get('divergences')} divergent transitions: "
+                   f"diagnostics {verdict}.")
+    return out
+
+
+def _for_whom_groups(c: _Ctx) -> list[Block]:
+    """Where effects differ between groups beyond prevalence (``heterogeneity.csv``)."""
+    het = getattr(c.result, "heterogeneity", None)
+    if not isinstance(het, pd.DataFrame) or het.empty:
+        return []
+    ci = round(100 * c.ci)
+    b = [Block("h2", "For whom: where effects differ between groups", ident="for-whom-groups")]
+    b.append(Block("p", (
+        "A multi-group model gives every group its own link strengths for the links the survey "
+        "informs (each group's links = the population's + a deviation, pulled towards the population "
+        "when the group's data are thin). Each recommendation's dose is then given to everyone in the "
+        "group. So these effects differ by more than how many people a policy reaches: they differ "
+        "by how strongly its levers work in the group. 'P(larger)' is the probability that the "
+        "effect in the group is larger, in the desirable direction, than in the whole population "
+        "(the share-weighted average over the groups of the same grouping). What the numbers rest "
+        "on: the differences between groups rest on the survey data (only data-informed links "
+        "differ) and on the assumed pooling prior (between-group SD of a link ~ HalfNormal(0.1) SD); "
+        "the size of each effect rests on what the population effect rests on (the 'Rests mainly "
+        "on' column of the ranking). Links through unmeasured constructs are shared by all groups "
+        "(assumption).")))
+    fits = _for_whom_fits(c.result)
+    if fits:
+        b.append(Block("ul", items=fits, css="notes"))
+    cols = _shown_groups(het)
+    for o in c.primary:
+        sub = het[het["outcome"] == o]
+        if sub.empty or not cols:
+            continue
+        rows, high, low, small = [], [], [], []
+        for pid in dict.fromkeys(sub["policy"]):
+            if pid == "*":
+                continue
+            row = [f"{pid} {c.title(pid)}"]
+            for by, lab in cols:
+                r = sub[(sub["policy"] == pid) & (sub["grouping"] == by) & (sub["group"] == lab)]
+                if r.empty:
+                    row.append("–")
+                    continue
+                r = r.iloc[0]
+                if bool(r["suppressed"]):
+                    row.append("suppressed")
+                    continue
+                if not bool(r.get("reachable", True)):
+                    row.append("no path")
+                    continue
+                p = float(r["p_larger_than_population"])
+                row.append(f"{_pct_short(p)} · {_triple(r['mean'], r['lower'], r['upper'])}")
+                who = _group_heading(by, lab)
+                diff = r.get("difference_mean", np.nan)
+                if (p > FOR_WHOM_P_HIGH or p < FOR_WHOM_P_LOW) and not abs(float(diff)) >= c.mrc:
+                    # a confident but tiny difference is not a finding for a policy reader
+                    small.append(f"{pid} for {who}")
+                elif p > FOR_WHOM_P_HIGH:
+                    high.append(f"{pid} for {who} ({_pct_short(p)})")
+                elif p < FOR_WHOM_P_LOW:
+                    low.append(f"{pid} for {who} ({_pct_short(p)})")
+            rows.append(row)
+        b.append(Block("h3", f"{c.label(o)}: P(larger than in the population) · effect in the group, SD "
+                             f"[{ci}% interval]"))
+        b.append(Block("table", header=["Recommendation"] + [_group_heading(by, lab) for by, lab in cols],
+                       rows=rows, css="for-whom", ident=f"for-whom-{o}"))
+        if high or low:
+            parts = []
+            if high:
+                parts.append(f"works better than in the population (P > {FOR_WHOM_P_HIGH:.1f}): "
+                             + "; ".join(high))
+            if low:
+                parts.append(f"works less well than in the population (P < {FOR_WHOM_P_LOW:.1f}): "
+                             + "; ".join(low))
+            b.append(Block("p", f"{c.label(o)}: " + ". It ".join(parts) + "."))
+        else:
+            b.append(Block("p", f"{c.label(o)}: no group stands out; for every recommendation and group "
+                                f"P(larger) lies between {FOR_WHOM_P_LOW:.1f} and {FOR_WHOM_P_HIGH:.1f}, "
+                                f"or the difference from the population is smaller than the minimal "
+                                f"relevant change ({_num(c.mrc, 2)} SD)."))
+        if small:
+            b.append(Block("p", (f"{c.label(o)}: probably different but by less than the minimal relevant "
+                                 f"change of {_num(c.mrc, 2)} SD (mean difference), so not a reason to "
+                                 f"target: " + "; ".join(small) + ".")))
+    b.append(Block("p", "All outcomes, the 'not ...' groups, the population reference of every grouping and "
+                        "the group deviations of each link are in heterogeneity.csv and group_links.csv."))
+    return b
+
+
+def _threshold_evidence(c: _Ctx, pid: str, outcome: str) -> str:
+    w = c.effects[(c.effects["policy"] == pid) & (c.effects["outcome"] == outcome)
+                  & (c.effects["scope"] == "within")]
+    return effect_evidence_label(w.iloc[0]) if len(w) else "see the ranking"
+
+
+def _for_whom_thresholds(c: _Ctx) -> list[Block]:
+    """Threshold outcomes in percentage points (``thresholds.csv``)."""
+    th = getattr(c.result, "thresholds", None)
+    if not isinstance(th, pd.DataFrame) or th.empty:
+        return []
+    ci = round(100 * c.ci)
+    b = [Block("h2", "Threshold outcomes: shares beyond a cut-off", ident="thresholds")]
+    for name in dict.fromkeys(th["threshold"]):
+        t = th[th["threshold"] == name]
+        first = t.iloc[0]
+        mrc = float(first["mrc_pp"])
+        want = str(first["desirable"])
+        b.append(Block("h3", f"{name} ({c.label(str(first['outcome']))})"))
+        b.append(Block("p", (
+            f"The share of people beyond the cut-off now (observed in the survey, weighted: data) and "
+            f"the change each recommendation brings, in percentage points (pp) with a {ci}% interval. "
+            f"The change is the model's shift of the scale's mean (the recommendation's effect on "
+            f"{c.label(str(first['outcome'])).lower()} times the measurement model, both estimated), "
+            f"applied to the observed spread of the score; a normal approximation of the score "
+            f"(assumption). 'P(relevant {want})' is the probability that the share changes by more "
+            f"than {_num(mrc, 1)} pp in the desirable direction ({want}): a stated minimal relevant "
+            f"change (assumption). 'Change rests on' is what the recommendation's effect on the outcome "
+            f"rests mainly on (as in the ranking).")))
+        rows = []
+        for _, r in t.iterrows():
+            if r["scope"] == "group":
+                continue
+            who = "population" if r["scope"] == "population" else f"target group: {_group(r['group'], 'en')}"
+            pid = str(r["policy"])
+            if bool(r["suppressed"]):
+                rows.append([f"{pid} {c.title(pid)}", who, "suppressed", "suppressed", "–", "–"])
+                continue
+            rows.append([f"{pid} {c.title(pid)}", who, f"{_num(r['baseline_share'], 1)}%",
+                         _triple(r["effect_pp"], r["lower"], r["upper"]), _pct_short(r["p_meaningful"]),
+                         _threshold_evidence(c, pid, str(r["outcome"]))])
+        b.append(Block("table", header=["Recommendation", "Who", "Share now (data)",
+                                        f"Change, pp [{ci}% interval]", f"P(relevant {want})",
+                                        "Change rests on"], rows=rows, css="thresholds",
+                       ident=f"thresholds-{name}"))
+        g = t[t["scope"] == "group"]
+        if len(g):
+            grows = []
+            for _, r in g.iterrows():
+                if str(r["group"]).startswith("not "):
+                    continue
+                pid = str(r["policy"])
+                who = _group_heading(str(r["grouping"]), str(r["group"]))
+                if bool(r["suppressed"]):
+                    grows.append([f"{pid} {c.title(pid)}", who, "suppressed", "suppressed", "–"])
+                    continue
+                grows.append([f"{pid} {c.title(pid)}", who, f"{_num(r['baseline_share'], 1)}%",
+                              _triple(r["effect_pp"], r["lower"], r["upper"]), _pct_short(r["p_meaningful"])])
+            b.append(Block("details", text=f"{name} per group (the dose given to everyone in the group; "
+                                           "the group's own links from the multi-group model)",
+                           children=[Block("table", header=["Recommendation", "Group", "Share now (data)",
+                                                            f"Change, pp [{ci}% interval]",
+                                                            f"P(relevant {want})"],
+                                           rows=grows, css="thresholds")]))
+    return b
+
+
 def brief_blocks(result: Any, figures: Mapping[str, Mapping[str, Path]] | None = None
                  ) -> list[Block]:
     """The brief as a list of :class:`Block` (page one first, then the technical sections).
@@ -1449,6 +1665,28 @@ def brief_blocks(result: Any, figures: Mapping[str, Mapping[str, Path]] | None =
     figures
         ``{name: {format: path}}`` from :func:`veerkracht_bayes.report.figures.write_figures`, or
         ``None`` for a brief without figures.
+
+    Examples
+    --------
+    A hand-made stand-in for a ``RunResult`` (one link, one policy, two posterior draws):
+
+    >>> import numpy as np, pandas as pd, xarray as xr
+    >>> from types import SimpleNamespace
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> g = graph_from_lavaan("wellbeing ~ social_network")
+    >>> eff = pd.DataFrame({"policy": ["P01"], "outcome": ["wellbeing"], "subgroup": ["all"],
+    ...                     "scope": ["population"], "direction": [1], "reachable": [True],
+    ...                     "mean": [0.1], "lower": [-0.05], "upper": [0.25], "ci_prob": [0.9],
+    ...                     "p_meaningful": [0.6], "suppressed": [False], "reason": [None]})
+    >>> post = xr.Dataset({"beta": (("chain", "draw", "edge"), np.full((1, 2, 1), 0.3)),
+    ...                    "alpha": (("chain", "draw", "node"), np.zeros((1, 2, 2))),
+    ...                    "psi": (("chain", "draw", "node"), np.ones((1, 2, 2)))},
+    ...                   coords={"edge": list(g.edge_keys), "node": list(g.nodes)})
+    >>> result = SimpleNamespace(graph=g, effects=eff, prior_only=True, policies=None,
+    ...                          fit=SimpleNamespace(idata={"posterior": post}))
+    >>> blocks = brief_blocks(result)
+    >>> blocks[0].kind, blocks[1].kind, "ranking" in [b.ident for b in blocks]
+    ('h1', 'banner', True)
     """
     c = _context(result)
     b = _page_one(c)
@@ -1477,6 +1715,8 @@ def brief_blocks(result: Any, figures: Mapping[str, Mapping[str, Path]] | None =
     sizes = _subgroup_sizes(c)
     if sizes is not None:
         b.append(sizes)
+    b += _for_whom_groups(c)  # multi-group fits ([model] groups)
+    b += _for_whom_thresholds(c)  # [[query.thresholds]]
     b.append(Block("h2", "The diagram with posterior link strengths", ident="diagram"))
     b += _figure(figures, "diagram_posterior",
                  "Nodes coloured by resource type (individual red, societal blue, organisational "
@@ -1624,7 +1864,15 @@ def _prepare(blocks: Sequence[Block]) -> None:
 
 
 def render_markdown(blocks: Sequence[Block], figure_prefix: str = "figures") -> str:
-    """Render blocks to Markdown with ``templates/brief.md.j2`` (figures as files)."""
+    """Render blocks to Markdown with ``templates/brief.md.j2`` (figures as files).
+
+    Examples
+    --------
+    >>> print(render_markdown([Block("h2", text="Summary"), Block("p", text="Most policies help a little.")]))
+    ## Summary
+    <BLANKLINE>
+    Most policies help a little.
+    """
     text = _environment("md").get_template("brief.md.j2").render(
         blocks=list(blocks), figure_prefix=figure_prefix)
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
@@ -1635,6 +1883,12 @@ def render_html(blocks: Sequence[Block], title: str = "Policy brief") -> str:
 
     The blocks before the first ``pagebreak`` form page one (``<section class="page-one">``,
     printed on one A4 page); the rest follows in ``<section class="technical">``.
+
+    Examples
+    --------
+    >>> html = render_html([Block("h2", text="Summary"), Block("p", text="Most policies help a little.")])
+    >>> "<h" in html and "Most policies help a little." in html
+    True
     """
     blocks = list(blocks)
     _prepare(blocks)
@@ -1646,7 +1900,30 @@ def render_html(blocks: Sequence[Block], title: str = "Policy brief") -> str:
 
 def render_brief(result: Any, figures: Mapping[str, Mapping[str, Path]] | None = None
                  ) -> tuple[str, str]:
-    """``(markdown, html)`` of the brief of a run result (figures optional)."""
+    """``(markdown, html)`` of the brief of a run result (figures optional).
+
+    Examples
+    --------
+    A hand-made stand-in for a ``RunResult`` (one link, one policy, two posterior draws):
+
+    >>> import numpy as np, pandas as pd, xarray as xr
+    >>> from types import SimpleNamespace
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> g = graph_from_lavaan("wellbeing ~ social_network")
+    >>> eff = pd.DataFrame({"policy": ["P01"], "outcome": ["wellbeing"], "subgroup": ["all"],
+    ...                     "scope": ["population"], "direction": [1], "reachable": [True],
+    ...                     "mean": [0.1], "lower": [-0.05], "upper": [0.25], "ci_prob": [0.9],
+    ...                     "p_meaningful": [0.6], "suppressed": [False], "reason": [None]})
+    >>> post = xr.Dataset({"beta": (("chain", "draw", "edge"), np.full((1, 2, 1), 0.3)),
+    ...                    "alpha": (("chain", "draw", "node"), np.zeros((1, 2, 2))),
+    ...                    "psi": (("chain", "draw", "node"), np.ones((1, 2, 2)))},
+    ...                   coords={"edge": list(g.edge_keys), "node": list(g.nodes)})
+    >>> result = SimpleNamespace(graph=g, effects=eff, prior_only=True, policies=None,
+    ...                          fit=SimpleNamespace(idata={"posterior": post}))
+    >>> md, html = render_brief(result)
+    >>> md.startswith("# Policy brief"), "NO SURVEY DATA" in md, html.lstrip().startswith("<!DOCTYPE html>")
+    (True, True, True)
+    """
     blocks = brief_blocks(result, figures)
     return render_markdown(blocks), render_html(blocks, title="Policy brief – veerkracht_bayes")
 
@@ -1669,6 +1946,31 @@ def write_brief(result: Any, out_dir: str | Path) -> dict[str, Path]:
     dict
         Relative file name (``"brief.md"``, ``"brief.html"``, ``"figures/forest_stress.svg"``...)
         -> path of every file written.
+
+    Examples
+    --------
+    A hand-made stand-in for a ``RunResult`` (one link, one policy, two posterior draws):
+
+    >>> import numpy as np, pandas as pd, xarray as xr
+    >>> from types import SimpleNamespace
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> g = graph_from_lavaan("wellbeing ~ social_network")
+    >>> eff = pd.DataFrame({"policy": ["P01"], "outcome": ["wellbeing"], "subgroup": ["all"],
+    ...                     "scope": ["population"], "direction": [1], "reachable": [True],
+    ...                     "mean": [0.1], "lower": [-0.05], "upper": [0.25], "ci_prob": [0.9],
+    ...                     "p_meaningful": [0.6], "suppressed": [False], "reason": [None]})
+    >>> post = xr.Dataset({"beta": (("chain", "draw", "edge"), np.full((1, 2, 1), 0.3)),
+    ...                    "alpha": (("chain", "draw", "node"), np.zeros((1, 2, 2))),
+    ...                    "psi": (("chain", "draw", "node"), np.ones((1, 2, 2)))},
+    ...                   coords={"edge": list(g.edge_keys), "node": list(g.nodes)})
+    >>> result = SimpleNamespace(graph=g, effects=eff, prior_only=True, policies=None,
+    ...                          fit=SimpleNamespace(idata={"posterior": post}))
+    >>> import tempfile
+    >>> paths = write_brief(result, tempfile.mkdtemp())
+    >>> "brief.html" in paths, "figures/forest_wellbeing.svg" in paths
+    (True, True)
+    >>> paths["brief.md"].read_text(encoding="utf-8").startswith("# Policy brief")
+    True
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

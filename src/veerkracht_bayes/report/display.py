@@ -71,6 +71,13 @@ def fit_summary_html(fit: Any, diagnostics: Any = None, max_edges: int = 80) -> 
         Optional ``Diagnostics`` (``passed``, ``problems``, ``edge_class``).
     max_edges
         At most this many links in the table (largest ``|mean|`` first).
+
+    Examples
+    --------
+    >>> import veerkracht_bayes as vb
+    >>> f = vb.fit("marvel", prior_only=True, prior_draws=50, seed=1)
+    >>> fit_summary_html(f).lstrip().startswith("<")
+    True
     """
     graph = fit.graph
     post = fit.idata["posterior"]
@@ -129,6 +136,14 @@ def effects_html(effects: pd.DataFrame, max_rows: int = 200) -> str:
 
     One row per policy × outcome × scope: mean, central interval, P(helps) (``p_meaningful``:
     P(direction × effect > minimal relevant change)), P(best), evidence and P(stable). Suppressed rows show "suppressed" and a count-free reason, never numbers.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> html = effects_html(pd.DataFrame({"policy": ["P01"], "outcome": ["wellbeing"], "mean": [0.1],
+    ...                                   "lower": [0.0], "upper": [0.2]}))
+    >>> "<table" in html
+    True
     """
     rows = []
     for _, r in effects.head(max_rows).iterrows():
@@ -187,7 +202,20 @@ class EffectsTable:
 
 
 def run_result_html(result: Any) -> str:
-    """Compact HTML of a run result: banners, then the within-target effects on each outcome."""
+    """Compact HTML of a run result: banners, then the within-target effects on each outcome.
+
+    Examples
+    --------
+    Any object with ``effects`` (and optionally ``prior_only``, ``forced``, ``survey_report``):
+
+    >>> import pandas as pd
+    >>> from types import SimpleNamespace
+    >>> eff = pd.DataFrame({"policy": ["P01"], "outcome": ["wellbeing"], "scope": ["within"],
+    ...                     "mean": [0.1], "lower": [0.0], "upper": [0.2]})
+    >>> html = run_result_html(SimpleNamespace(effects=eff, prior_only=True))
+    >>> "PRIOR ONLY" in html and "<table" in html
+    True
+    """
     parts = []
     rep = getattr(result, "survey_report", None)
     if getattr(rep, "synthetic", False):

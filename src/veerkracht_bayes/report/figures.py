@@ -38,10 +38,9 @@ import numpy as np
 import pandas as pd
 
 from veerkracht_bayes.graph.drawing import (RESOURCE_COLOURS, ROLE_SHAPES, SIGN_COLOURS,
-                                            LegendEntry, _layout, _node_groups, _wrap,
-                                            add_graphviz_legend,
+                                            LegendEntry, add_graphviz_legend, diagram_layout,
                                             dot_available, legend_entries, link_style,
-                                            matplotlib_legend_handles)
+                                            matplotlib_legend_handles, node_groups, wrap_label)
 from veerkracht_bayes.causal.summaries import desirable_direction
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,6 +75,11 @@ def safe_reason(reason: str | None, min_cell_size: int | None = None) -> str:
     ``"subgroup 'youth' has n=23 respondents, below the minimum cell size 50; ..."`` becomes
     ``"subgroup 'youth' is below the minimum cell size (50)"``. Any other ``n=<digits>`` is
     replaced by ``n below the minimum``.
+
+    Examples
+    --------
+    >>> safe_reason(None)
+    'subgroup below the minimum cell size'
     """
     text = str(reason or "").strip()
     m = re.match(r"subgroup '([^']*)' has n=\d+ respondents, below the minimum cell size (\d+)", text)
@@ -130,6 +134,15 @@ def save_figure(fig: Any, out_dir: str | Path, name: str,
     -------
     dict
         ``{format: path}``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> import matplotlib.pyplot as plt
+    >>> fig, ax = plt.subplots()
+    >>> paths = save_figure(fig, tempfile.mkdtemp(), "empty", formats=("svg",))
+    >>> sorted(paths), paths["svg"].suffix
+    (['svg'], '.svg')
     """
     import matplotlib
 
@@ -149,9 +162,16 @@ def save_figure(fig: Any, out_dir: str | Path, name: str,
 
 
 def policy_label(policy: str, titles: Mapping[str, str] | None = None, width: int = 34) -> str:
-    """``"P01 Extra support for single parents"`` wrapped to ``width`` characters."""
+    """``"P01 Extra support for single parents"`` wrapped to ``width`` characters.
+
+    Examples
+    --------
+    >>> print(policy_label("P01", {"P01": "Neighbourhood coaches for single parents"}))
+    P01 Neighbourhood coaches for
+    single parents
+    """
     title = (titles or {}).get(policy)
-    return _wrap(f"{policy} {title}" if title else policy, width)
+    return wrap_label(f"{policy} {title}" if title else policy, width)
 
 
 def _rows(effects: pd.DataFrame, outcome: str, scope: str) -> pd.DataFrame:
@@ -182,6 +202,13 @@ def decision_columns(effects: pd.DataFrame) -> pd.DataFrame:
     shares. For an older table they are filled in: ``p_meaningful`` from ``p_improve``,
     ``reachable`` False only where every number is exactly zero (no causal path), ranks and
     shares missing (NaN). Returns a copy; the input is not changed.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = decision_columns(pd.DataFrame({"policy": ["P01"], "outcome": ["wellbeing"], "mean": [0.1], "p_improve": [0.8]}))
+    >>> float(df["p_meaningful"].iloc[0])
+    0.8
     """
     df = effects.copy()
     if "p_meaningful" not in df.columns:
@@ -208,6 +235,14 @@ def ranked_policies(effects: pd.DataFrame, outcome: str, scope: str = "within") 
     desirable direction larger than the minimal relevant change), ties broken by the mean
     effect in the desirable direction; then policies with no causal path to the outcome
     (not ranked), then suppressed ones. The ranking tables of the brief use the same order.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> eff = pd.DataFrame({"policy": ["P01", "P02"], "outcome": ["wellbeing"] * 2, "scope": ["within"] * 2,
+    ...                     "mean": [0.1, 0.3], "p_meaningful": [0.6, 0.9], "suppressed": [False, False]})
+    >>> ranked_policies(eff, "wellbeing")
+    ['P02', 'P01']
     """
     rows = decision_columns(_rows(effects, outcome, scope))
     d = _direction(effects, outcome)
@@ -240,6 +275,15 @@ def forest_plot(effects: pd.DataFrame, outcome: str, *, titles: Mapping[str, str
         Policy id -> title, for the labels.
     outcome_label
         Axis label (default the outcome name).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> eff = pd.DataFrame({"policy": ["P01", "P02"], "outcome": ["wellbeing"] * 2, "scope": ["within"] * 2,
+    ...                     "mean": [0.1, 0.3], "lower": [0.0, 0.1], "upper": [0.2, 0.5],
+    ...                     "p_meaningful": [0.6, 0.9], "suppressed": [False, False]})
+    >>> type(forest_plot(eff, "wellbeing")).__name__
+    'Figure'
     """
     order = ranked_policies(effects, outcome, "within")
     within = decision_columns(_rows(effects, outcome, "within")).set_index("policy")
@@ -289,6 +333,16 @@ def subgroup_panel(effects: pd.DataFrame, outcomes: Sequence[str], *,
 
     Policies without a target group (``subgroup == "all"``) are left out (their two effects are
     equal). Suppressed cells are shown as "suppressed" with the reason, never with numbers.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> eff = pd.DataFrame({"policy": ["P01", "P01"], "subgroup": ["refugee"] * 2,
+    ...                     "outcome": ["wellbeing"] * 2, "scope": ["within", "population"],
+    ...                     "mean": [0.3, 0.05], "lower": [0.1, 0.0], "upper": [0.5, 0.1],
+    ...                     "p_meaningful": [0.9, 0.2], "suppressed": [False, False]})
+    >>> type(subgroup_panel(eff, ["wellbeing"])).__name__
+    'Figure'
     """
     targeted = effects[effects["subgroup"] != "all"]
     pols = list(dict.fromkeys(targeted["policy"]))
@@ -301,7 +355,7 @@ def subgroup_panel(effects: pd.DataFrame, outcomes: Sequence[str], *,
     labels = []
     for p in pols:
         g = targeted.loc[targeted["policy"] == p, "subgroup"].iloc[0]
-        labels.append(_wrap(f"{p} → {str(g).replace('_', ' ')}", 20))
+        labels.append(wrap_label(f"{p} → {str(g).replace('_', ' ')}", 20))
     for ax, o in zip(axes, outs):
         within = decision_columns(_rows(targeted, o, "within")).set_index("policy")
         pop = _rows(targeted, o, "population").set_index("policy")
@@ -323,7 +377,7 @@ def subgroup_panel(effects: pd.DataFrame, outcomes: Sequence[str], *,
             q = pop.loc[p]
             ax.plot([q["lower"], q["upper"]], [y - 0.14] * 2, color=_POP, lw=1.4)
             ax.plot(q["mean"], y - 0.14, "o", mfc="white", mec=_POP, ms=4)
-        ax.set_title(_wrap((outcome_labels or {}).get(o, o), 30), fontsize=9, loc="left")
+        ax.set_title(wrap_label((outcome_labels or {}).get(o, o), 30), fontsize=9, loc="left")
         ax.set_xlabel("effect (SD)")
         ax.grid(axis="x", color="#e0e0e0", lw=0.6)
         _mark_direction(ax, _direction(effects, o))
@@ -344,7 +398,16 @@ def subgroup_panel(effects: pd.DataFrame, outcomes: Sequence[str], *,
 
 # ------------------------------------------------------------------------------ diagram
 def edge_posterior_means(idata: Any, graph: "CausalGraph") -> dict[str, float]:
-    """Posterior mean of every edge coefficient (``beta``), by edge key."""
+    """Posterior mean of every edge coefficient (``beta``), by edge key.
+
+    Examples
+    --------
+    >>> import veerkracht_bayes as vb
+    >>> f = vb.fit("marvel", prior_only=True, prior_draws=50, seed=1)
+    >>> means = edge_posterior_means(f.idata, f.graph)
+    >>> len(means) == len(f.graph.edges)
+    True
+    """
     post = idata["posterior"]
     post = post.to_dataset() if hasattr(post, "to_dataset") else post
     beta = post["beta"].mean(("chain", "draw"))
@@ -373,6 +436,13 @@ def posterior_digraph(graph: "CausalGraph", means: Mapping[str, float],
     inferred links (:func:`veerkracht_bayes.graph.drawing.link_style`); tooltips carry the
     posterior mean; the legend text under the drawing is
     :func:`veerkracht_bayes.graph.drawing.legend_entries`.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> d = posterior_digraph(graph_from_lavaan("b ~ a"), {"a->b": 0.4}, {"a->b": "data-informed"})
+    >>> "posterior mean +0.400" in d.source
+    True
     """
     import graphviz
 
@@ -387,7 +457,7 @@ def posterior_digraph(graph: "CausalGraph", means: Mapping[str, float],
     d.attr("edge", arrowsize="0.6")
     for n in graph.spec.nodes:
         fill, border = RESOURCE_COLOURS.get(n.resource, ("#ffffff", "#000000"))
-        d.node(n.id, label=_wrap(n.label_en, 10), shape=ROLE_SHAPES.get(n.role, "ellipse"),
+        d.node(n.id, label=wrap_label(n.label_en, 10), shape=ROLE_SHAPES.get(n.role, "ellipse"),
                fillcolor=fill, color=border,
                tooltip=f"{n.label_en} / {n.label_nl} ({n.resource})")
     for e in graph.edges:
@@ -410,6 +480,13 @@ def posterior_diagram_matplotlib(graph: "CausalGraph", means: Mapping[str, float
 
     Same encoding as :func:`posterior_digraph`: width ∝ ``|posterior mean|``, solid =
     data-informed, dashed = prior-dominated, open arrowhead = inferred link.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> fig = posterior_diagram_matplotlib(graph_from_lavaan("b ~ a"), {"a->b": 0.4})
+    >>> type(fig).__name__
+    'Figure'
     """
     import networkx as nx
     from matplotlib.lines import Line2D
@@ -418,14 +495,14 @@ def posterior_diagram_matplotlib(graph: "CausalGraph", means: Mapping[str, float
     cls = dict(edge_class or {})
     vmax = max((abs(v) for v in means.values()), default=0.0)
     g = graph.nx
-    pos = _layout(g, seed)
+    pos = diagram_layout(g, seed)
     from matplotlib.figure import Figure
 
     # landscape A4 (10.5 x 7.4 in printable): printed at its own size every text is >= 8 pt
     fig = Figure(figsize=(10.5, 7.4), layout="constrained")
     ax = fig.add_subplot()
     size = 700
-    for (resource, role), ids in _node_groups(graph):
+    for (resource, role), ids in node_groups(graph):
         fill, border = RESOURCE_COLOURS.get(resource, ("#ffffff", "#000000"))
         nx.draw_networkx_nodes(g, pos, nodelist=ids, ax=ax, node_size=size, node_color=fill,
                                edgecolors=border, linewidths=2.0 if role == "policy_lever" else 1.2,
@@ -448,7 +525,7 @@ def posterior_diagram_matplotlib(graph: "CausalGraph", means: Mapping[str, float
                                          connectionstyle=conn, rotate=False,
                                          bbox=dict(boxstyle="round,pad=0.1", fc="white", ec="none",
                                                    alpha=0.7))
-    nx.draw_networkx_labels(g, pos, labels={v.id: _wrap(v.label_en, 14) for v in graph.spec.nodes},
+    nx.draw_networkx_labels(g, pos, labels={v.id: wrap_label(v.label_en, 14) for v in graph.spec.nodes},
                             ax=ax, font_size=8)
     names = {"individual": "individual resource", "societal": "societal resource",
              "organisational": "organisational resource"}
@@ -466,7 +543,16 @@ def posterior_diagram_matplotlib(graph: "CausalGraph", means: Mapping[str, float
 def save_posterior_diagram(graph: "CausalGraph", means: Mapping[str, float],
                            edge_class: Mapping[str, str] | None, out_dir: str | Path,
                            name: str = "diagram_posterior") -> dict[str, Path]:
-    """Draw the posterior diagram with Graphviz when ``dot`` exists, else matplotlib; save it."""
+    """Draw the posterior diagram with Graphviz when ``dot`` exists, else matplotlib; save it.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> paths = save_posterior_diagram(graph_from_lavaan("b ~ a"), {"a->b": 0.4}, None, tempfile.mkdtemp())
+    >>> all(p.exists() for p in paths.values())
+    True
+    """
     if dot_available():
         return save_figure(posterior_digraph(graph, means, edge_class), out_dir, name)
     logger.info("Graphviz 'dot' not found: drawing the posterior diagram with matplotlib")
@@ -477,6 +563,14 @@ def loop_gain_plot(loop_gains: pd.DataFrame) -> "Figure":
     """Posterior mean and central interval of each named loop's gain (product of its links).
 
     A loop with gain above 0 reinforces; its annotation gives ``P(reinforcing)``.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> gains = pd.DataFrame({"loop": ["L1"], "title": ["stress and wellbeing"], "mean": [0.1],
+    ...                       "lower": [0.02], "upper": [0.2], "p_reinforcing": [0.97]})
+    >>> type(loop_gain_plot(gains)).__name__
+    'Figure'
     """
     df = loop_gains.reset_index(drop=True)
     n = max(len(df), 1)
@@ -486,7 +580,7 @@ def loop_gain_plot(loop_gains: pd.DataFrame) -> "Figure":
     for y, (_, r) in zip(ys, df.iterrows()):
         ax.plot([r["lower"], r["upper"]], [y, y], color="#542788", lw=3)
         ax.plot(r["mean"], y, "o", color="#542788", ms=6)
-    labels = [_wrap(f"{r['loop']} {r.get('title', '')}".strip(), 36)
+    labels = [wrap_label(f"{r['loop']} {r.get('title', '')}".strip(), 36)
               + (f"\nP(reinforcing) {r['p_reinforcing']:.0%}" if "p_reinforcing" in r else "")
               for _, r in df.iterrows()]
     ax.set_yticks(ys, labels, fontsize=8)
@@ -508,6 +602,25 @@ def trajectory_plot(trajectories: pd.DataFrame, outcomes: Sequence[str], *,
 
     Policies listed in ``suppressed`` (or whose trajectory is all NaN) are left out and named
     in a note below the plot.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.causal.draws import StructuralDraws
+    >>> from veerkracht_bayes.causal.dynamics import simulate_trajectories
+    >>> from veerkracht_bayes.causal.interventions import Intervention, Shift
+    >>> from veerkracht_bayes.graph.causal_graph import CausalGraph
+    >>> from veerkracht_bayes.graph.spec import GraphSpec
+    >>> g = CausalGraph(GraphSpec.model_validate({"spec_version": 1, "name": "ab",
+    ...     "nodes": [{"id": n, "label_en": n, "label_nl": n, "resource": "individual", "role": "construct"}
+    ...               for n in ("a", "b")],
+    ...     "edges": [{"source": "a", "target": "b", "sign": "+", "evidence": "t"}]}))
+    >>> draws = StructuralDraws.from_arrays(g, [[0.5], [0.4]], [0.0, 0.0])
+    >>> tr = simulate_trajectories(draws, [Intervention(name="a up", parts=[Shift(node="a", delta=1.0)])],
+    ...                            outcomes=["b"], horizon=5)
+    >>> from veerkracht_bayes.workflow.pipeline import trajectory_table
+    >>> fig = trajectory_plot(trajectory_table(tr, 0.9), ["b"])
+    >>> type(fig).__name__
+    'Figure'
     """
     import matplotlib
 
@@ -530,7 +643,7 @@ def trajectory_plot(trajectories: pd.DataFrame, outcomes: Sequence[str], *,
             ax.plot(t["t"], t["mean"], color=c, lw=1.6, label=policy_label(p, titles, 30),
                     ls=("-", "--", ":", "-.")[(i // 10) % 4])
         ax.axhline(0, color="#444444", lw=0.8)
-        ax.set_title(_wrap((outcome_labels or {}).get(o, o), 30), fontsize=9, loc="left")
+        ax.set_title(wrap_label((outcome_labels or {}).get(o, o), 30), fontsize=9, loc="left")
         ax.set_xlabel("years after the start")
         ax.set_ylabel("effect (SD)")
         d = desirable_direction(o)
@@ -564,6 +677,17 @@ def write_figures(result: Any, out_dir: str | Path) -> dict[str, dict[str, Path]
     dict
         ``{figure name: {format: path}}``; names: ``forest_<outcome>``, ``subgroups``,
         ``diagram_posterior``, ``loop_gains``, ``trajectories``.
+
+    Examples
+    --------
+    A run result needs a fit (minutes); the figures then take a few seconds:
+
+    >>> import veerkracht_bayes as vb
+    >>> from veerkracht_bayes.resources import package_data_path
+    >>> result = vb.run(package_data_path("demo.toml"), fast=True, write=False)  # doctest: +SKIP
+    >>> figs = write_figures(result, "out/figures")  # doctest: +SKIP
+    >>> "diagram_posterior" in figs  # doctest: +SKIP
+    True
     """
     import matplotlib
 

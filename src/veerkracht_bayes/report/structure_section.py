@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["structure_section"]
@@ -93,7 +94,10 @@ def structure_section(result: Any, *, outcome: str = "wellbeing", top: int = 5) 
             blocks.append(_block("ul", items=items, css="tornado"))
     if voi is not None and len(voi):
         nmax = int(voi["n"].max())
-        v = voi[voi["n"] == nmax].sort_values("evsi", ascending=False)
+        v_all = voi[voi["n"] == nmax]
+        unknown = (v_all[v_all["status"] == "not_estimable"] if "status" in v_all
+                   else v_all.iloc[:0])
+        v = v_all.drop(index=unknown.index).sort_values("evsi", ascending=False)
         v = v[v["evsi"] > 0].head(top)
         blocks.append(_block("h2", "What to measure next", ident="measure-next"))
         evpi = float(voi["evpi"].iloc[0])
@@ -102,9 +106,43 @@ def structure_section(result: Any, *, outcome: str = "wellbeing", top: int = 5) 
             f"{voi['outcome'].iloc[0]}: perfect knowledge would be worth {_f(evpi, 3)} SD (EVPI). "
             f"Measuring one more construct in a wave of {nmax} respondents is worth (EVSI, SD):")))
         if len(v):
-            blocks.append(_block("ul", items=[f"{x.construct}: {_f(x.evsi, 4)}"
-                                              for x in v.itertuples()], css="measure-next"))
-        else:
+            if "status" in v:
+                rough = (v["status"] == "rough").to_numpy()
+            else:
+                rough = v["share_k_bad"].fillna(0.0).to_numpy() > 0.5 if "share_k_bad" in v \
+                    else np.zeros(len(v), bool)
+            se = v["evsi_se"].to_numpy() if "evsi_se" in v else np.full(len(v), np.nan)
+            blocks.append(_block("ul", items=[
+                f"{x.construct}: {_f(x.evsi, 4)}"
+                + (f" (± {_f(e, 4)})" if np.isfinite(e) else "") + (" — rough" if r else "")
+                for x, e, r in zip(v.itertuples(), se, rough)], css="measure-next"))
+            if rough.any():
+                blocks.append(_block("p", (
+                    "Rough: for most simulated waves the posterior after the wave is much narrower "
+                    "than the posterior sample can represent (importance weights degenerate), so "
+                    "the value leans high; a refit per wave (voi max_refits) or more posterior "
+                    "draws would sharpen it.")))
+        elif not len(unknown):
             blocks.append(_block("p", "No single construct, measured next, is expected to change "
                                       "the decision."))
+        if len(unknown):
+            gau = (", ".join(f"{x.construct} {_f(x.evsi_gaussian, 4)}"
+                             for x in unknown.itertuples()) if "evsi_gaussian" in unknown else "")
+            blocks.append(_block("p", (
+                f"Not estimable at n = {nmax} with these posterior draws: "
+                f"{', '.join(unknown['construct'])}. For most simulated waves the posterior after "
+                "the wave is far narrower than the posterior sample can represent, and the "
+                "estimate cannot be told from the value the same importance weights give when the "
+                "wave carries no information. "
+                + (f"The Gaussian approximation (informed links only) gives {gau} SD. " if gau
+                   else "")
+                + "A refit per wave (voi max_refits) or more posterior draws would settle it.")))
+        gmax = (float(np.nanmax(v_all["evsi_gaussian"].to_numpy(float)))
+                if "evsi_gaussian" in v_all and v_all["evsi_gaussian"].notna().any() else np.nan)
+        if np.isfinite(gmax) and evpi > 0 and gmax < 0.01 * evpi:
+            blocks.append(_block("p", (
+                f"No candidate's Gaussian EVSI reaches 1 % of the EVPI (largest {_f(gmax, 4)} SD): "
+                "measuring these constructs would hardly change the decision. The value of "
+                "information lies elsewhere, for instance in the policy levers' effects, which rest "
+                "on evaluation literature and assumptions that no survey wave measures.")))
     return blocks

@@ -12,8 +12,10 @@ JAX and PyTensor are imported only when their arrays are used, so importing this
 neither (and never PyMC). Leading dimensions are batch dimensions (posterior draws) where the
 docstring says so.
 
-- :func:`edge_index`, :func:`structural_indices`, :func:`assemble`: ``B`` and ``Gamma`` from an
-  edge coefficient vector (row = target, column = source).
+- :func:`edge_index`, :func:`structural_indices`, :func:`assemble`,
+  :func:`structural_matrices`: ``B`` and ``Gamma`` from an
+  edge coefficient vector (row = target, column = source); :func:`link_matrix` from a mapping
+  ``"source->target" -> value`` (NumPy).
 - :func:`equilibrium_matrix`, :func:`solve_equilibrium`: ``(I - B)^-1`` and ``(I - B)^-1 c`` by
   an LU solve.
 - :func:`exogenous_variance`, :func:`unit_variance_psi`, :func:`standardised_psi`: the
@@ -56,6 +58,7 @@ __all__ = [
     "equilibrium_matrix",
     "exogenous_variance",
     "latent_covariance",
+    "link_matrix",
     "perron_bound",
     "power_squarings",
     "solve_equilibrium",
@@ -64,6 +67,7 @@ __all__ = [
     "standardisation_barrier",
     "standardised_psi",
     "structural_indices",
+    "structural_matrices",
     "unit_variance_psi",
 ]
 
@@ -144,6 +148,15 @@ class _Ops:
         if base.ndim == 2:
             return self.m.set_subtensor(base[rows, cols], values)
         return self.m.set_subtensor(base[..., rows, cols], values)
+
+    def put_last(self, base: Array, idx: np.ndarray, values: Array) -> Array:
+        """``base`` with ``base[..., idx] = values``."""
+        if self.name == "numpy":
+            base[..., idx] = values  # a fresh array: filled in place
+            return base
+        if self.name == "jax":
+            return base.at[..., idx].set(values)
+        return self.m.set_subtensor(base[..., idx], values)
 
     # linear algebra
     def solve(self, M: Array, b: Array) -> Array:
@@ -232,6 +245,12 @@ class EdgeIndex:
         Row (target) and column (source) of each selected edge.
     shape
         ``(rows, columns)`` of the matrix.
+
+    Examples
+    --------
+    >>> idx = edge_index(["a"], ["b"], ["a", "b"], ["a", "b"])
+    >>> isinstance(idx, EdgeIndex), idx.shape
+    (True, (2, 2))
     """
 
     edges: np.ndarray
@@ -310,6 +329,74 @@ def structural_indices(edges: Sequence[Any], edge_kind: Mapping[str, str], laten
     in_b = [edge_kind[e.key] in kinds and e.source not in cov for e in edges]
     return (edge_index(src, tgt, latent, select=in_b),
             edge_index(src, tgt, latent, covariates))
+
+
+def structural_matrices(beta: Array, edges: Sequence[Any], edge_kind: Mapping[str, str],
+                        latent: Sequence[str], covariates: Sequence[str],
+                        kinds: Sequence[str] = ("latent", "prior_only"), *,
+                        xp: str | ModuleType | None = None) -> tuple[Array, Array]:
+    """``B`` and ``Gamma`` of a latent system from edge coefficients.
+
+    :func:`structural_indices` then :func:`assemble` for both matrices (same arguments).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from types import SimpleNamespace as E
+    >>> es = [E(source="a", target="b", key="a->b"), E(source="x", target="a", key="x->a")]
+    >>> B, G = structural_matrices(np.array([0.5, 0.2]), es, {"a->b": "latent", "x->a": "covariate"},
+    ...                            ["a", "b"], ["x"])
+    >>> B.tolist(), G.tolist()
+    ([[0.0, 0.0], [0.5, 0.0]], [[0.2], [0.0]])
+    """
+    ib, ig = structural_indices(edges, edge_kind, latent, covariates, kinds)
+    return assemble(beta, ib, xp=xp), assemble(beta, ig, xp=xp)
+
+
+def link_matrix(links: Mapping[str, float], row_nodes: Sequence[str],
+                col_nodes: Sequence[str] | None = None) -> np.ndarray:
+    """The NumPy coefficient matrix of links given as ``{"source->target": value}``.
+
+    Row = target (in ``row_nodes``), column = source (in ``col_nodes``, default ``row_nodes``);
+    zero where no link is named. The same matrix as :func:`assemble` on :func:`edge_index`.
+
+    Parameters
+    ----------
+    links
+        Coefficient of each link, keyed ``"source->target"``.
+    row_nodes, col_nodes
+        Nodes of the rows (targets) and columns (sources).
+
+    Raises
+    ------
+    ValueError
+        A key that is not ``"source->target"``, or a link whose target is not a row node or
+        whose source is not a column node (named in the message).
+
+    Examples
+    --------
+    >>> link_matrix({"a->b": 0.5, "b->a": -0.2}, ["a", "b"])
+    array([[ 0. , -0.2],
+           [ 0.5,  0. ]])
+    >>> link_matrix({"x->b": 0.3}, ["a", "b"], ["x"])
+    array([[0. ],
+           [0.3]])
+    """
+    pairs = []
+    for key in links:
+        parts = str(key).split("->")
+        if len(parts) != 2:
+            raise ValueError(f"link {key!r}: expected 'source->target'")
+        pairs.append(parts)
+    sources, targets = [s for s, _ in pairs], [t for _, t in pairs]
+    index = edge_index(sources, targets, row_nodes, col_nodes)
+    if len(index) != len(pairs):
+        kept = set(index.edges.tolist())
+        bad = [k for j, k in enumerate(links) if j not in kept]
+        raise ValueError(f"links {bad} do not join the matrix's nodes (targets {list(row_nodes)}, "
+                         f"sources {list(row_nodes if col_nodes is None else col_nodes)})")
+    values = np.array([float(v) for v in links.values()], dtype=float)
+    return assemble(values, index, xp="numpy")
 
 
 def assemble(beta: Array, index: EdgeIndex, *, xp: str | ModuleType | None = None) -> Array:
@@ -424,7 +511,9 @@ def exogenous_variance(AG: Array | None, x_cov: Array | None, *, xp: str | Modul
     return ops.m.sum(ops.matmul(AG, _asarray(ops, x_cov)) * AG, axis=-1)
 
 
-def unit_variance_psi(A: Array, dx: Array | None = None, *, xp: str | ModuleType | None = None) -> Array:
+def unit_variance_psi(A: Array, dx: Array | None = None, *,
+                      free: Sequence[int] | Sequence[bool] | np.ndarray | None = None,
+                      xp: str | ModuleType | None = None) -> Array:
     """Disturbance variances that give every latent variance 1: ``(A∘A) psi = 1 - dx``.
 
     ``Var(eta_k) = sum_j A_kj^2 psi_j + dx_k``; setting it to 1 is a linear system in ``psi``.
@@ -437,6 +526,11 @@ def unit_variance_psi(A: Array, dx: Array | None = None, *, xp: str | ModuleType
     dx
         ``(..., P)`` variance from outside the disturbances (covariates, exogenous nodes);
         None: zero.
+    free
+        Nodes whose ``psi`` is solved (boolean mask or positions); the others have no
+        Gaussian disturbance (``psi = 0``: exogenous nodes or levers, whose variance, if any,
+        is in ``dx``) and are not standardised. The system is then
+        ``(A∘A)[free, free] psi[free] = 1 - dx[free]``. None: every node.
 
     Examples
     --------
@@ -444,11 +538,19 @@ def unit_variance_psi(A: Array, dx: Array | None = None, *, xp: str | ModuleType
     >>> A = equilibrium_matrix(np.array([[0.0, 0.6], [0.0, 0.0]]))
     >>> unit_variance_psi(A)
     array([0.64, 1.  ])
+    >>> unit_variance_psi(A, np.array([0.36, 1.0]), free=[True, False])  # node 1 exogenous
+    array([0.64, 0.  ])
     """
     ops = _ops(A, dx, xp=xp)
     A = _asarray(ops, A)
     rhs = ops.m.ones_like(A[..., 0]) if dx is None else 1.0 - _asarray(ops, dx)
-    return ops.solve_vec(A * A, rhs)
+    if free is None:
+        return ops.solve_vec(A * A, rhs)
+    sel = np.asarray(free)
+    idx = np.flatnonzero(sel) if sel.dtype == bool else sel.astype(int)
+    AA = (A * A)[..., idx, :][..., :, idx]
+    sol = ops.solve_vec(AA, rhs[..., idx])
+    return ops.put_last(ops.m.zeros_like(rhs), idx, sol)
 
 
 def standardised_psi(A: Array, AG: Array | None = None, x_cov: Array | None = None, *,

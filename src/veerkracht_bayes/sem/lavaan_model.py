@@ -74,6 +74,17 @@ __all__ = [
     "implied_matrices",
     "structural_view",
     "TABLE_COLUMNS",
+    "table_row_values",
+    "model_location",
+    "prior_for",
+    "coef_prior",
+    "reference_scales",
+    "coef_start",
+    "row_values_pt",
+    "matrices_pt",
+    "sem_loglik_pt",
+    "ml_start",
+    "count_divergences",
 ]
 
 log = logging.getLogger(__name__)
@@ -97,7 +108,13 @@ INFORMATIVE_SD = 1.0
 # --------------------------------------------------------------------------- specification
 @dataclass(frozen=True)
 class SemPrior:
-    """Normal prior of one coefficient (from a priors file)."""
+    """Normal prior of one coefficient (from a priors file).
+
+    Examples
+    --------
+    >>> SemPrior(mean=0.3, sd=0.1)
+    SemPrior(mean=0.3, sd=0.1)
+    """
 
     mean: float
     sd: float
@@ -123,6 +140,13 @@ class ParamRow:
         True when written in the model, False when added by lavaan's defaults.
     line
         Source line (0 for defaults).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> row = specify(parse_lavaan("y ~ x"), ["y", "x"]).rows[0]
+    >>> isinstance(row, ParamRow), row.kind, row.lhs, row.rhs
+    (True, 'coef', 'y', 'x')
     """
 
     lhs: str
@@ -172,6 +196,13 @@ class SemSpec:
     structural
         Nodes of the structural part (latents and observed variables in ``~`` rows) plus
         covariates, in that order: the variables do-queries act on.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> spec = specify(parse_lavaan("m ~ x; y ~ m"), ["x", "m", "y"])
+    >>> isinstance(spec, SemSpec), spec.nodes
+    (True, ('m', 'y'))
     """
 
     model: LavaanModel
@@ -205,7 +236,28 @@ class SemSpec:
         return p * (p + 1) // 2 + p * q + (p if self.meanstructure else 0)
 
 
-def _where(model: LavaanModel, line: int | None = None) -> dict:
+def model_location(model: LavaanModel, line: int | None = None) -> dict:
+    """Where in the model file a problem is: keyword arguments ``file`` and ``line`` for
+    :class:`~veerkracht_bayes.errors.Problem`.
+
+    Parameters
+    ----------
+    model : LavaanModel
+        The parsed model (its ``path`` is ``None`` for a model given as a string).
+    line : int, optional
+        1-based line of the model text; ``None`` (or 0) when the problem has no single line.
+
+    Returns
+    -------
+    dict
+        ``{"file": model.path, "line": line or None}``.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> model_location(parse_lavaan("y ~ x"), 1)
+    {'file': None, 'line': 1}
+    """
     return {"file": model.path, "line": line or None}
 
 
@@ -231,6 +283,13 @@ def specify(model: LavaanModel, columns: Sequence[str]) -> SemSpec:
         data columns nor latent variables.
     IdentificationError
         See :func:`check_identification` (called here).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> spec = specify(parse_lavaan("y ~ x"), ["y", "x"])
+    >>> [r.key for r in spec.rows], spec.covariates
+    (['y ~ x', 'y ~~ y'], ('x',))
     """
     cols = [str(c) for c in columns]
     colset = set(cols)
@@ -241,7 +300,7 @@ def specify(model: LavaanModel, columns: Sequence[str]) -> SemSpec:
         if r.op == "==":
             probs.append(Problem(f"equality constraint '{r.lhs} == {r.rhs}' is not supported by the "
                                  "Bayesian engine; expected equal labels (a*x1 + a*x2) instead",
-                                 **_where(model, r.line)))
+                                 **model_location(model, r.line)))
     if model.definitions():
         log.info("defined parameters (':=') are not computed by the sem engine: %s",
                  ", ".join(r.lhs for r in model.definitions()))
@@ -258,7 +317,7 @@ def specify(model: LavaanModel, columns: Sequence[str]) -> SemSpec:
             probs.append(Problem(
                 f"variable {v!r} is not a column of the data{did_you_mean(v, cols)} and not a latent "
                 f"variable (no '{v} =~ ...' line defines it); expected a data column or a latent "
-                "variable with indicators", **_where(model, first_line.get(v)), field=v, value=v))
+                "variable with indicators", **model_location(model, first_line.get(v)), field=v, value=v))
     if probs:
         raise ModelError(probs)
     # -- variable classes
@@ -287,7 +346,7 @@ def specify(model: LavaanModel, columns: Sequence[str]) -> SemSpec:
         if not ok:
             probs.append(Problem(f"constraint '{r.lhs} {r.op} {r.rhs}' is not supported; expected a "
                                  "sign constraint 'label > 0' or 'label < 0' on a loading or "
-                                 "regression label", **_where(model, r.line)))
+                                 "regression label", **model_location(model, r.line)))
             continue
         sign_of[lhs] = "pos" if op == ">" else "neg"
     if probs:
@@ -308,7 +367,7 @@ def specify(model: LavaanModel, columns: Sequence[str]) -> SemSpec:
                     raise ModelError(Problem(
                         f"label {label!r} is shared by parameters of different kinds or by "
                         "covariances; equality by label is supported among loadings/regressions/"
-                        "intercepts and among variances only", **_where(model, line), field="label",
+                        "intercepts and among variances only", **model_location(model, line), field="label",
                         value=label))
                 return pid_of_label[label]
             pid_of_label[label] = len(kind_of_pid)
@@ -344,7 +403,7 @@ def specify(model: LavaanModel, columns: Sequence[str]) -> SemSpec:
             kind = "var" if r.lhs == r.rhs else "cov"
             if kind == "var" and r.fixed is not None and r.fixed < 0:
                 raise ModelError(Problem(f"variance of {r.lhs!r} fixed at {r.fixed} (expected >= 0)",
-                                         **_where(model, r.line), value=r.fixed))
+                                         **model_location(model, r.line), value=r.fixed))
             add(r.lhs, "~~", r.rhs, kind, r.fixed, lab, True, r.line)
         elif r.op == "~1":
             if r.lhs in covariates:  # pragma: no cover - excluded above
@@ -392,6 +451,11 @@ def check_identification(spec: SemSpec, priors: Mapping[str, SemPrior] | None = 
     the order condition (each equation excludes at least as many predetermined variables as
     it includes endogenous ones), unless every coefficient of the equation's endogenous
     regressors has an informative prior (sd < 1).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> check_identification(specify(parse_lavaan("y ~ x"), ["y", "x"]))  # identified: returns None
     """
     priors = priors or {}
     model = spec.model
@@ -407,7 +471,7 @@ def check_identification(spec: SemSpec, priors: Mapping[str, SemPrior] | None = 
             probs.append(Problem(
                 f"latent {f!r} has no scale: all its loadings are free and its variance is free; "
                 "expected a fixed loading (lavaan's default marker: leave the first loading without "
-                "NA*) or a fixed variance (f ~~ 1*f)", **_where(model, line), field=f))
+                "NA*) or a fixed variance (f ~~ 1*f)", **model_location(model, line), field=f))
         if len(lrows) == 1:
             ind = lrows[0].rhs
             th = by_key.get((ind, "~~", ind))
@@ -417,7 +481,7 @@ def check_identification(spec: SemSpec, priors: Mapping[str, SemPrior] | None = 
                     f"latent {f!r} has a single indicator {ind!r} with a free residual variance "
                     f"and a free latent variance: only their sum is identified; expected a fixed "
                     f"residual variance ({ind} ~~ 0*{ind}, or a value from a known reliability) "
-                    "or more indicators", **_where(model, line), field=f))
+                    "or more indicators", **model_location(model, line), field=f))
     t = spec.n_moments()
     if spec.n_free > t:
         probs.append(Problem(
@@ -451,8 +515,8 @@ def _order_condition(spec: SemSpec, priors: Mapping[str, SemPrior]) -> list[Prob
             if len(excluded) >= len(endo):
                 continue
             informative = all(
-                r.fixed is not None or _prior_for(r, priors) is not None
-                and _prior_for(r, priors).sd < INFORMATIVE_SD for r in endo)
+                r.fixed is not None or prior_for(r, priors) is not None
+                and prior_for(r, priors).sd < INFORMATIVE_SD for r in endo)
             if informative:
                 continue
             line = endo[0].line if endo else None
@@ -463,11 +527,23 @@ def _order_condition(spec: SemSpec, priors: Mapping[str, SemPrior]) -> list[Prob
                 "coefficients are not identified; expected an instrument (a variable that affects "
                 "another equation of the loop but not this one) or an informative prior "
                 f"(sd < {INFORMATIVE_SD}) on {[r.key for r in endo]}",
-                **_where(spec.model, line), field=k))
+                **model_location(spec.model, line), field=k))
     return probs
 
 
-def _prior_for(row: ParamRow, priors: Mapping[str, SemPrior]) -> SemPrior | None:
+def prior_for(row: ParamRow, priors: Mapping[str, SemPrior]) -> SemPrior | None:
+    """The prior a priors file gives one parameter-table row: by its label first, else by its
+    key ``"lhs op rhs"``; ``None`` when the file names neither.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> spec = specify(parse_lavaan("y ~ b*x"), ["y", "x"])
+    >>> prior_for(spec.rows[0], {"b": SemPrior(0.3, 0.1)})
+    SemPrior(mean=0.3, sd=0.1)
+    >>> prior_for(spec.rows[1], {"b": SemPrior(0.3, 0.1)}) is None
+    True
+    """
     if row.label and row.label in priors:
         return priors[row.label]
     return priors.get(row.key)
@@ -492,6 +568,17 @@ def load_sem_priors(path: str | Path, spec: SemSpec) -> dict[str, SemPrior]:
     PriorError
         Located at the file's line: unknown keys (did-you-mean), fixed or variance parameters,
         unknown fields or distributions, non-numeric or non-finite values, sd <= 0.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> spec = specify(parse_lavaan("y ~ b*x"), ["y", "x"])
+    >>> path = Path(tempfile.mkdtemp()) / "priors.yaml"
+    >>> _ = path.write_text("b: {mean: 0.3, sd: 0.1}")  # keyed by label (or "y ~ x")
+    >>> load_sem_priors(path, spec)
+    {'b': SemPrior(mean=0.3, sd=0.1)}
     """
     from veerkracht_bayes.yaml_io import load_yaml
 
@@ -570,6 +657,18 @@ class SemData:
 
     ``Syy = sum y y^T``, ``Suy = sum u y^T``, ``Suu = sum u u^T`` with ``u = [1, x]``; without
     a mean structure ``y`` and ``x`` are centred at their sample means first.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=200)
+    >>> df = pd.DataFrame({"x": x, "y": 0.5 * x + rng.normal(size=200)})
+    >>> spec = specify(parse_lavaan("y ~ x"), df.columns)
+    >>> isinstance(prepare_sem_data(spec, df), SemData)
+    True
     """
 
     n: int
@@ -596,6 +695,19 @@ def prepare_sem_data(spec: SemSpec, df: pd.DataFrame, source: str | None = None)
     ModelError
         A used column is not numeric (names the column and an offending value), or fewer than
         two complete rows remain.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=200)
+    >>> df = pd.DataFrame({"x": x, "y": 0.5 * x + rng.normal(size=200)})
+    >>> spec = specify(parse_lavaan("y ~ x"), df.columns)
+    >>> data = prepare_sem_data(spec, df)
+    >>> isinstance(data, SemData), data.n
+    (True, 200)
     """
     used = list(spec.observed) + list(spec.covariates)
     unused = tuple(str(c) for c in df.columns if str(c) not in set(used))
@@ -648,8 +760,21 @@ def prepare_sem_data(spec: SemSpec, df: pd.DataFrame, source: str | None = None)
 
 
 # --------------------------------------------------------------------------- matrices
-def _scale_of(spec: SemSpec, data: SemData) -> dict[str, float]:
-    """Sample sd of each node's reference variable (itself, or the marker indicator of a latent)."""
+def reference_scales(spec: SemSpec, data: SemData) -> dict[str, float]:
+    """Sample sd of each node's reference variable (itself, or the marker indicator of a latent).
+
+    The scale ``s`` of the vague Gamma prior on every standard deviation (module docstring).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> df = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "y": [0.0, 2.0, 4.0, 6.0]})
+    >>> spec = specify(parse_lavaan("y ~ x"), df.columns)
+    >>> round(reference_scales(spec, prepare_sem_data(spec, df))["y"], 3)
+    2.236
+    """
     inds = spec.model.indicators()
     out: dict[str, float] = {}
 
@@ -665,8 +790,23 @@ def _scale_of(spec: SemSpec, data: SemData) -> dict[str, float]:
     return out
 
 
-def _row_values_np(spec: SemSpec, free: np.ndarray) -> np.ndarray:
-    """``(S, R)`` value of every table row from ``(S, n_free)`` free-parameter values (numpy)."""
+def table_row_values(spec: SemSpec, free: np.ndarray) -> np.ndarray:
+    """``(S, R)`` value of every table row from ``(S, n_free)`` free-parameter values (numpy).
+
+    Free parameters are on the sampler's scale: a variance row takes the square of its free
+    value (a standard deviation), a covariance row its free value (a correlation) times the two
+    standard deviations; fixed rows take their fixed value.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> spec = specify(parse_lavaan("y ~ x"), ["y", "x"])
+    >>> [r.key for r in spec.rows]
+    ['y ~ x', 'y ~~ y']
+    >>> table_row_values(spec, np.array([0.4, 2.0]))
+    array([[0.4, 4. ]])
+    """
     free = np.atleast_2d(free)
     S = free.shape[0]
     vals = np.zeros((S, len(spec.rows)))
@@ -694,7 +834,16 @@ def _row_values_np(spec: SemSpec, free: np.ndarray) -> np.ndarray:
 
 def implied_matrices(spec: SemSpec, values: np.ndarray) -> dict[str, np.ndarray]:
     """Matrices from table-row values ``(S, R)`` (numpy): ``B`` (S,N,N), ``Gamma`` (S,N,q),
-    ``Psi`` (S,N,N), ``alpha`` (S,N) over ``spec.nodes``."""
+    ``Psi`` (S,N,N), ``alpha`` (S,N) over ``spec.nodes``.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> spec = specify(parse_lavaan("y ~ x"), ["y", "x"])
+    >>> m = implied_matrices(spec, table_row_values(spec, np.array([0.4, 1.0])))
+    >>> m["Gamma"][0].tolist(), m["Psi"][0].tolist()
+    ([[0.4]], [[1.0]])
+    """
     values = np.atleast_2d(values)
     S, N, q = values.shape[0], len(spec.nodes), len(spec.covariates)
     idx = spec.node_index
@@ -726,6 +875,20 @@ def sem_logp_reference(spec: SemSpec, data: SemData, values: np.ndarray) -> floa
     An independent (numpy) implementation used by tests: builds ``Sigma`` and the mean of
     ``y | x`` and sums ``log N(y_n | mu(x_n), Sigma)`` written out from the sufficient
     statistics' definition.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=200)
+    >>> df = pd.DataFrame({"x": x, "y": 0.5 * x + rng.normal(size=200)})
+    >>> spec = specify(parse_lavaan("y ~ x"), df.columns)
+    >>> data = prepare_sem_data(spec, df)
+    >>> lp = sem_logp_reference(spec, data, table_row_values(spec, np.array([0.5, 1.0]))[0])
+    >>> bool(np.isfinite(lp)), lp > sem_logp_reference(spec, data, table_row_values(spec, np.array([-0.5, 1.0]))[0])
+    (True, True)
     """
     m = implied_matrices(spec, np.asarray(values)[None])
     N = len(spec.nodes)
@@ -752,12 +915,25 @@ def build_sem_model(spec: SemSpec, data: SemData, priors: Mapping[str, SemPrior]
         Free variables ``coef`` (or ``coef_pos``/``coef_neg`` for sign-constrained labels),
         ``sd`` and ``corr``; deterministic ``param_value`` (dim ``param``: one value per
         parameter-table row, fixed rows included).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=200)
+    >>> df = pd.DataFrame({"x": x, "y": 0.5 * x + rng.normal(size=200)})
+    >>> spec = specify(parse_lavaan("y ~ x"), df.columns)
+    >>> model = build_sem_model(spec, prepare_sem_data(spec, df))
+    >>> sorted(v.name for v in model.free_RVs)[:2]
+    ['coef', 'sd']
     """
     import pymc as pm
     import pytensor.tensor as pt
 
     priors = priors or {}
-    scale = _scale_of(spec, data)
+    scale = reference_scales(spec, data)
     frows = spec.free_rows()
     coef_ids = {"free": [], "pos": [], "neg": []}
     sd_ids, corr_ids = [], []
@@ -769,26 +945,15 @@ def build_sem_model(spec: SemSpec, data: SemData, priors: Mapping[str, SemPrior]
         else:
             corr_ids.append(pid)
 
-    def coef_prior(pid: int) -> tuple[float, float]:
-        r0 = frows[pid][0]
-        for r in frows[pid]:
-            p = _prior_for(r, priors)
-            if p is not None:
-                return p.mean, p.sd
-        if r0.op == "~1":
-            sd = VAGUE_LATENT_INTERCEPT_SD if r0.lhs in spec.latents else VAGUE_INTERCEPT_SD
-            return 0.0, sd
-        return 0.0, VAGUE_COEF_SD
-
     coords = {"param": [r.key for r in spec.rows]}
     with pm.Model(coords=coords) as model:
         free = pt.zeros((spec.n_free,))
         for grp, ids in coef_ids.items():
             if not ids:
                 continue
-            mu = np.array([coef_prior(p)[0] for p in ids])
-            sg = np.array([coef_prior(p)[1] for p in ids])
-            init = np.array([_coef_init(frows[p][0], data) for p in ids])
+            mu = np.array([coef_prior(spec, p, priors)[0] for p in ids])
+            sg = np.array([coef_prior(spec, p, priors)[1] for p in ids])
+            init = np.array([coef_start(frows[p][0], data) for p in ids])
             name = "coef" if grp == "free" else f"coef_{grp}"
             if grp == "free":
                 rv = pm.Normal(name, mu=mu, sigma=sg, shape=len(ids), initval=init)
@@ -807,43 +972,129 @@ def build_sem_model(spec: SemSpec, data: SemData, priors: Mapping[str, SemPrior]
             rv = pm.Uniform("corr", lower=-1.0, upper=1.0, shape=len(corr_ids),
                             initval=np.zeros(len(corr_ids)))
             free = pt.set_subtensor(free[np.array(corr_ids)], rv)
-        values = _row_values_pt(spec, free)
+        values = row_values_pt(spec, free)
         pm.Deterministic("param_value", values, dims="param")
-        B, G, Psi, alpha = _matrices_pt(spec, values)
-        N = len(spec.nodes)
-        A = algebra.equilibrium_matrix(B, xp="pytensor")
-        F = np.array([spec.node_index[v] for v in spec.observed], dtype=int)
-        AF = A[F]
-        Sigma = pt.dot(pt.dot(AF, Psi), AF.T)
-        Sigma = 0.5 * (Sigma + Sigma.T)
-        cols = [pt.dot(AF, alpha)[:, None]]
-        if spec.covariates:
-            cols.append(pt.dot(AF, G))
-        M = pt.concatenate(cols, axis=1) if len(cols) > 1 else cols[0]
-        MSuy = pt.dot(M, data.Suy)
-        R = data.Syy - MSuy - MSuy.T + pt.dot(pt.dot(M, data.Suu), M.T)
-        L = pt.linalg.cholesky(Sigma, on_error="nan")
-        diagL = pt.diagonal(L)
-        ok = pt.all(pt.gt(diagL, 0.0)) & pt.all(pt.isfinite(diagL))
-        Lsafe = pt.switch(ok, L, pt.eye(len(F)))
-        logdet = 2.0 * pt.sum(pt.log(pt.diagonal(Lsafe)))
-        V = pt.linalg.solve_triangular(Lsafe, R, lower=True)
-        U = pt.linalg.solve_triangular(Lsafe, V.T, lower=True)
-        quad = pt.sum(pt.diagonal(U))
-        p = len(F)
-        ll = -0.5 * (data.n * (logdet + p * LOG_2PI) + quad)
-        pm.Potential("loglik", pt.switch(ok, ll, -np.inf))
+        ll, psi_ok = sem_loglik_pt(spec, data, values)
+        pm.Potential("loglik", ll)
         if corr_ids:
-            d = pt.sqrt(pt.clip(pt.diagonal(Psi), 1e-300, np.inf))
-            Rpsi = Psi / d[:, None] / d[None, :]
-            Lp = pt.linalg.cholesky(Rpsi + 1e-10 * pt.eye(N), on_error="nan")
-            dp = pt.diagonal(Lp)
-            okp = pt.all(pt.isfinite(dp)) & pt.all(pt.gt(dp, 0.0))
-            pm.Potential("psi_positive_definite", pt.switch(okp, 0.0, -np.inf))
+            pm.Potential("psi_positive_definite", pt.switch(psi_ok, 0.0, -np.inf))
     return model
 
 
-def _coef_init(r: ParamRow, data: SemData) -> float:
+def coef_prior(spec: SemSpec, pid: int, priors: Mapping[str, SemPrior]) -> tuple[float, float]:
+    """``(mean, sd)`` of the Normal prior of free coefficient ``pid`` (a loading, regression or
+    intercept): the first of its rows that a priors file names (:func:`prior_for`), else the
+    vague default (module docstring; latent intercepts get :data:`VAGUE_LATENT_INTERCEPT_SD`).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> spec = specify(parse_lavaan("y ~ b*x"), ["y", "x"])
+    >>> coef_prior(spec, 0, {}), coef_prior(spec, 0, {"b": SemPrior(0.3, 0.1)})
+    ((0.0, 10.0), (0.3, 0.1))
+    """
+    rows = spec.free_rows()[pid]
+    for r in rows:
+        p = prior_for(r, priors)
+        if p is not None:
+            return p.mean, p.sd
+    r0 = rows[0]
+    if r0.op == "~1":
+        return 0.0, VAGUE_LATENT_INTERCEPT_SD if r0.lhs in spec.latents else VAGUE_INTERCEPT_SD
+    return 0.0, VAGUE_COEF_SD
+
+
+def sem_loglik_pt(spec: SemSpec, data: SemData, values):
+    """Normal log-likelihood of one group's sufficient statistics (PyTensor), the likelihood of
+    :func:`build_sem_model` and of each group of a multi-group model.
+
+    With ``A = (I - B)^-1`` and the observed nodes ``F``: ``Sigma = (A Psi A^T)[F, F]`` and
+    ``M = [A alpha, A Gamma][F]``, the sum over the complete cases of ``log N(y | M u, Sigma)``,
+    ``u = [1, x]``, written with ``R = Syy - M Suy - (M Suy)^T + M Suu M^T``::
+
+        -0.5 * (n * (log det Sigma + p log 2 pi) + tr(Sigma^-1 R))
+
+    (:func:`sem_logp_reference` is the independent NumPy check of this formula.)
+
+    Parameters
+    ----------
+    spec : SemSpec
+    data : SemData
+        The group's sufficient statistics.
+    values : TensorVariable
+        ``(R,)`` value of every parameter-table row (:func:`row_values_pt`).
+
+    Returns
+    -------
+    loglik : TensorVariable
+        Scalar log-likelihood; ``-inf`` where ``Sigma`` is not positive definite.
+    psi_ok : TensorVariable
+        Boolean scalar: the disturbance covariance ``Psi`` is positive definite (checked on its
+        correlation matrix). The caller decides when the check applies; left unused, it adds
+        nothing to the graph.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> import pytensor.tensor as pt
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=200)
+    >>> df = pd.DataFrame({"x": x, "y": 0.5 * x + rng.normal(size=200)})
+    >>> spec = specify(parse_lavaan("y ~ x"), df.columns)
+    >>> data = prepare_sem_data(spec, df)
+    >>> vals = table_row_values(spec, np.array([0.5, 1.0]))[0]
+    >>> ll, psi_ok = sem_loglik_pt(spec, data, pt.as_tensor(vals))
+    >>> bool(np.isclose(ll.eval(), sem_logp_reference(spec, data, vals))), bool(psi_ok.eval())
+    (True, True)
+    """
+    import pytensor.tensor as pt
+
+    B, G, Psi, alpha = matrices_pt(spec, values)
+    N = len(spec.nodes)
+    A = algebra.equilibrium_matrix(B, xp="pytensor")
+    F = np.array([spec.node_index[v] for v in spec.observed], dtype=int)
+    AF = A[F]
+    Sigma = pt.dot(pt.dot(AF, Psi), AF.T)
+    Sigma = 0.5 * (Sigma + Sigma.T)
+    cols = [pt.dot(AF, alpha)[:, None]]
+    if spec.covariates:
+        cols.append(pt.dot(AF, G))
+    M = pt.concatenate(cols, axis=1) if len(cols) > 1 else cols[0]
+    MSuy = pt.dot(M, data.Suy)
+    R = data.Syy - MSuy - MSuy.T + pt.dot(pt.dot(M, data.Suu), M.T)
+    L = pt.linalg.cholesky(Sigma, on_error="nan")
+    diagL = pt.diagonal(L)
+    ok = pt.all(pt.gt(diagL, 0.0)) & pt.all(pt.isfinite(diagL))
+    Lsafe = pt.switch(ok, L, pt.eye(len(F)))
+    logdet = 2.0 * pt.sum(pt.log(pt.diagonal(Lsafe)))
+    V = pt.linalg.solve_triangular(Lsafe, R, lower=True)
+    U = pt.linalg.solve_triangular(Lsafe, V.T, lower=True)
+    quad = pt.sum(pt.diagonal(U))
+    ll = -0.5 * (data.n * (logdet + len(F) * LOG_2PI) + quad)
+    d = pt.sqrt(pt.clip(pt.diagonal(Psi), 1e-300, np.inf))
+    Rpsi = Psi / d[:, None] / d[None, :]
+    Lp = pt.linalg.cholesky(Rpsi + 1e-10 * pt.eye(N), on_error="nan")
+    dp = pt.diagonal(Lp)
+    psi_ok = pt.all(pt.isfinite(dp)) & pt.all(pt.gt(dp, 0.0))
+    return pt.switch(ok, ll, -np.inf), psi_ok
+
+
+def coef_start(r: ParamRow, data: SemData) -> float:
+    """Starting value of a free coefficient: 1 for a loading, the sample mean for an observed
+    intercept (0 for a latent one), 0 for a regression.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> df = pd.DataFrame({"x": [0.0, 1.0, 2.0], "y": [1.0, 2.0, 6.0]})
+    >>> spec = specify(parse_lavaan("y ~ x; y ~ 1"), df.columns)
+    >>> data = prepare_sem_data(spec, df)
+    >>> {r.key: coef_start(r, data) for r in spec.rows if r.kind == "coef"}
+    {'y ~ x': 0.0, 'y ~1': 3.0}
+    """
     if r.op == "=~":
         return 1.0
     if r.op == "~1":
@@ -855,7 +1106,19 @@ def _sd_init(spec: SemSpec, r: ParamRow, scale: Mapping[str, float]) -> float:
     return float(np.sqrt(0.5) * scale[r.lhs])
 
 
-def _row_values_pt(spec: SemSpec, free):
+def row_values_pt(spec: SemSpec, free):
+    """PyTensor twin of :func:`table_row_values` for one draw: ``(R,)`` row values from the
+    ``(n_free,)`` free parameters (sds squared to variances, correlations times the two sds).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pytensor.tensor as pt
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> spec = specify(parse_lavaan("y ~ x"), ["y", "x"])
+    >>> row_values_pt(spec, pt.as_tensor(np.array([0.4, 2.0]))).eval().tolist()
+    [0.4, 4.0]
+    """
     import pytensor.tensor as pt
 
     vals = [None] * len(spec.rows)
@@ -880,7 +1143,20 @@ def _row_values_pt(spec: SemSpec, free):
     return pt.stack(vals)
 
 
-def _matrices_pt(spec: SemSpec, values):
+def matrices_pt(spec: SemSpec, values):
+    """PyTensor twin of :func:`implied_matrices` for one draw: ``(B, Gamma, Psi, alpha)`` over
+    ``spec.nodes`` from the ``(R,)`` row values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pytensor.tensor as pt
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> spec = specify(parse_lavaan("y ~ x"), ["y", "x"])
+    >>> B, G, Psi, alpha = matrices_pt(spec, pt.as_tensor(np.array([0.4, 1.0])))
+    >>> G.eval().tolist(), Psi.eval().tolist()
+    ([[0.4]], [[1.0]])
+    """
     import pytensor.tensor as pt
 
     N, q = len(spec.nodes), len(spec.covariates)
@@ -921,7 +1197,28 @@ def _matrices_pt(spec: SemSpec, values):
 # --------------------------------------------------------------------------- fitting
 @dataclass
 class SemFit:
-    """A fitted generic SEM: posterior draws plus what is needed to read them."""
+    """A fitted generic SEM: posterior draws plus what is needed to read them.
+
+    Returned by :func:`fit_sem`; ``idata`` holds the deterministic ``param_value`` (dims
+    ``chain, draw, param``: one value per parameter-table row).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, xarray as xr
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=200)
+    >>> df = pd.DataFrame({"x": x, "y": 0.5 * x + rng.normal(size=200)})
+    >>> spec = specify(parse_lavaan("y ~ x"), df.columns)
+    >>> # hand-made draws (chain, draw, row) stand in for a posterior from fit_sem
+    >>> draws = np.stack([rng.normal(0.5, 0.07, (2, 100)), rng.normal(1.0, 0.1, (2, 100))], axis=-1)
+    >>> post = xr.Dataset({"param_value": (("chain", "draw", "param"), draws)})
+    >>> fit = SemFit(spec, prepare_sem_data(spec, df), {"posterior": post})
+    >>> fit.row_values().shape
+    (2, 100, 2)
+    >>> fit.table()[["lhs", "op", "rhs", "free"]].values.tolist()
+    [['y', '~', 'x', 1], ['y', '~~', 'y', 2]]
+    """
 
     spec: SemSpec
     data: SemData
@@ -972,6 +1269,20 @@ def fit_sem(
     ------
     ModelError, IdentificationError
         Before any sampling, for bad inputs or unidentified models.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=200)
+    >>> df = pd.DataFrame({"x": x, "y": 0.5 * x + rng.normal(size=200)})
+    >>> fit = fit_sem(parse_lavaan("y ~ x"), df, draws=200, tune=200, chains=2, seed=1)  # doctest: +SKIP
+    >>> fit.table()[["lhs", "op", "rhs", "mean", "lower", "upper", "r_hat"]]  # doctest: +SKIP
+    >>> fit_sem(parse_lavaan("y ~ x"), df, draws=0)
+    Traceback (most recent call last):
+    ...
+    veerkracht_bayes.errors.ModelError: ...draws must be >= 1, got 0...
     """
     from veerkracht_bayes.runtime import ensure_cpu_devices
 
@@ -990,7 +1301,7 @@ def fit_sem(
     priors = dict(priors or {})
     check_identification(spec, priors)
     pm_model = build_sem_model(spec, data, priors)
-    initvals = _ml_start(pm_model, chains, seed)
+    initvals = ml_start(pm_model, chains, seed)
     nuts: dict[str, object] = {"target_accept": target_accept}
     if sampler in ("numpyro", "blackjax"):
         nuts["jitter"] = False
@@ -1015,7 +1326,7 @@ def fit_sem(
     except Exception:  # pragma: no cover - attrs are a convenience
         pass
     fit = SemFit(spec=spec, data=data, idata=idata, priors=priors, settings=settings)
-    div = _divergences(idata)
+    div = count_divergences(idata)
     if div:
         log.warning("%d divergent transition(s) after tuning; check the parameter table's r_hat "
                     "and ess columns", div)
@@ -1028,16 +1339,64 @@ def map_estimate(spec: SemSpec, data: SemData, priors: Mapping[str, SemPrior] | 
 
     With the default vague priors this is the ML estimate up to the priors' small pull; it is
     what the chains start from. Used by tests to compare with lavaan's ML estimates.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=200)
+    >>> df = pd.DataFrame({"x": x, "y": 0.5 * x + rng.normal(size=200)})
+    >>> spec = specify(parse_lavaan("y ~ x"), df.columns)
+    >>> vals = map_estimate(spec, prepare_sem_data(spec, df))  # doctest: +SKIP
+    >>> [r.key for r in spec.rows], np.ravel(vals).round(1).tolist()  # doctest: +SKIP
+    (['y ~ x', 'y ~~ y'], [0.4, 1.0])
     """
     pm_model = build_sem_model(spec, data, priors)
-    _, values = _ml_start(pm_model, 1, 0, with_values=True)
+    _, values = ml_start(pm_model, 1, 0, with_values=True)
     return values
 
 
-def _ml_start(pm_model, chains: int, seed: int, with_values: bool = False):
+def ml_start(pm_model, chains: int, seed: int, with_values: bool = False):
     """Chain starts: the MAP (L-BFGS on the JAX-compiled log density, i.e. the ML fit under the
     vague priors) for chain 0; for further chains the MAP plus a small perturbation (sd 0.02) on
-    the unconstrained scale, kept only where the log density is finite (else the MAP itself)."""
+    the unconstrained scale, kept only where the log density is finite (else the MAP itself).
+
+    Parameters
+    ----------
+    pm_model : pm.Model
+        A model with a deterministic ``param_value`` (:func:`build_sem_model` and its ordinal
+        and multi-group relatives).
+    chains, seed : int
+        Number of starts; seed of the perturbations.
+    with_values : bool
+        Also return the MAP's ``param_value``.
+
+    Returns
+    -------
+    list of dict or (list of dict, np.ndarray)
+        One ``{free variable: value}`` start per chain (PyMC ``initvals``), and with
+        ``with_values`` the MAP's parameter-table values.
+
+    Raises
+    ------
+    ModelError
+        When the model's initial point has zero density.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=200)
+    >>> df = pd.DataFrame({"x": x, "y": 0.5 * x + rng.normal(size=200)})
+    >>> spec = specify(parse_lavaan("y ~ x"), df.columns)
+    >>> starts = ml_start(build_sem_model(spec, prepare_sem_data(spec, df)), 2, 0)  # doctest: +SKIP
+    >>> len(starts), sorted(starts[0])  # doctest: +SKIP
+    (2, ['coef', 'sd'])
+    """
     import jax
     import jax.numpy as jnp
     from pymc.sampling.jax import get_jaxified_graph
@@ -1097,7 +1456,17 @@ def _ml_start(pm_model, chains: int, seed: int, with_values: bool = False):
     return (starts, map_values) if with_values else starts
 
 
-def _divergences(idata) -> int:
+def count_divergences(idata) -> int:
+    """Number of divergent transitions after tuning in ``idata`` (0 when it records none).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import xarray as xr
+    >>> ss = xr.Dataset({"diverging": (("chain", "draw"), np.array([[False, True, True]]))})
+    >>> count_divergences({"sample_stats": ss})
+    2
+    """
     try:
         ss = idata["sample_stats"]
         ss = ss.to_dataset() if hasattr(ss, "to_dataset") else ss
@@ -1114,6 +1483,24 @@ def parameter_table(fit: SemFit, prob: float = 0.9) -> pd.DataFrame:
     ``mean``, ``sd``, ``median``, central ``prob`` interval ``lower``/``upper``, rank-normalised
     ``r_hat``, bulk and tail ESS. Fixed rows carry their value as mean/median/lower/upper and
     NaN sd and diagnostics. Variances are variances (not sds); covariances are covariances.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, xarray as xr
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=200)
+    >>> df = pd.DataFrame({"x": x, "y": 0.5 * x + rng.normal(size=200)})
+    >>> spec = specify(parse_lavaan("y ~ x"), df.columns)
+    >>> # hand-made draws (chain, draw, row) stand in for a posterior from fit_sem
+    >>> draws = np.stack([rng.normal(0.5, 0.07, (2, 100)), rng.normal(1.0, 0.1, (2, 100))], axis=-1)
+    >>> post = xr.Dataset({"param_value": (("chain", "draw", "param"), draws)})
+    >>> fit = SemFit(spec, prepare_sem_data(spec, df), {"posterior": post})
+    >>> table = parameter_table(fit, prob=0.9)
+    >>> table.columns.tolist() == list(TABLE_COLUMNS)
+    True
+    >>> table["mean"].round(1).tolist(), bool((table["lower"] < table["upper"]).all())
+    ([0.5, 1.0], True)
     """
     from arviz_stats.base import array_stats
 
@@ -1142,7 +1529,20 @@ class StructuralView:
     """Posterior of the structural part over ``nodes`` (latents, observed structural variables,
     covariates), raw scale: ``B`` (S,P,P), ``Psi`` (S,P,P) disturbance covariance (covariates:
     their sample covariance), ``alpha`` (S,P), total covariance ``Cov`` (S,P,P), ``mean`` (P,)
-    reference means (sample means of observed nodes, 0 for latents)."""
+    reference means (sample means of observed nodes, 0 for latents).
+
+    Examples
+    --------
+    Made by :func:`structural_view`:
+
+    >>> import numpy as np, pandas as pd
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> df = pd.DataFrame({"x": [0.0, 1.0, 2.0, 3.0], "y": [0.1, 0.4, 1.2, 1.4]})
+    >>> spec = specify(parse_lavaan("y ~ x"), df.columns)
+    >>> view = structural_view(SemFit(spec, prepare_sem_data(spec, df), None), np.array([0.5, 1.0]))
+    >>> isinstance(view, StructuralView), view.nodes, view.edge_keys, view.B.shape
+    (True, ('y', 'x'), ('x->y',), (1, 2, 2))
+    """
 
     nodes: tuple[str, ...]
     edge_keys: tuple[str, ...]
@@ -1167,6 +1567,23 @@ def structural_view(fit: SemFit, values: np.ndarray | None = None) -> Structural
     is exact because indicators never cause structural variables in lavaan's model. ``alpha``
     is the intercept vector when the model has a mean structure, else 0 (shift effects do not
     depend on it).
+
+    Examples
+    --------
+    With given row values (``y ~ x`` = 0.5, ``y ~~ y`` = 1) instead of the posterior draws:
+
+    >>> import numpy as np, pandas as pd
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=200)
+    >>> df = pd.DataFrame({"x": x, "y": 0.5 * x + rng.normal(size=200)})
+    >>> spec = specify(parse_lavaan("y ~ x"), df.columns)
+    >>> fit = SemFit(spec, prepare_sem_data(spec, df), None)
+    >>> view = structural_view(fit, np.array([0.5, 1.0]))
+    >>> view.nodes, view.edge_keys, view.B[0].tolist()
+    (('y', 'x'), ('x->y',), [[0.0, 0.5], [0.0, 0.0]])
+    >>> bool(np.isclose(view.cov[0, 0, 0], 0.25 * view.cov[0, 1, 1] + 1.0))
+    True
     """
     spec = fit.spec
     vals = fit.row_values().reshape(-1, len(spec.rows)) if values is None else np.atleast_2d(values)

@@ -6,32 +6,103 @@ The fit is therefore one :func:`~veerkracht_bayes.sem.lavaan_model.fit_sem` per 
 group's rows. The parameter table is lavaan's, with a leading ``group`` column holding the group
 labels as they appear in the data (in order of first appearance, like lavaan's group order).
 
-``group_equal`` (lavaan's ``group.equal``: ``loadings``, ``intercepts``, ``regressions``) and
-``group_pool`` (our extension: partial pooling of the named types) need one joint model across
-groups. They are validated here but not yet available, and are refused with a clear error.
+``group_equal`` (lavaan's ``group.equal``) constrains parameter types equal across groups and
+``group_pool`` (our extension) partially pools them; both need one joint model over all groups
+(:func:`build_sem_multigroup_model`). lavaan's conventions:
+
+* types: ``loadings`` (``=~``), ``intercepts`` (``~1`` of observed variables), ``regressions``
+  (``~``), ``residuals`` (residual variances of observed variables), ``residual.covariances``,
+  ``lv.variances``, ``lv.covariances``, ``means`` (latent means);
+* with equal ``intercepts`` the model gets a mean structure (every observed intercept) and the
+  latent means of the groups after the first are free (the first group's are 0); with ``means``
+  also equal, latent means stay 0 in every group;
+* with equal ``loadings`` the latent variances stay free in every group (the scale is set by the
+  marker loading, fixed at 1 in every group);
+* a label written in the model (``a*x2``) names one parameter shared by all groups (lavaan: one
+  label for all groups means equality across groups).
+
+Covariances are parameterised as ``r * sd_i * sd_j``; equal covariances are therefore available
+only together with equal variances of the same kind (``lv.covariances`` with ``lv.variances``,
+``residual.covariances`` with ``residuals``), else a clear error.
+
+Partial pooling (``group_pool``: ``loadings``, ``intercepts``, ``regressions``): every pooled
+parameter has a population value ``theta`` and group deviations::
+
+    theta_g = theta + delta_g,   delta_g = tau * z_g,   z_g ~ Normal(0, 1),
+    tau ~ HalfNormal(tau_sd * s)
+
+one ``tau`` per pooled parameter. ``s`` makes ``tau_sd`` a standardised scale: ``sd(y) / sd(x)``
+for a regression ``y ~ x`` or a loading ``f =~ y`` (``sd`` of a latent = that of its marker
+indicator), ``sd(y)`` for an intercept (sample sds averaged over the groups). The default
+``tau_sd = 0.1`` (as the MARVEL multi-group model, :mod:`veerkracht_bayes.sem.multigroup`) says
+that group values usually differ from the population value by less than 0.1-0.2 standardised
+units; strong data override it. ``theta`` gets the parameter's usual (vague) prior. With pooled
+intercepts the latent means stay 0 (the intercept deviations carry the group differences).
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Sequence
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
 from veerkracht_bayes.errors import ModelError, Problem, did_you_mean
-from veerkracht_bayes.graph.lavaan_syntax import LavaanModel
-from veerkracht_bayes.sem.lavaan_model import SemFit, fit_sem
+from veerkracht_bayes.graph.lavaan_syntax import LavaanModel, LavaanRow
+from veerkracht_bayes.sem.lavaan_model import (
+    VAGUE_SD_RATE,
+    ParamRow,
+    SemData,
+    SemFit,
+    SemPrior,
+    SemSpec,
+    check_identification,
+    coef_prior,
+    coef_start,
+    count_divergences,
+    fit_sem,
+    ml_start,
+    prepare_sem_data,
+    reference_scales,
+    row_values_pt,
+    sem_loglik_pt,
+    specify,
+)
 
-__all__ = ["GROUP_TYPES", "MultiGroupSemFit", "fit_sem_multigroup", "parse_group_types"]
+__all__ = [
+    "DEFAULT_POOL_TAU_SD",
+    "GROUP_TYPES",
+    "POOL_TYPES",
+    "POPULATION",
+    "JointMultiGroupSemFit",
+    "MultiGroupLayout",
+    "MultiGroupSemFit",
+    "build_sem_multigroup_model",
+    "fit_sem_multigroup",
+    "multigroup_layout",
+    "multigroup_map",
+    "parse_group_types",
+]
 
 log = logging.getLogger(__name__)
 
-#: Parameter types that ``group_equal`` / ``group_pool`` may name.
-GROUP_TYPES = ("loadings", "intercepts", "regressions")
+#: Parameter types that ``group_equal`` may name (lavaan's ``group.equal`` names).
+GROUP_TYPES = ("loadings", "intercepts", "regressions", "residuals", "residual.covariances",
+               "lv.variances", "lv.covariances", "means")
+#: Parameter types that ``group_pool`` may name.
+POOL_TYPES = ("loadings", "intercepts", "regressions")
+#: Default scale of the HalfNormal prior of each pooled parameter's between-group sd (standardised).
+DEFAULT_POOL_TAU_SD = 0.1
+#: ``group`` value of the population rows (``theta``, ``tau``) of pooled parameters.
+POPULATION = "(population)"
 
 
-def parse_group_types(value: str | Sequence[str] | None, option: str) -> tuple[str, ...]:
+def parse_group_types(value: str | Sequence[str] | None, option: str,
+                      allowed: Sequence[str] = GROUP_TYPES) -> tuple[str, ...]:
     """``"loadings,intercepts"`` -> ``("loadings", "intercepts")``, every entry checked.
 
     Examples
@@ -46,16 +117,54 @@ def parse_group_types(value: str | Sequence[str] | None, option: str) -> tuple[s
     for p in parts:
         if not p:
             continue
-        if p not in GROUP_TYPES:
-            raise ModelError(Problem(f"{option}: unknown parameter type {p!r}{did_you_mean(p, GROUP_TYPES)} "
-                                     f"(expected a comma-separated list of {', '.join(GROUP_TYPES)})",
-                                     field=option, value=p))
+        if p not in allowed:
+            extra = ""
+            if p in GROUP_TYPES:
+                extra = f"; {p!r} can be constrained equal (--group-equal) but not pooled"
+            raise ModelError(Problem(f"{option}: unknown parameter type {p!r}{did_you_mean(p, allowed)} "
+                                     f"(expected a comma-separated list of {', '.join(allowed)}){extra}",
+                                     field=option.lstrip("-"), value=p))
         out.append(p)
     return tuple(dict.fromkeys(out))
 
 
+def _summaries(arr: np.ndarray, prob: float) -> tuple[float, ...]:
+    """mean, sd, median, lower, upper, r_hat, ess_bulk, ess_tail of ``(chains, draws)`` draws."""
+    from arviz_stats.base import array_stats
+
+    a = (1 - prob) / 2
+    x = arr.ravel()
+    rhat = float(array_stats.rhat(arr)) if arr.shape[0] > 1 else float("nan")
+    eb = float(array_stats.ess(arr, method="bulk"))
+    et = float(array_stats.ess(arr, method="tail", prob=(a, 1 - a)))
+    return (float(x.mean()), float(x.std(ddof=1)), float(np.median(x)), float(np.quantile(x, a)),
+            float(np.quantile(x, 1 - a)), rhat, eb, et)
+
+
 class MultiGroupSemFit:
-    """Per-group fits of a configural multi-group model."""
+    """Per-group fits of a configural multi-group model.
+
+    Returned by :func:`fit_sem_multigroup` when nothing is equal or pooled across groups: one
+    :class:`~veerkracht_bayes.sem.lavaan_model.SemFit` per group label.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, xarray as xr
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> from veerkracht_bayes.sem.lavaan_model import SemFit, prepare_sem_data, specify
+    >>> rng = np.random.default_rng(0)
+    >>> spec = specify(parse_lavaan("y ~ x"), ["x", "y"])
+    >>> # hand-made draws (chain, draw, row) stand in for each group's posterior
+    >>> post = xr.Dataset({"param_value": (("chain", "draw", "param"), rng.normal(0.5, 0.1, (2, 50, 2)))})
+    >>> fits = {g: SemFit(spec, prepare_sem_data(spec, pd.DataFrame(rng.normal(size=(40, 2)),
+    ...                                                            columns=["x", "y"])), {"posterior": post})
+    ...         for g in ("a", "b")}
+    >>> mg = MultiGroupSemFit("school", fits)
+    >>> mg.labels, mg.n
+    (('a', 'b'), {'a': 40, 'b': 40})
+    >>> mg.table()[["group", "lhs", "op", "rhs", "across_groups"]].values.tolist()
+    [['a', 'y', '~', 'x', 'free'], ['a', 'y', '~~', 'y', 'free'], ['b', 'y', '~', 'x', 'free'], ['b', 'y', '~~', 'y', 'free']]
+    """
 
     def __init__(self, group: str, fits: dict[str, SemFit]) -> None:
         self.group = group
@@ -67,11 +176,13 @@ class MultiGroupSemFit:
         return tuple(self.fits)
 
     def table(self, prob: float = 0.9) -> pd.DataFrame:
-        """lavaan's parameter table with a leading ``group`` column."""
+        """lavaan's parameter table with a leading ``group`` column and an ``across_groups``
+        column (``free`` or ``fixed``: configural)."""
         parts = []
         for lab, fit in self.fits.items():
             t = fit.table(prob)
             t.insert(0, "group", lab)
+            t["across_groups"] = np.where(t["free"] > 0, "free", "fixed")
             parts.append(t)
         return pd.concat(parts, ignore_index=True)
 
@@ -79,6 +190,454 @@ class MultiGroupSemFit:
     def n(self) -> dict[str, int]:
         """Complete cases per group."""
         return {lab: f.data.n for lab, f in self.fits.items()}
+
+    @property
+    def n_dropped(self) -> int:
+        """Rows excluded (a missing value in a modelled column), all groups."""
+        return sum(f.data.n_dropped for f in self.fits.values())
+
+
+# --------------------------------------------------------------------------- joint model layout
+def _row_type(r: ParamRow, latents: frozenset[str]) -> str:
+    if r.op == "=~":
+        return "loadings"
+    if r.op == "~":
+        return "regressions"
+    if r.op == "~1":
+        return "means" if r.lhs in latents else "intercepts"
+    lat = r.lhs in latents and r.rhs in latents
+    if r.lhs == r.rhs:
+        return "lv.variances" if lat else "residuals"
+    return "lv.covariances" if lat else "residual.covariances"
+
+
+@dataclass(frozen=True)
+class MultiGroupLayout:
+    """How the per-group parameters of a joint multi-group model are built.
+
+    Attributes
+    ----------
+    spec
+        The per-group specification (the same model in every group).
+    labels
+        Group labels.
+    data
+        Per-group sufficient statistics.
+    kind
+        Per joint parameter: ``coef``, ``sd`` or ``corr``.
+    owner
+        Per joint parameter: ``(pid, group index or -1 for shared)``.
+    index
+        ``(G, n_free)`` joint parameter of each group's free parameter (``n_joint``: fixed at 0).
+    mode
+        Per free parameter of ``spec``: ``free``, ``equal`` or ``pooled``.
+    pooled
+        Free parameters (pids) that are partially pooled, in order.
+    tau_scale
+        Per pooled parameter: the scale of its ``tau`` prior (``tau_sd * s``).
+    zero
+        ``(group, pid)`` pairs fixed at 0 (the first group's latent means under equal intercepts).
+    group_equal, group_pool
+        The requested types.
+
+    Examples
+    --------
+    Made by :func:`multigroup_layout`; with equal regressions both groups' ``y ~ x`` is joint
+    parameter 0, and each group has its own residual sd:
+
+    >>> import numpy as np, pandas as pd
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0)
+    >>> frames = [pd.DataFrame({"x": rng.normal(size=50), "y": rng.normal(size=50)}) for _ in range(2)]
+    >>> lay = multigroup_layout(parse_lavaan("y ~ x"), frames, ["a", "b"], group_equal=["regressions"])
+    >>> lay.labels, lay.kind, lay.mode, lay.index.tolist()
+    (('a', 'b'), ('coef', 'sd', 'sd'), ('equal', 'free'), [[0, 1], [0, 2]])
+    """
+
+    spec: SemSpec
+    labels: tuple[str, ...]
+    data: tuple[SemData, ...]
+    kind: tuple[str, ...]
+    owner: tuple[tuple[int, int], ...]
+    index: np.ndarray
+    mode: tuple[str, ...]
+    pooled: tuple[int, ...]
+    tau_scale: np.ndarray
+    zero: frozenset[tuple[int, int]]
+    group_equal: tuple[str, ...]
+    group_pool: tuple[str, ...]
+    tau_sd: float
+    bounds: tuple[str | None, ...] = ()
+
+    @property
+    def n_joint(self) -> int:
+        """Number of joint free parameters (pooled deviations not counted)."""
+        return len(self.kind)
+
+    def pid_type(self, pid: int) -> str:
+        """lavaan type of a free parameter (that of its first row)."""
+        lat = frozenset(self.spec.latents)
+        return _row_type(self.spec.free_rows()[pid][0], lat)
+
+
+def _augment(model: LavaanModel, spec: SemSpec, eq: tuple[str, ...], pool: tuple[str, ...]
+             ) -> tuple[LavaanModel, set[str]]:
+    """Add the rows a multi-group model with equal / pooled intercepts needs (lavaan's
+    ``meanstructure = TRUE``): every observed intercept, and latent means when intercepts are
+    equal (and means are not). Returns the model and the latents whose mean row was added."""
+    need_means = "intercepts" in eq or "intercepts" in pool or "means" in eq
+    if not need_means:
+        return model, set()
+    have = {r.lhs for r in model.intercepts()}
+    extra = [LavaanRow(v, "~1", "") for v in spec.observed if v not in have]
+    added_lat: set[str] = set()
+    if "intercepts" in eq and "means" not in eq:
+        for f in spec.latents:
+            if f not in have:
+                extra.append(LavaanRow(f, "~1", ""))
+                added_lat.add(f)
+    return LavaanModel(rows=tuple(model.rows) + tuple(extra), path=model.path), added_lat
+
+
+def multigroup_layout(model: LavaanModel, frames: Sequence[pd.DataFrame], labels: Sequence[str], *,
+                      group_equal: Sequence[str] = (), group_pool: Sequence[str] = (),
+                      tau_sd: float = DEFAULT_POOL_TAU_SD, priors: Mapping[str, SemPrior] | None = None,
+                      source: str | None = None) -> MultiGroupLayout:
+    """Specify the model, summarise each group's data and lay out the joint parameters.
+
+    Parameters
+    ----------
+    model
+        Parsed lavaan model.
+    frames
+        One data frame per group (the group column removed).
+    labels
+        Group labels, in the order of ``frames``.
+    group_equal, group_pool
+        Parameter types equal / partially pooled across groups (see the module docstring).
+    tau_sd
+        Scale of the HalfNormal prior of each pooled parameter's ``tau`` (standardised units).
+
+    Returns
+    -------
+    MultiGroupLayout
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0)
+    >>> frames = [pd.DataFrame({"x": rng.normal(size=50), "y": rng.normal(size=50)}) for _ in range(2)]
+    >>> lay = multigroup_layout(parse_lavaan("y ~ x"), frames, ["a", "b"], group_pool=["regressions"])
+    >>> lay.mode, lay.n_joint
+    (('pooled', 'free'), 3)
+    """
+    eq, pool = tuple(group_equal), tuple(group_pool)
+    if not tau_sd > 0 or not np.isfinite(tau_sd):
+        raise ModelError(Problem(f"tau_sd must be a positive number, got {tau_sd}", field="pool-tau-sd",
+                                 value=tau_sd))
+    cols = list(map(str, frames[0].columns))
+    spec0 = specify(model, cols)
+    model2, added_lat = _augment(model, spec0, eq, pool)
+    spec = specify(model2, cols) if model2 is not model else spec0
+    for need, what in (("lv.covariances", "lv.variances"), ("residual.covariances", "residuals")):
+        if need in eq and what not in eq:
+            raise ModelError(Problem(
+                f"--group-equal {need} needs {what} equal too: covariances are parameterised as "
+                f"correlation x sd x sd, so equal covariances with unequal variances are not available "
+                f"(expected --group-equal ...,{what},{need}, or leave {need} out)", field="group-equal",
+                value=need))
+    check_identification(spec, priors)
+    data = tuple(prepare_sem_data(spec, df, source) for df in frames)
+    G = len(labels)
+    lat = frozenset(spec.latents)
+    frows = spec.free_rows()
+    mode: list[str] = []
+    for pid in range(spec.n_free):
+        rows = frows[pid]
+        t = _row_type(rows[0], lat)
+        if any(r.label for r in rows) or t in eq:
+            mode.append("equal")
+        elif t in pool:
+            mode.append("pooled")
+        else:
+            mode.append("free")
+    zero = frozenset((0, pid) for pid in range(spec.n_free)
+                     if frows[pid][0].op == "~1" and frows[pid][0].lhs in added_lat)
+    kind: list[str] = []
+    owner: list[tuple[int, int]] = []
+    index = np.zeros((G, spec.n_free), dtype=int)
+    for pid in range(spec.n_free):
+        if mode[pid] in ("equal", "pooled"):
+            index[:, pid] = len(kind)
+            kind.append(spec.free_kind[pid])
+            owner.append((pid, -1))
+        else:
+            for g in range(G):
+                if (g, pid) in zero:
+                    continue
+                index[g, pid] = len(kind)
+                kind.append(spec.free_kind[pid])
+                owner.append((pid, g))
+    for g, pid in zero:
+        index[g, pid] = len(kind)  # the constant-0 slot after the joint parameters
+    t_moments = G * spec.n_moments()
+    n_par = len(kind) + G * sum(m == "pooled" for m in mode)
+    if len(kind) > t_moments:
+        raise ModelError(Problem(f"the multi-group model has {len(kind)} free parameters but the data give "
+                                 f"only {t_moments} sample moments over {G} groups: the t-rule fails",
+                                 file=model.path))
+    pooled = tuple(pid for pid in range(spec.n_free) if mode[pid] == "pooled")
+    scales = [reference_scales(spec, d) for d in data]
+
+    def sd_of(v: str) -> float:
+        return float(np.mean([sc[v] if v in sc else d.sd.get(v, 1.0) for sc, d in zip(scales, data)]))
+
+    tau_scale = []
+    for pid in pooled:
+        r = frows[pid][0]
+        if r.op == "~1":
+            s = sd_of(r.lhs)
+        elif r.op == "=~":
+            s = sd_of(r.rhs) / sd_of(r.lhs)
+        else:
+            s = sd_of(r.lhs) / sd_of(r.rhs)
+        tau_scale.append(tau_sd * s)
+    log.info("multi-group model: %d groups, %d joint parameters (+%d pooled deviations); equal: %s; "
+             "pooled: %s", G, len(kind), n_par - len(kind), ", ".join(eq) or "-", ", ".join(pool) or "-")
+    return MultiGroupLayout(spec=spec, labels=tuple(labels), data=data, kind=tuple(kind),
+                            owner=tuple(owner), index=index, mode=tuple(mode), pooled=pooled,
+                            tau_scale=np.asarray(tau_scale, dtype=float), zero=zero, group_equal=eq,
+                            group_pool=pool, tau_sd=float(tau_sd), bounds=spec.bounds)
+
+
+# --------------------------------------------------------------------------- joint PyMC model
+def build_sem_multigroup_model(layout: MultiGroupLayout, priors: Mapping[str, SemPrior] | None = None):
+    """Build the joint PyMC model of a multi-group lavaan model.
+
+    Priors as :func:`~veerkracht_bayes.sem.lavaan_model.build_sem_model` (vague unless ``priors``);
+    a shared sd's Gamma prior uses the groups' average sample sd. Pooled parameters: see the
+    module docstring.
+
+    Returns
+    -------
+    pm.Model
+        Free variables ``coef`` (``coef_pos``/``coef_neg``), ``sd``, ``corr`` (dim ``joint_*``),
+        ``pool_z`` and ``tau`` when pooling; deterministics ``param_value`` (dims ``group``,
+        ``param``), and when pooling ``theta`` (population values), ``delta`` (``group``, ``pooled``).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0)
+    >>> frames = [pd.DataFrame({"x": rng.normal(size=50), "y": rng.normal(size=50)}) for _ in range(2)]
+    >>> lay = multigroup_layout(parse_lavaan("y ~ x"), frames, ["a", "b"], group_equal=["regressions"])
+    >>> model = build_sem_multigroup_model(lay)
+    >>> sorted(rv.name for rv in model.free_RVs), model.named_vars_to_dims["param_value"]
+    (['coef', 'sd'], ('group', 'param'))
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    priors = priors or {}
+    spec = layout.spec
+    frows = spec.free_rows()
+    G = len(layout.labels)
+    scales = [reference_scales(spec, d) for d in layout.data]
+
+    ids: dict[str, list[int]] = {"free": [], "pos": [], "neg": [], "sd": [], "corr": []}
+    for j, (k, (pid, _g)) in enumerate(zip(layout.kind, layout.owner)):
+        if k == "coef":
+            ids[layout.bounds[pid] or "free"].append(j)
+        else:
+            ids[k].append(j)
+    coords = {"param": [r.key for r in spec.rows], "group": list(layout.labels)}
+    if layout.pooled:
+        coords["pooled"] = [frows[p][0].key for p in layout.pooled]
+    with pm.Model(coords=coords) as model:
+        J = pt.zeros((layout.n_joint + 1,))
+        for grp in ("free", "pos", "neg"):
+            js = ids[grp]
+            if not js:
+                continue
+            mu = np.array([coef_prior(spec, layout.owner[j][0], priors)[0] for j in js])
+            sg = np.array([coef_prior(spec, layout.owner[j][0], priors)[1] for j in js])
+            init = np.array([coef_start(frows[layout.owner[j][0]][0], layout.data[max(layout.owner[j][1], 0)])
+                             for j in js])
+            name = "coef" if grp == "free" else f"coef_{grp}"
+            if grp == "free":
+                rv = pm.Normal(name, mu=mu, sigma=sg, shape=len(js), initval=init)
+            else:
+                lo, hi = (0.0, None) if grp == "pos" else (None, 0.0)
+                init = np.abs(init) * (1 if grp == "pos" else -1) + (0.1 if grp == "pos" else -0.1)
+                rv = pm.TruncatedNormal(name, mu=mu, sigma=sg, lower=lo, upper=hi, shape=len(js),
+                                        initval=init)
+            J = pt.set_subtensor(J[np.array(js)], rv)
+        if ids["sd"]:
+            s = []
+            for j in ids["sd"]:
+                pid, g = layout.owner[j]
+                v = frows[pid][0].lhs
+                s.append(float(np.mean([sc[v] for sc in scales])) if g < 0 else scales[g][v])
+            s = np.array(s)
+            rv = pm.Gamma("sd", alpha=1.0, beta=VAGUE_SD_RATE / s, shape=len(s), initval=np.sqrt(0.5) * s)
+            J = pt.set_subtensor(J[np.array(ids["sd"])], rv)
+        if ids["corr"]:
+            rv = pm.Uniform("corr", lower=-1.0, upper=1.0, shape=len(ids["corr"]),
+                            initval=np.zeros(len(ids["corr"])))
+            J = pt.set_subtensor(J[np.array(ids["corr"])], rv)
+        delta = None
+        if layout.pooled:
+            P = len(layout.pooled)
+            tau = pm.HalfNormal("tau", sigma=layout.tau_scale, dims="pooled",
+                                initval=0.5 * layout.tau_scale)
+            z = pm.Normal("pool_z", 0.0, 1.0, dims=("group", "pooled"), initval=np.zeros((G, P)))
+            delta = pm.Deterministic("delta", z * tau[None, :], dims=("group", "pooled"))
+            pm.Deterministic("theta", J[layout.index[0, list(layout.pooled)]], dims="pooled")
+        vals = []
+        total = 0.0
+        # the disturbance covariance's positive definiteness counts wherever Psi has covariances
+        check_psi = "corr" in spec.free_kind or any(r.kind == "cov" for r in spec.rows)
+        pool_idx = np.array(layout.pooled, dtype=int)
+        for g in range(G):
+            free_g = J[layout.index[g]]
+            if delta is not None:
+                free_g = pt.inc_subtensor(free_g[pool_idx], delta[g])
+            v = row_values_pt(spec, free_g)
+            vals.append(v)
+            ll, psi_ok = sem_loglik_pt(spec, layout.data[g], v)
+            total = total + (pt.switch(psi_ok, ll, -np.inf) if check_psi else ll)
+        pm.Deterministic("param_value", pt.stack(vals), dims=("group", "param"))
+        pm.Potential("loglik", total)
+    return model
+
+
+def multigroup_map(layout: MultiGroupLayout, priors: Mapping[str, SemPrior] | None = None) -> np.ndarray:
+    """Posterior mode (the ML fit under the vague priors): ``(G, R)`` value of every table row.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=400); y = 0.5 * x + rng.normal(size=400)
+    >>> frames = [pd.DataFrame({"x": x[:200], "y": y[:200]}), pd.DataFrame({"x": x[200:], "y": y[200:]})]
+    >>> lay = multigroup_layout(parse_lavaan("y ~ x"), frames, ["a", "b"], group_equal=["regressions"])
+    >>> v = multigroup_map(lay)
+    >>> bool(v[0, 0] == v[1, 0])
+    True
+    """
+    pm_model = build_sem_multigroup_model(layout, priors)
+    _, values = ml_start(pm_model, 1, 0, with_values=True)
+    return values
+
+
+# --------------------------------------------------------------------------- joint fit
+@dataclass
+class JointMultiGroupSemFit:
+    """A joint multi-group fit (``group_equal`` / ``group_pool`` / labels shared across groups).
+
+    Returned by :func:`fit_sem_multigroup` when some parameters are equal or pooled across
+    groups; ``idata`` holds ``param_value`` (dims ``chain, draw, group, param``).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, xarray as xr
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0)
+    >>> frames = [pd.DataFrame({"x": rng.normal(size=50), "y": rng.normal(size=50)}) for _ in range(2)]
+    >>> lay = multigroup_layout(parse_lavaan("y ~ x"), frames, ["a", "b"], group_equal=["regressions"])
+    >>> # hand-made draws (chain, draw, group, row) stand in for the joint posterior
+    >>> dims = ("chain", "draw", "group", "param")
+    >>> post = xr.Dataset({"param_value": (dims, rng.normal(0.5, 0.1, (2, 50, 2, 2)))})
+    >>> fit = JointMultiGroupSemFit("school", lay, {"posterior": post})
+    >>> fit.labels, fit.n, fit.row_values().shape
+    (('a', 'b'), {'a': 50, 'b': 50}, (2, 50, 2, 2))
+    >>> fit.table()[["group", "op", "label", "free", "across_groups"]].values.tolist()
+    [['a', '~', '.p1.', 1, 'equal'], ['a', '~~', '', 2, 'free'], ['b', '~', '.p1.', 1, 'equal'], ['b', '~~', '', 3, 'free']]
+    """
+
+    group: str
+    layout: MultiGroupLayout
+    idata: object
+    settings: dict = field(default_factory=dict)
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Group labels, in order of first appearance in the data."""
+        return self.layout.labels
+
+    @property
+    def n(self) -> dict[str, int]:
+        """Complete cases per group."""
+        return {lab: d.n for lab, d in zip(self.layout.labels, self.layout.data)}
+
+    @property
+    def n_dropped(self) -> int:
+        """Rows excluded (a missing value in a modelled column), all groups."""
+        return sum(d.n_dropped for d in self.layout.data)
+
+    def _post(self):
+        post = self.idata["posterior"]
+        return post.to_dataset() if hasattr(post, "to_dataset") else post
+
+    def row_values(self) -> np.ndarray:
+        """``(chains, draws, G, R)`` posterior draws of every group's parameter-table rows."""
+        return np.asarray(self._post()["param_value"].transpose("chain", "draw", "group", "param").values)
+
+    def table(self, prob: float = 0.9) -> pd.DataFrame:
+        """lavaan's parameter table with a leading ``group`` column.
+
+        One block of rows per group (lavaan's rows; ``free`` is the joint parameter's 1-based
+        index, shared by equal rows, which also share a lavaan-style label ``.pN.`` where ``N`` is
+        the row's position in the first group's block, unless the model labels them). The column
+        ``across_groups`` says ``fixed``, ``free`` (this group's own), ``equal``, or ``pooled``
+        (``theta_g``). Pooled parameters add rows of their own: per group a ``delta`` row
+        (``delta_g``), then in group ``(population)`` a ``population`` row (``theta``) and a
+        ``tau`` row (the between-group sd). Same interval and diagnostics columns as the
+        single-group table.
+        """
+        lay = self.layout
+        spec = lay.spec
+        vals = self.row_values()
+        recs = []
+        nan8 = (np.nan,) * 3
+        pool_pos = {pid: k for k, pid in enumerate(lay.pooled)}
+        first_row = {}
+        for i, r in enumerate(spec.rows):
+            if r.pid >= 0:
+                first_row.setdefault(r.pid, i)
+        post = self._post()
+        for g, lab in enumerate(lay.labels):
+            for i, r in enumerate(spec.rows):
+                fixed = r.pid < 0 or (g, r.pid) in lay.zero
+                if fixed:
+                    v = float(r.fixed) if r.pid < 0 else 0.0
+                    recs.append((lab, r.lhs, r.op, r.rhs, r.label, 0, v, np.nan, v, v, v, *nan8, "fixed"))
+                    continue
+                m = lay.mode[r.pid]
+                label = r.label or (f".p{first_row[r.pid] + 1}." if m == "equal" else "")
+                recs.append((lab, r.lhs, r.op, r.rhs, label, int(lay.index[g, r.pid]) + 1,
+                             *_summaries(vals[:, :, g, i], prob), m))
+            if lay.pooled:
+                d = np.asarray(post["delta"].transpose("chain", "draw", "group", "pooled").values)
+                for pid in lay.pooled:
+                    r = spec.rows[first_row[pid]]
+                    recs.append((lab, r.lhs, r.op, r.rhs, "", 0, *_summaries(d[:, :, g, pool_pos[pid]], prob),
+                                 "delta"))
+        if lay.pooled:
+            th = np.asarray(post["theta"].transpose("chain", "draw", "pooled").values)
+            tau = np.asarray(post["tau"].transpose("chain", "draw", "pooled").values)
+            for pid in lay.pooled:
+                r = spec.rows[first_row[pid]]
+                k = pool_pos[pid]
+                recs.append((POPULATION, r.lhs, r.op, r.rhs, "", int(lay.index[0, pid]) + 1,
+                             *_summaries(th[:, :, k], prob), "population"))
+                recs.append((POPULATION, r.lhs, r.op, r.rhs, "", 0, *_summaries(tau[:, :, k], prob), "tau"))
+        from veerkracht_bayes.sem.lavaan_model import TABLE_COLUMNS
+
+        return pd.DataFrame.from_records(recs, columns=["group", *TABLE_COLUMNS, "across_groups"])
 
 
 def _label(v: object) -> str:
@@ -90,7 +649,9 @@ def _label(v: object) -> str:
 def fit_sem_multigroup(model: LavaanModel, df: pd.DataFrame, group: str, *,
                        group_equal: str | Sequence[str] | None = None,
                        group_pool: str | Sequence[str] | None = None,
-                       seed: int = 2023, source: str | None = None, **kwargs: object) -> MultiGroupSemFit:
+                       tau_sd: float = DEFAULT_POOL_TAU_SD,
+                       seed: int = 2023, source: str | None = None, **kwargs: object
+                       ) -> MultiGroupSemFit | JointMultiGroupSemFit:
     """Fit a multi-group lavaan model (module docstring).
 
     Parameters
@@ -101,35 +662,56 @@ def fit_sem_multigroup(model: LavaanModel, df: pd.DataFrame, group: str, *,
         Data with the group column.
     group
         Name of the group column; rows with a missing group are excluded (logged).
-    group_equal, group_pool
-        Parameter types constrained equal / partially pooled across groups (not yet available:
-        refused).
+    group_equal
+        Parameter types constrained equal across groups (:data:`GROUP_TYPES`, lavaan's
+        ``group.equal``), a comma-separated string or a sequence.
+    group_pool
+        Parameter types partially pooled across groups (:data:`POOL_TYPES`).
+    tau_sd
+        Scale of the HalfNormal prior of each pooled parameter's between-group sd, in
+        standardised units (default :data:`DEFAULT_POOL_TAU_SD`).
     seed
-        Seed; group ``k`` (0-based) uses ``seed + k``.
+        Seed; configural: group ``k`` (0-based) uses ``seed + k``.
     kwargs
-        Passed on to :func:`~veerkracht_bayes.sem.lavaan_model.fit_sem` (draws, tune, chains, sampler...).
+        ``priors``, ``draws``, ``tune``, ``chains``, ``sampler``, ``target_accept``,
+        ``progressbar`` as :func:`~veerkracht_bayes.sem.lavaan_model.fit_sem`.
+
+    Returns
+    -------
+    MultiGroupSemFit
+        Configural without shared labels: one fit per group.
+    JointMultiGroupSemFit
+        With ``group_equal``, ``group_pool`` or a label in the model (one parameter shared by
+        all groups, as lavaan): one joint fit.
 
     Raises
     ------
     ModelError
-        Unknown group column, fewer than two groups, an unknown parameter type, or a requested
-        equality / pooling.
+        Unknown group column, fewer than two groups, an unknown parameter type, a type both equal
+        and pooled, equal covariances without equal variances.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(1)
+    >>> df = pd.DataFrame({"g": ["a", "b"] * 50, "x": rng.normal(size=100)})
+    >>> df["y"] = 0.5 * df.x + rng.normal(size=100)
+    >>> fit = fit_sem_multigroup(parse_lavaan("y ~ x"), df, "g", group_equal="regressions",
+    ...                          draws=50, tune=50, chains=1)  # doctest: +SKIP
+    >>> fit.table()[["group", "lhs", "op", "rhs", "label", "across_groups"]]  # doctest: +SKIP
     """
     cols = list(map(str, df.columns))
     if group not in cols:
         raise ModelError(Problem(f"group column {group!r} is not in the data{did_you_mean(group, cols)}",
                                  file=source, field="group", value=group))
     eq = parse_group_types(group_equal, "--group-equal")
-    pool = parse_group_types(group_pool, "--group-pool")
+    pool = parse_group_types(group_pool, "--group-pool", POOL_TYPES)
     both = sorted(set(eq) & set(pool))
     if both:
-        raise ModelError(Problem(f"{both} named in both --group-equal and --group-pool (expected one of them)",
-                                 field="group-pool", value=both))
-    if eq or pool:
-        raise ModelError(Problem("--group-equal / --group-pool need a joint multi-group model, which is not "
-                                 "available yet; fit the configural model (no --group-equal), or use the "
-                                 "MARVEL multi-group model (veerkracht_bayes.sem.multigroup) for pooled links",
-                                 field="group-equal" if eq else "group-pool"))
+        raise ModelError(Problem(f"{', '.join(both)} named in both --group-equal and --group-pool; a parameter "
+                                 "type is either equal across groups or partially pooled (expected it in "
+                                 "one of them)", field="group-pool", value=both))
     g = df[group]
     missing = g.isna()
     if missing.any():
@@ -140,9 +722,67 @@ def fit_sem_multigroup(model: LavaanModel, df: pd.DataFrame, group: str, *,
                                  file=source, field="group"))
     lab_col = g.map(lambda v: None if pd.isna(v) else _label(v))
     rest = df.drop(columns=[group])
-    fits = {}
-    for k, lab in enumerate(labels):
+    frames = []
+    for lab in labels:
         sub = rest[(lab_col == lab).to_numpy()].reset_index(drop=True)
         log.info("group %r: %d row(s)", lab, len(sub))
-        fits[lab] = fit_sem(model, sub, seed=seed + k, source=source, **kwargs)  # type: ignore[arg-type]
-    return MultiGroupSemFit(group, fits)
+        frames.append(sub)
+    has_labels = any(r.label for r in model.rows if r.op in ("=~", "~", "~~", "~1"))
+    if not eq and not pool and not has_labels:
+        fits = {}
+        for k, (lab, sub) in enumerate(zip(labels, frames)):
+            fits[lab] = fit_sem(model, sub, seed=seed + k, source=source, **kwargs)  # type: ignore[arg-type]
+        return MultiGroupSemFit(group, fits)
+    return _fit_joint(model, frames, labels, group, eq, pool, tau_sd, seed, source, **kwargs)
+
+
+def _fit_joint(model: LavaanModel, frames: list[pd.DataFrame], labels: list[str], group: str,
+               eq: tuple[str, ...], pool: tuple[str, ...], tau_sd: float, seed: int, source: str | None, *,
+               priors: Mapping[str, SemPrior] | None = None, draws: int = 1000, tune: int = 1000,
+               chains: int = 2, sampler: str = "numpyro", target_accept: float = 0.9,
+               progressbar: bool = False) -> JointMultiGroupSemFit:
+    from veerkracht_bayes.runtime import ensure_cpu_devices
+
+    ensure_cpu_devices()
+    import pymc as pm
+
+    samplers = ["numpyro", "pymc", "nutpie", "blackjax"]
+    if sampler not in samplers:
+        raise ModelError(Problem(f"unknown sampler {sampler!r}{did_you_mean(str(sampler), samplers)} "
+                                 f"(expected one of {', '.join(samplers)})", field="sampler", value=sampler))
+    for name, v, lo in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
+        if int(v) < lo:
+            raise ModelError(Problem(f"{name} must be >= {lo}, got {v}", field=name, value=v))
+    priors = dict(priors or {})
+    layout = multigroup_layout(model, frames, labels, group_equal=eq, group_pool=pool, tau_sd=tau_sd,
+                               priors=priors, source=source)
+    pm_model = build_sem_multigroup_model(layout, priors)
+    initvals = ml_start(pm_model, chains, seed)
+    nuts: dict[str, object] = {"target_accept": target_accept}
+    if sampler in ("numpyro", "blackjax"):
+        nuts["jitter"] = False
+    if sampler == "numpyro":
+        nuts["chain_method"] = "parallel" if chains > 1 and (os.cpu_count() or 1) > 1 else "sequential"
+    kw: dict[str, object] = {"nuts": nuts, "initvals": initvals}
+    if sampler == "pymc":
+        kw["init"] = "adapt_diag"
+    log.info("sampling %d chains x (%d tune + %d draws) with %s (joint multi-group model)", chains, tune,
+             draws, sampler)
+    with pm_model:
+        idata = pm.sample(draws=draws, tune=tune, chains=chains, random_seed=seed,
+                          cores=min(chains, os.cpu_count() or 1), progressbar=progressbar,
+                          nuts_sampler=sampler, compute_convergence_checks=False,
+                          idata_kwargs={"log_likelihood": False}, **kw)
+    settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed, "sampler": sampler,
+                "target_accept": target_accept, "group": group, "group_equal": list(eq),
+                "group_pool": list(pool), "tau_sd": tau_sd, "n": {l: d.n for l, d in zip(labels, layout.data)}}
+    try:
+        idata.attrs["sem_settings"] = json.dumps(settings)
+        idata.attrs["lavaan_model"] = model.to_lavaan()
+    except (AttributeError, TypeError):  # pragma: no cover - attrs are a convenience
+        log.debug("could not record the settings in the posterior's attributes")
+    div = count_divergences(idata)
+    if div:
+        log.warning("%d divergent transition(s) after tuning; check the parameter table's r_hat and ess "
+                    "columns", div)
+    return JointMultiGroupSemFit(group=group, layout=layout, idata=idata, settings=settings)

@@ -53,7 +53,7 @@ represented twice in do-queries (once inside the data-estimated direct link, onc
 prior-only path); on MARVEL such paths are products of two or more small prior links.
 In the sampler, the prior-only links are independent of everything else (the barriers act
 on the likelihood system); the full system's barriers are then imposed on them by an exact
-accept/redraw step (``sampling._cut_completion``). ``unmeasured="joint"`` fits the full
+accept/redraw step (``sampling.cut_completion``). ``unmeasured="joint"`` fits the full
 system instead. ``psi`` is reported for the full system
 (every latent with variance 1); a soft barrier keeps it positive.
 
@@ -80,8 +80,10 @@ from veerkracht_bayes.sem import algebra
 from veerkracht_bayes.sem.preconditioning import WHITEN_PREFIX, edge_groups, intercept_whitening
 from veerkracht_bayes.survey.statistics import ModelData
 
-__all__ = ["EdgePriorValues", "ModelLayout", "StabilitySettings", "build_model", "edge_prior_values",
-           "edge_groups", "perron_upper_bound"]
+__all__ = ["EdgePriorValues", "ModelLayout", "StabilitySettings", "build_model", "data_container",
+           "edge_prior_values", "edge_groups", "edge_rvs", "full_system", "measurement_parameters",
+           "pattern_loglik_tensor",
+           "perron_upper_bound"]
 
 LOG_2PI = float(np.log(2 * np.pi))
 #: Name prefix of the model's data containers (``pm.Data``): the sufficient statistics and
@@ -92,7 +94,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StabilitySettings:
-    """Smooth stability barrier: density times ``sigmoid((rho_max - rho(|B|)) / width)``."""
+    """Smooth stability barrier: density times ``sigmoid((rho_max - rho(|B|)) / width)``.
+
+    Examples
+    --------
+    >>> StabilitySettings().rho_max
+    0.99
+    """
 
     rho_max: float = 0.99
     width: float = 0.005
@@ -101,7 +109,13 @@ class StabilitySettings:
 
 @dataclass(frozen=True)
 class EdgePriorValues:
-    """Numeric prior of one edge coefficient (standardised scale)."""
+    """Numeric prior of one edge coefficient (standardised scale).
+
+    Examples
+    --------
+    >>> EdgePriorValues("truncated_normal", 0.2, 0.1, 0.0, None, None).mean
+    0.2
+    """
 
     distribution: str  # truncated_normal | normal | student_t | half_normal
     mean: float
@@ -129,6 +143,15 @@ def edge_prior_values(priors: object | None, graph: CausalGraph, *, vague: bool 
     vague
         Without ``priors``: unconstrained Normal(0, 1) (generic lavaan models) instead
         of the sign-constrained default.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> g = load_graph("marvel")
+    >>> eps = edge_prior_values(None, g)
+    >>> p = eps[g.edge_keys[0]]
+    >>> isinstance(p, EdgePriorValues), p.distribution
+    (True, 'truncated_normal')
     """
     out = {}
     for e in graph.edges:
@@ -155,7 +178,15 @@ def edge_prior_values(priors: object | None, graph: CausalGraph, *, vague: bool 
 
 @dataclass(frozen=True)
 class ModelLayout:
-    """How graph nodes and edges map onto model arrays (returned with the model)."""
+    """How graph nodes and edges map onto model arrays (returned with the model).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> _, layout = build_model(load_graph("marvel"), None)
+    >>> isinstance(layout, ModelLayout), len(layout.latent)
+    (True, 26)
+    """
 
     nodes: tuple[str, ...]
     latent: tuple[str, ...]
@@ -191,15 +222,23 @@ def _classify(graph: CausalGraph, data: ModelData | None) -> tuple[list[str], li
     return list(cls.latent), list(cls.covariates), list(cls.absent)
 
 
-def _data(name: str, value: np.ndarray) -> pt.TensorVariable:
-    """A data container with a static shape (so rewrites and contractions know the sizes)."""
+def data_container(name: str, value: np.ndarray) -> pt.TensorVariable:
+    """A float data container ``pm.Data(DATA_PREFIX + name)`` with a static shape.
+
+    The static shape lets PyTensor's rewrites and contractions know the sizes; the prefix lets
+    the samplers pass the container as an argument (see ``inference.jax_nuts``). Call it inside
+    a ``pm.Model`` context.
+
+    Examples
+    --------
+    >>> import numpy as np, pymc as pm
+    >>> with pm.Model():
+    ...     d = data_container("W", np.ones(3))
+    >>> d.name, d.type.shape
+    ('data_W', (3,))
+    """
     value = np.asarray(value, dtype=float)
     return pm.Data(DATA_PREFIX + name, value, shape=value.shape)
-
-
-def _perron_root(absb: pt.TensorVariable, iters: int) -> pt.TensorVariable:
-    """Smooth upper bound of the Perron root of ``|B|``: :func:`~veerkracht_bayes.sem.algebra.perron_bound`."""
-    return algebra.perron_bound(absb, iters, xp="pytensor")
 
 
 def perron_upper_bound(absb: np.ndarray, iters: int = 128) -> np.ndarray:
@@ -216,8 +255,31 @@ def perron_upper_bound(absb: np.ndarray, iters: int = 128) -> np.ndarray:
     return algebra.perron_bound(np.asarray(absb, dtype=float), iters, xp="numpy")
 
 
-def _edge_rvs(priors: dict[str, EdgePriorValues], keys: list[str]) -> pt.TensorVariable:
-    """Create one vector of edge coefficients (in ``keys`` order) from grouped RVs."""
+def edge_rvs(priors: dict[str, EdgePriorValues], keys: list[str]) -> pt.TensorVariable:
+    """One vector of edge coefficients (in ``keys`` order) made of grouped random variables.
+
+    Edges with the same prior family and sign constraint share one vector-valued RV
+    (:func:`~veerkracht_bayes.sem.preconditioning.edge_groups` names and groups them); the
+    result concatenates the groups and restores the order of ``keys``. Shared by the
+    continuous, ordinal, polychoric and multi-group models. Call it inside a ``pm.Model``.
+
+    Parameters
+    ----------
+    priors
+        Numeric prior per edge key (:func:`edge_prior_values`).
+    keys
+        The edges to create, in the order of the returned vector.
+
+    Examples
+    --------
+    >>> import pymc as pm
+    >>> pri = {"a->b": EdgePriorValues("truncated_normal", 0.2, 0.1, 0.0, None),
+    ...        "b->c": EdgePriorValues("normal", 0.0, 1.0, None, None)}
+    >>> with pm.Model() as m:
+    ...     beta = edge_rvs(pri, ["a->b", "b->c"])
+    >>> sorted(rv.name for rv in m.free_RVs)
+    ['beta_normal', 'beta_truncated_normal_pos']
+    """
     parts, order = [], []
     for name, dist, idx in edge_groups(priors, keys):
         mu = np.array([priors[keys[i]].mean for i in idx])
@@ -243,11 +305,15 @@ def _edge_rvs(priors: dict[str, EdgePriorValues], keys: list[str]) -> pt.TensorV
     return flat[inv]
 
 
-def _pattern_loglik(lam: pt.TensorVariable, theta: pt.TensorVariable, c_idx: np.ndarray, plk: int,
-                    B: pt.TensorVariable, psi: pt.TensorVariable, M: pt.TensorVariable,
-                    D: pt.TensorVariable, W: pt.TensorVariable, Syy: pt.TensorVariable,
-                    Suy: pt.TensorVariable, Suu: pt.TensorVariable) -> pt.TensorVariable:
-    """Gaussian log-likelihood of each missingness pattern from its sufficient statistics.
+def pattern_loglik_tensor(lam: pt.TensorVariable, theta: pt.TensorVariable, c_idx: np.ndarray,
+                          plk: int, B: pt.TensorVariable, psi: pt.TensorVariable,
+                          M: pt.TensorVariable, D: pt.TensorVariable, W: pt.TensorVariable,
+                          Syy: pt.TensorVariable, Suy: pt.TensorVariable,
+                          Suu: pt.TensorVariable) -> pt.TensorVariable:
+    """Gaussian log-likelihood of each missingness pattern from its sufficient statistics (PyTensor).
+
+    Shared by the continuous and the multi-group models; the NumPy twin that evaluates stored
+    draws is :func:`veerkracht_bayes.inference.sampling.pattern_loglik`.
 
     The implied covariance of the observed items of pattern ``p`` is
     ``Sigma_p = Lambda_p S Lambda_p' + Theta_p`` with ``S = A diag(psi) A'`` the latent covariance
@@ -263,6 +329,42 @@ def _pattern_loglik(lam: pt.TensorVariable, theta: pt.TensorVariable, c_idx: np.
     so a gradient costs one ``P x P`` Cholesky per pattern instead of one ``m x m`` Cholesky
     (``P`` constructs against ``m`` items) and needs no inverse of ``I - B``. Identical to the
     dense form ``log N`` with ``Sigma_p`` (tested against a SciPy reference to 1e-9).
+
+    Parameters
+    ----------
+    lam, theta
+        ``(m,)`` loadings and residual variances of the items.
+    c_idx
+        ``(m,)`` construct (row of ``B``) of each item.
+    plk
+        Number of latents ``P`` of the likelihood system.
+    B, psi
+        ``(P, P)`` coefficients and ``(P,)`` disturbance variances.
+    M
+        ``(m, 1 + q)`` item means: intercepts ``nu`` and the covariates' effects on the items.
+    D, W, Syy, Suy, Suu
+        Per-pattern sufficient statistics
+        (:class:`~veerkracht_bayes.survey.statistics.PatternStats`): observed-item masks
+        ``(patterns, m)``, weights, and the weighted cross products.
+
+    Returns
+    -------
+    ``(patterns,)`` weighted log-likelihood of each pattern.
+
+    Examples
+    --------
+    >>> import numpy as np, pytensor.tensor as pt
+    >>> from scipy.stats import multivariate_normal
+    >>> y = np.array([[0.5, -0.2], [1.0, 0.3]])  # two rows, two items of one construct
+    >>> ll = pattern_loglik_tensor(
+    ...     pt.as_tensor(np.array([0.8, 0.6])), pt.as_tensor(np.array([0.3, 0.5])),
+    ...     np.array([0, 0]), 1, pt.as_tensor(np.zeros((1, 1))), pt.as_tensor(np.ones(1)),
+    ...     pt.as_tensor(np.zeros((2, 1))), pt.as_tensor(np.ones((1, 2))),
+    ...     pt.as_tensor(np.array([2.0])), pt.as_tensor((y.T @ y)[None]),
+    ...     pt.as_tensor(np.ones((1, 1, 2)) * y.sum(0)), pt.as_tensor(np.array([[[2.0]]])))
+    >>> S = np.outer([0.8, 0.6], [0.8, 0.6]) + np.diag([0.3, 0.5])
+    >>> bool(np.isclose(ll.eval()[0], multivariate_normal(np.zeros(2), S).logpdf(y).sum()))
+    True
     """
     m = int(c_idx.shape[0])
     ind = np.zeros((m, plk))
@@ -293,6 +395,109 @@ def _pattern_loglik(lam: pt.TensorVariable, theta: pt.TensorVariable, c_idx: np.
     return -0.5 * (W * (logdet + m_obs * LOG_2PI) + quad)
 
 
+def full_system(beta: pt.TensorVariable, graph: CausalGraph, edge_kind: Mapping[str, str],
+                latent: list[str], covariates: list[str], x_cov: object,
+                stability: StabilitySettings) -> tuple[pt.TensorVariable, pt.TensorVariable, pt.TensorVariable]:
+    """The full latent system of a model (every latent; prior-only links included).
+
+    Registers the deterministics every model reports: ``psi`` (node: the latents'
+    standardised disturbance variances, the covariates' variances), ``alpha`` (node: zeros) and
+    ``rho_abs_bound`` (the stability bound of ``|B_full|``). Shared by the continuous, ordinal and
+    polychoric models; call it inside their ``pm.Model`` (coords ``node``).
+
+    Parameters
+    ----------
+    beta
+        Edge coefficients (graph edge order).
+    graph, edge_kind, latent, covariates
+        The diagram, the kind of each link and the model's latent and covariate nodes.
+    x_cov
+        Covariance of the covariates (array or data container; unused without covariates).
+    stability
+        The stability barrier's settings (power iterations of the bound).
+
+    Returns
+    -------
+    (B_full, psi_lat, rho)
+        The full system's coefficients, its latents' standardised ``psi`` and its stability bound.
+
+    Examples
+    --------
+    >>> import numpy as np, pymc as pm
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> g = graph_from_lavaan("b ~ a")
+    >>> with pm.Model(coords={"node": list(g.nodes)}):
+    ...     B, psi, rho = full_system(pt.as_tensor(np.array([0.6])), g, {"a->b": "latent"},
+    ...                               ["a", "b"], [], None, StabilitySettings())
+    >>> psi.eval().round(2).tolist()
+    [1.0, 0.64]
+    """
+    q = len(covariates)
+    B_full, G_full = algebra.structural_matrices(beta, graph.edges, edge_kind, latent, covariates,
+                                                 ("latent", "prior_only"), xp="pytensor")
+    A_full = algebra.equilibrium_matrix(B_full, xp="pytensor")
+    AG_full = pt.dot(A_full, G_full) if q else None
+    psi_lat = algebra.standardised_psi(A_full, AG_full, x_cov if q else None, xp="pytensor")
+    psi = pt.zeros((len(graph.nodes),))
+    lat_pos = np.array([graph.node_index[n] for n in latent], dtype=int)
+    psi = pt.set_subtensor(psi[lat_pos], psi_lat)
+    if q:
+        cov_pos = np.array([graph.node_index[n] for n in covariates], dtype=int)
+        psi = pt.set_subtensor(psi[cov_pos], pt.diagonal(x_cov))
+    pm.Deterministic("psi", psi, dims="node")
+    pm.Deterministic("alpha", pt.zeros((len(graph.nodes),)), dims="node")
+    rho = (algebra.perron_bound(pt.abs(B_full), stability.power_iterations, xp="pytensor") if latent
+           else pt.constant(0.0))
+    pm.Deterministic("rho_abs_bound", rho)
+    return B_full, psi_lat, rho
+
+
+def measurement_parameters(free: np.ndarray, mp: Mapping[str, float], reliability: float
+                           ) -> tuple[pt.TensorVariable, pt.TensorVariable]:
+    """Loadings and residual variances of the standardised items (continuous-item models).
+
+    Items of constructs with several items get ``loading ~ N+(loading_mu, loading_sd)`` and
+    ``residual_var ~ LogNormal(theta_logmean, theta_logsd)``; a single item has its loading fixed
+    by the assumed reliability (``lambda = sqrt(rel)``, ``theta = 1 - rel``). Registers the
+    deterministics ``lambda`` and ``theta`` (dims ``item``); shared by the single- and multi-group
+    models.
+
+    Parameters
+    ----------
+    free
+        Boolean per item: its loading is free.
+    mp
+        Measurement priors (``loading_mu``, ``loading_sd``, ``theta_logmean``, ``theta_logsd``).
+    reliability
+        Assumed reliability of single-item constructs.
+
+    Examples
+    --------
+    >>> import numpy as np, pymc as pm
+    >>> mp = {"loading_mu": 0.7, "loading_sd": 0.3, "theta_logmean": -0.7, "theta_logsd": 0.75}
+    >>> with pm.Model(coords={"item": ["y1", "y2", "z"]}) as m:
+    ...     lam, theta = measurement_parameters(np.array([True, True, False]), mp, 0.8)
+    >>> [rv.name for rv in m.free_RVs], theta.eval({m["residual_var"]: np.ones(2)}).round(2).tolist()
+    (['loading', 'residual_var'], [1.0, 1.0, 0.2])
+    """
+    m = len(free)
+    lam = pt.zeros((m,))
+    theta = pt.zeros((m,))
+    if free.any():
+        lam_free = pm.TruncatedNormal("loading", mu=mp["loading_mu"], sigma=mp["loading_sd"],
+                                      lower=0.0, shape=int(free.sum()))
+        th_free = pm.LogNormal("residual_var", mu=mp["theta_logmean"], sigma=mp["theta_logsd"],
+                               shape=int(free.sum()))
+        lam = pt.set_subtensor(lam[np.flatnonzero(free)], lam_free)
+        theta = pt.set_subtensor(theta[np.flatnonzero(free)], th_free)
+    if (~free).any():
+        lam = pt.set_subtensor(lam[np.flatnonzero(~free)], np.sqrt(reliability))
+        theta = pt.set_subtensor(theta[np.flatnonzero(~free)], 1.0 - reliability)
+    pm.Deterministic("lambda", lam, dims="item")
+    pm.Deterministic("theta", theta, dims="item")
+    return lam, theta
+
+
 def build_model(
     graph: CausalGraph,
     data: ModelData | None,
@@ -304,6 +509,7 @@ def build_model(
     measurement_priors: Mapping[str, float] | None = None,
     unmeasured: str = "cut",
     whiten_intercepts: bool = True,
+    report_identification: bool = True,
 ) -> tuple[pm.Model, ModelLayout]:
     """Build the PyMC model for ``graph`` and (optionally) survey data.
 
@@ -331,10 +537,21 @@ def build_model(
         Store a whitening matrix for the intercepts, so that the JAX sampler moves in
         whitened coordinates (:mod:`~veerkracht_bayes.sem.preconditioning`); the model and its
         posterior are the same either way.
+    report_identification
+        Log the one-line identification warning (cut links, order-condition failures). Builders
+        that reuse this model for a classification already reported (the multi-group model)
+        turn it off; the report itself is always on the layout.
 
     Returns
     -------
     (pm.Model, ModelLayout)
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> model, layout = build_model(load_graph("marvel"), None)  # no data: the prior model
+    >>> len(layout.edge_keys), "beta" in model.named_vars
+    (72, True)
     """
     stability = stability or StabilitySettings()
     if not 0 < reliability <= 1:
@@ -357,7 +574,7 @@ def build_model(
     id_warnings = assert_identified(graph, classes if data is not None else None,
                                     vague=(priors is None and vague))
     id_report = identification_report(graph, classes)
-    if data is not None:
+    if data is not None and report_identification:
         cnt = id_report.counts()
         if cnt["cut"] or cnt["order condition fails"]:
             # one WARNING line (the per-link report is in diagnostics.json, section 'identification')
@@ -381,48 +598,33 @@ def build_model(
     with pm.Model(coords=coords) as model:
         # In cut mode the links outside the likelihood (prior_only, absent) get no random
         # variable: they are independent of the data and of NUTS, and are drawn exactly from
-        # their priors afterwards (sampling._cut_completion). They are 0 inside this graph.
+        # their priors afterwards (sampling.cut_completion). They are 0 inside this graph.
         cut_edges = (unmeasured == "cut" and data is not None
                      and len(lik_latent) < len(latent))
         sampled = [i for i, k in enumerate(keys)
                    if not cut_edges or edge_kind[k] in ("latent", "covariate")]
         if len(sampled) == len(keys):
-            beta_t = _edge_rvs(eps, list(keys))
+            beta_t = edge_rvs(eps, list(keys))
         else:
             beta_t = pt.zeros((len(keys),))
             if sampled:
-                sub = _edge_rvs(eps, [keys[i] for i in sampled])
+                sub = edge_rvs(eps, [keys[i] for i in sampled])
                 beta_t = pt.set_subtensor(beta_t[np.array(sampled, dtype=int)], sub)
         beta = pm.Deterministic("beta", beta_t, dims="edge")
-        def _system(nodes: list[str], kinds: tuple[str, ...]) -> tuple[pt.TensorVariable, pt.TensorVariable]:
-            ib, ig = algebra.structural_indices(graph.edges, edge_kind, nodes, covariates, kinds)
-            return algebra.assemble(beta, ib, xp="pytensor"), algebra.assemble(beta, ig, xp="pytensor")
-
         q = len(covariates)
         x_cov = data.x_cov if (data is not None and q) else np.zeros((q, q))
         if data is not None and q:
             # data enter as pm.Data (shared variables): a JAX sampler can take them as
             # arguments, so one compiled program serves all data sets of the same shape
-            x_cov = _data("x_cov", x_cov)
+            x_cov = data_container("x_cov", x_cov)
         # full latent system: stability and reported psi (every latent standardised)
         pl = len(latent)
-        B_full, G_full = _system(latent, ("latent", "prior_only"))
-        A_full = algebra.equilibrium_matrix(B_full, xp="pytensor")
-        AG_full = pt.dot(A_full, G_full) if q else None
-        psi_full_lat = algebra.standardised_psi(A_full, AG_full, x_cov if q else None, xp="pytensor")
-        psi_full = pt.zeros((len(graph.nodes),))
-        lat_pos = np.array([graph.node_index[n] for n in latent], dtype=int)
-        psi_full = pt.set_subtensor(psi_full[lat_pos], psi_full_lat)
-        if q:
-            cov_pos = np.array([graph.node_index[n] for n in covariates], dtype=int)
-            psi_full = pt.set_subtensor(psi_full[cov_pos], pt.diagonal(x_cov))
-        pm.Deterministic("psi", psi_full, dims="node")
-        pm.Deterministic("alpha", pt.zeros((len(graph.nodes),)), dims="node")
-        rho_full = _perron_root(pt.abs(B_full), stability.power_iterations) if pl else pt.constant(0.0)
-        pm.Deterministic("rho_abs_bound", rho_full)
+        _, psi_full_lat, rho_full = full_system(beta, graph, edge_kind, latent, covariates, x_cov,
+                                                stability)
         # likelihood system (measured sub-system in cut mode)
         plk = len(lik_latent)
-        B, G = _system(lik_latent, ("latent",))
+        B, G = algebra.structural_matrices(beta, graph.edges, edge_kind, lik_latent, covariates,
+                                           ("latent",), xp="pytensor")
         A = algebra.equilibrium_matrix(B, xp="pytensor")
         AG = pt.dot(A, G) if q else None
         psi_lat = algebra.standardised_psi(A, AG, x_cov if q else None, xp="pytensor")
@@ -434,7 +636,8 @@ def build_model(
         # prior-only links afterwards by rejection (sampling.fit), as the cut posterior requires.
         cut_active = unmeasured == "cut" and data is not None and plk < pl
         if cut_active:
-            rho_b = _perron_root(pt.abs(B), stability.power_iterations) if plk else pt.constant(0.0)
+            rho_b = (algebra.perron_bound(pt.abs(B), stability.power_iterations, xp="pytensor")
+                     if plk else pt.constant(0.0))
             psi_b = psi_lat
         else:
             rho_b, psi_b = rho_full, psi_full_lat
@@ -443,39 +646,25 @@ def build_model(
         pm.Potential("standardisation_soft", algebra.standardisation_barrier(psi_b, xp="pytensor"))
 
         if data is not None and len(items):
-            m = len(items)
             c_idx = np.array([lli[c] for c in item_construct], dtype=int)
             free = np.array([counts[c] > 1 for c in item_construct])
-            lam = pt.zeros((m,))
-            theta = pt.zeros((m,))
-            if free.any():
-                lam_free = pm.TruncatedNormal("loading", mu=mp["loading_mu"], sigma=mp["loading_sd"],
-                                              lower=0.0, shape=int(free.sum()))
-                th_free = pm.LogNormal("residual_var", mu=mp["theta_logmean"], sigma=mp["theta_logsd"],
-                                       shape=int(free.sum()))
-                lam = pt.set_subtensor(lam[np.flatnonzero(free)], lam_free)
-                theta = pt.set_subtensor(theta[np.flatnonzero(free)], th_free)
-            if (~free).any():
-                lam = pt.set_subtensor(lam[np.flatnonzero(~free)], np.sqrt(reliability))
-                theta = pt.set_subtensor(theta[np.flatnonzero(~free)], 1.0 - reliability)
-            pm.Deterministic("lambda", lam, dims="item")
-            pm.Deterministic("theta", theta, dims="item")
+            lam, theta = measurement_parameters(free, mp, reliability)
             st = data.stats
             nu = pm.Normal("nu", 0.0, mp["nu_sd"], dims="item")
             if whiten_intercepts:
                 # read by the JAX sampler only (jax_nuts): NUTS moves in z with nu = T z
-                _data(WHITEN_PREFIX + "nu", intercept_whitening(st, mp["nu_sd"]))
+                data_container(WHITEN_PREFIX + "nu", intercept_whitening(st, mp["nu_sd"]))
             if q:
                 Pi = lam[:, None] * AG[c_idx]
                 M = pt.concatenate([nu[:, None], Pi], axis=1)
             else:
                 M = nu[:, None]
-            D = _data("masks", st.masks.astype(float))
-            W = _data("W", st.W)
-            Syy = _data("Syy", st.Syy)
-            Suy = _data("Suy", st.Suy)
-            Suu = _data("Suu", st.Suu)
-            ll = _pattern_loglik(lam, theta, c_idx, plk, B, psi_safe, M, D, W, Syy, Suy, Suu)
+            D = data_container("masks", st.masks.astype(float))
+            W = data_container("W", st.W)
+            Syy = data_container("Syy", st.Syy)
+            Suy = data_container("Suy", st.Suy)
+            Suu = data_container("Suu", st.Suu)
+            ll = pattern_loglik_tensor(lam, theta, c_idx, plk, B, psi_safe, M, D, W, Syy, Suy, Suu)
             pm.Potential("loglik", pt.sum(ll))
     layout = ModelLayout(
         nodes=tuple(graph.nodes), latent=tuple(latent), covariates=tuple(covariates),

@@ -48,20 +48,22 @@ import pytensor.tensor as pt
 
 from veerkracht_bayes.errors import ModelError, Problem
 from veerkracht_bayes.graph.causal_graph import CausalGraph
-from veerkracht_bayes.sem.algebra import perron_bound
+from veerkracht_bayes.sem import algebra
 from veerkracht_bayes.sem.model_builder import (
-    DATA_PREFIX,
     ModelLayout,
     StabilitySettings,
-    _edge_rvs,
-    _pattern_loglik,
     build_model,
+    data_container,
+    edge_rvs,
+    measurement_parameters,
+    pattern_loglik_tensor,
 )
 from veerkracht_bayes.survey.statistics import (
     ModelData,
     PatternStats,
     pattern_stats,
     prepare_model_data,
+    survey_columns,
 )
 
 __all__ = [
@@ -98,6 +100,16 @@ class GroupData:
         Respondents per group.
     x_mean
         ``(G, q)`` weighted covariate means per group (pooled-centred scale).
+
+    Examples
+    --------
+    Built by :func:`prepare_group_data` (or :func:`split_model_data`):
+
+    >>> import numpy as np
+    >>> gd = prepare_group_data(np.random.default_rng(0).normal(size=(80, 2)), ["a1", "b1"], ["a", "b"],
+    ...                         ["u", "v"] * 40)
+    >>> isinstance(gd, GroupData), gd.labels, gd.counts, gd.share.tolist()
+    (True, ('u', 'v'), (40, 40), [0.5, 0.5])
     """
 
     pooled: ModelData
@@ -253,36 +265,31 @@ def group_data_from_survey(survey: object, graph: CausalGraph, by: str, *,
     nodes become covariates, binary covariates stay 0/1 and the others are standardised.
     Standardisation and centring use the pooled population (docs/model.md, section 9).
     """
-    from veerkracht_bayes.survey.statistics import _wmean_sd
-
     labels = group_labels_from_survey(survey, by)
-    y_all, cols = survey.item_matrix(reverse=True)
-    constructs = survey.constructs
-    col_node = {c: node for node, items in constructs.items() for c in items}
-    if covariates is None:
-        covariates = [node for node, items in constructs.items()
-                      if graph.has_node(node) and not graph.parents(node)
-                      and graph.node(node).role == "exogenous" and len(items) == 1]
-    w = survey.weights
-    xcols = []
-    for node in covariates:
-        if node not in constructs:
-            raise ModelError(Problem(f"covariate node {node!r} has no item in the codebook", field=node))
-        v = y_all[:, cols.index(constructs[node][0])].copy()
-        if not set(np.unique(v[~np.isnan(v)]).tolist()) <= {0.0, 1.0}:
-            mu, sd = _wmean_sd(v, w)
-            v = (v - mu) / sd
-        xcols.append(v)
-    keep_items = [j for j, c in enumerate(cols) if col_node[c] not in covariates]
+    sc = survey_columns(survey, graph, covariates)
+    keep = sc.item_positions
     return prepare_group_data(
-        y_all[:, keep_items], [cols[j] for j in keep_items], [col_node[cols[j]] for j in keep_items], labels,
-        weights=w, covariates=np.column_stack(xcols) if xcols else None, covariate_names=list(covariates),
+        sc.values[:, keep], [sc.columns[j] for j in keep], [sc.column_node[sc.columns[j]] for j in keep], labels,
+        weights=sc.weights, covariates=sc.x if sc.covariates else None, covariate_names=sc.covariates,
         min_group_size=min_group_size, data_hash=survey.sha256, source=str(survey.source), missing=missing)
 
 
 @dataclass(frozen=True)
 class MultiGroupLayout:
-    """How the multi-group model's arrays map onto groups, links and items."""
+    """How the multi-group model's arrays map onto groups, links and items.
+
+    Examples
+    --------
+    Returned by :func:`build_multigroup_model`:
+
+    >>> import numpy as np
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> y = np.random.default_rng(0).normal(size=(80, 4))
+    >>> gd = prepare_group_data(y, ["a1", "a2", "b1", "b2"], ["a", "a", "b", "b"], ["u", "v"] * 40)
+    >>> _, layout = build_multigroup_model(graph_from_lavaan("b ~ a"), gd)
+    >>> layout.labels, layout.pooled_edges, layout.tau_sd
+    (('u', 'v'), ('a->b',), 0.1)
+    """
 
     base: ModelLayout
     labels: tuple[str, ...]
@@ -352,13 +359,24 @@ def build_multigroup_model(
         (group, pooled_edge), ``beta_group`` (group, edge), ``alpha_group`` (group, node),
         ``psi_group`` (group, node), ``psi`` (node; population), ``lambda``/``theta``/``nu``
         (item), ``lambda_group``/``nu_group`` (group, item), ``rho_group`` (group).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> y = np.random.default_rng(0).normal(size=(80, 4))
+    >>> gd = prepare_group_data(y, ["a1", "a2", "b1", "b2"], ["a", "a", "b", "b"], ["u", "v"] * 40)
+    >>> model, layout = build_multigroup_model(graph_from_lavaan("b ~ a"), gd)
+    >>> {"beta", "delta", "beta_group", "rho_group"} <= set(model.named_vars)
+    True
     """
     stability = stability or StabilitySettings()
     if not tau_sd > 0:
         raise ModelError(Problem(f"tau_sd must be positive, got {tau_sd}", field="tau_sd", value=tau_sd))
     pooled = data.pooled
     _, base = build_model(graph, pooled, priors, vague=vague, reliability=reliability, stability=stability,
-                          measurement_priors=measurement_priors, unmeasured=unmeasured, whiten_intercepts=False)
+                          measurement_priors=measurement_priors, unmeasured=unmeasured, whiten_intercepts=False,
+                          report_identification=False)  # the same classification as the pooled fit's
     keys = list(base.edge_keys)
     sampled = list(base.sampled_edges)
     if pooled_links is None:
@@ -386,61 +404,45 @@ def build_multigroup_model(
     plk = len(lik)
     lli = {n: i for i, n in enumerate(lik)}
     covs = list(base.covariates)
-    ci = {n: i for i, n in enumerate(covs)}
     q = len(covs)
     share = np.asarray(data.share, dtype=float)
     eps = base.edge_priors
-    # index arrays of the likelihood system's blocks
-    b_sel = [i for i, k in enumerate(keys) if base.edge_kind[k] == "latent" and k in sampled]
-    b_r = np.array([lli[graph.edges[i].target] for i in b_sel], dtype=int)
-    b_c = np.array([lli[graph.edges[i].source] for i in b_sel], dtype=int)
-    g_sel = [i for i, e in enumerate(graph.edges) if e.source in ci and e.target in lli]
-    g_r = np.array([lli[graph.edges[i].target] for i in g_sel], dtype=int)
-    g_c = np.array([ci[graph.edges[i].source] for i in g_sel], dtype=int)
     pool_idx = np.array([keys.index(k) for k in pool], dtype=int)
     node_pos = np.array([graph.node_index[n] for n in lik], dtype=int)
     cov_pos = np.array([graph.node_index[n] for n in covs], dtype=int)
 
     def blocks(beta_vec: pt.TensorVariable) -> tuple[pt.TensorVariable, pt.TensorVariable]:
-        B = pt.zeros((plk, plk))
-        if b_sel:
-            B = pt.set_subtensor(B[b_r, b_c], beta_vec[np.array(b_sel, dtype=int)])
-        Gm = pt.zeros((plk, q))
-        if g_sel:
-            Gm = pt.set_subtensor(Gm[g_r, g_c], beta_vec[np.array(g_sel, dtype=int)])
-        return B, Gm
+        """``B`` and ``Gamma`` of the likelihood system (as in the single-group model)."""
+        return algebra.structural_matrices(beta_vec, graph.edges, base.edge_kind, lik, covs, ("latent",),
+                                           xp="pytensor")
 
     coords = {"edge": keys, "node": list(graph.nodes), "item": items, "group": list(data.labels),
               "pooled_edge": pool, "lik_latent": lik}
     x_cov = pooled.x_cov if q else np.zeros((0, 0))
-    m = len(items)
     c_idx = np.array([lli[c] for c in base.item_construct], dtype=int)
     free = np.array(base.free_items, dtype=bool)
     with pm.Model(coords=coords) as model:
         if len(sampled) == len(keys):
-            beta_t = _edge_rvs(eps, keys)
+            beta_t = edge_rvs(eps, keys)
         else:
             beta_t = pt.zeros((len(keys),))
             if sampled:
-                sub = _edge_rvs(eps, sampled)
+                sub = edge_rvs(eps, sampled)
                 beta_t = pt.set_subtensor(beta_t[np.array([keys.index(k) for k in sampled], dtype=int)], sub)
         beta = pm.Deterministic("beta", beta_t, dims="edge")
-        xc = pm.Data(DATA_PREFIX + "x_cov", np.asarray(x_cov, float), shape=x_cov.shape) if q else None
+        xc = data_container("x_cov", x_cov) if q else None
         # population system: standardisation (Var(eta) = 1 in the pooled population)
         B0, G0 = blocks(beta)
-        A0 = pt.linalg.inv(pt.eye(plk) - B0)
-        if q:
-            AG0 = pt.dot(A0, G0)
-            dx0 = pt.sum(pt.dot(AG0, xc) * AG0, axis=1)
-        else:
-            dx0 = pt.zeros((plk,))
-        psi_lat = pt.linalg.solve(A0 * A0, 1.0 - dx0)
+        A0 = algebra.equilibrium_matrix(B0, xp="pytensor")
+        psi_lat = algebra.standardised_psi(A0, pt.dot(A0, G0) if q else None, xc, xp="pytensor")
         psi_ok = pt.all(pt.gt(psi_lat, 1e-4))
         psi_safe = pt.switch(pt.gt(psi_lat, 1e-4), psi_lat, 1e-4)
         pm.Potential("standardisation", pt.switch(psi_ok, 0.0, -np.inf))
-        pm.Potential("standardisation_soft", pt.sum(-pt.softplus(-(psi_lat - 0.02) / 0.01)))
-        rho0 = perron_bound(pt.abs(B0), stability.power_iterations, xp="pytensor") if plk else pt.constant(0.0)
-        pm.Potential("stability", -pt.softplus(-(stability.rho_max - rho0) / stability.width))
+        pm.Potential("standardisation_soft", algebra.standardisation_barrier(psi_lat, xp="pytensor"))
+        iters = stability.power_iterations
+        rho0 = algebra.perron_bound(pt.abs(B0), iters, xp="pytensor") if plk else pt.constant(0.0)
+        pm.Potential("stability", algebra.stability_barrier(rho0, stability.rho_max, stability.width,
+                                                            xp="pytensor"))
         psi_node = pt.zeros((len(graph.nodes),))
         psi_node = pt.set_subtensor(psi_node[node_pos], psi_lat)
         if q:
@@ -471,20 +473,7 @@ def build_multigroup_model(
         ps_node = pt.set_subtensor(ps_node[:, node_pos], psi_g)
         pm.Deterministic("psi_group", ps_node, dims=("group", "node"))
         # measurement part (invariant unless freed)
-        lam = pt.zeros((m,))
-        theta = pt.zeros((m,))
-        if free.any():
-            lam_free = pm.TruncatedNormal("loading", mu=mp["loading_mu"], sigma=mp["loading_sd"], lower=0.0,
-                                          shape=int(free.sum()))
-            th_free = pm.LogNormal("residual_var", mu=mp["theta_logmean"], sigma=mp["theta_logsd"],
-                                   shape=int(free.sum()))
-            lam = pt.set_subtensor(lam[np.flatnonzero(free)], lam_free)
-            theta = pt.set_subtensor(theta[np.flatnonzero(free)], th_free)
-        if (~free).any():
-            lam = pt.set_subtensor(lam[np.flatnonzero(~free)], np.sqrt(reliability))
-            theta = pt.set_subtensor(theta[np.flatnonzero(~free)], 1.0 - reliability)
-        pm.Deterministic("lambda", lam, dims="item")
-        pm.Deterministic("theta", theta, dims="item")
+        lam, theta = measurement_parameters(free, mp, reliability)
         nu = pm.Normal("nu", 0.0, mp["nu_sd"], dims="item")
         lam_g = pt.repeat(lam[None, :], G, axis=0)
         nu_g = pt.repeat(nu[None, :], G, axis=0)
@@ -503,10 +492,10 @@ def build_multigroup_model(
         total = pt.constant(0.0)
         for g in range(G):
             Bg, Gg = blocks(beta_g[g])
-            rg = perron_bound(pt.abs(Bg), stability.power_iterations, xp="pytensor") if plk else pt.constant(0.0)
+            rg = algebra.perron_bound(pt.abs(Bg), iters, xp="pytensor") if plk else pt.constant(0.0)
             rhos.append(rg)
-            total = total - pt.softplus(-(stability.rho_max - rg) / stability.width)
-            Ag = pt.linalg.inv(pt.eye(plk) - Bg)
+            total = total + algebra.stability_barrier(rg, stability.rho_max, stability.width, xp="pytensor")
+            Ag = algebra.equilibrium_matrix(Bg, xp="pytensor")
             mean_lat = pt.dot(Ag, alpha_g[g])
             col0 = nu_g[g] + lam_g[g] * mean_lat[c_idx]
             if q:
@@ -516,12 +505,12 @@ def build_multigroup_model(
                 M = col0[:, None]
             st = data.stats[g]
             pre = f"g{g}_"
-            D = pm.Data(DATA_PREFIX + pre + "masks", st.masks.astype(float), shape=st.masks.shape)
-            W = pm.Data(DATA_PREFIX + pre + "W", st.W, shape=st.W.shape)
-            Syy = pm.Data(DATA_PREFIX + pre + "Syy", st.Syy, shape=st.Syy.shape)
-            Suy = pm.Data(DATA_PREFIX + pre + "Suy", st.Suy, shape=st.Suy.shape)
-            Suu = pm.Data(DATA_PREFIX + pre + "Suu", st.Suu, shape=st.Suu.shape)
-            ll = _pattern_loglik(lam_g[g], theta, c_idx, plk, Bg, psi_g[g], M, D, W, Syy, Suy, Suu)
+            D = data_container(pre + "masks", st.masks)
+            W = data_container(pre + "W", st.W)
+            Syy = data_container(pre + "Syy", st.Syy)
+            Suy = data_container(pre + "Suy", st.Suy)
+            Suu = data_container(pre + "Suu", st.Suu)
+            ll = pattern_loglik_tensor(lam_g[g], theta, c_idx, plk, Bg, psi_g[g], M, D, W, Syy, Suy, Suu)
             total = total + pt.sum(ll)
         pm.Deterministic("rho_group", pt.stack(rhos), dims="group")
         pm.Potential("loglik_and_group_stability", total)

@@ -51,7 +51,7 @@ graph), so the JAX backend (numpyro) runs it on a GPU when one is present, with
 ``chain_method="vectorized"`` running all chains on one device. In guided coordinates the data
 are ``pm.Data`` containers, so :func:`veerkracht_bayes.inference.jax_nuts.sample_nuts` takes them as
 inputs of one compiled program per data shape, and the item terms use a one-hot threshold
-look-up and two ``erfc`` per answer (:func:`_item_terms_onehot`; 17 vs 32 ms per gradient at
+look-up and two ``erfc`` per answer (:func:`item_terms_onehot`; 17 vs 32 ms per gradient at
 n = 20,000 on CPU, equal to the reference to 1e-12). Cost per gradient is
 O(N · (P² + m)): this path does *not* have the flat-in-N cost of the sufficient-statistics
 path; use it when items have few categories (≤ 4) or strongly skewed answers, where treating
@@ -68,13 +68,15 @@ import numpy as np
 
 from veerkracht_bayes.graph.causal_graph import CausalGraph
 from veerkracht_bayes.graph.identification import model_classes
-from veerkracht_bayes.errors import ModelError, Problem
+from veerkracht_bayes.errors import ModelError
 from veerkracht_bayes.sem import algebra
-from veerkracht_bayes.sem.model_builder import (DATA_PREFIX, ModelLayout, StabilitySettings, _edge_rvs, _perron_root,
-                            edge_prior_values)
+from veerkracht_bayes.sem.model_builder import (DATA_PREFIX, ModelLayout, StabilitySettings, edge_prior_values,
+                                                edge_rvs, full_system)
 from veerkracht_bayes.sem.preconditioning import ordinal_normal_scores, ordinal_score_guide
 
-__all__ = ["OrdinalData", "ordinal_data_from_survey", "build_ordinal_model", "ordinal_loglik_terms", "ordinal_item_terms", "OrdinalSettings"]
+__all__ = ["OrdinalData", "ordinal_data_from_survey", "build_ordinal_model", "ordinal_loglik_terms", "ordinal_item_terms", "OrdinalSettings",
+           "item_terms_onehot", "likelihood_psi",
+           "standardised_items"]
 
 log = logging.getLogger(__name__)
 LOG_2PI = float(np.log(2 * np.pi))
@@ -96,6 +98,15 @@ class OrdinalData:
         Observed covariates (centred) ``(n, q)``.
     weights
         ``(n,)`` normalised to sum to ``n``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> codes = np.array([[0, 1], [1, 2], [2, 2], [0, 0]])  # 4 respondents, 2 three-point items
+    >>> od = OrdinalData(item_names=("a1", "b1"), item_construct=("a", "b"), n_categories=np.array([3, 3]),
+    ...                  codes=codes)
+    >>> od.codes.shape, od.n_categories.tolist()
+    ((4, 2), [3, 3])
     """
 
     item_names: tuple[str, ...]
@@ -148,31 +159,25 @@ def ordinal_data_from_survey(survey: object, graph: CausalGraph, *,
     Covariates are inferred and coded exactly as in
     :func:`~veerkracht_bayes.survey.statistics.model_data_from_survey`; rows with a missing
     covariate or no observed item are excluded and counted.
-    """
-    from veerkracht_bayes.survey.statistics import _wmean_sd
 
-    y_all, cols = survey.item_matrix(reverse=True)
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> from veerkracht_bayes.survey.reading import read_survey
+    >>> df = pd.read_csv(shipped_path("data", "synthetic", "veerkracht_synthetic.csv.gz"), nrows=200)
+    >>> survey = read_survey(df, shipped_path("data", "synthetic", "codebook_synthetic.yaml"), graph="marvel")
+    >>> d = ordinal_data_from_survey(survey, load_graph("marvel"))
+    >>> d.codes.shape[0] <= 200, int(d.codes.min()) >= -1, d.item_names[:2]
+    (True, True, ('pss1', 'pss2'))
+    """
+    from veerkracht_bayes.survey.statistics import survey_columns, weighted_mean_sd
+
+    sc = survey_columns(survey, graph, covariates)
+    y_all, cols, col_node, covariates, x, w = sc.values, sc.columns, sc.column_node, sc.covariates, sc.x, sc.weights
     codes_all = survey.ordinal_codes(reverse=True)
-    constructs = survey.constructs
-    col_node = {c: node for node, items in constructs.items() for c in items}
     specs = {it.column: it for _, it in survey.codebook.item_specs()}
-    if covariates is None:
-        covariates = [node for node, items in constructs.items()
-                      if graph.has_node(node) and not graph.parents(node)
-                      and graph.node(node).role == "exogenous" and len(items) == 1]
-    covariates = list(covariates)
-    w = survey.weights
-    xcols = []
-    for node in covariates:
-        if node not in constructs:
-            raise ModelError(Problem(f"covariate node {node!r} has no item in the codebook", field=node))
-        v = y_all[:, cols.index(constructs[node][0])].copy()
-        vals = np.unique(v[~np.isnan(v)])
-        if not set(vals.tolist()) <= {0.0, 1.0}:
-            mu, sd = _wmean_sd(v, w)
-            v = (v - mu) / sd
-        xcols.append(v)
-    x = np.column_stack(xcols) if xcols else np.zeros((len(w), 0))
     ord_cols, cont_cols = [], []
     for j, c in enumerate(cols):
         if col_node[c] in covariates:
@@ -206,7 +211,7 @@ def ordinal_data_from_survey(survey: object, graph: CausalGraph, *,
     codes, cont, x, w = codes[keep], cont[keep], x[keep], w[keep]
     w = w * (len(w) / w.sum())
     for k in range(cont.shape[1]):
-        mu, sd = _wmean_sd(cont[:, k], w)
+        mu, sd = weighted_mean_sd(cont[:, k], w)
         cont[:, k] = (cont[:, k] - mu) / sd
     if x.shape[1]:
         x = x - (w @ x) / w.sum()
@@ -252,6 +257,17 @@ def ordinal_loglik_terms(B, G, psi, eta, x, w, lam, tau_pad, codes, c_idx, *,  #
     -------
     (structural, items)
         Scalars; ``structural`` includes ``(Σ w) · log|det(I − B)|``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> eta = np.array([[-1.0], [0.0], [1.0], [-1.5]])  # one latent, four respondents, no covariates
+    >>> tau = np.array([[-np.inf, -0.5, 0.5, np.inf]])  # one three-point item
+    >>> codes, w = np.array([[0], [1], [2], [0]]), np.ones(4)
+    >>> s, items = ordinal_loglik_terms(np.zeros((1, 1)), np.zeros((1, 0)), np.ones(1), eta, np.zeros((4, 0)),
+    ...                                 w, np.array([0.8]), tau, codes, np.array([0]))
+    >>> round(float(s.eval()), 4)  # with B = 0 and psi = 1: sum of log N(eta; 0, 1)
+    -5.8008
     """
     import pytensor.tensor as pt
 
@@ -268,7 +284,18 @@ def ordinal_loglik_terms(B, G, psi, eta, x, w, lam, tau_pad, codes, c_idx, *,  #
 def ordinal_item_terms(eta, w, lam, tau_pad, codes, c_idx, *,  # noqa: ANN001, ANN201
                        cont=None, cont_c_idx=None, cont_lam=None, cont_nu=None, cont_theta=None):
     """Item (measurement) log-density given latent scores: the second term of
-    :func:`ordinal_loglik_terms` (same arguments)."""
+    :func:`ordinal_loglik_terms` (same arguments).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> eta = np.array([[-1.0], [0.0], [1.0], [-1.5]])  # one latent, four respondents, no covariates
+    >>> tau = np.array([[-np.inf, -0.5, 0.5, np.inf]])  # one three-point item
+    >>> codes, w = np.array([[0], [1], [2], [0]]), np.ones(4)
+    >>> items = ordinal_item_terms(eta, w, np.array([0.8]), tau, codes, np.array([0]))
+    >>> round(float(items.eval()), 4)  # a pytensor expression
+    -2.1998
+    """
     import pytensor.tensor as pt
 
     obs = codes >= 0
@@ -293,7 +320,7 @@ def ordinal_item_terms(eta, w, lam, tau_pad, codes, c_idx, *,  # noqa: ANN001, A
 _BIG = 1000.0
 
 
-def _item_terms_onehot(eta, lam, tau, used, codes, wobs, c_idx, P, kmax, *,  # noqa: ANN001, ANN201
+def item_terms_onehot(eta, lam, tau, used, codes, wobs, c_idx, P, kmax, *,  # noqa: ANN001, ANN201
                        cont=None, cont_weight=None, cont_c_idx=None, cont_lam=None, cont_nu=None,
                        cont_theta=None):
     """Item log-density (as :func:`ordinal_item_terms`) in a form that runs fast on JAX.
@@ -310,6 +337,24 @@ def _item_terms_onehot(eta, lam, tau, used, codes, wobs, c_idx, P, kmax, *,  # n
     ``codes`` ``(n, m)`` (missing as 0), ``wobs`` ``(n, m)`` weight times observed, ``used``
     ``(m, kmax - 1)`` which thresholds an item has; ``cont``/``cont_weight`` the Gaussian
     indicators (missing as 0 with weight 0).
+
+    Returns
+    -------
+    pytensor scalar
+        The weighted sum of the items' log-probabilities.
+
+    Examples
+    --------
+    One respondent at ``eta = 0`` answering 1 on a two-category item with its threshold at 0:
+    ``log P(answer 1) = log(1/2)``.
+
+    >>> import numpy as np
+    >>> import pytensor.tensor as pt
+    >>> lp = item_terms_onehot(pt.as_tensor(np.zeros((1, 1))), pt.as_tensor(np.ones(1)),
+    ...                        pt.as_tensor(np.zeros((1, 1))), np.ones((1, 1), bool),
+    ...                        pt.as_tensor(np.ones((1, 1), "int64")), np.ones((1, 1)), np.array([0]), 1, 2)
+    >>> round(float(lp.eval()), 6)
+    -0.693147
     """
     import pytensor.tensor as pt
 
@@ -365,7 +410,7 @@ def _guided_scores(data: OrdinalData, B, G, A, psi, lam, cl, ct, nu, c_idx, cc_i
     import pytensor.tensor as pt
 
     n = data.n
-    y_std = _standardised_items(data)
+    y_std = standardised_items(data)
     m = len(data.item_names)
     corr = ordinal_score_guide(data.codes, data.n_categories, data.w)
     u = pm.Flat("u", dims=("respondent", "lik_latent"))
@@ -398,9 +443,19 @@ def _guided_scores(data: OrdinalData, B, G, A, psi, lam, cl, ct, nu, c_idx, cc_i
     return eta, struct
 
 
-def _standardised_items(data: OrdinalData) -> np.ndarray:
+def standardised_items(data: OrdinalData) -> np.ndarray:
     """``(n, m + mc)`` standardised item scores: normal scores of the ordinal items, then the
-    Gaussian indicators (already standardised); NaN missing."""
+    Gaussian indicators (already standardised); NaN missing.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> d = OrdinalData(item_names=("a1",), item_construct=("a",), n_categories=np.array([3]),
+    ...                 codes=np.array([[0], [1], [2], [1]]))
+    >>> y = standardised_items(d)
+    >>> y.shape, bool(y[0, 0] < y[1, 0] < y[2, 0])
+    ((4, 1), True)
+    """
     y = ordinal_normal_scores(data.codes, data.n_categories, data.w)
     if data.cont is not None and len(data.cont_names):
         y = np.concatenate([y, np.asarray(data.cont, dtype=float)], axis=1)
@@ -410,7 +465,14 @@ def _standardised_items(data: OrdinalData) -> np.ndarray:
 # ----------------------------------------------------------------------------- model
 @dataclass(frozen=True)
 class OrdinalSettings:
-    """Priors of the measurement part and the single-item reliability."""
+    """Priors of the measurement part and the single-item reliability.
+
+    Examples
+    --------
+    >>> s = OrdinalSettings(reliability=0.7)
+    >>> s.reliability, s.threshold_sd
+    (0.7, 2.5)
+    """
 
     reliability: float = 0.8
     loading_mu: float = 1.0
@@ -443,7 +505,7 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
           for the items (:func:`~veerkracht_bayes.sem.preconditioning.ordinal_score_guide`); the
           data enter as ``pm.Data`` containers (``DATA_PREFIX``), so the JAX sampler compiles
           once per data shape; the item terms use one-hot threshold look-ups and two ``erfc``
-          per answer (:func:`_item_terms_onehot`).
+          per answer (:func:`item_terms_onehot`).
         * ``"noncentred"``: ``eta_n = A (Gamma x_n + sqrt(psi) z_n)`` with ``z ~ N(0, I)``, the
           data as constants and the reference item terms (:func:`ordinal_item_terms`): the model
           as written straightforwardly (the benchmark's PyMC baseline).
@@ -457,6 +519,17 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
         ``thresholds`` (ordered) and, with Gaussian
         indicators, ``cont_loading``, ``residual_var``, ``nu``. Deterministics ``beta`` (edge),
         ``psi`` and ``alpha`` (node), ``lambda`` (item), ``rho_abs_bound``, as in ``fit``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> codes = np.array([[0, 1], [1, 2], [2, 2], [0, 0]])  # 4 respondents, 2 three-point items
+    >>> od = OrdinalData(item_names=("a1", "b1"), item_construct=("a", "b"), n_categories=np.array([3, 3]),
+    ...                  codes=codes)
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> model, layout = build_ordinal_model(graph_from_lavaan("b ~ a"), od)
+    >>> {"beta", "thresholds", "u", "lambda"} <= set(model.named_vars), layout.edge_keys
+    (True, ('a->b',))
     """
     import pymc as pm
     import pytensor.tensor as pt
@@ -494,33 +567,18 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
               "respondent": np.arange(n)}
     kmax = int(data.n_categories.max()) if m else 2
     with pm.Model(coords=coords) as model:
-        beta = pm.Deterministic("beta", _edge_rvs(eps, list(keys)), dims="edge")
-
-        def system(nodes: list[str], kinds: tuple[str, ...]) -> tuple[pt.TensorVariable, pt.TensorVariable]:
-            ib, ig = algebra.structural_indices(graph.edges, edge_kind, nodes, covariates, kinds)
-            return algebra.assemble(beta, ib, xp="pytensor"), algebra.assemble(beta, ig, xp="pytensor")
+        beta = pm.Deterministic("beta", edge_rvs(eps, list(keys)), dims="edge")
 
         x_cov = data.x_cov
         x_d = _data("x", x) if (q and coordinates != "noncentred") else x
         # full system: reported psi and stability (as in the continuous path)
-        B_full, G_full = system(latent, ("latent", "prior_only"))
-        A_full = algebra.equilibrium_matrix(B_full, xp="pytensor")
-        AGf = pt.dot(A_full, G_full) if q else None
-        psi_full_lat = algebra.standardised_psi(A_full, AGf, x_cov if q else None, xp="pytensor")
-        psi_full = pt.zeros((len(graph.nodes),))
-        psi_full = pt.set_subtensor(psi_full[np.array([graph.node_index[k] for k in latent])], psi_full_lat)
-        if q:
-            psi_full = pt.set_subtensor(psi_full[np.array([graph.node_index[k] for k in covariates])],
-                                        np.diag(x_cov))
-        pm.Deterministic("psi", psi_full, dims="node")
-        pm.Deterministic("alpha", pt.zeros((len(graph.nodes),)), dims="node")
-        rho = _perron_root(pt.abs(B_full), stability.power_iterations)
-        pm.Deterministic("rho_abs_bound", rho)
+        _, psi_full_lat, rho = full_system(beta, graph, edge_kind, latent, covariates, x_cov, stability)
         pm.Potential("stability", algebra.stability_barrier(rho, stability.rho_max, stability.width, xp="pytensor"))
         pm.Potential("standardisation_full", algebra.standardisation_barrier(psi_full_lat, xp="pytensor"))
         # likelihood system
         P = len(lik_latent)
-        B, G = system(lik_latent, ("latent",))
+        B, G = algebra.structural_matrices(beta, graph.edges, edge_kind, lik_latent, covariates, ("latent",),
+                                           xp="pytensor")
         A = algebra.equilibrium_matrix(B, xp="pytensor")
         psi = algebra.standardised_psi(A, pt.dot(A, G) if q else None, x_cov if q else None, xp="pytensor")
         psi_ok = pt.all(pt.gt(psi, 1e-4))
@@ -612,7 +670,7 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
                 ok = ~np.isnan(data.cont)
                 kw["cont"] = _data("cont", np.where(ok, data.cont, 0.0))
                 kw["cont_weight"] = _data("cont_weight", w[:, None] * ok)
-            items = _item_terms_onehot(eta, lam, tau, used, codes_d, wobs_d, c_idx, P, kmax, **kw)
+            items = item_terms_onehot(eta, lam, tau, used, codes_d, wobs_d, c_idx, P, kmax, **kw)
         pm.Potential("structural", struct)  # non-centred: the weights' part (N(0, I) is z's prior)
         pm.Potential("items", items)
     layout = ModelLayout(
@@ -624,11 +682,35 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
     return model, layout
 
 
-def _likelihood_psi(layout: ModelLayout, graph: CausalGraph, beta: np.ndarray, x_cov: np.ndarray) -> np.ndarray:
+def likelihood_psi(layout: ModelLayout, graph: CausalGraph, beta: np.ndarray, x_cov: np.ndarray) -> np.ndarray:
     """Disturbance variances of the likelihood system per draw (NumPy twin of the model's psi).
 
     The likelihood system holds the measured latents, their ``"latent"`` links and the covariate
     links into them; ``beta`` is ``(draws, edge)`` in the graph's edge order.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(draws, len(layout.lik_latent))`` disturbance variances that make each latent's
+        variance 1 (not positive where the links explain more than all of it).
+
+    Examples
+    --------
+    Two measured constructs, ``a -> b`` with coefficient 0.6: ``psi_b = 1 - 0.6**2``.
+
+    >>> import numpy as np
+    >>> from veerkracht_bayes.graph.causal_graph import CausalGraph
+    >>> from veerkracht_bayes.graph.spec import GraphSpec
+    >>> from veerkracht_bayes.sem.model_builder import build_model
+    >>> from veerkracht_bayes.survey.statistics import prepare_model_data
+    >>> g = CausalGraph(GraphSpec.model_validate({"spec_version": 1, "name": "ab",
+    ...     "nodes": [{"id": n, "label_en": n, "label_nl": n, "resource": "individual", "role": "construct"}
+    ...               for n in "ab"],
+    ...     "edges": [{"source": "a", "target": "b", "sign": "+", "evidence": "t"}]}))
+    >>> y = np.random.default_rng(0).normal(size=(50, 2))
+    >>> _, layout = build_model(g, prepare_model_data(y, ["a1", "b1"], ["a", "b"]))
+    >>> likelihood_psi(layout, g, np.array([[0.6]]), np.zeros((0, 0))).round(2)
+    array([[1.  , 0.64]])
     """
     ib, ig = algebra.structural_indices(graph.edges, layout.edge_kind, layout.lik_latent, layout.covariates,
                                         ("latent",))

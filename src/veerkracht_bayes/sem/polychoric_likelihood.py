@@ -42,15 +42,16 @@ import numpy as np
 from veerkracht_bayes.graph.identification import model_classes
 from veerkracht_bayes.errors import ModelError, Problem
 from veerkracht_bayes.graph.causal_graph import CausalGraph
+from veerkracht_bayes.sem import algebra
 from veerkracht_bayes.sem.model_builder import (
     ModelLayout,
     StabilitySettings,
-    _data,
-    _edge_rvs,
-    _perron_root,
+    data_container,
     edge_prior_values,
+    edge_rvs,
+    full_system,
 )
-from veerkracht_bayes.survey.polychoric import PolychoricResult
+from veerkracht_bayes.survey.polychoric import PolychoricResult, whiten_correlations
 
 __all__ = [
     "PolychoricData",
@@ -63,7 +64,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class PolychoricSettings:
-    """Priors of the measurement part and the single-item reliability (latent-response scale)."""
+    """Priors of the measurement part and the single-item reliability (latent-response scale).
+
+    Examples
+    --------
+    >>> PolychoricSettings().ridge
+    1e-09
+    """
 
     reliability: float = 0.8
     loading_mu: float = 1.0
@@ -86,6 +93,17 @@ class PolychoricData:
         Covariate nodes and the stage-1 variable observing each.
     lik_pairs
         Positions in ``stats.r`` of the correlations in the likelihood (not covariate-covariate).
+
+    Examples
+    --------
+    Built by :func:`polychoric_data`:
+
+    >>> import numpy as np
+    >>> from veerkracht_bayes.survey.polychoric import polychoric
+    >>> y = np.random.default_rng(1).integers(0, 3, (200, 3)).astype(float)
+    >>> data = polychoric_data(polychoric(y, ["ordinal"] * 3, names=["a", "b", "c"]), {"a": "A", "b": "A", "c": "B"})
+    >>> isinstance(data, PolychoricData), data.item_construct, data.x_names
+    (True, ('A', 'A', 'B'), ())
     """
 
     stats: PolychoricResult
@@ -165,6 +183,24 @@ def implied_correlations(S_eta, SxG, l, item_c: np.ndarray,
         Per stage-1 variable: 0 item / 1 covariate, and its index among items / covariates.
     pairs
         ``(s, 2)`` variable index pairs.
+
+    Returns
+    -------
+    (parts, order)
+        The correlations in blocks (item-item, item-covariate, covariate-item) and the
+        permutation that puts their concatenation back in ``pairs`` order.
+
+    Examples
+    --------
+    Items 0 and 1 measure latent 0, item 2 latent 1; the latents correlate 0.5:
+
+    >>> import numpy as np
+    >>> S_eta = np.array([[1.0, 0.5], [0.5, 1.0]])
+    >>> parts, order = implied_correlations(S_eta, np.zeros((2, 0)), np.array([0.8, 0.7, 0.9]),
+    ...                                     np.array([0, 0, 1]), np.zeros(3, int), np.arange(3),
+    ...                                     np.array([[0, 1], [0, 2], [1, 2]]))
+    >>> np.concatenate(parts)[order].round(3).tolist()  # 0.8*0.7, 0.8*0.9*0.5, 0.7*0.9*0.5
+    [0.56, 0.36, 0.315]
     """
     a, b = pairs[:, 0], pairs[:, 1]
     ka, kb = var_kind[a], var_kind[b]
@@ -203,6 +239,17 @@ def build_polychoric_model(graph: CausalGraph, data: PolychoricData, priors: obj
         Free variables: the grouped edge coefficients and ``loading`` (theta-parameterisation
         scale, free loadings only). Deterministics ``beta`` (edge), ``psi`` and ``alpha``
         (node), ``lambda`` (item, correlation scale), ``rho_abs_bound``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.survey.polychoric import polychoric
+    >>> y = np.random.default_rng(1).integers(0, 3, (200, 3)).astype(float)
+    >>> data = polychoric_data(polychoric(y, ["ordinal"] * 3, names=["a", "b", "c"]), {"a": "A", "b": "A", "c": "B"})
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> model, layout = build_polychoric_model(graph_from_lavaan("B ~ A"), data)
+    >>> {"beta", "loading", "lambda", "correlations"} <= set(model.named_vars), layout.edge_keys
+    (True, ('A->B',))
     """
     import pymc as pm
     import pytensor.tensor as pt
@@ -220,9 +267,7 @@ def build_polychoric_model(graph: CausalGraph, data: PolychoricData, priors: obj
     latent, covariates, absent = list(classes.latent), list(classes.covariates), list(classes.absent)
     measured = data.constructs
     lik_latent = list(classes.lik_latent)
-    li = {k: i for i, k in enumerate(latent)}
     lli = {k: i for i, k in enumerate(lik_latent)}
-    ci = {k: i for i, k in enumerate(covariates)}
     eps = edge_prior_values(priors, graph)
     keys = graph.edge_keys
     edge_kind = dict(classes.edge_kind)
@@ -242,79 +287,30 @@ def build_polychoric_model(graph: CausalGraph, data: PolychoricData, priors: obj
     for k, c in enumerate(covariates):
         var_kind[names.index(xvar[c])], var_idx[names.index(xvar[c])] = 1, k
     pairs = data.stats.pairs[data.lik_pairs]
-    r_hat = data.stats.r[data.lik_pairs]
-    G_hat = data.stats.acov[np.ix_(data.lik_pairs, data.lik_pairs)]
-    G_hat = G_hat + st.ridge * np.trace(G_hat) / max(len(G_hat), 1) * np.eye(len(G_hat))
-    try:
-        L = np.linalg.cholesky(G_hat)
-    except np.linalg.LinAlgError as err:
-        raise ModelError("the stage-1 asymptotic covariance is not positive definite "
-                         "(too few respondents for the number of correlations?)") from err
-    Linv = np.linalg.solve(L, np.eye(len(L)))
+    r_w_hat, Linv = whiten_correlations(data.stats, data.lik_pairs, ridge=st.ridge)
     item_c = np.array([lli[c] for c in data.item_construct], dtype=int)
     free = np.array([counts[c] > 1 for c in data.item_construct], bool)
     coords = {"edge": list(keys), "node": list(graph.nodes), "latent": latent, "lik_latent": lik_latent,
-              "item": list(data.item_names), "covariate": covariates, "correlation": np.arange(len(r_hat))}
+              "item": list(data.item_names), "covariate": covariates, "correlation": np.arange(len(r_w_hat))}
     with pm.Model(coords=coords) as model:
-        beta = pm.Deterministic("beta", _edge_rvs(eps, list(keys)), dims="edge")
+        beta = pm.Deterministic("beta", edge_rvs(eps, list(keys)), dims="edge")
 
-        def block(idx: dict[str, int], kinds: tuple[str, ...]) -> pt.TensorVariable:
-            sel = [i for i, e in enumerate(graph.edges) if edge_kind[e.key] in kinds
-                   and e.source in idx and e.target in idx]
-            mat = pt.zeros((len(idx), len(idx)))
-            if sel:
-                r = np.array([idx[graph.edges[i].target] for i in sel])
-                c = np.array([idx[graph.edges[i].source] for i in sel])
-                mat = pt.set_subtensor(mat[r, c], beta[np.array(sel)])
-            return mat
-
-        def gamma(idx: dict[str, int]) -> pt.TensorVariable:
-            sel = [i for i, e in enumerate(graph.edges) if e.source in ci and e.target in idx]
-            mat = pt.zeros((len(idx), q))
-            if sel:
-                r = np.array([idx[graph.edges[i].target] for i in sel])
-                c = np.array([ci[graph.edges[i].source] for i in sel])
-                mat = pt.set_subtensor(mat[r, c], beta[np.array(sel)])
-            return mat
-
-        pl = len(latent)
-        B_full = block(li, ("latent", "prior_only"))
-        A_full = pt.linalg.inv(pt.eye(pl) - B_full)
-        if q:
-            AGf = pt.dot(A_full, gamma(li))
-            dxf = pt.sum(pt.dot(AGf, x_cov) * AGf, axis=1)
-        else:
-            dxf = pt.zeros((pl,))
-        psi_full_lat = pt.linalg.solve(A_full * A_full, 1.0 - dxf)
-        psi_full = pt.zeros((len(graph.nodes),))
-        psi_full = pt.set_subtensor(psi_full[np.array([graph.node_index[k] for k in latent])], psi_full_lat)
-        if q:
-            psi_full = pt.set_subtensor(psi_full[np.array([graph.node_index[k] for k in covariates])],
-                                        np.diag(x_cov))
-        pm.Deterministic("psi", psi_full, dims="node")
-        pm.Deterministic("alpha", pt.zeros((len(graph.nodes),)), dims="node")
-        rho = _perron_root(pt.abs(B_full), stability.power_iterations)
-        pm.Deterministic("rho_abs_bound", rho)
-        pm.Potential("stability", -pt.softplus(-(stability.rho_max - rho) / stability.width))
-        pm.Potential("standardisation_full", pt.sum(-pt.softplus(-(psi_full_lat - 0.02) / 0.01)))
+        # full system: reported psi and stability (as in the continuous path)
+        _, psi_full_lat, rho = full_system(beta, graph, edge_kind, latent, covariates, x_cov, stability)
+        pm.Potential("stability", algebra.stability_barrier(rho, stability.rho_max, stability.width,
+                                                            xp="pytensor"))
+        pm.Potential("standardisation_full", algebra.standardisation_barrier(psi_full_lat, xp="pytensor"))
         P = len(lik_latent)
-        B = block(lli, ("latent",))
-        A = pt.linalg.inv(pt.eye(P) - B)
-        G = gamma(lli)
-        if q:
-            AG = pt.dot(A, G)
-            dx = pt.sum(pt.dot(AG, x_cov) * AG, axis=1)
-            SxG = pt.dot(AG, x_cov)
-            S_x_part = pt.dot(SxG, AG.T)
-        else:
-            dx = pt.zeros((P,))
-            SxG = pt.zeros((P, 1))
-            S_x_part = pt.zeros((P, P))
-        psi = pt.linalg.solve(A * A, 1.0 - dx)
+        B, G = algebra.structural_matrices(beta, graph.edges, edge_kind, lik_latent, covariates, ("latent",),
+                                           xp="pytensor")
+        A = algebra.equilibrium_matrix(B, xp="pytensor")
+        AG = pt.dot(A, G) if q else None
+        SxG = pt.dot(AG, x_cov) if q else pt.zeros((P, 1))  # A G S_x: covariance of eta with x
+        psi = algebra.standardised_psi(A, AG, x_cov if q else None, xp="pytensor")
         psi_ok = pt.all(pt.gt(psi, 1e-4))
         psi_safe = pt.switch(pt.gt(psi, 1e-4), psi, 1e-4)
         pm.Potential("standardisation", pt.switch(psi_ok, 0.0, -np.inf))
-        S_eta = pt.dot(A * psi_safe[None, :], A.T) + S_x_part
+        S_eta = algebra.latent_covariance(A, psi_safe, AG, x_cov if q else None, xp="pytensor")
         # loadings on the correlation scale
         l = pt.zeros((m,))
         if free.any():
@@ -326,8 +322,8 @@ def build_polychoric_model(graph: CausalGraph, data: PolychoricData, priors: obj
         pm.Deterministic("lambda", l, dims="item")
         parts, inv = implied_correlations(S_eta, SxG, l, item_c, var_kind, var_idx, pairs)
         rho_vec = pt.concatenate(parts)[inv] if len(parts) > 1 else parts[0][inv]
-        r_w = _data("r_whitened", Linv @ r_hat)
-        L_inv = _data("gamma_inv_chol", Linv)
+        r_w = data_container("r_whitened", r_w_hat)
+        L_inv = data_container("gamma_inv_chol", Linv)
         resid = r_w - pt.dot(L_inv, rho_vec)
         pm.Potential("correlations", -0.5 * pt.sum(resid ** 2))
     layout = ModelLayout(

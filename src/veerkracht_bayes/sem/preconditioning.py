@@ -108,6 +108,19 @@ def intercept_whitening(stats: PatternStats, nu_sd: float, floor: float = 1e-3) 
     -------
     numpy.ndarray
         ``(m, m)`` lower-triangular ``T`` with ``T T' = H^-1``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.survey.statistics import prepare_model_data
+    >>> rng = np.random.default_rng(0)
+    >>> a = rng.normal(size=300)
+    >>> b = 0.5 * a + np.sqrt(0.75) * rng.normal(size=300)
+    >>> y = np.column_stack([a, a, b, b]) + 0.5 * rng.normal(size=(300, 4))
+    >>> md = prepare_model_data(y, ["a1", "a2", "b1", "b2"], ["a", "a", "b", "b"])
+    >>> T = intercept_whitening(md.stats, nu_sd=1.0)
+    >>> T.shape, bool(np.allclose(T, np.tril(T)))
+    ((4, 4), True)
     """
     masks = np.asarray(stats.masks, dtype=float)
     W = np.asarray(stats.W, dtype=float)
@@ -145,6 +158,14 @@ def reciprocal_log_pairs(layout: object) -> tuple[tuple[str, int, int], ...]:
     -------
     tuple of (value variable name, index of ``a -> b``, index of ``b -> a``)
         Indices within the group's vector; each link is in at most one pair.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> from veerkracht_bayes.sem.model_builder import build_model
+    >>> _, layout = build_model(graph_from_lavaan("b ~ a\\na ~ b"), None)  # a -> b and b -> a
+    >>> reciprocal_log_pairs(layout)
+    (('beta_truncated_normal_pos_interval__', 0, 1),)
     """
 
     sampled = list(layout.sampled_edges or layout.edge_keys)  # type: ignore[attr-defined]
@@ -169,7 +190,16 @@ def reciprocal_log_pairs(layout: object) -> tuple[tuple[str, int, int], ...]:
 
 
 def pair_to_value(x: object, pairs: list[tuple[int, int]]) -> object:
-    """Sampler coordinates ``(l_s, l_f)`` at each pair's positions -> ``(log|b_ab|, log|b_ba|)`` (JAX)."""
+    """Sampler coordinates ``(l_s, l_f)`` at each pair's positions -> ``(log|b_ab|, log|b_ba|)`` (JAX).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> import numpy as np
+    >>> v = np.log([0.2, 0.3])  # (log|b_ab|, log|b_ba|)
+    >>> bool(np.allclose(pair_to_value(jnp.asarray(pair_from_value(v, [(0, 1)])), [(0, 1)]), v))
+    True
+    """
     import jax
 
     for a, b in pairs:
@@ -179,7 +209,15 @@ def pair_to_value(x: object, pairs: list[tuple[int, int]]) -> object:
 
 
 def pair_from_value(x: np.ndarray, pairs: list[tuple[int, int]]) -> np.ndarray:
-    """Inverse of :func:`pair_to_value` (NumPy): ``l_s = logaddexp``, ``l_f`` = the difference."""
+    """Inverse of :func:`pair_to_value` (NumPy): ``l_s = logaddexp``, ``l_f`` = the difference.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> z = pair_from_value(np.log([0.2, 0.3]), [(0, 1)])  # (l_s, l_f) of the pair
+    >>> z.shape
+    (2,)
+    """
     x = np.array(x, dtype=float, copy=True)
     for a, b in pairs:
         xa, xb = x[..., a].copy(), x[..., b].copy()
@@ -233,6 +271,22 @@ def link_estimate(stats: PatternStats, layout: object, x_names: tuple[str, ...],
     -------
     dict
         One array per edge group (the free variables' names), in the group's order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.survey.statistics import prepare_model_data
+    >>> rng = np.random.default_rng(0)
+    >>> a = rng.normal(size=300)
+    >>> b = 0.5 * a + np.sqrt(0.75) * rng.normal(size=300)
+    >>> y = np.column_stack([a, a, b, b]) + 0.5 * rng.normal(size=(300, 4))
+    >>> md = prepare_model_data(y, ["a1", "a2", "b1", "b2"], ["a", "a", "b", "b"])
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> from veerkracht_bayes.sem.model_builder import build_model
+    >>> _, layout = build_model(graph_from_lavaan("b ~ a"), md)
+    >>> est = link_estimate(md.stats, layout, md.x_names)  # the true latent link is 0.5
+    >>> {k: v.round(2).tolist() for k, v in est.items()}
+    {'beta_truncated_normal_pos': [0.56]}
     """
 
     R, _ = _item_correlations(stats)
@@ -310,6 +364,19 @@ def measurement_start(stats: PatternStats, item_construct: tuple[str, ...], free
         Constrained values; the jitter is about two posterior standard deviations
         (``2 / sqrt(n)`` on the log scale for loadings and residual variances, on the
         scale of the items for intercepts).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.survey.statistics import prepare_model_data
+    >>> rng = np.random.default_rng(0)
+    >>> a = rng.normal(size=300)
+    >>> b = 0.5 * a + np.sqrt(0.75) * rng.normal(size=300)
+    >>> y = np.column_stack([a, a, b, b]) + 0.5 * rng.normal(size=(300, 4))
+    >>> md = prepare_model_data(y, ["a1", "a2", "b1", "b2"], ["a", "a", "b", "b"])
+    >>> starts = measurement_start(md.stats, ("a", "a", "b", "b"), (True,) * 4, chains=2, seed=1)
+    >>> len(starts), sorted(starts[0]), bool((starts[0]["residual_var"] > 0).all())
+    (2, ['loading', 'nu', 'residual_var'], True)
     """
     R, item_w = _item_correlations(stats)
     free = np.array(free_items, dtype=bool)
@@ -367,6 +434,13 @@ def ordinal_normal_scores(codes: np.ndarray, n_categories: np.ndarray, w: np.nda
         ``(m,)`` number of categories per item.
     w
         ``(n,)`` weights.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> s = ordinal_normal_scores(np.array([[0], [1], [1], [2]]), np.array([3]), np.ones(4))
+    >>> bool(s[0, 0] < s[1, 0] < s[3, 0])
+    True
     """
     n, m = codes.shape
     out = np.full((n, m), np.nan)
@@ -403,6 +477,12 @@ def ordinal_score_guide(codes: np.ndarray, n_categories: np.ndarray, w: np.ndarr
     -------
     numpy.ndarray
         ``(m,)`` correlations in ``[0, 1)`` (0 for an item nobody answered).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ordinal_score_guide(np.array([[0], [1], [1], [2], [2], [0]]), np.array([3]), np.ones(6)).round(3)
+    array([0.891])
     """
     from scipy.special import ndtri
 
@@ -451,6 +531,19 @@ def ordinal_start(y: np.ndarray, codes: np.ndarray, n_categories: np.ndarray, w:
         (``sqrt(1 + lambda^2)`` times the normal quantiles of the cumulative proportions; unused
         ones above the last used), the same over ``sqrt(1 + lambda^2)`` (``threshold_std``) and
         ``residual_var`` ``1 - l^2`` of the Gaussian indicators.
+
+    Examples
+    --------
+    Two three-point items of one construct, no Gaussian indicators:
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> z = rng.normal(size=400)
+    >>> codes = np.column_stack([np.digitize(z + 0.6 * rng.normal(size=400), [-0.5, 0.5]) for _ in range(2)])
+    >>> n_cat, w = np.array([3, 3]), np.ones(400)
+    >>> start = ordinal_start(ordinal_normal_scores(codes, n_cat, w), codes, n_cat, w, ("a", "a"), 0.8)
+    >>> sorted(start), start["thresholds"].shape, bool((np.diff(start["thresholds"], axis=1) > 0).all())
+    (['lambda_all', 'residual_var', 'threshold_std', 'thresholds'], (2, 2), True)
     """
     from scipy.special import ndtri
 

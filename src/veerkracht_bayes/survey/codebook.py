@@ -68,7 +68,13 @@ class _Strict(BaseModel):
 
 
 class ItemSpec(_Strict):
-    """One survey item (column) measuring a construct."""
+    """One survey item (column) measuring a construct.
+
+    Examples
+    --------
+    >>> ItemSpec(column="q1", scale="likert", categories=5).categories
+    5
+    """
 
     column: str = Field(min_length=1)
     scale: Scale = "likert"
@@ -109,7 +115,16 @@ class ItemSpec(_Strict):
 
 
 class ConstructSpec(_Strict):
-    """The indicator items of one graph node."""
+    """The indicator items of one graph node.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> cb = load_codebook(shipped_path("data", "synthetic", "codebook_synthetic.yaml"), graph="marvel")
+    >>> c = cb.constructs["wellbeing"]
+    >>> isinstance(c, ConstructSpec), len(c.items) > 0
+    (True, True)
+    """
 
     items: list[ItemSpec] = Field(default_factory=list)
     instrument: str = ""
@@ -117,7 +132,13 @@ class ConstructSpec(_Strict):
 
 
 class SubgroupSpec(_Strict):
-    """A named subgroup defined by a condition over columns."""
+    """A named subgroup defined by a condition over columns.
+
+    Examples
+    --------
+    >>> SubgroupSpec(label_en="Single parents", where="household == 'single_parent'").where
+    "household == 'single_parent'"
+    """
 
     label_en: str
     label_nl: str = ""
@@ -126,7 +147,15 @@ class SubgroupSpec(_Strict):
 
 
 class Codebook(_Strict):
-    """Mapping from a survey file's columns onto a graph's constructs."""
+    """Mapping from a survey file's columns onto a graph's constructs.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> cb = load_codebook(shipped_path("data", "synthetic", "codebook_synthetic.yaml"), graph="marvel")
+    >>> isinstance(cb, Codebook), "wellbeing" in cb.constructs
+    (True, True)
+    """
 
     codebook_version: int = CODEBOOK_VERSION
     name: str = "unnamed"
@@ -221,6 +250,13 @@ def check_codebook(
         Optional graph (or ``"marvel"``/path) whose nodes the construct keys must be.
     doc
         The YAML document the codebook came from, for file and line numbers.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> cb = load_codebook(shipped_path("data", "synthetic", "codebook_synthetic.yaml"), graph="marvel")
+    >>> check_codebook(cb, "marvel")
+    []
     """
     from veerkracht_bayes.survey.subgroups import parse_condition
 
@@ -286,7 +322,16 @@ def check_codebook(
 
 
 def parse_codebook(doc: YamlDocument, graph: "CausalGraph | str | Path | None" = None) -> Codebook:
-    """Validate a loaded YAML document as a :class:`Codebook` (see :func:`load_codebook`)."""
+    """Validate a loaded YAML document as a :class:`Codebook` (see :func:`load_codebook`).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> from veerkracht_bayes.yaml_io import load_yaml
+    >>> cb = parse_codebook(load_yaml(shipped_path("data", "synthetic", "codebook_synthetic.yaml")), graph="marvel")
+    >>> cb.synthetic
+    True
+    """
     data = doc.data
     if not isinstance(data, dict):
         raise SurveyError(Problem("expected a YAML mapping with keys id_column, constructs, subgroups, ...; "
@@ -327,6 +372,13 @@ def load_codebook(path: str | Path, graph: "CausalGraph | str | Path | None" = N
     SurveyError
         Every problem, each naming the file, line, YAML path, field, value and what was
         expected (did-you-mean for misspelt names).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> cb = load_codebook(shipped_path("data", "synthetic", "codebook_synthetic.yaml"), graph="marvel")
+    >>> cb.id_column, len(cb.item_columns()) > 0
+    ('respondent_id', True)
     """
     return parse_codebook(load_yaml(path, error_cls=SurveyError), graph)
 

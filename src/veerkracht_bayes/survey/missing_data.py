@@ -40,7 +40,16 @@ __all__ = ["EMResult", "em_saturated", "em_pattern_blocks", "pattern_keys", "pat
 
 @dataclass(frozen=True)
 class EMResult:
-    """Saturated-model EM fit and its expected complete-data statistics."""
+    """Saturated-model EM fit and its expected complete-data statistics.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.random.default_rng(1).normal(size=(100, 2)); y[:10, 1] = np.nan
+    >>> res = em_saturated(y, np.ones((100, 1)), np.ones(100))
+    >>> isinstance(res, EMResult), res.Syy.shape
+    (True, (2, 2))
+    """
 
     M: np.ndarray  # (m, q+1)
     S: np.ndarray  # (m, m)
@@ -68,6 +77,15 @@ def conditional_fill(y: np.ndarray, u: np.ndarray, M: np.ndarray, S: np.ndarray,
     (yhat, empty)
         ``yhat`` (n, m) with missing entries replaced by ``E[y_m | y_o, x]``; the second
         output is an empty array kept for backward compatibility.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.array([[1.0, np.nan]])
+    >>> M = np.zeros((2, 1)); S = np.array([[1.0, 0.5], [0.5, 1.0]])  # E[y] = M u, Cov(y) = S
+    >>> filled, _ = conditional_fill(y, np.ones((1, 1)), M, S)
+    >>> filled.round(2)
+    array([[1. , 0.5]])
     """
     obs = ~np.isnan(y)
     mu = u @ M.T
@@ -180,6 +198,16 @@ def em_pattern_blocks(
     -------
     EMResult
         The fit and the expected complete-data statistics at the final ``(M, S)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.survey.statistics import pattern_stats
+    >>> y = np.random.default_rng(1).normal(size=(200, 2)); y[:30, 1] = np.nan
+    >>> st = pattern_stats(y, np.ones((200, 1)), np.ones(200))
+    >>> res = em_pattern_blocks([(pattern_z(st.Suu, st.Suy, st.Syy), st.masks, st.W)], 1)
+    >>> res.converged
+    True
     """
     if not blocks:
         raise ValueError("em_pattern_blocks needs at least one block of patterns")
@@ -248,6 +276,15 @@ def em_saturated(y: np.ndarray, u: np.ndarray, w: np.ndarray, *, max_iter: int =
         ``(n,)`` weights (pseudo-likelihood).
     max_iter, tol
         Stop when the largest change of ``M`` and ``S`` is below ``tol``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(1)
+    >>> y = rng.normal(size=(300, 2)); y[rng.random(300) < 0.2, 1] = np.nan
+    >>> res = em_saturated(y, np.ones((300, 1)), np.ones(300))
+    >>> res.converged, 0 < res.missing_information < 1
+    (True, True)
     """
     y = np.asarray(y, float)
     u = np.asarray(u, float)
@@ -288,6 +325,13 @@ def pattern_keys(obs: np.ndarray) -> tuple[list[bytes], np.ndarray]:
     Rows are packed to bits and padded to 8-byte words, so for up to 64 items a pattern is
     one ``uint64`` (a 1-D sort instead of a lexicographic row sort). Keys are in increasing
     order of their words; ``inverse[i]`` is row ``i``'s key.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> keys, inverse = pattern_keys(np.array([[True, False], [True, True], [True, False]]))
+    >>> len(keys), inverse.tolist()
+    (2, [0, 1, 0])
     """
     packed = np.packbits(obs, axis=1)
     nb = -(-packed.shape[1] // 8) * 8
@@ -303,7 +347,17 @@ def pattern_keys(obs: np.ndarray) -> tuple[list[bytes], np.ndarray]:
 
 
 def pattern_z(Suu: np.ndarray, Suy: np.ndarray, Syy: np.ndarray) -> np.ndarray:
-    """Stack per-pattern ``Suu, Suy, Syy`` into the moment matrices ``Z_p`` of ``[u, y0]``."""
+    """Stack per-pattern ``Suu, Suy, Syy`` into the moment matrices ``Z_p`` of ``[u, y0]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> Z = pattern_z(np.array([[[2.0]]]), np.array([[[1.0, 0.5]]]), np.array([[[1.0, 0.2], [0.2, 1.0]]]))
+    >>> Z[0]
+    array([[2. , 1. , 0.5],
+           [1. , 1. , 0.2],
+           [0.5, 0.2, 1. ]])
+    """
     n_pat, q1, m = Suy.shape
     Z = np.empty((n_pat, q1 + m, q1 + m))
     Z[:, :q1, :q1] = Suu

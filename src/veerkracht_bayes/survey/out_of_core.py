@@ -22,15 +22,15 @@ second pass. The result equals :func:`~veerkracht_bayes.survey.statistics.model_
 on the same rows to floating-point precision (tests/survey/test_out_of_core.py).
 
 Row cleaning follows :func:`~veerkracht_bayes.survey.reading.read_survey` and uses its helpers
-(``_coerce_numeric``, ``_infer_id``, ``_Ctx``, ``_listing``, ``_describe_range``: missing codes,
-value labels, range checks with ``out_of_range``, the same messages and row naming, rows
+(``coerce_numeric``, ``infer_id``, ``SourceContext``, ``list_bad_values``, ``describe_range``:
+missing codes, value labels, range checks with ``out_of_range``, the same messages and row naming, rows
 counted over the whole file); missing ids are excluded and counted, duplicate ids are an
 error (checked on 64-bit hashes of the ids), invalid weights are an error. Subgroups and
 group columns are not needed for the statistics and are not read.
 
 Time and memory. Rows are sorted by pattern within a chunk and each pattern's moments are
 one small ``D × D`` product (``D = 1 + q + m``) added straight into block storage
-(:data:`_BLOCK` patterns a block), so memory is the chunk plus ``n_patterns · D²`` doubles
+(:data:`BLOCK_PATTERNS` patterns a block), so memory is the chunk plus ``n_patterns · D²`` doubles
 (≈ 590 MB for the 20,000 patterns of MARVEL's 100,000-row synthetic sample) plus 8 bytes a
 row for the id hashes, whatever the number of rows. The blocks are standardised in place at
 the end. When the number of patterns exceeds ``max_fiml_patterns`` (``missing="auto"``) the
@@ -63,7 +63,8 @@ from veerkracht_bayes.survey.missing_data import pattern_keys
 from veerkracht_bayes.survey.statistics import ModelData, PatternStats
 
 __all__ = ["StatsOnlyModelData", "StatsAccumulator", "stats_from_parquet", "stats_from_dask",
-           "stats_from_frames", "em_pattern_stats"]
+           "stats_from_frames", "em_pattern_stats", "ColumnLayout", "column_layout", "accumulate_frames",
+           "finalise_stats", "BLOCK_PATTERNS"]
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,19 @@ class StatsOnlyModelData(ModelData):
     ``y`` is ``(0, m)``, ``x`` is ``(0, q)`` and ``weights`` is empty; :attr:`n` is the
     number of rows used and :attr:`x_cov` comes from the statistics. The pointwise
     log-likelihood cannot be computed (fit with ``pointwise=False``).
+
+    Examples
+    --------
+    Returned by :func:`stats_from_frames`, :func:`stats_from_parquet` and :func:`stats_from_dask`:
+
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> df = pd.read_csv(shipped_path("data", "synthetic", "veerkracht_synthetic.csv.gz"), nrows=200)
+    >>> md = stats_from_frames([df], shipped_path("data", "synthetic", "codebook_synthetic.yaml"),
+    ...                        load_graph("marvel"), missing="fiml")
+    >>> md.n, md.y.shape[0], md.weights.size, md.stats.n_patterns > 1
+    (200, 0, 0, True)
     """
 
     n_rows: int = 0
@@ -93,7 +107,25 @@ class StatsOnlyModelData(ModelData):
 
 # ----------------------------------------------------------------------------- layout
 @dataclass(frozen=True)
-class _Layout:
+class ColumnLayout:
+    """Which columns of a survey file the statistics read, and in which order.
+
+    Built by :func:`column_layout`: the codebook, the item columns and their constructs, the
+    covariate nodes and columns, which of them are reverse-coded and the covariates' ranges.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> from veerkracht_bayes.survey.codebook import load_codebook
+    >>> g = load_graph("marvel")
+    >>> cb = load_codebook(shipped_path("data", "synthetic", "codebook_synthetic.yaml"), graph=g)
+    >>> lay = column_layout(cb, g, None)
+    >>> isinstance(lay, ColumnLayout), lay.columns[0] == cb.id_column
+    (True, True)
+    """
+
     cb: Codebook
     item_cols: tuple[str, ...]
     item_construct: tuple[str, ...]
@@ -109,7 +141,32 @@ class _Layout:
                                   + list(self.cov_cols) + list(self.item_cols)))
 
 
-def _layout(cb: Codebook, graph: object, covariates: Sequence[str] | None) -> _Layout:
+def column_layout(cb: Codebook, graph: object, covariates: Sequence[str] | None) -> ColumnLayout:
+    """The :class:`ColumnLayout` of a codebook on a graph.
+
+    Parameters
+    ----------
+    cb
+        The codebook.
+    graph
+        The diagram (a :class:`~veerkracht_bayes.graph.causal_graph.CausalGraph`).
+    covariates
+        Covariate nodes; ``None``: every exogenous node without parents measured by one item.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> from veerkracht_bayes.survey.codebook import load_codebook
+    >>> g = load_graph("marvel")
+    >>> cb = load_codebook(shipped_path("data", "synthetic", "codebook_synthetic.yaml"), graph=g)
+    >>> lay = column_layout(cb, g, None)
+    >>> lay.cov_nodes
+    ('adverse_life_events', 'single_parent_household')
+    >>> len(lay.item_cols) == len(lay.item_construct)
+    True
+    """
     constructs = {k: [it.column for it in c.items] for k, c in cb.constructs.items() if c.items}
     if covariates is None:
         covariates = [node for node, items in constructs.items()
@@ -123,28 +180,35 @@ def _layout(cb: Codebook, graph: object, covariates: Sequence[str] | None) -> _L
     specs = {it.column: (k, it) for k, it in cb.item_specs()}
     items = [(c, k) for c, (k, _) in specs.items() if k not in covariates]
     rev = np.array([specs[c][1].reverse for c in cov_cols] + [specs[c][1].reverse for c, _ in items], bool)
-    return _Layout(cb, tuple(c for c, _ in items), tuple(k for _, k in items), tuple(covariates),
+    return ColumnLayout(cb, tuple(c for c, _ in items), tuple(k for _, k in items), tuple(covariates),
                    tuple(cov_cols), rev, tuple(specs[c][1].range for c in cov_cols))
 
 
 # ----------------------------------------------------------------------------- accumulation
-_BLOCK = 1024  # patterns per storage block (1024 · D² doubles: ~30 MB for MARVEL)
+BLOCK_PATTERNS = 1024  # patterns per storage block (1024 · D² doubles: ~30 MB for MARVEL)
 
 
 @dataclass
 class StatsAccumulator:
     """Streaming accumulator of raw per-pattern moments (mergeable: see :meth:`merge`).
 
-    Pattern moments ``V_p`` live in blocks of :data:`_BLOCK` patterns (no reallocation, no
+    Pattern moments ``V_p`` live in blocks of :data:`BLOCK_PATTERNS` patterns (no reallocation, no
     stacking copy at the end); rows are never kept — only 64-bit hashes of the ids for the
     duplicate check (8 bytes a row).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> acc = StatsAccumulator(q=0, m=2)
+    >>> acc.n_patterns
+    0
     """
 
     q: int
     m: int
     shift: np.ndarray | None = None  # (q + m,)
     index: dict[bytes, int] = field(default_factory=dict)  # pattern key -> pattern number
-    blocks: list[np.ndarray] = field(default_factory=list)  # (_BLOCK, D, D) raw moments
+    blocks: list[np.ndarray] = field(default_factory=list)  # (BLOCK_PATTERNS, D, D) raw moments
     counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     cov_all: np.ndarray | None = None  # (q, 3): Σw, Σw x̃, Σw x̃² over rows with id (all, not only used)
     cov_min: np.ndarray | None = None
@@ -184,10 +248,10 @@ class StatsAccumulator:
         """Yield ``(first pattern number, view (P, D, D))`` over the filled part of each block."""
         n = self.n_patterns
         for b, blk in enumerate(self.blocks):
-            a = b * _BLOCK
+            a = b * BLOCK_PATTERNS
             if a >= n:
                 break
-            yield a, blk[: min(_BLOCK, n - a)]
+            yield a, blk[: min(BLOCK_PATTERNS, n - a)]
 
     def _add_moments(self, keys: Sequence[bytes], moms: np.ndarray, counts: np.ndarray) -> None:
         """Add moment matrices of patterns ``keys`` (distinct) into the store."""
@@ -199,12 +263,12 @@ class StatsAccumulator:
                 self.index[key] = j
             gi[i] = j
         n = len(self.index)
-        while len(self.blocks) * _BLOCK < n:
-            self.blocks.append(np.zeros((_BLOCK, self.dim, self.dim)))
+        while len(self.blocks) * BLOCK_PATTERNS < n:
+            self.blocks.append(np.zeros((BLOCK_PATTERNS, self.dim, self.dim)))
         if len(self.counts) < n:
-            self.counts = np.concatenate([self.counts, np.zeros(max(n - len(self.counts), _BLOCK), np.int64)])
+            self.counts = np.concatenate([self.counts, np.zeros(max(n - len(self.counts), BLOCK_PATTERNS), np.int64)])
         self.counts[gi] += counts
-        blk, off = np.divmod(gi, _BLOCK)
+        blk, off = np.divmod(gi, BLOCK_PATTERNS)
         for b in np.unique(blk):
             sel = blk == b
             self.blocks[b][off[sel]] += moms[sel]  # offsets distinct within a call
@@ -266,18 +330,18 @@ class StatsAccumulator:
         # (patterns x D x D) temporary; per-row outer products would move D² doubles a row)
         index, blocks = self.index, self.blocks
         if len(self.counts) < len(index) + len(keys):
-            self.counts = np.concatenate([self.counts, np.zeros(len(keys) + _BLOCK, np.int64)])
+            self.counts = np.concatenate([self.counts, np.zeros(len(keys) + BLOCK_PATTERNS, np.int64)])
         counts = self.counts
         for p, key in enumerate(keys):
             j = index.get(key)
             if j is None:
                 j = len(index)
                 index[key] = j
-                if j >= len(blocks) * _BLOCK:
-                    blocks.append(np.zeros((_BLOCK, D, D)))
+                if j >= len(blocks) * BLOCK_PATTERNS:
+                    blocks.append(np.zeros((BLOCK_PATTERNS, D, D)))
             a0, b0 = bounds[p], bounds[p + 1]
             seg = v[a0:b0]
-            blocks[j // _BLOCK][j % _BLOCK] += seg.T @ (seg * ws[a0:b0])
+            blocks[j // BLOCK_PATTERNS][j % BLOCK_PATTERNS] += seg.T @ (seg * ws[a0:b0])
             counts[j] += b0 - a0
 
     def merge(self, other: "StatsAccumulator") -> "StatsAccumulator":
@@ -336,7 +400,7 @@ def _masks_of(keys: Sequence[bytes], m: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- chunk cleaning
-def _clean_chunk(df: pd.DataFrame, lay: _Layout, *, offset: int, label: str, weights: bool,
+def _clean_chunk(df: pd.DataFrame, lay: ColumnLayout, *, offset: int, label: str, weights: bool,
                  out_of_range: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """Validate one chunk with ``read_survey``'s rules and messages.
 
@@ -345,10 +409,18 @@ def _clean_chunk(df: pd.DataFrame, lay: _Layout, *, offset: int, label: str, wei
     wording and row naming) are :mod:`veerkracht_bayes.survey.reading`'s own; rows are named
     by their position in the whole file (``offset`` + position in the chunk).
     """
-    from veerkracht_bayes.survey.reading import _coerce_numeric, _Ctx, _describe_range, _infer_id, _listing
+    from veerkracht_bayes.survey.reading import (
+        SourceContext,
+        coerce_numeric,
+        coerce_weights,
+        describe_range,
+        infer_id,
+        list_bad_values,
+        range_violations,
+    )
 
     cb = lay.cb
-    ctx = _Ctx(label, "parquet", csv=False, decimal=".")
+    ctx = SourceContext(label, "parquet", csv=False, decimal=".")
     absent = [c for c in lay.columns if c not in df.columns]
     if absent:
         raise SurveyError([Problem(f"codebook column {c!r} is missing from the data (expected a column "
@@ -366,60 +438,34 @@ def _clean_chunk(df: pd.DataFrame, lay: _Layout, *, offset: int, label: str, wei
     else:
         keep = np.arange(len(df))
     src = keep + offset  # 0-based positions in the whole file
-    idv = _infer_id(df[cb.id_column])
+    idv = infer_id(df[cb.id_column])
     # hashed as text, as in every chunk, so 12, 12.0 and "12" in different chunks collide
     hashes = pd.util.hash_pandas_object(idv.astype(str), index=False).to_numpy()
     problems: list[Problem] = []
     if cb.weight_column and weights:
         wcol = cb.weight_column
-        c = _coerce_numeric(df[wcol], ".")
-        w = c.values
-        if len(c.bad_pos):
-            problems.append(ctx.problem(
-                f"non-numeric weight in column {wcol!r}: {_listing(ctx, src[c.bad_pos].tolist(), c.bad_vals)}"
-                " (expected a non-negative number)", wcol, c.bad_vals[0], int(src[c.bad_pos[0]])))
-        nan = np.isnan(w)
-        nan[c.bad_pos] = False
-        bad_nan = np.flatnonzero(nan)
-        if len(bad_nan):
-            problems.append(ctx.problem(
-                f"missing (NaN) weight in column {wcol!r} at {len(bad_nan)} row(s): "
-                + ", ".join(ctx.where(int(src[p])) for p in bad_nan[:5]) + (" ..." if len(bad_nan) > 5 else "")
-                + " (expected a non-negative number for every respondent)", wcol, None, int(src[bad_nan[0]])))
-        for bad, what, expect in ((np.flatnonzero(w < 0), "negative", "weights >= 0"),
-                                  (np.flatnonzero(np.isinf(w)), "infinite", "a finite number")):
-            if len(bad):
-                problems.append(ctx.problem(
-                    f"{what} weight in column {wcol!r}: {_listing(ctx, src[bad].tolist(), w[bad].tolist())}"
-                    f" (expected {expect})", wcol, float(w[bad[0]]), int(src[bad[0]])))
+        w, wprobs = coerce_weights(df[wcol], wcol, ctx, src)
+        problems.extend(wprobs)
     else:
         w = np.ones(len(df))
     specs = {it.column: (k, it) for k, it in cb.item_specs()}
 
     def column(col: str) -> np.ndarray:
         cons, it = specs[col]
-        c = _coerce_numeric(df[col], ".", it.missing_codes, it.value_labels or None)
+        c = coerce_numeric(df[col], ".", it.missing_codes, it.value_labels or None)
         x = c.values
         if len(c.bad_pos):
             problems.append(ctx.problem(
                 f"text in numeric item {col!r} (construct {cons!r}) that is not a declared missing code: "
-                f"{_listing(ctx, src[c.bad_pos].tolist(), c.bad_vals)}; expected {_describe_range(it)}",
+                f"{list_bad_values(ctx, src[c.bad_pos].tolist(), c.bad_vals)}; expected {describe_range(it)}",
                 col, c.bad_vals[0], int(src[c.bad_pos[0]])))
-        lo, hi = it.range
-        obs = ~np.isnan(x)
-        oor = np.zeros(len(x), bool)
-        if lo is not None:
-            oor |= obs & (x < lo)
-        if hi is not None:
-            oor |= obs & (x > hi)
-        if it.scale in ("likert", "binary", "count"):
-            oor |= obs & (x != np.round(x))
+        oor = range_violations(x, it)
         if oor.any():
             if out_of_range == "error":
                 pos = np.flatnonzero(oor)
                 problems.append(ctx.problem(
                     f"value out of range in item {col!r} (construct {cons!r}): "
-                    f"{_listing(ctx, src[pos].tolist(), x[pos].tolist())}; expected {_describe_range(it)} "
+                    f"{list_bad_values(ctx, src[pos].tolist(), x[pos].tolist())}; expected {describe_range(it)} "
                     "(or pass out_of_range='missing' to treat these as missing)", col, float(x[pos[0]]),
                     int(src[pos[0]])))
             else:
@@ -450,8 +496,29 @@ def _clean_chunk(df: pd.DataFrame, lay: _Layout, *, offset: int, label: str, wei
     return x, y, w, hashes, int(id_missing.sum())
 
 
-def _accumulate(frames: Iterable[pd.DataFrame], lay: _Layout, *, label: str, weights: bool,
-                out_of_range: str) -> StatsAccumulator:
+def accumulate_frames(frames: Iterable[pd.DataFrame], lay: ColumnLayout, *, label: str, weights: bool,
+                      out_of_range: str) -> StatsAccumulator:
+    """Read chunks of a survey into a :class:`StatsAccumulator` (raw moments per missingness pattern).
+
+    Each chunk is checked and cleaned as :func:`stats_from_parquet` does (``label`` names the
+    source in error messages) and released before the next; accumulators of disjoint chunks
+    combine with :meth:`StatsAccumulator.merge`.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> from veerkracht_bayes.survey.codebook import load_codebook
+    >>> g = load_graph("marvel")
+    >>> cb = load_codebook(shipped_path("data", "synthetic", "codebook_synthetic.yaml"), graph=g)
+    >>> df = pd.read_csv(shipped_path("data", "synthetic", "veerkracht_synthetic.csv.gz"), nrows=300)
+    >>> lay = column_layout(cb, g, None)
+    >>> acc = accumulate_frames([df.iloc[:150], df.iloc[150:]], lay, label="two chunks", weights=True,
+    ...                         out_of_range="error")
+    >>> acc.rows_read
+    300
+    """
     acc = StatsAccumulator(len(lay.cov_cols), len(lay.item_cols))
     offset = 0
     for df in frames:
@@ -468,12 +535,29 @@ def _accumulate(frames: Iterable[pd.DataFrame], lay: _Layout, *, label: str, wei
 
 
 # ----------------------------------------------------------------------------- finalisation
-def _finalise(acc: StatsAccumulator, lay: _Layout, *, label: str, data_hash: str | None,
-              missing: str, max_fiml_patterns: int, em_tol: float = 1e-9) -> StatsOnlyModelData:
+def finalise_stats(acc: StatsAccumulator, lay: ColumnLayout, *, label: str, data_hash: str | None,
+                   missing: str, max_fiml_patterns: int, em_tol: float = 1e-9) -> StatsOnlyModelData:
     """Standardise the raw pattern moments algebraically; FIML statistics or the two-stage EM.
 
     The accumulator's blocks are transformed **in place** (raw ``V_p`` become the model's
     ``Z_p``), so the largest array exists once; the accumulator is spent afterwards.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> from veerkracht_bayes.survey.codebook import load_codebook
+    >>> g = load_graph("marvel")
+    >>> cb = load_codebook(shipped_path("data", "synthetic", "codebook_synthetic.yaml"), graph=g)
+    >>> df = pd.read_csv(shipped_path("data", "synthetic", "veerkracht_synthetic.csv.gz"), nrows=300)
+    >>> lay = column_layout(cb, g, None)
+    >>> acc = accumulate_frames([df.iloc[:150], df.iloc[150:]], lay, label="two chunks", weights=True,
+    ...                         out_of_range="error")
+    >>> md = finalise_stats(acc, lay, label="two chunks", data_hash=None, missing="fiml",
+    ...                     max_fiml_patterns=200)
+    >>> md.n, md.missing_method
+    (300, 'fiml')
     """
     q, m = acc.q, acc.m
     q1 = 1 + q
@@ -638,6 +722,15 @@ def em_pattern_stats(stats: PatternStats, *, max_iter: int = 2000, tol: float = 
     -------
     dict
         ``M, S, Syy, Suy, Suu, W, iterations, converged``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.survey.statistics import pattern_stats
+    >>> y = np.random.default_rng(1).normal(size=(200, 2)); y[:30, 1] = np.nan
+    >>> em = em_pattern_stats(pattern_stats(y, np.ones((200, 1)), np.ones(200)))
+    >>> em["converged"], em["Syy"].shape
+    (True, (2, 2))
     """
     from veerkracht_bayes.survey.missing_data import em_pattern_blocks, pattern_z
 
@@ -707,6 +800,19 @@ def stats_from_parquet(
     ------
     SurveyError
         Missing columns, invalid weights or values (file and data row named), duplicate ids.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "survey.parquet"
+    >>> pd.read_csv(shipped_path("data", "synthetic", "veerkracht_synthetic.csv.gz"), nrows=300).to_parquet(path)
+    >>> md = stats_from_parquet(path, shipped_path("data", "synthetic", "codebook_synthetic.yaml"), load_graph("marvel"),
+    ...                         chunk_rows=100)
+    >>> md.n
+    300
     """
     import pyarrow.parquet as pq
 
@@ -717,7 +823,7 @@ def stats_from_parquet(
     if not path.is_file():
         raise SurveyError(Problem("file not found (expected an existing Parquet file)", file=str(path)))
     cb = _codebook(codebook, graph)
-    lay = _layout(cb, graph, covariates)
+    lay = column_layout(cb, graph, covariates)
     try:
         # pre_buffer=False: with pre-buffering, pyarrow kept ~3 MB per record batch alive until
         # the file was closed (measured: +500 MB over a 17M-row file); buffered reads keep it flat
@@ -743,8 +849,8 @@ def stats_from_parquet(
             yield _pop_to_pandas(box)
 
     frames = frames()
-    acc = _accumulate(frames, lay, label=str(path), weights=weights, out_of_range=out_of_range)
-    return _finalise(acc, lay, label=str(path), data_hash=_file_sha256(path), missing=missing,
+    acc = accumulate_frames(frames, lay, label=str(path), weights=weights, out_of_range=out_of_range)
+    return finalise_stats(acc, lay, label=str(path), data_hash=_file_sha256(path), missing=missing,
                      max_fiml_patterns=max_fiml_patterns)
 
 
@@ -760,11 +866,23 @@ def stats_from_frames(
     out_of_range: str = "error",
     label: str = "<frames>",
 ) -> StatsOnlyModelData:
-    """Sufficient statistics from any iterable of pandas chunks (same rules as Parquet)."""
+    """Sufficient statistics from any iterable of pandas chunks (same rules as Parquet).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> df = pd.read_csv(shipped_path("data", "synthetic", "veerkracht_synthetic.csv.gz"), nrows=300)
+    >>> md = stats_from_frames([df.iloc[:100], df.iloc[100:]], shipped_path("data", "synthetic", "codebook_synthetic.yaml"),
+    ...                        load_graph("marvel"), missing="fiml")
+    >>> md.n, isinstance(md, StatsOnlyModelData)
+    (300, True)
+    """
     cb = _codebook(codebook, graph)
-    lay = _layout(cb, graph, covariates)
-    acc = _accumulate(frames, lay, label=label, weights=weights, out_of_range=out_of_range)
-    return _finalise(acc, lay, label=label, data_hash=None, missing=missing,
+    lay = column_layout(cb, graph, covariates)
+    acc = accumulate_frames(frames, lay, label=label, weights=weights, out_of_range=out_of_range)
+    return finalise_stats(acc, lay, label=label, data_hash=None, missing=missing,
                      max_fiml_patterns=max_fiml_patterns)
 
 
@@ -790,6 +908,19 @@ def stats_from_dask(
     ------
     ImportError
         When dask is not installed (``pip install "dask[dataframe]"``).
+
+    Examples
+    --------
+    >>> import dask.dataframe as dd
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> df = pd.read_csv(shipped_path("data", "synthetic", "veerkracht_synthetic.csv.gz"), nrows=300)
+    >>> md = stats_from_dask(dd.from_pandas(df, npartitions=2),
+    ...                      shipped_path("data", "synthetic", "codebook_synthetic.yaml"), load_graph("marvel"),
+    ...                      missing="fiml")
+    >>> md.n, isinstance(md, StatsOnlyModelData)
+    (300, True)
     """
     try:
         import dask
@@ -797,7 +928,7 @@ def stats_from_dask(
         raise ImportError("stats_from_dask needs dask: pip install \"dask[dataframe]\" "
                           "(an optional dependency of veerkracht_bayes)") from exc
     cb = _codebook(codebook, graph)
-    lay = _layout(cb, graph, covariates)
+    lay = column_layout(cb, graph, covariates)
     cols = lay.columns
     missing_cols = [c for c in cols if c not in ddf.columns]
     if missing_cols:
@@ -805,7 +936,7 @@ def stats_from_dask(
                                    value=c) for c in missing_cols])
 
     def part(df: pd.DataFrame, i: int) -> StatsAccumulator:
-        return _accumulate([df], lay, label=f"<dask partition {i}>", weights=weights,
+        return accumulate_frames([df], lay, label=f"<dask partition {i}>", weights=weights,
                            out_of_range=out_of_range)
 
     parts = [dask.delayed(part)(d, i) for i, d in enumerate(ddf[cols].to_delayed())]
@@ -813,5 +944,5 @@ def stats_from_dask(
         parts = [dask.delayed(StatsAccumulator.merge)(parts[i], parts[i + 1]) if i + 1 < len(parts)
                  else parts[i] for i in range(0, len(parts), 2)]
     (acc,) = dask.compute(parts[0])
-    return _finalise(acc, lay, label="<dask>", data_hash=None, missing=missing,
+    return finalise_stats(acc, lay, label="<dask>", data_hash=None, missing=missing,
                      max_fiml_patterns=max_fiml_patterns)

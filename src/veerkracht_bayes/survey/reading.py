@@ -52,6 +52,14 @@ __all__ = [
     "read_survey",
     "kish_effective_n",
     "check_csv_structure",
+    "CoercedColumn",
+    "coerce_numeric",
+    "coerce_weights",
+    "range_violations",
+    "SourceContext",
+    "list_bad_values",
+    "describe_range",
+    "infer_id",
 ]
 
 ROW_CONVENTION = "rows are 1-based data rows (first respondent = row 1, header not counted)"
@@ -63,7 +71,14 @@ _DTA_SUFFIXES = (".dta",)
 
 
 def kish_effective_n(weights: np.ndarray) -> float:
-    """Kish's effective sample size ``(sum w)^2 / sum w^2``."""
+    """Kish's effective sample size ``(sum w)^2 / sum w^2``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> kish_effective_n(np.ones(100)), round(kish_effective_n(np.r_[np.ones(50), 3 * np.ones(50)]), 1)
+    (100.0, 80.0)
+    """
     w = np.asarray(weights, dtype=float)
     s2 = float(np.sum(w**2))
     return float(np.sum(w) ** 2 / s2) if s2 > 0 else 0.0
@@ -72,7 +87,18 @@ def kish_effective_n(weights: np.ndarray) -> float:
 # ============================================================================ report
 @dataclass(frozen=True)
 class ItemReport:
-    """Missingness and validity counts of one item (over the kept rows)."""
+    """Missingness and validity counts of one item (over the kept rows).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> df = pd.read_csv(shipped_path("data", "synthetic", "veerkracht_synthetic.csv.gz"), nrows=200)
+    >>> survey = read_survey(df, shipped_path("data", "synthetic", "codebook_synthetic.yaml"), graph="marvel")
+    >>> reports = survey.report.items
+    >>> isinstance(reports[0], ItemReport)
+    True
+    """
 
     column: str
     construct: str
@@ -87,7 +113,17 @@ class ItemReport:
 
 @dataclass(frozen=True)
 class WeightSummary:
-    """Summary of the raw weights and the design effect they imply."""
+    """Summary of the raw weights and the design effect they imply.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> df = pd.read_csv(shipped_path("data", "synthetic", "veerkracht_synthetic.csv.gz"), nrows=200)
+    >>> survey = read_survey(df, shipped_path("data", "synthetic", "codebook_synthetic.yaml"), graph="marvel")
+    >>> isinstance(survey.report.weights, WeightSummary)
+    True
+    """
 
     column: str | None
     n: int
@@ -102,7 +138,13 @@ class WeightSummary:
 
 @dataclass(frozen=True)
 class Exclusion:
-    """Rows excluded for one reason (``rows``: the first few, 1-based data rows)."""
+    """Rows excluded for one reason (``rows``: the first few, 1-based data rows).
+
+    Examples
+    --------
+    >>> Exclusion(reason="every item missing", count=2, rows=(12, 40)).count
+    2
+    """
 
     reason: str
     count: int
@@ -111,7 +153,17 @@ class Exclusion:
 
 @dataclass(frozen=True)
 class SubgroupReport:
-    """Size of one subgroup over the kept rows."""
+    """Size of one subgroup over the kept rows.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> df = pd.read_csv(shipped_path("data", "synthetic", "veerkracht_synthetic.csv.gz"), nrows=200)
+    >>> survey = read_survey(df, shipped_path("data", "synthetic", "codebook_synthetic.yaml"), graph="marvel")
+    >>> all(isinstance(r, SubgroupReport) for r in survey.report.subgroups)
+    True
+    """
 
     name: str
     label_en: str
@@ -124,7 +176,17 @@ class SubgroupReport:
 
 @dataclass(frozen=True)
 class ValidationReport:
-    """What :func:`read_survey` found; see :meth:`to_text` and :meth:`to_dict`."""
+    """What :func:`read_survey` found; see :meth:`to_text` and :meth:`to_dict`.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> df = pd.read_csv(shipped_path("data", "synthetic", "veerkracht_synthetic.csv.gz"), nrows=200)
+    >>> survey = read_survey(df, shipped_path("data", "synthetic", "codebook_synthetic.yaml"), graph="marvel")
+    >>> isinstance(survey.report, ValidationReport)
+    True
+    """
 
     source: str
     format: str
@@ -260,6 +322,15 @@ class SurveyData:
         ``column_labels`` from SPSS/Stata files, the CSV separator/decimal/encoding.
     source_rows
         1-based data row (in the source) of each kept respondent.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> df = pd.read_csv(shipped_path("data", "synthetic", "veerkracht_synthetic.csv.gz"), nrows=200)
+    >>> survey = read_survey(df, shipped_path("data", "synthetic", "codebook_synthetic.yaml"), graph="marvel")
+    >>> isinstance(survey, SurveyData), survey.n, survey.weights.shape
+    (True, 200, (200,))
     """
 
     _data: pd.DataFrame = field(repr=False)
@@ -387,7 +458,32 @@ class SurveyData:
 
 # ============================================================================ reading
 @dataclass
-class _Ctx:
+class SourceContext:
+    """Where survey rows come from, for located error messages.
+
+    Attributes
+    ----------
+    label
+        The file name (or ``"<DataFrame>"``).
+    fmt
+        The format's name in messages (``"CSV"``, ``"Parquet"``, ...).
+    csv
+        Rows have file lines (a CSV: data row ``r`` is file line ``r + 1``).
+    decimal
+        Decimal separator of numbers written as text.
+    index_labels
+        A DataFrame's index labels, named in messages when given.
+
+    Examples
+    --------
+    >>> ctx = SourceContext("survey.csv", "CSV", csv=True, decimal=".")
+    >>> ctx.where(0)
+    'data row 1 (file line 2)'
+    >>> p = ctx.problem("not a number", "q1", "x", 0)
+    >>> (p.file, p.line, p.field)
+    ('survey.csv', 2, 'q1')
+    """
+
     label: str
     fmt: str
     csv: bool
@@ -544,7 +640,7 @@ def check_csv_structure(text: str, sep: str, label: str,
 _SCALAR_TYPES = (str, bytes, int, float, bool, np.generic, pd.Timestamp, pd.Timedelta)
 
 
-def _check_cell_types(df: pd.DataFrame, columns: Sequence[str], ctx: "_Ctx") -> None:
+def _check_cell_types(df: pd.DataFrame, columns: Sequence[str], ctx: "SourceContext") -> None:
     """Refuse nested values (lists, arrays, mappings: e.g. Parquet list columns) in used columns."""
     probs = []
     for col in columns:
@@ -575,11 +671,11 @@ def _is_date(v: object) -> bool:
 
 def _read_source(
     source: str | Path | pd.DataFrame, encoding: str | None, sep: str | None, decimal: str | None
-) -> tuple[pd.DataFrame, _Ctx, str, dict[str, Any]]:
+) -> tuple[pd.DataFrame, SourceContext, str, dict[str, Any]]:
     if isinstance(source, pd.DataFrame):
         df = source.copy(deep=True)
         canon = df.to_csv(index=False, lineterminator="\n").encode("utf-8")
-        ctx = _Ctx("<DataFrame>", "DataFrame", False, decimal or ".",
+        ctx = SourceContext("<DataFrame>", "DataFrame", False, decimal or ".",
                    index_labels=np.asarray(source.index.tolist(), dtype=object))
         return df.reset_index(drop=True), ctx, hashlib.sha256(canon).hexdigest(), {}
     path = Path(source)
@@ -597,14 +693,14 @@ def _read_source(
     meta: dict[str, Any] = {}
     if kind == "csv":
         df, meta = _read_csv(path, raw, encoding, sep, decimal)
-        ctx = _Ctx(label, "CSV", True, meta["decimal"])
+        ctx = SourceContext(label, "CSV", True, meta["decimal"])
     elif kind == "parquet":
         try:
             df = pd.read_parquet(io.BytesIO(raw))
         except Exception as exc:  # pyarrow raises several types
             raise SurveyError(Problem(f"cannot read as Parquet: {exc} (expected a Parquet file)",
                                       file=label)) from None
-        ctx = _Ctx(label, "Parquet", False, decimal or ".")
+        ctx = SourceContext(label, "Parquet", False, decimal or ".")
     else:
         import pyreadstat
 
@@ -619,12 +715,20 @@ def _read_source(
                 "column_labels": dict(m.column_names_to_labels or {}),
                 "file_label": m.file_label, "file_encoding": m.file_encoding,
                 "missing_ranges": dict(getattr(m, "missing_ranges", None) or {})}
-        ctx = _Ctx(label, "SPSS" if kind == "sav" else "Stata", False, decimal or ".")
+        ctx = SourceContext(label, "SPSS" if kind == "sav" else "Stata", False, decimal or ".")
     return df, ctx, digest, meta
 
 
 # ---------------------------------------------------------------------------- coercion
-def _listing(ctx: _Ctx, positions: Sequence[int], values: Sequence[Any]) -> str:
+def list_bad_values(ctx: SourceContext, positions: Sequence[int], values: Sequence[Any]) -> str:
+    """The first few offending values with their rows, for a message (``"... and N more"``).
+
+    Examples
+    --------
+    >>> ctx = SourceContext("survey.csv", "CSV", csv=True, decimal=".")
+    >>> list_bad_values(ctx, [0, 4], ["x", 9])
+    "'x' at data row 1 (file line 2); 9 at data row 5 (file line 6)"
+    """
     parts = [f"{_py(v)!r} at {ctx.where(p)}" for p, v in zip(positions[:_MAX_LISTED], values[:_MAX_LISTED])]
     more = f" and {len(positions) - _MAX_LISTED} more" if len(positions) > _MAX_LISTED else ""
     return "; ".join(parts) + more
@@ -645,7 +749,20 @@ def _split_codes(codes: Sequence[Any]) -> tuple[set[float], set[str]]:
 
 
 @dataclass
-class _Coerced:
+class CoercedColumn:
+    """A column converted to numbers by :func:`coerce_numeric`.
+
+    ``values`` floats (NaN where missing or a missing code), ``code_mask`` True where a missing
+    code was found, ``bad_pos``/``bad_vals`` the positions and text of unparseable entries and
+    ``n_decoded`` how many value labels were turned into their codes.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> coerce_numeric(pd.Series(["1", "x"]), ".").bad_vals
+    ['x']
+    """
+
     values: np.ndarray
     code_mask: np.ndarray
     bad_pos: np.ndarray
@@ -653,19 +770,44 @@ class _Coerced:
     n_decoded: int = 0
 
 
-def _coerce_numeric(s: pd.Series, decimal: str, codes: Sequence[Any] = (),
-                    labels: dict[int, str] | None = None) -> _Coerced:
-    """Convert a column to float; missing codes -> NaN; return bad (unparseable) entries."""
+def coerce_numeric(s: pd.Series, decimal: str, codes: Sequence[Any] = (),
+                    labels: dict[int, str] | None = None) -> CoercedColumn:
+    """Convert a column to float; missing codes -> NaN; return bad (unparseable) entries.
+
+    Parameters
+    ----------
+    s
+        The column (numbers, booleans or text).
+    decimal
+        The decimal mark of text entries (``"."`` or ``","``).
+    codes
+        Missing-value codes (numbers or text), read as missing.
+    labels
+        Value labels ``{code: text}``: an entry equal to a label becomes its code.
+
+    Returns
+    -------
+    CoercedColumn
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> c = coerce_numeric(pd.Series(["1", "2,5", "99", "Eens", "oops"]), ",", codes=[99], labels={4: "Eens"})
+    >>> c.values
+    array([1. , 2.5, nan, 4. , nan])
+    >>> c.code_mask.tolist(), c.bad_vals
+    ([False, False, True, False, False], ['oops'])
+    """
     num_codes, str_codes = _split_codes(codes)
     n = len(s)
     if pd.api.types.is_bool_dtype(s):
         x = s.astype(float).to_numpy()
-        return _Coerced(x, np.zeros(n, bool), np.zeros(0, np.int64), [])
+        return CoercedColumn(x, np.zeros(n, bool), np.zeros(0, np.int64), [])
     if pd.api.types.is_numeric_dtype(s):
         x = s.to_numpy(dtype=float, na_value=np.nan).copy()
         cm = np.isin(x, np.array(sorted(num_codes), dtype=float)) if num_codes else np.zeros(n, bool)
         x[cm] = np.nan
-        return _Coerced(x, cm, np.zeros(0, np.int64), [])
+        return CoercedColumn(x, cm, np.zeros(0, np.int64), [])
     obj = s.astype(object)
     # fast path: entries that parse as numbers as they stand (most of a CSV read as text) need
     # none of the string handling below; only the rest (blanks, codes, labels, decimal commas,
@@ -678,11 +820,11 @@ def _coerce_numeric(s: pd.Series, decimal: str, codes: Sequence[Any] = (),
         cm = np.isin(x, np.array(sorted(num_codes), dtype=float)) if num_codes else np.zeros(n, bool)
         x[cm] = np.nan
         if len(slow) == 0:
-            return _Coerced(x, cm, np.zeros(0, np.int64), [])
-        rest = _coerce_numeric(obj.iloc[slow].reset_index(drop=True), decimal, codes, labels)
+            return CoercedColumn(x, cm, np.zeros(0, np.int64), [])
+        rest = coerce_numeric(obj.iloc[slow].reset_index(drop=True), decimal, codes, labels)
         x[slow] = rest.values
         cm[slow] = rest.code_mask
-        return _Coerced(x, cm, slow[rest.bad_pos], rest.bad_vals, rest.n_decoded)
+        return CoercedColumn(x, cm, slow[rest.bad_pos], rest.bad_vals, rest.n_decoded)
     isna = pd.isna(obj).to_numpy()
     st = pd.Series(np.where(isna, "", obj.to_numpy()), dtype=object).map(str).str.strip()
     empty = (st == "").to_numpy()
@@ -701,14 +843,14 @@ def _coerce_numeric(s: pd.Series, decimal: str, codes: Sequence[Any] = (),
     bad = ~empty & ~code_mask & np.isnan(num)
     x = np.where(code_mask, np.nan, num)
     pos = np.flatnonzero(bad)
-    return _Coerced(x, code_mask, pos, [obj.iloc[p] for p in pos[:_MAX_LISTED]], int(use_label.sum()))
+    return CoercedColumn(x, code_mask, pos, [obj.iloc[p] for p in pos[:_MAX_LISTED]], int(use_label.sum()))
 
 
 def _infer_column(s: pd.Series, decimal: str) -> pd.Series:
     """Text columns whose every non-empty value is a number become float; else text (""->NaN)."""
     if not (pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s)):
         return s
-    c = _coerce_numeric(s, decimal)
+    c = coerce_numeric(s, decimal)
     obj = s.astype(object)
     stripped = obj.map(lambda v: v.strip() if isinstance(v, str) else v)
     empty = stripped.map(lambda v: v is None or (isinstance(v, float) and math.isnan(v)) or v == "" or
@@ -718,7 +860,15 @@ def _infer_column(s: pd.Series, decimal: str) -> pd.Series:
     return stripped.where(~empty.astype(bool), np.nan).astype(object)
 
 
-def _describe_range(it: ItemSpec) -> str:
+def describe_range(it: ItemSpec) -> str:
+    """What a valid value of an item is, in words (the "expected ..." part of a message).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.survey.codebook import ItemSpec
+    >>> describe_range(ItemSpec(column="q1", scale="likert", categories=5, missing_codes=[99]))
+    'an integer in 1..5 (likert item with 5 categories) or a declared missing code [99]'
+    """
     lo, hi = it.range
     integral = it.scale in ("likert", "binary", "count")
     kind = {"likert": f"likert item with {it.categories} categories", "binary": "binary item",
@@ -783,6 +933,15 @@ def read_survey(
         Listing every problem found; each names the file, the row (1-based data row;
         for CSV also the file line), the column, the offending value and what was
         expected. See :data:`ROW_CONVENTION`.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> df = pd.read_csv(shipped_path("data", "synthetic", "veerkracht_synthetic.csv.gz"), nrows=200)
+    >>> survey = read_survey(df, shipped_path("data", "synthetic", "codebook_synthetic.yaml"), graph="marvel")
+    >>> survey.n
+    200
     """
     if out_of_range not in ("error", "missing"):
         raise SurveyError(Problem(f"out_of_range must be 'error' or 'missing', got {out_of_range!r}",
@@ -861,7 +1020,7 @@ def read_survey(
     data = data.iloc[src_pos].reset_index(drop=True)
     if ctx.index_labels is not None:
         ctx.index_labels = ctx.index_labels[src_pos]
-    data[idc] = _infer_id(data[idc])
+    data[idc] = infer_id(data[idc])
     dup = data[idc].duplicated(keep=False).to_numpy()
     if dup.any():
         groups: dict[Any, list[int]] = {}
@@ -880,32 +1039,8 @@ def read_survey(
     n = len(data)
     wcol = cb.weight_column
     if wcol:
-        c = _coerce_numeric(data[wcol], ctx.decimal)
-        w = c.values
-        if len(c.bad_pos):
-            problems.append(ctx.problem(
-                f"non-numeric weight in column {wcol!r}: "
-                f"{_listing(ctx, src_pos[c.bad_pos].tolist(), c.bad_vals)} (expected a non-negative number)",
-                wcol, c.bad_vals[0], int(src_pos[c.bad_pos[0]])))
-        bad_nan = np.flatnonzero(np.isnan(w) & ~np.isin(np.arange(n), c.bad_pos))
-        if len(bad_nan):
-            problems.append(ctx.problem(
-                f"missing (NaN) weight in column {wcol!r} at {len(bad_nan)} row(s): "
-                + ", ".join(ctx.where(int(src_pos[p])) for p in bad_nan[:_MAX_LISTED])
-                + (" ..." if len(bad_nan) > _MAX_LISTED else "")
-                + " (expected a non-negative number for every respondent)", wcol, None,
-                int(src_pos[bad_nan[0]])))
-        neg = np.flatnonzero(w < 0)
-        if len(neg):
-            problems.append(ctx.problem(
-                f"negative weight in column {wcol!r}: "
-                f"{_listing(ctx, src_pos[neg].tolist(), w[neg].tolist())} (expected weights >= 0)",
-                wcol, float(w[neg[0]]), int(src_pos[neg[0]])))
-        inf = np.flatnonzero(np.isinf(w))
-        if len(inf):
-            problems.append(ctx.problem(
-                f"infinite weight in column {wcol!r}: {_listing(ctx, src_pos[inf].tolist(), w[inf].tolist())}"
-                " (expected a finite number)", wcol, float(w[inf[0]]), int(src_pos[inf[0]])))
+        w, wprobs = coerce_weights(data[wcol], wcol, ctx, src_pos)
+        problems.extend(wprobs)
         finite = w[np.isfinite(w)]
         if len(finite) == n and np.all(finite == 0):
             problems.append(ctx.problem(
@@ -941,32 +1076,24 @@ def read_survey(
     item_reports: list[ItemReport] = []
     for cons, it in cb.item_specs():
         col = it.column
-        c = _coerce_numeric(data[col], ctx.decimal, it.missing_codes, it.value_labels or None)
+        c = coerce_numeric(data[col], ctx.decimal, it.missing_codes, it.value_labels or None)
         x = c.values
         if len(c.bad_pos):
             hint = " (a decimal comma? pass decimal=',')" if any(
                 isinstance(v, str) and "," in v for v in c.bad_vals) and ctx.decimal != "," else ""
             problems.append(ctx.problem(
                 f"text in numeric item {col!r} (construct {cons!r}) that is not a declared missing code: "
-                f"{_listing(ctx, src_pos[c.bad_pos].tolist(), c.bad_vals)}; expected {_describe_range(it)}"
+                f"{list_bad_values(ctx, src_pos[c.bad_pos].tolist(), c.bad_vals)}; expected {describe_range(it)}"
                 f"{hint}", col, c.bad_vals[0], int(src_pos[c.bad_pos[0]])))
-        lo, hi = it.range
-        obs = ~np.isnan(x)
-        oor = np.zeros(len(x), bool)
-        if lo is not None:
-            oor |= obs & (x < lo)
-        if hi is not None:
-            oor |= obs & (x > hi)
-        if it.scale in ("likert", "binary", "count"):
-            oor |= obs & (x != np.round(x))
+        oor = range_violations(x, it)
         n_oor = int(oor.sum())
         if n_oor:
             pos = np.flatnonzero(oor)
             if out_of_range == "error":
                 problems.append(ctx.problem(
                     f"value out of range in item {col!r} (construct {cons!r}): "
-                    f"{_listing(ctx, src_pos[pos].tolist(), [_num(v) for v in x[pos]])}"
-                    f"{'' if n_oor <= _MAX_LISTED else ''}; expected {_describe_range(it)} "
+                    f"{list_bad_values(ctx, src_pos[pos].tolist(), [_num(v) for v in x[pos]])}"
+                    f"{'' if n_oor <= _MAX_LISTED else ''}; expected {describe_range(it)} "
                     "(or pass out_of_range='missing' to treat these as missing)",
                     col, _num(x[pos[0]]), int(src_pos[pos[0]])))
             else:
@@ -1056,7 +1183,7 @@ def read_survey(
 
 
 def _check_condition_columns(cb: Codebook, data: pd.DataFrame, raw: pd.DataFrame,
-                             src_pos: np.ndarray, ctx: _Ctx) -> None:
+                             src_pos: np.ndarray, ctx: SourceContext) -> None:
     """A column a subgroup compares with numbers must hold numbers: blame the data, not the condition.
 
     When such a column holds text but most of its values are numbers (e.g. ``17 jaar`` among
@@ -1075,13 +1202,13 @@ def _check_condition_columns(cb: Codebook, data: pd.DataFrame, raw: pd.DataFrame
             s = data[leaf.column]
             if pd.api.types.is_numeric_dtype(s) or leaf.column in {p.field for p in probs}:
                 continue
-            c = _coerce_numeric(raw[leaf.column].iloc[src_pos].reset_index(drop=True), ctx.decimal)
+            c = coerce_numeric(raw[leaf.column].iloc[src_pos].reset_index(drop=True), ctx.decimal)
             n_num = int(np.isfinite(c.values).sum())
             if n_num == 0 or not len(c.bad_pos):
                 continue  # a genuine text column: the condition is at fault (reported on evaluation)
             probs.append(ctx.problem(
                 f"non-numeric value in column {leaf.column!r}, which subgroup {name!r} compares with a "
-                f"number ({sg.where!r}): {_listing(ctx, src_pos[c.bad_pos].tolist(), c.bad_vals)} "
+                f"number ({sg.where!r}): {list_bad_values(ctx, src_pos[c.bad_pos].tolist(), c.bad_vals)} "
                 f"({len(c.bad_pos)} row(s); {n_num} others are numbers); expected a number or an "
                 "empty cell", leaf.column, _py(c.bad_vals[0]), int(src_pos[c.bad_pos[0]])))
     if probs:
@@ -1092,11 +1219,113 @@ def _py(v: Any) -> Any:
     return v.item() if isinstance(v, np.generic) else v
 
 
+def coerce_weights(s: pd.Series, column: str, ctx: SourceContext, src_pos: np.ndarray
+                   ) -> tuple[np.ndarray, list[Problem]]:
+    """Survey weights as floats, and the problems of each bad value (located rows).
+
+    Reports non-numeric, missing (NaN), negative and infinite weights, each with the rows named
+    as ``read_survey`` names them. Checks that need the whole column (all weights zero, a sum
+    that overflows) are the caller's. Shared by :func:`read_survey` and the out-of-core reader.
+
+    Parameters
+    ----------
+    s
+        The weight column.
+    column
+        Its name (for the messages).
+    ctx
+        The reading context (file label, format, decimal mark, row naming).
+    src_pos
+        0-based position in the source file of each entry of ``s``.
+
+    Returns
+    -------
+    (numpy.ndarray, list of Problem)
+        The weights (NaN where missing or not a number) and the problems, empty when all are valid.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> ctx = SourceContext("survey.csv", "csv", csv=True, decimal=".")
+    >>> w, probs = coerce_weights(pd.Series(["1.5", "x", "-2"]), "w", ctx, np.arange(3))
+    >>> w.tolist()[0], [p.message.split(":")[0] for p in probs]
+    (1.5, ["non-numeric weight in column 'w'", "negative weight in column 'w'"])
+    """
+    problems: list[Problem] = []
+    c = coerce_numeric(s, ctx.decimal)
+    w = c.values
+    if len(c.bad_pos):
+        problems.append(ctx.problem(
+            f"non-numeric weight in column {column!r}: "
+            f"{list_bad_values(ctx, src_pos[c.bad_pos].tolist(), c.bad_vals)} (expected a non-negative number)",
+            column, c.bad_vals[0], int(src_pos[c.bad_pos[0]])))
+    bad_nan = np.flatnonzero(np.isnan(w) & ~np.isin(np.arange(len(w)), c.bad_pos))
+    if len(bad_nan):
+        problems.append(ctx.problem(
+            f"missing (NaN) weight in column {column!r} at {len(bad_nan)} row(s): "
+            + ", ".join(ctx.where(int(src_pos[p])) for p in bad_nan[:_MAX_LISTED])
+            + (" ..." if len(bad_nan) > _MAX_LISTED else "")
+            + " (expected a non-negative number for every respondent)", column, None,
+            int(src_pos[bad_nan[0]])))
+    neg = np.flatnonzero(w < 0)
+    if len(neg):
+        problems.append(ctx.problem(
+            f"negative weight in column {column!r}: "
+            f"{list_bad_values(ctx, src_pos[neg].tolist(), w[neg].tolist())} (expected weights >= 0)",
+            column, float(w[neg[0]]), int(src_pos[neg[0]])))
+    inf = np.flatnonzero(np.isinf(w))
+    if len(inf):
+        problems.append(ctx.problem(
+            f"infinite weight in column {column!r}: {list_bad_values(ctx, src_pos[inf].tolist(), w[inf].tolist())}"
+            " (expected a finite number)", column, float(w[inf[0]]), int(src_pos[inf[0]])))
+    return w, problems
+
+
+def range_violations(x: np.ndarray, item: Any) -> np.ndarray:
+    """Where observed item values break the item's declared range: below ``lo``, above ``hi``,
+    or not a whole number on a likert, binary or count scale (NaN is never a violation).
+
+    Parameters
+    ----------
+    x
+        The item's values (NaN where missing).
+    item
+        Its codebook spec (``range`` and ``scale``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from types import SimpleNamespace
+    >>> it = SimpleNamespace(range=(1, 5), scale="likert")
+    >>> range_violations(np.array([1.0, 6.0, 2.5, np.nan]), it).tolist()
+    [False, True, True, False]
+    """
+    lo, hi = item.range
+    obs = ~np.isnan(x)
+    oor = np.zeros(len(x), bool)
+    if lo is not None:
+        oor |= obs & (x < lo)
+    if hi is not None:
+        oor |= obs & (x > hi)
+    if item.scale in ("likert", "binary", "count"):
+        oor |= obs & (x != np.round(x))
+    return oor
+
+
 def _num(v: float) -> float | int:
     return int(v) if float(v).is_integer() else float(v)
 
 
-def _infer_id(s: pd.Series) -> pd.Series:
+def infer_id(s: pd.Series) -> pd.Series:
+    """Respondent ids as integers when every id is a whole number (given as numbers or as text),
+    else as stripped strings.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> infer_id(pd.Series([" 7", "12"])).tolist(), infer_id(pd.Series(["a1 ", "b2"])).tolist()
+    ([7, 12], ['a1', 'b2'])
+    """
     if pd.api.types.is_numeric_dtype(s):
         x = s.to_numpy(dtype=float)
         if np.all(x == np.round(x)):

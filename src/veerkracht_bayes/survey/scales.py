@@ -40,6 +40,12 @@ def reverse_code(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     -------
     np.ndarray
         Float array of the same shape.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> reverse_code(np.array([1.0, 2.0, 5.0]), 1, 5)
+    array([5., 4., 1.])
     """
     return (float(lo) + float(hi)) - np.asarray(x, dtype=float)
 
@@ -60,6 +66,12 @@ def ordinal_codes(x: np.ndarray, lo: float, k: int) -> np.ndarray:
     ------
     ValueError
         If an observed value is not an integer category in range.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> ordinal_codes(np.array([1.0, 3.0, np.nan, 5.0]), 1, 5)
+    array([ 0,  2, -1,  4])
     """
     x = np.asarray(x, dtype=float)
     obs = ~np.isnan(x)
@@ -76,6 +88,13 @@ def weighted_mean_sd(x: np.ndarray, weights: np.ndarray | None = None) -> tuple[
     """Weighted mean and standard deviation (``ddof=0``) over the non-missing values.
 
     Returns ``(nan, nan)`` when no value is observed.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m, s = weighted_mean_sd(np.array([1.0, 2.0, 3.0, np.nan]), np.array([1.0, 1.0, 2.0, 1.0]))
+    >>> round(m, 4), round(s, 4)
+    (2.25, 0.8292)
     """
     x = np.asarray(x, dtype=float)
     w = np.ones_like(x) if weights is None else np.asarray(weights, dtype=float)
@@ -102,6 +121,13 @@ def standardise(x: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     -------
     np.ndarray
         Standardised copy; a constant column becomes all zeros (sd taken as 1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> z = standardise(np.array([1.0, 2.0, 3.0]))
+    >>> z.round(4)
+    array([-1.2247,  0.    ,  1.2247])
     """
     x = np.asarray(x, dtype=float)
     one = x.ndim == 1
@@ -147,6 +173,14 @@ def construct_scores(
     -------
     dict[str, np.ndarray]
         Construct -> score vector of length ``n``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> items = np.array([[1.0, 2.0, 5.0], [3.0, 4.0, 1.0], [5.0, 3.0, 3.0]])
+    >>> scores = construct_scores(items, ["a1", "a2", "b1"], {"a": ["a1", "a2"], "b": ["b1"]})
+    >>> sorted(scores), scores["b"].shape
+    (['a', 'b'], (3,))
     """
     if method not in ("mean", "sum"):
         raise ValueError(f"method must be 'mean' or 'sum', got {method!r}")

@@ -23,7 +23,8 @@ import numpy as np
 
 from veerkracht_bayes.errors import ModelError, Problem
 
-__all__ = ["ModelData", "PatternStats", "pattern_stats", "prepare_model_data", "model_data_from_survey"]
+__all__ = ["ModelData", "PatternStats", "pattern_stats", "prepare_model_data", "model_data_from_survey",
+           "SurveyColumns", "survey_columns", "weighted_mean_sd"]
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,13 @@ class PatternStats:
         Weighted cross-products (see module docstring); missing entries are 0.
     pattern_of_row
         ``(n,)`` index of each respondent's pattern.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> st = pattern_stats(np.array([[0.1, np.nan], [0.3, 0.2]]), np.ones((2, 1)), np.ones(2))
+    >>> isinstance(st, PatternStats), st.masks.tolist()
+    (True, [[True, False], [True, True]])
     """
 
     masks: np.ndarray
@@ -90,6 +98,14 @@ def pattern_stats(y: np.ndarray, u: np.ndarray, w: np.ndarray) -> PatternStats:
         ``(n, q+1)`` design rows ``[1, x_n]`` (complete).
     w
         ``(n,)`` weights.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.array([[0.1, 0.2], [0.3, np.nan], [-0.4, 0.5]])
+    >>> st = pattern_stats(y, np.ones((3, 1)), np.ones(3))
+    >>> st.n_patterns, st.W
+    (2, array([1., 2.]))
     """
     y = np.asarray(y, dtype=float)
     u = np.asarray(u, dtype=float)
@@ -146,6 +162,13 @@ class ModelData:
         Rows not used and why.
     data_hash
         Hash of the source data (provenance).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> md = prepare_model_data(np.random.default_rng(0).normal(size=(50, 2)), ["a1", "b1"], ["a", "b"])
+    >>> isinstance(md, ModelData), md.stats.n_patterns
+    (True, 1)
     """
 
     item_names: tuple[str, ...]
@@ -185,7 +208,15 @@ class ModelData:
         return (self.x * w[:, None]).T @ self.x
 
 
-def _wmean_sd(col: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+def weighted_mean_sd(col: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """Weighted mean and standard deviation (divisor: the sum of weights) of the observed values.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> weighted_mean_sd(np.array([1.0, 3.0, np.nan]), np.array([1.0, 1.0, 5.0]))
+    (2.0, 1.0)
+    """
     ok = ~np.isnan(col)
     ww = w[ok]
     mu = float(np.sum(ww * col[ok]) / np.sum(ww))
@@ -230,6 +261,14 @@ def prepare_model_data(
     ------
     ModelError
         If an item has no observed value or no variance, or shapes disagree.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> y = np.random.default_rng(0).normal(size=(100, 3))
+    >>> md = prepare_model_data(y, ["a1", "a2", "b1"], ["a", "a", "b"])
+    >>> md.n, md.item_names
+    (100, ('a1', 'a2', 'b1'))
     """
     y = np.array(items, dtype=float, copy=True)
     n, m = y.shape
@@ -315,24 +354,73 @@ def prepare_model_data(
     )
 
 
-def model_data_from_survey(survey: object, graph: object, *, covariates: Sequence[str] | None = None,
-                           missing: str = "auto") -> ModelData:
-    """Model-ready data from a validated :class:`~veerkracht_bayes.survey.reading.SurveyData`.
+@dataclass(frozen=True)
+class SurveyColumns:
+    """A survey's item columns split into covariates and items (:func:`survey_columns`).
 
-    Observed exogenous nodes (no parents, role ``exogenous``, exactly one item) become
-    covariates ``x`` unless ``covariates`` says otherwise. Binary covariates stay 0/1
-    (their coefficient is the SD change of the target per unit, like Cohen's d);
-    other covariates are standardised (weighted), so their coefficients are standardised
-    betas. All other items are returned reverse-coded for :func:`prepare_model_data`.
-
-    Parameters
+    Attributes
     ----------
-    survey
-        A SurveyData.
-    graph
-        The CausalGraph whose nodes the codebook maps onto.
+    values
+        ``(n, k)`` every item column, reverse-coded (``SurveyData.item_matrix(reverse=True)``).
+    columns
+        The column names, in the order of ``values``.
+    column_node
+        The node each column measures.
     covariates
-        Explicit list of covariate nodes (default: inferred as above).
+        The covariate nodes.
+    x
+        ``(n, q)`` the covariates, coded: binary ones 0/1, the others standardised (weighted).
+    weights
+        The survey weights.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> import veerkracht_bayes as vb
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> df = pd.read_csv(shipped_path("data", "synthetic", "veerkracht_synthetic.csv.gz"), nrows=200)
+    >>> g = vb.load_graph("marvel")
+    >>> sc = survey_columns(vb.read_survey(df, shipped_path("data", "synthetic", "codebook_synthetic.yaml"), graph=g), g)
+    >>> isinstance(sc, SurveyColumns), sc.values.shape == (len(sc.weights), len(sc.columns))
+    (True, True)
+    """
+
+    values: np.ndarray
+    columns: list[str]
+    column_node: dict[str, str]
+    covariates: list[str]
+    x: np.ndarray
+    weights: np.ndarray
+
+    @property
+    def item_positions(self) -> list[int]:
+        """Positions (in ``columns``) of the columns that are not covariates."""
+        return [j for j, c in enumerate(self.columns) if self.column_node[c] not in self.covariates]
+
+
+def survey_columns(survey: object, graph: object, covariates: Sequence[str] | None = None) -> SurveyColumns:
+    """Choose and code the covariates of a survey, as every model path does.
+
+    Observed exogenous nodes (no parents, role ``exogenous``, exactly one item) are the
+    covariates unless ``covariates`` names them. Binary covariates stay 0/1; the others are
+    standardised with the survey weights. Shared by :func:`model_data_from_survey`, the ordinal
+    path and the multi-group model.
+
+    Raises
+    ------
+    ModelError
+        A named covariate node has no item in the codebook.
+
+    Examples
+    --------
+    >>> import veerkracht_bayes as vb
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> g = vb.load_graph("marvel")
+    >>> s = vb.read_survey(shipped_path("data", "synthetic", "veerkracht_synthetic.csv.gz"),
+    ...                    shipped_path("data", "synthetic", "codebook_synthetic.yaml"), graph=g)
+    >>> sc = survey_columns(s, g)
+    >>> sc.x.shape == (len(sc.weights), len(sc.covariates)), len(sc.item_positions) < len(sc.columns)
+    (True, True)
     """
     y_all, cols = survey.item_matrix(reverse=True)
     constructs = survey.constructs
@@ -351,13 +439,49 @@ def model_data_from_survey(survey: object, graph: object, *, covariates: Sequenc
         v = y_all[:, j].copy()
         vals = np.unique(v[~np.isnan(v)])
         if not set(vals.tolist()) <= {0.0, 1.0}:
-            mu, sd = _wmean_sd(v, w)
+            mu, sd = weighted_mean_sd(v, w)
             v = (v - mu) / sd
         xcols.append(v)
-    keep_items = [j for j, c in enumerate(cols) if col_node[c] not in covariates]
-    x = np.column_stack(xcols) if xcols else None
+    x = np.column_stack(xcols) if xcols else np.zeros((len(w), 0))
+    return SurveyColumns(y_all, list(cols), col_node, covariates, x, w)
+
+
+def model_data_from_survey(survey: object, graph: object, *, covariates: Sequence[str] | None = None,
+                           missing: str = "auto") -> ModelData:
+    """Model-ready data from a validated :class:`~veerkracht_bayes.survey.reading.SurveyData`.
+
+    Observed exogenous nodes (no parents, role ``exogenous``, exactly one item) become
+    covariates ``x`` unless ``covariates`` says otherwise. Binary covariates stay 0/1
+    (their coefficient is the SD change of the target per unit, like Cohen's d);
+    other covariates are standardised (weighted), so their coefficients are standardised
+    betas. All other items are returned reverse-coded for :func:`prepare_model_data`.
+
+    Parameters
+    ----------
+    survey
+        A SurveyData.
+    graph
+        The CausalGraph whose nodes the codebook maps onto.
+    covariates
+        Explicit list of covariate nodes (default: inferred as above).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from veerkracht_bayes.graph.causal_graph import load_graph
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> from veerkracht_bayes.survey.reading import read_survey
+    >>> g = load_graph("marvel")
+    >>> df = pd.read_csv(shipped_path("data", "synthetic", "veerkracht_synthetic.csv.gz"), nrows=200)
+    >>> survey = read_survey(df, shipped_path("data", "synthetic", "codebook_synthetic.yaml"), graph=g)
+    >>> md = model_data_from_survey(survey, g)
+    >>> md.n, md.x_names
+    (200, ('adverse_life_events', 'single_parent_household'))
+    """
+    sc = survey_columns(survey, graph, covariates)
+    keep = sc.item_positions
     return prepare_model_data(
-        y_all[:, keep_items], [cols[j] for j in keep_items], [col_node[cols[j]] for j in keep_items],
-        weights=w, covariates=x, covariate_names=covariates, data_hash=survey.sha256,
-        source=str(survey.source), missing=missing,
+        sc.values[:, keep], [sc.columns[j] for j in keep], [sc.column_node[sc.columns[j]] for j in keep],
+        weights=sc.weights, covariates=sc.x if sc.covariates else None, covariate_names=sc.covariates,
+        data_hash=survey.sha256, source=str(survey.source), missing=missing,
     )

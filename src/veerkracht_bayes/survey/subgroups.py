@@ -58,7 +58,13 @@ _KEYWORDS = {"and", "or", "not", "in"}
 @dataclass(frozen=True)
 class Token:
     """One lexical token: ``kind`` in {name, number, string, op, lbrack, rbrack, comma,
-    lparen, rparen, and, or, not, in, end} and its 1-based character position."""
+    lparen, rparen, and, or, not, in, end} and its 1-based character position.
+
+    Examples
+    --------
+    >>> tokenize("age >= 65")[1]
+    Token(kind='op', text='>=', pos=5, value=None)
+    """
 
     kind: str
     text: str
@@ -90,6 +96,11 @@ def tokenize(text: str, name: str | None = None) -> list[Token]:
     ------
     SurveyError
         On an unexpected character or an unterminated string (names the position).
+
+    Examples
+    --------
+    >>> [t.text for t in tokenize("age >= 65 and sex == 'f'")]
+    ['age', '>=', '65', 'and', 'sex', '==', "'f'", '']
     """
     toks: list[Token] = []
     i, n = 0, len(text)
@@ -156,7 +167,15 @@ def tokenize(text: str, name: str | None = None) -> list[Token]:
 
 @dataclass(frozen=True)
 class SubgroupMask:
-    """Result of evaluating a condition: the boolean mask and what was undetermined."""
+    """Result of evaluating a condition: the boolean mask and what was undetermined.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> m = parse_condition("age >= 65").evaluate(pd.DataFrame({"age": [70.0, None, 40.0]}))
+    >>> m.mask, m.n, m.n_undetermined
+    (array([ True, False, False]), 1, 1)
+    """
 
     mask: np.ndarray
     n_undetermined: int
@@ -169,7 +188,14 @@ class SubgroupMask:
 
 # ---------------------------------------------------------------------------- AST
 class Condition:
-    """Base class of condition AST nodes."""
+    """Base class of condition AST nodes.
+
+    Examples
+    --------
+    >>> cond = parse_condition("not (region in ['north', 'east'])")
+    >>> isinstance(cond, Condition), sorted(cond.columns)
+    (True, ['region'])
+    """
 
     text: str = ""
     name: str | None = None
@@ -233,9 +259,77 @@ def _is_numeric(s: pd.Series) -> bool:
     return bool(pd.api.types.is_numeric_dtype(s))
 
 
+#: Numeric comparisons of a :class:`Compare` leaf (``!=`` is the negation of ``==``).
+_NUMERIC_OPS = {"==": np.equal, "<": np.less, "<=": np.less_equal, ">": np.greater,
+                ">=": np.greater_equal}
+
+
+class _Leaf(Condition):
+    """A condition on one column: :class:`Compare` (``column OP value``) or :class:`InList`
+    (``column [not] in [...]``), evaluated by one evaluator (:meth:`_eval`)."""
+
+    column: str
+    pos: int
+
+    @property
+    def columns(self) -> set[str]:
+        return {self.column}
+
+    def _leaves(self) -> list["Compare | InList"]:
+        return [self]  # type: ignore[list-item]
+
+    def _test(self) -> tuple[str, tuple[object, ...], bool]:
+        """``(op, values, negate)``: ``op`` one of ``==, <, <=, >, >=, in``."""
+        raise NotImplementedError
+
+    #: What is wrong when the leaf's values are text for a numeric column, and numbers for a
+    #: text column (``{value!r}``: a :class:`Compare`'s value).
+    _TEXT_FOR_NUMBER = ""
+    _NUMBER_FOR_TEXT = ""
+
+    def _type_error(self, numeric: bool) -> str:
+        """The message when the values' type does not fit the column (numeric or text)."""
+        what = self._TEXT_FOR_NUMBER if numeric else self._NUMBER_FOR_TEXT
+        return f"column {self.column!r} " + what.format(value=getattr(self, "value", None))
+
+    def _eval(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        op, values, negate = self._test()
+        s = df[self.column]
+        known = s.notna().to_numpy()
+        numeric = _is_numeric(s)
+        kinds = {isinstance(v, str) for v in values}
+        if (numeric and True in kinds) or (not numeric and False in kinds):
+            raise _err(self.text, self.name, self.pos, self._type_error(numeric))
+        if not numeric and op not in ("==", "in"):
+            raise _err(self.text, self.name, self.pos,
+                       f"column {self.column!r} holds text; operator {op!r} needs a number "
+                       "(expected '==', '!=' or 'in' for text)")
+        if numeric:
+            x = s.to_numpy(dtype=float, na_value=np.nan)
+            if op == "in":
+                res = np.isin(x, np.array([float(v) for v in values]))  # type: ignore[arg-type]
+            else:
+                with np.errstate(invalid="ignore"):
+                    res = _NUMERIC_OPS[op](x, float(values[0]))  # type: ignore[arg-type]
+        else:
+            vals = set(values)
+            x = s.astype(object).to_numpy()
+            res = np.array([known[i] and str(x[i]).strip() in vals for i in range(len(x))], dtype=bool)
+        if negate:
+            res = ~res
+        return np.asarray(res, dtype=bool) & known, known
+
+
 @dataclass(frozen=True, eq=False)
-class Compare(Condition):
-    """``column OP value``."""
+class Compare(_Leaf):
+    """``column OP value``.
+
+    Examples
+    --------
+    >>> cond = parse_condition("income < 1500")
+    >>> isinstance(cond, Compare), cond.column, cond.op, cond.value
+    (True, 'income', '<', 1500)
+    """
 
     column: str
     op: str
@@ -244,46 +338,23 @@ class Compare(Condition):
     text: str = ""
     name: str | None = None
 
-    @property
-    def columns(self) -> set[str]:
-        return {self.column}
+    _TEXT_FOR_NUMBER = "is numeric but is compared with the text {value!r} (expected a number)"
+    _NUMBER_FOR_TEXT = "holds text but is compared with the number {value!r} (expected a quoted string)"
 
-    def _leaves(self) -> list["Compare | InList"]:
-        return [self]
-
-    def _eval(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        s = df[self.column]
-        known = s.notna().to_numpy()
-        numeric = _is_numeric(s)
-        if numeric and isinstance(self.value, str):
-            raise _err(self.text, self.name, self.pos,
-                       f"column {self.column!r} is numeric but is compared with the text "
-                       f"{self.value!r} (expected a number)")
-        if not numeric and not isinstance(self.value, str):
-            raise _err(self.text, self.name, self.pos,
-                       f"column {self.column!r} holds text but is compared with the number "
-                       f"{self.value!r} (expected a quoted string)")
-        if not numeric and self.op not in ("==", "!="):
-            raise _err(self.text, self.name, self.pos,
-                       f"column {self.column!r} holds text; operator {self.op!r} needs a number "
-                       "(expected '==', '!=' or 'in' for text)")
-        if numeric:
-            x = s.to_numpy(dtype=float, na_value=np.nan)
-            v = float(self.value)  # type: ignore[arg-type]
-            with np.errstate(invalid="ignore"):
-                res = {"==": x == v, "!=": x != v, "<": x < v, "<=": x <= v, ">": x > v,
-                       ">=": x >= v}[self.op]
-        else:
-            x = s.astype(object).to_numpy()
-            eq = np.array([known[i] and str(x[i]).strip() == self.value for i in range(len(x))],
-                          dtype=bool)
-            res = eq if self.op == "==" else ~eq
-        return np.asarray(res, dtype=bool) & known, known
+    def _test(self) -> tuple[str, tuple[object, ...], bool]:
+        return ("==" if self.op == "!=" else self.op), (self.value,), self.op == "!="
 
 
 @dataclass(frozen=True, eq=False)
-class InList(Condition):
-    """``column [not] in [v1, v2, ...]``."""
+class InList(_Leaf):
+    """``column [not] in [v1, v2, ...]``.
+
+    Examples
+    --------
+    >>> cond = parse_condition("region in ['north', 'east']")
+    >>> isinstance(cond, InList), cond.values
+    (True, ('north', 'east'))
+    """
 
     column: str
     values: tuple[object, ...]
@@ -292,40 +363,23 @@ class InList(Condition):
     text: str = ""
     name: str | None = None
 
-    @property
-    def columns(self) -> set[str]:
-        return {self.column}
+    _TEXT_FOR_NUMBER = "is numeric but the list holds text (expected numbers)"
+    _NUMBER_FOR_TEXT = "holds text but the list holds numbers (expected quoted strings)"
 
-    def _leaves(self) -> list["Compare | InList"]:
-        return [self]
-
-    def _eval(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        s = df[self.column]
-        known = s.notna().to_numpy()
-        numeric = _is_numeric(s)
-        kinds = {isinstance(v, str) for v in self.values}
-        if numeric and True in kinds:
-            raise _err(self.text, self.name, self.pos,
-                       f"column {self.column!r} is numeric but the list holds text (expected numbers)")
-        if not numeric and False in kinds:
-            raise _err(self.text, self.name, self.pos,
-                       f"column {self.column!r} holds text but the list holds numbers "
-                       "(expected quoted strings)")
-        if numeric:
-            x = s.to_numpy(dtype=float, na_value=np.nan)
-            res = np.isin(x, np.array([float(v) for v in self.values]))  # type: ignore[arg-type]
-        else:
-            vals = set(self.values)
-            x = s.astype(object).to_numpy()
-            res = np.array([known[i] and str(x[i]).strip() in vals for i in range(len(x))], dtype=bool)
-        if self.negate:
-            res = ~res
-        return res & known, known
+    def _test(self) -> tuple[str, tuple[object, ...], bool]:
+        return "in", tuple(self.values), self.negate
 
 
 @dataclass(frozen=True, eq=False)
 class BoolOp(Condition):
-    """``left and right`` / ``left or right``."""
+    """``left and right`` / ``left or right``.
+
+    Examples
+    --------
+    >>> cond = parse_condition("age >= 65 or income < 1500")
+    >>> isinstance(cond, BoolOp), cond.op
+    (True, 'or')
+    """
 
     op: str
     left: Condition
@@ -352,7 +406,13 @@ class BoolOp(Condition):
 
 @dataclass(frozen=True, eq=False)
 class Not(Condition):
-    """``not operand``."""
+    """``not operand``.
+
+    Examples
+    --------
+    >>> isinstance(parse_condition("not age >= 65"), Not)
+    True
+    """
 
     operand: Condition
     text: str = ""
@@ -491,6 +551,15 @@ def parse_condition(text: str, name: str | None = None) -> Condition:
     ------
     SurveyError
         Naming the subgroup, the 1-based position in the string and what was expected.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> cond = parse_condition("age >= 65 and sex == 'f'")
+    >>> sorted(cond.columns)
+    ['age', 'sex']
+    >>> cond.evaluate(pd.DataFrame({"age": [70, 40, 80], "sex": ["f", "f", "m"]})).mask
+    array([ True, False, False])
     """
     if not isinstance(text, str):
         raise SurveyError(Problem(f"subgroup {name!r}: condition must be a string, got {text!r}",

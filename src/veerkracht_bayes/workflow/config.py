@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo,
+                      field_validator, model_validator)
 
 from veerkracht_bayes.causal.thresholds import ThresholdSpec
 from veerkracht_bayes.errors import ConfigError, Problem, VeerkrachtError, did_you_mean, format_path
@@ -41,7 +42,10 @@ __all__ = [
     "validate_inputs",
     "fast_settings",
     "FAST_DRAWS",
+    "FAST_GROUP_DRAWS",
     "FAST_PRIOR_DRAWS",
+    "MAX_GROUPS",
+    "MIN_GROUP_FIT",
     "OUTPUT_FORMATS",
 ]
 
@@ -53,6 +57,11 @@ log = logging.getLogger(__name__)
 #: not adapted yet (bulk ESS 62 < 80 at 200 + 300, R-hat 1.057 at 200 + 200); at 400 + 400 the
 #: smallest bulk ESS was 259-590 (threshold 107) and the largest R-hat 1.018-1.026 (seeds 1, 7, 2023).
 FAST_DRAWS = 400
+#: Draws per chain of each multi-group fit in ``--fast`` mode. Their slowest quantity on the demo
+#: is a between-group SD ``tau`` (a funnel with two groups): bulk ESS 99 from 2 x 400 draws, under
+#: the fast threshold of 107, so the fast group fits take 500 (their threshold is not rescaled by
+#: draws; see workflow.for_whom).
+FAST_GROUP_DRAWS = 500
 #: Prior draws in ``--fast`` mode.
 FAST_PRIOR_DRAWS = 500
 #: Output kinds the ``[output] formats`` list may name.
@@ -69,7 +78,13 @@ class _Strict(BaseModel):
 
 
 class InputsConfig(_Strict):
-    """``[inputs]``: what the run reads."""
+    """``[inputs]``: what the run reads.
+
+    Examples
+    --------
+    >>> InputsConfig(prior_only=True).priors
+    'marvel'
+    """
 
     graph: str = Field(default="marvel", description="'marvel' or a graph file (YAML or lavaan).")
     priors: str = Field(default="marvel", description="'marvel' (priors/marvel.yaml), 'default' "
@@ -90,7 +105,13 @@ class InputsConfig(_Strict):
 
 
 class SamplerConfig(_Strict):
-    """``[sampler]``: NUTS settings and the seed."""
+    """``[sampler]``: NUTS settings and the seed.
+
+    Examples
+    --------
+    >>> SamplerConfig(draws=1000, chains=4).sampler
+    'numpyro'
+    """
 
     sampler: Literal["numpyro", "blackjax", "nutpie", "pymc"] = "numpyro"
     chains: int = Field(default=2, ge=1, le=64)
@@ -102,15 +123,97 @@ class SamplerConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    """``[model]``: measurement and missing-data choices."""
+    """``[model]``: measurement and missing-data choices.
+
+    Examples
+    --------
+    >>> ModelConfig().reliability
+    0.8
+    """
 
     reliability: float = Field(default=0.8, gt=0.0, le=1.0,
                                description="Assumed reliability of single-item constructs.")
     missing: Literal["auto", "fiml", "two_stage"] = "auto"
+    groups: list[str] = Field(default_factory=list, description="Groupings of the multi-group model "
+                              "(heterogeneity.csv): codebook subgroups (members vs the rest) or "
+                              "categorical survey columns; empty = off (docs/pipeline.md, 'For whom').")
+    group_equal: list[Literal["loadings", "intercepts", "regressions"]] = Field(
+        default_factory=lambda: ["loadings", "intercepts"], description="Parameter types equal across "
+        "groups; loadings and intercepts must be (free single items with group_free_*).")
+    group_pool: list[str] = Field(default_factory=lambda: ["regressions"], description="'regressions' "
+                                  "(every data-informed link gets partially pooled group deviations) or "
+                                  "a list of links 'a->b' (only those; the others are equal).")
+    group_tau_sd: float = Field(default=0.1, gt=0.0, le=2.0, description="Scale of the HalfNormal prior "
+                                "of each pooled link's between-group SD (standardised units).")
+    group_free_loadings: list[str] = Field(default_factory=list, description="Items whose loading "
+                                           "differs by group (partial invariance).")
+    group_free_intercepts: list[str] = Field(default_factory=list, description="Items whose intercept "
+                                             "differs by group (partial invariance).")
+    group_draws: int | None = Field(default=None, ge=10, description="Draws per chain of each "
+                                    "multi-group fit (default: [sampler] draws).")
+    group_tune: int | None = Field(default=None, ge=0, description="Tuning steps per chain of each "
+                                   "multi-group fit (default: [sampler] tune).")
+
+    @field_validator("groups")
+    @classmethod
+    def _distinct_groups(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"groups lists a grouping twice: {v} (expected distinct names)")
+        if any(not g.strip() for g in v):
+            raise ValueError("groups has an empty name (expected codebook subgroups or survey columns)")
+        return v
+
+    @field_validator("group_equal")
+    @classmethod
+    def _measurement_equal(cls, v: list[str]) -> list[str]:
+        missing = [t for t in ("loadings", "intercepts") if t not in v]
+        if missing:
+            raise ValueError(
+                f"group_equal must hold 'loadings' and 'intercepts' (missing {missing}): groups are "
+                "compared on one measurement scale, and group differences in level are carried by the "
+                "latent group means, which are not identified when every item's loading or intercept is "
+                "free; free single items with group_free_loadings / group_free_intercepts (a configural "
+                "fit is `veerkracht-bayes sem --group`)")
+        return v
+
+    @field_validator("group_pool")
+    @classmethod
+    def _pool(cls, v: list[str], info: ValidationInfo) -> list[str]:
+        types = [p for p in v if "->" not in p]
+        bad = [p for p in types if p != "regressions"]
+        if bad:
+            raise ValueError(f"group_pool entries must be 'regressions' or links 'a->b'; got {bad}")
+        if types and len(types) != len(v):
+            raise ValueError("group_pool mixes 'regressions' with single links (expected one or the other)")
+        equal = info.data.get("group_equal") or []
+        if "regressions" in equal and v:
+            raise ValueError("'regressions' is both in group_equal and pooled by group_pool (expected "
+                             "one of them: group_pool = [] for equal links)")
+        if "regressions" not in equal and not v:
+            raise ValueError("links neither equal (group_equal) nor pooled (group_pool): a configural fit "
+                             "with free links per group is `veerkracht-bayes sem --group`; expected "
+                             "group_pool = ['regressions'] or 'regressions' in group_equal")
+        return v
+
+    @property
+    def pooled_links(self) -> list[str] | None:
+        """Links with group deviations for :func:`~veerkracht_bayes.inference.multigroup_fit.fit_multigroup`:
+        ``None`` = every data-informed link, ``[]`` = none (links equal across groups)."""
+        if "regressions" in self.group_equal:
+            return []
+        if self.group_pool == ["regressions"]:
+            return None
+        return ["->".join(s.strip() for s in p.split("->", 1)) for p in self.group_pool]
 
 
 class QueryConfig(_Strict):
-    """``[query]``: which policies, outcomes and subgroups, and how to summarise."""
+    """``[query]``: which policies, outcomes and subgroups, and how to summarise.
+
+    Examples
+    --------
+    >>> QueryConfig(outcomes=["wellbeing"]).outcomes
+    ['wellbeing']
+    """
 
     policies: list[str] | None = Field(default=None, description="Policy ids (default: all).")
     outcomes: list[str] | None = Field(default=None, description="Outcome nodes (default: the "
@@ -128,6 +231,9 @@ class QueryConfig(_Strict):
     thresholds: list[ThresholdSpec] = Field(default_factory=list, description="``[[query.thresholds]]``: "
                                             "shares beyond a cut-off on an observed scale "
                                             "(causal/thresholds.py; docs/do_queries.md).")
+    threshold_min_change_pp: float = Field(default=1.0, ge=0.0, le=100.0, description="Minimal "
+                                           "relevant change of a threshold share, in percentage "
+                                           "points (thresholds.csv p_meaningful).")
 
 
 class DiagnosticsConfig(_Strict):
@@ -135,6 +241,11 @@ class DiagnosticsConfig(_Strict):
 
     ``ess_min`` is for the configured number of draws; ``--fast`` scales it (see
     :func:`fast_settings`).
+
+    Examples
+    --------
+    >>> DiagnosticsConfig().rhat_max
+    1.01
     """
 
     rhat_max: float = Field(default=1.01, gt=1.0, description="Largest acceptable split R-hat.")
@@ -152,7 +263,13 @@ class DiagnosticsConfig(_Strict):
 
 
 class OutputConfig(_Strict):
-    """``[output]``: where to write, and what."""
+    """``[output]``: where to write, and what.
+
+    Examples
+    --------
+    >>> OutputConfig(formats=["csv"]).formats
+    ['csv']
+    """
 
     dir: str = "veerkracht_output"
     formats: list[Literal["csv", "parquet", "netcdf", "brief"]] = Field(
@@ -183,6 +300,13 @@ class VoiConfig(_Strict):
     items: int = Field(default=3, ge=1, description="Items per measured construct.")
     reliability: float = Field(default=0.8, gt=0.0, le=1.0, description="Each item's reliability.")
     outcome: str = Field(default="wellbeing", description="The decision's outcome node.")
+    method: Literal["reweight", "gaussian"] = Field(
+        default="reweight", description="'reweight': preposterior simulation of the wave and an "
+        "update by Pareto-smoothed importance reweighting; 'gaussian': the fast approximation.")
+    outer_draws: int = Field(default=400, ge=10, description="Simulated waves per candidate "
+                             "('reweight').")
+    max_refits: int = Field(default=0, ge=0, description="Short NUTS refits per candidate for "
+                            "simulated waves whose importance weights degenerate ('reweight').")
     seed: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
@@ -194,7 +318,14 @@ class VoiConfig(_Strict):
 
 
 class RunConfig(_Strict):
-    """A whole run configuration (see module docstring)."""
+    """A whole run configuration (see module docstring).
+
+    Examples
+    --------
+    >>> cfg = RunConfig(inputs={"prior_only": True})
+    >>> cfg.inputs.graph, cfg.output.dir
+    ('marvel', 'veerkracht_output')
+    """
 
     inputs: InputsConfig = Field(default_factory=InputsConfig)
     sampler: SamplerConfig = Field(default_factory=SamplerConfig)
@@ -311,6 +442,12 @@ def parse_config(data: dict[str, Any], *, text: str = "", source: str | None = N
     ------
     ConfigError
         Every schema problem, with TOML key path, line, value and what was expected.
+
+    Examples
+    --------
+    >>> cfg = parse_config({"inputs": {"prior_only": True}, "sampler": {"draws": 300, "chains": 2}})
+    >>> cfg.sampler.draws, cfg.inputs.graph
+    (300, 'marvel')
     """
     try:
         cfg = RunConfig.model_validate(data)
@@ -347,6 +484,13 @@ def load_config(path: str | Path) -> RunConfig:
     ------
     ConfigError
         The file is missing, not valid TOML (with its line) or breaks the schema.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.resources import package_data_path
+    >>> cfg = load_config(package_data_path("demo.toml"))
+    >>> isinstance(cfg, RunConfig)
+    True
     """
     p = Path(path)
     if not p.is_file():
@@ -372,6 +516,12 @@ def fast_settings(cfg: RunConfig) -> RunConfig:
     ``fast draws / configured draws`` (an ESS requirement is a fraction of the draws), and
     ``rhat_max`` is relaxed to at least 1.05 (split-Rhat is noisier on short chains) and the
     posterior predictive check uses at most 100 draws.
+
+    Examples
+    --------
+    >>> cfg = parse_config({"inputs": {"prior_only": True}})
+    >>> fast_settings(cfg).sampler.draws <= cfg.sampler.draws
+    True
     """
     new = cfg.model_copy(deep=True)
     new._base, new._path = cfg._base, cfg._path
@@ -379,6 +529,11 @@ def fast_settings(cfg: RunConfig) -> RunConfig:
     draws = min(FAST_DRAWS, s.draws)
     new.sampler = s.model_copy(update={"draws": draws, "tune": min(FAST_DRAWS, s.tune),
                                        "prior_draws": min(FAST_PRIOR_DRAWS, s.prior_draws)})
+    m = cfg.model
+    if m.groups:  # the multi-group fits: at most FAST_GROUP_DRAWS draws, FAST_DRAWS tuning steps
+        new.model = m.model_copy(update={
+            "group_draws": min(FAST_GROUP_DRAWS, m.group_draws if m.group_draws is not None else s.draws),
+            "group_tune": min(FAST_DRAWS, m.group_tune if m.group_tune is not None else s.tune)})
     scale = draws / s.draws
     d = cfg.diagnostics
     new.diagnostics = d.model_copy(update={"ess_min": d.ess_min * scale,
@@ -390,7 +545,16 @@ def fast_settings(cfg: RunConfig) -> RunConfig:
 # ----------------------------------------------------------------------------- cross-checks
 @dataclass
 class ValidatedInputs:
-    """Everything a run reads, loaded and cross-checked (see :func:`validate_inputs`)."""
+    """Everything a run reads, loaded and cross-checked (see :func:`validate_inputs`).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> cfg = parse_config({"inputs": {"prior_only": True}, "output": {"dir": tempfile.mkdtemp() + "/run"}})
+    >>> inputs = validate_inputs(cfg)
+    >>> isinstance(inputs, ValidatedInputs), inputs.graph.name, inputs.survey is None
+    (True, 'marvel', True)
+    """
 
     config: RunConfig
     graph: Any
@@ -404,6 +568,9 @@ class ValidatedInputs:
     out_dir: Path
     files: dict[str, Path | None] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    #: ``[model] groups``: grouping -> one group label per survey row (None: no label), in the
+    #: labelling of :func:`veerkracht_bayes.sem.multigroup.group_labels_from_survey`.
+    groupings: dict[str, list[Any]] = field(default_factory=dict)
 
 
 def _path_problem(cfg: RunConfig, key: str, value: str) -> Problem | None:
@@ -432,6 +599,16 @@ def validate_inputs(cfg: RunConfig, *, overwrite: bool = False) -> ValidatedInpu
     ------
     ConfigError
         Listing every problem found.
+
+    Examples
+    --------
+    A prior-only run of the shipped diagram, priors and policies:
+
+    >>> import tempfile
+    >>> cfg = parse_config({"inputs": {"prior_only": True}, "output": {"dir": tempfile.mkdtemp() + "/run"}})
+    >>> inputs = validate_inputs(cfg)
+    >>> len(inputs.interventions), [o.name for o in inputs.outcomes][:2], inputs.out_dir.name
+    (10, ['wellbeing', 'stress'], 'run')
     """
     from veerkracht_bayes.graph.causal_graph import load_graph
     from veerkracht_bayes.causal.do import DEFAULT_OUTCOMES, Outcome
@@ -575,6 +752,9 @@ def validate_inputs(cfg: RunConfig, *, overwrite: bool = False) -> ValidatedInpu
                                           f"{defined})", g))
     min_cell = q.min_cell_size if q.min_cell_size is not None else (
         survey.codebook.min_cell_size if survey is not None else 50)
+    probs += _threshold_item_problems(cfg, survey)
+    groupings, gprobs = _grouping_problems(cfg, graph, survey)
+    probs += gprobs
     if probs:
         raise ConfigError(probs)
     warnings: list[str] = []
@@ -587,4 +767,82 @@ def validate_inputs(cfg: RunConfig, *, overwrite: bool = False) -> ValidatedInpu
     return ValidatedInputs(config=cfg, graph=graph, priors=priors, survey=survey,
                            policies=policy_set, interventions=interventions, outcomes=outcomes,
                            subgroups=subgroups, min_cell_size=int(min_cell), out_dir=out_dir,
-                           files=files, warnings=warnings)
+                           files=files, warnings=warnings, groupings=groupings)
+
+
+#: Most groups one ``[model] groups`` entry may form (a column with more values is refused).
+MAX_GROUPS = 20
+#: Fewest respondents per group the multi-group model is fitted with.
+MIN_GROUP_FIT = 10
+
+
+def _threshold_item_problems(cfg: RunConfig, survey: Any) -> list[Problem]:
+    """``[[query.thresholds]]`` items must be item columns of the threshold's outcome construct."""
+    probs: list[Problem] = []
+    if survey is None:
+        return probs
+    constructs = survey.constructs
+    for i, th in enumerate(cfg.query.thresholds):
+        cols = constructs.get(th.outcome)
+        if cols is None:
+            probs.append(_cfg_problem(cfg, f"query.thresholds[{i}].outcome", f"outcome {th.outcome!r} "
+                                      "has no items in the codebook (expected a construct measured by the "
+                                      f"survey: {sorted(constructs)})", th.outcome))
+            continue
+        for j, it in enumerate(th.items):
+            if it not in cols:
+                probs.append(_cfg_problem(cfg, f"query.thresholds[{i}].items[{j}]", f"item {it!r} is not an "
+                                          f"item of {th.outcome!r}{did_you_mean(it, cols)} (expected one of "
+                                          f"{cols})", it))
+    return probs
+
+
+def _grouping_problems(cfg: RunConfig, graph: Any, survey: Any) -> tuple[dict[str, list[Any]], list[Problem]]:
+    """Check ``[model] groups`` and the other ``group_*`` options against the survey and graph;
+    returns the group labels of each grouping."""
+    m = cfg.model
+    probs: list[Problem] = []
+    out: dict[str, list[Any]] = {}
+    if not m.groups:
+        return out, probs
+    if cfg.inputs.prior_only or survey is None:
+        probs.append(_cfg_problem(cfg, "model.groups", "groups need a fit to survey data (expected "
+                                  "prior_only = false with a survey, or no groups)", m.groups))
+        return out, probs
+    keys = list(graph.edge_keys)
+    for i, k in enumerate(m.pooled_links or []):
+        if k not in keys:
+            probs.append(_cfg_problem(cfg, f"model.group_pool[{i}]", f"unknown link {k!r}"
+                                      f"{did_you_mean(k, keys)} (expected 'regressions' or a link of graph "
+                                      f"{graph.name!r})", k))
+    items = list(survey.item_columns)
+    for key in ("group_free_loadings", "group_free_intercepts"):
+        for i, it in enumerate(getattr(m, key)):
+            if it not in items:
+                probs.append(_cfg_problem(cfg, f"model.{key}[{i}]", f"unknown item {it!r}"
+                                          f"{did_you_mean(it, items)} (expected an item column of the "
+                                          "codebook)", it))
+    subgroups = list(survey.codebook.subgroups)
+    columns = [str(c) for c in survey.data.columns]
+    for i, by in enumerate(m.groups):
+        loc = f"model.groups[{i}]"
+        if by not in subgroups and by not in columns:
+            probs.append(_cfg_problem(cfg, loc, f"unknown grouping {by!r}{did_you_mean(by, subgroups + columns)} "
+                                      f"(expected a codebook subgroup {subgroups} or a column of the survey)", by))
+            continue
+        from veerkracht_bayes.sem.multigroup import group_labels_from_survey
+
+        labels = group_labels_from_survey(survey, by)
+        counts: dict[str, int] = {}
+        for v in labels:
+            if v is not None:
+                counts[v] = counts.get(v, 0) + 1
+        if len(counts) < 2:
+            probs.append(_cfg_problem(cfg, loc, f"grouping {by!r} forms {len(counts)} group(s) in the survey "
+                                      f"{sorted(counts)} (expected at least 2)", by))
+        elif len(counts) > MAX_GROUPS:
+            probs.append(_cfg_problem(cfg, loc, f"grouping {by!r} has {len(counts)} distinct values (expected a "
+                                      f"categorical column with at most {MAX_GROUPS} groups)", by))
+        else:
+            out[by] = labels
+    return out, probs

@@ -49,7 +49,8 @@ from veerkracht_bayes.errors import ConfigError, Problem
 from veerkracht_bayes.workflow.config import RunConfig, ValidatedInputs, fast_settings, load_config, validate_inputs
 
 __all__ = ["RunResult", "run", "write_outputs", "sweep_stale_staging", "subgroup_infos",
-           "trajectory_table", "POSTERIOR_GROUPS", "EXIT_DIAGNOSTICS_FAILED", "CLEANUP_SIGNALS"]
+           "trajectory_table", "POSTERIOR_GROUPS", "EXIT_DIAGNOSTICS_FAILED", "CLEANUP_SIGNALS",
+           "write_posterior", "is_interactive", "StepProgress"]
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,23 @@ EXIT_DIAGNOSTICS_FAILED = 3
 
 @dataclass
 class RunResult:
-    """Everything a run produced (the brief renderer reads these fields by name)."""
+    """Everything a run produced (the brief renderer reads these fields by name).
+
+    Examples
+    --------
+    :func:`run` returns one; a prior-only run of the MARVEL diagram (it samples the prior: some
+    seconds, so not run here; ``tests/workflow/test_pipeline.py`` runs it):
+
+    >>> import dataclasses, tempfile
+    >>> from veerkracht_bayes.workflow.config import parse_config
+    >>> cfg = parse_config({"inputs": {"prior_only": True}, "sampler": {"prior_draws": 100},
+    ...                     "output": {"dir": tempfile.mkdtemp() + "/run"}})
+    >>> result = run(cfg, write=False, progress=False)  # doctest: +SKIP
+    >>> result.prior_only, result.diagnostics_passed, "p_meaningful" in result.effects.columns  # doctest: +SKIP
+    (True, True, True)
+    >>> [f.name for f in dataclasses.fields(RunResult)][:4]
+    ['config', 'config_path', 'graph', 'priors']
+    """
 
     config: RunConfig
     config_path: Path | None
@@ -93,6 +110,10 @@ class RunResult:
     edge_evidence: dict[str, str] = field(default_factory=dict)
     tornado: pd.DataFrame = field(default_factory=pd.DataFrame)
     structure: Any = None  # workflow.uncertainty.StructureResult when [structure] is set
+    heterogeneity: pd.DataFrame | None = None  # heterogeneity.csv when [model] groups is set
+    group_links: pd.DataFrame | None = None  # group_links.csv (group deviations of the pooled links)
+    group_fits: list[Any] = field(default_factory=list)  # workflow.for_whom.GroupingFit per grouping
+    thresholds: pd.DataFrame | None = None  # thresholds.csv when [[query.thresholds]] is set
     voi: pd.DataFrame | None = None  # voi.csv when [voi] is set
 
     @property
@@ -102,8 +123,14 @@ class RunResult:
 
 
 # ----------------------------------------------------------------------------- progress
-def _interactive() -> bool:
-    """True on a terminal (stderr is a TTY) and in a Jupyter kernel: where progress bars are seen."""
+def is_interactive() -> bool:
+    """True on a terminal (stderr is a TTY) and in a Jupyter kernel: where progress bars are seen.
+
+    Examples
+    --------
+    >>> isinstance(is_interactive(), bool)
+    True
+    """
     if sys.stderr.isatty():
         return True
     shell = sys.modules.get("IPython")
@@ -114,16 +141,23 @@ def _interactive() -> bool:
     return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
 
 
-class _Steps:
+class StepProgress:
     """A progress bar over the run's steps (``tqdm.auto``: a terminal, or a Jupyter cell: a widget
-    with ipywidgets, else text); silent when ``enabled`` is False or nobody can see it."""
+    with ipywidgets, else text); silent when ``enabled`` is False or nobody can see it.
+
+    Examples
+    --------
+    >>> with StepProgress(2, enabled=False) as steps:
+    ...     steps.step("reading the survey")
+    ...     steps.done()
+    """
 
     def __init__(self, total: int, enabled: bool) -> None:
-        self.enabled = bool(enabled) and _interactive()
+        self.enabled = bool(enabled) and is_interactive()
         self.total = total
         self._bar = None
 
-    def __enter__(self) -> "_Steps":
+    def __enter__(self) -> StepProgress:
         if self.enabled:
             from tqdm.auto import tqdm
 
@@ -210,6 +244,20 @@ def subgroup_infos(vi: ValidatedInputs) -> tuple[dict[str, Any], pd.DataFrame, l
     Subgroups are the configured ones plus every subgroup a selected policy targets. The table
     (``subgroup, n, weighted_n, prevalence, below_min_cell_size, suppressed, reason``) holds
     counts only, never respondent-level values.
+
+    Examples
+    --------
+    Without a survey the prevalences come from ``[query] prevalence`` (a share of 1 where none is
+    given) and ``n`` is unknown:
+
+    >>> import tempfile
+    >>> from veerkracht_bayes.workflow.config import parse_config, validate_inputs
+    >>> cfg = parse_config({"inputs": {"prior_only": True},
+    ...                     "query": {"prevalence": {"single_parent": 0.06}},
+    ...                     "output": {"dir": tempfile.mkdtemp() + "/run"}})
+    >>> infos, table, warnings = subgroup_infos(validate_inputs(cfg))
+    >>> infos["single_parent"].prevalence, infos["single_parent"].n, bool(table["suppressed"].any())
+    (0.06, None, False)
     """
     from veerkracht_bayes.causal.do import SubgroupInfo
 
@@ -243,7 +291,26 @@ def subgroup_infos(vi: ValidatedInputs) -> tuple[dict[str, Any], pd.DataFrame, l
 
 
 def trajectory_table(traj: Any, ci_prob: float) -> pd.DataFrame:
-    """Tidy population-scope trajectories: ``policy, outcome, t, mean, lower, upper``."""
+    """Tidy population-scope trajectories: ``policy, outcome, t, mean, lower, upper``.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.causal.draws import StructuralDraws
+    >>> from veerkracht_bayes.causal.dynamics import simulate_trajectories
+    >>> from veerkracht_bayes.causal.interventions import Intervention, Shift
+    >>> from veerkracht_bayes.graph.causal_graph import CausalGraph
+    >>> from veerkracht_bayes.graph.spec import GraphSpec
+    >>> g = CausalGraph(GraphSpec.model_validate({"spec_version": 1, "name": "ab",
+    ...     "nodes": [{"id": n, "label_en": n, "label_nl": n, "resource": "individual", "role": "construct"}
+    ...               for n in ("a", "b")],
+    ...     "edges": [{"source": "a", "target": "b", "sign": "+", "evidence": "t"}]}))
+    >>> draws = StructuralDraws.from_arrays(g, [[0.5], [0.4]], [0.0, 0.0])
+    >>> tr = simulate_trajectories(draws, [Intervention(name="a up", parts=[Shift(node="a", delta=1.0)])],
+    ...                            outcomes=["b"], horizon=5)
+    >>> tab = trajectory_table(tr, 0.9)
+    >>> len(tab) > 0, "mean" in tab.columns
+    (True, True)
+    """
     lo_q, hi_q = (1 - ci_prob) / 2, 1 - (1 - ci_prob) / 2
     frames = []
     for o in traj.outcomes:
@@ -305,6 +372,16 @@ def run(config_path_or_model: str | Path | RunConfig, *, overwrite: bool = False
     ConfigError
         (and other :class:`~veerkracht_bayes.errors.VeerkrachtError`) for bad inputs, before any
         sampling.
+
+    Examples
+    --------
+    Runs the whole analysis (it samples: minutes, so not run here):
+
+    >>> import veerkracht_bayes as vb
+    >>> from veerkracht_bayes.resources import package_data_path
+    >>> result = vb.run(package_data_path("demo.toml"), fast=True, out_dir="out")  # doctest: +SKIP
+    >>> result.passed  # doctest: +SKIP
+    True
     """
     from veerkracht_bayes.causal.do import do_query
     from veerkracht_bayes.causal.dynamics import simulate_trajectories
@@ -326,7 +403,7 @@ def run(config_path_or_model: str | Path | RunConfig, *, overwrite: bool = False
         cfg = fast_settings(cfg)
     if write:
         sweep_stale_staging(cfg.out_dir)  # debris of interrupted runs of dead processes
-    with _Steps(9, progress) as steps:
+    with StepProgress(10, progress) as steps:
         steps.step("validating inputs")
         vi = validate_inputs(cfg, overwrite=overwrite)
         warnings: list[str] = list(vi.warnings)
@@ -345,7 +422,7 @@ def run(config_path_or_model: str | Path | RunConfig, *, overwrite: bool = False
                    f"sampling ({s.chains} chains x {s.tune}+{s.draws})")
         settings = SamplerSettings(sampler=s.sampler, chains=s.chains, draws=s.draws, tune=s.tune,
                                    target_accept=s.target_accept, random_seed=s.seed,
-                                   progressbar=bool(progress) and _interactive(),
+                                   progressbar=bool(progress) and is_interactive(),
                                    prior_draws=s.prior_draws)
         fitted = fit(vi.graph, data, vi.priors, settings=settings,
                      vague=cfg.inputs.priors == "vague", reliability=cfg.model.reliability,
@@ -396,6 +473,11 @@ def run(config_path_or_model: str | Path | RunConfig, *, overwrite: bool = False
         amp = loop_amplification(draws, vi.graph, vi.interventions, vi.outcomes,
                                  ci_prob=q.ci_prob, subgroups=infos, seed=q.dose_seed)
         steps.done()
+        steps.step("for whom: groups and thresholds")
+        fw = _for_whom(cfg, vi, data, fitted, do_res, infos, prior_only=prior_only,
+                       progress=bool(progress) and is_interactive())
+        warnings += fw.pop("warnings")
+        steps.done()
         prov = _provenance(cfg, vi, data, collect_provenance, prior_only=prior_only, fast=fast,
                            force=force)
         forced = bool(force and not diag.passed)
@@ -406,7 +488,7 @@ def run(config_path_or_model: str | Path | RunConfig, *, overwrite: bool = False
             pairwise=pairwise, p_best=pbest, trajectories=trajectories, loop_gains=gains,
             loop_amplification=amp, subgroup_sizes=sizes, provenance=prov, forced=forced,
             prior_only=prior_only, warnings=warnings, fast=fast, sensitivity=sens,
-            edge_evidence=ev, tornado=tornado, structure=struct, voi=voi)
+            edge_evidence=ev, tornado=tornado, structure=struct, voi=voi, **fw)
         for msg in warnings:
             log.warning("%s", msg)
         steps.step("writing outputs")
@@ -463,10 +545,32 @@ def _posterior_tree(fitted: Any) -> Any:
     return tree
 
 
-def _write_posterior(fitted: Any, tmp: Path) -> str:
+def write_posterior(fitted: Any, tmp: Path) -> str:
     """Write the fit as an ArviZ DataTree (``posterior.nc``): the groups of :data:`POSTERIOR_GROUPS`,
     the per-respondent log-likelihood summed per missingness pattern (``az.loo`` on the file is
-    then leave-one-pattern-out), and the provenance in the root's attributes."""
+    then leave-one-pattern-out), and the provenance in the root's attributes.
+
+    Parameters
+    ----------
+    fitted
+        A :class:`~veerkracht_bayes.inference.sampling.FitResult` (``vb.fit(...).result``).
+    tmp
+        The folder to write into.
+
+    Returns
+    -------
+    str
+        The file's name (``"posterior.nc"``).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import veerkracht_bayes as vb
+    >>> f = vb.fit("marvel", prior_only=True, prior_draws=50, seed=1)
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> write_posterior(f.result, folder)
+    'posterior.nc'
+    """
     import json
 
     import xarray as xr
@@ -536,6 +640,31 @@ def write_outputs(result: RunResult, out_dir: str | Path, *, overwrite: bool = F
     -------
     Path
         The output folder.
+
+    Examples
+    --------
+    A non-empty folder is refused before anything is written:
+
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> d = Path(tempfile.mkdtemp())
+    >>> _ = (d / "keep.txt").write_text("mine")
+    >>> write_outputs(None, d)
+    Traceback (most recent call last):
+    ...
+    veerkracht_bayes.errors.ConfigError: output folder ... exists and is not empty; refusing to overwrite it (use --overwrite)
+    >>> (d / "keep.txt").read_text()
+    'mine'
+
+    With ``overwrite=True`` the result of a run replaces it (the run samples, so not run here;
+    ``tests/workflow/test_pipeline.py`` writes prior-only runs this way):
+
+    >>> from veerkracht_bayes.workflow.config import parse_config
+    >>> cfg = parse_config({"inputs": {"prior_only": True}, "output": {"dir": str(d)}})
+    >>> result = run(cfg, write=False, progress=False)  # doctest: +SKIP
+    >>> out = write_outputs(result, d, overwrite=True)  # doctest: +SKIP
+    >>> (out / "effects.csv").is_file(), (out / "keep.txt").exists()  # doctest: +SKIP
+    (True, False)
     """
     out = Path(out_dir).resolve()
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not overwrite)):
@@ -708,13 +837,16 @@ def _uncertainty(cfg: RunConfig, fitted: Any, draws: Any, do_res: Any, vi: Any, 
                  ev: dict[str, str]) -> tuple[pd.DataFrame, Any, pd.DataFrame | None]:
     """Tornado of every policy x outcome; structural uncertainty and value of information when
     the config has ``[structure]`` / ``[voi]`` (see :mod:`veerkracht_bayes.workflow.uncertainty`)."""
+    import time
+
     from veerkracht_bayes.causal.do import do_query
     from veerkracht_bayes.causal.tornado import tornado_table
-    from veerkracht_bayes.workflow.uncertainty import structure_from_fit, voi_from_fit
+    from veerkracht_bayes.workflow.uncertainty import structure_from_fit, voi_from_fit, wave_refit
 
     tornado = tornado_table(do_res, vi.outcomes, scope="population", top=10)
     struct = voi = None
     sc, vc = getattr(cfg, "structure", None), getattr(cfg, "voi", None)
+    t0 = time.perf_counter()
     if sc is not None:
         struct = structure_from_fit(fitted, draws, vi.interventions, vi.outcomes, edge_evidence=ev,
                                     subgroups=infos, variants=sc.variants,
@@ -722,13 +854,77 @@ def _uncertainty(cfg: RunConfig, fitted: Any, draws: Any, do_res: Any, vi: Any, 
                                     n_structures=sc.n_structures,
                                     draws_per_structure=sc.draws_per_structure, seed=sc.seed,
                                     min_cell_size=vi.min_cell_size)
+    t1 = time.perf_counter()
     if vc is not None:
         res = do_res if any(o.name == vc.outcome for o in do_res.outcomes) else do_query(
             draws, vi.interventions, [vc.outcome], subgroups=infos,
             min_cell_size=vi.min_cell_size, seed=cfg.query.dose_seed)
+        refit = wave_refit(fitted, vi.interventions, vc.outcome, priors=vi.priors,
+                           subgroups=infos, items=vc.items, reliability=vc.reliability,
+                           max_refits=vc.max_refits, seed=vc.seed,
+                           min_cell_size=vi.min_cell_size) if vc.max_refits else None
         voi = voi_from_fit(fitted, res, outcome=vc.outcome, candidates=vc.candidates, n=vc.n,
-                           items=vc.items, reliability=vc.reliability, seed=vc.seed)
+                           items=vc.items, reliability=vc.reliability, seed=vc.seed,
+                           method=vc.method, outer_draws=vc.outer_draws, refit=refit)
+    log.info("structure: %.1f s, value of information: %.1f s", t1 - t0, time.perf_counter() - t1)
     return tornado, struct, voi
+
+
+def _for_whom(cfg: RunConfig, vi: Any, data: Any, fitted: Any, do_res: Any, infos: Any, *,
+              prior_only: bool, progress: bool) -> dict[str, Any]:
+    """Multi-group fits and per-group do-queries (``[model] groups``) and threshold outcomes
+    (``[[query.thresholds]]``); see :mod:`veerkracht_bayes.workflow.for_whom`."""
+    from veerkracht_bayes.workflow import for_whom as fw
+
+    q, m, s = cfg.query, cfg.model, cfg.sampler
+    out: dict[str, Any] = {"warnings": []}
+    groupings: list[Any] = []
+    results: dict[str, Any] = {}
+    if m.groups and not prior_only:
+        draws = m.group_draws if m.group_draws is not None else s.draws
+        tune = m.group_tune if m.group_tune is not None else s.tune
+        groupings, w = fw.fit_groupings(cfg, vi, draws=draws, tune=tune, progressbar=progress)
+        out["warnings"] += w
+        outcomes = list(vi.outcomes)
+        names = {getattr(o, "name", o) for o in outcomes}
+        extra = [o for o in dict.fromkeys(th.outcome for th in q.thresholds) if o not in names]
+        results = fw.group_effects(groupings, vi.interventions, outcomes + extra, seed=q.dose_seed)
+        out["heterogeneity"] = fw.heterogeneity_rows(groupings, results, outcomes,
+                                                     min_cell_size=vi.min_cell_size, ci_prob=q.ci_prob,
+                                                     mrc=q.min_relevant_change)
+        out["group_links"] = fw.group_links_table(groupings, prob=q.ci_prob)
+        out["group_fits"] = groupings
+    if q.thresholds:
+        if prior_only or data is None:
+            out["warnings"].append("threshold outcomes need a fit to survey data (prior_only): "
+                                   "thresholds.csv not written")
+        else:
+            out["thresholds"] = fw.threshold_rows(
+                q.thresholds, survey=vi.survey, data=data, fitted=fitted, do_res=do_res, subgroups=infos,
+                groupings=groupings, group_results=results, min_cell_size=vi.min_cell_size,
+                ci_prob=q.ci_prob, mrc_pp=q.threshold_min_change_pp)
+    return out
+
+
+def _write_for_whom(result: RunResult, tmp: Path) -> list[str]:
+    """``heterogeneity.csv``, ``group_links.csv``, ``group_fits.json`` and ``thresholds.csv`` (when
+    computed); returns the names written."""
+    out: list[str] = []
+    het = getattr(result, "heterogeneity", None)
+    if het is not None:
+        het.to_csv(tmp / "heterogeneity.csv", index=False)
+        out.append("heterogeneity.csv")
+        links = getattr(result, "group_links", None)
+        if links is not None:
+            links.to_csv(tmp / "group_links.csv", index=False)
+            out.append("group_links.csv")
+        _dump_json([gf.to_dict() for gf in getattr(result, "group_fits", [])], tmp / "group_fits.json")
+        out.append("group_fits.json")
+    th = getattr(result, "thresholds", None)
+    if th is not None:
+        th.to_csv(tmp / "thresholds.csv", index=False)
+        out.append("thresholds.csv")
+    return out
 
 
 def _write_uncertainty(result: RunResult, tmp: Path) -> list[str]:
@@ -756,7 +952,7 @@ def _write_all(result: RunResult, tmp: Path) -> None:
     formats = set(cfg.output.formats)
     written: list[str] = []
     if "netcdf" in formats:
-        written.append(_write_posterior(result.fit, tmp))
+        written.append(write_posterior(result.fit, tmp))
     eff = result.effects
     if "csv" in formats:
         eff.to_csv(tmp / "effects.csv", index=False)
@@ -764,6 +960,7 @@ def _write_all(result: RunResult, tmp: Path) -> None:
             result.sensitivity.to_csv(tmp / "sensitivity.csv", index=False)
             written.append("sensitivity.csv")
         written += _write_uncertainty(result, tmp)
+        written += _write_for_whom(result, tmp)
         pw = []
         for outcome, m in result.pairwise.items():
             long = m.stack().rename("p_beats").reset_index()

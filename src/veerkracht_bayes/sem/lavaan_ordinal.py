@@ -1,0 +1,683 @@
+"""Ordinal and binary indicators in generic lavaan models (lavaan's ``ordered =``), two-stage.
+
+The Bayesian analogue of lavaan's WLSMV, with the data entering only through stage-1 summaries
+(cost flat in the number of respondents). ``docs/lavaan_models.md``, "Ordered items".
+
+Stage 1 (:func:`veerkracht_bayes.survey.polychoric.polychoric`, complete cases as lavaan's
+default ``missing = "listwise"``): every item named in ``ordered`` is coarsened from a standard
+normal latent response ``y*`` (its distinct values, sorted, are the categories); thresholds are
+``Phi^-1`` of the cumulative proportions; the correlation matrix of all modelled variables
+(polychoric between ordered items, polyserial between an ordered and a continuous variable,
+Pearson between continuous ones) and its full asymptotic covariance ``Gamma_hat`` (sandwich).
+
+Stage 2: the lavaan model (:func:`~veerkracht_bayes.sem.lavaan_model.specify`, same rows, same
+vague priors as the continuous engine) implies a covariance matrix of ``[y*, y_cont, x]``;
+the likelihood is ``r_hat ~ N(rho(theta), Gamma_hat)`` on every correlation except those among
+fixed.x covariates (conditioned on, as in the continuous engine). Delta parameterisation (lavaan's
+default for WLSMV): the total variance of every ordered item's latent response is 1 and of every
+continuous modelled variable its sample variance, so the residual variances of modelled observed
+variables are not free parameters: ``theta_v = Var_target(v) - explained variance of v`` (a
+linear solve through ``(I - B)^-1``), shown in the table with ``free = 0`` and their posterior
+(lavaan prints them without a standard error). Covariates keep their raw units (their sample
+covariance is held fixed, ``fixed.x``).
+
+Thresholds (``|`` rows, ``t1, t2, ...`` as lavaan prints them): the threshold structure is
+saturated (no ``~ 1`` rows, one group), so their estimates are the stage-1 thresholds whatever the
+structural parameters, and the structural posterior is the same whether they are sampled or
+not (a saturated Gaussian block marginalises out exactly). Their posterior draws are
+``N(tau_hat, Cov_tau)`` per item (flat prior; ``Cov_tau`` the within-item sandwich covariance),
+drawn independently of the structural draws: the marginal of each row is right, their joint
+with the structural parameters is not modelled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from veerkracht_bayes.errors import ModelError, Problem, did_you_mean
+from veerkracht_bayes.graph.lavaan_syntax import LavaanModel
+from veerkracht_bayes.sem import algebra
+from veerkracht_bayes.sem.lavaan_model import (
+    TABLE_COLUMNS,
+    VAGUE_COEF_SD,
+    VAGUE_SD_RATE,
+    ParamRow,
+    SemData,
+    SemFit,
+    SemPrior,
+    SemSpec,
+    check_identification,
+    count_divergences,
+    matrices_pt,
+    ml_start,
+    model_location,
+    parameter_table,
+    prepare_sem_data,
+    prior_for,
+    specify,
+)
+from veerkracht_bayes.survey.polychoric import PolychoricResult, polychoric, whiten_correlations
+
+__all__ = [
+    "MAX_CATEGORIES",
+    "OrdinalSemData",
+    "OrdinalSemFit",
+    "build_ordinal_sem_model",
+    "fit_sem_ordinal",
+    "implied_correlations_np",
+    "ordinal_map_estimate",
+    "parse_ordered",
+    "prepare_ordinal_data",
+    "specify_ordinal",
+]
+
+log = logging.getLogger(__name__)
+
+#: Most categories an ``ordered`` item may have (as the codebook's ordinal path).
+MAX_CATEGORIES = 10
+
+
+def parse_ordered(ordered: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Names from ``"x1,x2"`` or a sequence (stripped, empty parts dropped, order kept, unique).
+
+    Examples
+    --------
+    >>> parse_ordered("x1, x2,,x1")
+    ('x1', 'x2')
+    """
+    if ordered is None:
+        return ()
+    parts = ordered.split(",") if isinstance(ordered, str) else [str(o) for o in ordered]
+    return tuple(dict.fromkeys(p.strip() for p in parts if p.strip()))
+
+
+# --------------------------------------------------------------------------- specification
+def specify_ordinal(model: LavaanModel, columns: Sequence[str], ordered: Sequence[str]) -> SemSpec:
+    """:func:`~veerkracht_bayes.sem.lavaan_model.specify` for the two-stage ordinal route.
+
+    The residual variance rows (``v ~~ v``) of modelled observed variables become *derived*
+    rows (``fixed is None`` and ``pid == -1``): their value is computed from the other
+    parameters (delta parameterisation). The remaining free parameters are renumbered.
+
+    Raises
+    ------
+    ModelError
+        An ``ordered`` name that is not a data column or not a variable of the model; ``~ 1``
+        rows (thresholds replace intercepts; not supported); a fixed or labelled residual
+        variance of a modelled observed variable; a covariance between a modelled observed
+        variable and a latent, or between observed variables of which one affects another.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> spec = specify_ordinal(parse_lavaan("f =~ y1 + y2 + y3"), ["y1", "y2", "y3"], "y1,y2")
+    >>> [(r.key, r.pid) for r in spec.rows if r.op == "~~"][:2]
+    [('y1 ~~ y1', -1), ('y2 ~~ y2', -1)]
+    """
+    cols = [str(c) for c in columns]
+    ordered = parse_ordered(ordered)
+    probs: list[Problem] = []
+    mvars = set(model.variables())
+    for o in ordered:
+        if o not in cols:
+            probs.append(Problem(f"--ordered variable {o!r} is not a column of the data"
+                                 f"{did_you_mean(o, cols)}; expected data columns used by the model",
+                                 field="ordered", value=o))
+        elif o not in mvars:
+            probs.append(Problem(f"--ordered variable {o!r} is not a variable of the model"
+                                 f"{did_you_mean(o, sorted(mvars))}; expected an observed variable the "
+                                 "model uses", file=model.path, field="ordered", value=o))
+    if probs:
+        raise ModelError(probs)
+    spec = specify(model, cols)
+    if spec.meanstructure:
+        line = model.intercepts()[0].line
+        raise ModelError(Problem("'~ 1' rows are not supported with ordered items (thresholds take the "
+                                 "place of the intercepts and are estimated freely); expected a model "
+                                 "without '~ 1'", **model_location(model, line)))
+    obs = set(spec.observed)
+    lat = set(spec.latents)
+    # observed nodes that affect another node (regressors that are modelled variables)
+    nonsink = {r.rhs for r in spec.rows if r.op == "~" and r.rhs in obs}
+    rows: list[ParamRow] = []
+    for r in spec.rows:
+        if r.op == "~~" and r.lhs == r.rhs and r.lhs in obs:
+            if r.fixed is not None or r.label:
+                probs.append(Problem(
+                    f"the residual variance of {r.lhs!r} is "
+                    f"{'fixed at ' + str(r.fixed) if r.fixed is not None else 'labelled ' + repr(r.label)}, "
+                    "but with ordered items the residual variances of observed variables follow from the "
+                    "model (delta parameterisation: total variance 1 for an ordered item, the sample "
+                    "variance for a continuous one); expected no such row", **model_location(model, r.line),
+                    field=r.lhs))
+                continue
+            rows.append(dataclasses.replace(r, pid=-1))
+            continue
+        if r.op == "~~" and r.lhs != r.rhs and (r.lhs in obs or r.rhs in obs):
+            other = {r.lhs, r.rhs}
+            if other & lat or other & nonsink:
+                probs.append(Problem(
+                    f"covariance '{r.lhs} ~~ {r.rhs}' is not supported with ordered items: a residual "
+                    "covariance of an observed variable is allowed only with another observed variable, "
+                    "neither of which is a regressor; expected such a pair or no row",
+                    **model_location(model, r.line), field=r.lhs))
+                continue
+        rows.append(r)
+    if probs:
+        raise ModelError(probs)
+    # renumber the free parameters
+    old = sorted({r.pid for r in rows if r.pid >= 0})
+    new_of = {p: i for i, p in enumerate(old)}
+    rows = [dataclasses.replace(r, pid=new_of[r.pid]) if r.pid >= 0 else r for r in rows]
+    return dataclasses.replace(spec, rows=tuple(rows), n_free=len(old),
+                               free_kind=tuple(spec.free_kind[p] for p in old),
+                               bounds=tuple(spec.bounds[p] for p in old))
+
+
+def _is_derived(r: ParamRow) -> bool:
+    return r.fixed is None and r.pid < 0
+
+
+# --------------------------------------------------------------------------- data
+@dataclass(frozen=True)
+class OrdinalSemData:
+    """Stage-1 summaries for a lavaan model with ordered items.
+
+    Attributes
+    ----------
+    base
+        The continuous engine's complete-case summaries (``n``, ``mean``, ``sd``, ``x_cov``).
+    stats
+        Stage-1 result over ``observed + covariates`` (in that order).
+    ordered
+        Ordered modelled variables, in the order of ``observed``.
+    categories
+        Per ordered item, its distinct values in the data (sorted): category ``k`` is the k-th.
+    target_var
+        Per observed variable, its total variance (1 for an ordered item: its latent response;
+        the sample variance, divisor ``n``, for a continuous one).
+    lik_pairs
+        Positions in ``stats.r`` of the correlations in the likelihood.
+    tau_cov
+        Per ordered item, the asymptotic covariance of its thresholds.
+
+    Examples
+    --------
+    Made by :func:`prepare_ordinal_data`:
+
+    >>> import numpy as np, pandas as pd
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0)
+    >>> f = rng.normal(size=400)
+    >>> df = pd.DataFrame({f"y{i}": (f + rng.normal(size=400) > 0).astype(int) + 1 for i in range(3)})
+    >>> spec = specify_ordinal(parse_lavaan("f =~ y0 + y1 + y2"), list(df.columns), list(df.columns))
+    >>> d = prepare_ordinal_data(spec, df, list(df.columns))
+    >>> isinstance(d, OrdinalSemData), d.n, d.ordered, d.stats.names, d.tau_cov["y0"].shape
+    (True, 400, ('y0', 'y1', 'y2'), ('y0', 'y1', 'y2'), (1, 1))
+    """
+
+    base: SemData
+    stats: PolychoricResult
+    ordered: tuple[str, ...]
+    categories: dict[str, tuple[float, ...]]
+    target_var: np.ndarray
+    lik_pairs: np.ndarray
+    tau_cov: dict[str, np.ndarray]
+
+    @property
+    def n(self) -> int:
+        """Complete cases used."""
+        return self.base.n
+
+    @property
+    def n_dropped(self) -> int:
+        """Rows excluded for a missing value."""
+        return self.base.n_dropped
+
+
+def prepare_ordinal_data(spec: SemSpec, df: pd.DataFrame, ordered: Sequence[str],
+                         source: str | None = None) -> OrdinalSemData:
+    """Complete cases, category recoding and stage 1 (thresholds, correlations, ``Gamma_hat``).
+
+    Raises
+    ------
+    ModelError
+        A non-numeric column, an ordered item with a single category or with more than
+        :data:`MAX_CATEGORIES` categories (column, values and file named), too few rows.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0)
+    >>> f = rng.normal(size=400)
+    >>> df = pd.DataFrame({f"y{i}": (f + rng.normal(size=400) > 0).astype(int) + 1 for i in range(3)})
+    >>> spec = specify_ordinal(parse_lavaan("f =~ y0 + y1 + y2"), list(df.columns), list(df.columns))
+    >>> d = prepare_ordinal_data(spec, df, list(df.columns))
+    >>> d.categories["y0"], d.target_var.tolist(), len(d.lik_pairs)
+    ((1.0, 2.0), [1.0, 1.0, 1.0], 3)
+    """
+    ordered = parse_ordered(ordered)
+    used = list(spec.observed) + list(spec.covariates)
+    num = pd.DataFrame({c: pd.to_numeric(df[c].astype(float) if df[c].dtype == bool else df[c],
+                                         errors="coerce") for c in used})[used]
+    if (num.isna() & df[used].notna()).to_numpy().any():
+        prepare_sem_data(spec, df, source)  # raises the located non-numeric error
+    X = num.to_numpy(float)
+    X = X[np.isfinite(X).all(axis=1)]
+    ordset = set(ordered)
+    x_ord = [c for c in spec.covariates if c in ordset]
+    if x_ord:
+        log.warning("ordered variable(s) %s are exogenous covariates (fixed.x): used with their numeric "
+                    "codes, as lavaan does", ", ".join(x_ord))
+    probs: list[Problem] = []
+    kinds, cats = [], {}
+    data = X.copy()
+    for j, c in enumerate(used):
+        if c in ordset and c in spec.observed:
+            vals = np.unique(X[:, j])
+            if vals.size < 2:
+                probs.append(Problem(f"ordered item {c!r} has a single category ({vals[0]:g}) in the "
+                                     f"{len(X)} complete cases; expected at least 2", file=source,
+                                     location=c, field=c, value=float(vals[0])))
+            elif vals.size > MAX_CATEGORIES:
+                probs.append(Problem(f"ordered item {c!r} has {vals.size} distinct values; expected at most "
+                                     f"{MAX_CATEGORIES} categories (treat it as continuous: leave it out of "
+                                     "--ordered)", file=source, location=c, field=c, value=int(vals.size)))
+            cats[c] = tuple(float(v) for v in vals)
+            data[:, j] = np.searchsorted(vals, X[:, j])
+            kinds.append("ordinal")
+        else:
+            kinds.append("continuous")
+    if probs:
+        raise ModelError(probs)
+    base = prepare_sem_data(spec, df, source)
+    stats = polychoric(data, kinds, names=used, acov="full")
+    xset = set(spec.covariates)
+    lik = np.array([p for p, (a, b) in enumerate(stats.pairs)
+                    if not (used[a] in xset and used[b] in xset)], dtype=int)
+    tvar = np.array([1.0 if c in cats else base.sd[c] ** 2 for c in spec.observed])
+    tau_cov = {}
+    for j, c in enumerate(used):
+        if c in cats:
+            tau_cov[c] = _threshold_cov(data[:, j].astype(int), stats.thresholds[j])
+    return OrdinalSemData(base=base, stats=stats, ordered=tuple(c for c in spec.observed if c in cats),
+                          categories=cats, target_var=tvar, lik_pairs=lik, tau_cov=tau_cov)
+
+
+def _threshold_cov(codes: np.ndarray, tau: np.ndarray) -> np.ndarray:
+    """Sandwich covariance of one item's thresholds: ``tau_k = Phi^-1(p_k)``, ``p_k = P(y <= k)``;
+    per-respondent contribution ``(1[y_i <= k] - p_k) / (n phi(tau_k))``."""
+    n = len(codes)
+    k = np.arange(len(tau))
+    ind = (codes[:, None] <= k[None, :]).astype(float)
+    p = ind.mean(axis=0)
+    C = (ind - p) / (n * np.exp(-0.5 * tau ** 2) / np.sqrt(2 * np.pi))
+    return C.T @ C
+
+
+# --------------------------------------------------------------------------- model
+def _layout(spec: SemSpec, data: OrdinalSemData):
+    """Index arrays shared by the PyTensor model and the NumPy reference."""
+    names = data.stats.names
+    p, q = len(spec.observed), len(spec.covariates)
+    pairs = data.stats.pairs[data.lik_pairs]
+    F = np.array([spec.node_index[v] for v in spec.observed], dtype=int)
+    assert tuple(names) == tuple(spec.observed) + tuple(spec.covariates)
+    return p, q, pairs, F
+
+
+def _scales(spec: SemSpec, data: OrdinalSemData) -> dict[str, float]:
+    """Reference sd per node: 1 for an ordered item (latent response), the sample sd otherwise;
+    a latent takes its marker (first) indicator's."""
+    inds = spec.model.indicators()
+    own = {v: (1.0 if v in data.categories else data.base.sd[v]) for v in spec.observed}
+
+    def ref(v: str, depth: int = 0) -> float:
+        if v in own:
+            return own[v]
+        if v in inds and depth < 20:
+            return ref(inds[v][0], depth + 1)
+        return 1.0
+
+    return {v: ref(v) for v in spec.nodes}
+
+
+def build_ordinal_sem_model(spec: SemSpec, data: OrdinalSemData,
+                            priors: Mapping[str, SemPrior] | None = None):
+    """The PyMC model of stage 2 (see the module docstring).
+
+    Free variables as :func:`~veerkracht_bayes.sem.lavaan_model.build_sem_model` (``coef``,
+    ``sd``, ``corr``; the same vague priors, with reference scale 1 for ordered items);
+    deterministic ``param_value`` over the table rows (derived residual variances included).
+    Zero density where a derived residual variance is not positive or the disturbance
+    correlation matrix is not positive definite.
+
+    Examples
+    --------
+    >>> pm_model = build_ordinal_sem_model(spec, prepare_ordinal_data(spec, df, ordered))  # doctest: +SKIP
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    priors = priors or {}
+    scale = _scales(spec, data)
+    _, q, pairs, F = _layout(spec, data)
+    frows = spec.free_rows()
+    coef_ids, sd_ids, corr_ids = [], [], []
+    for pid, kind in enumerate(spec.free_kind):
+        if kind == "coef":
+            if spec.bounds[pid]:
+                raise ModelError(Problem("sign constraints ('label > 0') are not supported with ordered "
+                                         "items yet; expected no inequality constraint",
+                                         **model_location(spec.model, frows[pid][0].line), field=frows[pid][0].label))
+            coef_ids.append(pid)
+        elif kind == "sd":
+            sd_ids.append(pid)
+        else:
+            corr_ids.append(pid)
+    Sxx = data.base.x_cov if q else np.zeros((0, 0))
+    r_w, Linv = whiten_correlations(data.stats, data.lik_pairs)
+    obs_pos = {v: i for i, v in enumerate(spec.observed)}
+    derived = [i for i, r in enumerate(spec.rows) if _is_derived(r)]
+    der_obs = np.array([obs_pos[spec.rows[i].lhs] for i in derived], dtype=int)
+    obs_cov = [i for i, r in enumerate(spec.rows)
+               if r.op == "~~" and r.lhs != r.rhs and r.lhs in obs_pos and r.fixed is None]
+
+    def coef_prior(pid: int) -> tuple[float, float]:
+        for r in frows[pid]:
+            pr = prior_for(r, priors)
+            if pr is not None:
+                return pr.mean, pr.sd
+        return 0.0, VAGUE_COEF_SD
+
+    lat_var0 = {v: 0.5 * scale[v] ** 2 for v in spec.latents}
+    for r in spec.rows:
+        if r.op == "~~" and r.lhs == r.rhs and r.lhs in lat_var0 and r.fixed is not None:
+            lat_var0[r.lhs] = max(float(r.fixed), 1e-6)
+
+    def coef_init(pid: int) -> float:
+        # a free loading starts where its factor explains a quarter of the item's variance
+        r = frows[pid][0]
+        return 0.5 * scale[r.rhs] / np.sqrt(lat_var0[r.lhs]) if r.op == "=~" else 0.0
+
+    coords = {"param": [r.key for r in spec.rows]}
+    with pm.Model(coords=coords) as model:
+        free = pt.zeros((spec.n_free,))
+        if coef_ids:
+            ids = np.array(coef_ids)
+            rv = pm.Normal("coef", mu=np.array([coef_prior(i)[0] for i in coef_ids]),
+                           sigma=np.array([coef_prior(i)[1] for i in coef_ids]), shape=len(ids),
+                           initval=np.array([coef_init(i) for i in coef_ids]))
+            free = pt.set_subtensor(free[ids], rv)
+        if sd_ids:
+            s = np.array([scale[frows[i][0].lhs] for i in sd_ids])
+            rv = pm.Gamma("sd", alpha=1.0, beta=VAGUE_SD_RATE / s, shape=len(sd_ids),
+                          initval=np.sqrt(0.5) * s)
+            free = pt.set_subtensor(free[np.array(sd_ids)], rv)
+        if corr_ids:
+            rv = pm.Uniform("corr", lower=-1.0, upper=1.0, shape=len(corr_ids), initval=np.zeros(len(corr_ids)))
+            free = pt.set_subtensor(free[np.array(corr_ids)], rv)
+        # pass 1: every row except derived variances and observed-observed covariances
+        vals = [None] * len(spec.rows)
+        var_val = {}
+        for i, r in enumerate(spec.rows):
+            if r.kind == "cov" or _is_derived(r):
+                continue
+            if r.fixed is not None:
+                v = pt.constant(float(r.fixed))
+            elif r.kind == "var":
+                v = free[r.pid] ** 2
+            else:
+                v = free[r.pid]
+            vals[i] = v
+            if r.kind == "var":
+                var_val[r.lhs] = v
+        for i, r in enumerate(spec.rows):
+            if r.kind == "cov" and i not in obs_cov:
+                vals[i] = (pt.constant(float(r.fixed)) if r.fixed is not None
+                           else free[r.pid] * pt.sqrt(var_val[r.lhs] * var_val[r.rhs]))
+        for i in derived + obs_cov:
+            vals[i] = pt.constant(0.0)
+        B, G, Psi_L, _ = matrices_pt(spec, pt.stack(vals))
+        N = len(spec.nodes)
+        A = algebra.equilibrium_matrix(B, xp="pytensor")
+        AF = A[F]
+        expl = pt.sum(pt.dot(AF, Psi_L) * AF, axis=1)
+        if q:
+            AGF = pt.dot(AF, G)
+            expl = expl + pt.sum(pt.dot(AGF, Sxx) * AGF, axis=1)
+        M = (AF * AF)[:, F]
+        theta = pt.linalg.solve(M, data.target_var - expl)
+        theta_ok = pt.all(pt.gt(theta, 1e-6))
+        theta_safe = pt.switch(pt.gt(theta, 1e-6), theta, 1e-6)
+        for k, i in enumerate(derived):
+            vals[i] = theta_safe[der_obs[k]]
+        for i in obs_cov:
+            r = spec.rows[i]
+            vals[i] = free[r.pid] * pt.sqrt(theta_safe[obs_pos[r.lhs]] * theta_safe[obs_pos[r.rhs]])
+        values = pt.stack(vals)
+        pm.Deterministic("param_value", values, dims="param")
+        _, _, Psi, _ = matrices_pt(spec, values)
+        Syy = pt.dot(pt.dot(AF, Psi), AF.T)
+        if q:
+            AGF = pt.dot(AF, G)
+            Syy = Syy + pt.dot(pt.dot(AGF, Sxx), AGF.T)
+            Syx = pt.dot(AGF, Sxx)
+            top = pt.concatenate([Syy, Syx], axis=1)
+            bot = pt.concatenate([Syx.T, pt.as_tensor(Sxx)], axis=1)
+            C = pt.concatenate([top, bot], axis=0)
+        else:
+            C = Syy
+        d = pt.sqrt(pt.clip(pt.diagonal(C), 1e-12, np.inf))
+        rho = C[pairs[:, 0], pairs[:, 1]] / (d[pairs[:, 0]] * d[pairs[:, 1]])
+        resid = r_w - pt.dot(Linv, rho)
+        pm.Potential("correlations", pt.switch(theta_ok, -0.5 * pt.sum(resid ** 2), -np.inf))
+        if corr_ids:
+            dp = pt.sqrt(pt.clip(pt.diagonal(Psi), 1e-300, np.inf))
+            Rpsi = Psi / dp[:, None] / dp[None, :]
+            Lp = pt.linalg.cholesky(Rpsi + 1e-10 * pt.eye(N), on_error="nan")
+            dl = pt.diagonal(Lp)
+            okp = pt.all(pt.isfinite(dl)) & pt.all(pt.gt(dl, 0.0))
+            pm.Potential("psi_positive_definite", pt.switch(okp, 0.0, -np.inf))
+    return model
+
+
+def implied_correlations_np(spec: SemSpec, data: OrdinalSemData, values: np.ndarray) -> np.ndarray:
+    """Implied correlations of the likelihood's pairs at one set of table-row values (NumPy).
+
+    An independent route to ``rho(theta)`` for tests: ``Sigma = F A Psi A' F'`` built from the
+    table rows (derived variances included), plus the covariates' block.
+
+    Examples
+    --------
+    >>> fit = fit_sem_ordinal(model, df, "y1,y2,y3", draws=100, tune=100)  # doctest: +SKIP
+    >>> implied_correlations_np(fit.spec, fit.ordinal, fit.row_values()[0, 0])  # doctest: +SKIP
+    """
+    from veerkracht_bayes.sem.lavaan_model import implied_matrices
+
+    _, q, pairs, F = _layout(spec, data)
+    m = implied_matrices(spec, np.asarray(values)[None])
+    A = np.linalg.inv(np.eye(len(spec.nodes)) - m["B"][0])
+    AF = A[F]
+    Syy = AF @ m["Psi"][0] @ AF.T
+    if q:
+        AG = AF @ m["Gamma"][0]
+        Sxx = data.base.x_cov
+        C = np.block([[Syy + AG @ Sxx @ AG.T, AG @ Sxx], [(AG @ Sxx).T, Sxx]])
+    else:
+        C = Syy
+    d = np.sqrt(np.diag(C))
+    return C[pairs[:, 0], pairs[:, 1]] / (d[pairs[:, 0]] * d[pairs[:, 1]])
+
+
+# --------------------------------------------------------------------------- fit
+@dataclass
+class OrdinalSemFit(SemFit):
+    """A fitted lavaan model with ordered items: :class:`SemFit` plus stage 1 and threshold draws.
+
+    ``data`` is the complete-case :class:`SemData` (for ``structural_view``); ``ordinal`` the
+    stage-1 summaries; ``tau_draws`` per ordered item ``(chains, draws, K - 1)``.
+
+    Examples
+    --------
+    Returned by :func:`fit_sem_ordinal`; here with hand-made draws in place of a posterior:
+
+    >>> import numpy as np, pandas as pd, xarray as xr
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0)
+    >>> f = rng.normal(size=400)
+    >>> df = pd.DataFrame({f"y{i}": (f + rng.normal(size=400) > 0).astype(int) + 1 for i in range(3)})
+    >>> spec = specify_ordinal(parse_lavaan("f =~ y0 + y1 + y2"), list(df.columns), list(df.columns))
+    >>> d = prepare_ordinal_data(spec, df, list(df.columns))
+    >>> post = xr.Dataset({"param_value": (("chain", "draw", "param"),
+    ...                                    rng.normal(0.7, 0.05, (2, 50, len(spec.rows))))})
+    >>> tau = {v: rng.normal(0.0, 0.05, (2, 50, 1)) for v in d.ordered}
+    >>> fit = OrdinalSemFit(spec, d.base, {"posterior": post}, ordinal=d, tau_draws=tau)
+    >>> table = fit.table()
+    >>> table.loc[table.op == "|", ["lhs", "rhs"]].values.tolist()
+    [['y0', 't1'], ['y1', 't1'], ['y2', 't1']]
+    """
+
+    ordinal: OrdinalSemData | None = None
+    tau_draws: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def table(self, prob: float = 0.9) -> pd.DataFrame:
+        """The parameter table with lavaan's ``|`` threshold rows after the model's own rows.
+
+        Derived residual variances of observed variables have ``free = 0`` and their posterior
+        summaries (lavaan prints their value without a standard error).
+        """
+        t = parameter_table(self, prob)
+        if not self.tau_draws:
+            return t
+        from arviz_stats.base import array_stats
+
+        a = (1 - prob) / 2
+        recs = []
+        k = int(t["free"].max()) if len(t) else 0
+        for item, dr in self.tau_draws.items():
+            for j in range(dr.shape[-1]):
+                arr = dr[:, :, j]
+                x = arr.ravel()
+                k += 1
+                rhat = float(array_stats.rhat(arr)) if arr.shape[0] > 1 else float("nan")
+                recs.append((item, "|", f"t{j + 1}", "", k, x.mean(), x.std(ddof=1), np.median(x),
+                             np.quantile(x, a), np.quantile(x, 1 - a), rhat,
+                             float(array_stats.ess(arr, method="bulk")),
+                             float(array_stats.ess(arr, method="tail", prob=(a, 1 - a)))))
+        th = pd.DataFrame.from_records(recs, columns=list(TABLE_COLUMNS))
+        user = [i for i, r in enumerate(self.spec.rows) if r.user]
+        cut = (max(user) + 1) if user else 0
+        return pd.concat([t.iloc[:cut], th, t.iloc[cut:]], ignore_index=True)
+
+
+def fit_sem_ordinal(
+    model: LavaanModel,
+    df: pd.DataFrame,
+    ordered: str | Sequence[str],
+    *,
+    priors: Mapping[str, SemPrior] | None = None,
+    draws: int = 1000,
+    tune: int = 1000,
+    chains: int = 2,
+    seed: int = 2023,
+    sampler: str = "numpyro",
+    target_accept: float = 0.9,
+    progressbar: bool = False,
+    source: str | None = None,
+) -> OrdinalSemFit:
+    """Fit a lavaan model whose ``ordered`` items are ordinal/binary (two-stage, WLSMV analogue).
+
+    Steps: :func:`specify_ordinal` -> :func:`prepare_ordinal_data` (stage 1) ->
+    :func:`~veerkracht_bayes.sem.lavaan_model.check_identification` and a t-rule on the
+    correlations -> :func:`build_ordinal_sem_model` -> chains started at the posterior mode ->
+    NUTS (``pm.sample``); thresholds drawn from their stage-1 sampling distribution.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0); f = rng.normal(size=500)
+    >>> df = pd.DataFrame({f"y{i}": (0.7 * f + rng.normal(0, .7, 500) > 0).astype(int) for i in range(3)})
+    >>> fit = fit_sem_ordinal(parse_lavaan("f =~ y0 + y1 + y2"), df, "y0,y1,y2",
+    ...                       draws=100, tune=100)  # doctest: +SKIP
+    >>> fit.table()[["lhs", "op", "rhs"]].iloc[3].tolist()  # doctest: +SKIP
+    ['y0', '|', 't1']
+    """
+    from veerkracht_bayes.runtime import ensure_cpu_devices
+
+    ensure_cpu_devices()
+    import pymc as pm
+
+    if sampler not in ("numpyro", "pymc", "nutpie", "blackjax"):
+        raise ModelError(Problem(f"unknown sampler {sampler!r} (expected numpyro, pymc, nutpie or blackjax)",
+                                 field="sampler", value=sampler))
+    for name, v, lo in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
+        if int(v) < lo:
+            raise ModelError(Problem(f"{name} must be >= {lo}, got {v}", field=name, value=v))
+    ordered = parse_ordered(ordered)
+    spec = specify_ordinal(model, list(map(str, df.columns)), ordered)
+    data = prepare_ordinal_data(spec, df, ordered, source)
+    if not data.ordered:
+        raise ModelError(Problem("none of the --ordered variables is a modelled (endogenous or indicator) "
+                                 f"variable of the model (got {list(ordered)}); expected at least one",
+                                 field="ordered"))
+    priors = dict(priors or {})
+    check_identification(spec, priors)
+    n_mom = len(data.lik_pairs)
+    if spec.n_free > n_mom:
+        raise ModelError(Problem(f"the model has {spec.n_free} free parameters but only {n_mom} correlations "
+                                 "inform them: the t-rule fails", file=model.path))
+    pm_model = build_ordinal_sem_model(spec, data, priors)
+    initvals = ml_start(pm_model, chains, seed)
+    nuts: dict[str, object] = {"target_accept": target_accept}
+    if sampler in ("numpyro", "blackjax"):
+        nuts["jitter"] = False
+    if sampler == "numpyro":
+        nuts["chain_method"] = "parallel" if chains > 1 and (os.cpu_count() or 1) > 1 else "sequential"
+    kwargs: dict[str, object] = {"nuts": nuts, "initvals": initvals}
+    if sampler == "pymc":
+        kwargs["init"] = "adapt_diag"
+    with pm_model:
+        idata = pm.sample(draws=draws, tune=tune, chains=chains, random_seed=seed,
+                          cores=min(chains, os.cpu_count() or 1), progressbar=progressbar,
+                          nuts_sampler=sampler, compute_convergence_checks=False,
+                          idata_kwargs={"log_likelihood": False}, **kwargs)
+    rng = np.random.default_rng(seed + 7919)
+    tau_draws = {}
+    for c in data.ordered:
+        j = data.stats.names.index(c)
+        mu, cov = data.stats.thresholds[j], data.tau_cov[c]
+        tau_draws[c] = rng.multivariate_normal(mu, cov, size=(chains, draws), method="cholesky")
+    settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed, "sampler": sampler,
+                "target_accept": target_accept, "n": data.n, "n_dropped": data.n_dropped,
+                "ordered": list(data.ordered), "estimator": "two-stage polychoric (WLSMV analogue)"}
+    import json
+
+    idata.attrs["sem_settings"] = json.dumps(settings)
+    idata.attrs["lavaan_model"] = model.to_lavaan()
+    div = count_divergences(idata)
+    if div:
+        log.warning("%d divergent transition(s) after tuning; check the parameter table's r_hat and ess", div)
+    return OrdinalSemFit(spec=spec, data=data.base, idata=idata, priors=priors, settings=settings,
+                         ordinal=data, tau_draws=tau_draws)
+
+
+def ordinal_map_estimate(spec: SemSpec, data: OrdinalSemData,
+                         priors: Mapping[str, SemPrior] | None = None) -> np.ndarray:
+    """Posterior mode of stage 2 (every table row's value), the chains' start; used by tests.
+
+    Examples
+    --------
+    >>> values = ordinal_map_estimate(spec, prepare_ordinal_data(spec, df, ordered))  # doctest: +SKIP
+    """
+    _, values = ml_start(build_ordinal_sem_model(spec, data, priors), 1, 0, with_values=True)
+    return values
+
