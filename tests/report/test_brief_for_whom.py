@@ -102,3 +102,18 @@ def test_no_sections_without_groups() -> None:
     base = build_run_result()
     md, _ = render_brief(base)
     assert "## For whom: where effects differ" not in md and "## Threshold outcomes" not in md
+
+
+def test_threshold_rows_without_a_number_say_why(result) -> None:
+    th = result.thresholds.copy()
+    extra = th.iloc[[0]].copy()
+    extra[["policy", "scope", "group", "baseline_share"]] = ["P07", "target", "mental_health_problems", 100.0]
+    extra[["effect_pp", "lower", "upper", "p_meaningful"]] = np.nan
+    extra["reason"] = "no number: the target group lies (almost) entirely on one side of the cut-off"
+    res = SimpleNamespace(**{**vars(result), "thresholds": pd.concat([th, extra], ignore_index=True)})
+    md, _ = render_brief(res)
+    sec = md[md.index("## Threshold outcomes"):]
+    sec = sec[:sec.index("\n## ", 5)]
+    note = [ln for ln in sec.splitlines() if ln.startswith("No number for")]
+    assert note and "P07 (target group:" in note[0] and "one side of the cut-off" in note[0]
+    assert "P01" not in note[0]  # rows with numbers are not named

@@ -73,7 +73,19 @@ def test_measure_next_says_when_no_candidate_is_worth_measuring():
     r.voi["status"] = ["not_estimable", "not_estimable"]
     r.voi["evsi_gaussian"] = [2e-6, 4e-4]
     text = " ".join(b.get("text", "") for b in structure_section(r))
-    assert "reaches 1 % of the EVPI (largest 0.0004 SD)" in text
+    assert "Gaussian EVSI reaches 1 % of the EVPI (largest 0.0004 SD)" in text
     r.voi["evsi_gaussian"] = [2e-6, 6e-4]
     text = " ".join(b.get("text", "") for b in structure_section(r))
-    assert "reaches 1 % of the EVPI" not in text
+    assert "Gaussian EVSI reaches 1 % of the EVPI" not in text
+
+
+def test_measure_next_lists_only_values_that_could_change_the_decision():
+    """Values under 1 % of the EVPI (0.05 here) are not listed, and tiny values never print as a
+    false 0.0000."""
+    r = _result(evsi=(0.01, 3e-4))
+    r.voi["evsi_se"] = [0.001, 2e-5]
+    measure = next(b for b in structure_section(r) if b.get("css") == "measure-next")
+    assert measure["items"] == ["x: 0.0100 (± 0.0010)"]
+    r = _result(evsi=(3e-4, 1e-4))
+    text = " ".join(b.get("text", "") for b in structure_section(r))
+    assert "No single construct, measured next, is expected to change the decision." in text

@@ -1616,7 +1616,7 @@ def _for_whom_thresholds(c: _Ctx) -> list[Block]:
             f"than {_num(mrc, 1)} pp in the desirable direction ({want}): a stated minimal relevant "
             f"change (assumption). 'Change rests on' is what the recommendation's effect on the outcome "
             f"rests mainly on (as in the ranking).")))
-        rows = []
+        rows, nonum = [], []
         for _, r in t.iterrows():
             if r["scope"] == "group":
                 continue
@@ -1625,6 +1625,8 @@ def _for_whom_thresholds(c: _Ctx) -> list[Block]:
             if bool(r["suppressed"]):
                 rows.append([f"{pid} {c.title(pid)}", who, "suppressed", "suppressed", "–", "–"])
                 continue
+            if not np.isfinite(float(r["effect_pp"])) and str(r.get("reason") or ""):
+                nonum.append(f"{pid} ({who})")
             rows.append([f"{pid} {c.title(pid)}", who, f"{_num(r['baseline_share'], 1)}%",
                          _triple(r["effect_pp"], r["lower"], r["upper"]), _pct_short(r["p_meaningful"]),
                          _threshold_evidence(c, pid, str(r["outcome"]))])
@@ -1632,6 +1634,11 @@ def _for_whom_thresholds(c: _Ctx) -> list[Block]:
                                         f"Change, pp [{ci}% interval]", f"P(relevant {want})",
                                         "Change rests on"], rows=rows, css="thresholds",
                        ident=f"thresholds-{name}"))
+        if nonum:
+            b.append(Block("p", "No number for " + "; ".join(nonum) + ": the target group lies (almost) "
+                                "entirely on one side of the cut-off (it is defined by the same scale), so "
+                                "the normal approximation of its score cannot place the cut-off in it; a "
+                                "population row of a targeted policy rests on its target group."))
         g = t[t["scope"] == "group"]
         if len(g):
             grows = []

@@ -25,6 +25,11 @@ def _f(x: float, d: int = 2) -> str:
     return f"{x:.{d}f}"
 
 
+def _sd(x: float) -> str:
+    """An EVSI/EVPI value in SD: four decimals, or "< 0.0001" below that (not a false 0.0000)."""
+    return "< 0.0001" if abs(x) < 5e-5 else _f(x, 4)
+
+
 def structure_section(result: Any, *, outcome: str = "wellbeing", top: int = 5) -> list[Any]:
     """Blocks of "How sure is the diagram?" (inferred links, rank robustness, what drives the
     uncertainty of the leading effect) and "What to measure next" (ranked EVSI).
@@ -98,7 +103,9 @@ def structure_section(result: Any, *, outcome: str = "wellbeing", top: int = 5) 
         unknown = (v_all[v_all["status"] == "not_estimable"] if "status" in v_all
                    else v_all.iloc[:0])
         v = v_all.drop(index=unknown.index).sort_values("evsi", ascending=False)
-        v = v[v["evsi"] > 0].head(top)
+        evpi0 = float(voi["evpi"].iloc[0])
+        # worth listing: at least 1 % of the EVPI (smaller values cannot change the decision)
+        v = v[v["evsi"] >= 0.01 * evpi0].head(top) if evpi0 > 0 else v.iloc[:0]
         blocks.append(_block("h2", "What to measure next", ident="measure-next"))
         evpi = float(voi["evpi"].iloc[0])
         blocks.append(_block("p", (
@@ -113,8 +120,8 @@ def structure_section(result: Any, *, outcome: str = "wellbeing", top: int = 5) 
                     else np.zeros(len(v), bool)
             se = v["evsi_se"].to_numpy() if "evsi_se" in v else np.full(len(v), np.nan)
             blocks.append(_block("ul", items=[
-                f"{x.construct}: {_f(x.evsi, 4)}"
-                + (f" (± {_f(e, 4)})" if np.isfinite(e) else "") + (" — rough" if r else "")
+                f"{x.construct}: {_sd(x.evsi)}"
+                + (f" (± {_sd(e)})" if np.isfinite(e) else "") + (" — rough" if r else "")
                 for x, e, r in zip(v.itertuples(), se, rough)], css="measure-next"))
             if rough.any():
                 blocks.append(_block("p", (
@@ -122,12 +129,16 @@ def structure_section(result: Any, *, outcome: str = "wellbeing", top: int = 5) 
                     "than the posterior sample can represent (importance weights degenerate), so "
                     "the value leans high; a refit per wave (voi max_refits) or more posterior "
                     "draws would sharpen it.")))
-        elif not len(unknown):
+        else:
             blocks.append(_block("p", "No single construct, measured next, is expected to change "
-                                      "the decision."))
+                                      "the decision" + (" (none whose value can be estimated reaches "
+                                                        "1 % of the EVPI)." if len(unknown) else ".")))
         if len(unknown):
-            gau = (", ".join(f"{x.construct} {_f(x.evsi_gaussian, 4)}"
-                             for x in unknown.itertuples()) if "evsi_gaussian" in unknown else "")
+            gau = ""
+            if "evsi_gaussian" in unknown:
+                g = unknown["evsi_gaussian"].to_numpy(float)
+                gau = ("below 0.0001 for every one of them" if np.all(np.abs(g[np.isfinite(g)]) < 5e-5)
+                       else ", ".join(f"{x.construct} {_sd(x.evsi_gaussian)}" for x in unknown.itertuples()))
             blocks.append(_block("p", (
                 f"Not estimable at n = {nmax} with these posterior draws: "
                 f"{', '.join(unknown['construct'])}. For most simulated waves the posterior after "
@@ -141,7 +152,7 @@ def structure_section(result: Any, *, outcome: str = "wellbeing", top: int = 5) 
                 if "evsi_gaussian" in v_all and v_all["evsi_gaussian"].notna().any() else np.nan)
         if np.isfinite(gmax) and evpi > 0 and gmax < 0.01 * evpi:
             blocks.append(_block("p", (
-                f"No candidate's Gaussian EVSI reaches 1 % of the EVPI (largest {_f(gmax, 4)} SD): "
+                f"No candidate's Gaussian EVSI reaches 1 % of the EVPI (largest {_sd(gmax)} SD): "
                 "measuring these constructs would hardly change the decision. The value of "
                 "information lies elsewhere, for instance in the policy levers' effects, which rest "
                 "on evaluation literature and assumptions that no survey wave measures.")))

@@ -711,6 +711,12 @@ def threshold_rows(specs: Sequence[ThresholdSpec], *, survey: Any, data: Any, fi
     df = pd.DataFrame(rows, columns=list(THRESHOLD_COLUMNS))
     num = ["baseline_share", "effect_pp", "lower", "upper", "p_meaningful"]
     df.loc[df["suppressed"].astype(bool), num] = np.nan
+    # a row without a number says why: a target group that lies entirely on one side of the
+    # cut-off (e.g. a group defined by the same scale) has no spread there to place the cut-off in
+    nonum = ~df["suppressed"].astype(bool) & df["effect_pp"].isna() & (df["reason"].fillna("") == "")
+    df.loc[nonum, "reason"] = ("no number: the target group lies (almost) entirely on one side of the "
+                               "cut-off, so the normal approximation of its score cannot place the "
+                               "cut-off in it")
     return df
 
 
