@@ -111,7 +111,8 @@ def structure_section(result: Any, *, outcome: str = "wellbeing", top: int = 5) 
         blocks.append(_block("p", (
             f"Value of information for choosing the policy with the best expected effect on "
             f"{voi['outcome'].iloc[0]}: perfect knowledge would be worth {_f(evpi, 3)} SD (EVPI). "
-            f"Measuring one more construct in a wave of {nmax} respondents is worth (EVSI, SD):")))
+            + (f"Measuring one more construct in a wave of {nmax} respondents is worth (EVSI, SD):"
+               if len(v) else f"For a wave of {nmax} respondents:"))))
         if len(v):
             if "status" in v:
                 rough = (v["status"] == "rough").to_numpy()
@@ -137,7 +138,7 @@ def structure_section(result: Any, *, outcome: str = "wellbeing", top: int = 5) 
             gau = ""
             if "evsi_gaussian" in unknown:
                 g = unknown["evsi_gaussian"].to_numpy(float)
-                gau = ("below 0.0001 for every one of them" if np.all(np.abs(g[np.isfinite(g)]) < 5e-5)
+                gau = ("below 0.0001 SD for every one of them" if np.all(np.abs(g[np.isfinite(g)]) < 5e-5)
                        else ", ".join(f"{x.construct} {_sd(x.evsi_gaussian)}" for x in unknown.itertuples()))
             blocks.append(_block("p", (
                 f"Not estimable at n = {nmax} with these posterior draws: "
@@ -145,7 +146,8 @@ def structure_section(result: Any, *, outcome: str = "wellbeing", top: int = 5) 
                 "the wave is far narrower than the posterior sample can represent, and the "
                 "estimate cannot be told from the value the same importance weights give when the "
                 "wave carries no information. "
-                + (f"The Gaussian approximation (informed links only) gives {gau} SD. " if gau
+                + (f"The Gaussian approximation (informed links only) gives {gau}"
+                   + ("" if gau.endswith("of them") else " SD") + ". " if gau
                    else "")
                 + "A refit per wave (voi max_refits) or more posterior draws would settle it.")))
         gmax = (float(np.nanmax(v_all["evsi_gaussian"].to_numpy(float)))
