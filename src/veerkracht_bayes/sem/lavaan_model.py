@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 
 from veerkracht_bayes.errors import IdentificationError, ModelError, PriorError, Problem, did_you_mean
-from veerkracht_bayes.graph.lavaan_syntax import LavaanModel, LavaanRow
+from veerkracht_bayes.graph.lavaan_syntax import LavaanModel
 from veerkracht_bayes.sem import algebra
 
 __all__ = [
@@ -84,6 +84,8 @@ __all__ = [
     "matrices_pt",
     "sem_loglik_pt",
     "ml_start",
+    "sample_sem_model",
+    "coef_rv",
     "count_divergences",
 ]
 
@@ -954,14 +956,7 @@ def build_sem_model(spec: SemSpec, data: SemData, priors: Mapping[str, SemPrior]
             mu = np.array([coef_prior(spec, p, priors)[0] for p in ids])
             sg = np.array([coef_prior(spec, p, priors)[1] for p in ids])
             init = np.array([coef_start(frows[p][0], data) for p in ids])
-            name = "coef" if grp == "free" else f"coef_{grp}"
-            if grp == "free":
-                rv = pm.Normal(name, mu=mu, sigma=sg, shape=len(ids), initval=init)
-            else:
-                lo, hi = (0.0, None) if grp == "pos" else (None, 0.0)
-                init = np.abs(init) * (1 if grp == "pos" else -1) + (0.1 if grp == "pos" else -0.1)
-                rv = pm.TruncatedNormal(name, mu=mu, sigma=sg, lower=lo, upper=hi, shape=len(ids),
-                                        initval=init)
+            rv = coef_rv("coef" if grp == "free" else f"coef_{grp}", grp, mu, sg, init)
             free = pt.set_subtensor(free[np.array(ids)], rv)
         if sd_ids:
             s = np.array([scale[frows[p][0].lhs] for p in sd_ids])
@@ -1287,7 +1282,6 @@ def fit_sem(
     from veerkracht_bayes.runtime import ensure_cpu_devices
 
     ensure_cpu_devices()
-    import pymc as pm
 
     if sampler not in ("numpyro", "pymc", "nutpie", "blackjax"):
         raise ModelError(Problem(f"unknown sampler {sampler!r}{did_you_mean(str(sampler), ['numpyro', 'pymc', 'nutpie', 'blackjax'])} "
@@ -1301,21 +1295,9 @@ def fit_sem(
     priors = dict(priors or {})
     check_identification(spec, priors)
     pm_model = build_sem_model(spec, data, priors)
-    initvals = ml_start(pm_model, chains, seed)
-    nuts: dict[str, object] = {"target_accept": target_accept}
-    if sampler in ("numpyro", "blackjax"):
-        nuts["jitter"] = False
-    if sampler == "numpyro":
-        nuts["chain_method"] = "parallel" if chains > 1 and (os.cpu_count() or 1) > 1 else "sequential"
-    kwargs: dict[str, object] = {"nuts": nuts, "initvals": initvals}
-    if sampler == "pymc":
-        kwargs["init"] = "adapt_diag"
     log.info("sampling %d chains x (%d tune + %d draws) with %s", chains, tune, draws, sampler)
-    with pm_model:
-        idata = pm.sample(draws=draws, tune=tune, chains=chains, random_seed=seed,
-                          cores=min(chains, os.cpu_count() or 1), progressbar=progressbar,
-                          nuts_sampler=sampler, compute_convergence_checks=False,
-                          idata_kwargs={"log_likelihood": False}, **kwargs)
+    idata = sample_sem_model(pm_model, draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
+                             target_accept=target_accept, progressbar=progressbar)
     settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed, "sampler": sampler,
                 "target_accept": target_accept, "n": data.n, "n_dropped": data.n_dropped}
     try:
@@ -1357,6 +1339,80 @@ def map_estimate(spec: SemSpec, data: SemData, priors: Mapping[str, SemPrior] | 
     _, values = ml_start(pm_model, 1, 0, with_values=True)
     return values
 
+
+
+def sample_sem_model(pm_model, *, draws: int, tune: int, chains: int, seed: int, sampler: str,
+                     target_accept: float, progressbar: bool = False):
+    """Sample a lavaan-route PyMC model from its posterior-mode start: the one sampling call of
+    :func:`fit_sem`, the multi-group and the ordered-item fits.
+
+    Chains start at the posterior mode (:func:`ml_start`) without jitter; numpyro runs chains in
+    parallel where there is more than one core; PyMC's own sampler adapts a diagonal mass matrix.
+
+    Parameters
+    ----------
+    pm_model
+        The PyMC model (:func:`build_sem_model` or its multi-group / ordinal variants).
+    draws, tune, chains, seed, sampler, target_accept, progressbar
+        As in :func:`fit_sem`.
+
+    Returns
+    -------
+    arviz.InferenceData
+        Posterior and sample stats (no pointwise log-likelihood).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=200)
+    >>> df = pd.DataFrame({"x": x, "y": 0.5 * x + rng.normal(size=200)})
+    >>> spec = specify(parse_lavaan("y ~ x"), df.columns)
+    >>> m = build_sem_model(spec, prepare_sem_data(spec, df), {})
+    >>> idata = sample_sem_model(m, draws=200, tune=200, chains=2, seed=1, sampler="numpyro",
+    ...                          target_accept=0.9)  # doctest: +SKIP
+    >>> round(float(idata.posterior["param_value"].sel(param=0).mean()), 1)  # doctest: +SKIP
+    0.5
+    """
+    import pymc as pm
+
+    initvals = ml_start(pm_model, chains, seed)
+    nuts: dict[str, object] = {"target_accept": target_accept}
+    if sampler in ("numpyro", "blackjax"):
+        nuts["jitter"] = False
+    if sampler == "numpyro":
+        nuts["chain_method"] = "parallel" if chains > 1 and (os.cpu_count() or 1) > 1 else "sequential"
+    kwargs: dict[str, object] = {"nuts": nuts, "initvals": initvals}
+    if sampler == "pymc":
+        kwargs["init"] = "adapt_diag"
+    with pm_model:
+        return pm.sample(draws=draws, tune=tune, chains=chains, random_seed=seed,
+                         cores=min(chains, os.cpu_count() or 1), progressbar=progressbar,
+                         nuts_sampler=sampler, compute_convergence_checks=False,
+                         idata_kwargs={"log_likelihood": False}, **kwargs)
+
+
+def coef_rv(name: str, group: str, mu: np.ndarray, sigma: np.ndarray, init: np.ndarray):
+    """The PyMC variable of a block of coefficients sharing a sign constraint: ``Normal`` for
+    ``group == "free"``, a ``TruncatedNormal`` above 0 (``"pos"``) or below 0 (``"neg"``) started
+    0.1 inside its bound. Call inside a model context.
+
+    Examples
+    --------
+    >>> import numpy as np, pymc as pm
+    >>> with pm.Model() as m:
+    ...     rv = coef_rv("coef_pos", "pos", np.zeros(2), np.ones(2), np.array([-0.3, 0.2]))
+    >>> m.rvs_to_initial_values[rv].tolist()
+    [0.4, 0.30000000000000004]
+    """
+    import pymc as pm
+
+    if group == "free":
+        return pm.Normal(name, mu=mu, sigma=sigma, shape=len(mu), initval=init)
+    lo, hi = (0.0, None) if group == "pos" else (None, 0.0)
+    init = np.abs(init) * (1 if group == "pos" else -1) + (0.1 if group == "pos" else -0.1)
+    return pm.TruncatedNormal(name, mu=mu, sigma=sigma, lower=lo, upper=hi, shape=len(mu), initval=init)
 
 def ml_start(pm_model, chains: int, seed: int, with_values: bool = False):
     """Chain starts: the MAP (L-BFGS on the JAX-compiled log density, i.e. the ML fit under the

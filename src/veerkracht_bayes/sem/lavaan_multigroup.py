@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -54,14 +53,15 @@ import pandas as pd
 from veerkracht_bayes.errors import ModelError, Problem, did_you_mean
 from veerkracht_bayes.graph.lavaan_syntax import LavaanModel, LavaanRow
 from veerkracht_bayes.sem.lavaan_model import (
-    VAGUE_SD_RATE,
     ParamRow,
     SemData,
     SemFit,
     SemPrior,
     SemSpec,
+    VAGUE_SD_RATE,
     check_identification,
     coef_prior,
+    coef_rv,
     coef_start,
     count_divergences,
     fit_sem,
@@ -69,6 +69,7 @@ from veerkracht_bayes.sem.lavaan_model import (
     prepare_sem_data,
     reference_scales,
     row_values_pt,
+    sample_sem_model,
     sem_loglik_pt,
     specify,
 )
@@ -465,14 +466,7 @@ def build_sem_multigroup_model(layout: MultiGroupLayout, priors: Mapping[str, Se
             sg = np.array([coef_prior(spec, layout.owner[j][0], priors)[1] for j in js])
             init = np.array([coef_start(frows[layout.owner[j][0]][0], layout.data[max(layout.owner[j][1], 0)])
                              for j in js])
-            name = "coef" if grp == "free" else f"coef_{grp}"
-            if grp == "free":
-                rv = pm.Normal(name, mu=mu, sigma=sg, shape=len(js), initval=init)
-            else:
-                lo, hi = (0.0, None) if grp == "pos" else (None, 0.0)
-                init = np.abs(init) * (1 if grp == "pos" else -1) + (0.1 if grp == "pos" else -0.1)
-                rv = pm.TruncatedNormal(name, mu=mu, sigma=sg, lower=lo, upper=hi, shape=len(js),
-                                        initval=init)
+            rv = coef_rv("coef" if grp == "free" else f"coef_{grp}", grp, mu, sg, init)
             J = pt.set_subtensor(J[np.array(js)], rv)
         if ids["sd"]:
             s = []
@@ -744,7 +738,6 @@ def _fit_joint(model: LavaanModel, frames: list[pd.DataFrame], labels: list[str]
     from veerkracht_bayes.runtime import ensure_cpu_devices
 
     ensure_cpu_devices()
-    import pymc as pm
 
     samplers = ["numpyro", "pymc", "nutpie", "blackjax"]
     if sampler not in samplers:
@@ -757,22 +750,10 @@ def _fit_joint(model: LavaanModel, frames: list[pd.DataFrame], labels: list[str]
     layout = multigroup_layout(model, frames, labels, group_equal=eq, group_pool=pool, tau_sd=tau_sd,
                                priors=priors, source=source)
     pm_model = build_sem_multigroup_model(layout, priors)
-    initvals = ml_start(pm_model, chains, seed)
-    nuts: dict[str, object] = {"target_accept": target_accept}
-    if sampler in ("numpyro", "blackjax"):
-        nuts["jitter"] = False
-    if sampler == "numpyro":
-        nuts["chain_method"] = "parallel" if chains > 1 and (os.cpu_count() or 1) > 1 else "sequential"
-    kw: dict[str, object] = {"nuts": nuts, "initvals": initvals}
-    if sampler == "pymc":
-        kw["init"] = "adapt_diag"
     log.info("sampling %d chains x (%d tune + %d draws) with %s (joint multi-group model)", chains, tune,
              draws, sampler)
-    with pm_model:
-        idata = pm.sample(draws=draws, tune=tune, chains=chains, random_seed=seed,
-                          cores=min(chains, os.cpu_count() or 1), progressbar=progressbar,
-                          nuts_sampler=sampler, compute_convergence_checks=False,
-                          idata_kwargs={"log_likelihood": False}, **kw)
+    idata = sample_sem_model(pm_model, draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
+                             target_accept=target_accept, progressbar=progressbar)
     settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed, "sampler": sampler,
                 "target_accept": target_accept, "group": group, "group_equal": list(eq),
                 "group_pool": list(pool), "tau_sd": tau_sd, "n": {l: d.n for l, d in zip(labels, layout.data)}}

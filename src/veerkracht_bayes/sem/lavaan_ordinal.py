@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -45,14 +44,14 @@ from veerkracht_bayes.errors import ModelError, Problem, did_you_mean
 from veerkracht_bayes.graph.lavaan_syntax import LavaanModel
 from veerkracht_bayes.sem import algebra
 from veerkracht_bayes.sem.lavaan_model import (
-    TABLE_COLUMNS,
-    VAGUE_COEF_SD,
-    VAGUE_SD_RATE,
     ParamRow,
     SemData,
     SemFit,
     SemPrior,
     SemSpec,
+    TABLE_COLUMNS,
+    VAGUE_COEF_SD,
+    VAGUE_SD_RATE,
     check_identification,
     count_divergences,
     matrices_pt,
@@ -61,6 +60,7 @@ from veerkracht_bayes.sem.lavaan_model import (
     parameter_table,
     prepare_sem_data,
     prior_for,
+    sample_sem_model,
     specify,
 )
 from veerkracht_bayes.survey.polychoric import PolychoricResult, polychoric, whiten_correlations
@@ -614,7 +614,6 @@ def fit_sem_ordinal(
     from veerkracht_bayes.runtime import ensure_cpu_devices
 
     ensure_cpu_devices()
-    import pymc as pm
 
     if sampler not in ("numpyro", "pymc", "nutpie", "blackjax"):
         raise ModelError(Problem(f"unknown sampler {sampler!r} (expected numpyro, pymc, nutpie or blackjax)",
@@ -636,20 +635,8 @@ def fit_sem_ordinal(
         raise ModelError(Problem(f"the model has {spec.n_free} free parameters but only {n_mom} correlations "
                                  "inform them: the t-rule fails", file=model.path))
     pm_model = build_ordinal_sem_model(spec, data, priors)
-    initvals = ml_start(pm_model, chains, seed)
-    nuts: dict[str, object] = {"target_accept": target_accept}
-    if sampler in ("numpyro", "blackjax"):
-        nuts["jitter"] = False
-    if sampler == "numpyro":
-        nuts["chain_method"] = "parallel" if chains > 1 and (os.cpu_count() or 1) > 1 else "sequential"
-    kwargs: dict[str, object] = {"nuts": nuts, "initvals": initvals}
-    if sampler == "pymc":
-        kwargs["init"] = "adapt_diag"
-    with pm_model:
-        idata = pm.sample(draws=draws, tune=tune, chains=chains, random_seed=seed,
-                          cores=min(chains, os.cpu_count() or 1), progressbar=progressbar,
-                          nuts_sampler=sampler, compute_convergence_checks=False,
-                          idata_kwargs={"log_likelihood": False}, **kwargs)
+    idata = sample_sem_model(pm_model, draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
+                             target_accept=target_accept, progressbar=progressbar)
     rng = np.random.default_rng(seed + 7919)
     tau_draws = {}
     for c in data.ordered:
