@@ -167,9 +167,13 @@ def test_group_data_from_survey_subgroup_and_column():
     md = model_data_from_survey(survey, g)
     assert gd.pooled.n == md.n and gd.pooled.item_names == md.item_names
     np.testing.assert_allclose(gd.pooled.item_center, md.item_center)
+    # the grouping's own covariate is constant within both groups: left out, and said so
+    assert gd.dropped_covariates == ("single_parent_household",)
+    assert "single_parent_household" not in gd.pooled.x_names
     mask = survey.subgroup_mask("single_parent")
     assert gd.counts[gd.labels.index("single_parent")] <= int(mask.sum())
     gd2 = group_data_from_survey(survey, g, "gemeente_code", min_group_size=1)
     assert len(gd2.labels) >= 2 and sum(gd2.counts) == gd2.pooled.n
+    assert gd2.dropped_covariates == ()
     with pytest.raises(ModelError, match="neither a codebook subgroup"):
         group_data_from_survey(survey, g, "gemeente_cod")

@@ -158,3 +158,18 @@ def test_blocks_and_order_do_not_matter():
     assert one.iterations == two.iterations
     for name in ("M", "S", "Syy", "Suy", "Suu"):
         np.testing.assert_allclose(getattr(two, name), getattr(one, name), rtol=1e-10, atol=1e-10)
+
+
+def test_collinear_design_column_converges_to_the_same_fit():
+    """A design column that is constant in the rows given (a covariate equal for everyone, as the
+    grouping's own indicator is within a group) makes Suu singular; EM must still converge, to the
+    fit of the design without that column (the same M u and S), not wander along the null space."""
+    y, u, w = _data(n=150, m=3, miss=0.25, seed=11)
+    reduced = em_saturated(y, u, w, tol=1e-10)
+    collinear = np.column_stack([u, np.full(len(y), 1.0)])  # a covariate = 1 for every row
+    em = em_saturated(y, collinear, w, tol=1e-10, max_iter=500)
+    assert em.converged and reduced.converged
+    assert em.iterations <= reduced.iterations + 5
+    np.testing.assert_allclose(em.S, reduced.S, atol=1e-8)
+    np.testing.assert_allclose(collinear @ em.M.T, u @ reduced.M.T, atol=1e-8)
+    np.testing.assert_allclose(em.Syy, reduced.Syy, rtol=1e-8)

@@ -73,6 +73,7 @@ __all__ = [
     "build_multigroup_model",
     "prepare_group_data",
     "split_model_data",
+    "within_group_constant",
 ]
 
 #: Default scale of the HalfNormal prior on each link's between-group SD ``tau`` (standardised units).
@@ -100,6 +101,10 @@ class GroupData:
         Respondents per group.
     x_mean
         ``(G, q)`` weighted covariate means per group (pooled-centred scale).
+    dropped_covariates
+        Covariates left out of the model because they are constant within every group (e.g. the
+        grouping's own indicator): their effect is not separable from the groups' latent mean
+        differences, so their out-links are carried by the priors only. Names, in order.
 
     Examples
     --------
@@ -119,6 +124,7 @@ class GroupData:
     share: np.ndarray
     counts: tuple[int, ...]
     x_mean: np.ndarray
+    dropped_covariates: tuple[str, ...] = ()
 
     @property
     def n_groups(self) -> int:
@@ -268,10 +274,62 @@ def group_data_from_survey(survey: object, graph: CausalGraph, by: str, *,
     labels = group_labels_from_survey(survey, by)
     sc = survey_columns(survey, graph, covariates)
     keep = sc.item_positions
-    return prepare_group_data(
+    dropped = within_group_constant(sc.x, labels, sc.covariates)
+    cov_keep = [j for j, name in enumerate(sc.covariates) if name not in dropped]
+    names = [sc.covariates[j] for j in cov_keep]
+    gd = prepare_group_data(
         sc.values[:, keep], [sc.columns[j] for j in keep], [sc.column_node[sc.columns[j]] for j in keep], labels,
-        weights=sc.weights, covariates=sc.x if sc.covariates else None, covariate_names=sc.covariates,
+        weights=sc.weights, covariates=sc.x[:, cov_keep] if names else None, covariate_names=names,
         min_group_size=min_group_size, data_hash=survey.sha256, source=str(survey.source), missing=missing)
+    from dataclasses import replace
+
+    return replace(gd, dropped_covariates=tuple(dropped)) if dropped else gd
+
+
+def within_group_constant(x: np.ndarray, groups: Sequence[object], names: Sequence[str]) -> list[str]:
+    """The covariates that take one value within every group (among rows with a group label).
+
+    Such a covariate (typically the grouping's own indicator, e.g. ``single_parent`` when grouping
+    by the ``single_parent`` subgroup) is collinear with the group intercepts: in a multi-group model
+    its coefficient cannot be told apart from the groups' latent mean differences, and the per-group
+    design matrix is singular.
+
+    Parameters
+    ----------
+    x
+        ``(n, q)`` covariate values (NaN = missing; ignored).
+    groups
+        One label per row; None, NaN or an empty string means no label.
+    names
+        The ``q`` covariate names.
+
+    Returns
+    -------
+    list of str
+        The names of the covariates that are constant within each group, in order.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> x = np.array([[1.0, 0.3], [1.0, 0.1], [0.0, 0.2], [0.0, 0.5]])
+    >>> within_group_constant(x, ["a", "a", "b", "b"], ["indicator", "age"])
+    ['indicator']
+    """
+    x = np.asarray(x, dtype=float).reshape(len(groups), -1)
+    lab = np.array([None if v is None or (isinstance(v, float) and np.isnan(v)) or str(v) == "" else str(v)
+                    for v in groups], dtype=object)
+    labelled = lab != None  # noqa: E711 - element-wise comparison on an object array
+    out = []
+    for j, name in enumerate(names):
+        constant = True
+        for g in set(lab[labelled].tolist()):
+            v = x[(lab == g) & ~np.isnan(x[:, j]), j]
+            if v.size and np.ptp(v) > 0:
+                constant = False
+                break
+        if constant:
+            out.append(str(name))
+    return out
 
 
 @dataclass(frozen=True)

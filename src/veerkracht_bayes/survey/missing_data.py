@@ -233,7 +233,10 @@ def em_pattern_blocks(
         _, bts, _, _ = _sort_block_by_k(Z, masks, W, copy=not in_place)
         batches.extend(bts)
     Suu = 0.5 * (Suu + Suu.T)
-    Suu_inv = np.linalg.inv(Suu)
+    # a design column collinear with others (e.g. a covariate constant in the rows given) leaves M
+    # unidentified along that direction and EM would wander along it without converging; the
+    # minimum-norm solution (pseudo-inverse) fixes it, and M u, all that the E-step uses, is the same
+    Suu_inv = np.linalg.inv(Suu) if np.linalg.cond(Suu) < 1e10 else np.linalg.pinv(Suu, hermitian=True)
     # start: available-case means and variances
     mean0 = Suy_obs[0] / Wj
     M = np.zeros((m, q1))

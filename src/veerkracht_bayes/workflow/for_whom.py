@@ -265,6 +265,11 @@ def fit_groupings(cfg: Any, vi: Any, *, draws: int, tune: int, progressbar: bool
             warnings.append(f"grouping {by!r} {gf.reason}")
             out.append(gf)
             continue
+        if gd.dropped_covariates:
+            warnings.append(f"grouping {by!r}: covariate(s) " + ", ".join(gd.dropped_covariates)
+                            + " take one value within each group, so their effect cannot be told apart "
+                              "from the groups' latent mean differences; they are left out of this "
+                              "multi-group fit and their links rest on the priors there")
         em_report: list[dict[str, Any]] = []
         gd = two_stage_groups(gd, missing=m.missing, report=em_report)
         if any(not r["em_converged"] for r in em_report):
@@ -293,6 +298,7 @@ def fit_groupings(cfg: Any, vi: Any, *, draws: int, tune: int, progressbar: bool
         gf.draws = {lab: StructuralDraws.from_arrays(vi.graph, **fit.group_arrays(lab)) for lab in gd.labels}
         gf.diagnostics = _diagnose_multigroup(fit, rhat_max=cfg.diagnostics.rhat_max, ess_min=ess_min)
         gf.diagnostics["em"] = em_report
+        gf.diagnostics["dropped_covariates"] = list(gd.dropped_covariates)
         if not gf.diagnostics["passed"]:
             warnings.append(f"multi-group fit by {by!r} failed its diagnostics ("
                             + "; ".join(gf.diagnostics["problems"]) + "): heterogeneity.csv is unreliable")
