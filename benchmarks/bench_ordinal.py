@@ -23,6 +23,13 @@ conservative. Wall times include everything in the subprocess.
 
 Usage: ``run_ordinal_benchmark(n, draws, tune, cap_s)`` (called by ``benchmarks/run.py``), or
 ``.venv/bin/python benchmarks/bench_ordinal.py --n 20000 --draws 200 --tune 200 --cap 600``.
+
+Issue 16, the polychoric two-stage route (``--polychoric``, :func:`run_polychoric_benchmark`):
+``polychoric`` stage = stage 1 (``survey.polychoric.polychoric`` on the codes and the covariate,
+full asymptotic covariance) + ``fit_polychoric`` in a fresh process with an empty compilation
+cache, then a refit with the compiled program (its sampling time is the one compared with PyMC's
+``sampling_time``); the baseline is the ``pymc`` stage above (the exact per-respondent model), and
+the route is also run at n = 1,000 and 1,000,000 for ``ordinal_flat_n_ratio``.
 """
 
 from __future__ import annotations
@@ -116,10 +123,83 @@ def _sampling_time(idata, fallback: float) -> float:  # noqa: ANN001
     return fallback
 
 
-def _stage(which: str, n: int, draws: int, tune: int, chain_method: str) -> dict:
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM; ``ru_maxrss`` carries over from the parent)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _stage_polychoric(n: int, draws: int, tune: int, repeat: bool) -> dict:
+    """The polychoric two-stage route on the benchmark data (runs inside the subprocess).
+
+    Timed from the respondents' codes: stage 1 (thresholds, polychoric / polyserial
+    correlations and their full asymptotic covariance, ``survey.polychoric.polychoric``), the
+    arrangement for stage 2, and ``fit_polychoric`` (model build, prior draws, compilation with
+    the process's compilation cache, curvature scale, warm-up and sampling). With ``repeat`` a
+    second fit of the same stage-2 data (another seed) reuses the compiled program: its sampling
+    time is comparable with PyMC's recorded ``sampling_time``.
+    """
+    import numpy as np
+
+    from veerkracht_bayes.inference.polychoric_fit import fit_polychoric
+    from veerkracht_bayes.inference.sampling import SamplerSettings
+    from veerkracht_bayes.sem.polychoric_likelihood import polychoric_data
+    from veerkracht_bayes.survey.polychoric import polychoric
+
+    t_imp = time.perf_counter()
+    od = simulate(n, 1)
+    g = make_graph()
+    t_sim = time.perf_counter()
+    codes = np.where(od.codes < 0, np.nan, od.codes.astype(float))
+    table = np.column_stack([codes, od.x[:, 0]])
+    names = list(od.item_names) + ["x_obs"]
+    del od
+    t0 = time.perf_counter()
+    stats = polychoric(table, ["ordinal"] * (len(names) - 1) + ["continuous"], names=names, acov="full")
+    pdata = polychoric_data(stats, {v: v[0] for v in names[:-1]}, covariates={"x": "x_obs"})
+    t1 = time.perf_counter()
+    rss_stage1 = _peak_rss_mb()
+    del table, codes
+
+    def one(seed: int) -> tuple[object, float]:
+        ta = time.perf_counter()
+        res = fit_polychoric(g, pdata, settings=SamplerSettings(chains=2, draws=draws, tune=tune, progressbar=False,
+                                                                prior_draws=200, random_seed=seed))
+        return res, time.perf_counter() - ta
+
+    res, t_fit = one(2023)
+    post = res.idata["posterior"].to_dataset()
+    ess = _min_ess_beta(post)
+    ts = float(res.idata.attrs["sampling_seconds"])
+    out = {"sampler": "numpyro-polychoric", "n": n, "draws": draws, "tune": tune,
+           "simulate_s": t_sim - t_imp, "stage1_s": t1 - t0, "fit_s": t_fit,
+           "wall_s": (t1 - t0) + t_fit,  # stage 1 + stage 2, compilation included
+           "first_call_sampling_with_compile_s": ts, "first_min_ess_beta": ess,
+           "sampling_s": ts, "min_ess_beta": ess, "ess_per_s": ess / ts,
+           "ess_per_s_wall": ess / ((t1 - t0) + t_fit),
+           "divergences": int(res.idata["sample_stats"]["diverging"].sum()),
+           "stage1_peak_rss_mb": rss_stage1}
+    if repeat:
+        res2, t_fit2 = one(2024)
+        ts2 = float(res2.idata.attrs["sampling_seconds"])
+        ess2 = _min_ess_beta(res2.idata["posterior"].to_dataset())
+        out.update(sampling_s=ts2, min_ess_beta=ess2, ess_per_s=ess2 / ts2, refit_wall_s=t_fit2,
+                   divergences_refit=int(res2.idata["sample_stats"]["diverging"].sum()))
+    out["peak_rss_mb"] = _peak_rss_mb()
+    return out
+
+
+def _stage(which: str, n: int, draws: int, tune: int, chain_method: str, repeat: bool = False) -> dict:
     """One sampler on the benchmark model (runs inside the subprocess)."""
     from veerkracht_bayes.inference.sampling import SamplerSettings
 
+    if which == "polychoric":
+        return _stage_polychoric(n, draws, tune, repeat)
     data = simulate(n, 1)
     g = make_graph()
     t0 = time.perf_counter()
@@ -135,13 +215,18 @@ def _stage(which: str, n: int, draws: int, tune: int, chain_method: str) -> dict
         import numpy as np
         import pymc as pm
 
-        from veerkracht_bayes.inference.ordinal_fit import _beta_initvals, _prior_group
+        from veerkracht_bayes.inference.ordinal_fit import ordinal_prior_draws
+        from veerkracht_bayes.inference.sampling import edge_starts
         from veerkracht_bayes.sem.ordinal import build_ordinal_model
 
         model, layout = build_ordinal_model(g, data, coordinates="guided" if which == "pymc_guided" else "noncentred")
-        prior = _prior_group(layout, g, 200, 2023, data.x_cov)
+        prior = ordinal_prior_draws(layout, g, 200, 2023, data.x_cov)
         picks = np.random.default_rng(2023).choice(prior.sizes["draw"], size=2, replace=False)
-        initvals = _beta_initvals(model, layout, prior, picks)
+        # the grouped edge variables at two prior draws, the latent coordinates at 0 (as fit_ordinal)
+        initvals = edge_starts(model, layout, prior, picks)
+        lat = "u" if "u" in model.named_vars else "z"
+        for d in initvals:
+            d[lat] = np.zeros(tuple(int(s) for s in model[lat].shape.eval()))
         t0 = time.perf_counter()
         with model:
             idata = pm.sample(draws=draws, tune=tune, chains=2, cores=2, nuts_sampler="pymc", init="adapt_diag",
@@ -155,14 +240,18 @@ def _stage(which: str, n: int, draws: int, tune: int, chain_method: str) -> dict
     div = int(idata["sample_stats"]["diverging"].sum())
     return {"sampler": "numpyro-" + chain_method if which == "ours" else which, "n": n, "draws": draws,
             "tune": tune, "wall_s": wall, "sampling_s": ts, "min_ess_beta": ess, "ess_per_s": ess / ts,
-            "divergences": div, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+            "divergences": div, "peak_rss_mb": _peak_rss_mb()}
 
 
-def _run_sub(which: str, n: int, draws: int, tune: int, cap_s: float | None, chain_method: str) -> dict:
+def _run_sub(which: str, n: int, draws: int, tune: int, cap_s: float | None, chain_method: str, *,
+             repeat: bool = False, cache: str | None = None) -> dict:
     cmd = [sys.executable, str(Path(__file__)), "--stage", which, "--n", str(n), "--draws", str(draws),
-           "--tune", str(tune), "--chain-method", chain_method]
+           "--tune", str(tune), "--chain-method", chain_method] + (["--repeat"] if repeat else [])
+    env = _env()
+    if cache:  # a fresh directory: the persistent compilation cache starts empty (cold compile)
+        env["VEERKRACHT_JAX_CACHE"] = cache
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                             start_new_session=True)  # own group: a capped run ends with its workers
     try:
         out, err = proc.communicate(timeout=cap_s)
@@ -222,9 +311,68 @@ def run_ordinal_benchmark(n: int, draws: int, tune: int, cap_s: float, *,
     return out
 
 
+def run_polychoric_benchmark(n: int, draws: int, tune: int, cap_s: float, *, flat_ns: tuple[int, int] = (1_000, 1_000_000),
+                             pymc_draws: int | None = None, pymc_tune: int | None = None,
+                             cache_dir: str | None = None) -> dict:
+    """The polychoric two-stage route vs PyMC's default NUTS on the exact ordinal model, and its cost in n.
+
+    Parameters
+    ----------
+    n
+        Respondents of the ESS comparison (issue 16: 20,000).
+    draws, tune
+        Per chain (2 chains) for our route; PyMC's unless ``pymc_draws``/``pymc_tune`` are given.
+    cap_s
+        Wall-clock cap of the PyMC subprocess (the exact per-respondent ordered-probit model,
+        ``coordinates="noncentred"``, as in :func:`run_ordinal_benchmark`); a capped run counts as
+        ``cap_s`` seconds with ESS bounded by ``2 * pymc_draws``: the ratio is then a lower bound.
+    flat_ns
+        The two sizes of ``ordinal_flat_n_ratio`` (each fitted in a fresh process with an empty
+        compilation cache, stage 1 included).
+    cache_dir
+        Parent directory for the empty per-run compilation caches (default: the system's temp).
+
+    Returns
+    -------
+    dict
+        ``ours`` (n, with a refit: ``sampling_s`` of the refit, ``wall_s`` of the first fit incl.
+        stage 1 and compilation), ``pymc``, ``flat`` (the two sizes) and the keys
+        ``ordinal_ess_per_s_ratio_vs_pymc``, ``ordinal_ess_per_s_wall_ratio_vs_pymc``,
+        ``ordinal_ratio_is_lower_bound``, ``ordinal_flat_n_ratio``,
+        ``ordinal_flat_n_ratio_warm`` (compiled program reused: stage 1 + refit) and
+        ``ordinal_flat_n_peak_rss_mb``.
+    """
+    import tempfile
+
+    pd_, pt_ = pymc_draws or draws, pymc_tune or tune
+    ours = _run_sub("polychoric", n, draws, tune, None, "parallel", repeat=True,
+                    cache=tempfile.mkdtemp(prefix="vk_jax_", dir=cache_dir))
+    base = _run_sub("pymc", n, pd_, pt_, cap_s, "parallel")
+    if base.get("timed_out"):
+        base.update(sampler="pymc", n=n, draws=pd_, tune=pt_, sampling_s=float(cap_s), wall_s=float(cap_s),
+                    min_ess_beta=float(2 * pd_), ess_per_s=2 * pd_ / float(cap_s), capped=True)
+    flat = [_run_sub("polychoric", k, draws, tune, None, "parallel", repeat=True,
+                     cache=tempfile.mkdtemp(prefix="vk_jax_", dir=cache_dir)) for k in flat_ns]
+    out: dict = {"n": n, "ours": ours, "pymc": base, "flat": flat}
+    if "ess_per_s" in ours and "ess_per_s" in base:
+        out["ordinal_ess_per_s_ratio_vs_pymc"] = ours["ess_per_s"] / base["ess_per_s"]
+        # everything on both sides: our stage 1 + compilation + warm-up + sampling of a first
+        # fit, PyMC's pm.sample wall time (compilation, tuning, sampling)
+        out["ordinal_ess_per_s_wall_ratio_vs_pymc"] = ours["ess_per_s_wall"] / (base["min_ess_beta"] / base["wall_s"])
+        out["ordinal_ratio_is_lower_bound"] = bool(base.get("capped", False))
+    if all("wall_s" in r for r in flat):
+        out["ordinal_flat_n_ratio"] = flat[1]["wall_s"] / flat[0]["wall_s"]
+        if all("refit_wall_s" in r for r in flat):
+            out["ordinal_flat_n_ratio_warm"] = ((flat[1]["stage1_s"] + flat[1]["refit_wall_s"])
+                                                / (flat[0]["stage1_s"] + flat[0]["refit_wall_s"]))
+        out["ordinal_flat_n_peak_rss_mb"] = flat[1].get("peak_rss_mb")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--stage", choices=["ours", "pymc", "pymc_guided"])
+    ap.add_argument("--stage", choices=["ours", "pymc", "pymc_guided", "polychoric"])
+    ap.add_argument("--repeat", action="store_true", help="polychoric stage: refit with the compiled program")
     ap.add_argument("--n", type=int, default=20_000)
     ap.add_argument("--draws", type=int, default=200)
     ap.add_argument("--tune", type=int, default=200)
@@ -232,10 +380,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--chain-method", default="vectorized")
     ap.add_argument("--no-pymc-guided", action="store_true",
                     help="skip the reported-only PyMC run on the guided model")
+    ap.add_argument("--polychoric", action="store_true",
+                    help="the polychoric route vs PyMC on the exact model (issue 16) instead of the exact path")
     a = ap.parse_args(argv)
     if a.stage:
         sys.path.insert(0, str(ROOT / "src"))
-        print(json.dumps(_stage(a.stage, a.n, a.draws, a.tune, a.chain_method)))
+        print(json.dumps(_stage(a.stage, a.n, a.draws, a.tune, a.chain_method, a.repeat)))
+        return 0
+    if a.polychoric:
+        print(json.dumps(run_polychoric_benchmark(a.n, a.draws, a.tune, a.cap)))
         return 0
     print(json.dumps(run_ordinal_benchmark(a.n, a.draws, a.tune, a.cap, chain_method=a.chain_method,
                                            pymc_guided=not a.no_pymc_guided)))

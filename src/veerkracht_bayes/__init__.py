@@ -24,6 +24,7 @@ _EXPORTS = {
     "read_survey": "survey.reading",
     "load_policies": "causal.policies",
     "fit": "api",
+    "compute_log_likelihood": "api",
     "do": "api",
     "trajectories": "api",
     "run": "workflow.pipeline",

@@ -32,7 +32,7 @@ from veerkracht_bayes.causal.interventions import Intervention, MechanismChange,
 from veerkracht_bayes.errors import ConfigError, ModelError, Problem
 from veerkracht_bayes.graph.causal_graph import CausalGraph, load_graph
 
-__all__ = ["Fit", "Effects", "fit", "do", "trajectories", "brief", "draw", "structure", "voi"]
+__all__ = ["Fit", "Effects", "fit", "compute_log_likelihood", "do", "trajectories", "brief", "draw", "structure", "voi"]
 
 Part = Shift | Set | MechanismChange
 
@@ -150,8 +150,11 @@ def _is_lavaan_text(model: Any) -> bool:
 def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "marvel", draws: int = 1000,
         tune: int | None = None, chains: int = 2, seed: int = 2023, prior_only: bool = False,
         sampler: str = "numpyro", progress: bool = True, reliability: float = 0.8,
-        prior_draws: int = 1000, measurement: str = "continuous",
-        ordered: str | Sequence[str] | None = None) -> Fit:
+        prior_draws: int = 1000, measurement: str = "continuous", unmeasured: str = "cut",
+        item_reliability: Mapping[str, float] | None = None,
+        ordered: str | Sequence[str] | None = None, group: str | None = None,
+        group_equal: str | Sequence[str] | None = None, group_pool: str | Sequence[str] | None = None,
+        log_likelihood: bool = False) -> Fit:
     """Fit a diagram (or a lavaan model) to survey data with NUTS.
 
     Parameters
@@ -176,7 +179,9 @@ def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "mar
     progress
         Show progress bars.
     reliability
-        Assumed reliability of single-item constructs.
+        Assumed reliability of single-item constructs. With ``measurement="polychoric"`` it is the
+        fallback: a single item whose codebook entry declares ``reliability`` (or that
+        ``item_reliability`` names) gets its own.
     prior_draws
         Number of prior draws stored next to the posterior.
     measurement
@@ -190,11 +195,32 @@ def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "mar
         the same :class:`Fit`; diagrams with a survey from :func:`read_survey` only; cost grows
         with the number of respondents; no ``log_likelihood`` group). Without data
         (``prior_only=True``) every measurement gives the same prior.
+    unmeasured
+        ``measurement="polychoric"`` only: ``"cut"`` (default: every link that touches a construct
+        without items is left out of the implied correlations) or ``"joint"`` (those constructs
+        stay in the model, their links sampled on their priors; the cut biases the measured links
+        by the dropped paths, docs/performance.md §4b).
+    item_reliability
+        ``measurement="polychoric"`` only: item column -> reliability in (0, 1) of a single item,
+        overriding the codebook's ``reliability`` field for that item.
     ordered
         lavaan models only (lavaan's ``ordered=``): the ordinal/binary items, as names or
         ``"x1,x2"``; thresholds and polychoric correlations with a Gaussian likelihood on the
         correlations (:func:`~veerkracht_bayes.sem.lavaan_ordinal.fit_sem_ordinal`,
         docs/lavaan_models.md "Ordered items"); the summary gains ``|`` threshold rows.
+    group, group_equal, group_pool
+        lavaan models only (lavaan's ``group=`` and ``group.equal=``): a multi-group model over
+        the data column ``group``
+        (:func:`~veerkracht_bayes.sem.lavaan_multigroup.fit_sem_multigroup`; with ``ordered``
+        per-group thresholds and polychoric correlations, ``group_equal`` may name
+        ``"thresholds"``); the summary gains a ``group`` column.
+    log_likelihood
+        Also store the per-respondent log-likelihood (group ``log_likelihood``, variable ``y`` on
+        ``respondent``), which LOO (``az.loo``) needs. Off by default, as in PyMC
+        (``idata_kwargs={"log_likelihood": True}``): it costs O(respondents x draws) after the
+        sampling. It can be added to a fitted result later with :func:`compute_log_likelihood`.
+        Diagrams with ``measurement="continuous"`` only (the other routes have no per-respondent
+        likelihood).
 
     Returns
     -------
@@ -211,13 +237,29 @@ def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "mar
     >>> f = vb.fit("marvel", prior_only=True, prior_draws=50, seed=1)
     >>> f.prior_only, f.kind
     (True, 'diagram')
+
+    Ordinal and binary items on their latent-response scale, constructs without items kept in the
+    model, single-item reliabilities from the codebook (minutes on MARVEL; the same call is made,
+    with the sampler stubbed, by ``tests/inference/test_polychoric_settings_passthrough.py`` and,
+    through the pipeline, by ``tests/workflow/test_pipeline_polychoric.py``):
+
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> survey = vb.read_survey(shipped_path("data", "synthetic", "veerkracht_synthetic.csv.gz"),
+    ...                         shipped_path("data", "synthetic", "codebook_synthetic.yaml"))  # doctest: +SKIP
+    >>> f = vb.fit("marvel", survey, measurement="polychoric", unmeasured="joint")  # doctest: +SKIP
     """
     tune = draws if tune is None else tune
     if _is_lavaan_text(model) or (isinstance(data, pd.DataFrame) and not isinstance(model, CausalGraph)
                                   and Path(str(model)).suffix.lower() in {".lav", ".lavaan", ".txt", ".model"}):
+        if log_likelihood:
+            raise ConfigError(Problem("log_likelihood=True applies to diagrams (a lavaan fit stores no "
+                                      "per-respondent log-likelihood)", field="log_likelihood", value=True))
         return _fit_lavaan(model, data, priors=None if priors in ("marvel", "vague", "default") else priors,
                            draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler, progress=progress,
-                           ordered=ordered)
+                           ordered=ordered, group=group, group_equal=group_equal, group_pool=group_pool)
+    if group is not None or group_equal or group_pool:
+        raise ConfigError(Problem("group= applies to lavaan models; for a diagram use a codebook subgroup "
+                                  "(vb.do(..., subgroup=...))", field="group", value=group))
     if ordered:
         raise ConfigError(Problem("ordered= applies to lavaan models; for a diagram use measurement='polychoric' "
                                   "(the codebook says which items are ordinal)", field="ordered", value=ordered))
@@ -228,6 +270,16 @@ def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "mar
     if measurement not in ("continuous", "polychoric", "ordinal"):
         raise ConfigError(Problem(f"measurement must be 'continuous', 'polychoric' or 'ordinal', got {measurement!r}",
                                   field="measurement", value=measurement))
+    if unmeasured not in ("cut", "joint"):
+        raise ConfigError(Problem(f"unmeasured must be 'cut' or 'joint', got {unmeasured!r}",
+                                  field="unmeasured", value=unmeasured))
+    if log_likelihood and measurement != "continuous":
+        raise ConfigError(Problem("log_likelihood=True needs measurement='continuous' (the polychoric and ordinal "
+                                  "routes store no per-respondent log-likelihood)", field="log_likelihood",
+                                  value=measurement))
+    if measurement != "polychoric" and (unmeasured != "cut" or item_reliability):
+        raise ConfigError(Problem("unmeasured= and item_reliability= apply to measurement='polychoric' "
+                                  f"(got measurement={measurement!r})", field="measurement", value=measurement))
     graph = load_graph(model)
     prior_set, vague = _resolve_priors(priors, graph)
     survey = None
@@ -249,7 +301,9 @@ def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "mar
         settings = SamplerSettings(sampler=sampler, chains=chains, draws=draws, tune=tune,  # type: ignore[arg-type]
                                    random_seed=seed, progressbar=progress, prior_draws=prior_draws)
         res = fit_polychoric(graph, data, prior_set, settings=settings,
-                             polychoric=PolychoricSettings(reliability=reliability))
+                             polychoric=PolychoricSettings(
+                                 reliability=reliability, unmeasured=unmeasured,
+                                 item_reliability=dict(item_reliability) if item_reliability else None))
         return Fit(result=res, kind="diagram", survey=data, priors=prior_set)
     elif measurement == "ordinal" and not prior_only:
         from veerkracht_bayes.inference.ordinal_fit import fit_ordinal
@@ -269,8 +323,53 @@ def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "mar
     settings = SamplerSettings(sampler=sampler, chains=chains, draws=draws, tune=tune,  # type: ignore[arg-type]
                                random_seed=seed, progressbar=progress, prior_draws=prior_draws)
     res = _fit(graph, md, prior_set, settings=settings, vague=vague, reliability=reliability,
-               prior_only=prior_only, pointwise=md is not None)
+               prior_only=prior_only, pointwise=log_likelihood and md is not None)
     return Fit(result=res, kind="diagram", survey=survey, priors=prior_set)
+
+
+def compute_log_likelihood(fit: Fit) -> Fit:
+    """Add the per-respondent log-likelihood (for LOO) to a fit made without it.
+
+    ``vb.fit`` leaves the ``log_likelihood`` group out unless ``log_likelihood=True`` is passed
+    (it costs O(respondents x draws)); this adds the same group afterwards, as PyMC's
+    ``pm.compute_log_likelihood`` does: variable ``y``, the weighted log-likelihood per respondent
+    and draw, which ``az.loo`` reads. The fit is changed in place and returned.
+
+    Parameters
+    ----------
+    fit
+        A :class:`Fit` of a diagram on the continuous path (``measurement="continuous"``).
+
+    Returns
+    -------
+    Fit
+        ``fit``, whose ``idata`` now has a ``log_likelihood`` group.
+
+    Raises
+    ------
+    ModelError
+        For a lavaan fit, a prior-only fit, or a fit of the polychoric or ordinal routes.
+
+    Examples
+    --------
+    >>> import veerkracht_bayes as vb
+    >>> from veerkracht_bayes.resources import shipped_path
+    >>> survey = vb.read_survey(shipped_path("data", "synthetic", "veerkracht_synthetic.csv.gz"),
+    ...                         shipped_path("data", "synthetic", "codebook_synthetic.yaml"))  # doctest: +SKIP
+    >>> f = vb.fit("marvel", survey, draws=500)  # doctest: +SKIP
+    >>> "log_likelihood" in vb.compute_log_likelihood(f).idata.children  # doctest: +SKIP
+    True
+
+    (Sampling: skipped here; ``tests/inference/test_log_likelihood_opt_in.py`` makes the same calls
+    on a small model.)
+    """
+    if fit.kind != "diagram":
+        raise ModelError(f"compute_log_likelihood applies to diagram fits (got a {fit.kind} fit, which "
+                         "stores no per-respondent log-likelihood)")
+    from veerkracht_bayes.inference.sampling import compute_log_likelihood as add_group
+
+    add_group(fit.result)
+    return fit
 
 
 def _resolve_priors(priors: Any, graph: CausalGraph) -> tuple[Any, bool]:
@@ -286,13 +385,23 @@ def _resolve_priors(priors: Any, graph: CausalGraph) -> tuple[Any, bool]:
 
 
 def _fit_lavaan(model: Any, df: Any, *, priors: Any, draws: int, tune: int, chains: int, seed: int,
-                sampler: str, progress: bool, ordered: Any = None) -> Fit:
+                sampler: str, progress: bool, ordered: Any = None, group: str | None = None,
+                group_equal: Any = None, group_pool: Any = None) -> Fit:
     from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan, read_lavaan
     from veerkracht_bayes.sem.lavaan_model import fit_sem
 
     if not isinstance(df, pd.DataFrame):
         raise ModelError("a lavaan model is fitted to a pandas DataFrame (columns named as in the model)")
     lav = parse_lavaan(model) if _is_lavaan_text(model) else read_lavaan(model)
+    if group is None and (group_equal or group_pool):
+        raise ConfigError(Problem("group_equal / group_pool need group= (the group column)", field="group"))
+    if group is not None:
+        from veerkracht_bayes.sem.lavaan_multigroup import fit_sem_multigroup
+
+        mres = fit_sem_multigroup(lav, df, group, group_equal=group_equal, group_pool=group_pool, priors=priors,
+                                  draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
+                                  progressbar=progress, ordered=ordered or None)
+        return Fit(result=mres, kind="lavaan")
     if ordered:
         from veerkracht_bayes.sem.lavaan_ordinal import fit_sem_ordinal
 

@@ -66,3 +66,45 @@ def test_errors_are_located():
         between_do(B, v, NODES, [Shift(node="community_support", delta=Normal(mean=0.1, sd=0.05))])
     with pytest.raises(InterventionError, match="not a between-level link"):
         between_do(B, v, NODES, [MechanismChange(source="collective_agency", target="neighbourhood_trust", scale=2.0)])
+
+
+# ---------------------------------------------------------------- per-draw shifts (run's neighbourhood policies)
+def test_per_draw_shift_on_a_chain_equals_the_closed_form():
+    """Chain support -> agency, B = [[0, 0], [b, 0]] between-standardised, shares v_s, v_a. A shift
+    delta of support's population mean is alpha~_s += delta / sqrt(v_s); the equilibrium gives
+    eta~_s = delta / sqrt(v_s), eta~_a = b eta~_s, and population effects sqrt(v) eta~:
+    support moves by delta, agency by delta * b * sqrt(v_a) / sqrt(v_s)."""
+    rng = np.random.default_rng(4)
+    S = 50
+    b = rng.uniform(0.2, 0.8, S)
+    v = rng.uniform(0.02, 0.2, (S, 2))
+    delta = rng.uniform(0.0, 0.1, S)
+    B = np.zeros((S, 2, 2))
+    B[:, 1, 0] = b
+    out = between_do(B, v, ("community_support", "collective_agency"), shifts={"community_support": delta})
+    np.testing.assert_allclose(out["effect"][:, 0], delta, rtol=1e-12)
+    np.testing.assert_allclose(out["effect"][:, 1], delta * b * np.sqrt(v[:, 1]) / np.sqrt(v[:, 0]), rtol=1e-12)
+    # the same as a fixed Shift when the per-draw shift is constant
+    fixed = between_do(B, v, ("community_support", "collective_agency"), [Shift(node="community_support", delta=0.07)])
+    const = between_do(B, v, ("community_support", "collective_agency"), shifts={"community_support": 0.07})
+    np.testing.assert_allclose(const["effect"], fixed["effect"], rtol=1e-12)
+
+
+def test_per_draw_shift_refuses_bad_input():
+    B, v = _arrays(S=3)
+    with pytest.raises(InterventionError, match="one value per draw"):
+        between_do(B, v, NODES, shifts={"community_support": np.ones(2)})
+    with pytest.raises(InterventionError, match="non-finite"):
+        between_do(B, v, NODES, shifts={"community_support": np.array([0.1, np.nan, 0.1])})
+    with pytest.raises(InterventionError, match="did you mean"):
+        between_do(B, v, NODES, shifts={"community_suport": np.ones(3)})
+    with pytest.raises(InterventionError, match="both set and shifted"):
+        between_do(B, v, NODES, [Set(node="community_support", value=0.1)], shifts={"community_support": np.ones(3)})
+
+
+def test_summary_p_relevant():
+    out = between_do(*_arrays(S=200, seed=2), NODES, [Shift(node="neighbourhood_trust", delta=0.1)])
+    rows = between_effect_summary(out, min_relevant_change=0.05)
+    eff = out["effect"]
+    for k, r in enumerate(rows):
+        assert r["p_relevant"] == pytest.approx(float(np.mean(np.abs(eff[:, k]) >= 0.05)))

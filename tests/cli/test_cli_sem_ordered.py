@@ -98,10 +98,31 @@ def test_one_category_and_too_many(tmp_path):
     assert "Traceback" not in out
 
 
-def test_ordered_with_group_refused(tmp_path):
-    model, data, df = _write(tmp_path, n=60)
-    df["g"] = np.arange(60) % 2
+def test_ordered_with_group(tmp_path):
+    """--ordered with --group (configural): per-group thresholds, the group labels as in the data."""
+    model, data, df = _write(tmp_path, n=600, seed=8)
+    df["g"] = np.where(np.arange(600) % 2 == 0, "east", "west")
+    df.to_csv(data, index=False)
+    out = tmp_path / "p.csv"
+    code, text = _run(["sem", "--model", str(model), "--data", str(data), "--out", str(out), "--ordered",
+                       "o1,o2,o3,bin", "--group", "g", "--draws", "150", "--tune", "150", "--seed", "2"])
+    assert code == 0, text
+    t = pd.read_csv(out, keep_default_na=False, na_values=["NaN", "nan", ""])
+    assert t.columns[0] == "group" and list(dict.fromkeys(t.group)) == ["east", "west"]
+    th = t[t.op == "|"]
+    assert th.groupby("group").size().to_dict() == {"east": 10, "west": 10}
+    true = np.concatenate([TAU, TAU, TAU, [0.3]])
+    for _, part in th.groupby("group"):
+        assert np.all(np.abs(part["mean"].to_numpy() - true) < 3.5 * part["sd"].to_numpy())
+    assert "n = 600 complete cases" in text
+
+
+def test_ordered_with_group_equal_thresholds_needs_every_category(tmp_path):
+    model, data, df = _write(tmp_path, n=200, seed=9)
+    df["g"] = np.where(np.arange(200) < 100, "a", "b")
+    df.loc[(df.g == "b") & (df.o3 == 4), "o3"] = 3
     df.to_csv(data, index=False)
     code, out = _run(["sem", "--model", str(model), "--data", str(data), "--out", str(tmp_path / "p.csv"),
-                      "--ordered", "o1", "--group", "g"])
-    assert code == 2 and "--ordered is not available with --group" in out
+                      "--ordered", "o1,o2,o3,bin", "--group", "g", "--group-equal", "loadings,thresholds"])
+    assert code == 2 and "'o3' has no response in category 4 in group 'b'" in out and str(data) in out
+    assert "Traceback" not in out

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import yaml
 
-from veerkracht_bayes.datasets.clustered import default_twolevel_truth, simulate_clustered
+from veerkracht_bayes.datasets.clustered import (
+    boundary_twolevel_truth,
+    default_twolevel_truth,
+    simulate_clustered,
+)
 from veerkracht_bayes.sem.twolevel import implied_twolevel_covariances, twolevel_layout
 from veerkracht_bayes.survey.clusters import cluster_statistics
 
 
-def test_large_sample_moments_match_the_truth():
+@pytest.mark.parametrize("make_truth", [default_twolevel_truth, boundary_twolevel_truth], ids=["default", "boundary"])
+def test_large_sample_moments_match_the_truth(make_truth):
     # J = 3000 clusters (N ~ 45000): MC SE of S_PW entries ~0.005 and of the ANOVA Sigma_B entries
-    # ~0.006; tolerance 0.035 on the max over all entries
-    df, truth = simulate_clustered(n_clusters=3000, min_size=5, max_size=25, seed=21)
+    # ~0.006; tolerance 0.035 on the max over all entries. The boundary truth (a between
+    # disturbance of 0) is generated too.
+    df, truth = simulate_clustered(make_truth(), n_clusters=3000, min_size=5, max_size=25, seed=21)
     items = list(truth.item_construct)
     cs = cluster_statistics(df[items].to_numpy(), df["wijk_code"], item_names=items, standardise=False)
     lay = twolevel_layout(None, truth.item_construct, between=list(truth.between),

@@ -15,6 +15,7 @@ n = 1,000 per replication.
 
 from __future__ import annotations
 
+import functools
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -35,8 +36,11 @@ from veerkracht_bayes.sem.polychoric_likelihood import build_polychoric_model
 L = 39
 
 
+@functools.lru_cache(maxsize=2)
 def run_sbc(reps: int, n: int, seed: int, draws: int = 200):
-    """Ranks (reps, edges) for the calibrated fit and the negative control, and interval hits."""
+    """Ranks (reps, edges) for the calibrated fit and the negative control, and interval hits
+    (totals, and per edge in ``hits["ok_edge"]`` / ``hits["control_edge"]``). Cached: the two
+    slow tests share one run."""
     g = make_graph()
     _, template = simulate(400, seed)
     _, layout = build_polychoric_model(g, template, WidePriors())
@@ -46,7 +50,7 @@ def run_sbc(reps: int, n: int, seed: int, draws: int = 200):
     lams = truncnorm.rvs(-1.0, np.inf, loc=1.0, scale=1.0, size=(reps, 9), random_state=rng)
     ss = SamplerSettings(chains=2, draws=draws, tune=300, progressbar=False, prior_draws=50, random_seed=seed)
     out = {"ok": [], "control": []}
-    hits = {"ok": 0, "control": 0}
+    hits = {"ok": 0, "control": 0, "ok_edge": 0, "control_edge": 0}
     for r in range(reps):
         _, pdata = simulate(n, seed * 1000 + r, beta=betas[r], lam=lams[r])
         for key, data in (("ok", pdata),
@@ -56,7 +60,9 @@ def run_sbc(reps: int, n: int, seed: int, draws: int = 200):
             thin = b[np.linspace(0, len(b) - 1, L).astype(int)]
             out[key].append((thin < betas[r][None, :]).sum(axis=0))
             lo, hi = np.quantile(b, [0.05, 0.95], axis=0)
-            hits[key] += int(((lo <= betas[r]) & (betas[r] <= hi)).sum())
+            inside = (lo <= betas[r]) & (betas[r] <= hi)
+            hits[key] += int(inside.sum())
+            hits[key + "_edge"] = hits[key + "_edge"] + inside.astype(int)
     return {k: np.array(v) for k, v in out.items()}, hits
 
 
@@ -80,8 +86,41 @@ def test_sbc_fast_twin():
 @pytest.mark.slow
 def test_sbc_slow():
     """60 replications at n = 1,000: pooled ranks uniform (p > 0.001), control not (p < 0.001)."""
+    import time
+
+    from scipy.stats import kstest
+
+    t0 = time.perf_counter()
     ranks, hits = run_sbc(60, 1000, 2024)
     p_ok, p_ctl = _uniformity_p(ranks["ok"]), _uniformity_p(ranks["control"])
-    print("SBC p (calibrated, control):", p_ok, p_ctl, "hits", hits)
+    print(f"\nSBC: {time.perf_counter() - t0:.0f} s; pooled chi-square p (calibrated, control):", p_ok, p_ctl,
+          "90 % interval hits of", ranks["ok"].size, hits)
+    for key in ("ok", "control"):  # per edge (reported, not tested: 4 tests per arm)
+        for j in range(ranks[key].shape[1]):
+            r = ranks[key][:, j]
+            # KS on the continuity-corrected ranks (uniform on 0..L -> (r + U) / (L + 1) uniform on 0..1)
+            u = (r + np.random.default_rng(j).random(r.size)) / (L + 1)
+            print(f"  {key:8s} edge {j}: chi-square p {_uniformity_p(r[:, None]):.3f}, KS p {kstest(u, 'uniform').pvalue:.3f}")
     assert p_ok > 0.001
     assert p_ctl < 0.001
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="known miscalibration, not yet fixed (docs/model.md §10): the polychoric "
+                   "route's 90 % intervals held the truth in 44 of 60 replications for b->c at n = 1,000 "
+                   "(posterior z-scores with SD 1.25); strict, so a fix shows up as XPASS and this mark goes")
+def test_sbc_slow_interval_coverage():
+    """The same 60 replications: per link, the number of replications whose 90 % interval holds
+    the true value is Binomial(60, 0.9) when the posterior is calibrated (replications are
+    independent); each of the 4 links must be inside the central 99.75 % range (0.25 % per link,
+    1 % in all). The 5-bin rank test above does not see misses confined to the outer 5 % tails;
+    this does. Measured (docs/model.md §10): 47, 49, 44, 54 of 60 (b->c below the range, 46):
+    the route's posteriors are too narrow at n = 1,000 (posterior z-scores with SD 1.25)."""
+    from scipy.stats import binom
+
+    _, hits = run_sbc(60, 1000, 2024)
+    lo, hi = binom.ppf(0.00125, 60, 0.9), binom.ppf(1 - 0.00125, 60, 0.9)
+    print("\n90 % interval hits per link of 60 (calibrated, control):", hits["ok_edge"], hits["control_edge"],
+          f"accepted {lo:.0f}-{hi:.0f}")
+    assert np.all((lo <= hits["ok_edge"]) & (hits["ok_edge"] <= hi)), hits["ok_edge"]
+    assert np.any(hits["control_edge"] < lo), hits["control_edge"]

@@ -5,12 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from veerkracht_bayes.datasets.clustered import default_twolevel_truth, simulate_clustered
+from veerkracht_bayes.datasets.clustered import (
+    boundary_twolevel_truth,
+    default_twolevel_truth,
+    simulate_clustered,
+)
 from veerkracht_bayes.errors import ModelError
 from veerkracht_bayes.sem.twolevel import (
     implied_twolevel_covariances,
     twolevel_layout,
     twolevel_loglik,
+    twolevel_loglik_lowrank,
 )
 from veerkracht_bayes.survey.clusters import cluster_statistics
 
@@ -64,6 +69,84 @@ def test_loglik_same_in_jax_and_pytensor():
                                      {k: jnp.asarray(v) for k, v in d.items()}))
 
     assert abs(in_jax() - ref) < 1e-8
+
+
+def _factor_problem(seed, sizes, constructs=(0, 0, 1, 1, 1, 2, 2)):
+    """Clustered data and a random factor-structured (Sigma_W, Sigma_B) with zero between rows for
+    the last construct and a tiny item random-intercept variance (a boundary-like point)."""
+    rng = np.random.default_rng(seed)
+    con = np.array(constructs)
+    p, K = con.size, int(con.max()) + 1
+    cl = np.repeat(np.arange(len(sizes)), sizes)
+    y = rng.normal(size=(cl.size, p)) + 0.5 * rng.normal(size=(len(sizes), p))[cl]
+    lam = rng.uniform(0.4, 0.9, p)
+    A = rng.normal(size=(K, K))
+    PW = A @ A.T + 0.5 * np.eye(K)
+    Bm = rng.normal(size=(K - 1, K - 1))
+    PB = np.zeros((K, K))
+    PB[:K - 1, :K - 1] = 0.2 * Bm @ Bm.T + 0.01 * np.eye(K - 1)
+    tw, tb = rng.uniform(0.2, 0.6, p), np.r_[rng.uniform(0.0, 0.05, p - 1), 1e-9]
+    L = np.zeros((p, K))
+    L[np.arange(p), con] = lam
+    return y, cl, lam, con, PW, PB, tw, tb, L @ PW @ L.T + np.diag(tw), L @ PB @ L.T + np.diag(tb), rng.normal(size=p)
+
+
+@pytest.mark.parametrize("sizes", [[5, 5, 5, 5, 5], [1, 2, 2, 3, 5, 5, 8, 13]], ids=["balanced", "unbalanced"])
+def test_lowrank_loglik_equals_dense_in_every_backend(sizes):
+    # the Woodbury / determinant-lemma form used by the sampler equals the dense likelihood and the
+    # per-cluster multivariate normal, in NumPy, JAX and PyTensor
+    import jax.numpy as jnp
+    import pytensor.tensor as pt
+
+    from veerkracht_bayes.runtime import x64
+
+    y, cl, lam, con, PW, PB, tw, tb, SW, SB, mu = _factor_problem(3, sizes)
+    cs = cluster_statistics(y, cl, standardise=False, min_cluster_size=1)
+    ref = _dense_loglik(y, cl, SW, SB, mu)
+    assert abs(twolevel_loglik(SW, SB, mu, cs) - ref) < 1e-8
+    assert abs(twolevel_loglik_lowrank(lam, con, PW, PB, tw, tb, mu, cs) - ref) < 1e-8
+    keys = ["n", "n_clusters", "S_PW", "sizes", "counts", "class_means", "class_scatter"]
+    d = {k: getattr(cs, k) for k in keys}
+    val_pt = twolevel_loglik_lowrank(*(pt.as_tensor(a) for a in (lam,)), con,
+                                     *(pt.as_tensor(a) for a in (PW, PB, tw, tb, mu)),
+                                     {k: (pt.as_tensor(np.asarray(v, float)) if np.ndim(v) else v)
+                                      for k, v in d.items()}, xp="pytensor").eval()
+    assert abs(float(val_pt) - ref) < 1e-8
+
+    @x64
+    def in_jax():
+        return float(twolevel_loglik_lowrank(jnp.asarray(lam), con, *(jnp.asarray(a) for a in (PW, PB, tw, tb, mu)),
+                                             {k: jnp.asarray(v) for k, v in d.items()}))
+
+    assert abs(in_jax() - ref) < 1e-8
+
+
+def test_raw_and_standardised_between_level_agree():
+    # the sampler's raw parameterisation (links in total-scale units, disturbance variances) and the
+    # standardised one (shares, links on between SDs) describe the same covariances
+    truth = default_twolevel_truth()
+    lay = _truth_layout(truth)
+    args = _truth_arrays(truth, lay)
+    std = implied_twolevel_covariances(lay, *args)
+    raw = implied_twolevel_covariances(lay, *args[:4], std["beta_between_raw"], omega=std["omega"])
+    np.testing.assert_allclose(raw["Sigma_B"], std["Sigma_B"], atol=1e-12)
+    np.testing.assert_allclose(raw["Sigma_W"], std["Sigma_W"], atol=1e-12)
+    np.testing.assert_allclose(raw["share"], args[5], atol=1e-12)
+    np.testing.assert_allclose(raw["beta_between"], args[4], atol=1e-12)
+    # raw link = standardised link * sd(target) / sd(source)
+    k = lay.between_links.index("community_support->collective_agency")
+    v = truth.between
+    assert std["beta_between_raw"][k] == pytest.approx(0.5 * np.sqrt(v["collective_agency"] / v["community_support"]))
+    # at the boundary the raw disturbance variance is exactly 0 and nothing breaks
+    bt = boundary_twolevel_truth()
+    blay = _truth_layout(bt)
+    bargs = _truth_arrays(bt, blay)
+    bstd = implied_twolevel_covariances(blay, *bargs)
+    assert bstd["omega"][blay.between.index("collective_agency")] == pytest.approx(0.0, abs=1e-12)
+    braw = implied_twolevel_covariances(blay, *bargs[:4], bstd["beta_between_raw"], omega=np.clip(bstd["omega"], 0, None))
+    np.testing.assert_allclose(braw["share"], bargs[5], atol=1e-12)
+    with pytest.raises(ModelError, match="exactly one"):
+        implied_twolevel_covariances(lay, *args, omega=std["omega"])
 
 
 def _truth_arrays(truth, lay):
@@ -120,15 +203,15 @@ def test_layout_defaults_from_graph_and_errors():
 
 
 # --------------------------------------------------------------------------- recovery
-def _fit(seed, n_clusters=150, draws=200, tune=200):
+def _fit(seed, n_clusters=150, draws=200, tune=200, truth=None, chains=1):
     from veerkracht_bayes.inference.twolevel_fit import fit_twolevel
 
-    df, truth = simulate_clustered(n_clusters=n_clusters, min_size=5, max_size=25, seed=seed)
+    df, truth = simulate_clustered(truth, n_clusters=n_clusters, min_size=5, max_size=25, seed=seed)
     items = list(truth.item_construct)
     cs = cluster_statistics(df[items].to_numpy(), df["wijk_code"], item_names=items, cluster_column="wijk_code")
     res = fit_twolevel(cs, truth.item_construct, between=list(truth.between),
                        between_links=list(truth.between_links), within_links=list(truth.within_links),
-                       draws=draws, tune=tune, chains=1, random_seed=seed, progressbar=False)
+                       draws=draws, tune=tune, chains=chains, random_seed=seed, progressbar=False)
     return res, truth
 
 
@@ -164,6 +247,37 @@ def test_recovery_fast(small_twolevel_fit):
     assert set(tab["parameter"]) >= {"share", "beta_between", "beta_within", "item_icc"}
     head = tab[tab["parameter"].isin(["share", "beta_between", "beta_within"])]
     assert (head["ess_bulk"] > 40).all()  # one chain: R-hat is not defined
+    # the interface others code against
+    arr = res.between_arrays()
+    assert arr["B"].shape == (200, 3, 3) and arr["share"].shape == (200, 3) and arr["nodes"] == res.layout.between
+    assert res.within_arrays()["B"].shape == (200, 4, 4)
+    assert res.seconds > res.sampling_seconds > 0 and 0 <= res.diverging_share <= 0.01
+    assert all(0 <= v < 0.95 for v in res.stability().values())
+    # raw and standardised between links are the same links: raw = std * sd(target) / sd(source)
+    v = res.draws("share")
+    b = res.draws("beta_between_raw")
+    for k, key in enumerate(res.layout.between_links):
+        s_, t_ = (res.layout.between.index(x) for x in key.split("->"))
+        np.testing.assert_allclose(b[:, k], res.draws("beta_between")[:, k] * np.sqrt(v[:, t_] / v[:, s_]))
+
+
+def test_boundary_truth_samples_cleanly():
+    # collective agency's neighbourhood variance comes only from community support (between
+    # disturbance 0, standardised between link 1): the raw between level reaches this boundary
+    # without divergences, and the posterior puts the standardised disturbance near 0 and the link
+    # near 1 while covering the share
+    res, truth = _fit(seed=7, n_clusters=200, truth=boundary_twolevel_truth())
+    assert res.n_divergent() <= 2, res.n_divergent()  # <= 1 % of 200 transitions
+    k = res.layout.between.index("collective_agency")
+    psi = res.draws("psi_between")[:, k]
+    assert np.quantile(psi, 0.05) < 0.02 and psi.mean() < 0.25
+    j = res.layout.between_links.index("community_support->collective_agency")
+    link = res.draws("beta_between")[:, j]
+    assert np.quantile(link, 0.95) > 0.97 and link.max() <= 1.0 + 1e-9
+    share = res.draws("share")[:, k]
+    assert abs(share.mean() - truth.between["collective_agency"]) < 4 * share.std()
+    tab = res.summary_table()
+    assert (tab[tab["parameter"].isin(["share", "beta_between_raw", "beta_within"])]["ess_bulk"] > 40).all()
 
 
 @pytest.mark.slow

@@ -9,7 +9,11 @@ between-standardised system ``eta~_B = B_B eta~_B + alpha~ + zeta_B`` (``eta_B =
   (the construct's SD over all respondents), i.e. ``alpha~_node += delta / sqrt(v_node)``;
 - ``Set(node, value)``: every neighbourhood's mean of ``node`` is held at ``value`` (its incoming
   between links are cut);
-- ``MechanismChange(source, target, scale | value)``: a between link is scaled or set.
+- ``MechanismChange(source, target, scale | value)``: a between link is scaled or set;
+- ``shifts={node: array}`` (keyword of :func:`between_do`): a shift that differs per posterior
+  draw, ``(S,)`` total-scale SDs per draw, e.g. an assumed coverage draw times a lever's
+  per-exposure effect draw (the run's neighbourhood policies,
+  :mod:`veerkracht_bayes.workflow.neighbourhoods`); it adds to ``alpha~_node`` like a ``Shift``.
 
 The new equilibrium ``Delta eta~_B = (I - B_B,do)^-1 Delta alpha~`` is solved with
 :func:`veerkracht_bayes.sem.algebra.solve_equilibrium` (mechanisms with
@@ -32,7 +36,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -43,7 +47,8 @@ from veerkracht_bayes.sem.algebra import apply_mechanisms, solve_equilibrium
 __all__ = ["between_do", "between_effect_summary"]
 
 
-def between_do(B: np.ndarray, share: np.ndarray, nodes: Sequence[str], parts: Sequence[Any]) -> dict[str, Any]:
+def between_do(B: np.ndarray, share: np.ndarray, nodes: Sequence[str], parts: Sequence[Any] = (), *,
+               shifts: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Population effects of a neighbourhood-level policy through the between structural model.
 
     Parameters
@@ -60,6 +65,9 @@ def between_do(B: np.ndarray, share: np.ndarray, nodes: Sequence[str], parts: Se
         :class:`~veerkracht_bayes.causal.interventions.Set` and
         :class:`~veerkracht_bayes.causal.interventions.MechanismChange` parts with fixed numbers
         (total-scale SD units).
+    shifts
+        ``{node: (S,) array}``: per-draw shifts of between constructs' neighbourhood means
+        (total-scale SDs), added like ``Shift`` parts (a scalar is broadcast to every draw).
 
     Returns
     -------
@@ -82,6 +90,13 @@ def between_do(B: np.ndarray, share: np.ndarray, nodes: Sequence[str], parts: Se
     >>> out = between_do(B, np.array([[0.25, 0.25]]), ("a", "b"), [Set(node="b", value=0.3)])
     >>> np.round(out["effect"][0], 3).tolist(), out["within_effect"].tolist()
     ([0.0, 0.3], [[0.0, 0.0]])
+
+    A shift that differs per draw (two draws of the dose):
+
+    >>> B2 = np.repeat(B, 2, axis=0)
+    >>> out = between_do(B2, np.full((2, 2), 0.25), ("a", "b"), shifts={"a": np.array([0.1, 0.2])})
+    >>> np.round(out["effect"][:, 1], 3).tolist()       # 0.5 * shift (equal shares)
+    [0.05, 0.1]
     """
     from veerkracht_bayes.causal.interventions import MechanismChange, Set, Shift
 
@@ -132,6 +147,22 @@ def between_do(B: np.ndarray, share: np.ndarray, nodes: Sequence[str], parts: Se
                 mscale[t, s] = float(part.scale)
         else:
             raise InterventionError(Problem(f"unsupported intervention part {type(part).__name__}", field="parts"))
+    for name, val in (shifts or {}).items():
+        k = node_of(name)
+        x = np.asarray(val, dtype=float)
+        if x.ndim == 0:
+            x = np.full(S, float(x))
+        if x.shape != (S,):
+            raise InterventionError(Problem(f"per-draw shift of {name!r} has shape {x.shape} (expected ({S},): "
+                                            "one value per draw)", field="shifts", value=name))
+        if not np.all(np.isfinite(x)):
+            raise InterventionError(Problem(f"per-draw shift of {name!r} has {int(np.sum(~np.isfinite(x)))} "
+                                            "non-finite values (expected finite numbers)", field="shifts",
+                                            value=name))
+        if cut[k]:
+            raise InterventionError(Problem(f"{name!r} is both set and shifted (expected one of them)",
+                                            field="shifts", value=name))
+        c[:, k] += x / np.sqrt(v[:, k])
     Bdo = apply_mechanisms(B, mscale, mmask, mval, cut[:, None])
     rho = np.max(np.abs(np.linalg.eigvals(Bdo)), axis=-1) if K else np.zeros(S)
     if np.any(rho >= 1.0):
@@ -143,8 +174,10 @@ def between_do(B: np.ndarray, share: np.ndarray, nodes: Sequence[str], parts: Se
     return {"effect": eff, "between_effect": d_tilde, "within_effect": np.zeros_like(eff), "nodes": tuple(nodes)}
 
 
-def between_effect_summary(result: dict[str, Any], prob: float = 0.9) -> list[dict[str, Any]]:
-    """One row per between construct: posterior mean, central interval and ``P(effect > 0)``.
+def between_effect_summary(result: dict[str, Any], prob: float = 0.9,
+                           min_relevant_change: float | None = None) -> list[dict[str, Any]]:
+    """One row per between construct: posterior mean, central interval and ``P(effect > 0)``;
+    with ``min_relevant_change`` also ``p_relevant = P(|effect| >= min_relevant_change)``.
 
     Examples
     --------
@@ -152,6 +185,9 @@ def between_effect_summary(result: dict[str, Any], prob: float = 0.9) -> list[di
     >>> rows = between_effect_summary({"effect": np.array([[0.1, 0.0], [0.3, 0.0]]), "nodes": ("a", "b")})
     >>> rows[0]["node"], round(rows[0]["mean"], 3), rows[0]["p_positive"]
     ('a', 0.2, 1.0)
+    >>> between_effect_summary({"effect": np.array([[0.1], [0.3]]), "nodes": ("a",)},
+    ...                        min_relevant_change=0.2)[0]["p_relevant"]
+    0.5
     """
     eff = np.asarray(result["effect"], dtype=float)
     a = (1 - prob) / 2
@@ -159,6 +195,9 @@ def between_effect_summary(result: dict[str, Any], prob: float = 0.9) -> list[di
     for k, n in enumerate(result["nodes"]):
         x = eff[:, k]
         lo, hi = np.quantile(x, [a, 1 - a])
-        out.append({"node": n, "level": "between", "mean": float(x.mean()), "lower": float(lo), "upper": float(hi),
-                    "p_positive": float(np.mean(x > 0)), "within_effect": 0.0})
+        row = {"node": n, "level": "between", "mean": float(x.mean()), "lower": float(lo), "upper": float(hi),
+               "p_positive": float(np.mean(x > 0)), "within_effect": 0.0}
+        if min_relevant_change is not None:
+            row["p_relevant"] = float(np.mean(np.abs(x) >= float(min_relevant_change)))
+        out.append(row)
     return out

@@ -137,3 +137,32 @@ def _main_options(
     _configure_logging(quiet, verbose)
 
 
+@app.command("warmup")
+@handle_errors
+def warmup_command(
+    draws: Annotated[list[int] | None, typer.Option("--draws", help="Draws per chain of a first fit to "
+                                                    "compile for (repeatable; default 1000).")] = None,
+    tune: Annotated[list[int] | None, typer.Option("--tune", help="Tuning steps per chain, one per "
+                                                   "--draws (default: as many as draws).")] = None,
+) -> None:
+    """Fill the persistent compilation cache with the programs of a first MARVEL fit.
+
+    One fit of the shipped synthetic survey per --draws (vb.fit's defaults otherwise). A later
+    fit of the same model shape (graph, items, number of missingness patterns) with the same
+    draws and tuning steps, on any data and seed, then reads its compiled programs from the
+    cache (veerkracht_bayes.runtime) instead of compiling them.
+    """
+    import veerkracht_bayes as vb
+    from veerkracht_bayes.errors import ConfigError, Problem
+    from veerkracht_bayes.resources import shipped_path
+
+    draws = list(draws or [1000])
+    tune = list(tune or draws)
+    if len(tune) != len(draws):
+        raise ConfigError(Problem(f"{len(draws)} --draws but {len(tune)} --tune", field="tune"))
+    d = shipped_path("data", "synthetic")
+    graph = vb.load_graph("marvel")
+    survey = vb.read_survey(d / "veerkracht_synthetic.csv.gz", d / "codebook_synthetic.yaml", graph=graph)
+    for n_draws, n_tune in zip(draws, tune):
+        vb.fit(graph, survey, priors="marvel", draws=n_draws, tune=n_tune, progress=False)
+        typer.echo(f"compiled: MARVEL fit, 2 chains x ({n_tune} tune + {n_draws} draws)")

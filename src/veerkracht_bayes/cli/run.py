@@ -95,7 +95,14 @@ def run_command(
     force: ForceOpt = False,
     fast: FastOpt = False,
 ) -> None:
-    """Validate every input, fit, diagnose, query the policies and write the outputs."""
+    """Validate every input, fit, diagnose, query the policies and write the outputs.
+
+    The config's tables: inputs, sampler, model, query, diagnostics, output, and the optional
+    structure, voi and neighbourhoods. A neighbourhoods table (cluster = "wijk_code") adds a
+    two-level model of the collective constructs, the neighbourhood-level policies and the design
+    effects of the weights and the clustering (neighbourhoods.json, neighbourhood_effects.csv,
+    neighbourhood_links.csv). Format: docs/pipeline.md and docs/twolevel.md.
+    """
     from veerkracht_bayes.workflow.pipeline import run
 
     result = run(config, overwrite=overwrite, force=force, fast=fast,

@@ -116,7 +116,7 @@ def sem(
     group_equal: Annotated[str | None, typer.Option(
         "--group-equal", help="Parameter types equal across groups, like lavaan's group.equal: a comma-"
         "separated list of loadings, intercepts, regressions, residuals, residual.covariances, "
-        "lv.variances, lv.covariances, means.")] = None,
+        "lv.variances, lv.covariances, means, thresholds (with --ordered).")] = None,
     group_pool: Annotated[str | None, typer.Option(
         "--group-pool", help="Parameter types partially pooled across groups (loadings, intercepts, "
         "regressions): theta_g = theta + delta_g, delta_g ~ Normal(0, tau).")] = None,
@@ -130,9 +130,6 @@ def sem(
     if not (pool_tau_sd > 0 and pool_tau_sd < float("inf")):
         raise ConfigError(Problem(f"--pool-tau-sd must be a positive number, got {pool_tau_sd}",
                                   field="pool-tau-sd", value=pool_tau_sd))
-    if group is not None and ordered:
-        raise ConfigError(Problem("--ordered is not available with --group yet (one group at a time: "
-                                  "filter the data)", field="ordered", value=ordered))
     if group is not None:
         from veerkracht_bayes.graph.lavaan_syntax import read_lavaan
         from veerkracht_bayes.sem.lavaan_model import load_sem_priors, specify
@@ -149,7 +146,7 @@ def sem(
             pri = load_sem_priors(priors, specify(lav, [c for c in map(str, df.columns) if c != group]))
         mfit = fit_sem_multigroup(lav, df, group, group_equal=group_equal, group_pool=group_pool, priors=pri,
                                   tau_sd=pool_tau_sd, draws=draws, tune=tune, chains=chains, seed=seed,
-                                  sampler=sampler, progressbar=progress, source=str(data))
+                                  sampler=sampler, progressbar=progress, source=str(data), ordered=ordered)
         fit = None
         table = mfit.table()
         n_used = sum(mfit.n.values())

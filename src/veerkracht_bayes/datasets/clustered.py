@@ -36,7 +36,7 @@ import numpy as np
 
 from veerkracht_bayes.sem.algebra import assemble, edge_index, equilibrium_matrix, unit_variance_psi
 
-__all__ = ["TwoLevelTruth", "default_twolevel_truth", "simulate_clustered"]
+__all__ = ["TwoLevelTruth", "boundary_twolevel_truth", "default_twolevel_truth", "simulate_clustered"]
 
 
 @dataclass(frozen=True)
@@ -121,15 +121,40 @@ def default_twolevel_truth() -> TwoLevelTruth:
         theta_between={it: 0.02 for it in ic}, intercept={it: 0.0 for it in ic})
 
 
+def boundary_twolevel_truth() -> TwoLevelTruth:
+    """A boundary truth: collective agency's neighbourhood variance comes only from community support.
+
+    As :func:`default_twolevel_truth`, but the between link ``community_support -> collective_agency``
+    is 1 on the between-standardised scale (0.63 in total-scale units: ``sqrt(0.06 / 0.15)``), so
+    collective agency's between disturbance variance is exactly 0 and its share
+    ``v = 0.63^2 * 0.15 = 0.06``. A model must reach this boundary smoothly.
+
+    Examples
+    --------
+    >>> t = boundary_twolevel_truth()
+    >>> t.between["collective_agency"], t.between_links["community_support->collective_agency"]
+    (0.06, 1.0)
+    """
+    d = default_twolevel_truth()
+    return TwoLevelTruth(item_construct=d.item_construct,
+                         between={"neighbourhood_trust": 0.25, "community_support": 0.15, "collective_agency": 0.06},
+                         within_links=d.within_links,
+                         between_links={"community_support->collective_agency": 1.0,
+                                        "neighbourhood_trust->community_support": 0.4},
+                         loading=d.loading, theta_within=d.theta_within, theta_between=d.theta_between,
+                         intercept=d.intercept)
+
+
 def _system(links: Mapping[str, float], nodes: list[str]) -> tuple[np.ndarray, np.ndarray]:
     pairs = [k.split("->") for k in links]
     ix = edge_index([a for a, _ in pairs], [b for _, b in pairs], nodes)
     B = assemble(np.array(list(links.values()), dtype=float), ix)
     A = equilibrium_matrix(B)
     psi = unit_variance_psi(A)
-    if np.any(psi <= 0):
+    if np.any(psi < -1e-9):
         raise ValueError(f"links {dict(links)} give no standardised solution (psi {psi})")
-    return A, psi
+    # psi = 0 is allowed: a boundary truth (a construct fully explained by its parents)
+    return A, np.clip(psi, 0.0, None)
 
 
 def simulate_clustered(truth: TwoLevelTruth | None = None, *, n_clusters: int = 200, min_size: int = 20,

@@ -40,6 +40,7 @@ import gzip
 import hashlib
 import io
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1284,6 +1285,23 @@ def regenerate_command(n: int, seed: int, out: str = "data/synthetic") -> str:
     return f"veerkracht-bayes simulate --n {n} --seed {seed} --out {out}"
 
 
+def _single_item_reliability(its: list[ItemTruth], truth: SyntheticTruth) -> float | None:
+    """The generator's reliability of a construct's single item (loading squared), else None.
+
+    The generator draws the item's latent response as ``loading * eta + e`` with Var = 1, so its
+    reliability on the latent-response (or, for a continuous item, the transformed) scale is
+    ``loading**2``. Exogenous covariates (observed without error) carry none."""
+    if len(its) != 1 or its[0].node in truth.exogenous:
+        return None
+    r = round(float(its[0].loading) ** 2, 6)
+    return r if 0.0 < r < 1.0 else None
+
+
+#: written above every ``reliability:`` line of the synthetic codebook
+_RELIABILITY_COMMENT = ("# reliability: the synthetic generator's loading squared (truth.yaml); on real data "
+                        "an external reliability estimate of the single item -- an assumption")
+
+
 def build_codebook(truth: SyntheticTruth, n: int, seed: int) -> Codebook:
     """The codebook of a synthetic survey drawn from ``truth`` (validated, ``synthetic: true``).
 
@@ -1315,7 +1333,8 @@ def build_codebook(truth: SyntheticTruth, n: int, seed: int) -> Codebook:
         specs = [ItemSpec(column=it.column, scale=it.scale, categories=it.categories,
                           valid_min=it.valid_min, valid_max=it.valid_max, reverse=it.reverse,
                           missing_codes=list(it.missing_codes), label=it.label, value_labels=dict(it.value_labels),
-                          transform="log" if (it.scale == "continuous" and it.log_mean is not None) else None)
+                          transform="log" if (it.scale == "continuous" and it.log_mean is not None) else None,
+                          reliability=_single_item_reliability(its, truth))
                  for it in its]
         constructs[node] = ConstructSpec(items=specs, instrument=its[0].instrument)
     subgroups = {
@@ -1465,8 +1484,10 @@ def write_synthetic(out_dir: str | Path, n: int = 20000, seed: int = 2023, *,
     cb = _tidy(survey.codebook.model_dump(exclude_defaults=True))
     cb = {"codebook_version": survey.codebook.codebook_version, **cb}
     header = "# SYNTHETIC DATA codebook (veerkracht_bayes.datasets.synthetic). Not real respondents.\n"
-    files["codebook"].write_text(header + yaml.safe_dump(cb, sort_keys=False, allow_unicode=True, width=110),
-                                 encoding="utf-8")
+    body = yaml.safe_dump(cb, sort_keys=False, allow_unicode=True, width=110)
+    body = re.sub(r"(?m)^( *)(reliability: )", lambda m: f"{m.group(1)}{_RELIABILITY_COMMENT}\n{m.group(1)}"
+                  f"{m.group(2)}", body)
+    files["codebook"].write_text(header + body, encoding="utf-8")
     survey.truth.to_yaml(files["truth"])
     readme = out / README_FILE
     readme.write_text(_readme(n, seed, survey.truth, files, _weighted_shares(survey)), encoding="utf-8")

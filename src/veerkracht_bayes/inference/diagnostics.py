@@ -934,6 +934,9 @@ def _ppp(result: Any, ppp_draws: int, seed: int) -> PPPResult:
     data = result.data
     if data is None:
         return PPPResult(False, "prior-only result (no data)")
+    if result.idata.attrs.get("likelihood") == "polychoric":
+        return PPPResult(False, "polychoric route: the likelihood is on the polychoric correlations, not on "
+                                "the item covariance this check replicates (not run)")
     m = len(result.layout.items)
     if m < 2:
         return PPPResult(False, f"only {m} item(s): no covariance structure to check")

@@ -25,7 +25,55 @@ from veerkracht_bayes.sem.polychoric_likelihood import (
     polychoric_data,
 )
 
-__all__ = ["fit_polychoric", "polychoric_data_from_survey"]
+__all__ = ["fit_polychoric", "polychoric_data_from_survey", "with_codebook_reliabilities"]
+
+
+def with_codebook_reliabilities(polychoric: PolychoricSettings | None, survey: object,
+                                data: PolychoricData) -> PolychoricSettings:
+    """Settings whose ``item_reliability`` holds the codebook's per-item ``reliability`` fields.
+
+    The codebook's values (items of ``data`` only; a covariate's is not used) come first, the
+    settings' own ``item_reliability`` overrides them item by item; single items without either
+    keep the global ``reliability``.
+
+    Parameters
+    ----------
+    polychoric
+        The settings (None: the defaults).
+    survey
+        An object with a ``codebook`` (:class:`~veerkracht_bayes.survey.codebook.Codebook`), e.g. a
+        :class:`~veerkracht_bayes.survey.reading.SurveyData`.
+    data
+        The stage-1 summaries (their ``item_names`` bound the codebook's values).
+
+    Returns
+    -------
+    PolychoricSettings
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from types import SimpleNamespace
+    >>> from veerkracht_bayes.survey.codebook import Codebook, ConstructSpec, ItemSpec
+    >>> from veerkracht_bayes.survey.polychoric import polychoric
+    >>> cb = Codebook(id_column="id", constructs={"A": ConstructSpec(items=[ItemSpec(column="a", scale="binary",
+    ...     reliability=0.42)]), "B": ConstructSpec(items=[ItemSpec(column="b", scale="binary")])})
+    >>> y = np.random.default_rng(1).integers(0, 2, (200, 2)).astype(float)
+    >>> data = polychoric_data(polychoric(y, ["ordinal"] * 2, names=["a", "b"]), {"a": "A", "b": "B"})
+    >>> with_codebook_reliabilities(None, SimpleNamespace(codebook=cb), data).item_reliability
+    {'a': 0.42}
+    >>> with_codebook_reliabilities(PolychoricSettings(item_reliability={"a": 0.5}),
+    ...                             SimpleNamespace(codebook=cb), data).item_reliability
+    {'a': 0.5}
+    """
+    import dataclasses
+
+    st = polychoric or PolychoricSettings()
+    codebook = getattr(survey, "codebook", None)
+    declared = codebook.item_reliabilities() if codebook is not None else {}
+    merged = {k: v for k, v in declared.items() if k in data.item_names}
+    merged.update(dict(st.item_reliability or {}))
+    return dataclasses.replace(st, item_reliability=merged or None)
 
 
 def polychoric_data_from_survey(survey: object, graph: CausalGraph, *, covariates: Sequence[str] | None = None,
@@ -35,7 +83,9 @@ def polychoric_data_from_survey(survey: object, graph: CausalGraph, *, covariate
     Items follow the codebook: binary items and Likert items with at most ``max_categories``
     categories are ordinal (their codes, reverse-keyed where the codebook says so); every other
     item is continuous (after its codebook ``transform``, when the survey applies one). Covariates
-    are the exogenous single-item root nodes, as on the other paths; rows with no item observed
+    are the exogenous single-item root nodes, as on the other paths, and enter on their observed
+    scale (standardised; a binary covariate as its 0/1 indicator, so its links are per SD of the
+    indicator as on the continuous path); rows with no item observed
     are used only where they have data (pairwise available cases).
 
     Examples
@@ -55,10 +105,16 @@ def polychoric_data_from_survey(survey: object, graph: CausalGraph, *, covariate
                       if graph.has_node(node) and not graph.parents(node)
                       and graph.node(node).role == "exogenous" and len(items) == 1]
     covariates = list(covariates)
+    xcols = {constructs[node][0] for node in covariates}
     kinds, data_cols = [], []
     for j, c in enumerate(cols):
         it = specs[c]
-        if it.scale == "binary":
+        if c in xcols:
+            # a covariate is conditioned on, on its observed scale (as on the continuous path):
+            # a binary one as its standardised 0/1 indicator, not a latent response
+            data_cols.append(y_all[:, j])
+            kinds.append("continuous")
+        elif it.scale == "binary":
             v = y_all[:, j]
             lo = np.nanmin(v) if np.isfinite(v).any() else 0.0
             data_cols.append(v - lo)
@@ -95,7 +151,10 @@ def fit_polychoric(graph: CausalGraph, survey: object, priors: object | None = N
     settings
         :class:`~veerkracht_bayes.inference.sampling.SamplerSettings` (sampler ``numpyro``).
     polychoric
-        Loading priors and the single-item (latent-response) reliability.
+        Loading priors, the single-item (latent-response) reliability and ``unmeasured``
+        (``"cut"`` or ``"joint"``). With a survey, the codebook's per-item ``reliability``
+        fields fill ``item_reliability`` where the settings do not name the item
+        (:func:`with_codebook_reliabilities`); ``reliability`` stays the fallback.
     item_construct
         Variable -> node, when ``survey`` is a bare stage-1 result.
 
@@ -135,6 +194,7 @@ def fit_polychoric(graph: CausalGraph, survey: object, priors: object | None = N
         data = polychoric_data(survey, item_construct)
     else:
         data = polychoric_data_from_survey(survey, graph)
+        polychoric = with_codebook_reliabilities(polychoric, survey, data)
     model, layout = build_polychoric_model(graph, data, priors, settings=polychoric)
     prior = ordinal_prior_draws(layout, graph, settings.prior_draws, settings.random_seed,  # type: ignore[attr-defined]
                          _x_cov(data, layout))
@@ -147,7 +207,10 @@ def fit_polychoric(graph: CausalGraph, survey: object, priors: object | None = N
                            max_tree_depth=settings.max_treedepth, progressbar=settings.progressbar,  # type: ignore[attr-defined]
                            chain_method="parallel" if settings.chains > 1 else "sequential",  # type: ignore[attr-defined]
                            log_pairs=reciprocal_log_pairs(layout))
-    post, stats, seconds = sample_nuts(model, initvals, jset, settings.random_seed, initvals)  # type: ignore[attr-defined]
+    # joint systems: start at the prior draws themselves (the sampler's move towards the curvature
+    # scale point can leave the standardisation region when prior-only loops enter the system)
+    scale_points = initvals if layout.unmeasured == "cut" else []
+    post, stats, seconds = sample_nuts(model, initvals, jset, settings.random_seed, scale_points)  # type: ignore[attr-defined]
     names = [rv.name for rv in model.free_RVs] + [d.name for d in model.deterministics]
     post = post[[k for k in names if k in post]]
     idata = xr.DataTree.from_dict({"posterior": post, "prior": prior, "sample_stats": stats})

@@ -34,7 +34,7 @@ from veerkracht_bayes.sem.model_builder import ModelLayout, build_model
 from veerkracht_bayes.inference.provenance import collect_provenance
 from veerkracht_bayes.survey.statistics import ModelData
 
-__all__ = ["SamplerSettings", "FitResult", "fit", "enable_compilation_cache", "initial_values", "edge_starts",
+__all__ = ["SamplerSettings", "FitResult", "fit", "compute_log_likelihood", "enable_compilation_cache", "initial_values", "edge_starts",
            "native_groups", "observed_summaries", "pattern_loglik", "log_likelihood_by_pattern",
            "measurement_draws", "MIN_PATTERN_SIZE", "draw_prior", "cut_completion", "truncnorm_draws",
            "norm_logpdf", "truncnorm_logpdf", "t_logpdf"]
@@ -70,7 +70,10 @@ def enable_compilation_cache(path: str | Path | None = None) -> None:
         return
     path.mkdir(parents=True, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", str(path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    # every program: a MARVEL fit compiles 57 (numpyro's set-up, random keys, slices, the
+    # curvature, the outputs, the chains), and with a 0.5 s floor only 3 were kept, so a warm
+    # cache still compiled the other 54 (benchmarks/run.py, first_result; docs/performance.md §7)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
 
 
 @dataclass(frozen=True)
@@ -873,7 +876,73 @@ def _log_likelihood(post: xr.Dataset, layout: ModelLayout, graph: CausalGraph, d
     (dim ``respondent``) and draw; for statistics-only data (out of core, no rows) per
     missingness pattern (dim ``pattern``, the sum over the pattern's respondents)."""
     draws = {k: _flat(post, k) for k in ("beta", "lambda", "theta", "nu", "psi")}
-    Sigma, M = implied_moments(layout, graph, data, draws)
+    return _log_likelihood_from(draws, post, layout, graph, data)
+
+
+def compute_log_likelihood(result: FitResult) -> FitResult:
+    """Add the ``log_likelihood`` group to a fitted result that was made without it.
+
+    The same values as ``fit(..., pointwise=True)`` stores (variable ``y``: the weighted
+    observed-data log-likelihood per respondent and draw; per missingness pattern for
+    statistics-only data), computed from the result's ``posterior`` (and ``constant_data``)
+    groups. This is what LOO (``az.loo``) needs; it costs O(respondents x draws), which is why
+    the front door :func:`veerkracht_bayes.fit` leaves it out unless asked
+    (``log_likelihood=True``), like PyMC's ``pm.compute_log_likelihood``. The group is added
+    in place and the result returned; a result that already has it is returned unchanged.
+
+    Parameters
+    ----------
+    result
+        A :class:`FitResult` of :func:`fit` on the continuous (sufficient-statistics) path.
+
+    Returns
+    -------
+    FitResult
+        ``result``, with ``result.idata["log_likelihood"]``.
+
+    Raises
+    ------
+    ModelError
+        For a prior-only result (no data), or a result of the polychoric or ordinal routes
+        (no per-respondent likelihood of the item vectors).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> from veerkracht_bayes.survey.statistics import prepare_model_data
+    >>> y = np.random.default_rng(0).normal(size=(60, 4))
+    >>> md = prepare_model_data(y, ["a1", "a2", "b1", "b2"], ["a", "a", "b", "b"])
+    >>> res = fit(graph_from_lavaan("b ~ a"), md, draws=50, tune=50, chains=1,
+    ...           pointwise=False, progressbar=False)  # doctest: +SKIP
+    >>> compute_log_likelihood(res).idata["log_likelihood"]["y"].dims  # doctest: +SKIP
+    ('chain', 'draw', 'respondent')
+
+    (The skipped lines sample; ``tests/inference/test_log_likelihood_opt_in.py`` makes the same
+    calls and compares the values with ``fit(..., pointwise=True)``.)
+    """
+    if "log_likelihood" in result.idata.children:
+        return result
+    if result.data is None:
+        raise ModelError("compute_log_likelihood got a prior-only result: there is no data to evaluate")
+    route = result.idata.attrs.get("likelihood")
+    if route in ("polychoric", "ordinal"):
+        raise ModelError(f"compute_log_likelihood: the {route} route has no per-respondent log-likelihood "
+                         "(expected a result of the continuous path)")
+    post = result.idata["posterior"].to_dataset()
+    layout = result.layout
+    draws = {"beta": _flat(post.sel(edge=list(layout.edge_keys)), "beta"),
+             "nu": _flat(post.sel(item=list(layout.items)), "nu"),
+             **measurement_draws(result.idata, layout)}
+    result.idata["log_likelihood"] = xr.DataTree(_log_likelihood_from(draws, post, layout, result.graph,
+                                                                      result.data))
+    return result
+
+
+def _log_likelihood_from(draws: Mapping[str, np.ndarray], post: xr.Dataset, layout: ModelLayout,
+                         graph: CausalGraph, data: ModelData) -> xr.Dataset:
+    """The ``log_likelihood`` group from flattened draws (``beta``, ``nu``, ``lambda``, ``theta``)."""
+    Sigma, M = implied_moments(layout, graph, data, dict(draws))
     nc = post.sizes["chain"]
     coords = {"chain": post["chain"].values, "draw": post["draw"].values}
     if data.y.shape[0] == 0:
@@ -918,7 +987,8 @@ def fit(
     files
         Input files to hash into the provenance (graph, priors, survey, codebook).
     pointwise
-        Compute the per-respondent log-likelihood group (needed for LOO).
+        Compute the per-respondent log-likelihood group (needed for LOO; O(respondents x
+        draws) after the sampling). Without it, :func:`compute_log_likelihood` adds it later.
     prior_only
         Sample the priors and return them as the "posterior" (no data). Without data and
         without this flag, ``fit`` refuses: a prior is never returned as a posterior unasked.

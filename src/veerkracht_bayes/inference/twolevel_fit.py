@@ -2,14 +2,18 @@
 with the package's JAX NUTS driver.
 
 The result holds the posterior of the within links ``beta_within``, the between links
-``beta_between``, the between variance shares ``share`` (one per between construct), the item
-random-intercept variances ``theta_between`` and the implied item ICCs ``item_icc``.
+``beta_between`` (standardised on between-neighbourhood SDs; derived) and ``beta_between_raw``
+(total-scale units; sampled), the between variance shares ``share`` (one per between construct;
+derived), the between disturbance SDs ``between_sd`` (sampled) and their standardised variances
+``psi_between``, the item random-intercept variances ``theta_between``, the implied item ICCs
+``item_icc`` and the stability bounds ``rho_within`` / ``rho_between``.
 :meth:`TwoLevelFit.between_arrays` gives the arrays that
 :func:`veerkracht_bayes.causal.twolevel.between_do` takes (the causal layer stays free of PyMC).
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +62,22 @@ class TwoLevelFit:
     layout: TwoLevelLayout
     stats: ClusterStatistics
     settings: SamplerSettings
+    #: wall-clock seconds of the whole fit (model, compilation, warm-up and sampling)
+    seconds: float = float("nan")
+    #: wall-clock seconds of the sampler alone (curvature scale, warm-up, draws)
+    sampling_seconds: float = float("nan")
+
+    @property
+    def diverging_share(self) -> float:
+        """Share of post-warm-up transitions that diverged."""
+        div = self.idata["sample_stats"].to_dataset()["diverging"].values
+        return float(div.mean()) if div.size else 0.0
+
+    def stability(self) -> dict[str, float]:
+        """Largest posterior draw of the stability bound ``rho`` per level (``rho_within``,
+        ``rho_between``; the Perron bound of ``|B|``, below 1 means a stable system); levels without
+        links are left out."""
+        return {k: float(self.draws(k).max()) for k in ("rho_within", "rho_between") if k in self.posterior}
 
     @property
     def posterior(self) -> xr.Dataset:
@@ -93,7 +113,12 @@ class TwoLevelFit:
 
     def summary_table(self, prob: float = 0.9) -> Any:
         """One row per headline parameter: ``parameter``, ``level``, ``name``, mean, SD, central
-        interval, R-hat (NaN with one chain) and bulk ESS (a pandas DataFrame)."""
+        interval, R-hat (NaN with one chain) and bulk ESS (a pandas DataFrame).
+
+        Parameters: ``share`` (between variance shares), ``beta_between`` (standardised between
+        links), ``beta_between_raw`` (total-scale units), ``psi_between`` (standardised between
+        disturbance: 0 = a construct's neighbourhood variance comes only from its parents),
+        ``beta_within``, ``lambda`` (loadings), ``item_icc`` and ``theta_between``."""
         import pandas as pd
 
         a = (1 - prob) / 2
@@ -104,9 +129,11 @@ class TwoLevelFit:
         rhat = az.rhat(post) if nchain > 1 else None
         ess = az.ess(post)
         rows = []
-        specs = [("share", "between", self.layout.between), ("beta_between", "between", self.layout.between_links),
-                 ("beta_within", "within", self.layout.within_links), ("item_icc", "item", self.layout.items),
-                 ("theta_between", "item", self.layout.items)]
+        lay = self.layout
+        specs = [("share", "between", lay.between), ("beta_between", "between", lay.between_links),
+                 ("beta_between_raw", "between", lay.between_links), ("psi_between", "between", lay.between),
+                 ("beta_within", "within", lay.within_links), ("lambda", "item", lay.items),
+                 ("item_icc", "item", lay.items), ("theta_between", "item", lay.items)]
         for var, level, names in specs:
             if not names or var not in self.posterior:
                 continue
@@ -144,9 +171,24 @@ def _initvals(model: Any, layout: TwoLevelLayout, stats: ClusterStatistics, chai
             iv["beta_within"] = rng.normal(0, 0.02, len(layout.within_links))
         if "beta_between" in free:
             iv["beta_between"] = rng.normal(0, 0.02, len(layout.between_links))
+        if layout.within_prior:
+            from veerkracht_bayes.sem.preconditioning import edge_groups
+
+            pri = layout.within_priors()
+            for name, _, idx in edge_groups(pri, list(layout.within_links)):
+                lo = [pri[layout.within_links[i]].lower for i in idx]
+                hi = [pri[layout.within_links[i]].upper for i in idx]
+                iv[name] = np.array([0.05 if a is not None else (-0.05 if b is not None else 0.0)
+                                     for a, b in zip(lo, hi)]) * np.exp(rng.normal(0, 0.1, len(idx)))
+        if "beta_between_raw" in free:
+            iv["beta_between_raw"] = rng.normal(0, 0.02, len(layout.between_links))
+        # a construct's between share starts at its items' mean ICC over a loading of 0.7
+        bicc = np.array([icc[[i for i, c in enumerate(layout.item_construct) if c == b]].mean()
+                         for b in layout.between])
         if "share" in free:
-            bidx = [layout.item_construct.index(c) for c in layout.between]
-            iv["share"] = np.clip(icc[bidx], 0.02, 0.5)
+            iv["share"] = np.clip(bicc / 0.49, 0.02, 0.5)
+        if "between_sd" in free:
+            iv["between_sd"] = np.sqrt(np.clip(bicc / 0.49, 0.005, 0.5)) * np.exp(rng.normal(0, 0.1, len(bicc)))
         out.append({k: v for k, v in iv.items() if k in free})
     return out
 
@@ -155,7 +197,8 @@ def fit_twolevel(stats: ClusterStatistics, item_construct: Mapping[str, str], gr
                  between: Sequence[str] | None = None, between_links: Iterable[object] | None = None,
                  within_links: Iterable[object] | None = None, settings: SamplerSettings | None = None,
                  reliability: float = 0.8, link_sd: float = 0.5, share_prior: tuple[float, float] = (1.0, 4.0),
-                 theta_b_sd: float = 0.2, **overrides: Any) -> TwoLevelFit:
+                 theta_b_sd: float = 0.2, priors: Any | None = None, between_scale: str = "raw",
+                 between_sd: float = 0.3, between_link_sd: float = 0.5, **overrides: Any) -> TwoLevelFit:
     """Fit the two-level SEM (:mod:`veerkracht_bayes.sem.twolevel`) to per-cluster statistics with NUTS.
 
     Parameters
@@ -175,8 +218,16 @@ def fit_twolevel(stats: ClusterStatistics, item_construct: Mapping[str, str], gr
         ``"a->b"`` keys or ``(a, b)`` pairs (defaults above).
     settings, overrides
         Sampler settings (numpyro driver only), e.g. ``draws=300, tune=300, chains=2, random_seed=1``.
-    reliability, link_sd, share_prior, theta_b_sd
-        Priors (see :mod:`veerkracht_bayes.sem.twolevel`).
+    reliability, link_sd, share_prior, theta_b_sd, between_sd, between_link_sd, between_scale
+        Priors and the between parameterisation (see :func:`~veerkracht_bayes.sem.twolevel.twolevel_layout`):
+        by default the between level is raw (between disturbance SDs ``~ HalfNormal(between_sd)``,
+        raw between links ``~ Normal(0, between_link_sd)``; shares and standardised links derived);
+        ``share_prior`` applies only with ``between_scale="standardised"``.
+    priors
+        A :class:`~veerkracht_bayes.priors.spec.PriorSet` (e.g. ``default_priors("marvel")``): each
+        within link gets the diagram link's literature prior with its sign constraint
+        (:func:`~veerkracht_bayes.sem.model_builder.edge_prior_values`; needs ``graph``). None: the
+        within links get ``Normal(0, link_sd)``. Between links always get the documented default.
 
     Returns
     -------
@@ -205,17 +256,41 @@ def fit_twolevel(stats: ClusterStatistics, item_construct: Mapping[str, str], gr
     if settings.sampler != "numpyro":
         raise ModelError(f"the two-level model is sampled with the numpyro driver only (got {settings.sampler!r})")
     enable_compilation_cache()
+    t0 = time.perf_counter()
+    within_prior = None
+    if priors is not None:
+        from veerkracht_bayes.sem.model_builder import edge_prior_values
+
+        if graph is None:
+            raise ModelError(Problem("literature priors need the diagram (graph) to match the within links",
+                                     field="graph"))
+        within_prior = edge_prior_values(priors, graph)
     layout = twolevel_layout(graph, item_construct, between=between, between_links=between_links,
                              within_links=within_links, reliability=reliability, link_sd=link_sd,
-                             share_prior=share_prior, theta_b_sd=theta_b_sd)
+                             share_prior=share_prior, theta_b_sd=theta_b_sd, between_scale=between_scale,
+                             between_sd=between_sd, between_link_sd=between_link_sd)
+    if within_prior is not None:
+        missing = [k for k in layout.within_links if k not in within_prior]
+        if missing:
+            raise ModelError(Problem(f"within link {missing[0]!r} is not a link of the diagram, so it has no "
+                                     "literature prior (give within_links from the diagram or priors=None)",
+                                     field="within_links", value=missing[0]))
+        layout = twolevel_layout(graph, item_construct, between=between, between_links=between_links,
+                                 within_links=within_links, reliability=reliability, link_sd=link_sd,
+                                 share_prior=share_prior, theta_b_sd=theta_b_sd, between_scale=between_scale,
+                                 between_sd=between_sd, between_link_sd=between_link_sd,
+                                 within_prior={k: within_prior[k] for k in layout.within_links})
     model = build_twolevel_model(stats, layout)
     initvals = _initvals(model, layout, stats, settings.chains, settings.random_seed)
     jset = JaxNutsSettings(draws=settings.draws, tune=settings.tune, chains=settings.chains,
                            target_accept=settings.target_accept, dense_mass=settings.dense_mass,
                            max_tree_depth=settings.max_treedepth, progressbar=settings.progressbar,
                            chain_method="parallel" if settings.chains > 1 else "sequential")
-    post, sstats, _ = sample_nuts(model, initvals, jset, settings.random_seed)
+    post, sstats, secs = sample_nuts(model, initvals, jset, settings.random_seed)
     idata = xr.DataTree.from_dict({"posterior": post, "sample_stats": sstats})
     idata.attrs["model"] = "twolevel"
     idata.attrs["cluster_column"] = str(stats.cluster_column)
-    return TwoLevelFit(idata=idata, layout=layout, stats=stats, settings=settings)
+    idata.attrs["between_scale"] = layout.between_scale
+    idata.attrs["within_priors"] = "literature" if within_prior is not None else f"normal(0, {layout.link_sd})"
+    return TwoLevelFit(idata=idata, layout=layout, stats=stats, settings=settings,
+                       seconds=time.perf_counter() - t0, sampling_seconds=float(secs))

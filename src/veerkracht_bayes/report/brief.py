@@ -58,7 +58,8 @@ from veerkracht_bayes.report.figures import (decision_columns, ranked_policies, 
 
 __all__ = ["REPORT_REFERENCE", "PRIMARY_OUTCOMES", "SUBGROUP_NAMES", "Block", "brief_blocks",
            "render_markdown", "render_html", "render_brief", "write_brief", "markdown_html",
-           "inline_svg", "likely_words", "effect_evidence_label", "effect_evidence_cell"]
+           "inline_svg", "likely_words", "effect_evidence_label", "effect_evidence_cell",
+           "measurement_text"]
 
 logger = logging.getLogger(__name__)
 
@@ -1049,6 +1050,9 @@ def _diagnostics_appendix(c: _Ctx) -> list[Block]:
     data = getattr(fit, "data", None)
     if data is not None:
         rows.append(["respondents used", str(getattr(getattr(data, "y", None), "shape", ["?"])[0])])
+    wd = _weights_deff(c.result)
+    if wd is not None:
+        rows.append(["survey weights: Kish design effect (effective n)", f"{wd[0]:.3f} ({wd[1]:.0f})"])
     settings = getattr(fit, "settings", None)
     if settings is not None:
         rows.append(["sampler", f"{settings.sampler}, {settings.chains} chains × {settings.draws} "
@@ -1293,6 +1297,58 @@ def _assumptions(c: _Ctx) -> list[Block]:
     return out
 
 
+#: Where the paragraph on measurement (:func:`measurement_text`, which follows the run's settings)
+#: goes among the :data:`_METHODS` paragraphs.
+_MEASUREMENT_PARAGRAPH = 2
+
+
+def measurement_text(result: Any) -> str:
+    """The methods paragraph on measurement, as the run's ``[model]`` settings made it.
+
+    Continuous measurement (the default) treats Likert items as continuous scores; the polychoric
+    route fits binary and ordinal items on their latent-response scale; ``unmeasured = "joint"``
+    keeps constructs without items in the model. Single-item reliabilities are assumptions and are
+    named.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> r = SimpleNamespace(provenance={"settings": {"model": {"measurement": "polychoric",
+    ...                     "unmeasured": "joint", "reliability": 0.8}}})
+    >>> "latent-response" in measurement_text(r), "kept in the model" in measurement_text(r)
+    (True, True)
+    >>> "treated as continuous" in measurement_text(SimpleNamespace(provenance={}))
+    True
+    """
+    model = (((getattr(result, "provenance", None) or {}).get("settings") or {}).get("model") or {})
+    rel = model.get("reliability", 0.8)
+    polychoric = model.get("measurement") == "polychoric"
+    if polychoric:
+        first = ("Survey items load on the constructs. Binary items and Likert items with at most 7 "
+                 "categories are modelled as what they are: coarsened normal latent responses, through "
+                 "their thresholds and polychoric/polyserial correlations with their asymptotic "
+                 "covariance (a two-stage, limited-information likelihood); continuous items are "
+                 "standardised after their codebook transform. A single-item construct has a fixed "
+                 f"reliability on the latent-response scale: the codebook's per-item value where it "
+                 f"gives one, else {rel:g}; both are assumptions, not estimates.")
+    else:
+        first = ("Survey items load on the constructs (single items with an assumed reliability, "
+                 f"{rel:g}). Likert items are treated as continuous.")
+    if model.get("unmeasured") == "joint":
+        first += (" Constructs without survey items are kept in the model with their links on their "
+                  "priors, so paths through them are part of the likelihood.")
+    elif polychoric or model:
+        first += (" Links that touch a construct without survey items rest on their priors only (the "
+                  "paths through such constructs are not part of the likelihood).")
+    return first + (" Survey weights enter as a pseudo-likelihood (weights normalised to the sample size); "
+                    "this is not a design-based variance. Missing item values are handled by "
+                    + ("pairwise available cases in the correlations (consistent when values are missing "
+                       "completely at random)." if polychoric else
+                       "full-information likelihood per missingness pattern, or, with many patterns, by a "
+                       "two-stage EM approach (Savalei & Bentler, 2009) whose posterior is slightly too "
+                       "narrow; the method used is in the diagnostics table."))
+
+
 _METHODS = [
     "The diagram is the MARVEL causal diagram of TNO 2023 R10055: signed links between individual, "
     "societal and organisational resources, with feedback loops. It is turned into a linear "
@@ -1302,12 +1358,6 @@ _METHODS = [
     "Link strengths get priors from the literature with the sign the report gives (or documented "
     "defaults). A smooth stability barrier keeps the spectral radius of B below 1, so the "
     "feedback loops settle; the exact spectral radius of every draw is reported.",
-    "Survey items load on the constructs (single items with an assumed reliability). Likert items "
-    "are treated as continuous. Survey weights enter as a pseudo-likelihood (weights normalised to "
-    "the sample size); this is not a design-based variance. Missing item values are handled by "
-    "full-information likelihood per missingness pattern, or, with many patterns, by a two-stage "
-    "EM approach (Savalei & Bentler, 2009) whose posterior is slightly too narrow; the method used "
-    "is in the diagnostics table.",
     "Policies are programmes: each acts on one or more lever nodes of the diagram. The dose is "
     "the programme's coverage (the share of its target group it reaches, an uncertain quantity "
     "with its source or the word 'assumption') times the effect on a person reached; the new "
@@ -1661,6 +1711,133 @@ def _for_whom_thresholds(c: _Ctx) -> list[Block]:
     return b
 
 
+def _weights_deff(result: Any) -> tuple[float, float] | None:
+    """Kish's design effect of the survey weights and the effective n, from the survey report."""
+    w = getattr(getattr(result, "survey_report", None), "weights", None)
+    deff = getattr(w, "design_effect", None)
+    if deff is None or not np.isfinite(float(deff)):
+        return None
+    return float(deff), float(getattr(w, "kish_n_eff", float("nan")))
+
+
+def _nb_get(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, Mapping) else getattr(obj, name, None)
+
+
+def _neighbourhoods(c: _Ctx) -> list[Block]:
+    """Neighbourhood-level policies through the two-level model (``[neighbourhoods]``)."""
+    nb = getattr(c.result, "neighbourhoods", None)
+    if nb is None:
+        return []
+    summ = dict(_nb_get(nb, "summary") or {})
+    diag = dict(_nb_get(nb, "diagnostics") or {})
+    eff = _nb_get(nb, "effects")
+    meta = dict(_nb_get(nb, "meta") or {})
+    ci = round(100 * c.ci)
+    b = [Block("h2", "Neighbourhoods: policies that act on the neighbourhood", ident="neighbourhoods")]
+    if not diag.get("passed", False):
+        probs = "; ".join(str(x) for x in diag.get("problems") or []) or "see neighbourhoods.json"
+        b.append(Block("banner", css="forced", items=[(
+            "NEIGHBOURHOOD MODEL: DIAGNOSTICS FAILED",
+            f"The two-level neighbourhood model did not pass its checks: {probs}; "
+            f"{diag.get('divergences')} divergent transitions. Treat the neighbourhood-level numbers "
+            "below as unreliable.")]))
+    between = [c.label(x).lower() for x in meta.get("between", [])]
+    which = ""
+    if isinstance(eff, pd.DataFrame) and len(eff):
+        firsts = eff.drop_duplicates("policy")
+        which = ": " + "; ".join(f"{r['policy']} {c.title(str(r['policy'])).lower()} (advice {r['advice']})"
+                                 for _, r in firsts.iterrows())
+    b.append(Block("p", (
+        f"Some recommendations act on neighbourhoods rather than on single residents{which}. A second "
+        "model splits each survey answer into a part shared by the residents of one neighbourhood and a "
+        "part that differs between residents, and estimates how the neighbourhood means of "
+        + ", ".join(between) + " hang together (the between level). A policy lever linked to one of these "
+        "constructs is taken to move that construct's neighbourhood means by the same assumed dose as in "
+        "the ranking (the share of residents reached times the effect on a person reached, draw by draw); "
+        "the between-level links then carry the change on. Links of the lever to constructs without a "
+        "neighbourhood level (such as the social network) are not part of this route; the table names them. "
+        "The single-level estimate (same policy, same dose, the whole diagram) is shown next to it.")))
+    # design effects
+    deff_w = summ.get("deff_weights")
+    items = list(summ.get("items") or [])
+    dc = [float(r["deff_cluster"]) for r in items if np.isfinite(float(r["deff_cluster"]))]
+    dall = [float(r["deff"]) for r in items if np.isfinite(float(r["deff"]))]
+    top = sorted(items, key=lambda r: -float(r["icc"]) if np.isfinite(float(r["icc"])) else 0.0)[:3]
+    facts = [f"{summ.get('n_respondents')} respondents with complete answers in {summ.get('n_clusters')} "
+             f"neighbourhoods ({summ.get('cluster_column')}); mean size {_num(summ.get('mean_cluster_size', float('nan')), 1)}, "
+             f"weighted mean size {_num(summ.get('weighted_mean_cluster_size', float('nan')), 1)}."]
+    if summ.get("n_excluded"):
+        reasons = "; ".join(f"{k}: {v}" for k, v in (summ.get("exclusion_reasons") or {}).items())
+        facts.append(f"{summ['n_excluded']} respondents left out of this model ({reasons}).")
+    if summ.get("n_small_clusters"):
+        facts.append(f"{summ['n_small_clusters']} neighbourhoods have fewer than {summ.get('min_cluster_size')} "
+                     f"respondents ({summ.get('small_cluster_respondents')} respondents); they are kept and not "
+                     "named.")
+    if deff_w is not None:
+        facts.append(f"Design effect of the survey weights (Kish): {_num(float(deff_w), 2)} (the weights alone "
+                     f"make the sample worth {_num(100 / float(deff_w), 0)}% of its size).")
+    if dc:
+        facts.append(f"Design effect of the clustering, 1 + (m̄ − 1)·ICC per item: {_num(min(dc), 2)} to "
+                     f"{_num(max(dc), 2)}; overall (weights × clustering): {_num(min(dall), 2)} to "
+                     f"{_num(max(dall), 2)}. A design effect of 2 halves the effective sample size for means "
+                     "of that item.")
+    if top:
+        facts.append("Most clustered items: " + "; ".join(
+            f"{r['item']} (ICC {_num(float(r['icc']), 3)}, design effect {_num(float(r['deff']), 2)})" for r in top)
+            + ".")
+    if diag:
+        facts.append(f"Two-level fit: {diag.get('n_chains')} chains × {diag.get('n_draws')} draws, "
+                     f"{diag.get('divergences')} divergent transitions, largest R-hat "
+                     f"{_num(diag.get('rhat_max') or float('nan'), 3)}, smallest ESS "
+                     f"{_num(diag.get('ess_min') or float('nan'), 0)} ({diag.get('worst_quantity')}), "
+                     f"{_num(diag.get('seconds') or float('nan'), 0)} s: diagnostics "
+                     f"{'passed' if diag.get('passed') else 'FAILED'}.")
+    b.append(Block("ul", items=facts, css="notes"))
+    if isinstance(eff, pd.DataFrame) and len(eff):
+        rows = []
+        for _, r in eff.iterrows():
+            pid = str(r["policy"])
+            nb_cell = (_triple(r["mean"], r["lower"], r["upper"]) if bool(r.get("reachable", True))
+                       else "no path")
+            rows.append([f"{pid} {c.title(pid)}", c.label(str(r["outcome"])), nb_cell,
+                         _pct_short(float(r["p_relevant"])) if bool(r.get("reachable", True)) else "–",
+                         _triple(r["single_level_mean"], r["single_level_lower"], r["single_level_upper"]),
+                         str(r.get("not_in_route") or "") or "–"])
+        b.append(Block("table", header=["Recommendation", "Neighbourhood mean of", f"Between level, SD [{ci}% interval]",
+                                        f"P(|change| ≥ {_num(c.mrc, 2)} SD)",
+                                        f"Single-level estimate, SD [{ci}% interval]", "Lever links not in this route"],
+                       rows=rows, css="neighbourhoods", ident="neighbourhood-effects"))
+        links = _nb_get(nb, "links")
+        share_txt = ""
+        if isinstance(links, pd.DataFrame) and len(links):
+            sh = links[links["parameter"] == "share"]
+            if len(sh):
+                share_txt = ("The share of each construct's variance that lies between neighbourhoods is "
+                             + "; ".join(f"{c.label(str(r['name'])).lower()} {_num(100 * float(r['mean']), 1)}% "
+                                         f"[{_num(100 * float(r['lower']), 1)}, {_num(100 * float(r['upper']), 1)}]"
+                                         for _, r in sh.iterrows())
+                             + "; the smaller these shares, the less information the neighbourhood means carry "
+                               "about the between-level links. ")
+        b.append(Block("p", (
+            "What these numbers rest on: the share of residents reached (assumption) and the effect on a "
+            "person reached (a prior: the survey does not measure the levers) set the size of the first "
+            "step; the between-level shares and links are estimated from the neighbourhood means (data). "
+            + share_txt + "Effects are changes of the population mean, in SD of the construct over all "
+            "residents.")))
+        if "rests_on" in eff:
+            b.append(Block("ul", css="notes", items=[
+                f"{pid}: {txt}" for pid, txt in dict(zip(eff["policy"].astype(str), eff["rests_on"].astype(str))).items()]))
+    skipped = meta.get("skipped_policies") or {}
+    if skipped:
+        b.append(Block("p", "Not evaluated at the neighbourhood level: " + "; ".join(
+            f"{k} ({v})" for k, v in skipped.items()) + "."))
+    b.append(Block("p", "Numbers: neighbourhoods.json (counts, ICCs and design effects per item, the fit's "
+                        "diagnostics), neighbourhood_effects.csv and neighbourhood_links.csv (between shares, "
+                        "between and within links)."))
+    return b
+
+
 def brief_blocks(result: Any, figures: Mapping[str, Mapping[str, Path]] | None = None
                  ) -> list[Block]:
     """The brief as a list of :class:`Block` (page one first, then the technical sections).
@@ -1724,6 +1901,7 @@ def brief_blocks(result: Any, figures: Mapping[str, Mapping[str, Path]] | None =
         b.append(sizes)
     b += _for_whom_groups(c)  # multi-group fits ([model] groups)
     b += _for_whom_thresholds(c)  # [[query.thresholds]]
+    b += _neighbourhoods(c)  # [neighbourhoods]: the two-level model
     b.append(Block("h2", "The diagram with posterior link strengths", ident="diagram"))
     b += _figure(figures, "diagram_posterior",
                  "Nodes coloured by resource type (individual red, societal blue, organisational "
@@ -1746,7 +1924,9 @@ def brief_blocks(result: Any, figures: Mapping[str, Mapping[str, Path]] | None =
     b += _assumptions(c)
     b += [Block(**d) for d in structure_section(result)]  # How sure is the diagram? Measure next
     b.append(Block("h2", "Methods", ident="methods"))
-    b += [Block("p", t) for t in _METHODS]
+    methods = list(_METHODS)
+    methods.insert(_MEASUREMENT_PARAGRAPH, measurement_text(c.result))
+    b += [Block("p", t) for t in methods]
     b.append(Block("h2", "References", ident="references"))
     b.append(_references(c))
     b.append(Block("h2", "Provenance", ident="provenance-section"))

@@ -90,13 +90,16 @@ def implied_moments(layout: ModelLayout, graph: CausalGraph, data: ModelData, dr
 
 
 def pointwise_loglik(Sigma: np.ndarray, M: np.ndarray, data: ModelData, *, weighted: bool = True,
-                     chunk: int = 25) -> np.ndarray:
+                     chunk: int = 10) -> np.ndarray:
     """Per-respondent observed-data log-likelihood ``(S, n)`` (times the weight if ``weighted``).
 
     Exact for every missingness pattern, via the precision matrix ``K = Sigma^-1``:
     ``log|Sigma_oo| = log|Sigma| + log|K_mm|`` and
     ``r_o' Sigma_oo^-1 r_o = r' K r - (K_mo r_o)' K_mm^-1 (K_mo r_o)`` (r zero where missing),
-    with rows grouped by their number of missing items and draws processed in chunks.
+    with rows grouped by their number of missing items and draws processed in chunks of
+    ``chunk`` (small chunks keep the ``(chunk, n, m)`` work arrays in cache). ``K r`` is one
+    batched matrix product per chunk, and ``K_mo r_o`` is read off it (``K`` is symmetric), so
+    the per-respondent work is a gather and a ``k x k`` solve (closed form for one missing item).
 
     Examples
     --------
@@ -116,29 +119,37 @@ def pointwise_loglik(Sigma: np.ndarray, M: np.ndarray, data: ModelData, *, weigh
     ((2, 60), True)
     """
     s_total = Sigma.shape[0]
-    n, m = data.y.shape
+    n = data.y.shape[0]
     obs = ~np.isnan(data.y)
     y0 = np.where(obs, data.y, 0.0)
     u = np.concatenate([np.ones((n, 1)), data.x], axis=1)
     kmiss = (~obs).sum(axis=1)
     buckets = {int(k): np.flatnonzero(kmiss == k) for k in np.unique(kmiss) if k > 0}
     miss_idx = {k: np.argsort(obs[rows], axis=1, kind="stable")[:, :k] for k, rows in buckets.items()}
-    m_obs = obs.sum(axis=1)
+    const = obs.sum(axis=1) * np.log(2 * np.pi)
     out = np.empty((s_total, n))
+    chunk = max(int(chunk), 1)
     for a in range(0, s_total, chunk):
         Sg = Sigma[a:a + chunk]
         L = np.linalg.cholesky(Sg)
         logdet = 2.0 * np.sum(np.log(np.diagonal(L, axis1=1, axis2=2)), axis=1)
         K = np.linalg.inv(Sg)
-        r = np.where(obs[None], y0[None] - np.einsum("sik,nk->sni", M[a:a + chunk], u), 0.0)
-        quad = np.sum(np.matmul(r, K) * r, axis=-1)  # r' K r per draw and respondent (BLAS, not a 3-index loop)
-        ll = -0.5 * (logdet[:, None] + m_obs[None] * np.log(2 * np.pi) + quad)
+        r = y0[None] - np.matmul(u[None], np.swapaxes(M[a:a + chunk], 1, 2))  # (s, n, m), BLAS
+        r *= obs[None]
+        Kr = np.matmul(r, K)  # row i is K r_i (K symmetric)
+        quad = np.einsum("snm,snm->sn", Kr, r)
+        ll = -0.5 * (logdet[:, None] + const[None] + quad)
         for k, rows in buckets.items():
             mi = miss_idx[k]
+            q = np.take_along_axis(Kr[:, rows, :], mi[None], axis=2)  # K_mo r_o, (s, n_k, k)
+            if k == 1:
+                kmm = K[:, mi[:, 0], mi[:, 0]]  # (s, n_k)
+                ll[:, rows] += -0.5 * np.log(kmm) + 0.5 * q[..., 0] ** 2 / kmm
+                continue
             Kmm = K[:, mi[:, :, None], mi[:, None, :]]  # (s, n_k, k, k)
-            q = np.einsum("snkm,snm->snk", K[:, mi, :], r[:, rows, :])
+            C = np.linalg.cholesky(Kmm)
+            ld = 2.0 * np.sum(np.log(np.diagonal(C, axis1=-2, axis2=-1)), axis=-1)
             sol = np.linalg.solve(Kmm, q[..., None])[..., 0]
-            sign, ld = np.linalg.slogdet(Kmm)
             ll[:, rows] += -0.5 * ld + 0.5 * np.sum(q * sol, axis=-1)
         out[a:a + chunk] = ll
     if weighted:

@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -1101,9 +1101,14 @@ def _sd_init(spec: SemSpec, r: ParamRow, scale: Mapping[str, float]) -> float:
     return float(np.sqrt(0.5) * scale[r.lhs])
 
 
-def row_values_pt(spec: SemSpec, free):
+def row_values_pt(spec: SemSpec, free, zero: Collection[int] = (), *, stacked: bool = True):
     """PyTensor twin of :func:`table_row_values` for one draw: ``(R,)`` row values from the
     ``(n_free,)`` free parameters (sds squared to variances, correlations times the two sds).
+
+    Rows listed in ``zero`` (positions in ``spec.rows``) are held at 0 and their variances feed no
+    covariance: the ordinal model fills them in afterwards (derived residual variances, and the
+    covariances built from them). ``stacked=False`` returns the list of row values instead of one
+    vector, so that a caller can replace rows.
 
     Examples
     --------
@@ -1116,10 +1121,11 @@ def row_values_pt(spec: SemSpec, free):
     """
     import pytensor.tensor as pt
 
-    vals = [None] * len(spec.rows)
+    zero = set(zero)
+    vals = [pt.constant(0.0) if i in zero else None for i in range(len(spec.rows))]
     var_val = {}
     for i, r in enumerate(spec.rows):
-        if r.kind == "cov":
+        if r.kind == "cov" or i in zero:
             continue
         if r.fixed is not None:
             v = pt.constant(float(r.fixed))
@@ -1131,11 +1137,11 @@ def row_values_pt(spec: SemSpec, free):
         if r.kind == "var":
             var_val[r.lhs] = v
     for i, r in enumerate(spec.rows):
-        if r.kind != "cov":
+        if r.kind != "cov" or i in zero:
             continue
         vals[i] = (pt.constant(float(r.fixed)) if r.fixed is not None
                    else free[r.pid] * pt.sqrt(var_val[r.lhs] * var_val[r.rhs]))
-    return pt.stack(vals)
+    return pt.stack(vals) if stacked else vals
 
 
 def matrices_pt(spec: SemSpec, values):
@@ -1492,8 +1498,23 @@ def ml_start(pm_model, chains: int, seed: int, with_values: bool = False):
                          "is not positive definite); check the model's fixed values")
     res = minimize(f, x0, jac=True, method="L-BFGS-B",
                    options={"maxiter": 10000, "ftol": 1e-14, "gtol": 1e-9})
+    nit = res.nit
+    # L-BFGS-B's first step can land in the zero-density region (returned as 1e300 with a zero
+    # gradient) and stop there with a large gradient; then walk downhill with short normalised
+    # gradient steps (backtracking) before handing back to L-BFGS-B, a few rounds at most
+    for _ in range(20):
+        if np.max(np.abs(res.jac)) < 1e-3 * max(1.0, abs(res.fun)) ** 0.5:
+            break
+        x, v = _descend(f, res.x)
+        again = minimize(f, x, jac=True, method="L-BFGS-B",
+                         options={"maxiter": 10000, "ftol": 1e-14, "gtol": 1e-9})
+        nit += again.nit
+        if not again.fun < res.fun - 1e-10 * max(1.0, abs(res.fun)):
+            res = again if again.fun < res.fun else res
+            break
+        res = again
     xs = res.x
-    log.info("ML/MAP start: -logp %.4f after %d iterations (%s)", res.fun, res.nit, res.message)
+    log.info("ML/MAP start: -logp %.4f after %d iterations (%s)", res.fun, nit, res.message)
     rng = np.random.default_rng(seed)
     names = [rv.name for rv in pm_model.free_RVs]
     starts = []
@@ -1510,6 +1531,28 @@ def ml_start(pm_model, chains: int, seed: int, with_values: bool = False):
         if c == 0:
             map_values = np.asarray(vals[-1], dtype=float)
     return (starts, map_values) if with_values else starts
+
+
+def _descend(f, x: np.ndarray, iters: int = 300) -> tuple[np.ndarray, float]:
+    """Normalised gradient descent with backtracking (step length adapted, no step into a point
+    with a higher or infinite value); ``f`` returns ``(value, gradient)``."""
+    v, g = f(x)
+    step = 0.05
+    for _ in range(iters):
+        gn = float(np.linalg.norm(g))
+        if not np.isfinite(gn) or gn < 1e-8:
+            break
+        while step > 1e-12:
+            xn = x - step * g / gn
+            vn, g_new = f(xn)
+            if vn < v:
+                x, v, g = xn, vn, g_new
+                step *= 1.5
+                break
+            step *= 0.5
+        else:
+            break
+    return x, v
 
 
 def count_divergences(idata) -> int:

@@ -38,10 +38,49 @@ indicator), ``sd(y)`` for an intercept (sample sds averaged over the groups). Th
 that group values usually differ from the population value by less than 0.1-0.2 standardised
 units; strong data override it. ``theta`` gets the parameter's usual (vague) prior. With pooled
 intercepts the latent means stay 0 (the intercept deviations carry the group differences).
+
+Ordered items (lavaan's ``ordered =`` with ``group =``; the two-stage route of
+:mod:`veerkracht_bayes.sem.lavaan_ordinal`, delta parameterisation). Stage 1 runs in every group
+on that group's complete cases: its thresholds, its polychoric/polyserial correlations and their
+own asymptotic covariance. Stage 2 is one joint model whose log-likelihood is the sum over groups
+of :func:`~veerkracht_bayes.sem.lavaan_ordinal.ordinal_loglik_pt`. Identification, as lavaan
+(0.6-14, the version our cross-check ran) for the delta parameterisation:
+
+* thresholds free across groups (the default, and whenever ``thresholds`` is not in
+  ``group_equal``): every group's latent responses have total variance 1 (scaling factors
+  ``Delta = 1``), latent means 0, and the thresholds are saturated (their posterior is the
+  group's stage-1 sampling distribution, drawn independently as in one group); configural
+  models without labels are one :func:`~veerkracht_bayes.sem.lavaan_ordinal.fit_sem_ordinal`
+  per group;
+* ``thresholds`` in ``group_equal``: one set of thresholds ``tau`` for all groups, and the
+  stage-1 thresholds of group ``g`` enter the likelihood as
+  ``tau_hat_g ~ N((tau - mu*_g) / sigma*_g, V_g)``; in the first group ``Delta = 1`` and the
+  latent means are 0; in every later group the latent means are free (unless ``means`` is also in
+  ``group_equal``) and the scaling factors ``Delta_gj = 1 / sigma*_gj`` of items with three or more
+  categories are free; those items are sampled through their residual variances (kept positive),
+  and ``sigma*^2 = explained + theta`` gives ``Delta``. Binary items keep ``Delta = 1`` in every group: their one
+  threshold cannot separate a location from a scale when the loadings differ. lavaan 0.6-14
+  frees binary items' ``Delta`` too (our check against it fixes them, ``y ~*~ c(1, 1)*y``); the
+  lavaan development source (0.6-20) fixes them as we do, and with equal thresholds frees the
+  latent-response intercepts in place of the latent means unless ``intercepts`` is equal too;
+* latent variances are free in every group (marker-indicator scaling), loadings are free per group
+  unless ``loadings`` is in ``group_equal``;
+* ``intercepts`` (equal or pooled) is refused: the intercepts of ordered items are fixed at 0 and
+  the thresholds take their place.
+
+The table then has, per group, the model's rows (derived residual variances with
+``across_groups = derived``), ``|`` threshold rows (``equal`` thresholds share one ``free`` number
+and a ``.tI.K.`` label), and with equal thresholds ``f ~1`` latent-mean rows and ``y ~*~ y``
+scaling-factor rows (fixed or free). Approximation: the likelihood treats each group's
+thresholds and correlations as independent blocks (their asymptotic cross-covariance is left
+out; within each block the full covariance is used). Every category of an ordered item must
+occur in every group when thresholds are equal (a located error names the item, the category and
+the group).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -58,6 +97,8 @@ from veerkracht_bayes.sem.lavaan_model import (
     SemFit,
     SemPrior,
     SemSpec,
+    VAGUE_COEF_SD,
+    VAGUE_LATENT_INTERCEPT_SD,
     VAGUE_SD_RATE,
     check_identification,
     coef_prior,
@@ -72,6 +113,16 @@ from veerkracht_bayes.sem.lavaan_model import (
     sample_sem_model,
     sem_loglik_pt,
     specify,
+)
+from veerkracht_bayes.sem.lavaan_ordinal import (
+    OrdinalSemData,
+    draw_thresholds,
+    fit_sem_ordinal,
+    ordinal_loglik_pt,
+    ordinal_reference_scales,
+    parse_ordered,
+    prepare_ordinal_data,
+    specify_ordinal,
 )
 
 __all__ = [
@@ -93,7 +144,7 @@ log = logging.getLogger(__name__)
 
 #: Parameter types that ``group_equal`` may name (lavaan's ``group.equal`` names).
 GROUP_TYPES = ("loadings", "intercepts", "regressions", "residuals", "residual.covariances",
-               "lv.variances", "lv.covariances", "means")
+               "lv.variances", "lv.covariances", "means", "thresholds")
 #: Parameter types that ``group_pool`` may name.
 POOL_TYPES = ("loadings", "intercepts", "regressions")
 #: Default scale of the HalfNormal prior of each pooled parameter's between-group sd (standardised).
@@ -178,12 +229,14 @@ class MultiGroupSemFit:
 
     def table(self, prob: float = 0.9) -> pd.DataFrame:
         """lavaan's parameter table with a leading ``group`` column and an ``across_groups``
-        column (``free`` or ``fixed``: configural)."""
+        column (``free``, ``fixed``, or ``derived`` for the residual variances of ordered items:
+        configural)."""
         parts = []
         for lab, fit in self.fits.items():
             t = fit.table(prob)
             t.insert(0, "group", lab)
-            t["across_groups"] = np.where(t["free"] > 0, "free", "fixed")
+            # a row with free = 0 but a posterior (a derived residual variance of an ordered item)
+            t["across_groups"] = np.where(t["free"] > 0, "free", np.where(t["sd"].notna(), "derived", "fixed"))
             parts.append(t)
         return pd.concat(parts, ignore_index=True)
 
@@ -240,6 +293,16 @@ class MultiGroupLayout:
         ``(group, pid)`` pairs fixed at 0 (the first group's latent means under equal intercepts).
     group_equal, group_pool
         The requested types.
+    ordinal
+        With ordered items: per group the stage-1 summaries (:class:`OrdinalSemData`); empty
+        otherwise.
+    tau_equal
+        Thresholds equal across groups (``group_equal`` names ``thresholds``).
+    lv_mean_free
+        Latent means free in the groups after the first (equal thresholds, ``means`` not equal).
+    scale_free
+        Ordered items whose scaling factor ``Delta`` is free in the groups after the first
+        (equal thresholds; items with 3 or more categories).
 
     Examples
     --------
@@ -269,6 +332,15 @@ class MultiGroupLayout:
     group_pool: tuple[str, ...]
     tau_sd: float
     bounds: tuple[str | None, ...] = ()
+    ordinal: tuple[OrdinalSemData, ...] = ()
+    tau_equal: bool = False
+    lv_mean_free: bool = False
+    scale_free: tuple[str, ...] = ()
+
+    @property
+    def tau_items(self) -> tuple[str, ...]:
+        """Ordered items (empty without ``ordered``), in the order of the model's observed variables."""
+        return self.ordinal[0].ordered if self.ordinal else ()
 
     @property
     def n_joint(self) -> int:
@@ -303,7 +375,8 @@ def _augment(model: LavaanModel, spec: SemSpec, eq: tuple[str, ...], pool: tuple
 def multigroup_layout(model: LavaanModel, frames: Sequence[pd.DataFrame], labels: Sequence[str], *,
                       group_equal: Sequence[str] = (), group_pool: Sequence[str] = (),
                       tau_sd: float = DEFAULT_POOL_TAU_SD, priors: Mapping[str, SemPrior] | None = None,
-                      source: str | None = None) -> MultiGroupLayout:
+                      source: str | None = None, ordered: str | Sequence[str] | None = None
+                      ) -> MultiGroupLayout:
     """Specify the model, summarise each group's data and lay out the joint parameters.
 
     Parameters
@@ -318,6 +391,13 @@ def multigroup_layout(model: LavaanModel, frames: Sequence[pd.DataFrame], labels
         Parameter types equal / partially pooled across groups (see the module docstring).
     tau_sd
         Scale of the HalfNormal prior of each pooled parameter's ``tau`` (standardised units).
+    priors
+        Priors by row key or label (identification check).
+    source
+        Data file name for error messages.
+    ordered
+        Ordinal/binary items (lavaan's ``ordered=``): each group's stage-1 summaries
+        (module docstring, "Ordered items").
 
     Returns
     -------
@@ -338,9 +418,23 @@ def multigroup_layout(model: LavaanModel, frames: Sequence[pd.DataFrame], labels
         raise ModelError(Problem(f"tau_sd must be a positive number, got {tau_sd}", field="pool-tau-sd",
                                  value=tau_sd))
     cols = list(map(str, frames[0].columns))
-    spec0 = specify(model, cols)
-    model2, added_lat = _augment(model, spec0, eq, pool)
-    spec = specify(model2, cols) if model2 is not model else spec0
+    ordered = parse_ordered(ordered)
+    if "thresholds" in eq and not ordered:
+        raise ModelError(Problem("--group-equal thresholds needs ordered items (--ordered x1,x2,...); expected "
+                                 "ordered items or no 'thresholds'", field="group-equal", value="thresholds"))
+    if ordered:
+        bad = [t for t in ("intercepts",) if t in eq or t in pool]
+        if bad:
+            raise ModelError(Problem(
+                "--group-equal/--group-pool intercepts is not available with ordered items: their intercepts are "
+                "fixed at 0 and the thresholds take their place (expected --group-equal thresholds, which also "
+                "frees the latent means of the groups after the first)", field="group-equal", value="intercepts"))
+        spec = specify_ordinal(model, cols, ordered)
+        added_lat: set[str] = set()
+    else:
+        spec0 = specify(model, cols)
+        model2, added_lat = _augment(model, spec0, eq, pool)
+        spec = specify(model2, cols) if model2 is not model else spec0
     for need, what in (("lv.covariances", "lv.variances"), ("residual.covariances", "residuals")):
         if need in eq and what not in eq:
             raise ModelError(Problem(
@@ -349,8 +443,13 @@ def multigroup_layout(model: LavaanModel, frames: Sequence[pd.DataFrame], labels
                 f"(expected --group-equal ...,{what},{need}, or leave {need} out)", field="group-equal",
                 value=need))
     check_identification(spec, priors)
-    data = tuple(prepare_sem_data(spec, df, source) for df in frames)
     G = len(labels)
+    ordinal: tuple[OrdinalSemData, ...] = ()
+    if ordered:
+        ordinal = _ordinal_group_data(spec, frames, labels, ordered, "thresholds" in eq, source)
+        data = tuple(d.base for d in ordinal)
+    else:
+        data = tuple(prepare_sem_data(spec, df, source) for df in frames)
     lat = frozenset(spec.latents)
     frows = spec.free_rows()
     mode: list[str] = []
@@ -382,14 +481,27 @@ def multigroup_layout(model: LavaanModel, frames: Sequence[pd.DataFrame], labels
                 owner.append((pid, g))
     for g, pid in zero:
         index[g, pid] = len(kind)  # the constant-0 slot after the joint parameters
-    t_moments = G * spec.n_moments()
-    n_par = len(kind) + G * sum(m == "pooled" for m in mode)
-    if len(kind) > t_moments:
-        raise ModelError(Problem(f"the multi-group model has {len(kind)} free parameters but the data give "
-                                 f"only {t_moments} sample moments over {G} groups: the t-rule fails",
+    tau_equal = "thresholds" in eq
+    lv_mean_free = bool(tau_equal and "means" not in eq and spec.latents)
+    scale_free: tuple[str, ...] = ()
+    n_extra = 0
+    if ordered:
+        t_moments = sum(len(d.lik_pairs) for d in ordinal)
+        if tau_equal:
+            scale_free = tuple(c for c in ordinal[0].ordered if len(ordinal[0].categories[c]) > 2)
+            n_tau = sum(len(ordinal[0].categories[c]) - 1 for c in ordinal[0].ordered)
+            t_moments += G * n_tau
+            n_extra = n_tau + (G - 1) * (len(scale_free) + (len(spec.latents) if lv_mean_free else 0))
+    else:
+        t_moments = G * spec.n_moments()
+    n_par = len(kind) + n_extra + G * sum(m == "pooled" for m in mode)
+    if len(kind) + n_extra > t_moments:
+        raise ModelError(Problem(f"the multi-group model has {len(kind) + n_extra} free parameters but the data "
+                                 f"give only {t_moments} sample moments over {G} groups: the t-rule fails",
                                  file=model.path))
     pooled = tuple(pid for pid in range(spec.n_free) if mode[pid] == "pooled")
-    scales = [reference_scales(spec, d) for d in data]
+    scales = ([ordinal_reference_scales(spec, d) for d in ordinal] if ordinal
+              else [reference_scales(spec, d) for d in data])
 
     def sd_of(v: str) -> float:
         return float(np.mean([sc[v] if v in sc else d.sd.get(v, 1.0) for sc, d in zip(scales, data)]))
@@ -404,12 +516,62 @@ def multigroup_layout(model: LavaanModel, frames: Sequence[pd.DataFrame], labels
         else:
             s = sd_of(r.lhs) / sd_of(r.rhs)
         tau_scale.append(tau_sd * s)
-    log.info("multi-group model: %d groups, %d joint parameters (+%d pooled deviations); equal: %s; "
-             "pooled: %s", G, len(kind), n_par - len(kind), ", ".join(eq) or "-", ", ".join(pool) or "-")
+    log.info("multi-group model: %d groups, %d joint parameters (+%d thresholds, latent means and scaling "
+             "factors, +%d pooled deviations); equal: %s; pooled: %s", G, len(kind), n_extra,
+             n_par - len(kind) - n_extra, ", ".join(eq) or "-", ", ".join(pool) or "-")
     return MultiGroupLayout(spec=spec, labels=tuple(labels), data=data, kind=tuple(kind),
                             owner=tuple(owner), index=index, mode=tuple(mode), pooled=pooled,
                             tau_scale=np.asarray(tau_scale, dtype=float), zero=zero, group_equal=eq,
-                            group_pool=pool, tau_sd=float(tau_sd), bounds=spec.bounds)
+                            group_pool=pool, tau_sd=float(tau_sd), bounds=spec.bounds, ordinal=ordinal,
+                            tau_equal=tau_equal and bool(ordinal), lv_mean_free=lv_mean_free and bool(ordinal),
+                            scale_free=scale_free)
+
+
+def _in_group(err: ModelError, label: str) -> ModelError:
+    """The same problems, each message prefixed with the group it was found in."""
+    return ModelError([dataclasses.replace(p, message=f"group {label!r}: {p.message}",
+                                           location=p.location or f"group {label}") for p in err.problems])
+
+
+def _ordinal_group_data(spec: SemSpec, frames: Sequence[pd.DataFrame], labels: Sequence[str],
+                        ordered: Sequence[str], tau_equal: bool, source: str | None
+                        ) -> tuple[OrdinalSemData, ...]:
+    """Stage 1 per group; with equal thresholds every group is coded on the pooled categories and
+    a category absent from a group is a located error."""
+    cats = None
+    if tau_equal:
+        used = list(spec.observed) + list(spec.covariates)
+        seen: list[dict[str, set[float]]] = []
+        for df in frames:
+            num = pd.DataFrame({c: pd.to_numeric(df[c].astype(float) if df[c].dtype == bool else df[c],
+                                                 errors="coerce") for c in used})
+            num = num[np.isfinite(num.to_numpy(float)).all(axis=1)]
+            seen.append({c: set(num[c].unique().tolist()) for c in ordered if c in spec.observed})
+        cats = {c: sorted(set().union(*(s[c] for s in seen))) for c in seen[0]}
+        probs = []
+        for lab, s_g in zip(labels, seen):
+            for c, vals in cats.items():
+                for v in vals:
+                    if v not in s_g[c]:
+                        probs.append(Problem(
+                            f"ordered item {c!r} has no response in category {v:g} in group {lab!r}, but "
+                            "--group-equal thresholds needs every category in every group (the thresholds "
+                            "are shared); expected each category observed in each group (merge sparse "
+                            "categories, or leave 'thresholds' out of --group-equal)", file=source,
+                            location=f"group {lab}", field=c, value=v))
+        if probs:
+            raise ModelError(probs)
+    out = []
+    for lab, df in zip(labels, frames):
+        try:
+            out.append(prepare_ordinal_data(spec, df, ordered, source, categories=cats))
+        except ModelError as err:
+            raise _in_group(err, lab) from None
+    if not out[0].ordered:
+        raise ModelError(Problem("none of the --ordered variables is a modelled (endogenous or indicator) "
+                                 f"variable of the model (got {list(ordered)}); expected at least one",
+                                 field="ordered"))
+    return tuple(out)
 
 
 # --------------------------------------------------------------------------- joint PyMC model
@@ -445,7 +607,20 @@ def build_sem_multigroup_model(layout: MultiGroupLayout, priors: Mapping[str, Se
     spec = layout.spec
     frows = spec.free_rows()
     G = len(layout.labels)
-    scales = [reference_scales(spec, d) for d in layout.data]
+    ordl = layout.ordinal
+    scales = ([ordinal_reference_scales(spec, d) for d in ordl] if ordl
+              else [reference_scales(spec, d) for d in layout.data])
+
+    def start(j: int) -> float:
+        pid, g = layout.owner[j]
+        r = frows[pid][0]
+        if ordl and r.op == "=~":
+            # as the single-group ordinal model: the factor explains a quarter of the item's variance
+            sc = scales[max(g, 0)]
+            var0 = next((max(float(x.fixed), 1e-6) for x in spec.rows if x.op == "~~" and x.lhs == x.rhs == r.lhs
+                         and x.fixed is not None), 0.5 * sc[r.lhs] ** 2)
+            return 0.5 * sc[r.rhs] / np.sqrt(var0)
+        return coef_start(r, layout.data[max(g, 0)])
 
     ids: dict[str, list[int]] = {"free": [], "pos": [], "neg": [], "sd": [], "corr": []}
     for j, (k, (pid, _g)) in enumerate(zip(layout.kind, layout.owner)):
@@ -464,8 +639,7 @@ def build_sem_multigroup_model(layout: MultiGroupLayout, priors: Mapping[str, Se
                 continue
             mu = np.array([coef_prior(spec, layout.owner[j][0], priors)[0] for j in js])
             sg = np.array([coef_prior(spec, layout.owner[j][0], priors)[1] for j in js])
-            init = np.array([coef_start(frows[layout.owner[j][0]][0], layout.data[max(layout.owner[j][1], 0)])
-                             for j in js])
+            init = np.array([start(j) for j in js])
             rv = coef_rv("coef" if grp == "free" else f"coef_{grp}", grp, mu, sg, init)
             J = pt.set_subtensor(J[np.array(js)], rv)
         if ids["sd"]:
@@ -494,17 +668,65 @@ def build_sem_multigroup_model(layout: MultiGroupLayout, priors: Mapping[str, Se
         # the disturbance covariance's positive definiteness counts wherever Psi has covariances
         check_psi = "corr" in spec.free_kind or any(r.kind == "cov" for r in spec.rows)
         pool_idx = np.array(layout.pooled, dtype=int)
+        tau, lv_mean, resid_sd = _ordinal_extras(layout)
+        obs_pos = {v: i for i, v in enumerate(spec.observed)}
+        sc_idx = np.array([obs_pos[c] for c in layout.scale_free], dtype=int)
+        lr_sd = []
         for g in range(G):
             free_g = J[layout.index[g]]
             if delta is not None:
                 free_g = pt.inc_subtensor(free_g[pool_idx], delta[g])
+            if ordl:
+                mean_g, rv_g, items_g = None, None, ()
+                if g > 0 and resid_sd is not None:
+                    rv_g, items_g = resid_sd[g - 1] ** 2, layout.scale_free
+                if g > 0 and lv_mean is not None:
+                    mean_g = lv_mean[g - 1]
+                v, ll, tot = ordinal_loglik_pt(spec, ordl[g], free_g, latent_mean=mean_g, tau=tau, resid_var=rv_g,
+                                               resid_items=items_g)
+                if g > 0 and resid_sd is not None:
+                    lr_sd.append(pt.sqrt(tot[sc_idx]))
+                vals.append(v)
+                total = total + ll
+                continue
             v = row_values_pt(spec, free_g)
             vals.append(v)
             ll, psi_ok = sem_loglik_pt(spec, layout.data[g], v)
             total = total + (pt.switch(psi_ok, ll, -np.inf) if check_psi else ll)
         pm.Deterministic("param_value", pt.stack(vals), dims=("group", "param"))
+        if lr_sd:
+            pm.Deterministic("lr_sd", pt.stack(lr_sd))  # sigma* = 1 / Delta of the free scaling factors
         pm.Potential("loglik", total)
     return model
+
+
+def _ordinal_extras(layout: MultiGroupLayout):
+    """Free variables of a multi-group ordinal model beyond the table's rows (inside a PyMC model):
+    the shared thresholds (one ordered vector per item, Normal(0, 10) prior), the latent means of
+    the groups after the first (Normal(0, 10)) and, for the items with a free scaling factor in
+    the groups after the first, their residual sds (the vague sd prior at scale 1; the scaling
+    factor ``Delta = 1 / sigma*`` follows, ``sigma*^2`` = explained + residual variance, which keeps
+    the residual variance positive without a boundary in the sampler's space).
+    ``(None, None, None)`` without equal thresholds."""
+    import pymc as pm
+
+    if not (layout.ordinal and layout.tau_equal):
+        return None, None, None
+    G = len(layout.labels)
+    tau = {}
+    for k, c in enumerate(layout.tau_items):
+        init = np.mean([d.stats.thresholds[d.stats.names.index(c)] for d in layout.ordinal], axis=0)
+        kw = {"transform": pm.distributions.transforms.ordered} if len(init) > 1 else {}
+        tau[c] = pm.Normal(f"threshold_{k}", 0.0, VAGUE_COEF_SD, shape=len(init), initval=np.sort(init), **kw)
+    lv_mean = None
+    if layout.lv_mean_free:
+        lv_mean = pm.Normal("lv_mean", 0.0, VAGUE_LATENT_INTERCEPT_SD, shape=(G - 1, len(layout.spec.latents)),
+                            initval=np.zeros((G - 1, len(layout.spec.latents))))
+    resid_sd = None
+    if layout.scale_free:
+        resid_sd = pm.Gamma("resid_sd", alpha=1.0, beta=VAGUE_SD_RATE, shape=(G - 1, len(layout.scale_free)),
+                            initval=np.full((G - 1, len(layout.scale_free)), np.sqrt(0.5)))
+    return tau, lv_mean, resid_sd
 
 
 def multigroup_map(layout: MultiGroupLayout, priors: Mapping[str, SemPrior] | None = None) -> np.ndarray:
@@ -556,6 +778,7 @@ class JointMultiGroupSemFit:
     layout: MultiGroupLayout
     idata: object
     settings: dict = field(default_factory=dict)
+    tau_draws: tuple[dict[str, np.ndarray], ...] = ()
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -603,17 +826,64 @@ class JointMultiGroupSemFit:
             if r.pid >= 0:
                 first_row.setdefault(r.pid, i)
         post = self._post()
+        user = [i for i, r in enumerate(spec.rows) if r.user]
+        cut = (max(user) + 1) if user else 0
+        nxt = lay.n_joint  # free numbers of the ordinal rows follow the joint parameters
+        tau_free0 = {}
+        if lay.tau_equal:
+            for c in lay.tau_items:
+                k = len(lay.ordinal[0].categories[c]) - 1
+                tau_free0[c] = nxt
+                nxt += k
         for g, lab in enumerate(lay.labels):
+            grp = []
             for i, r in enumerate(spec.rows):
+                if r.pid < 0 and r.fixed is None:  # derived residual variance (ordered items)
+                    grp.append((lab, r.lhs, r.op, r.rhs, r.label, 0, *_summaries(vals[:, :, g, i], prob),
+                                "derived"))
+                    continue
                 fixed = r.pid < 0 or (g, r.pid) in lay.zero
                 if fixed:
                     v = float(r.fixed) if r.pid < 0 else 0.0
-                    recs.append((lab, r.lhs, r.op, r.rhs, r.label, 0, v, np.nan, v, v, v, *nan8, "fixed"))
+                    grp.append((lab, r.lhs, r.op, r.rhs, r.label, 0, v, np.nan, v, v, v, *nan8, "fixed"))
                     continue
                 m = lay.mode[r.pid]
                 label = r.label or (f".p{first_row[r.pid] + 1}." if m == "equal" else "")
-                recs.append((lab, r.lhs, r.op, r.rhs, label, int(lay.index[g, r.pid]) + 1,
-                             *_summaries(vals[:, :, g, i], prob), m))
+                grp.append((lab, r.lhs, r.op, r.rhs, label, int(lay.index[g, r.pid]) + 1,
+                            *_summaries(vals[:, :, g, i], prob), m))
+            extra = []
+            if lay.ordinal:
+                th = []
+                for k, c in enumerate(lay.tau_items):
+                    if lay.tau_equal:
+                        dr = np.asarray(post[f"threshold_{k}"].transpose("chain", "draw", ...).values)
+                    else:
+                        dr = self.tau_draws[g][c]
+                    for j in range(dr.shape[-1]):
+                        if lay.tau_equal:
+                            num, lbl, how = tau_free0[c] + j + 1, f".t{k + 1}.{j + 1}.", "equal"
+                        else:
+                            nxt += 1
+                            num, lbl, how = nxt, "", "free"
+                        th.append((lab, c, "|", f"t{j + 1}", lbl, num, *_summaries(dr[:, :, j], prob), how))
+                grp = grp[:cut] + th + grp[cut:]
+                if lay.tau_equal:
+                    for k, f in enumerate(spec.latents):
+                        if g > 0 and lay.lv_mean_free:
+                            nxt += 1
+                            dr = np.asarray(post["lv_mean"].transpose("chain", "draw", ...).values)[:, :, g - 1, k]
+                            extra.append((lab, f, "~1", "", "", nxt, *_summaries(dr, prob), "free"))
+                        else:
+                            extra.append((lab, f, "~1", "", "", 0, 0.0, np.nan, 0.0, 0.0, 0.0, *nan8, "fixed"))
+                    for c in lay.tau_items:
+                        if g > 0 and c in lay.scale_free:
+                            nxt += 1
+                            sd = np.asarray(post["lr_sd"].transpose("chain", "draw", ...).values)
+                            dr = 1.0 / sd[:, :, g - 1, lay.scale_free.index(c)]
+                            extra.append((lab, c, "~*~", c, "", nxt, *_summaries(dr, prob), "free"))
+                        else:
+                            extra.append((lab, c, "~*~", c, "", 0, 1.0, np.nan, 1.0, 1.0, 1.0, *nan8, "fixed"))
+            recs += grp + extra
             if lay.pooled:
                 d = np.asarray(post["delta"].transpose("chain", "draw", "group", "pooled").values)
                 for pid in lay.pooled:
@@ -644,7 +914,8 @@ def fit_sem_multigroup(model: LavaanModel, df: pd.DataFrame, group: str, *,
                        group_equal: str | Sequence[str] | None = None,
                        group_pool: str | Sequence[str] | None = None,
                        tau_sd: float = DEFAULT_POOL_TAU_SD,
-                       seed: int = 2023, source: str | None = None, **kwargs: object
+                       seed: int = 2023, source: str | None = None,
+                       ordered: str | Sequence[str] | None = None, **kwargs: object
                        ) -> MultiGroupSemFit | JointMultiGroupSemFit:
     """Fit a multi-group lavaan model (module docstring).
 
@@ -666,6 +937,12 @@ def fit_sem_multigroup(model: LavaanModel, df: pd.DataFrame, group: str, *,
         standardised units (default :data:`DEFAULT_POOL_TAU_SD`).
     seed
         Seed; configural: group ``k`` (0-based) uses ``seed + k``.
+    source
+        Data file name for error messages.
+    ordered
+        Ordinal/binary items (lavaan's ``ordered=``; module docstring, "Ordered items"):
+        configural, one :func:`~veerkracht_bayes.sem.lavaan_ordinal.fit_sem_ordinal` per group;
+        with ``group_equal`` (``thresholds`` among the types) one joint model.
     kwargs
         ``priors``, ``draws``, ``tune``, ``chains``, ``sampler``, ``target_accept``,
         ``progressbar`` as :func:`~veerkracht_bayes.sem.lavaan_model.fit_sem`.
@@ -722,19 +999,30 @@ def fit_sem_multigroup(model: LavaanModel, df: pd.DataFrame, group: str, *,
         log.info("group %r: %d row(s)", lab, len(sub))
         frames.append(sub)
     has_labels = any(r.label for r in model.rows if r.op in ("=~", "~", "~~", "~1"))
+    ordered = parse_ordered(ordered)
+    if "thresholds" in eq and not ordered:
+        raise ModelError(Problem("--group-equal thresholds needs ordered items (--ordered x1,x2,...); expected "
+                                 "ordered items or no 'thresholds'", field="group-equal", value="thresholds"))
     if not eq and not pool and not has_labels:
         fits = {}
         for k, (lab, sub) in enumerate(zip(labels, frames)):
-            fits[lab] = fit_sem(model, sub, seed=seed + k, source=source, **kwargs)  # type: ignore[arg-type]
+            if ordered:
+                try:
+                    fits[lab] = fit_sem_ordinal(model, sub, ordered, seed=seed + k, source=source,
+                                                **kwargs)  # type: ignore[arg-type]
+                except ModelError as err:
+                    raise _in_group(err, lab) from None
+            else:
+                fits[lab] = fit_sem(model, sub, seed=seed + k, source=source, **kwargs)  # type: ignore[arg-type]
         return MultiGroupSemFit(group, fits)
-    return _fit_joint(model, frames, labels, group, eq, pool, tau_sd, seed, source, **kwargs)
+    return _fit_joint(model, frames, labels, group, eq, pool, tau_sd, seed, source, ordered=ordered, **kwargs)
 
 
 def _fit_joint(model: LavaanModel, frames: list[pd.DataFrame], labels: list[str], group: str,
                eq: tuple[str, ...], pool: tuple[str, ...], tau_sd: float, seed: int, source: str | None, *,
                priors: Mapping[str, SemPrior] | None = None, draws: int = 1000, tune: int = 1000,
                chains: int = 2, sampler: str = "numpyro", target_accept: float = 0.9,
-               progressbar: bool = False) -> JointMultiGroupSemFit:
+               progressbar: bool = False, ordered: Sequence[str] = ()) -> JointMultiGroupSemFit:
     from veerkracht_bayes.runtime import ensure_cpu_devices
 
     ensure_cpu_devices()
@@ -748,7 +1036,7 @@ def _fit_joint(model: LavaanModel, frames: list[pd.DataFrame], labels: list[str]
             raise ModelError(Problem(f"{name} must be >= {lo}, got {v}", field=name, value=v))
     priors = dict(priors or {})
     layout = multigroup_layout(model, frames, labels, group_equal=eq, group_pool=pool, tau_sd=tau_sd,
-                               priors=priors, source=source)
+                               priors=priors, source=source, ordered=ordered)
     pm_model = build_sem_multigroup_model(layout, priors)
     log.info("sampling %d chains x (%d tune + %d draws) with %s (joint multi-group model)", chains, tune,
              draws, sampler)
@@ -757,6 +1045,12 @@ def _fit_joint(model: LavaanModel, frames: list[pd.DataFrame], labels: list[str]
     settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed, "sampler": sampler,
                 "target_accept": target_accept, "group": group, "group_equal": list(eq),
                 "group_pool": list(pool), "tau_sd": tau_sd, "n": {l: d.n for l, d in zip(labels, layout.data)}}
+    tau_draws: tuple[dict[str, np.ndarray], ...] = ()
+    if layout.ordinal:
+        settings["ordered"] = list(layout.tau_items)
+        settings["estimator"] = "two-stage polychoric (WLSMV analogue), multi-group"
+        if not layout.tau_equal:
+            tau_draws = tuple(draw_thresholds(d, chains, draws, seed + 7919 + g) for g, d in enumerate(layout.ordinal))
     try:
         idata.attrs["sem_settings"] = json.dumps(settings)
         idata.attrs["lavaan_model"] = model.to_lavaan()
@@ -766,4 +1060,4 @@ def _fit_joint(model: LavaanModel, frames: list[pd.DataFrame], labels: list[str]
     if div:
         log.warning("%d divergent transition(s) after tuning; check the parameter table's r_hat and ess "
                     "columns", div)
-    return JointMultiGroupSemFit(group=group, layout=layout, idata=idata, settings=settings)
+    return JointMultiGroupSemFit(group=group, layout=layout, idata=idata, settings=settings, tau_draws=tau_draws)

@@ -28,6 +28,11 @@ not (a saturated Gaussian block marginalises out exactly). Their posterior draws
 ``N(tau_hat, Cov_tau)`` per item (flat prior; ``Cov_tau`` the within-item sandwich covariance),
 drawn independently of the structural draws: the marginal of each row is right, their joint
 with the structural parameters is not modelled.
+
+Several groups (lavaan's ``group =``): :func:`veerkracht_bayes.sem.lavaan_multigroup.fit_sem_multigroup`
+with ``ordered``; its joint model sums :func:`ordinal_loglik_pt` over the groups, and with equal
+thresholds the threshold term of that function (shared thresholds, latent means and scaling
+factors) makes the thresholds informative.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ from veerkracht_bayes.sem.lavaan_model import (
     parameter_table,
     prepare_sem_data,
     prior_for,
+    row_values_pt,
     sample_sem_model,
     specify,
 )
@@ -70,12 +76,16 @@ __all__ = [
     "OrdinalSemData",
     "OrdinalSemFit",
     "build_ordinal_sem_model",
+    "draw_thresholds",
     "fit_sem_ordinal",
     "implied_correlations_np",
+    "ordinal_loglik_pt",
     "ordinal_map_estimate",
+    "ordinal_reference_scales",
     "parse_ordered",
     "prepare_ordinal_data",
     "specify_ordinal",
+    "threshold_acov",
 ]
 
 log = logging.getLogger(__name__)
@@ -207,6 +217,9 @@ class OrdinalSemData:
         Positions in ``stats.r`` of the correlations in the likelihood.
     tau_cov
         Per ordered item, the asymptotic covariance of its thresholds.
+    tau_acov
+        Asymptotic covariance of all ordered items' thresholds, stacked in the order of
+        ``ordered`` (:func:`threshold_acov`; its diagonal blocks are ``tau_cov``).
 
     Examples
     --------
@@ -230,6 +243,7 @@ class OrdinalSemData:
     target_var: np.ndarray
     lik_pairs: np.ndarray
     tau_cov: dict[str, np.ndarray]
+    tau_acov: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -243,8 +257,13 @@ class OrdinalSemData:
 
 
 def prepare_ordinal_data(spec: SemSpec, df: pd.DataFrame, ordered: Sequence[str],
-                         source: str | None = None) -> OrdinalSemData:
+                         source: str | None = None, *,
+                         categories: Mapping[str, Sequence[float]] | None = None) -> OrdinalSemData:
     """Complete cases, category recoding and stage 1 (thresholds, correlations, ``Gamma_hat``).
+
+    ``categories`` (per ordered item, its categories in order) replaces the data's own distinct
+    values: a multi-group model with equal thresholds codes every group on the pooled categories
+    (every category must occur in every group; the caller checks that with the group named).
 
     Raises
     ------
@@ -281,7 +300,8 @@ def prepare_ordinal_data(spec: SemSpec, df: pd.DataFrame, ordered: Sequence[str]
     data = X.copy()
     for j, c in enumerate(used):
         if c in ordset and c in spec.observed:
-            vals = np.unique(X[:, j])
+            vals = np.unique(X[:, j]) if categories is None or c not in categories else \
+                np.asarray(sorted(categories[c]), dtype=float)
             if vals.size < 2:
                 probs.append(Problem(f"ordered item {c!r} has a single category ({vals[0]:g}) in the "
                                      f"{len(X)} complete cases; expected at least 2", file=source,
@@ -303,22 +323,52 @@ def prepare_ordinal_data(spec: SemSpec, df: pd.DataFrame, ordered: Sequence[str]
     lik = np.array([p for p, (a, b) in enumerate(stats.pairs)
                     if not (used[a] in xset and used[b] in xset)], dtype=int)
     tvar = np.array([1.0 if c in cats else base.sd[c] ** 2 for c in spec.observed])
-    tau_cov = {}
-    for j, c in enumerate(used):
-        if c in cats:
-            tau_cov[c] = _threshold_cov(data[:, j].astype(int), stats.thresholds[j])
-    return OrdinalSemData(base=base, stats=stats, ordered=tuple(c for c in spec.observed if c in cats),
-                          categories=cats, target_var=tvar, lik_pairs=lik, tau_cov=tau_cov)
+    ord_names = tuple(c for c in spec.observed if c in cats)
+    jj = [used.index(c) for c in ord_names]
+    acov = threshold_acov(data[:, jj].astype(int), [stats.thresholds[j] for j in jj])
+    tau_cov, k0 = {}, 0
+    for c, j in zip(ord_names, jj):
+        k = len(stats.thresholds[j])
+        tau_cov[c] = acov[k0:k0 + k, k0:k0 + k]
+        k0 += k
+    return OrdinalSemData(base=base, stats=stats, ordered=ord_names, categories=cats, target_var=tvar,
+                          lik_pairs=lik, tau_cov=tau_cov, tau_acov=acov)
 
 
-def _threshold_cov(codes: np.ndarray, tau: np.ndarray) -> np.ndarray:
-    """Sandwich covariance of one item's thresholds: ``tau_k = Phi^-1(p_k)``, ``p_k = P(y <= k)``;
-    per-respondent contribution ``(1[y_i <= k] - p_k) / (n phi(tau_k))``."""
+def threshold_acov(codes: np.ndarray, thresholds: Sequence[np.ndarray]) -> np.ndarray:
+    """Sandwich covariance of the thresholds of several items, stacked item by item.
+
+    ``tau_jk = Phi^-1(p_jk)``, ``p_jk = P(y_j <= k)``; respondent ``i`` contributes
+    ``(1[y_ij <= k] - p_jk) / (n phi(tau_jk))``, and the covariance is the sum of the outer
+    products (thresholds of different items covary through the items' joint distribution).
+
+    Parameters
+    ----------
+    codes : ndarray
+        ``(n, m)`` integer codes ``0..K_j-1`` (complete cases).
+    thresholds : sequence of ndarray
+        Per column its ``K_j - 1`` thresholds.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> codes = rng.integers(0, 3, (500, 2))
+    >>> from scipy.stats import norm
+    >>> tau = [norm.ppf(np.cumsum(np.bincount(codes[:, j]))[:-1] / 500) for j in range(2)]
+    >>> V = threshold_acov(codes, tau)
+    >>> V.shape, bool(np.allclose(V, V.T))
+    ((4, 4), True)
+    """
+    codes = np.asarray(codes)
     n = len(codes)
-    k = np.arange(len(tau))
-    ind = (codes[:, None] <= k[None, :]).astype(float)
-    p = ind.mean(axis=0)
-    C = (ind - p) / (n * np.exp(-0.5 * tau ** 2) / np.sqrt(2 * np.pi))
+    blocks = []
+    for j, tau in enumerate(thresholds):
+        tau = np.asarray(tau, dtype=float)
+        k = np.arange(len(tau))
+        ind = (codes[:, j][:, None] <= k[None, :]).astype(float)
+        p = ind.mean(axis=0)
+        blocks.append((ind - p) / (n * np.exp(-0.5 * tau ** 2) / np.sqrt(2 * np.pi)))
+    C = np.concatenate(blocks, axis=1) if blocks else np.zeros((n, 0))
     return C.T @ C
 
 
@@ -333,9 +383,22 @@ def _layout(spec: SemSpec, data: OrdinalSemData):
     return p, q, pairs, F
 
 
-def _scales(spec: SemSpec, data: OrdinalSemData) -> dict[str, float]:
+def ordinal_reference_scales(spec: SemSpec, data: OrdinalSemData) -> dict[str, float]:
     """Reference sd per node: 1 for an ordered item (latent response), the sample sd otherwise;
-    a latent takes its marker (first) indicator's."""
+    a latent takes its marker (first) indicator's (the scale of the vague sd priors).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0)
+    >>> df = pd.DataFrame({"y0": rng.integers(0, 2, 200), "y1": rng.integers(0, 3, 200),
+    ...                    "y2": rng.normal(0, 2, 200)})
+    >>> spec = specify_ordinal(parse_lavaan("f =~ y0 + y1 + y2"), list(df.columns), "y0,y1")
+    >>> sc = ordinal_reference_scales(spec, prepare_ordinal_data(spec, df, "y0,y1"))
+    >>> sc["f"], sc["y1"], round(sc["y2"], 1)
+    (1.0, 1.0, 2.0)
+    """
     inds = spec.model.indicators()
     own = {v: (1.0 if v in data.categories else data.base.sd[v]) for v in spec.observed}
 
@@ -367,7 +430,7 @@ def build_ordinal_sem_model(spec: SemSpec, data: OrdinalSemData,
     import pytensor.tensor as pt
 
     priors = priors or {}
-    scale = _scales(spec, data)
+    scale = ordinal_reference_scales(spec, data)
     _, q, pairs, F = _layout(spec, data)
     frows = spec.free_rows()
     coef_ids, sd_ids, corr_ids = [], [], []
@@ -382,13 +445,10 @@ def build_ordinal_sem_model(spec: SemSpec, data: OrdinalSemData,
             sd_ids.append(pid)
         else:
             corr_ids.append(pid)
-    Sxx = data.base.x_cov if q else np.zeros((0, 0))
-    r_w, Linv = whiten_correlations(data.stats, data.lik_pairs)
-    obs_pos = {v: i for i, v in enumerate(spec.observed)}
-    derived = [i for i, r in enumerate(spec.rows) if _is_derived(r)]
-    der_obs = np.array([obs_pos[spec.rows[i].lhs] for i in derived], dtype=int)
-    obs_cov = [i for i, r in enumerate(spec.rows)
-               if r.op == "~~" and r.lhs != r.rhs and r.lhs in obs_pos and r.fixed is None]
+    lat_var0 = {v: 0.5 * scale[v] ** 2 for v in spec.latents}
+    for r in spec.rows:
+        if r.op == "~~" and r.lhs == r.rhs and r.lhs in lat_var0 and r.fixed is not None:
+            lat_var0[r.lhs] = max(float(r.fixed), 1e-6)
 
     def coef_prior(pid: int) -> tuple[float, float]:
         for r in frows[pid]:
@@ -396,11 +456,6 @@ def build_ordinal_sem_model(spec: SemSpec, data: OrdinalSemData,
             if pr is not None:
                 return pr.mean, pr.sd
         return 0.0, VAGUE_COEF_SD
-
-    lat_var0 = {v: 0.5 * scale[v] ** 2 for v in spec.latents}
-    for r in spec.rows:
-        if r.op == "~~" and r.lhs == r.rhs and r.lhs in lat_var0 and r.fixed is not None:
-            lat_var0[r.lhs] = max(float(r.fixed), 1e-6)
 
     def coef_init(pid: int) -> float:
         # a free loading starts where its factor explains a quarter of the item's variance
@@ -424,69 +479,147 @@ def build_ordinal_sem_model(spec: SemSpec, data: OrdinalSemData,
         if corr_ids:
             rv = pm.Uniform("corr", lower=-1.0, upper=1.0, shape=len(corr_ids), initval=np.zeros(len(corr_ids)))
             free = pt.set_subtensor(free[np.array(corr_ids)], rv)
-        # pass 1: every row except derived variances and observed-observed covariances
-        vals = [None] * len(spec.rows)
-        var_val = {}
-        for i, r in enumerate(spec.rows):
-            if r.kind == "cov" or _is_derived(r):
-                continue
-            if r.fixed is not None:
-                v = pt.constant(float(r.fixed))
-            elif r.kind == "var":
-                v = free[r.pid] ** 2
-            else:
-                v = free[r.pid]
-            vals[i] = v
-            if r.kind == "var":
-                var_val[r.lhs] = v
-        for i, r in enumerate(spec.rows):
-            if r.kind == "cov" and i not in obs_cov:
-                vals[i] = (pt.constant(float(r.fixed)) if r.fixed is not None
-                           else free[r.pid] * pt.sqrt(var_val[r.lhs] * var_val[r.rhs]))
-        for i in derived + obs_cov:
-            vals[i] = pt.constant(0.0)
-        B, G, Psi_L, _ = matrices_pt(spec, pt.stack(vals))
-        N = len(spec.nodes)
-        A = algebra.equilibrium_matrix(B, xp="pytensor")
-        AF = A[F]
-        expl = pt.sum(pt.dot(AF, Psi_L) * AF, axis=1)
-        if q:
-            AGF = pt.dot(AF, G)
-            expl = expl + pt.sum(pt.dot(AGF, Sxx) * AGF, axis=1)
-        M = (AF * AF)[:, F]
-        theta = pt.linalg.solve(M, data.target_var - expl)
-        theta_ok = pt.all(pt.gt(theta, 1e-6))
-        theta_safe = pt.switch(pt.gt(theta, 1e-6), theta, 1e-6)
-        for k, i in enumerate(derived):
-            vals[i] = theta_safe[der_obs[k]]
-        for i in obs_cov:
-            r = spec.rows[i]
-            vals[i] = free[r.pid] * pt.sqrt(theta_safe[obs_pos[r.lhs]] * theta_safe[obs_pos[r.rhs]])
-        values = pt.stack(vals)
+        values, loglik, _ = ordinal_loglik_pt(spec, data, free)
         pm.Deterministic("param_value", values, dims="param")
-        _, _, Psi, _ = matrices_pt(spec, values)
-        Syy = pt.dot(pt.dot(AF, Psi), AF.T)
-        if q:
-            AGF = pt.dot(AF, G)
-            Syy = Syy + pt.dot(pt.dot(AGF, Sxx), AGF.T)
-            Syx = pt.dot(AGF, Sxx)
-            top = pt.concatenate([Syy, Syx], axis=1)
-            bot = pt.concatenate([Syx.T, pt.as_tensor(Sxx)], axis=1)
-            C = pt.concatenate([top, bot], axis=0)
-        else:
-            C = Syy
-        d = pt.sqrt(pt.clip(pt.diagonal(C), 1e-12, np.inf))
-        rho = C[pairs[:, 0], pairs[:, 1]] / (d[pairs[:, 0]] * d[pairs[:, 1]])
-        resid = r_w - pt.dot(Linv, rho)
-        pm.Potential("correlations", pt.switch(theta_ok, -0.5 * pt.sum(resid ** 2), -np.inf))
-        if corr_ids:
-            dp = pt.sqrt(pt.clip(pt.diagonal(Psi), 1e-300, np.inf))
-            Rpsi = Psi / dp[:, None] / dp[None, :]
-            Lp = pt.linalg.cholesky(Rpsi + 1e-10 * pt.eye(N), on_error="nan")
-            dl = pt.diagonal(Lp)
-            okp = pt.all(pt.isfinite(dl)) & pt.all(pt.gt(dl, 0.0))
-            pm.Potential("psi_positive_definite", pt.switch(okp, 0.0, -np.inf))
+        pm.Potential("correlations", loglik)
     return model
+
+
+def ordinal_loglik_pt(spec: SemSpec, data: OrdinalSemData, free, *, target_var=None, latent_mean=None,
+                      tau: Mapping[str, object] | None = None, resid_var=None, resid_items: Sequence[str] = ()):
+    """Stage-2 log-likelihood of one group (PyTensor): the single-group and the multi-group
+    ordinal models both use it.
+
+    Parameters
+    ----------
+    spec : SemSpec
+        From :func:`specify_ordinal`.
+    data : OrdinalSemData
+        The group's stage-1 summaries.
+    free : TensorVariable
+        ``(n_free,)`` free parameters on the sampler's scale (a standard deviation for a
+        variance row, a correlation for a covariance row).
+    target_var : TensorVariable or ndarray, optional
+        ``(p,)`` total variance of each observed variable's latent response (default
+        ``data.target_var``: 1 for ordered items, the sample variance otherwise). A multi-group
+        model with equal thresholds passes ``sigma*^2`` (``1 / Delta^2``) for the ordered items
+        of later groups.
+    latent_mean : TensorVariable, optional
+        ``(len(spec.latents),)`` means of the latents in this group (default 0); used only by
+        the threshold term.
+    tau : mapping, optional
+        Per ordered item, its ``(K - 1,)`` latent-response thresholds (shared across groups).
+        When given, the stage-1 thresholds enter the likelihood as
+        ``tau_hat ~ N((tau - mu*) / sigma*, tau_acov)`` with ``mu* = (A (alpha + Gamma xbar))[F]``
+        and ``sigma*^2`` the total variance; without it the thresholds are saturated and only the
+        correlations inform the structural parameters.
+    resid_var, resid_items : TensorVariable, sequence of str, optional
+        Residual variances given for these observed variables (their total variance then follows
+        from the model instead of ``target_var``): a later group's items with a free scaling
+        factor, parameterised by their residual variance so that it stays positive.
+
+    Returns
+    -------
+    values : TensorVariable
+        ``(R,)`` value of every table row (derived residual variances included).
+    loglik : TensorVariable
+        Scalar; ``-inf`` where a derived residual variance is not positive or the disturbance
+        correlation matrix is not positive definite.
+    total_var : TensorVariable
+        ``(p,)`` total variance of each observed variable's latent response (``sigma*^2``).
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd, pytensor.tensor as pt
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0)
+    >>> f = rng.normal(size=400)
+    >>> df = pd.DataFrame({f"y{i}": (f + rng.normal(size=400) > 0).astype(int) for i in range(3)})
+    >>> spec = specify_ordinal(parse_lavaan("f =~ y0 + y1 + y2"), list(df.columns), list(df.columns))
+    >>> d = prepare_ordinal_data(spec, df, list(df.columns))
+    >>> values, ll, total = ordinal_loglik_pt(spec, d, pt.as_tensor(np.array([1.0, 1.0, 0.7])))
+    >>> [round(float(v), 2) for v in values.eval()[3:6]], bool(np.isfinite(ll.eval()))
+    ([0.51, 0.51, 0.51], True)
+    """
+    import pytensor.tensor as pt
+
+    _, q, pairs, F = _layout(spec, data)
+    Sxx = data.base.x_cov if q else np.zeros((0, 0))
+    r_w, Linv = whiten_correlations(data.stats, data.lik_pairs)
+    obs_pos = {v: i for i, v in enumerate(spec.observed)}
+    derived = [i for i, r in enumerate(spec.rows) if _is_derived(r)]
+    der_obs = np.array([obs_pos[spec.rows[i].lhs] for i in derived], dtype=int)
+    obs_cov = [i for i, r in enumerate(spec.rows)
+               if r.op == "~~" and r.lhs != r.rhs and r.lhs in obs_pos and r.fixed is None]
+    tvar = data.target_var if target_var is None else target_var
+    # pass 1: every row except derived variances and observed-observed covariances (held at 0)
+    vals = row_values_pt(spec, free, derived + obs_cov, stacked=False)
+    B, G, Psi_L, _ = matrices_pt(spec, pt.stack(vals))
+    N = len(spec.nodes)
+    A = algebra.equilibrium_matrix(B, xp="pytensor")
+    AF = A[F]
+    expl = pt.sum(pt.dot(AF, Psi_L) * AF, axis=1)
+    if q:
+        AGF = pt.dot(AF, G)
+        expl = expl + pt.sum(pt.dot(AGF, Sxx) * AGF, axis=1)
+    M = (AF * AF)[:, F]
+    if len(resid_items):
+        S = np.array([obs_pos[c] for c in resid_items], dtype=int)
+        D = np.array([i for i in range(len(F)) if i not in set(S.tolist())], dtype=int)
+        theta = pt.set_subtensor(pt.zeros((len(F),))[S], resid_var)
+        if len(D):
+            rhs = pt.as_tensor(tvar)[D] - expl[D] - pt.dot(M[D][:, S], resid_var)
+            theta = pt.set_subtensor(theta[D], pt.linalg.solve(M[D][:, D], rhs))
+        total = expl + pt.dot(M, theta)
+    else:
+        theta = pt.linalg.solve(M, tvar - expl)
+        total = pt.as_tensor(tvar)
+    theta_ok = pt.all(pt.gt(theta, 1e-6))
+    theta_safe = pt.switch(pt.gt(theta, 1e-6), theta, 1e-6)
+    for k, i in enumerate(derived):
+        vals[i] = theta_safe[der_obs[k]]
+    for i in obs_cov:
+        r = spec.rows[i]
+        vals[i] = free[r.pid] * pt.sqrt(theta_safe[obs_pos[r.lhs]] * theta_safe[obs_pos[r.rhs]])
+    values = pt.stack(vals)
+    _, _, Psi, _ = matrices_pt(spec, values)
+    Syy = pt.dot(pt.dot(AF, Psi), AF.T)
+    if q:
+        AGF = pt.dot(AF, G)
+        Syy = Syy + pt.dot(pt.dot(AGF, Sxx), AGF.T)
+        Syx = pt.dot(AGF, Sxx)
+        top = pt.concatenate([Syy, Syx], axis=1)
+        bot = pt.concatenate([Syx.T, pt.as_tensor(Sxx)], axis=1)
+        C = pt.concatenate([top, bot], axis=0)
+    else:
+        C = Syy
+    d = pt.sqrt(pt.clip(pt.diagonal(C), 1e-12, np.inf))
+    rho = C[pairs[:, 0], pairs[:, 1]] / (d[pairs[:, 0]] * d[pairs[:, 1]])
+    resid = r_w - pt.dot(Linv, rho)
+    ll = -0.5 * pt.sum(resid ** 2)
+    if tau is not None:
+        lat_idx = np.array([spec.node_index[v] for v in spec.latents], dtype=int)
+        alpha = pt.zeros((N,))
+        if latent_mean is not None and len(lat_idx):
+            alpha = pt.set_subtensor(alpha[lat_idx], latent_mean)
+        if q:
+            xbar = np.array([data.base.mean[c] for c in spec.covariates])
+            alpha = alpha + pt.dot(G, xbar)
+        mu = pt.dot(AF, alpha)
+        sig = pt.sqrt(pt.clip(total, 1e-12, np.inf))
+        t_model = pt.concatenate([(tau[c] - mu[obs_pos[c]]) / sig[obs_pos[c]] for c in data.ordered])
+        t_hat = np.concatenate([data.stats.thresholds[data.stats.names.index(c)] for c in data.ordered])
+        V = data.tau_acov + 1e-9 * np.trace(data.tau_acov) / len(t_hat) * np.eye(len(t_hat))
+        Lt_inv = np.linalg.solve(np.linalg.cholesky(V), np.eye(len(t_hat)))
+        ll = ll - 0.5 * pt.sum((Lt_inv @ t_hat - pt.dot(Lt_inv, t_model)) ** 2)
+    ok = theta_ok
+    if "corr" in spec.free_kind:
+        dp = pt.sqrt(pt.clip(pt.diagonal(Psi), 1e-300, np.inf))
+        Rpsi = Psi / dp[:, None] / dp[None, :]
+        Lp = pt.linalg.cholesky(Rpsi + 1e-10 * pt.eye(N), on_error="nan")
+        dl = pt.diagonal(Lp)
+        ok = ok & pt.all(pt.isfinite(dl)) & pt.all(pt.gt(dl, 0.0))
+    return values, pt.switch(ok, ll, -np.inf), total
 
 
 def implied_correlations_np(spec: SemSpec, data: OrdinalSemData, values: np.ndarray) -> np.ndarray:
@@ -637,12 +770,7 @@ def fit_sem_ordinal(
     pm_model = build_ordinal_sem_model(spec, data, priors)
     idata = sample_sem_model(pm_model, draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
                              target_accept=target_accept, progressbar=progressbar)
-    rng = np.random.default_rng(seed + 7919)
-    tau_draws = {}
-    for c in data.ordered:
-        j = data.stats.names.index(c)
-        mu, cov = data.stats.thresholds[j], data.tau_cov[c]
-        tau_draws[c] = rng.multivariate_normal(mu, cov, size=(chains, draws), method="cholesky")
+    tau_draws = draw_thresholds(data, chains, draws, seed + 7919)
     settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed, "sampler": sampler,
                 "target_accept": target_accept, "n": data.n, "n_dropped": data.n_dropped,
                 "ordered": list(data.ordered), "estimator": "two-stage polychoric (WLSMV analogue)"}
@@ -655,6 +783,30 @@ def fit_sem_ordinal(
         log.warning("%d divergent transition(s) after tuning; check the parameter table's r_hat and ess", div)
     return OrdinalSemFit(spec=spec, data=data.base, idata=idata, priors=priors, settings=settings,
                          ordinal=data, tau_draws=tau_draws)
+
+
+def draw_thresholds(data: OrdinalSemData, chains: int, draws: int, seed: int) -> dict[str, np.ndarray]:
+    """Posterior draws of saturated thresholds: per ordered item ``(chains, draws, K - 1)`` from
+    ``N(tau_hat, tau_cov)`` (flat prior), independent of the structural draws.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> rng = np.random.default_rng(0)
+    >>> f = rng.normal(size=400)
+    >>> df = pd.DataFrame({f"y{i}": (f + rng.normal(size=400) > 0).astype(int) for i in range(3)})
+    >>> spec = specify_ordinal(parse_lavaan("f =~ y0 + y1 + y2"), list(df.columns), list(df.columns))
+    >>> draw_thresholds(prepare_ordinal_data(spec, df, list(df.columns)), 2, 50, 1)["y0"].shape
+    (2, 50, 1)
+    """
+    rng = np.random.default_rng(seed)
+    out = {}
+    for c in data.ordered:
+        j = data.stats.names.index(c)
+        out[c] = rng.multivariate_normal(data.stats.thresholds[j], data.tau_cov[c], size=(chains, draws),
+                                         method="cholesky")
+    return out
 
 
 def ordinal_map_estimate(spec: SemSpec, data: OrdinalSemData,

@@ -26,10 +26,14 @@ variable cannot exceed 0.80). The same assumption as the exact ordinal path.
 
 **Likelihood.** ``r_hat ~ N(rho(theta), Gamma_hat)`` with ``Gamma_hat`` the *full* sandwich
 covariance of stage 1 (thresholds held at their stage-1 values; their sampling error is
-already propagated into ``Gamma_hat``). The data enter as ``pm.Data`` containers: the
-whitened vector ``L^-1 r_hat`` and ``L^-1`` (``Gamma_hat = L L'``), so
+already propagated into ``Gamma_hat``). The data enter as ``pm.Data`` containers: ``r_hat``
+and the whitening factor ``L^-1`` (``Gamma_hat = L L'``), so
 ``log p = -1/2 |L^-1 (r_hat - rho)|^2`` plus a constant, a cost of ``O(s^2)`` per gradient for
-``s`` correlations.
+``s`` correlations. That product dominates the gradient (``s = 1710`` on the MARVEL survey: a
+23 MB matrix streamed twice per gradient), so ``L^-1`` is stored as row blocks that keep only
+the columns up to each block's last row (it is lower triangular: the zeros above the diagonal
+are not read), and, from ``s >= 256``, in float32, applied to the small difference
+``r_hat - rho`` (rounding ~1e-6 of a whitened residual), the sum of squares in float64.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ from veerkracht_bayes.sem import algebra
 from veerkracht_bayes.sem.model_builder import (
     ModelLayout,
     StabilitySettings,
+    DATA_PREFIX,
     data_container,
     edge_prior_values,
     edge_rvs,
@@ -66,13 +71,25 @@ __all__ = [
 class PolychoricSettings:
     """Priors of the measurement part and the single-item reliability (latent-response scale).
 
+    ``item_reliability`` gives single items their own reliability (item column -> value in
+    (0, 1)), overriding ``reliability``. ``unmeasured="joint"`` keeps the constructs without
+    items in the implied correlations (their links sampled with the others, on their priors);
+    ``"cut"`` (default) leaves out of the implied correlations every link that touches one, which
+    biases the links among measured constructs by the dropped paths (docs/performance.md §4b).
+
     Examples
     --------
     >>> PolychoricSettings().ridge
     1e-09
+    >>> PolychoricSettings(item_reliability={"prof_help": 0.42}, unmeasured="joint").unmeasured
+    'joint'
     """
 
     reliability: float = 0.8
+    #: per single item (column name): its assumed latent-response reliability
+    item_reliability: Mapping[str, float] | None = None
+    #: "cut" or "joint" (see above)
+    unmeasured: str = "cut"
     loading_mu: float = 1.0
     loading_sd: float = 1.0
     #: relative ridge added to Gamma_hat's diagonal before its Cholesky factor
@@ -256,14 +273,19 @@ def build_polychoric_model(graph: CausalGraph, data: PolychoricData, priors: obj
 
     st = settings or PolychoricSettings()
     stability = stability or StabilitySettings()
-    if not 0 < st.reliability < 1:
-        raise ModelError(f"reliability must be in (0, 1), got {st.reliability}")
+    item_rel = dict(st.item_reliability or {})
+    bad = [Problem(f"reliability must be in (0, 1), got {v}", field=k) for k, v in
+           [("reliability", st.reliability), *item_rel.items()] if not 0 < float(v) < 1]
+    bad += [Problem(f"item_reliability names {k!r}, which is not an item of the data "
+                    f"(items: {list(data.item_names)})", field=k) for k in item_rel if k not in data.item_names]
+    if bad:
+        raise ModelError(bad)
 
     unknown = sorted(set(data.item_construct) - set(graph.nodes))
     if unknown:
         raise ModelError(f"items measure nodes that are not in the graph: {unknown}")
     # the one classification of nodes and links (graph.identification), as the other paths use
-    classes = model_classes(graph, tuple(data.item_construct), tuple(data.x_names))
+    classes = model_classes(graph, tuple(data.item_construct), tuple(data.x_names), unmeasured=st.unmeasured)
     latent, covariates, absent = list(classes.latent), list(classes.covariates), list(classes.absent)
     measured = data.constructs
     lik_latent = list(classes.lik_latent)
@@ -318,19 +340,48 @@ def build_polychoric_model(graph: CausalGraph, data: PolychoricData, priors: obj
                                           shape=int(free.sum()), initval=np.ones(int(free.sum())))
             l = pt.set_subtensor(l[np.flatnonzero(free)], lam_free / pt.sqrt(1.0 + lam_free ** 2))
         if (~free).any():
-            l = pt.set_subtensor(l[np.flatnonzero(~free)], np.sqrt(st.reliability))
+            rel = [float(item_rel.get(v, st.reliability)) for v, f in zip(data.item_names, free) if not f]
+            l = pt.set_subtensor(l[np.flatnonzero(~free)], np.sqrt(np.array(rel)))
         pm.Deterministic("lambda", l, dims="item")
         parts, inv = implied_correlations(S_eta, SxG, l, item_c, var_kind, var_idx, pairs)
         rho_vec = pt.concatenate(parts)[inv] if len(parts) > 1 else parts[0][inv]
-        r_w = data_container("r_whitened", r_w_hat)
-        L_inv = data_container("gamma_inv_chol", Linv)
-        resid = r_w - pt.dot(L_inv, rho_vec)
-        pm.Potential("correlations", -0.5 * pt.sum(resid ** 2))
+        pm.Potential("correlations", -0.5 * _whitened_sum_of_squares(
+            model, rho_vec - data_container("correlations_hat", data.stats.r[data.lik_pairs]), Linv))
     layout = ModelLayout(
         nodes=tuple(graph.nodes), latent=tuple(latent), covariates=tuple(covariates), absent=tuple(absent),
         unobserved_latent=tuple(k for k in latent if k not in measured), edge_keys=tuple(keys),
         edge_kind=edge_kind, items=tuple(data.item_names), item_construct=tuple(data.item_construct),
         single_item_constructs=single, reliability=st.reliability, stability=stability, edge_priors=eps,
-        lik_latent=tuple(lik_latent), unmeasured="cut")
+        lik_latent=tuple(lik_latent), unmeasured=st.unmeasured)
     return model, layout
 
+
+#: correlations from which the whitening product runs in float32 (below it, float64)
+_FLOAT32_FROM = 256
+
+
+def _whitening_blocks(s: int) -> list[tuple[int, int]]:
+    """Row blocks ``(i0, i1)`` of the ``s x s`` lower-triangular ``L^-1``: block rows ``i0:i1``
+    need columns ``:i1`` only. Up to 8 blocks (about 56 % of the matrix read), ~128+ rows each."""
+    nb = max(1, min(8, s // 128))
+    edges = np.linspace(0, s, nb + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def _whitened_sum_of_squares(model, diff, Linv: np.ndarray):
+    """``|L^-1 diff|^2`` with ``L^-1`` as blocked data containers (see the module docstring)."""
+    import pytensor
+    import pytensor.tensor as pt
+
+    s = Linv.shape[0]
+    dtype = "float32" if s >= _FLOAT32_FROM else "float64"
+    d = pt.cast(diff, dtype)
+    total = 0.0
+    for k, (i0, i1) in enumerate(_whitening_blocks(s)):
+        block = np.ascontiguousarray(Linv[i0:i1, :i1], dtype=dtype)
+        # pytensor.shared, not pm.Data: pm.Data converts to float64
+        Lk = pytensor.shared(block, name=f"{DATA_PREFIX}gamma_inv_chol_{k}", shape=block.shape)
+        model.register_data_var(Lk)
+        e = pt.cast(pt.dot(Lk, d[:i1]), "float64")
+        total = total + pt.sum(e ** 2)
+    return total

@@ -15,17 +15,23 @@ Between level (neighbourhood random intercepts): the *between constructs* (defau
 part of the diagram that the survey measures: neighbourhood trust, community support, collective
 agency, meeting places, neighbourhood professionals, community initiatives) get a between latent
 with a between-level structural model; every item also gets its own random intercept
-(``theta_B``, an item-specific neighbourhood variance)::
+(``theta_B``, an item-specific neighbourhood variance). The between level is parameterised in
+total-scale units (``between_scale="raw"``, the default)::
 
-    eta~_B = B_B eta~_B + zeta_B,   Var(eta~_B) = 1
-    eta_B,c = sqrt(v_c) eta~_B,c
-    Sigma_B = Lambda_B Phi_B Lambda_B' + diag(theta_B),  Phi_B = D_B A_B diag(psi_B) A_B' D_B
+    eta_B = B_B eta_B + zeta_B,   Var(zeta_B) = diag(omega)   (omega >= 0)
+    Phi_B = A_B diag(omega) A_B',  Sigma_B = Lambda_B Phi_B Lambda_B' + diag(theta_B)
 
-``v_c`` is the construct's *between variance share* (the latent intraclass correlation): the
-construct's total variance ``(1 - v_c) + v_c = 1``. Loadings are equal across levels (cross-level
-invariance, so that ``v_c`` is a share of one construct). Links on each level are standardised on
-that level (``B_W`` on within-neighbourhood SDs, ``B_B`` on between-neighbourhood SDs). Non-between
-constructs have ``v_c = 0``: their items vary between neighbourhoods only through ``theta_B``.
+with derived quantities per draw: the *between variance share* ``v_c = Phi_B[c, c]`` (the latent
+intraclass correlation; the construct's total variance ``(1 - v_c) + v_c = 1``), the standardised
+between links ``B~_B[t, s] = B_B[t, s] sqrt(v_s / v_t)`` and the standardised between disturbances
+``psi~_c = omega_c / v_c`` (0: the construct's neighbourhood variance comes only from its between
+parents, a boundary the raw parameterisation reaches smoothly). ``between_scale="standardised"``
+keeps the former parameterisation (``v_c`` and ``B~_B`` as parameters, ``psi~`` derived under the
+positive-disturbance barrier). Loadings are equal across levels (cross-level invariance, so that
+``v_c`` is a share of one construct). Within links are standardised on within-neighbourhood SDs.
+Non-between constructs have ``v_c = 0``: their items vary between neighbourhoods only through
+``theta_B``. The stability barrier acts on both levels; ``B_B`` and ``B~_B`` differ by a diagonal
+similarity, so they share the spectral radius and the Perron root of ``|B|``.
 
 Likelihood (exact normal ML of the stacked cluster vectors; McDonald & Goldstein 1989, Muthen
 1990): with ``N`` respondents in ``J`` clusters and, per distinct cluster size ``n``, ``k_n``
@@ -41,13 +47,17 @@ exact decomposition; nothing is approximated), and its cost depends on the numbe
 and items only, not on the respondents. With survey weights the level-1 weights are scaled to the
 cluster size inside each cluster (a pseudo-likelihood; exact ML without weights).
 
-Priors (documented defaults): links ``Normal(0, link_sd = 0.5)`` on both levels under the usual
-stability barrier (sem.algebra) and positive-disturbance barrier; shares ``v_c ~ Beta(1, 4)``;
-loadings ``TruncatedNormal(0.7, 0.3, lower=0)``; within residual variances
-``LogNormal(log 0.4, 0.7)``; item random-intercept SDs ``sqrt(theta_B) ~ HalfNormal(0.2)``;
-intercepts ``nu ~ Normal(0, 0.5)``. Single-item constructs have loading ``sqrt(reliability)`` and
-within residual variance ``1 - reliability`` (fixed). The package's literature priors
-(priors/) are *not* used here.
+The sampler evaluates the likelihood in ``K x K`` algebra (:func:`twolevel_loglik_lowrank`:
+matrix determinant lemma and Woodbury identity, one batched Cholesky over the size classes).
+
+Priors (documented defaults): within links ``Normal(0, link_sd = 0.5)`` or the diagram link's
+literature prior with its sign constraint (``within_prior``), under the stability and
+positive-disturbance barriers; raw between links ``Normal(0, between_link_sd = 0.5)``; between
+disturbance SDs ``sqrt(omega_c) ~ HalfNormal(between_sd = 0.3)``; loadings
+``TruncatedNormal(0.7, 0.3, lower=0)``; within residual variances ``LogNormal(log 0.4, 0.7)``; item
+random-intercept SDs ``sqrt(theta_B) ~ HalfNormal(0.2)``; intercepts ``nu ~ Normal(0, 0.5)``.
+Single-item constructs have loading ``sqrt(reliability)`` and within residual variance
+``1 - reliability`` (fixed).
 """
 
 from __future__ import annotations
@@ -80,6 +90,7 @@ __all__ = [
     "implied_twolevel_covariances",
     "twolevel_layout",
     "twolevel_loglik",
+    "twolevel_loglik_lowrank",
 ]
 
 #: The collective (neighbourhood-level) part of the MARVEL diagram.
@@ -149,6 +160,142 @@ def twolevel_loglik(Sigma_W: Any, Sigma_B: Any, mu: Any, stats: ClusterStatistic
     return -0.5 * val
 
 
+def _module(name: str) -> Any:
+    if name == "numpy":
+        return np
+    if name == "jax":
+        import jax.numpy as jnp
+
+        return jnp
+    import pytensor.tensor as pt
+
+    return pt
+
+
+def _small_cholesky(G: Any, K: int, m: Any) -> tuple[Any, list[list[Any]]]:
+    """Batched Cholesky of ``(C, K, K)`` matrices, unrolled over the ``K`` columns (elementwise over
+    ``C``): ``log|G|`` (C,) and the lower triangular inverse ``Z = L^-1`` as nested lists of (C,)."""
+    Lc: list[list[Any]] = [[None] * K for _ in range(K)]
+    for j in range(K):
+        s = G[:, j, j]
+        for k in range(j):
+            s = s - Lc[j][k] ** 2
+        Lc[j][j] = m.sqrt(s)
+        for i in range(j + 1, K):
+            t = G[:, i, j]
+            for k in range(j):
+                t = t - Lc[i][k] * Lc[j][k]
+            Lc[i][j] = t / Lc[j][j]
+    logdet = 2.0 * sum(m.log(Lc[j][j]) for j in range(K))
+    Z: list[list[Any]] = [[None] * K for _ in range(K)]
+    for i in range(K):
+        Z[i][i] = 1.0 / Lc[i][i]
+        for j in range(i):
+            t = Lc[i][j] * Z[j][j]
+            for k in range(j + 1, i):
+                t = t + Lc[i][k] * Z[k][j]
+            Z[i][j] = -t / Lc[i][i]
+    return logdet, Z
+
+
+def twolevel_loglik_lowrank(lam: Any, construct: Sequence[int] | np.ndarray, Phi_W: Any, Phi_B: Any, theta_w: Any,
+                            theta_b: Any, mu: Any, stats: ClusterStatistics | Mapping[str, Any], *,
+                            xp: str | ModuleType | None = None) -> Any:
+    """:func:`twolevel_loglik` for factor-structured covariances, in ``K x K`` algebra (fast).
+
+    With loadings ``lam`` (item ``i`` on construct ``construct[i]``, equal across levels),
+    ``Sigma_W = L Phi_W L' + diag(theta_W)`` and ``Sigma_B = L Phi_B L' + diag(theta_B)``, the
+    covariance of a cluster of size ``n`` is ``D_n + L M_n L'`` with
+    ``D_n = diag(theta_W + n theta_B)`` and ``M_n = Phi_W + n Phi_B``. With the diagonal
+    ``W_n = L' D_n^-1 L`` and ``G_n = I + W_n^(1/2) M_n W_n^(1/2)`` (``K x K``), the matrix
+    determinant lemma and the Woodbury identity give ``log|Sigma_n| = log|D_n| + log|G_n|`` and
+    ``Sigma_n^-1 = D_n^-1 - U_n (I - G_n^-1) U_n'`` with ``U_n = D_n^-1 L W_n^(-1/2)``. The within
+    term is the class ``n = 0`` with weight ``N - J``. One batched Cholesky of the ``G_n`` over the
+    size classes (unrolled over the ``K`` columns, elementwise over the classes) replaces a
+    ``p x p`` factorisation and solve per class; the value equals :func:`twolevel_loglik` of the same
+    covariances (tested to 1e-8).
+
+    Parameters
+    ----------
+    lam
+        ``(p,)`` loadings (array of the backend).
+    construct
+        ``(p,)`` integer construct of each item (``0 .. K-1``; every construct has an item).
+    Phi_W, Phi_B
+        ``(K, K)`` within and between latent covariances (``Phi_B`` zero for non-between constructs).
+    theta_w, theta_b
+        ``(p,)`` within residual variances (positive) and item random-intercept variances.
+    mu
+        ``(p,)`` implied mean.
+    stats
+        As :func:`twolevel_loglik`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.survey.clusters import cluster_statistics
+    >>> y = np.random.default_rng(0).normal(size=(24, 4))
+    >>> cs = cluster_statistics(y, np.repeat(range(6), 4), standardise=False)
+    >>> lam, con = np.array([0.8, 0.7, 0.6, 0.9]), np.array([0, 0, 1, 1])
+    >>> L = np.array([[0.8, 0], [0.7, 0], [0, 0.6], [0, 0.9]])
+    >>> PW, PB = np.array([[1.0, 0.3], [0.3, 1.0]]), np.array([[0.2, 0.05], [0.05, 0.1]])
+    >>> tw, tb = np.full(4, 0.4), np.full(4, 0.02)
+    >>> dense = twolevel_loglik(L @ PW @ L.T + np.diag(tw), L @ PB @ L.T + np.diag(tb), np.zeros(4), cs)
+    >>> bool(abs(twolevel_loglik_lowrank(lam, con, PW, PB, tw, tb, np.zeros(4), cs) - dense) < 1e-9)
+    True
+    """
+    get = (lambda k: getattr(stats, k)) if isinstance(stats, ClusterStatistics) else (lambda k: stats[k])
+    name = backend(lam, Phi_W, Phi_B, theta_w, theta_b, mu, xp=xp)
+    m = _module(name)
+    if name == "numpy":
+        lam, Phi_W, Phi_B, theta_w, theta_b, mu = (np.asarray(a, dtype=float)
+                                                   for a in (lam, Phi_W, Phi_B, theta_w, theta_b, mu))
+    con = np.asarray(construct, dtype=int)
+    p = con.size
+    K = int(con.max()) + 1
+    P = np.zeros((p, K))
+    P[np.arange(p), con] = 1.0                                     # item -> construct membership
+    N, J = get("n"), get("n_clusters")
+    S_PW, sizes, counts = get("S_PW"), get("sizes"), get("counts")
+    cm, cs = get("class_means"), get("class_scatter")
+    zero = 0.0 * sizes[:1]
+    n = m.concatenate([zero, sizes * 1.0])                          # (C,) class 0 = the within term
+    ld_w = m.concatenate([zero + (N - J), counts * 1.0])           # weight of log|Sigma_n|
+    tr_w = m.concatenate([zero + (N - J), sizes * 1.0])            # weight of tr(Sigma_n^-1 A_n)
+    k = m.concatenate([zero, counts * 1.0])
+    A0 = m.concatenate([S_PW[None, :, :], cs], axis=0)             # (C, p, p)
+    delta = m.concatenate([0.0 * mu[None, :], cm - mu[None, :]], axis=0)   # (C, p)
+    C = 1 + int(np.shape(sizes)[0]) if name != "pytensor" else 1 + int(sizes.type.shape[0])
+    d = theta_w[None, :] + n[:, None] * theta_b[None, :]           # (C, p)
+    w = m.dot((lam * lam)[None, :] / d, P)                         # (C, K) diagonal of L' D^-1 L
+    s = m.sqrt(w)
+    M = Phi_W[None, :, :] + n[:, None, None] * Phi_B[None, :, :]
+    G = s[:, :, None] * M * s[:, None, :] + np.eye(K)[None, :, :]
+    logdet_G, Z = _small_cholesky(G, K, m)
+    u = lam[None, :] / d / s[:, con]                               # (C, p): U_n = diag(u) P
+    X = A0 * (u[:, :, None] * u[:, None, :])
+    Y = m.dot(m.reshape(X, (C * p, p)), P)                         # (C p, K)
+    Yt = m.reshape(Y, (C, p, K))
+    Yt = Yt.transpose(0, 2, 1) if name != "pytensor" else m.transpose(Yt, (0, 2, 1))
+    Q = m.reshape(m.dot(m.reshape(Yt, (C * K, p)), P), (C, K, K))  # P' X P = U' A0 U
+    Ud = m.dot(u * delta, P)                                       # (C, K) U' delta
+    diagA = m.diagonal(A0, axis1=1, axis2=2) + k[:, None] * delta ** 2
+    tr_DA = m.sum(diagA / d, axis=1)
+    tr_Q = m.sum(m.diagonal(Q, axis1=1, axis2=2), axis=1) + k * m.sum(Ud * Ud, axis=1)
+    tr_GQ = 0.0
+    for a in range(K):
+        za = [Z[a][i] for i in range(a + 1)]
+        zq = sum(za[i] * Ud[:, i] for i in range(a + 1))
+        tr_GQ = tr_GQ + k * zq * zq
+        for i in range(a + 1):
+            for j in range(a + 1):
+                tr_GQ = tr_GQ + za[i] * za[j] * Q[:, i, j]
+    logdet = m.sum(m.log(d), axis=1) + logdet_G
+    trace = tr_DA - tr_Q + tr_GQ
+    val = N * p * np.log(2.0 * np.pi) + m.sum(ld_w * logdet + tr_w * trace)
+    return -0.5 * val
+
+
 @dataclass(frozen=True)
 class TwoLevelLayout:
     """Which items, constructs and links the two-level model has, in array order.
@@ -165,8 +312,13 @@ class TwoLevelLayout:
         ``"source->target"`` keys of the within and between structural links.
     single_item_constructs
         Constructs with one item (loading fixed by ``reliability``).
-    reliability, link_sd, share_prior, theta_b_sd, loading_prior
+    reliability, link_sd, share_prior, theta_b_sd, loading_prior, between_sd, between_link_sd
         Settings of the priors (module docstring).
+    between_scale
+        ``"raw"`` (default) or ``"standardised"``: the between level's parameterisation.
+    within_prior
+        One :class:`~veerkracht_bayes.sem.model_builder.EdgePriorValues` per within link, or empty
+        (``Normal(0, link_sd)``).
 
     Examples
     --------
@@ -188,6 +340,19 @@ class TwoLevelLayout:
     share_prior: tuple[float, float] = (1.0, 4.0)
     theta_b_sd: float = 0.2
     loading_prior: tuple[float, float] = (0.7, 0.3)
+    between_scale: str = "raw"
+    between_sd: float = 0.3
+    between_link_sd: float = 0.5
+    within_prior: tuple[Any, ...] = ()
+
+    def within_priors(self) -> dict[str, Any]:
+        """:class:`~veerkracht_bayes.sem.model_builder.EdgePriorValues` per within link
+        (``within_prior``, else ``Normal(0, link_sd)``)."""
+        from veerkracht_bayes.sem.model_builder import EdgePriorValues
+
+        if self.within_prior:
+            return dict(zip(self.within_links, self.within_prior))
+        return {k: EdgePriorValues("normal", 0.0, self.link_sd, None, None) for k in self.within_links}
 
     def _split(self, keys: Sequence[str]) -> tuple[list[str], list[str]]:
         pairs = [k.split("->") for k in keys]
@@ -228,7 +393,9 @@ def _link_key(link: object) -> str:
 def twolevel_layout(graph: Any, item_construct: Mapping[str, str], *, between: Sequence[str] | None = None,
                     between_links: Iterable[object] | None = None, within_links: Iterable[object] | None = None,
                     reliability: float = 0.8, link_sd: float = 0.5, share_prior: tuple[float, float] = (1.0, 4.0),
-                    theta_b_sd: float = 0.2) -> TwoLevelLayout:
+                    theta_b_sd: float = 0.2, between_scale: str = "raw", between_sd: float = 0.3,
+                    between_link_sd: float = 0.5, within_prior: Mapping[str, Any] | None = None
+                    ) -> TwoLevelLayout:
     """Validate the two-level model's choices and lay out its arrays.
 
     Parameters
@@ -244,6 +411,21 @@ def twolevel_layout(graph: Any, item_construct: Mapping[str, str], *, between: S
     between_links, within_links
         ``"a->b"`` keys or ``(a, b)`` pairs; default the graph's links among the between / the
         measured constructs. Between links may be any pair of between constructs.
+    reliability, link_sd, share_prior, theta_b_sd, between_sd, between_link_sd
+        Prior settings (module docstring): ``between_sd`` is the HalfNormal scale of the between
+        disturbance SDs and ``between_link_sd`` the Normal SD of the raw between links;
+        ``share_prior`` (Beta) and ``link_sd`` for the between links apply only with
+        ``between_scale="standardised"``.
+    between_scale
+        ``"raw"`` (default): between links in total-scale units and between disturbance variances
+        are the parameters, shares and standardised links derived. ``"standardised"``: the former
+        parameterisation (shares ``v_c ~ Beta`` and standardised links, disturbances derived under
+        the positive-disturbance barrier), kept for comparison.
+    within_prior
+        ``"a->b"`` -> the within link's prior: an
+        :class:`~veerkracht_bayes.sem.model_builder.EdgePriorValues` (e.g. the literature prior with
+        its sign constraint, from :func:`~veerkracht_bayes.sem.model_builder.edge_prior_values`) or
+        ``(mean, sd)`` of a Normal; links not named get ``Normal(0, link_sd)``.
 
     Examples
     --------
@@ -300,23 +482,57 @@ def twolevel_layout(graph: Any, item_construct: Mapping[str, str], *, between: S
                                      field="between", value=c))
     if not 0 < reliability < 1:
         raise ModelError(Problem(f"reliability must be in (0, 1), got {reliability}", field="reliability"))
+    if between_scale not in ("raw", "standardised"):
+        raise ModelError(Problem(f"between_scale must be 'raw' or 'standardised', got {between_scale!r}",
+                                 field="between_scale", value=between_scale))
+    for nm, val in (("between_sd", between_sd), ("between_link_sd", between_link_sd), ("link_sd", link_sd),
+                    ("theta_b_sd", theta_b_sd)):
+        if not float(val) > 0:
+            raise ModelError(Problem(f"{nm} must be positive, got {val}", field=nm, value=val))
+    wp = {_link_key(k): v for k, v in (within_prior or {}).items()}
+    unknown = sorted(set(wp) - set(wl))
+    if unknown:
+        raise ModelError(Problem(f"within_prior for {unknown[0]!r}, which is not a within link"
+                                 f"{did_you_mean(unknown[0], wl)}", field="within_prior", value=unknown[0]))
+    from veerkracht_bayes.sem.model_builder import EdgePriorValues
+
+    def as_prior(v: Any) -> Any:
+        if isinstance(v, EdgePriorValues):
+            return v
+        mean, sd = (float(x) for x in v)
+        return EdgePriorValues("normal", mean, sd, None, None)
+
+    wprior = tuple(as_prior(wp[k]) if k in wp else EdgePriorValues("normal", 0.0, float(link_sd), None, None)
+                   for k in wl) if wp else ()
     return TwoLevelLayout(items=items, item_construct=ic, constructs=constructs, between=btup,
                           within_links=tuple(wl), between_links=tuple(bl), single_item_constructs=single,
                           reliability=float(reliability), link_sd=float(link_sd),
-                          share_prior=(float(share_prior[0]), float(share_prior[1])), theta_b_sd=float(theta_b_sd))
+                          share_prior=(float(share_prior[0]), float(share_prior[1])), theta_b_sd=float(theta_b_sd),
+                          between_scale=between_scale, between_sd=float(between_sd),
+                          between_link_sd=float(between_link_sd), within_prior=wprior)
 
 
 def implied_twolevel_covariances(layout: TwoLevelLayout, lam: Any, theta_w: Any, theta_b: Any, beta_w: Any,
-                                 beta_b: Any, share: Any, *, xp: str | ModuleType | None = None
-                                 ) -> dict[str, Any]:
-    """``Sigma_W``, ``Sigma_B`` and the standardised disturbance variances of both levels.
+                                 beta_b: Any, share: Any = None, *, omega: Any = None,
+                                 xp: str | ModuleType | None = None) -> dict[str, Any]:
+    """``Sigma_W``, ``Sigma_B``, the latent covariances and the between level on both scales.
 
-    One parameter point (no draw axis). ``share`` holds ``v_c`` of the between constructs.
+    One parameter point (no draw axis). Two ways to give the between level:
+
+    * standardised (``share`` given): ``beta_b`` are links on between-neighbourhood SDs and
+      ``share`` the between variance shares ``v_c``; the between disturbances follow from
+      ``Var(eta~_B) = 1``;
+    * raw (``omega`` given, the model's parameterisation): ``beta_b`` are links in total-scale
+      units and ``omega`` the between disturbance variances; ``v_c = diag(A_B diag(omega) A_B')``.
 
     Returns
     -------
     dict
-        ``Sigma_W``, ``Sigma_B`` (p, p); ``B_W``, ``B_B``, ``psi_W``, ``psi_B``.
+        ``Sigma_W``, ``Sigma_B`` (p, p); ``L`` (p, K) loadings; ``Phi_W``, ``Phi_B`` (K, K; ``Phi_B``
+        zero outside the between constructs); ``B_W``, ``A_W``, ``psi_W`` (standardised within
+        disturbances); ``B_B`` (standardised), ``B_B_raw``, ``A_B`` (of ``B_B_raw``), ``share``,
+        ``omega`` (raw between disturbance variances), ``psi_B`` (``omega / share``, the
+        standardised between disturbances) and ``beta_between`` / ``beta_between_raw`` (link vectors).
 
     Examples
     --------
@@ -327,43 +543,60 @@ def implied_twolevel_covariances(layout: TwoLevelLayout, lam: Any, theta_w: Any,
     ...                                    np.array([0.3]), np.array([0.5]), np.array([0.2, 0.1]))
     >>> float(np.round(out["Sigma_W"][0, 0] + out["Sigma_B"][0, 0], 4))
     1.0
+    >>> raw = implied_twolevel_covariances(lay, np.full(4, 0.8), np.full(4, 0.35), np.full(4, 0.01),
+    ...                                    np.array([0.3]), out["beta_between_raw"], omega=out["omega"])
+    >>> np.round(raw["share"], 6).tolist(), np.round(raw["beta_between"], 6).tolist()
+    ([0.2, 0.1], [0.5])
     """
-    name = backend(lam, theta_w, theta_b, beta_w, beta_b, share, xp=xp)
-    if name == "numpy":
-        m = np
-    elif name == "jax":
-        import jax.numpy as m  # type: ignore[no-redef]
-    else:
-        import pytensor.tensor as m  # type: ignore[no-redef]
+    if (share is None) == (omega is None):
+        raise ModelError(Problem("give exactly one of share (standardised between level) and omega (raw)",
+                                 field="share"))
+    name = backend(lam, theta_w, theta_b, beta_w, beta_b, share if omega is None else omega, xp=xp)
+    m = _module(name)
+
+    def mm(a: Any, b: Any) -> Any:
+        return m.dot(a, b) if name == "pytensor" else a @ b
+
     K, KB = len(layout.constructs), len(layout.between)
-    L, LB = layout.loading_matrix(lam, xp=name)
+    L, _ = layout.loading_matrix(lam, xp=name)
     B_W = assemble(beta_w, layout.within_index(), xp=name)
     A_W = equilibrium_matrix(B_W, xp=name)
     psi_W = unit_variance_psi(A_W, xp=name)
-    pos = np.array([layout.constructs.index(c) for c in layout.between], dtype=int)
-    if name == "numpy":
-        v_full = np.zeros(K)
-        v_full[pos] = share
-    elif name == "jax":
-        v_full = m.zeros(K).at[pos].set(share)
+    bidx = layout.between_index()
+    src, tgt = np.asarray(bidx.cols, dtype=int), np.asarray(bidx.rows, dtype=int)
+    if omega is None:
+        B_B = assemble(beta_b, bidx, xp=name)
+        psi_B = unit_variance_psi(equilibrium_matrix(B_B, xp=name), xp=name)
+        v = share
+        sd = m.sqrt(v)
+        b_std = beta_b
+        b_raw = beta_b * sd[tgt] / sd[src]
+        B_raw = assemble(b_raw, bidx, xp=name)
+        A_B = equilibrium_matrix(B_raw, xp=name)
+        om = psi_B * v
+        Phi_Bb = latent_covariance(A_B, om, xp=name)
     else:
-        v_full = m.set_subtensor(m.zeros((K,))[pos], share)
+        B_raw = assemble(beta_b, bidx, xp=name)
+        A_B = equilibrium_matrix(B_raw, xp=name)
+        om = omega
+        Phi_Bb = latent_covariance(A_B, om, xp=name)
+        v = m.diagonal(Phi_Bb)
+        sd = m.sqrt(v)
+        b_raw = beta_b
+        b_std = beta_b * sd[src] / sd[tgt]
+        B_B = assemble(b_std, bidx, xp=name)
+        psi_B = om / v
+    P = np.zeros((K, KB))
+    P[[layout.constructs.index(c) for c in layout.between], np.arange(KB)] = 1.0
+    v_full = mm(P, v) if KB else m.zeros(K) if name != "pytensor" else m.zeros((K,))
+    Phi_B = mm(mm(P, Phi_Bb), P.T) if KB else 0.0 * mm(L.T, L)
     dw = m.sqrt(1.0 - v_full)
     Phi_W = latent_covariance(A_W, psi_W, xp=name) * (dw[:, None] * dw[None, :])
-    Sigma_W = m.dot(m.dot(L, Phi_W), L.T) + m.diag(theta_w) if name == "pytensor" else L @ Phi_W @ L.T + m.diag(theta_w)
-    B_B = assemble(beta_b, layout.between_index(), xp=name)
-    A_B = equilibrium_matrix(B_B, xp=name)
-    psi_B = unit_variance_psi(A_B, xp=name)
-    db = m.sqrt(share)
-    Phi_B = latent_covariance(A_B, psi_B, xp=name) * (db[:, None] * db[None, :])
-    if name == "pytensor":
-        Sigma_B = m.dot(m.dot(LB, Phi_B), LB.T) + m.diag(theta_b)
-    else:
-        Sigma_B = LB @ Phi_B @ LB.T + m.diag(theta_b)
-    if KB == 0:
-        Sigma_B = m.diag(theta_b)
-    return {"Sigma_W": Sigma_W, "Sigma_B": Sigma_B, "B_W": B_W, "B_B": B_B, "psi_W": psi_W, "psi_B": psi_B,
-            "A_W": A_W, "A_B": A_B}
+    Sigma_W = mm(mm(L, Phi_W), L.T) + m.diag(theta_w)
+    Sigma_B = mm(mm(L, Phi_B), L.T) + m.diag(theta_b)
+    return {"Sigma_W": Sigma_W, "Sigma_B": Sigma_B, "L": L, "Phi_W": Phi_W, "Phi_B": Phi_B, "B_W": B_W,
+            "A_W": A_W, "psi_W": psi_W, "B_B": B_B, "B_B_raw": B_raw, "A_B": A_B, "share": v, "omega": om,
+            "psi_B": psi_B, "beta_between": b_std, "beta_between_raw": b_raw}
 
 
 def build_twolevel_model(stats: ClusterStatistics, layout: TwoLevelLayout, *, rho_max: float = 0.95,
@@ -375,16 +608,18 @@ def build_twolevel_model(stats: ClusterStatistics, layout: TwoLevelLayout, *, rh
     stats
         :func:`~veerkracht_bayes.survey.clusters.cluster_statistics` of the layout's items (same order).
     layout
-        :func:`twolevel_layout`.
+        :func:`twolevel_layout` (its ``between_scale`` picks the between parameterisation).
     rho_max, width, power_iterations
         The stability barrier on both levels (sem.algebra).
 
     Returns
     -------
     pm.Model
-        Posterior variables: ``beta_within`` (within_link), ``beta_between`` (between_link),
-        ``share`` (between), ``lambda``, ``theta_within``, ``theta_between``, ``nu``, ``item_icc``
-        (item), ``psi_within`` (construct), ``psi_between`` (between), ``rho_within``, ``rho_between``.
+        Posterior variables: ``beta_within`` (within_link), ``beta_between`` (standardised) and
+        ``beta_between_raw`` (between_link), ``share``, ``between_sd`` and ``omega_between`` (raw
+        between disturbance SD and variance), ``psi_between`` (standardised between disturbance;
+        all between), ``lambda``, ``theta_within``, ``theta_between``, ``nu``, ``item_icc`` (item),
+        ``psi_within`` (construct), ``rho_within``, ``rho_between``.
 
     Examples
     --------
@@ -396,10 +631,12 @@ def build_twolevel_model(stats: ClusterStatistics, layout: TwoLevelLayout, *, rh
     >>> model = build_twolevel_model(cs, twolevel_layout(None, ic, between=["a", "b"], between_links=["a->b"],
     ...                                                  within_links=["a->b"]))
     >>> sorted(rv.name for rv in model.free_RVs)
-    ['beta_between', 'beta_within', 'item_between_sd', 'loading', 'nu', 'residual_var', 'share']
+    ['beta_between_raw', 'beta_within', 'between_sd', 'item_between_sd', 'loading', 'nu', 'residual_var']
     """
     import pymc as pm
     import pytensor.tensor as pt
+
+    from veerkracht_bayes.sem.model_builder import data_container, edge_rvs
 
     if tuple(stats.item_names) != layout.items:
         raise ModelError(Problem(f"statistics items {list(stats.item_names)[:5]}... differ from the layout's "
@@ -409,18 +646,13 @@ def build_twolevel_model(stats: ClusterStatistics, layout: TwoLevelLayout, *, rh
     single = np.array([c in layout.single_item_constructs for c in layout.item_construct], dtype=bool)
     coords = {"item": list(layout.items), "construct": list(layout.constructs), "between": list(layout.between),
               "within_link": list(layout.within_links), "between_link": list(layout.between_links)}
-    a, b = layout.share_prior
     lm, ls = layout.loading_prior
     rel = layout.reliability
+    raw = layout.between_scale == "raw"
     with pm.Model(coords=coords) as model:
-        d = {
-            "n": float(stats.n), "n_clusters": float(stats.n_clusters),
-            "S_PW": pm.Data(_DATA + "S_PW", np.asarray(stats.S_PW, float)),
-            "sizes": pm.Data(_DATA + "sizes", np.asarray(stats.sizes, float)),
-            "counts": pm.Data(_DATA + "counts", np.asarray(stats.counts, float)),
-            "class_means": pm.Data(_DATA + "class_means", np.asarray(stats.class_means, float)),
-            "class_scatter": pm.Data(_DATA + "class_scatter", np.asarray(stats.class_scatter, float)),
-        }
+        d = {"n": float(stats.n), "n_clusters": float(stats.n_clusters),
+             **{k: data_container(k, getattr(stats, k))
+                for k in ("S_PW", "sizes", "counts", "class_means", "class_scatter")}}
         lam = pt.zeros((p,))
         th_w = pt.zeros((p,))
         if (~single).any():
@@ -437,24 +669,53 @@ def build_twolevel_model(stats: ClusterStatistics, layout: TwoLevelLayout, *, rh
         sd_b = pm.HalfNormal("item_between_sd", sigma=layout.theta_b_sd, dims="item")
         th_b = pm.Deterministic("theta_between", sd_b ** 2, dims="item")
         nu = pm.Normal("nu", 0.0, 0.5, dims="item")
-        bw = (pm.Normal("beta_within", 0.0, layout.link_sd, dims="within_link") if layout.within_links
-              else pt.zeros((0,)))
-        bb = (pm.Normal("beta_between", 0.0, layout.link_sd, dims="between_link") if layout.between_links
-              else pt.zeros((0,)))
-        share = (pm.Beta("share", alpha=a, beta=b, dims="between") if layout.between else pt.zeros((0,)))
-        imp = implied_twolevel_covariances(layout, lam, th_w, th_b, bw, bb, share, xp="pytensor")
+        if layout.within_prior:
+            bw = pm.Deterministic("beta_within", edge_rvs(layout.within_priors(), list(layout.within_links)),
+                                  dims="within_link")
+        elif layout.within_links:
+            bw = pm.Normal("beta_within", 0.0, layout.link_sd, dims="within_link")
+        else:
+            bw = pt.zeros((0,))
+        if raw:
+            bb = (pm.Normal("beta_between_raw", 0.0, layout.between_link_sd, dims="between_link")
+                  if layout.between_links else pt.zeros((0,)))
+            bsd = (pm.HalfNormal("between_sd", sigma=layout.between_sd, dims="between") if layout.between
+                   else pt.zeros((0,)))
+            imp = implied_twolevel_covariances(layout, lam, th_w, th_b, bw, bb, omega=bsd ** 2, xp="pytensor")
+        else:
+            a, b = layout.share_prior
+            bb = (pm.Normal("beta_between", 0.0, layout.link_sd, dims="between_link") if layout.between_links
+                  else pt.zeros((0,)))
+            share = pm.Beta("share", alpha=a, beta=b, dims="between") if layout.between else pt.zeros((0,))
+            imp = implied_twolevel_covariances(layout, lam, th_w, th_b, bw, bb, share, xp="pytensor")
         pm.Deterministic("psi_within", imp["psi_W"], dims="construct")
         if layout.between:
+            if raw:
+                pm.Deterministic("share", imp["share"], dims="between")
+                if layout.between_links:
+                    pm.Deterministic("beta_between", imp["beta_between"], dims="between_link")
+            else:
+                pm.Deterministic("between_sd", pt.sqrt(imp["omega"]), dims="between")
+                if layout.between_links:
+                    pm.Deterministic("beta_between_raw", imp["beta_between_raw"], dims="between_link")
+            pm.Deterministic("omega_between", imp["omega"], dims="between")
             pm.Deterministic("psi_between", imp["psi_B"], dims="between")
-        for lev, B, psi in (("within", imp["B_W"], imp["psi_W"]), ("between", imp["B_B"], imp["psi_B"])):
+            # shares below 1: the within variance 1 - v_c stays positive (far from the posterior)
+            pm.Potential("share_below_one", pt.switch(pt.all(pt.lt(imp["share"], 1.0)), 0.0, -np.inf))
+        levels = (("within", imp["B_W"], imp["psi_W"], True), ("between", imp["B_B_raw"], imp["psi_B"], not raw))
+        for lev, B, psi, standardised in levels:
             if B.type.shape[-1] == 0:
                 continue
+            # rho(|B_raw|) = rho(|B_std|): the two differ by a diagonal similarity
             rho = perron_bound(pt.abs(B), power_iterations, xp="pytensor")
             pm.Deterministic(f"rho_{lev}", rho)
             pm.Potential(f"stability_{lev}", stability_barrier(rho, rho_max, width, xp="pytensor"))
-            pm.Potential(f"standardisation_{lev}", standardisation_barrier(psi, xp="pytensor"))
-            pm.Potential(f"psi_positive_{lev}", pt.switch(pt.all(pt.gt(psi, 1e-4)), 0.0, -np.inf))
+            if standardised:
+                pm.Potential(f"standardisation_{lev}", standardisation_barrier(psi, xp="pytensor"))
+                pm.Potential(f"psi_positive_{lev}", pt.switch(pt.all(pt.gt(psi, 1e-4)), 0.0, -np.inf))
         Sw, Sb = imp["Sigma_W"], imp["Sigma_B"]
         pm.Deterministic("item_icc", pt.diagonal(Sb) / (pt.diagonal(Sb) + pt.diagonal(Sw)), dims="item")
-        pm.Potential("loglik", twolevel_loglik(Sw, Sb, nu, d, xp="pytensor"))
+        con = [layout.constructs.index(c) for c in layout.item_construct]
+        pm.Potential("loglik", twolevel_loglik_lowrank(lam, con, imp["Phi_W"], imp["Phi_B"], th_w, th_b, nu, d,
+                                                       xp="pytensor"))
     return model

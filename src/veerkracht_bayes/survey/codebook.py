@@ -18,6 +18,8 @@ A codebook is YAML validated by :class:`Codebook`. Example::
           - {column: wb1, scale: likert, categories: 6, valid_min: 0, valid_max: 5,
              missing_codes: [-9, "weet niet"], label: "I have felt cheerful"}
           - {column: wb2, scale: likert, categories: 6, valid_min: 0, valid_max: 5, reverse: true}
+      professional_help:            # a single item may carry its own reliability (0 < r < 1)
+        items: [{column: prof_help, scale: binary, reliability: 0.42}]
       single_parent_household:
         items: [{column: single_parent, scale: binary}]
     subgroups:
@@ -88,6 +90,11 @@ class ItemSpec(_Strict):
     transform: Literal["log", "log1p", "rank_normal"] | None = Field(
         default=None, description="Transform of a continuous or count item before use: log, log1p "
         "or rank_normal (normal scores of the ranks).")
+    reliability: float | None = Field(
+        default=None, gt=0.0, lt=1.0, description="The item's reliability when it is the single item of "
+        "its construct (squared correlation with the latent construct; for a binary or ordinal item on "
+        "its latent-response scale). An external estimate, an assumption of the analysis; used by the "
+        "polychoric route (vb.fit(..., measurement='polychoric')) in place of the global reliability.")
 
     @model_validator(mode="after")
     def _check(self) -> "ItemSpec":
@@ -194,6 +201,18 @@ class Codebook(_Strict):
         raise SurveyError(Problem(f"unknown item column {column!r}{did_you_mean(column, self.item_columns())}",
                                   field="column", value=column))
 
+    def item_reliabilities(self) -> dict[str, float]:
+        """Item column -> declared ``reliability`` (single-item constructs that declare one).
+
+        Examples
+        --------
+        >>> cb = Codebook(id_column="id", constructs={"a": ConstructSpec(items=[
+        ...     ItemSpec(column="q", scale="binary", reliability=0.42)])})
+        >>> cb.item_reliabilities()
+        {'q': 0.42}
+        """
+        return {it.column: float(it.reliability) for _, it in self.item_specs() if it.reliability is not None}
+
     def known_columns(self) -> list[str]:
         """Every column the codebook names: items, id, weight, group and extra columns."""
         cols = self.item_columns() + [self.id_column]
@@ -237,7 +256,8 @@ def check_codebook(
 ) -> list[Problem]:
     """Cross-reference checks of a codebook; returns located problems (empty when fine).
 
-    Checks: an item column mapped twice (to two constructs, or twice in one); an item
+    Checks: an item ``reliability`` on a construct with more than one item; an item column
+    mapped twice (to two constructs, or twice in one); an item
     column that is also the id, weight or a group column; Likert ``categories``
     inconsistent with ``valid_min``/``valid_max``; subgroup conditions that do not
     parse or name unknown columns; with a graph, construct keys that are not nodes.
@@ -280,6 +300,12 @@ def check_codebook(
         for j, it in enumerate(cons.items):
             seen[it.column].append((key, j))
             loc = ("constructs", key, "items", j)
+            if it.reliability is not None and len(cons.items) > 1:
+                out.append(prob(
+                    f"item {it.column!r}: reliability={it.reliability:g} is given on construct {key!r}, which "
+                    f"has {len(cons.items)} items (expected reliability only on the single item of a "
+                    "construct: with several items the loadings are estimated from the data)",
+                    loc + ("reliability",), "reliability", it.reliability))
             if it.scale == "likert" and it.valid_min is not None and it.valid_max is not None:
                 width = it.valid_max - it.valid_min + 1
                 if it.categories is not None and width != it.categories:

@@ -300,6 +300,15 @@ def polychoric(data: np.ndarray, kinds: Sequence[str], *, weights: np.ndarray | 
             ti[a, : ncat[i] + 1] = tpad[i]
             tj[a, : ncat[j] + 1] = tpad[j]
             nab[a, : ncat[i], : ncat[j]] = T[offs[i], offs[j]]
+        # lavaan's zero.add = c(0.5, 0): 0.5 (weight units, weights of mean 1) in every empty
+        # cell of a 2 x 2 table. Otherwise an empty cell, which a strong correlation makes likely
+        # (e.g. two binary items with 18 % "yes" at rho = -0.5: 4 of 900 expected in the yes-yes
+        # cell), puts the tetrachoric MLE at +-1, where its information is 0 and Gamma undefined
+        two = np.array([ncat[pairs[p][0]] == 2 and ncat[pairs[p][1]] == 2 for p in oo])
+        add = two[:, None, None] & (nab == 0) & (nab.sum(axis=(1, 2)) > 0)[:, None, None]
+        add[:, 2:, :] = False
+        add[:, :, 2:] = False
+        nab = np.where(add, 0.5, nab)
         Wp = nab.sum(axis=(1, 2))
         # start: Pearson correlation of the codes
         ka = np.arange(kmax, dtype=float)
@@ -411,6 +420,13 @@ def polychoric(data: np.ndarray, kinds: Sequence[str], *, weights: np.ndarray | 
     inv = np.empty(s, dtype=int)
     inv[np.array(order, dtype=int)] = np.arange(s)
     G = G[np.ix_(inv, inv)]
+    bad = np.flatnonzero(~np.isfinite(r) | ~np.isfinite(np.diag(G)))
+    if bad.size:
+        raise SurveyError([Problem(f"the correlation of {names[pairs[q][0]]!r} and {names[pairs[q][1]]!r} "
+                                   f"(r = {r[q]:.4f}) has no finite asymptotic variance: its table is degenerate "
+                                   "(a correlation at +-1, or a category nobody chose); merge categories "
+                                   "or drop an item", field=f"{names[pairs[q][0]]},{names[pairs[q][1]]}")
+                           for q in bad[:10]])
     return PolychoricResult(
         names=names, kinds=kinds, n_categories=ncat,
         thresholds=tuple(tpad[j][1:-1] if j in tpad else np.zeros(0) for j in range(m)),

@@ -35,6 +35,7 @@ __all__ = [
     "QueryConfig",
     "DiagnosticsConfig",
     "OutputConfig",
+    "NeighbourhoodsConfig",
     "RunConfig",
     "ValidatedInputs",
     "load_config",
@@ -44,6 +45,8 @@ __all__ = [
     "FAST_DRAWS",
     "FAST_GROUP_DRAWS",
     "FAST_PRIOR_DRAWS",
+    "FAST_NEIGHBOURHOOD_DRAWS",
+    "NEIGHBOURHOOD_CONSTRUCTS",
     "MAX_GROUPS",
     "MIN_GROUP_FIT",
     "OUTPUT_FORMATS",
@@ -64,6 +67,12 @@ FAST_DRAWS = 400
 FAST_GROUP_DRAWS = 500
 #: Prior draws in ``--fast`` mode.
 FAST_PRIOR_DRAWS = 500
+#: Most draws (and tuning steps) per chain of the two-level ``[neighbourhoods]`` fit in ``--fast``
+#: mode: half the configured number, at most this.
+FAST_NEIGHBOURHOOD_DRAWS = 250
+#: Default ``[neighbourhoods] constructs``: the collective constructs with survey items plus the
+#: social network (its items carry neighbourhood variance through the within level's links).
+NEIGHBOURHOOD_CONSTRUCTS = ("neighbourhood_trust", "community_support", "collective_agency", "social_network")
 #: Output kinds the ``[output] formats`` list may name.
 OUTPUT_FORMATS = ("csv", "parquet", "netcdf", "brief")
 
@@ -129,11 +138,21 @@ class ModelConfig(_Strict):
     --------
     >>> ModelConfig().reliability
     0.8
+    >>> ModelConfig(measurement="polychoric", unmeasured="joint").unmeasured
+    'joint'
     """
 
     reliability: float = Field(default=0.8, gt=0.0, le=1.0,
                                description="Assumed reliability of single-item constructs.")
     missing: Literal["auto", "fiml", "two_stage"] = "auto"
+    measurement: Literal["continuous", "polychoric"] = Field(
+        default="continuous", description="'continuous' (every item standardised, the sufficient-statistics "
+        "path) or 'polychoric' (binary and Likert items with at most 7 categories on their latent-response "
+        "scale; docs/model.md §10; sampler numpyro; outputs that need the continuous fit are skipped with "
+        "a stated reason, docs/pipeline.md).")
+    unmeasured: Literal["cut", "joint"] = Field(
+        default="cut", description="measurement = 'polychoric' only: 'cut' (links touching constructs "
+        "without items left out of the implied correlations) or 'joint' (kept, on their priors).")
     groups: list[str] = Field(default_factory=list, description="Groupings of the multi-group model "
                               "(heterogeneity.csv): codebook subgroups (members vs the rest) or "
                               "categorical survey columns; empty = off (docs/pipeline.md, 'For whom').")
@@ -153,6 +172,15 @@ class ModelConfig(_Strict):
                                     "multi-group fit (default: [sampler] draws).")
     group_tune: int | None = Field(default=None, ge=0, description="Tuning steps per chain of each "
                                    "multi-group fit (default: [sampler] tune).")
+
+    @field_validator("unmeasured")
+    @classmethod
+    def _unmeasured_needs_polychoric(cls, v: str, info: ValidationInfo) -> str:
+        if v != "cut" and info.data.get("measurement") != "polychoric":
+            raise ValueError(f"unmeasured = {v!r} applies to measurement = 'polychoric' (the continuous path "
+                             "always cuts the links of constructs without items); expected 'cut' or "
+                             "measurement = 'polychoric'")
+        return v
 
     @field_validator("groups")
     @classmethod
@@ -317,6 +345,45 @@ class VoiConfig(_Strict):
         return self
 
 
+class NeighbourhoodsConfig(_Strict):
+    """``[neighbourhoods]`` (optional): the two-level (within / between neighbourhoods) model of the
+    collective constructs, neighbourhood-level policies and design effects
+    (``neighbourhoods.json``, ``neighbourhood_effects.csv``, ``neighbourhood_links.csv``; see
+    :mod:`veerkracht_bayes.workflow.neighbourhoods` and ``docs/twolevel.md``). No table: off.
+
+    Examples
+    --------
+    >>> NeighbourhoodsConfig(cluster="wijk_code").min_cluster_size
+    2
+    """
+
+    cluster: str = Field(min_length=1, description="Survey column of the neighbourhood code, e.g. 'wijk_code'.")
+    constructs: list[str] | None = Field(default=None, description="Constructs whose items enter the "
+                                         "two-level model (default: neighbourhood_trust, community_support, "
+                                         "collective_agency, social_network, those with items).")
+    between: list[str] | None = Field(default=None, description="Between (neighbourhood-level) constructs "
+                                      "(default: the collective ones among constructs).")
+    policies: list[str] | None = Field(default=None, description="Policy ids evaluated at the neighbourhood "
+                                       "level (default: the untargeted policies with a lever linked into a "
+                                       "between construct).")
+    draws: int = Field(default=500, ge=10, description="Draws per chain of the two-level fit.")
+    tune: int = Field(default=500, ge=0, description="Tuning steps per chain of the two-level fit.")
+    chains: int = Field(default=2, ge=1, le=64, description="Chains of the two-level fit.")
+    min_cluster_size: int = Field(default=2, ge=1, description="Neighbourhoods with fewer respondents "
+                                  "are counted as small (reported, kept in the statistics).")
+
+    @field_validator("constructs", "between", "policies")
+    @classmethod
+    def _distinct(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        if len(set(v)) != len(v):
+            raise ValueError(f"lists a name twice: {v} (expected distinct names)")
+        if any(not x.strip() for x in v):
+            raise ValueError("has an empty name (expected construct or policy ids)")
+        return v
+
+
 class RunConfig(_Strict):
     """A whole run configuration (see module docstring).
 
@@ -335,6 +402,7 @@ class RunConfig(_Strict):
     output: OutputConfig = Field(default_factory=OutputConfig)
     structure: StructureConfig | None = Field(default=None, description="Optional [structure].")
     voi: VoiConfig | None = Field(default=None, description="Optional [voi].")
+    neighbourhoods: NeighbourhoodsConfig | None = Field(default=None, description="Optional [neighbourhoods].")
     _path: Path | None = PrivateAttr(default=None)
     _base: Path = PrivateAttr(default_factory=Path.cwd)
 
@@ -417,6 +485,10 @@ def _known_keys(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
         if not fields or part not in fields:
             return []
         ann = fields[part].annotation
+        # an optional table (``X | None``, e.g. [structure], [neighbourhoods]): its model
+        members = [a for a in getattr(ann, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not (isinstance(ann, type) and issubclass(ann, BaseModel)) and len(members) == 1:
+            ann = members[0]
         cur = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
         if cur is None:
             return []
@@ -512,7 +584,8 @@ def fast_settings(cfg: RunConfig) -> RunConfig:
     """A copy of ``cfg`` with ``--fast`` sampler settings and diagnostics thresholds.
 
     Draws and tuning steps become ``min(FAST_DRAWS, configured)``, prior draws
-    ``min(FAST_PRIOR_DRAWS, configured)``. The ESS thresholds are scaled by
+    ``min(FAST_PRIOR_DRAWS, configured)``; the ``[neighbourhoods]`` fit gets half its draws and
+    tuning steps, at most ``FAST_NEIGHBOURHOOD_DRAWS`` each. The ESS thresholds are scaled by
     ``fast draws / configured draws`` (an ESS requirement is a fraction of the draws), and
     ``rhat_max`` is relaxed to at least 1.05 (split-Rhat is noisier on short chains) and the
     posterior predictive check uses at most 100 draws.
@@ -534,6 +607,11 @@ def fast_settings(cfg: RunConfig) -> RunConfig:
         new.model = m.model_copy(update={
             "group_draws": min(FAST_GROUP_DRAWS, m.group_draws if m.group_draws is not None else s.draws),
             "group_tune": min(FAST_DRAWS, m.group_tune if m.group_tune is not None else s.tune)})
+    nb = cfg.neighbourhoods
+    if nb is not None:  # the two-level fit: half its draws and tuning, at most FAST_NEIGHBOURHOOD_DRAWS
+        new.neighbourhoods = nb.model_copy(update={
+            "draws": max(10, min(FAST_NEIGHBOURHOOD_DRAWS, nb.draws // 2)),
+            "tune": min(FAST_NEIGHBOURHOOD_DRAWS, nb.tune // 2)})
     scale = draws / s.draws
     d = cfg.diagnostics
     new.diagnostics = d.model_copy(update={"ess_min": d.ess_min * scale,
@@ -571,6 +649,9 @@ class ValidatedInputs:
     #: ``[model] groups``: grouping -> one group label per survey row (None: no label), in the
     #: labelling of :func:`veerkracht_bayes.sem.multigroup.group_labels_from_survey`.
     groupings: dict[str, list[Any]] = field(default_factory=dict)
+    #: ``[neighbourhoods]`` resolved: ``cluster``, ``constructs``, ``between``, ``policies`` (ids),
+    #: ``skipped`` (policy id -> why it is not evaluated); None when the table is absent.
+    neighbourhoods: dict[str, Any] | None = None
 
 
 def _path_problem(cfg: RunConfig, key: str, value: str) -> Problem | None:
@@ -755,6 +836,8 @@ def validate_inputs(cfg: RunConfig, *, overwrite: bool = False) -> ValidatedInpu
     probs += _threshold_item_problems(cfg, survey)
     groupings, gprobs = _grouping_problems(cfg, graph, survey)
     probs += gprobs
+    nbh, nprobs = _neighbourhood_problems(cfg, graph, survey, policy_set)
+    probs += nprobs
     if probs:
         raise ConfigError(probs)
     warnings: list[str] = []
@@ -767,7 +850,7 @@ def validate_inputs(cfg: RunConfig, *, overwrite: bool = False) -> ValidatedInpu
     return ValidatedInputs(config=cfg, graph=graph, priors=priors, survey=survey,
                            policies=policy_set, interventions=interventions, outcomes=outcomes,
                            subgroups=subgroups, min_cell_size=int(min_cell), out_dir=out_dir,
-                           files=files, warnings=warnings, groupings=groupings)
+                           files=files, warnings=warnings, groupings=groupings, neighbourhoods=nbh)
 
 
 #: Most groups one ``[model] groups`` entry may form (a column with more values is refused).
@@ -846,3 +929,99 @@ def _grouping_problems(cfg: RunConfig, graph: Any, survey: Any) -> tuple[dict[st
         else:
             out[by] = labels
     return out, probs
+
+
+def _neighbourhood_problems(cfg: RunConfig, graph: Any, survey: Any, policy_set: Any
+                            ) -> tuple[dict[str, Any] | None, list[Problem]]:
+    """Check ``[neighbourhoods]`` against the survey, the graph and the policies; returns the
+    resolved constructs, between constructs and policy ids."""
+    nb = cfg.neighbourhoods
+    probs: list[Problem] = []
+    if nb is None:
+        return None, probs
+    if cfg.inputs.prior_only or survey is None:
+        probs.append(_cfg_problem(cfg, "neighbourhoods", "the two-level neighbourhood model needs survey "
+                                  "data (expected prior_only = false with a survey, or no [neighbourhoods] "
+                                  "table)", None))
+        return None, probs
+    columns = [str(c) for c in survey.data.columns]
+    if nb.cluster not in columns:
+        probs.append(_cfg_problem(cfg, "neighbourhoods.cluster", f"cluster column {nb.cluster!r} is not in "
+                                  f"the survey{did_you_mean(nb.cluster, columns)} (expected a neighbourhood "
+                                  "code column, e.g. 'wijk_code')", nb.cluster))
+    cmap = survey.constructs
+    if nb.constructs is None:
+        constructs = [c for c in NEIGHBOURHOOD_CONSTRUCTS if c in cmap]
+        if not constructs:
+            probs.append(_cfg_problem(cfg, "neighbourhoods.constructs", "none of the default constructs "
+                                      f"{list(NEIGHBOURHOOD_CONSTRUCTS)} has items in the codebook (expected "
+                                      "constructs = [...] naming constructs with items)", None))
+    else:
+        constructs = []
+        for i, c in enumerate(nb.constructs):
+            if not graph.has_node(c):
+                probs.append(_cfg_problem(cfg, f"neighbourhoods.constructs[{i}]", f"unknown construct {c!r}"
+                                          f"{did_you_mean(c, list(graph.nodes))} (expected a node of graph "
+                                          f"{graph.name!r})", c))
+            elif c not in cmap:
+                probs.append(_cfg_problem(cfg, f"neighbourhoods.constructs[{i}]", f"construct {c!r} has no "
+                                          f"items in the codebook{did_you_mean(c, list(cmap))} (expected a "
+                                          f"construct measured by the survey: {sorted(cmap)})", c))
+            else:
+                constructs.append(c)
+    from veerkracht_bayes.sem.twolevel import COLLECTIVE_CONSTRUCTS
+
+    if nb.between is None:
+        between = [c for c in constructs if c in COLLECTIVE_CONSTRUCTS and len(cmap.get(c, [])) >= 2]
+    else:
+        between = []
+        for i, c in enumerate(nb.between):
+            if c not in constructs:
+                probs.append(_cfg_problem(cfg, f"neighbourhoods.between[{i}]", f"between construct {c!r} is "
+                                          f"not among the constructs{did_you_mean(c, constructs)} (expected one "
+                                          f"of {constructs})", c))
+            elif len(cmap.get(c, [])) < 2:
+                probs.append(_cfg_problem(cfg, f"neighbourhoods.between[{i}]", f"between construct {c!r} has "
+                                          "one item (expected at least 2: a single-item construct has no "
+                                          "between factor of its own)", c))
+            else:
+                between.append(c)
+    if not between and not probs:
+        probs.append(_cfg_problem(cfg, "neighbourhoods.between", "no between construct (expected at least one "
+                                  f"construct with 2 or more items among {constructs})", nb.between))
+    # policies: untargeted, with a lever linked into a between construct
+    skipped: dict[str, str] = {}
+    policies: list[str] = []
+    pols = list(getattr(policy_set, "policies", None) or [])
+
+    def reaches(p: Any) -> list[str]:
+        return [f"{lv.node}->{t}" for lv in p.levers for t in graph.children(lv.node) if t in between]
+
+    if nb.policies is None:
+        for p in pols:
+            if reaches(p) and p.subgroup is None:
+                policies.append(p.id)
+            elif reaches(p):
+                skipped[p.id] = (f"targeted at the subgroup {p.subgroup!r}: its coverage is a share of that "
+                                 "subgroup, not of the neighbourhood")
+    else:
+        by_id = {p.id: p for p in pols}
+        for i, pid in enumerate(nb.policies):
+            loc = f"neighbourhoods.policies[{i}]"
+            p = by_id.get(pid)
+            if p is None:
+                probs.append(_cfg_problem(cfg, loc, f"unknown policy {pid!r}{did_you_mean(pid, list(by_id))} "
+                                          f"(expected a policy id: {list(by_id)})", pid))
+            elif not reaches(p):
+                levers = [lv.node for lv in p.levers]
+                probs.append(_cfg_problem(cfg, loc, f"policy {pid!r} has no lever linked into a between "
+                                          f"construct (levers {levers}; between constructs {between}); it does "
+                                          "not act at the neighbourhood level in this model", pid))
+            elif p.subgroup is not None:
+                probs.append(_cfg_problem(cfg, loc, f"policy {pid!r} is targeted at {p.subgroup!r} (expected an "
+                                          "untargeted policy: a targeted policy's coverage is a share of its "
+                                          "subgroup, not of the neighbourhood)", pid))
+            else:
+                policies.append(pid)
+    return ({"cluster": nb.cluster, "constructs": constructs, "between": between, "policies": policies,
+             "skipped": skipped}, probs)

@@ -19,7 +19,8 @@ the log-likelihood per missingness pattern, never per respondent), ``effects.csv
 ``sensitivity.csv``, ``pairwise.csv``, ``loops.csv``, ``trajectories.csv``, ``subgroups.csv``, ``diagnostics.json``,
 ``provenance.json``, ``config.toml`` (a copy), ``tornado.csv`` (each link's and dose's share of each
 effect's linearised variance), ``structure.csv`` + ``robustness.csv`` (with ``[structure]``),
-``voi.csv`` (with ``[voi]``) and, when :mod:`veerkracht_bayes.report.brief` is
+``voi.csv`` (with ``[voi]``), ``neighbourhoods.json`` + ``neighbourhood_effects.csv`` +
+``neighbourhood_links.csv`` (with ``[neighbourhoods]``; :mod:`veerkracht_bayes.workflow.neighbourhoods`) and, when :mod:`veerkracht_bayes.report.brief` is
 installed, ``brief.md``/``brief.html`` with figures.
 """
 
@@ -115,6 +116,7 @@ class RunResult:
     group_fits: list[Any] = field(default_factory=list)  # workflow.for_whom.GroupingFit per grouping
     thresholds: pd.DataFrame | None = None  # thresholds.csv when [[query.thresholds]] is set
     voi: pd.DataFrame | None = None  # voi.csv when [voi] is set
+    neighbourhoods: Any = None  # workflow.neighbourhoods.NeighbourhoodResult when [neighbourhoods] is set
 
     @property
     def diagnostics_passed(self) -> bool:
@@ -410,6 +412,10 @@ def run(config_path_or_model: str | Path | RunConfig, *, overwrite: bool = False
         steps.done()
         q, s = cfg.query, cfg.sampler
         prior_only = cfg.inputs.prior_only
+        polychoric = cfg.model.measurement == "polychoric" and not prior_only
+        if polychoric:
+            check_polychoric_config(cfg)
+            warnings += polychoric_skips(cfg)
         data = None
         steps.step("preparing model data")
         if not prior_only:
@@ -424,10 +430,13 @@ def run(config_path_or_model: str | Path | RunConfig, *, overwrite: bool = False
                                    target_accept=s.target_accept, random_seed=s.seed,
                                    progressbar=bool(progress) and is_interactive(),
                                    prior_draws=s.prior_draws)
-        fitted = fit(vi.graph, data, vi.priors, settings=settings,
-                     vague=cfg.inputs.priors == "vague", reliability=cfg.model.reliability,
-                     files={k: v for k, v in vi.files.items() if k != "config"},
-                     pointwise=not prior_only, prior_only=prior_only)
+        if polychoric:
+            fitted = fit_main_polychoric(cfg, vi, settings)
+        else:
+            fitted = fit(vi.graph, data, vi.priors, settings=settings,
+                         vague=cfg.inputs.priors == "vague", reliability=cfg.model.reliability,
+                         files={k: v for k, v in vi.files.items() if k != "config"},
+                         pointwise=not prior_only, prior_only=prior_only)
         steps.done()
         steps.step("diagnostics")
         diag = _diagnose(fitted, cfg)
@@ -473,10 +482,16 @@ def run(config_path_or_model: str | Path | RunConfig, *, overwrite: bool = False
         amp = loop_amplification(draws, vi.graph, vi.interventions, vi.outcomes,
                                  ci_prob=q.ci_prob, subgroups=infos, seed=q.dose_seed)
         steps.done()
-        steps.step("for whom: groups and thresholds")
+        steps.step("for whom: groups, thresholds, neighbourhoods")
         fw = _for_whom(cfg, vi, data, fitted, do_res, infos, prior_only=prior_only,
                        progress=bool(progress) and is_interactive())
         warnings += fw.pop("warnings")
+        nbh = _neighbourhoods(cfg, vi, do_res, ev, prior_only=prior_only,
+                              progress=bool(progress) and is_interactive())
+        if nbh is not None and not nbh.passed:
+            warnings.append("neighbourhoods: the two-level fit's diagnostics failed ("
+                            + "; ".join(nbh.diagnostics.get("problems") or []) + "); read "
+                            "neighbourhood_effects.csv with care")
         steps.done()
         prov = _provenance(cfg, vi, data, collect_provenance, prior_only=prior_only, fast=fast,
                            force=force)
@@ -488,7 +503,7 @@ def run(config_path_or_model: str | Path | RunConfig, *, overwrite: bool = False
             pairwise=pairwise, p_best=pbest, trajectories=trajectories, loop_gains=gains,
             loop_amplification=amp, subgroup_sizes=sizes, provenance=prov, forced=forced,
             prior_only=prior_only, warnings=warnings, fast=fast, sensitivity=sens,
-            edge_evidence=ev, tornado=tornado, structure=struct, voi=voi, **fw)
+            edge_evidence=ev, tornado=tornado, structure=struct, voi=voi, neighbourhoods=nbh, **fw)
         for msg in warnings:
             log.warning("%s", msg)
         steps.step("writing outputs")
@@ -505,6 +520,8 @@ def _provenance(cfg: RunConfig, vi: ValidatedInputs, data: Any, collect: Any, *,
                 "query": cfg.query.model_dump(), "diagnostics": cfg.diagnostics.model_dump(),
                 "inputs": cfg.inputs.model_dump(), "prior_only": prior_only, "fast": fast,
                 "force": force}
+    if getattr(cfg, "neighbourhoods", None) is not None:
+        settings["neighbourhoods"] = cfg.neighbourhoods.model_dump()
     prov = collect(seed=cfg.sampler.seed, files=files,
                    hashes={"data": None if data is None else data.data_hash}, settings=settings)
     # Paths are recorded relative to the config folder when possible (no home folders leaked).
@@ -591,6 +608,9 @@ def write_posterior(fitted: Any, tmp: Path) -> str:
     tree.attrs["created_by"] = f"veerkracht_bayes {package_versions().get('veerkracht-bayes', 'unknown')}"
     tree.attrs["log_likelihood"] = ("per missingness pattern: variable y on dim pattern is the sum of the "
                                     "weighted per-respondent log-likelihood over the pattern's respondents")
+    if fitted.idata.attrs.get("likelihood") == "polychoric":
+        tree.attrs["log_likelihood"] = ("none: the polychoric route's likelihood is on the polychoric "
+                                        "correlations, not per respondent (no LOO)")
     for engine in ("h5netcdf", "netcdf4"):
         try:
             importlib.import_module("h5netcdf" if engine == "h5netcdf" else "netCDF4")
@@ -862,12 +882,97 @@ def _uncertainty(cfg: RunConfig, fitted: Any, draws: Any, do_res: Any, vi: Any, 
         refit = wave_refit(fitted, vi.interventions, vc.outcome, priors=vi.priors,
                            subgroups=infos, items=vc.items, reliability=vc.reliability,
                            max_refits=vc.max_refits, seed=vc.seed,
-                           min_cell_size=vi.min_cell_size) if vc.max_refits else None
+                           min_cell_size=vi.min_cell_size) \
+            if vc.max_refits and cfg.model.measurement != "polychoric" else None
         voi = voi_from_fit(fitted, res, outcome=vc.outcome, candidates=vc.candidates, n=vc.n,
                            items=vc.items, reliability=vc.reliability, seed=vc.seed,
                            method=vc.method, outer_draws=vc.outer_draws, refit=refit)
     log.info("structure: %.1f s, value of information: %.1f s", t1 - t0, time.perf_counter() - t1)
     return tornado, struct, voi
+
+
+def check_polychoric_config(cfg: RunConfig) -> None:
+    """Raise a located :class:`~veerkracht_bayes.errors.ConfigError` when ``[model] measurement =
+    "polychoric"`` meets a setting that route cannot take (a sampler other than numpyro, vague priors).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.workflow.config import RunConfig
+    >>> inputs = {"survey": "survey.csv", "codebook": "codebook.yaml"}
+    >>> check_polychoric_config(RunConfig(inputs=inputs, model={"measurement": "polychoric"}))
+    >>> from veerkracht_bayes.errors import ConfigError
+    >>> try:
+    ...     check_polychoric_config(RunConfig(inputs=inputs, model={"measurement": "polychoric"},
+    ...                                       sampler={"sampler": "pymc"}))
+    ... except ConfigError as exc:
+    ...     print(exc.problems[0].location)
+    sampler.sampler
+    """
+    from veerkracht_bayes.errors import ConfigError, Problem
+
+    path = None if cfg.path is None else str(cfg.path)
+    if cfg.sampler.sampler != "numpyro":
+        raise ConfigError(Problem(f"[model] measurement = 'polychoric' samples with numpyro; got sampler = "
+                                  f"{cfg.sampler.sampler!r} (expected 'numpyro')", file=path,
+                                  location="sampler.sampler", field="sampler", value=cfg.sampler.sampler))
+    if cfg.inputs.priors == "vague":
+        raise ConfigError(Problem("[model] measurement = 'polychoric' takes sign-constrained priors ('marvel', "
+                                  "'default' or a priors file), not 'vague'", file=path,
+                                  location="inputs.priors", field="priors", value="vague"))
+
+
+def polychoric_skips(cfg: RunConfig) -> list[str]:
+    """The run's stated skips under ``[model] measurement = "polychoric"`` (one line each).
+
+    The polychoric fit's likelihood is on the correlation summaries, not on respondents, so
+    ``posterior.nc`` has no ``log_likelihood`` group (no LOO); threshold outcomes need the
+    continuous path's item intercepts and residual variances (``thresholds.csv`` is not written);
+    ``[model] groups`` (heterogeneity.csv) and ``[neighbourhoods]`` are fits of their own on the
+    continuous path, stated as such.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.workflow.config import RunConfig
+    >>> cfg = RunConfig(inputs={"survey": "survey.csv", "codebook": "codebook.yaml"},
+    ...                 model={"measurement": "polychoric"})
+    >>> polychoric_skips(cfg)[0][:40]
+    'measurement = polychoric: posterior.nc h'
+    """
+    out = ["measurement = polychoric: posterior.nc has no log_likelihood group (the likelihood is on the "
+           "polychoric correlations, not per respondent), so LOO / model comparison is not available"]
+    if cfg.query.thresholds:
+        out.append("measurement = polychoric: threshold outcomes need the continuous measurement model's item "
+                   "intercepts and residual variances; thresholds.csv not written (run with measurement = "
+                   "'continuous' for it)")
+    if cfg.model.groups:
+        out.append("measurement = polychoric: [model] groups (heterogeneity.csv, group_links.csv) are separate "
+                   "multi-group fits on the continuous measurement path, not the polychoric posterior")
+    if getattr(cfg, "voi", None) is not None and cfg.voi.max_refits:
+        out.append("measurement = polychoric: [voi] uses the importance reweighting only (the refit fallback "
+                   "refits the continuous path); candidates whose reweighting is unreliable stay flagged")
+    if getattr(cfg, "neighbourhoods", None) is not None:
+        out.append("measurement = polychoric: [neighbourhoods] is a separate two-level fit on the continuous "
+                   "measurement path, not the polychoric posterior")
+    return out
+
+
+def fit_main_polychoric(cfg: RunConfig, vi: Any, settings: Any) -> Any:
+    """The run's main fit on the polychoric route (:func:`~veerkracht_bayes.inference.polychoric_fit.
+    fit_polychoric`) with ``[model] reliability`` (fallback), the codebook's per-item ``reliability``
+    fields and ``[model] unmeasured``.
+
+    Examples
+    --------
+    >>> fitted = fit_main_polychoric(cfg, vi, settings)  # doctest: +SKIP
+
+    (made by ``tests/workflow/test_pipeline_polychoric.py``.)
+    """
+    from veerkracht_bayes.inference.polychoric_fit import fit_polychoric
+    from veerkracht_bayes.sem.polychoric_likelihood import PolychoricSettings
+
+    return fit_polychoric(vi.graph, vi.survey, vi.priors, settings=settings,
+                          polychoric=PolychoricSettings(reliability=cfg.model.reliability,
+                                                        unmeasured=cfg.model.unmeasured))
 
 
 def _for_whom(cfg: RunConfig, vi: Any, data: Any, fitted: Any, do_res: Any, infos: Any, *,
@@ -894,7 +999,9 @@ def _for_whom(cfg: RunConfig, vi: Any, data: Any, fitted: Any, do_res: Any, info
                                                      mrc=q.min_relevant_change)
         out["group_links"] = fw.group_links_table(groupings, prob=q.ci_prob)
         out["group_fits"] = groupings
-    if q.thresholds:
+    if q.thresholds and cfg.model.measurement == "polychoric" and not prior_only:
+        pass  # skipped, with the reason in the run's warnings (polychoric_skips)
+    elif q.thresholds:
         if prior_only or data is None:
             out["warnings"].append("threshold outcomes need a fit to survey data (prior_only): "
                                    "thresholds.csv not written")
@@ -904,6 +1011,31 @@ def _for_whom(cfg: RunConfig, vi: Any, data: Any, fitted: Any, do_res: Any, info
                 groupings=groupings, group_results=results, min_cell_size=vi.min_cell_size,
                 ci_prob=q.ci_prob, mrc_pp=q.threshold_min_change_pp)
     return out
+
+
+def _neighbourhoods(cfg: RunConfig, vi: Any, do_res: Any, ev: dict[str, str], *, prior_only: bool,
+                    progress: bool) -> Any:
+    """The two-level neighbourhood fit and neighbourhood-level policies (``[neighbourhoods]``); see
+    :mod:`veerkracht_bayes.workflow.neighbourhoods`."""
+    if getattr(cfg, "neighbourhoods", None) is None or prior_only or vi.neighbourhoods is None:
+        return None
+    from veerkracht_bayes.workflow import neighbourhoods as nbm
+
+    res = nbm.run_neighbourhoods(cfg, vi, do_res, edge_evidence=ev, progressbar=progress)
+    log.info("neighbourhoods: two-level fit in %.1f s", res.diagnostics.get("seconds", float("nan")))
+    return res
+
+
+def _write_neighbourhoods(result: RunResult, tmp: Path) -> list[str]:
+    """``neighbourhoods.json``, ``neighbourhood_effects.csv`` and ``neighbourhood_links.csv`` (when
+    computed); returns the names written."""
+    nbh = getattr(result, "neighbourhoods", None)
+    if nbh is None:
+        return []
+    _dump_json(nbh.to_dict(), tmp / "neighbourhoods.json")
+    nbh.effects.to_csv(tmp / "neighbourhood_effects.csv", index=False)
+    nbh.links.to_csv(tmp / "neighbourhood_links.csv", index=False)
+    return ["neighbourhoods.json", "neighbourhood_effects.csv", "neighbourhood_links.csv"]
 
 
 def _write_for_whom(result: RunResult, tmp: Path) -> list[str]:
@@ -961,6 +1093,7 @@ def _write_all(result: RunResult, tmp: Path) -> None:
             written.append("sensitivity.csv")
         written += _write_uncertainty(result, tmp)
         written += _write_for_whom(result, tmp)
+        written += _write_neighbourhoods(result, tmp)
         pw = []
         for outcome, m in result.pairwise.items():
             long = m.stack().rename("p_beats").reset_index()
