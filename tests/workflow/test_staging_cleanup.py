@@ -23,6 +23,9 @@ CHILD = textwrap.dedent("""
     import veerkracht_bayes.workflow.pipeline as pl
 
     out = Path(sys.argv[1]); sig = int(sys.argv[2]); mode = sys.argv[3]
+    # Python's own SIGINT handler, also when this process was started with SIGINT ignored (a
+    # background job of a non-interactive shell inherits SIG_IGN, and Python then keeps it)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def half_write(result, tmp):
         (tmp / "effects.csv").write_text("policy,outcome\\nP01,")
