@@ -29,9 +29,12 @@ leak between them; peak memory = VmHWM of that subprocess):
    3 items per node), N = 5,000: wall time and ESS/s.
 4. ``first_result``: the README's first result, ``vb.fit(graph, survey, priors="marvel")`` on
    ``data/synthetic`` (20,000 rows; import, read, statistics (two-stage EM), fit) in a fresh
-   interpreter, (a) with ``VEERKRACHT_JAX_CACHE`` pointing at an empty directory and (b) after
-   ``veerkracht-bayes warmup --draws D --tune D`` (what an install runs) filled another empty
-   directory. Each run also reports its CPU seconds, the time (wall and CPU) of the per-respondent
+   interpreter, on the continuous path named explicitly (``measurement="continuous"``) with
+   vb.fit's default draws and tuning steps (1000 + 1000, 2 chains; ``--smoke``: 50 + 50),
+   (a) with ``VEERKRACHT_JAX_CACHE`` pointing at an empty directory and (b) after
+   ``veerkracht-bayes warmup`` (what scripts/bootstrap.sh runs; ``--draws D --tune D`` in
+   ``--smoke``) filled another empty directory. Each run also reports the load average at its
+   start and end, the draws, min bulk ESS of ``beta`` and divergences, its CPU seconds, the time (wall and CPU) of the per-respondent
    log-likelihood for LOO (``pointwise_loglik_s``, ``pointwise_loglik_cpu_s``; 0 since ``vb.fit``
    computes it only with ``log_likelihood=True``)
    and, from ``jax.monitoring``, the seconds of tracing, lowering, XLA compilation and cache reads
@@ -89,6 +92,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -286,9 +290,11 @@ def stage_fit(a: dict) -> dict:
                                                     draws=a["draws"], tune=a["tune"], progressbar=False,
                                                     prior_draws=200), pointwise=False).idata
     t_fit = time.perf_counter() - t0
+    cpu_fit = _cpu_s()
     ess = min_ess_beta(idata)
     ts = _sampling_time(idata, t_fit)
     out = {"n": a["n"], "sampler": a.get("sampler", "numpyro"), "stats_s": t_stats, "fit_s": t_fit,
+           "cpu_s_to_end_of_fit": cpu_fit,
            "wall_s": t_stats + t_fit, "sampling_s": ts, "min_ess_beta": ess, "ess_per_s": ess / ts}
     if a.get("sampler", "numpyro") == "numpyro" and a.get("repeat"):
         # our driver's sampling time includes compilation on the first call for a model shape;
@@ -529,6 +535,7 @@ def stage_first_result(a: dict) -> dict:
     """
     t_start = a["t_start"]
     t0 = time.time()
+    load_start = os.getloadavg()[0]
     import veerkracht_bayes as vb
     from veerkracht_bayes.survey.statistics import model_data_from_survey
 
@@ -557,11 +564,18 @@ def stage_first_result(a: dict) -> dict:
     t_read = time.time()
     md = model_data_from_survey(sd, g)  # what vb.fit(g, sd, ...) does first, timed on its own
     t_stats = time.time()
-    f = vb.fit(g, md, priors="marvel", draws=a["draws"], tune=a["tune"], progress=False,
-               prior_draws=a.get("prior_draws", 1000))
+    # the continuous path explicitly (vb.fit's default measurement may follow the codebook);
+    # draws / tune: vb.fit's defaults unless the profile names them
+    kw = {k: a[k] for k in ("draws", "tune", "prior_draws") if a.get(k) is not None}
+    f = vb.fit(g, md, priors="marvel", progress=False, measurement="continuous", **kw)
     t_fit = time.time()
     samp = float(f.idata["posterior"].attrs.get("sampling_time", float("nan")))
-    return {"total_s": t_fit - t_start, "interpreter_s": t0 - t_start, "import_s": t_imp - t0,
+    post = f.idata["posterior"]
+    return {"draws": int(post.sizes["draw"]), "tune": int(post.attrs.get("tuning_steps", -1)),
+            "min_ess_beta": min_ess_beta(f.idata),
+            "divergences": int(f.idata["sample_stats"]["diverging"].sum()),
+            "load_avg_start": load_start, "load_avg_end": os.getloadavg()[0],
+            "total_s": t_fit - t_start, "interpreter_s": t0 - t_start, "import_s": t_imp - t0,
             "read_s": t_read - t_imp, "stats_s": t_stats - t_read, "fit_s": t_fit - t_stats,
             "fit_sampling_incl_chain_compile_s": samp,
             "cpu_s": _cpu_s(), "cpu_import_s": cpu_imp, **clock, **pointwise, "missing_method": md.missing_method,
@@ -572,7 +586,7 @@ def stage_warmup(a: dict) -> dict:
     """``veerkracht-bayes warmup`` (the command the install runs) in a fresh interpreter."""
     t0 = time.perf_counter()
     cmd = [str(Path(sys.executable).with_name("veerkracht-bayes")), "warmup"]
-    for d in a["draws"]:
+    for d in a["draws"]:  # none: the warmup's default, vb.fit's default setting
         cmd += ["--draws", str(d), "--tune", str(d)]
     r = subprocess.run(cmd, env=os.environ.copy(), capture_output=True, text=True, cwd=ROOT, check=False)
     if r.returncode != 0:
@@ -670,12 +684,12 @@ PROFILES = {
     "quick": {"n_ess": 20_000, "pymc_draws": 50, "pymc_tune": 50, "draws": 500, "tune": 500, "pymc_cap": 600,
               "ns": [1_000, 1_000_000], "ps": [10, 50], "graph_n": 5_000, "dq_draws": 4_000, "horizon": 20,
               "parquet_rows": 2_000_000, "ord_n": 2_000, "ord_draws": 150, "ord_pymc_cap": 300,
-              "first_draws": 500, "poly_n": 20_000, "poly_draws": 500, "poly_pymc_draws": 25, "poly_pymc_cap": 300,
+              "first_draws": None, "poly_n": 20_000, "poly_draws": 500, "poly_pymc_draws": 25, "poly_pymc_cap": 300,
               "poly_flat_ns": [1_000, 1_000_000]},
     "full": {"n_ess": 20_000, "pymc_draws": 300, "pymc_tune": 300, "draws": 1000, "tune": 1000, "pymc_cap": 3600,
              "ns": [1_000, 10_000, 100_000, 1_000_000], "ps": [10, 30, 60, 100], "graph_n": 5_000,
              "dq_draws": 4_000, "horizon": 20, "parquet_rows": 17_000_000, "ord_n": 20_000, "ord_draws": 300,
-             "ord_pymc_cap": 1800, "first_draws": 1000, "poly_n": 20_000, "poly_draws": 1000,
+             "ord_pymc_cap": 1800, "first_draws": None, "poly_n": 20_000, "poly_draws": 1000,
              "poly_pymc_draws": 100, "poly_pymc_cap": 1800, "poly_flat_ns": [1_000, 1_000_000]},
 }
 
@@ -759,17 +773,19 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(r)
         out["graph_size"] = rows
     if "first" not in skip:
-        fd = prof["first_draws"]
+        fd = prof["first_draws"]  # None: vb.fit's defaults (1000 + 1000), as in the README
         stage = {"draws": fd, "tune": fd}
         cold = run_stage("first_result", {"t_start": time.time(), **stage}, cache=fresh_cache())
         # a fresh install: the cache filled by `veerkracht-bayes warmup`, then a new interpreter
         cache = fresh_cache()
-        wu = run_stage("warmup", {"draws": [fd]}, cache=cache)
+        wu = run_stage("warmup", {"draws": [] if fd is None else [fd]}, cache=cache)
         warm = run_stage("first_result", {"t_start": time.time(), **stage}, cache=cache)
         log(f"first result cold: {cold}; warmup: {wu}; after warmup: {warm}")
         out["first_result"] = {"cold": cold, "warmup": wu, "after_warmup": warm}
         bootstrap = ROOT / "scripts" / "bootstrap.sh"
-        installs_warm = bootstrap.is_file() and "veerkracht-bayes warmup" in bootstrap.read_text()
+        installs_warm = bootstrap.is_file() and any(
+            re.search(r"veerkracht-bayes\b.*\bwarmup\b", ln) for ln in bootstrap.read_text().splitlines()
+            if not ln.lstrip().startswith(("#", "echo", '"')))
         if "total_s" in cold:
             out["first_result_seconds_empty_cache"] = cold["total_s"]
         if "total_s" in warm:

@@ -38,3 +38,17 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip >&2
 .venv/bin/python -m pip install --quiet -e ".[test,samplers,realdata]" >&2
 echo "veerkracht_bayes installed in .venv" >&2
+
+# Fill the persistent compilation cache with the programs of the README's first result
+# (vb.fit(graph, survey, priors="marvel"): 2 chains x (1000 + 1000)), so that the first fit reads
+# them instead of compiling them (docs/performance.md §7). The cache is $VEERKRACHT_JAX_CACHE or
+# ~/.cache/veerkracht_bayes/jax (veerkracht_bayes.runtime). It runs only when this install's
+# programs are not there yet (--if-missing: a rerun costs about a second); VEERKRACHT_WARMUP=0
+# skips it. A failed warmup is a warning: the first fit then compiles its programs itself.
+if [[ "${VEERKRACHT_WARMUP:-1}" != "0" ]]; then
+  echo "Filling the compilation cache for a first MARVEL fit if needed (VEERKRACHT_WARMUP=0 skips it)" >&2
+  if ! .venv/bin/veerkracht-bayes --quiet warmup --if-missing >&2; then
+    echo "warning: 'veerkracht-bayes warmup' failed; the first fit will compile its programs itself" \
+         "(about 20 s more)" >&2
+  fi
+fi

@@ -41,8 +41,9 @@ def make_graph() -> CausalGraph:
 
 
 def simulate(n: int, seed: int, beta: np.ndarray = TRUE_BETA, lam: np.ndarray = LAMBDA,
-             missing: float = 0.05) -> tuple[OrdinalData, PolychoricData]:
-    """Standardised latents, ordered-probit items (theta parameterisation), 5 % missing at random."""
+             missing: float = 0.05, acov: str = "full") -> tuple[OrdinalData, PolychoricData]:
+    """Standardised latents, ordered-probit items (theta parameterisation), 5 % missing at random;
+    ``acov`` is stage 1's covariance estimator (``"model"``: simulated with ``seed``)."""
     rng = np.random.default_rng(seed)
     B = np.zeros((3, 3))
     B[1, 0], B[2, 1], B[0, 2] = beta[1], beta[2], beta[3]
@@ -65,6 +66,6 @@ def simulate(n: int, seed: int, beta: np.ndarray = TRUE_BETA, lam: np.ndarray = 
     od = OrdinalData(item_names=names, item_construct=tuple(np.repeat(list("abc"), 3)), n_categories=N_CAT.copy(),
                      codes=codes, x_names=("x",), x=xc, weights=np.ones(n))
     mat = np.column_stack([np.where(codes < 0, np.nan, codes).astype(float), x[:, 0]])
-    st = polychoric(mat, ["ordinal"] * 9 + ["continuous"], names=names + ("x_item",))
+    st = polychoric(mat, ["ordinal"] * 9 + ["continuous"], names=names + ("x_item",), acov=acov, seed=seed)
     pdata = polychoric_data(st, dict(zip(names, od.item_construct, strict=True)), covariates={"x": "x_item"})
     return od, pdata

@@ -150,7 +150,7 @@ def _is_lavaan_text(model: Any) -> bool:
 def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "marvel", draws: int = 1000,
         tune: int | None = None, chains: int = 2, seed: int = 2023, prior_only: bool = False,
         sampler: str = "numpyro", progress: bool = True, reliability: float = 0.8,
-        prior_draws: int = 1000, measurement: str = "continuous", unmeasured: str = "cut",
+        prior_draws: int = 1000, measurement: str = "auto", unmeasured: str | None = None,
         item_reliability: Mapping[str, float] | None = None,
         ordered: str | Sequence[str] | None = None, group: str | None = None,
         group_equal: str | Sequence[str] | None = None, group_pool: str | Sequence[str] | None = None,
@@ -185,7 +185,14 @@ def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "mar
     prior_draws
         Number of prior draws stored next to the posterior.
     measurement
-        ``"continuous"`` (every item standardised, the sufficient-statistics path) or
+        ``"auto"`` (default: the codebook decides, :func:`~veerkracht_bayes.survey.codebook.
+        resolve_measurement`): if any item of the model's constructs (covariates aside) is binary
+        or Likert with at most 7 categories, ``"polychoric"`` with ``unmeasured="joint"``, else
+        ``"continuous"``. Data without a codebook (prepared ``ModelData``, prior-only fits) are
+        ``"continuous"``, and so is a fit the polychoric route cannot take (sampler other than
+        ``numpyro``, ``priors="vague"``, ``log_likelihood=True``). The route used and the reason
+        are in ``fit.idata.attrs["measurement_resolved"]`` and ``["measurement_reason"]``.
+        Or explicitly ``"continuous"`` (every item standardised, the sufficient-statistics path) or
         ``"polychoric"`` (binary items and Likert items with at most 7 categories on their
         latent-response scale: polychoric / polyserial correlations and their asymptotic
         covariance as the likelihood; docs/model.md, "Ordinal and binary items: polychoric
@@ -196,13 +203,15 @@ def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "mar
         with the number of respondents; no ``log_likelihood`` group). Without data
         (``prior_only=True``) every measurement gives the same prior.
     unmeasured
-        ``measurement="polychoric"`` only: ``"cut"`` (default: every link that touches a construct
+        Polychoric route only: ``"cut"`` (default of an explicit ``measurement="polychoric"``;
+        ``"auto"`` defaults to ``"joint"``: every link that touches a construct
         without items is left out of the implied correlations) or ``"joint"`` (those constructs
         stay in the model, their links sampled on their priors; the cut biases the measured links
         by the dropped paths, docs/performance.md §4b).
     item_reliability
-        ``measurement="polychoric"`` only: item column -> reliability in (0, 1) of a single item,
-        overriding the codebook's ``reliability`` field for that item.
+        Polychoric route only (explicit, or ``"auto"`` when it picks that route; ignored when auto
+        picks the continuous path): item column -> latent-response reliability in (0, 1) of a
+        single item, overriding the codebook's ``reliability`` field for that item.
     ordered
         lavaan models only (lavaan's ``ordered=``): the ordinal/binary items, as names or
         ``"x1,x2"``; thresholds and polychoric correlations with a Gaussian likelihood on the
@@ -247,6 +256,14 @@ def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "mar
     >>> survey = vb.read_survey(shipped_path("data", "synthetic", "veerkracht_synthetic.csv.gz"),
     ...                         shipped_path("data", "synthetic", "codebook_synthetic.yaml"))  # doctest: +SKIP
     >>> f = vb.fit("marvel", survey, measurement="polychoric", unmeasured="joint")  # doctest: +SKIP
+
+    The default, ``measurement="auto"``, takes that same route here because the shipped codebook's
+    items are Likert and binary (``tests/test_api_measurement.py`` makes the call with the sampler
+    stubbed); the fit says which route it took and why:
+
+    >>> f = vb.fit("marvel", survey)  # doctest: +SKIP
+    >>> f.idata.attrs["measurement_resolved"], f.idata.attrs["unmeasured_resolved"]  # doctest: +SKIP
+    ('polychoric', 'joint')
     """
     tune = draws if tune is None else tune
     if _is_lavaan_text(model) or (isinstance(data, pd.DataFrame) and not isinstance(model, CausalGraph)
@@ -263,26 +280,75 @@ def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "mar
     if ordered:
         raise ConfigError(Problem("ordered= applies to lavaan models; for a diagram use measurement='polychoric' "
                                   "(the codebook says which items are ordinal)", field="ordered", value=ordered))
-    from veerkracht_bayes.inference.sampling import SamplerSettings
-    from veerkracht_bayes.inference.sampling import fit as _fit
-    from veerkracht_bayes.survey.statistics import ModelData, model_data_from_survey
-
-    if measurement not in ("continuous", "polychoric", "ordinal"):
-        raise ConfigError(Problem(f"measurement must be 'continuous', 'polychoric' or 'ordinal', got {measurement!r}",
-                                  field="measurement", value=measurement))
-    if unmeasured not in ("cut", "joint"):
+    if measurement not in ("auto", "continuous", "polychoric", "ordinal"):
+        raise ConfigError(Problem("measurement must be 'auto', 'continuous', 'polychoric' or 'ordinal', got "
+                                  f"{measurement!r}", field="measurement", value=measurement))
+    if unmeasured not in (None, "cut", "joint"):
         raise ConfigError(Problem(f"unmeasured must be 'cut' or 'joint', got {unmeasured!r}",
                                   field="unmeasured", value=unmeasured))
-    if log_likelihood and measurement != "continuous":
+    if log_likelihood and measurement not in ("auto", "continuous"):
         raise ConfigError(Problem("log_likelihood=True needs measurement='continuous' (the polychoric and ordinal "
                                   "routes store no per-respondent log-likelihood)", field="log_likelihood",
                                   value=measurement))
-    if measurement != "polychoric" and (unmeasured != "cut" or item_reliability):
+    if measurement in ("continuous", "ordinal") and (unmeasured not in (None, "cut") or item_reliability):
         raise ConfigError(Problem("unmeasured= and item_reliability= apply to measurement='polychoric' "
                                   f"(got measurement={measurement!r})", field="measurement", value=measurement))
     graph = load_graph(model)
     prior_set, vague = _resolve_priors(priors, graph)
+    choice = _measurement_choice(measurement, unmeasured, data, graph, prior_only=prior_only, sampler=sampler,
+                                 vague=priors == "vague", log_likelihood=log_likelihood)
+    measurement, unmeasured = choice.measurement, choice.unmeasured
+    if measurement != "polychoric":
+        item_reliability = None  # auto resolved to continuous: the polychoric-only settings do not apply
+    return _record_measurement(_fit_diagram(graph, data, prior_set, vague, choice, draws=draws, tune=tune,
+                                            chains=chains, seed=seed, prior_only=prior_only, sampler=sampler,
+                                            progress=progress, reliability=reliability, prior_draws=prior_draws,
+                                            item_reliability=item_reliability, log_likelihood=log_likelihood,
+                                            priors=priors), choice)
+
+
+def _measurement_choice(measurement: str, unmeasured: str | None, data: Any, graph: CausalGraph, *,
+                        prior_only: bool, sampler: str, vague: bool, log_likelihood: bool) -> Any:
+    """The measurement route of a diagram fit (``"auto"`` resolved from the survey's codebook)."""
+    from veerkracht_bayes.survey.codebook import MeasurementChoice, resolve_measurement
+
+    if prior_only or data is None:
+        used = "continuous" if measurement == "auto" else measurement
+        return MeasurementChoice(measurement, used, unmeasured or "cut",
+                                 "prior only: no survey data, so every measurement gives the same prior")
+    blocked = None
+    if sampler != "numpyro":
+        blocked = f"sampler {sampler!r} was asked for (the polychoric route samples with numpyro)"
+    elif vague:
+        blocked = "priors = 'vague' was asked for (the polychoric route takes sign-constrained priors)"
+    elif log_likelihood:
+        blocked = "log_likelihood=True was asked for (the polychoric route has no per-respondent likelihood)"
+    return resolve_measurement(getattr(data, "codebook", None), graph, measurement=measurement,
+                               unmeasured=unmeasured, blocked=blocked)
+
+
+def _record_measurement(f: Fit, choice: Any) -> Fit:
+    """Write the resolved measurement route and its reason into the fit's attributes."""
+    attrs = getattr(getattr(f.result, "idata", None), "attrs", None)
+    if attrs is None:  # an engine result without a tree (stubbed engines in tests)
+        return f
+    for k, v in choice.to_dict().items():
+        attrs[k] = v
+    return f
+
+
+def _fit_diagram(graph: CausalGraph, data: Any, prior_set: Any, vague: bool, choice: Any, *, draws: int,
+                 tune: int, chains: int, seed: int, prior_only: bool, sampler: str, progress: bool,
+                 reliability: float, prior_draws: int, item_reliability: Mapping[str, float] | None,
+                 log_likelihood: bool, priors: Any) -> Fit:
+    """The diagram fit on the resolved measurement route."""
+    from veerkracht_bayes.inference.sampling import SamplerSettings
+    from veerkracht_bayes.inference.sampling import fit as _fit
+    from veerkracht_bayes.survey.statistics import ModelData, model_data_from_survey
+
+    measurement, unmeasured = choice.measurement, choice.unmeasured
     survey = None
+    observed_rel = None
     if data is None:
         md = None
     elif isinstance(data, ModelData):
@@ -318,12 +384,15 @@ def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "mar
                           ordinal=OrdinalSettings(reliability=reliability))
         return Fit(result=res, kind="diagram", survey=data, priors=prior_set)
     else:
+        from veerkracht_bayes.survey.codebook import continuous_path_reliabilities
+
         survey = data
         md = model_data_from_survey(data, graph)
+        observed_rel = continuous_path_reliabilities(data, graph, reliability) or None
     settings = SamplerSettings(sampler=sampler, chains=chains, draws=draws, tune=tune,  # type: ignore[arg-type]
                                random_seed=seed, progressbar=progress, prior_draws=prior_draws)
     res = _fit(graph, md, prior_set, settings=settings, vague=vague, reliability=reliability,
-               prior_only=prior_only, pointwise=log_likelihood and md is not None)
+               item_reliability=observed_rel, prior_only=prior_only, pointwise=log_likelihood and md is not None)
     return Fit(result=res, kind="diagram", survey=survey, priors=prior_set)
 
 

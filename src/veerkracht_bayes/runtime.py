@@ -10,7 +10,9 @@
 - **Compilation cache.** Compiled samplers are kept between processes in
   :func:`compilation_cache_dir`: ``$VEERKRACHT_JAX_CACHE`` if set, else
   ``~/.cache/veerkracht_bayes/jax``. ``configure(compilation_cache=False)`` turns it off, a path
-  moves it.
+  moves it. ``veerkracht-bayes warmup`` fills it (``scripts/bootstrap.sh`` runs it once per
+  install) and leaves a :func:`warmup_stamp` there, so that ``warmup --if-missing`` knows the
+  programs of this install and setting are in it.
 
 Examples
 --------
@@ -32,7 +34,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["compilation_cache_dir", "configure", "ensure_cpu_devices", "x64"]
+__all__ = ["compilation_cache_dir", "configure", "ensure_cpu_devices", "warmup_stamp", "x64"]
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -113,6 +115,41 @@ def compilation_cache_dir() -> Path | None:
     if isinstance(c, Path):
         return c
     return Path(os.environ.get("VEERKRACHT_JAX_CACHE", Path.home() / ".cache" / "veerkracht_bayes" / "jax"))
+
+
+def warmup_stamp(draws: int, tune: int) -> Path | None:
+    """The file ``veerkracht-bayes warmup`` leaves in the compilation cache after a fit of
+    ``draws`` + ``tune`` iterations (``None`` when the cache is off).
+
+    Its name is a hash of what the compiled programs depend on besides the model's shape: the
+    package's own source files, the versions of Python, JAX, jaxlib, numpyro, PyMC and PyTensor,
+    the number of CPU cores and the setting. A new release, an edited checkout or another machine
+    therefore gets another name, and ``warmup --if-missing`` fills the cache again.
+
+    Examples
+    --------
+    >>> a, b = warmup_stamp(1000, 1000), warmup_stamp(500, 500)
+    >>> a is None or (a.parent == compilation_cache_dir() and a != b)
+    True
+    """
+    import hashlib
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    folder = compilation_cache_dir()
+    if folder is None:
+        return None
+    h = hashlib.sha256(f"{int(draws)}+{int(tune)}|{os.cpu_count()}|{platform.python_version()}".encode())
+    for dist in ("jax", "jaxlib", "numpyro", "pymc", "pytensor"):
+        try:
+            h.update(f"|{dist}={version(dist)}".encode())
+        except PackageNotFoundError:
+            h.update(f"|{dist}=none".encode())
+    root = Path(__file__).resolve().parent
+    for f in sorted(root.rglob("*.py")):
+        h.update(str(f.relative_to(root)).encode())
+        h.update(f.read_bytes())
+    return folder / f"veerkracht-warmup-{h.hexdigest()[:24]}.stamp"
 
 
 @contextlib.contextmanager

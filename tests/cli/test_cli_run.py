@@ -40,6 +40,8 @@ draws = 60
 tune = 60
 prior_draws = 100
 seed = 5
+[model]
+measurement = "continuous"          # the continuous path's outputs (log_likelihood per pattern)
 [query]
 outcomes = ["wellbeing", "stress"]
 horizon = 5

@@ -44,3 +44,44 @@ def test_warmup_fills_an_empty_compilation_cache(tmp_path: Path):
     assert "compiled: MARVEL fit, 2 chains x (20 tune + 20 draws)" in r.stdout
     # every program of the fit is kept (not only those over JAX's default compile-time floor)
     assert len(list((tmp_path / "cache").iterdir())) >= 10
+    # and its stamp, so that the install's `warmup --if-missing` does not fit again
+    assert len(list((tmp_path / "cache").glob("veerkracht-warmup-*.stamp"))) == 1
+    r2 = subprocess.run([sys.executable, "-m", "veerkracht_bayes.cli", "warmup", "--draws", "20", "--tune", "20",
+                         "--if-missing"], env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert r2.returncode == 0 and "cached already" in r2.stdout and "compiled:" not in r2.stdout
+
+
+def test_warmup_if_missing_skips_a_setting_whose_stamp_is_in_the_cache(tmp_path: Path, monkeypatch):
+    from veerkracht_bayes.runtime import warmup_stamp
+
+    monkeypatch.setenv("VEERKRACHT_JAX_CACHE", str(tmp_path))
+    stamp = warmup_stamp(20, 20)
+    assert stamp is not None and stamp.parent == tmp_path
+    stamp.write_text("filled\n")
+    res = runner.invoke(app, ["warmup", "--draws", "20", "--tune", "20", "--if-missing"])
+    assert res.exit_code == 0, res.output
+    assert "cached already: MARVEL fit, 2 chains x (20 tune + 20 draws)" in res.output
+    assert "compiled:" not in res.output  # nothing fitted
+
+
+def test_warmup_with_the_cache_turned_off_fits_nothing():
+    import veerkracht_bayes as vb
+
+    vb.configure(compilation_cache=False)
+    try:
+        res = runner.invoke(app, ["warmup", "--draws", "20"])
+    finally:
+        vb.configure(compilation_cache=True)
+    assert res.exit_code == 0, res.output
+    assert "turned off" in res.output and "compiled:" not in res.output
+
+
+def test_bootstrap_runs_the_warmup_only_when_needed_and_never_fails_on_it():
+    text = (Path(__file__).resolve().parents[2] / "scripts" / "bootstrap.sh").read_text()
+    lines = [ln.strip() for ln in text.splitlines() if "veerkracht-bayes" in ln and "warmup" in ln
+             and not ln.lstrip().startswith(("#", "echo", '"'))]
+    assert len(lines) == 1
+    # --if-missing: a rerun (the test command's bootstrap) does not fit again; `if !`: a failed
+    # warmup is a warning, not the end of the bootstrap (set -e)
+    assert "--if-missing" in lines[0] and lines[0].startswith("if ! ")
+    assert 'VEERKRACHT_WARMUP:-1}" != "0"' in text

@@ -147,7 +147,10 @@ def test_a_path_through_an_unmeasured_construct_biases_the_cut_system_not_the_jo
     theta_lam = np.full(6, 0.8 / np.sqrt(1 - 0.8 ** 2))  # theta-parameterisation value of l = 0.8
     q = {}
     for mode in ("cut", "joint"):
-        model, layout = build_polychoric_model(g, pdata, WidePriors(), settings=PolychoricSettings(unmeasured=mode))
+        # native coordinates: the links are set by value below (the default samples the links
+        # touching u in prior-standardised coordinates, the same model; tests/inference/test_polychoric_joint.py)
+        model, layout = build_polychoric_model(g, pdata, WidePriors(),
+                                               settings=PolychoricSettings(unmeasured=mode, prior_links="native"))
         assert layout.unmeasured == mode
         assert layout.edge_kind["a->u"] == ("prior_only" if mode == "cut" else "latent")
         q[mode] = -2 * _correlation_term_at(model, eps, layout.edge_keys, truth, theta_lam)

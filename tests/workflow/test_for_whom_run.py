@@ -39,6 +39,7 @@ tune = 400
 prior_draws = 100
 seed = 5
 [model]
+measurement = "continuous"          # threshold outcomes need the continuous measurement model
 groups = ["single_parent"]
 [query]
 policies = ["P01", "P03", "P06"]

@@ -149,6 +149,8 @@ draws = 400
 tune = 400
 prior_draws = 100
 seed = 5
+[model]
+measurement = "continuous"          # this test is about the neighbourhood fit beside the continuous main fit
 [query]
 policies = ["P05", "P06"]
 outcomes = ["collective_agency"]

@@ -25,9 +25,11 @@ def _cfg(tmp_path: Path, model: str) -> Path:
     return p
 
 
-def test_defaults_stay_continuous_and_cut(tmp_path: Path) -> None:
+def test_default_is_auto_and_explicit_choices_stay(tmp_path: Path) -> None:
     cfg = load_config(_cfg(tmp_path, "reliability = 0.8"))
-    assert (cfg.model.measurement, cfg.model.unmeasured) == ("continuous", "cut")
+    assert (cfg.model.measurement, cfg.model.unmeasured) == ("auto", None)
+    cfg = load_config(_cfg(tmp_path, 'measurement = "continuous"'))
+    assert (cfg.model.measurement, cfg.model.unmeasured) == ("continuous", None)
     cfg = load_config(_cfg(tmp_path, 'measurement = "polychoric"\nunmeasured = "joint"'))
     assert (cfg.model.measurement, cfg.model.unmeasured) == ("polychoric", "joint")
 
@@ -35,7 +37,7 @@ def test_defaults_stay_continuous_and_cut(tmp_path: Path) -> None:
 @pytest.mark.parametrize("model, line, text", [
     ('measurement = "polycoric"', 4, "polychoric"),
     ('unmeasured = "together"', 4, "joint"),
-    ('unmeasured = "joint"', 4, "applies to measurement = 'polychoric'"),
+    ('measurement = "continuous"\nunmeasured = "joint"', 5, "applies to measurement = 'polychoric'"),
     ('measurement = "ordinal"', 4, "continuous"),
 ])
 def test_bad_values_are_located(tmp_path: Path, model: str, line: int, text: str) -> None:
@@ -65,8 +67,8 @@ tune = 400
 prior_draws = 100
 seed = 5
 [model]
-measurement = "polychoric"
-unmeasured = "joint"
+# measurement left at its default, "auto": the synthetic codebook's Likert and binary items make it
+# the polychoric route with unmeasured = "joint"
 [query]
 policies = ["P01", "P06"]
 outcomes = ["wellbeing", "mental_problems"]
@@ -107,6 +109,29 @@ def test_polychoric_run_uses_the_polychoric_posterior(run_dir) -> None:
     assert set(effects["policy"]) >= {"P01", "P06"}
 
 
+def test_auto_records_the_route_and_its_reason(run_dir) -> None:
+    from veerkracht_bayes.report.brief import measurement_text
+
+    d, result = run_dir
+    prov = json.loads((d / "out" / "provenance.json").read_text(encoding="utf-8"))
+    assert (prov["measurement_requested"], prov["measurement_resolved"], prov["unmeasured_resolved"]) == (
+        "auto", "polychoric", "joint")
+    assert "binary" in prov["measurement_reason"] and "Likert" in prov["measurement_reason"]
+    assert result.fit.idata.attrs["measurement_resolved"] == "polychoric"
+    assert result.fit.idata.attrs["measurement_reason"] == prov["measurement_reason"]
+    text = measurement_text(result)
+    assert "chosen automatically from the codebook: polychoric" in text and "latent-response" in text
+    # the fit check of the polychoric route fills the same JSON fields as the continuous one
+    diag = json.loads((d / "out" / "diagnostics.json").read_text(encoding="utf-8"))
+    assert diag["ppp"]["applicable"] and diag["ppp"]["statistic"] == "stage2_correlations"
+    assert 0.0 <= diag["ppp"]["ppp"] <= 1.0 and diag["ppp"]["srmr"] is not None
+    # ... and the brief keeps a fit verdict: its check table names the statistic
+    from veerkracht_bayes.report.brief import brief_blocks, render_markdown
+
+    md = render_markdown(brief_blocks(result))
+    assert "PPP, stage-2 polychoric correlations" in md and "chosen automatically from the codebook" in md
+
+
 def test_polychoric_run_states_what_it_skips(run_dir) -> None:
     d, result = run_dir
     text = " | ".join(result.warnings)
@@ -119,6 +144,50 @@ def test_polychoric_run_states_what_it_skips(run_dir) -> None:
         assert tree.attrs["log_likelihood"].startswith("none: the polychoric route")
     prov = json.loads((d / "out" / "provenance.json").read_text(encoding="utf-8"))
     assert any("thresholds.csv not written" in w for w in prov["warnings"])
+
+
+def _survey_and_graph(tmp_path: Path, continuous_only: bool = False):
+    import yaml
+
+    import veerkracht_bayes as vb
+    from veerkracht_bayes.datasets.synthetic import write_synthetic
+
+    files = write_synthetic(tmp_path, n=200, seed=3)
+    cb = files["codebook"]
+    if continuous_only:  # every item of the model declared continuous
+        doc = yaml.safe_load(cb.read_text(encoding="utf-8"))
+        for cons in doc["constructs"].values():
+            for it in cons.get("items") or []:
+                it.pop("categories", None)
+                it["scale"] = "continuous"
+        cb.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    graph = vb.load_graph("marvel")
+    return vb.read_survey(files["data"], cb, graph=graph), graph
+
+
+def test_auto_resolution_rules_in_runs(tmp_path: Path) -> None:
+    from veerkracht_bayes.workflow.config import RunConfig
+    from veerkracht_bayes.workflow.pipeline import resolve_run_measurement
+
+    survey, graph = _survey_and_graph(tmp_path)
+    inputs = {"survey": "s.csv", "codebook": "c.yaml"}
+    cfg, ch = resolve_run_measurement(RunConfig(inputs=inputs), survey, graph)
+    assert (cfg.model.measurement, cfg.model.unmeasured, ch.requested) == ("polychoric", "joint", "auto")
+    # an explicit unmeasured is kept; explicit measurements are kept as given
+    cfg, ch = resolve_run_measurement(RunConfig(inputs=inputs, model={"unmeasured": "cut"}), survey, graph)
+    assert (cfg.model.measurement, cfg.model.unmeasured) == ("polychoric", "cut")
+    cfg, ch = resolve_run_measurement(RunConfig(inputs=inputs, model={"measurement": "continuous"}), survey, graph)
+    assert (cfg.model.measurement, ch.reason) == ("continuous", "measurement = continuous (given)")
+    cfg, ch = resolve_run_measurement(RunConfig(inputs=inputs, model={"measurement": "polychoric"}), survey, graph)
+    assert (cfg.model.measurement, cfg.model.unmeasured) == ("polychoric", "cut")
+    # a run the polychoric route cannot take falls back to continuous, saying why
+    cfg, ch = resolve_run_measurement(RunConfig(inputs=inputs, sampler={"sampler": "pymc"}), survey, graph)
+    assert cfg.model.measurement == "continuous" and "numpyro" in ch.reason and ch.ordinal_items
+    # covariates (single items of exogenous roots) do not count; all-continuous items -> continuous
+    survey_c, _ = _survey_and_graph(tmp_path / "c", continuous_only=True)
+    cfg, ch = resolve_run_measurement(RunConfig(inputs=inputs), survey_c, graph)
+    assert (cfg.model.measurement, ch.ordinal_items) == ("continuous", ())
+    assert "none of the model's" in ch.reason
 
 
 def test_polychoric_rejects_other_samplers_before_sampling(tmp_path: Path) -> None:

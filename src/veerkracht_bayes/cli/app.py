@@ -144,13 +144,18 @@ def warmup_command(
                                                     "compile for (repeatable; default 1000).")] = None,
     tune: Annotated[list[int] | None, typer.Option("--tune", help="Tuning steps per chain, one per "
                                                    "--draws (default: as many as draws).")] = None,
+    if_missing: Annotated[bool, typer.Option("--if-missing", help="Skip a setting whose programs this "
+                                             "install already put in the cache (its stamp is there).")] = False,
 ) -> None:
     """Fill the persistent compilation cache with the programs of a first MARVEL fit.
 
     One fit of the shipped synthetic survey per --draws (vb.fit's defaults otherwise). A later
     fit of the same model shape (graph, items, number of missingness patterns) with the same
     draws and tuning steps, on any data and seed, then reads its compiled programs from the
-    cache (veerkracht_bayes.runtime) instead of compiling them.
+    cache (veerkracht_bayes.runtime) instead of compiling them. After each fit a stamp
+    (veerkracht_bayes.runtime.warmup_stamp: package sources, library versions, cores, setting)
+    is left in the cache; with --if-missing a setting whose stamp is there is skipped, which is
+    what scripts/bootstrap.sh runs.
     """
     import veerkracht_bayes as vb
     from veerkracht_bayes.errors import ConfigError, Problem
@@ -160,9 +165,28 @@ def warmup_command(
     tune = list(tune or draws)
     if len(tune) != len(draws):
         raise ConfigError(Problem(f"{len(draws)} --draws but {len(tune)} --tune", field="tune"))
+    from veerkracht_bayes.runtime import compilation_cache_dir, warmup_stamp
+
+    if compilation_cache_dir() is None:
+        typer.echo("the compilation cache is turned off: nothing to fill")
+        return
+    todo = []
+    for n_draws, n_tune in zip(draws, tune):
+        stamp = warmup_stamp(n_draws, n_tune)
+        if if_missing and stamp is not None and stamp.is_file():
+            typer.echo(f"cached already: MARVEL fit, 2 chains x ({n_tune} tune + {n_draws} draws) in {stamp.parent}")
+        else:
+            todo.append((n_draws, n_tune, stamp))
+    if not todo:
+        return
     d = shipped_path("data", "synthetic")
     graph = vb.load_graph("marvel")
     survey = vb.read_survey(d / "veerkracht_synthetic.csv.gz", d / "codebook_synthetic.yaml", graph=graph)
-    for n_draws, n_tune in zip(draws, tune):
-        vb.fit(graph, survey, priors="marvel", draws=n_draws, tune=n_tune, progress=False)
+    for n_draws, n_tune, stamp in todo:
+        # the continuous path explicitly: the programs of the README's first result
+        vb.fit(graph, survey, priors="marvel", draws=n_draws, tune=n_tune, progress=False,
+               measurement="continuous")
+        if stamp is not None:
+            stamp.parent.mkdir(parents=True, exist_ok=True)
+            stamp.write_text(f"veerkracht-bayes warmup: MARVEL fit, 2 chains x ({n_tune} tune + {n_draws} draws)\n")
         typer.echo(f"compiled: MARVEL fit, 2 chains x ({n_tune} tune + {n_draws} draws)")

@@ -614,15 +614,23 @@ class PPPResult:
     source: str | None = None
     srmr: float | None = None
     worst_residual: tuple[str, str, float] | None = None
+    #: the replicated statistic: "item_covariance" (ML discrepancy of the item covariance, ``df`` the
+    #: Wishart df) or "stage2_correlations" (the polychoric route: the stage-2 weighted discrepancy of
+    #: the stage-1 correlations, :mod:`veerkracht_bayes.inference.polychoric_check`; ``df`` the number
+    #: of correlations, the chi-square df of ``d_rep``)
+    statistic: str = "item_covariance"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary."""
-        out: dict[str, Any] = {"applicable": self.applicable, "reason": self.reason or None}
+        out: dict[str, Any] = {"applicable": self.applicable, "reason": self.reason or None,
+                               "statistic": self.statistic if self.applicable else None}
         if self.applicable:
             out.update({
                 "ppp": _num(self.ppp), "n_draws": int(len(self.d_obs)),
                 "mean_d_obs": _num(np.mean(self.d_obs)), "mean_d_rep": _num(np.mean(self.d_rep)),
-                "n_eff": _num(self.n_eff), "wishart_df": _num(self.df), "s_obs_source": self.source,
+                "n_eff": _num(self.n_eff), "s_obs_source": self.source,
+                "wishart_df": _num(self.df) if self.statistic == "item_covariance" else None,
+                "chi2_df": _num(self.df) if self.statistic != "item_covariance" else None,
                 "srmr": _num(self.srmr),
                 "worst_residual": None if self.worst_residual is None else {
                     "item_1": self.worst_residual[0], "item_2": self.worst_residual[1],
@@ -935,8 +943,13 @@ def _ppp(result: Any, ppp_draws: int, seed: int) -> PPPResult:
     if data is None:
         return PPPResult(False, "prior-only result (no data)")
     if result.idata.attrs.get("likelihood") == "polychoric":
-        return PPPResult(False, "polychoric route: the likelihood is on the polychoric correlations, not on "
-                                "the item covariance this check replicates (not run)")
+        # the polychoric route's check replicates its own statistics, the stage-2 correlations
+        from veerkracht_bayes.inference.polychoric_check import STATISTIC, stage2_ppp
+
+        c = stage2_ppp(result, ppp_draws, seed)
+        return PPPResult(True, "", c.ppp, c.t_obs, c.t_rep, float(c.n), float(c.n_correlations),
+                         "stage-1 polychoric/polyserial correlations (weight: inverse asymptotic covariance)",
+                         c.srmr, c.worst_residual, statistic=STATISTIC)
     m = len(result.layout.items)
     if m < 2:
         return PPPResult(False, f"only {m} item(s): no covariance structure to check")
@@ -1118,7 +1131,8 @@ def diagnose(
         notes.append(f"MODEL MISFIT: SRMR {ppp.srmr:.3f} > {srmr_max} (PPP {ppp.ppp:.3f}); reported as "
                      "misfit in the verdict but does not fail the run")
     if ppp.applicable and ppp.ppp is not None and ppp.ppp < ppp_min:
-        msg = (f"posterior predictive p-value of the item covariance is {ppp.ppp:.3f} < {ppp_min} "
+        what = "stage-2 correlations" if ppp.statistic == "stage2_correlations" else "item covariance"
+        msg = (f"posterior predictive p-value of the {what} is {ppp.ppp:.3f} < {ppp_min} "
                f"(SRMR {ppp.srmr:.3f}; largest residual correlation {ppp.worst_residual[0]} ~ "
                f"{ppp.worst_residual[1]}: {ppp.worst_residual[2]:+.3f})")
         if ppp.srmr is not None and ppp.srmr <= srmr_max:

@@ -228,17 +228,13 @@ class CompiledModel:
         variables in ``keep`` keep each chain's ``fallback`` value. A chain whose start has a
         non-finite gradient keeps its ``fallback`` start.
         """
-        import jax.numpy as jnp
-        from jax.flatten_util import ravel_pytree
-
         n_chain = int(np.shape(next(iter(fallback.values())))[0])
         rng = np.random.default_rng(seed)
         out = {k: np.array(v, dtype=float, copy=True) for k, v in fallback.items()}
         cand = {k: np.asarray(center[k])[0][None] + spread * np.asarray(scale[k])[None]
                 * rng.standard_normal((n_chain,) + np.shape(scale[k])) for k in fallback}
         cand.update({k: np.asarray(fallback[k], dtype=float) for k in keep if k in fallback})
-        flat = np.stack([np.asarray(ravel_pytree({k: jnp.asarray(v[c]) for k, v in cand.items()})[0])
-                         for c in range(n_chain)])
+        flat = np.stack([_ravel({k: v[c] for k, v in cand.items()}) for c in range(n_chain)])
         g = self._grads(flat, data)
         for c in range(n_chain):
             if np.isfinite(g[c]).all():
@@ -255,15 +251,14 @@ class CompiledModel:
         within a chunk the rows are evaluated one after the other, so memory is that of one
         gradient.
         """
-        import jax.numpy as jnp
-
         rows = flat.shape[0]
         chunk = self.grad_chunk
         padded = np.resize(flat, (-(-rows // chunk) * chunk, flat.shape[1]))
         if self._hess_exec is None:  # compiled for speed of compilation: it runs ~0.5 s, once
-            self._hess_exec = self._hess.lower(jnp.asarray(padded[:chunk]), *data).compile(
+            self._hess_exec = self._hess.lower(padded[:chunk], *data).compile(
                 compiler_options=_QUICK_COMPILE)
-        out = [np.asarray(self._hess_exec(jnp.asarray(padded[i:i + chunk]), *data))
+        # NumPy rows go in as they are (jnp.asarray would compile a copy program per shape)
+        out = [np.asarray(self._hess_exec(padded[i:i + chunk], *data))
                for i in range(0, padded.shape[0], chunk)]
         return np.concatenate(out)[:rows]
 
@@ -278,11 +273,11 @@ class CompiledModel:
         fraction of measured coordinates with a finite positive curvature.
         """
         import jax
-        import jax.numpy as jnp
         from jax.flatten_util import ravel_pytree
 
-        first = {k: jnp.asarray(v[0]) for k, v in points.items()}
-        _, unravel = ravel_pytree(first)
+        # flattening and unflattening in NumPy outside the traced gradient: each eager jnp call
+        # on a new shape is a program of its own to compile or to read from the cache
+        unravel = _unraveler({k: np.shape(v)[1:] for k, v in points.items()})
         if self._hess is None:
             def grad_flat(f: Any, *d: Any) -> Any:
                 return ravel_pytree(jax.grad(lambda q: self.logp(q, d))(unravel(f)))[0]
@@ -291,8 +286,7 @@ class CompiledModel:
             # gradient cost 9x more per row here (batched small matrix products) and compiled slower
             self._hess = jax.jit(lambda rows, *d: jax.lax.map(lambda f: grad_flat(f, *d), rows))
         n_chain = int(np.shape(next(iter(points.values())))[0])
-        flats = np.stack([np.asarray(ravel_pytree({k: jnp.asarray(v[c]) for k, v in points.items()})[0])
-                          for c in range(n_chain)])
+        flats = np.stack([_ravel({k: v[c] for k, v in points.items()}) for c in range(n_chain)])
         n = flats.shape[1]
         measured = np.concatenate([np.full(int(np.size(points[k][0])), k not in unit)
                                    for k in sorted(points)])  # ravel_pytree's order: sorted keys
@@ -309,8 +303,8 @@ class CompiledModel:
         ok = np.isfinite(curv) & (curv > 0)
         scale = np.ones(n)
         scale[ok] = 1.0 / np.sqrt(curv[ok])
-        out = {k: np.array(v) for k, v in unravel(jnp.asarray(scale)).items()}
-        okd = {k: np.asarray(v) > 0.5 for k, v in unravel(jnp.asarray(ok.astype(float))).items()}
+        out = {k: np.array(v) for k, v in unravel(scale).items()}
+        okd = {k: np.asarray(v) > 0.5 for k, v in unravel(ok.astype(float)).items()}
         fallback = float(np.median(scale[ok])) if ok.any() else 1.0
         for k, v in out.items():
             if k in unit:
@@ -344,6 +338,23 @@ class CompiledModel:
 
     def outputs(self, params: dict, data: Sequence) -> list:
         return self._outs(*self._args(params, data))
+
+
+def _ravel(point: dict) -> np.ndarray:
+    """Arrays by name -> one flat NumPy vector, names sorted (``ravel_pytree``'s order), no JAX."""
+    return np.concatenate([np.ravel(np.asarray(point[k], dtype=float)) for k in sorted(point)] or [np.zeros(0)])
+
+
+def _unraveler(shapes: dict) -> Any:
+    """The inverse of :func:`_ravel` for these shapes; works on NumPy arrays and JAX tracers."""
+    keys = sorted(shapes)
+    sizes = [int(np.prod(shapes[k], dtype=int)) for k in keys]
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+
+    def unravel(flat: Any) -> dict:
+        return {k: flat[starts[i]:starts[i + 1]].reshape(tuple(shapes[k])) for i, k in enumerate(keys)}
+
+    return unravel
 
 
 def model_fingerprint(model: Any, settings: JaxNutsSettings) -> str:
@@ -631,7 +642,6 @@ def sample_nuts(model: Any, initvals: Sequence[dict[str, np.ndarray]], settings:
     (('chain', 'draw', 'edge'), True)
     """
     import jax
-    import jax.numpy as jnp
 
     jax.config.update("jax_enable_x64", True)
     if len(initvals) != settings.chains:
@@ -644,7 +654,9 @@ def sample_nuts(model: Any, initvals: Sequence[dict[str, np.ndarray]], settings:
     if chain_method != settings.chain_method:
         settings = JaxNutsSettings(**{**settings.__dict__, "chain_method": chain_method})
     comp, mcmc = compiled_sampler(model, settings)
-    data = tuple(jnp.asarray(v) for v in data_values(model))
+    # device_put, not jnp.asarray: in this JAX, jnp.asarray of a NumPy array compiles a small copy
+    # program per shape (about 25 of a MARVEL fit's 57 programs were such copies)
+    data = tuple(jax.device_put(np.asarray(v)) for v in data_values(model))
     t0 = time.perf_counter()
     x0 = comp.from_value(value_initvals(model, initvals), data)  # (chains, ...) per variable
     if settings.precondition:
@@ -662,17 +674,19 @@ def sample_nuts(model: Any, initvals: Sequence[dict[str, np.ndarray]], settings:
             x0 = comp.start_near(xs, x0, scale, data, int(random_seed), keep=settings.unit_scale)
     else:
         scale = {k: np.ones(v.shape[1:]) for k, v in x0.items()}
-    init = {k: jnp.asarray(v / scale[k] if settings.chains > 1 else v[0] / scale[k]) for k, v in x0.items()}
-    start = {k: v[0] if settings.chains > 1 else v for k, v in init.items()}
-    scale_j = {k: jnp.asarray(v) for k, v in scale.items()}
+    init_np = {k: np.asarray(v / scale[k] if settings.chains > 1 else v[0] / scale[k]) for k, v in x0.items()}
+    init = {k: jax.device_put(v) for k, v in init_np.items()}
+    # sliced in NumPy: slicing a device array here would compile a slice program per shape
+    start = {k: jax.device_put(v[0] if settings.chains > 1 else v) for k, v in init_np.items()}
+    scale_j = {k: jax.device_put(np.asarray(v, dtype=float)) for k, v in scale.items()}
     outputs_fn = comp.outputs_program(settings.chains * settings.draws, data)  # compiles while the chains do
     with _ProgressBar(settings):
         mcmc.run(jax.random.PRNGKey(int(random_seed)), *data, scale_j, start, init_params=init,
                  extra_fields=("num_steps", "energy", "accept_prob", "potential_energy", "adapt_state.step_size"))
         samples = mcmc.get_samples(group_by_chain=True)
-        samples = {k: v * scale_j[k] for k, v in samples.items()}
-        extra = mcmc.get_extra_fields(group_by_chain=True)
         jax.block_until_ready(samples)
+        samples = {k: np.asarray(v) * np.asarray(scale[k], dtype=float) for k, v in samples.items()}
+        extra = mcmc.get_extra_fields(group_by_chain=True)
         jax.effects_barrier()
     t_sample = time.perf_counter() - t0
 

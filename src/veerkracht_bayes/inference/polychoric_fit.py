@@ -19,10 +19,13 @@ from veerkracht_bayes.errors import ModelError
 from veerkracht_bayes.graph.causal_graph import CausalGraph
 from veerkracht_bayes.sem.model_builder import ModelLayout
 from veerkracht_bayes.sem.polychoric_likelihood import (
+    STANDARDISED_LINKS,
     PolychoricData,
     PolychoricSettings,
     build_polychoric_model,
+    link_to_standard,
     polychoric_data,
+    standardised_link_keys,
 )
 
 __all__ = ["fit_polychoric", "polychoric_data_from_survey", "with_codebook_reliabilities"]
@@ -201,12 +204,13 @@ def fit_polychoric(graph: CausalGraph, survey: object, priors: object | None = N
     enable_compilation_cache()
     rng = np.random.default_rng(settings.random_seed)  # type: ignore[attr-defined]
     picks = rng.choice(prior.sizes["draw"], size=settings.chains, replace=False)  # type: ignore[attr-defined]
-    initvals = _initvals(model, layout, prior, picks)
+    std_keys = standardised_link_keys(layout, (polychoric or PolychoricSettings()).prior_links)
+    initvals = _initvals(model, layout, prior, picks, std_keys)
     jset = JaxNutsSettings(draws=settings.draws, tune=settings.tune, chains=settings.chains,  # type: ignore[attr-defined]
                            target_accept=settings.target_accept, dense_mass=settings.dense_mass,  # type: ignore[attr-defined]
                            max_tree_depth=settings.max_treedepth, progressbar=settings.progressbar,  # type: ignore[attr-defined]
                            chain_method="parallel" if settings.chains > 1 else "sequential",  # type: ignore[attr-defined]
-                           log_pairs=reciprocal_log_pairs(layout))
+                           log_pairs=reciprocal_log_pairs(_grouped(layout, std_keys)))
     # joint systems: start at the prior draws themselves (the sampler's move towards the curvature
     # scale point can leave the standardisation region when prior-only loops enter the system)
     scale_points = initvals if layout.unmeasured == "cut" else []
@@ -232,11 +236,32 @@ def _x_cov(data: PolychoricData, layout: ModelLayout) -> np.ndarray:
     return data.x_cov[np.ix_(idx, idx)]
 
 
-def _initvals(model, layout: ModelLayout, prior: xr.Dataset, picks: np.ndarray) -> list[dict]:
-    """Per chain: grouped edge RVs at a prior draw, loadings at 1 (correlation-scale 0.71)."""
-    from veerkracht_bayes.inference.sampling import edge_starts
+def _grouped(layout: ModelLayout, std_keys: Sequence[str]) -> object:
+    """The layout as the grouped edge variables see it: without the standardised links."""
+    from types import SimpleNamespace
 
-    out = edge_starts(model, layout, prior, picks)
+    keys = [k for k in (layout.sampled_edges or layout.edge_keys) if k not in set(std_keys)]
+    return SimpleNamespace(sampled_edges=tuple(keys), edge_keys=layout.edge_keys, edge_priors=layout.edge_priors)
+
+
+def _initvals(model, layout: ModelLayout, prior: xr.Dataset, picks: np.ndarray,
+              std_keys: Sequence[str] = ()) -> list[dict]:
+    """Per chain: grouped edge RVs at a prior draw (the standardised links at the same draw, in
+    their coordinates), loadings at 1 (correlation-scale 0.71)."""
+    from veerkracht_bayes.sem.preconditioning import edge_groups
+
+    keys = list(layout.edge_keys)
+    std = list(std_keys)
+    rest = [keys.index(k) for k in keys if k not in set(std)]
+    groups = [(name, np.array(rest)[idx]) for name, _, idx in edge_groups(layout.edge_priors, [keys[i] for i in rest])]
+    sidx = np.array([keys.index(k) for k in std], dtype=int)
+    out = []
+    for i in picks:
+        b = prior["beta"].isel(chain=0, draw=int(i)).values  # type: ignore[index]
+        d = {name: b[idx] for name, idx in groups if name in model.named_vars}
+        if std:
+            d[STANDARDISED_LINKS] = link_to_standard(b[sidx], layout.edge_priors, std)
+        out.append(d)
     if "loading" in model.named_vars:
         for d in out:
             d["loading"] = np.ones(tuple(int(s) for s in model["loading"].shape.eval()))

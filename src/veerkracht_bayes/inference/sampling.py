@@ -30,7 +30,7 @@ from veerkracht_bayes.graph.causal_graph import CausalGraph
 from veerkracht_bayes.errors import ModelError
 from veerkracht_bayes.sem.implied_moments import implied_moments, pointwise_loglik, structural_matrices
 from veerkracht_bayes.sem import algebra
-from veerkracht_bayes.sem.model_builder import ModelLayout, build_model
+from veerkracht_bayes.sem.model_builder import ModelLayout, build_model, fixed_item_reliability
 from veerkracht_bayes.inference.provenance import collect_provenance
 from veerkracht_bayes.survey.statistics import ModelData
 
@@ -232,8 +232,9 @@ def _deterministics(layout: ModelLayout, graph: CausalGraph, free: dict[str, np.
            "_psi_lat": psi_lat}
     if layout.items and ("loading" in free or not any(layout.free_items)):
         free_mask = np.array(layout.free_items, dtype=bool)
-        lam = np.full((n, len(layout.items)), np.sqrt(layout.reliability))
-        th = np.full((n, len(layout.items)), 1.0 - layout.reliability)
+        rel_items = fixed_item_reliability(layout)
+        lam = np.tile(np.sqrt(rel_items), (n, 1))
+        th = np.tile(1.0 - rel_items, (n, 1))
         if free_mask.any():
             lam[:, free_mask] = free["loading"]
             th[:, free_mask] = free["residual_var"]
@@ -600,11 +601,10 @@ def native_groups(ds: xr.Dataset, layout: ModelLayout, graph: CausalGraph) -> tu
         out["loading"] = ds["lambda"].sel(item=free).rename(item="free_item")
         out["residual_var"] = ds["theta"].sel(item=free).rename(item="free_item")
     if fixed:
-        rel = float(layout.reliability)
-        const["loading"] = xr.DataArray(np.full(len(fixed), np.sqrt(rel)), dims=("fixed_item",),
-                                        coords={"fixed_item": fixed})
-        const["residual_var"] = xr.DataArray(np.full(len(fixed), 1.0 - rel), dims=("fixed_item",),
-                                             coords={"fixed_item": fixed})
+        rel_items = dict(zip(layout.items, fixed_item_reliability(layout)))
+        rel = np.array([rel_items[it] for it in fixed], dtype=float)
+        const["loading"] = xr.DataArray(np.sqrt(rel), dims=("fixed_item",), coords={"fixed_item": fixed})
+        const["residual_var"] = xr.DataArray(1.0 - rel, dims=("fixed_item",), coords={"fixed_item": fixed})
     if "nu" in ds:
         out["nu"] = ds["nu"].transpose("chain", "draw", "item")
     main = xr.Dataset(out).assign_coords(coords)
@@ -765,8 +765,9 @@ def measurement_draws(idata: xr.DataTree, layout: ModelLayout) -> dict[str, np.n
     """
     post = idata["posterior"].to_dataset() if hasattr(idata["posterior"], "to_dataset") else idata["posterior"]
     n = post.sizes["chain"] * post.sizes["draw"]
-    lam = np.full((n, len(layout.items)), np.sqrt(layout.reliability))
-    th = np.full((n, len(layout.items)), 1.0 - layout.reliability)
+    rel_items = fixed_item_reliability(layout)
+    lam = np.tile(np.sqrt(rel_items), (n, 1))
+    th = np.tile(1.0 - rel_items, (n, 1))
     free, _ = free_fixed_items(layout)
     if free:
         pos = [list(layout.items).index(it) for it in free]
@@ -963,6 +964,7 @@ def fit(
     settings: SamplerSettings | None = None,
     vague: bool = False,
     reliability: float = 0.8,
+    item_reliability: Mapping[str, float] | None = None,
     files: Mapping[str, str | Path | None] | None = None,
     pointwise: bool = True,
     prior_only: bool = False,
@@ -984,6 +986,11 @@ def fit(
         Vague unconstrained edge priors when ``priors`` is None (generic models).
     reliability
         Assumed reliability of single-item constructs.
+    item_reliability
+        Item column -> reliability of that single item on the observed (continuous-path) scale,
+        overriding ``reliability`` for it (e.g. from
+        :func:`veerkracht_bayes.survey.codebook.continuous_path_reliabilities`). Only the sole
+        item of a construct may be named.
     files
         Input files to hash into the provenance (graph, priors, survey, codebook).
     pointwise
@@ -1026,7 +1033,8 @@ def fit(
         settings = SamplerSettings(**{**settings.__dict__, **overrides})
     if settings.sampler not in ("numpyro", "blackjax", "nutpie", "pymc"):
         raise ModelError(f"unknown sampler {settings.sampler!r} (expected numpyro, blackjax, nutpie or pymc)")
-    model, layout = build_model(graph, data, priors, vague=vague, reliability=reliability)
+    model, layout = build_model(graph, data, priors, vague=vague, reliability=reliability,
+                                item_reliability=item_reliability)
     prior = draw_prior(model, layout, graph, settings.prior_draws, settings.random_seed,
                          None if data is None else data.x_cov)
     if data is None:
@@ -1064,7 +1072,8 @@ def fit(
                                            settings.chains, settings.random_seed)
                 initvals = [{**iv, **{k: v for k, v in st.items() if k in free}}
                             for iv, st in zip(initvals, starts)]
-                links = link_estimate(data.stats, layout, tuple(data.x_names))
+                links = link_estimate(data.stats, layout, tuple(data.x_names),
+                                      item_reliability=fixed_item_reliability(layout))
                 scale_points = [{**initvals[0], **{k: v * f for k, v in links.items() if k in free}}
                                 for f in (1.0, 0.5, 0.25)]
             jset = JaxNutsSettings(draws=settings.draws, tune=settings.tune, chains=settings.chains,

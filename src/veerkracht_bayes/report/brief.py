@@ -1002,12 +1002,15 @@ def _verdict_rows(c: _Ctx) -> list[list[str]]:
                                                                   else na)])
     ppp_na = _dget(d, "ppp.reason") or ("prior-only: no survey data" if c.prior_only
                                         else "not computed")
-    check("posterior predictive p-value (PPP)", _dget(d, "ppp.ppp") if not isinstance(
+    stage2 = _dget(d, "ppp.statistic") == "stage2_correlations"
+    check("posterior predictive p-value (PPP" + (", stage-2 polychoric correlations)" if stage2 else ")"),
+          _dget(d, "ppp.ppp") if not isinstance(
         d.get("ppp"), (float, int)) else d.get("ppp"), ".3f", th.get("ppp_min", 0.05), "≥",
           str(ppp_na))
     if rows[-1][3] == "FAILED":
         rows[-1][3] = "MISFIT"
-    check("SRMR (standardised residuals)", _dget(d, "ppp.srmr", "srmr"), ".3f",
+    check("SRMR (residual correlations)" if stage2 else "SRMR (standardised residuals)",
+          _dget(d, "ppp.srmr", "srmr"), ".3f",
           th.get("srmr_max", 0.08), "≤", str(ppp_na))
     fit = getattr(c.result, "fit", None)
     data = getattr(fit, "data", None)
@@ -1319,10 +1322,27 @@ def measurement_text(result: Any) -> str:
     (True, True)
     >>> "treated as continuous" in measurement_text(SimpleNamespace(provenance={}))
     True
+
+    A run whose ``[model] measurement`` was ``"auto"`` names the route it took and why:
+
+    >>> r = SimpleNamespace(provenance={"measurement_requested": "auto", "measurement_resolved": "polychoric",
+    ...     "measurement_reason": "auto: 3 of the model's 4 items are ordinal", "settings": {"model": {}}})
+    >>> print(measurement_text(r).split(". ")[0])
+    The measurement route was chosen automatically from the codebook: polychoric (auto: 3 of the model's 4 items are ordinal)
     """
-    model = (((getattr(result, "provenance", None) or {}).get("settings") or {}).get("model") or {})
+    prov = getattr(result, "provenance", None) or {}
+    model = dict((prov.get("settings") or {}).get("model") or {})
+    if prov.get("measurement_resolved"):
+        model["measurement"] = prov["measurement_resolved"]
+        model["unmeasured"] = prov.get("unmeasured_resolved", model.get("unmeasured"))
     rel = model.get("reliability", 0.8)
     polychoric = model.get("measurement") == "polychoric"
+    lead = ""
+    if prov.get("measurement_resolved"):
+        how = ("chosen automatically from the codebook" if prov.get("measurement_requested") == "auto"
+               else "set in the run's configuration")
+        lead = (f"The measurement route was {how}: {prov['measurement_resolved']} "
+                f"({prov.get('measurement_reason', 'no reason recorded')}). ")
     if polychoric:
         first = ("Survey items load on the constructs. Binary items and Likert items with at most 7 "
                  "categories are modelled as what they are: coarsened normal latent responses, through "
@@ -1340,7 +1360,7 @@ def measurement_text(result: Any) -> str:
     elif polychoric or model:
         first += (" Links that touch a construct without survey items rest on their priors only (the "
                   "paths through such constructs are not part of the likelihood).")
-    return first + (" Survey weights enter as a pseudo-likelihood (weights normalised to the sample size); "
+    return lead + first + (" Survey weights enter as a pseudo-likelihood (weights normalised to the sample size); "
                     "this is not a design-based variance. Missing item values are handled by "
                     + ("pairwise available cases in the correlations (consistent when values are missing "
                        "completely at random)." if polychoric else

@@ -48,13 +48,15 @@ of :func:`~veerkracht_bayes.sem.lavaan_ordinal.ordinal_loglik_pt`. Identificatio
 
 * thresholds free across groups (the default, and whenever ``thresholds`` is not in
   ``group_equal``): every group's latent responses have total variance 1 (scaling factors
-  ``Delta = 1``), latent means 0, and the thresholds are saturated (their posterior is the
-  group's stage-1 sampling distribution, drawn independently as in one group); configural
+  ``Delta = 1``), latent means 0, and the thresholds are saturated (drawn given each structural
+  draw from their conditional given the correlations, as in one group); configural
   models without labels are one :func:`~veerkracht_bayes.sem.lavaan_ordinal.fit_sem_ordinal`
   per group;
 * ``thresholds`` in ``group_equal``: one set of thresholds ``tau`` for all groups, and the
   stage-1 thresholds of group ``g`` enter the likelihood as
-  ``tau_hat_g ~ N((tau - mu*_g) / sigma*_g, V_g)``; in the first group ``Delta = 1`` and the
+  ``tau_hat_g ~ N((tau - mu*_g) / sigma*_g, V_g)`` jointly with the group's correlations (one
+  Gaussian with the full asymptotic covariance of thresholds and correlations, cross block
+  included: lavaan's ``WLS`` discrepancy); in the first group ``Delta = 1`` and the
   latent means are 0; in every later group the latent means are free (unless ``means`` is also in
   ``group_equal``) and the scaling factors ``Delta_gj = 1 / sigma*_gj`` of items with three or more
   categories are free; those items are sampled through their residual variances (kept positive),
@@ -71,9 +73,7 @@ of :func:`~veerkracht_bayes.sem.lavaan_ordinal.ordinal_loglik_pt`. Identificatio
 The table then has, per group, the model's rows (derived residual variances with
 ``across_groups = derived``), ``|`` threshold rows (``equal`` thresholds share one ``free`` number
 and a ``.tI.K.`` label), and with equal thresholds ``f ~1`` latent-mean rows and ``y ~*~ y``
-scaling-factor rows (fixed or free). Approximation: the likelihood treats each group's
-thresholds and correlations as independent blocks (their asymptotic cross-covariance is left
-out; within each block the full covariance is used). Every category of an ordered item must
+scaling-factor rows (fixed or free). Every category of an ordered item must
 occur in every group when thresholds are equal (a located error names the item, the category and
 the group).
 """
@@ -92,14 +92,14 @@ import pandas as pd
 from veerkracht_bayes.errors import ModelError, Problem, did_you_mean
 from veerkracht_bayes.graph.lavaan_syntax import LavaanModel, LavaanRow
 from veerkracht_bayes.sem.lavaan_model import (
+    VAGUE_COEF_SD,
+    VAGUE_LATENT_INTERCEPT_SD,
+    VAGUE_SD_RATE,
     ParamRow,
     SemData,
     SemFit,
     SemPrior,
     SemSpec,
-    VAGUE_COEF_SD,
-    VAGUE_LATENT_INTERCEPT_SD,
-    VAGUE_SD_RATE,
     check_identification,
     coef_prior,
     coef_rv,
@@ -116,8 +116,12 @@ from veerkracht_bayes.sem.lavaan_model import (
 )
 from veerkracht_bayes.sem.lavaan_ordinal import (
     OrdinalSemData,
+    cpc_transform,
     draw_thresholds,
     fit_sem_ordinal,
+    heywood_boxes,
+    implied_correlations_np,
+    latent_corr_block,
     ordinal_loglik_pt,
     ordinal_reference_scales,
     parse_ordered,
@@ -575,7 +579,8 @@ def _ordinal_group_data(spec: SemSpec, frames: Sequence[pd.DataFrame], labels: S
 
 
 # --------------------------------------------------------------------------- joint PyMC model
-def build_sem_multigroup_model(layout: MultiGroupLayout, priors: Mapping[str, SemPrior] | None = None):
+def build_sem_multigroup_model(layout: MultiGroupLayout, priors: Mapping[str, SemPrior] | None = None, *,
+                               boxes: bool = True):
     """Build the joint PyMC model of a multi-group lavaan model.
 
     Priors as :func:`~veerkracht_bayes.sem.lavaan_model.build_sem_model` (vague unless ``priors``);
@@ -586,7 +591,11 @@ def build_sem_multigroup_model(layout: MultiGroupLayout, priors: Mapping[str, Se
     -------
     pm.Model
         Free variables ``coef`` (``coef_pos``/``coef_neg``), ``sd``, ``corr`` (dim ``joint_*``),
-        ``pool_z`` and ``tau`` when pooling; deterministics ``param_value`` (dims ``group``,
+        ``pool_z`` and ``tau`` when pooling; with ordered items and ``boxes`` (default) also
+        ``coef_box``, ``sd_box`` and ``corr_pd_<g>``: the same parameters sampled inside the region
+        where the derived residual variances are positive and the latent correlation matrices
+        positive definite (:func:`~veerkracht_bayes.sem.lavaan_ordinal.heywood_boxes`,
+        :func:`~veerkracht_bayes.sem.lavaan_ordinal.cpc_transform`; the density is unchanged); deterministics ``param_value`` (dims ``group``,
         ``param``), and when pooling ``theta`` (population values), ``delta`` (``group``, ``pooled``).
 
     Examples
@@ -631,10 +640,36 @@ def build_sem_multigroup_model(layout: MultiGroupLayout, priors: Mapping[str, Se
     coords = {"param": [r.key for r in spec.rows], "group": list(layout.labels)}
     if layout.pooled:
         coords["pooled"] = [frows[p][0].key for p in layout.pooled]
+    lam_box, sd_box, cpc = _boundary_free(layout) if boxes else ({}, {}, [])
     with pm.Model(coords=coords) as model:
         J = pt.zeros((layout.n_joint + 1,))
+
+        def add_sds(J):
+            sd_js = [j for j in ids["sd"] if j not in sd_box]
+            for name, js in (("sd", sd_js), ("sd_box", [j for j in ids["sd"] if j in sd_box])):
+                if not js:
+                    continue
+                s = []
+                for j in js:
+                    pid, g = layout.owner[j]
+                    v = frows[pid][0].lhs
+                    s.append(float(np.mean([sc[v] for sc in scales])) if g < 0 else scales[g][v])
+                s = np.array(s)
+                init = np.sqrt(0.5) * s
+                kw = {}
+                if name == "sd_box":  # the marker's derived residual variance stays positive inside
+                    up = np.array([sd_box[j] for j in js])
+                    kw["default_transform"] = pm.distributions.transforms.Interval(
+                        bounds_fn=lambda *_, up=up: (pt.zeros(up.shape), pt.as_tensor(up)))
+                    init = np.minimum(init, 0.5 * up)
+                rv = pm.Gamma(name, alpha=1.0, beta=VAGUE_SD_RATE / s, shape=len(s), initval=init, **kw)
+                J = pt.set_subtensor(J[np.array(js)], rv)
+            return J
+
+        if lam_box or sd_box:  # the boxes' bounds use the sds: create them first
+            J = add_sds(J)
         for grp in ("free", "pos", "neg"):
-            js = ids[grp]
+            js = [j for j in ids[grp] if grp != "free" or j not in lam_box]
             if not js:
                 continue
             mu = np.array([coef_prior(spec, layout.owner[j][0], priors)[0] for j in js])
@@ -642,19 +677,33 @@ def build_sem_multigroup_model(layout: MultiGroupLayout, priors: Mapping[str, Se
             init = np.array([start(j) for j in js])
             rv = coef_rv("coef" if grp == "free" else f"coef_{grp}", grp, mu, sg, init)
             J = pt.set_subtensor(J[np.array(js)], rv)
-        if ids["sd"]:
-            s = []
-            for j in ids["sd"]:
-                pid, g = layout.owner[j]
-                v = frows[pid][0].lhs
-                s.append(float(np.mean([sc[v] for sc in scales])) if g < 0 else scales[g][v])
-            s = np.array(s)
-            rv = pm.Gamma("sd", alpha=1.0, beta=VAGUE_SD_RATE / s, shape=len(s), initval=np.sqrt(0.5) * s)
-            J = pt.set_subtensor(J[np.array(ids["sd"])], rv)
-        if ids["corr"]:
-            rv = pm.Uniform("corr", lower=-1.0, upper=1.0, shape=len(ids["corr"]),
-                            initval=np.zeros(len(ids["corr"])))
-            J = pt.set_subtensor(J[np.array(ids["corr"])], rv)
+        if not (lam_box or sd_box):  # the original order (coefficients, then sds)
+            J = add_sds(J)
+        js = [j for j in ids["free"] if j in lam_box]
+        if js:
+            # loadings inside the box that keeps the derived residual variances positive
+            # (heywood_boxes): a truncated Normal with its normalising constant added back, so the
+            # density is the Normal prior times the indicator, as the -inf potential gave
+            mu = np.array([coef_prior(spec, layout.owner[j][0], priors)[0] for j in js])
+            sg = np.array([coef_prior(spec, layout.owner[j][0], priors)[1] for j in js])
+            b = pt.stack([pt.min(pt.stack([t / J[sd_j] if sd_j >= 0 else t / fixed_sd for sd_j, fixed_sd, t in lam_box[j]]))
+                          for j in js])
+            init = np.array([start(j) for j in js])
+            rv = pm.Truncated("coef_box", pm.Normal.dist(mu=mu, sigma=sg, shape=len(js)), lower=-b, upper=b,
+                              initval=init)
+            pm.Potential("coef_box_unnormalise", pt.sum(pt.log(
+                0.5 * pt.erfc(-(b - mu) / (sg * np.sqrt(2.0))) - 0.5 * pt.erfc(-(-b - mu) / (sg * np.sqrt(2.0))))))
+            J = pt.set_subtensor(J[np.array(js)], rv)
+        corr_rest = [j for j in ids["corr"] if not any(j in blk for blk in cpc)]
+        for q, blk in enumerate(cpc):  # each group's latent correlations on the PD set directly
+            k = round((1 + np.sqrt(1 + 8 * len(blk))) / 2)
+            rv = pm.Uniform(f"corr_pd_{q}", lower=-1.0, upper=1.0, shape=len(blk), initval=np.zeros(len(blk)),
+                            default_transform=cpc_transform(k))
+            J = pt.set_subtensor(J[np.array(blk)], rv)
+        if corr_rest:
+            rv = pm.Uniform("corr", lower=-1.0, upper=1.0, shape=len(corr_rest),
+                            initval=np.zeros(len(corr_rest)))
+            J = pt.set_subtensor(J[np.array(corr_rest)], rv)
         delta = None
         if layout.pooled:
             P = len(layout.pooled)
@@ -698,6 +747,60 @@ def build_sem_multigroup_model(layout: MultiGroupLayout, priors: Mapping[str, Se
             pm.Deterministic("lr_sd", pt.stack(lr_sd))  # sigma* = 1 / Delta of the free scaling factors
         pm.Potential("loglik", total)
     return model
+
+
+def _boundary_free(layout: MultiGroupLayout):
+    """Where the hard edges of a multi-group ordinal model can be moved out of the sampler's space:
+    ``(lam_box, sd_box, cpc)``. ``lam_box[j]``: a joint loading whose derived residual variances
+    are positive exactly inside ``|lambda| < min sqrt(T) / sd_f`` (:func:`heywood_boxes` in the
+    only group where those residual variances are derived; items with a free scaling factor in
+    later groups have sampled residual variances) as ``(joint sd index or -1, fixed sd, sqrt(T))``;
+    ``sd_box[j]``: the upper bound of a joint latent sd; ``cpc``: per group the joint indices of a
+    latent correlation block (:func:`latent_corr_block`). Pooled models get none."""
+    if not layout.ordinal or layout.pooled:
+        return {}, {}, []
+    spec = layout.spec
+    G = len(layout.labels)
+    frows = spec.free_rows()
+    free_resid = set(layout.scale_free) if layout.tau_equal else set()
+
+    def derived_in(item: str) -> list[int]:
+        return [g for g in range(G) if g == 0 or item not in free_resid]
+
+    sd_row = {r.lhs: r for r in spec.rows if r.op == "~~" and r.lhs == r.rhs and r.lhs in spec.latents}
+    lam_box, sd_box = {}, {}
+    for j, (pid, g) in enumerate(layout.owner):
+        kind = layout.kind[j]
+        if kind not in ("coef", "sd") or (kind == "coef" and layout.bounds[pid]):
+            continue
+        groups = [g] if g >= 0 else list(range(G))
+        items = [r.rhs for r in frows[pid] if r.op == "=~"] if kind == "coef" else \
+            [r.rhs for r in spec.rows if r.op == "=~" and r.lhs == frows[pid][0].lhs and r.pid < 0 and r.fixed]
+        hit = sorted({h for it in items for h in derived_in(it)} & set(groups))
+        if len(hit) != 1:
+            continue
+        h = hit[0]
+        lam, sd_up = heywood_boxes(spec, layout.ordinal[h].target_var)
+        if kind == "sd" and pid in sd_up:
+            sd_box[j] = sd_up[pid]
+        elif kind == "coef" and pid in lam:
+            entries = []
+            for f, t in lam[pid]:
+                r = sd_row[f]
+                if r.pid >= 0:
+                    entries.append((int(layout.index[h, r.pid]), 0.0, t))
+                elif r.fixed is not None and float(r.fixed) > 0:
+                    entries.append((-1, float(np.sqrt(float(r.fixed))), t))
+            if len(entries) == len(lam[pid]) and all(e[0] < 0 or layout.kind[e[0]] == "sd" for e in entries):
+                lam_box[j] = entries
+    blk = latent_corr_block(spec)
+    cpc = []
+    if blk:
+        for g in range(G):
+            js = [int(layout.index[g, p]) for p in blk]
+            if all(layout.owner[j] == (p, g) for j, p in zip(js, blk)):
+                cpc.append(js)
+    return lam_box, sd_box, cpc
 
 
 def _ordinal_extras(layout: MultiGroupLayout):
@@ -1050,7 +1153,13 @@ def _fit_joint(model: LavaanModel, frames: list[pd.DataFrame], labels: list[str]
         settings["ordered"] = list(layout.tau_items)
         settings["estimator"] = "two-stage polychoric (WLSMV analogue), multi-group"
         if not layout.tau_equal:
-            tau_draws = tuple(draw_thresholds(d, chains, draws, seed + 7919 + g) for g, d in enumerate(layout.ordinal))
+            # free thresholds are saturated per group: drawn given each structural draw (their
+            # cross-covariance with the correlations, :func:`draw_thresholds`)
+            pv = np.asarray(idata.posterior["param_value"].transpose("chain", "draw", "group", "param").values)
+            tau_draws = tuple(
+                draw_thresholds(d, pv.shape[0], pv.shape[1], seed + 7919 + g,
+                                rho=implied_correlations_np(layout.spec, d, pv[:, :, g].reshape(-1, pv.shape[-1])))
+                for g, d in enumerate(layout.ordinal))
     try:
         idata.attrs["sem_settings"] = json.dumps(settings)
         idata.attrs["lavaan_model"] = model.to_lavaan()

@@ -22,17 +22,18 @@ linear solve through ``(I - B)^-1``), shown in the table with ``free = 0`` and t
 covariance is held fixed, ``fixed.x``).
 
 Thresholds (``|`` rows, ``t1, t2, ...`` as lavaan prints them): the threshold structure is
-saturated (no ``~ 1`` rows, one group), so their estimates are the stage-1 thresholds whatever the
-structural parameters, and the structural posterior is the same whether they are sampled or
-not (a saturated Gaussian block marginalises out exactly). Their posterior draws are
-``N(tau_hat, Cov_tau)`` per item (flat prior; ``Cov_tau`` the within-item sandwich covariance),
-drawn independently of the structural draws: the marginal of each row is right, their joint
-with the structural parameters is not modelled.
+saturated (no ``~ 1`` rows, one group), so the structural posterior is the same whether they are
+sampled or not (a saturated Gaussian block marginalises out exactly). Thresholds and correlations
+are one Gaussian block (stage 1 gives their joint asymptotic covariance, cross block included);
+with a flat prior each threshold draw is taken from its conditional given the structural draw's
+implied correlations (:func:`draw_thresholds`), so their joint with the structural parameters is
+the posterior's, and at the mode the thresholds are lavaan's WLS estimates.
 
 Several groups (lavaan's ``group =``): :func:`veerkracht_bayes.sem.lavaan_multigroup.fit_sem_multigroup`
 with ``ordered``; its joint model sums :func:`ordinal_loglik_pt` over the groups, and with equal
 thresholds the threshold term of that function (shared thresholds, latent means and scaling
-factors) makes the thresholds informative.
+factors) makes the thresholds informative; that term is one Gaussian with the correlations
+(the full joint asymptotic covariance of thresholds and correlations, lavaan's WLS).
 """
 
 from __future__ import annotations
@@ -49,14 +50,14 @@ from veerkracht_bayes.errors import ModelError, Problem, did_you_mean
 from veerkracht_bayes.graph.lavaan_syntax import LavaanModel
 from veerkracht_bayes.sem import algebra
 from veerkracht_bayes.sem.lavaan_model import (
+    TABLE_COLUMNS,
+    VAGUE_COEF_SD,
+    VAGUE_SD_RATE,
     ParamRow,
     SemData,
     SemFit,
     SemPrior,
     SemSpec,
-    TABLE_COLUMNS,
-    VAGUE_COEF_SD,
-    VAGUE_SD_RATE,
     check_identification,
     count_divergences,
     matrices_pt,
@@ -76,9 +77,12 @@ __all__ = [
     "OrdinalSemData",
     "OrdinalSemFit",
     "build_ordinal_sem_model",
+    "cpc_transform",
     "draw_thresholds",
     "fit_sem_ordinal",
+    "heywood_boxes",
     "implied_correlations_np",
+    "latent_corr_block",
     "ordinal_loglik_pt",
     "ordinal_map_estimate",
     "ordinal_reference_scales",
@@ -220,6 +224,11 @@ class OrdinalSemData:
     tau_acov
         Asymptotic covariance of all ordered items' thresholds, stacked in the order of
         ``ordered`` (:func:`threshold_acov`; its diagonal blocks are ``tau_cov``).
+    tau_r_acov
+        Asymptotic cross-covariance ``(t, s)`` of those thresholds and the likelihood's
+        correlations (``stats.r[lik_pairs]``): with ``tau_acov`` and the correlations' own block
+        it makes the joint covariance of ``(thresholds, correlations)`` that lavaan's WLS weight
+        matrix inverts. None (treated as zero) when stage 1 did not provide it.
 
     Examples
     --------
@@ -244,6 +253,7 @@ class OrdinalSemData:
     lik_pairs: np.ndarray
     tau_cov: dict[str, np.ndarray]
     tau_acov: np.ndarray | None = None
+    tau_r_acov: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -326,13 +336,18 @@ def prepare_ordinal_data(spec: SemSpec, df: pd.DataFrame, ordered: Sequence[str]
     ord_names = tuple(c for c in spec.observed if c in cats)
     jj = [used.index(c) for c in ord_names]
     acov = threshold_acov(data[:, jj].astype(int), [stats.thresholds[j] for j in jj])
+    cross = None
+    if stats.threshold_r_acov is not None:
+        # stage 1 stacks the thresholds of its ordinal columns in column order: those are the
+        # ordered observed items (ordered covariates enter as continuous), i.e. ``ord_names``
+        cross = stats.threshold_r_acov[:, lik]
     tau_cov, k0 = {}, 0
     for c, j in zip(ord_names, jj):
         k = len(stats.thresholds[j])
         tau_cov[c] = acov[k0:k0 + k, k0:k0 + k]
         k0 += k
     return OrdinalSemData(base=base, stats=stats, ordered=ord_names, categories=cats, target_var=tvar,
-                          lik_pairs=lik, tau_cov=tau_cov, tau_acov=acov)
+                          lik_pairs=lik, tau_cov=tau_cov, tau_acov=acov, tau_r_acov=cross)
 
 
 def threshold_acov(codes: np.ndarray, thresholds: Sequence[np.ndarray]) -> np.ndarray:
@@ -412,15 +427,170 @@ def ordinal_reference_scales(spec: SemSpec, data: OrdinalSemData) -> dict[str, f
     return {v: ref(v) for v in spec.nodes}
 
 
+def heywood_boxes(spec: SemSpec, target_var: np.ndarray):
+    """Boxes that keep the derived residual variances positive, for simple-structure factors.
+
+    A latent ``f`` qualifies when it is exogenous (no ``~`` row on it, not an indicator itself)
+    and each of its indicators is an observed variable with that one loading and no other row
+    (no regression, no residual covariance). Then ``theta_j = T_j - lambda_j^2 Var(f)`` and
+    ``theta_j > 0`` is exactly ``|lambda_j| < sqrt(T_j) / sd_f`` (free loadings) and
+    ``sd_f < sqrt(T_j) / |c_j|`` (loadings fixed at ``c_j``). Returns ``(lam, sd_up)``:
+    ``lam[pid] = [(f, sqrt(T_j)), ...]`` per free loading all of whose rows qualify, and
+    ``sd_up[pid]`` the upper bound of a qualifying latent's free sd.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> spec = specify_ordinal(parse_lavaan("f =~ y1 + y2 + y3"), ["y1", "y2", "y3"], "y1,y2,y3")
+    >>> lam, sd_up = heywood_boxes(spec, np.ones(3))
+    >>> lam, sd_up
+    ({0: [('f', 1.0)], 1: [('f', 1.0)]}, {2: 1.0})
+    """
+    obs = {v: i for i, v in enumerate(spec.observed)}
+    lat = set(spec.latents)
+    touched: dict[str, int] = {}
+    for r in spec.rows:
+        if r.op == "~~" and r.lhs == r.rhs:
+            continue
+        for v in (r.lhs, r.rhs):
+            if v in obs:
+                touched[v] = touched.get(v, 0) + 1
+    ok_f = {}
+    for f in lat:
+        rows = [r for r in spec.rows if r.op == "=~" and r.lhs == f]
+        bad = any(r.op == "~" and r.lhs == f for r in spec.rows) or any(
+            r.op == "=~" and r.rhs == f for r in spec.rows)
+        bad = bad or not rows or any(r.rhs not in obs or touched.get(r.rhs, 0) != 1 for r in rows)
+        var = [r for r in spec.rows if r.op == "~~" and r.lhs == r.rhs == f]
+        if bad or len(var) != 1:
+            continue
+        ok_f[f] = (rows, var[0])
+    lam: dict[int, list[tuple[str, float]]] = {}
+    sd_up: dict[int, float] = {}
+    for f, (rows, var) in ok_f.items():
+        for r in rows:
+            t = float(np.sqrt(target_var[obs[r.rhs]]))
+            if r.pid >= 0:
+                lam.setdefault(r.pid, []).append((f, t))
+            elif r.fixed and var.pid >= 0:
+                sd_up[var.pid] = min(sd_up.get(var.pid, np.inf), t / abs(float(r.fixed)))
+    qualifying = {r.pid for r in spec.rows if r.op == "=~" and r.lhs in ok_f and r.pid >= 0}
+    for r in spec.rows:  # a free number shared with a row outside these factors: no box
+        if r.pid in lam and not (r.op == "=~" and r.lhs in ok_f):
+            lam.pop(r.pid)
+    lam = {p: v for p, v in lam.items() if p in qualifying}
+    return lam, sd_up
+
+
+def cpc_transform(k: int):
+    """A PyMC transform from ``R^(k(k-1)/2)`` onto the correlations (``triu_indices`` order) of the
+    positive-definite ``k x k`` correlation matrices: ``z = tanh(u)`` are canonical partial
+    correlations, ``L`` the Cholesky factor built from them (Lewandowski, Kurowicka & Joe 2009)
+    and the values are the upper triangle of ``L L'``. Its log-Jacobian is
+    ``sum log(1 - z^2) + sum_(i<j) (k - i - 2) / 2 log(1 - z_ij^2)`` (rows ``i`` from 0): with a
+    flat density on the correlations the posterior is unchanged, and the positive-definiteness
+    edge is no longer inside the sampler's space.
+
+    Examples
+    --------
+    >>> import pytensor.tensor as pt
+    >>> r = cpc_transform(3).backward(pt.as_tensor(np.array([0.5, -0.3, 2.0]))).eval()
+    >>> R = np.eye(3); R[np.triu_indices(3, 1)] = r; R = R + R.T - np.eye(3)
+    >>> bool(np.linalg.eigvalsh(R).min() > 0)
+    True
+    """
+    import pytensor.tensor as pt
+    from pymc.distributions.transforms import Transform
+
+    iu, ju = np.triu_indices(k, 1)
+    pos = {(int(a), int(b)): q for q, (a, b) in enumerate(zip(iu, ju))}
+
+    def chol_from_z(z):
+        rows = []
+        for i in range(k):
+            row, acc = [], 0.0
+            for j in range(i):
+                rem = pt.sqrt(pt.maximum(1.0 - acc, 1e-300))
+                v = z[pos[(j, i)]] * rem
+                row.append(v)
+                acc = acc + v ** 2
+            row.append(pt.sqrt(pt.maximum(1.0 - acc, 1e-300)) if i else pt.constant(1.0))
+            rows.append(row + [pt.constant(0.0)] * (k - i - 1))
+        return pt.stack([pt.stack(r) for r in rows])
+
+    class CPC(Transform):
+        name = "cpc"
+        ndim_supp = 1
+
+        def backward(self, value, *inputs):
+            L = chol_from_z(pt.tanh(value))
+            R = pt.dot(L, L.T)
+            return R[iu, ju]
+
+        def forward(self, value, *inputs):
+            R = pt.eye(k)
+            R = pt.set_subtensor(R[iu, ju], value)
+            R = pt.set_subtensor(R[ju, iu], value)
+            L = pt.linalg.cholesky(R)
+            out = []
+            for a, b in zip(iu, ju):  # z_(a, b): element (b, a) of L over what is left of row b
+                acc = pt.sum(L[b, :a] ** 2) if a else 0.0
+                out.append(L[b, a] / pt.sqrt(pt.maximum(1.0 - acc, 1e-300)))
+            return pt.arctanh(pt.clip(pt.stack(out), -1 + 1e-12, 1 - 1e-12))
+
+        def log_jac_det(self, value, *inputs):
+            z = pt.tanh(value)
+            w = np.array([(k - a - 2) / 2.0 for a in iu])
+            return pt.sum(pt.log1p(-z ** 2) * (1.0 + w), axis=-1)
+
+    return CPC()
+
+
+def latent_corr_block(spec: SemSpec) -> list[int]:
+    """Free ``corr`` numbers that are exactly all pairs of a set of latents (each pair one row of
+    its own number, in ``numpy.triu_indices`` order of that set), or ``[]``: such a block can be
+    sampled as an LKJ(1) correlation matrix, the uniform density on positive-definite matrices
+    that the independent Uniform(-1, 1) priors restricted to positive definiteness also give.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.graph.lavaan_syntax import parse_lavaan
+    >>> spec = specify_ordinal(parse_lavaan("a =~ y1 + y2\\nb =~ y3 + y4\\nc =~ y5 + y6"),
+    ...                        [f"y{i}" for i in range(1, 7)], [f"y{i}" for i in range(1, 7)])
+    >>> [spec.free_rows()[p][0].key for p in latent_corr_block(spec)]
+    ['a ~~ b', 'a ~~ c', 'b ~~ c']
+    """
+    lat = set(spec.latents)
+    cov = [r for r in spec.rows if r.op == "~~" and r.lhs != r.rhs and (r.lhs in lat or r.rhs in lat)]
+    if not cov or any(r.pid < 0 or r.lhs not in lat or r.rhs not in lat for r in cov):
+        return []
+    pids = [r.pid for r in cov]
+    if len(set(pids)) != len(pids) or any(len(spec.free_rows()[p]) != 1 for p in pids):
+        return []
+    members = [v for v in spec.latents if any(v in (r.lhs, r.rhs) for r in cov)]
+    k = len(members)
+    if len(cov) != k * (k - 1) // 2:
+        return []
+    at = {frozenset((r.lhs, r.rhs)): r.pid for r in cov}
+    iu, ju = np.triu_indices(k, 1)
+    out = [at.get(frozenset((members[a], members[b]))) for a, b in zip(iu, ju)]
+    return [] if None in out else [int(p) for p in out]
+
+
+
 def build_ordinal_sem_model(spec: SemSpec, data: OrdinalSemData,
-                            priors: Mapping[str, SemPrior] | None = None):
+                            priors: Mapping[str, SemPrior] | None = None, *, boxes: bool = True):
     """The PyMC model of stage 2 (see the module docstring).
 
     Free variables as :func:`~veerkracht_bayes.sem.lavaan_model.build_sem_model` (``coef``,
     ``sd``, ``corr``; the same vague priors, with reference scale 1 for ordered items);
     deterministic ``param_value`` over the table rows (derived residual variances included).
     Zero density where a derived residual variance is not positive or the disturbance
-    correlation matrix is not positive definite.
+    correlation matrix is not positive definite. With ``boxes`` (default) those regions are
+    moved out of the sampler's space where they have a simple form, the density unchanged:
+    loadings and latent sds of simple-structure factors inside :func:`heywood_boxes`
+    (``coef_box``, ``sd_box``), a full block of latent correlations through
+    :func:`cpc_transform` (``corr_pd``); ``boxes=False`` gives the plain variables.
 
     Examples
     --------
@@ -462,23 +632,60 @@ def build_ordinal_sem_model(spec: SemSpec, data: OrdinalSemData,
         r = frows[pid][0]
         return 0.5 * scale[r.rhs] / np.sqrt(lat_var0[r.lhs]) if r.op == "=~" else 0.0
 
+    # Heywood boundary: where a derived residual variance is positive exactly inside a box of the
+    # loadings and latent sds, sample in that box (an interval transform: no hard edge inside the
+    # sampler's space). The density is unchanged: prior x indicator, as the -inf potential gives.
+    lam_box, sd_up = heywood_boxes(spec, data.target_var) if boxes else ({}, {})
     coords = {"param": [r.key for r in spec.rows]}
     with pm.Model(coords=coords) as model:
         free = pt.zeros((spec.n_free,))
-        if coef_ids:
-            ids = np.array(coef_ids)
-            rv = pm.Normal("coef", mu=np.array([coef_prior(i)[0] for i in coef_ids]),
-                           sigma=np.array([coef_prior(i)[1] for i in coef_ids]), shape=len(ids),
-                           initval=np.array([coef_init(i) for i in coef_ids]))
-            free = pt.set_subtensor(free[ids], rv)
-        if sd_ids:
-            s = np.array([scale[frows[i][0].lhs] for i in sd_ids])
-            rv = pm.Gamma("sd", alpha=1.0, beta=VAGUE_SD_RATE / s, shape=len(sd_ids),
-                          initval=np.sqrt(0.5) * s)
-            free = pt.set_subtensor(free[np.array(sd_ids)], rv)
-        if corr_ids:
-            rv = pm.Uniform("corr", lower=-1.0, upper=1.0, shape=len(corr_ids), initval=np.zeros(len(corr_ids)))
-            free = pt.set_subtensor(free[np.array(corr_ids)], rv)
+        sd_of: dict[str, object] = {}
+        for r in spec.rows:
+            if r.op == "~~" and r.lhs == r.rhs and r.lhs in spec.latents and r.fixed is not None:
+                sd_of[r.lhs] = float(np.sqrt(max(float(r.fixed), 0.0)))
+        for name, grp in (("sd", [i for i in sd_ids if i not in sd_up]), ("sd_box", [i for i in sd_ids if i in sd_up])):
+            if not grp:
+                continue
+            s = np.array([scale[frows[i][0].lhs] for i in grp])
+            kw = {}
+            init = np.sqrt(0.5) * s
+            if name == "sd_box":
+                up = np.array([sd_up[i] for i in grp])
+                kw["default_transform"] = pm.distributions.transforms.Interval(
+                    bounds_fn=lambda *_, up=up: (pt.zeros(up.shape), pt.as_tensor(up)))
+                init = np.minimum(init, 0.5 * up)
+            rv = pm.Gamma(name, alpha=1.0, beta=VAGUE_SD_RATE / s, shape=len(grp), initval=init, **kw)
+            free = pt.set_subtensor(free[np.array(grp)], rv)
+            for k, i in enumerate(grp):
+                sd_of[frows[i][0].lhs] = rv[k]
+        for name, grp in (("coef", [i for i in coef_ids if i not in lam_box]),
+                          ("coef_box", [i for i in coef_ids if i in lam_box])):
+            if not grp:
+                continue
+            mu = np.array([coef_prior(i)[0] for i in grp])
+            sg = np.array([coef_prior(i)[1] for i in grp])
+            init = np.array([coef_init(i) for i in grp])
+            if name == "coef":
+                rv = pm.Normal(name, mu=mu, sigma=sg, shape=len(grp), initval=init)
+            else:
+                b = pt.stack([pt.min(pt.stack([t / sd_of[f] for f, t in lam_box[i]])) for i in grp])
+                rv = pm.Truncated(name, pm.Normal.dist(mu=mu, sigma=sg, shape=len(grp)), lower=-b, upper=b,
+                                  initval=init)
+                # Truncated renormalises by P(|x| < b), which depends on sd_f: add it back so the
+                # density stays the Normal prior times the indicator
+                pm.Potential(f"{name}_unnormalise", pt.sum(pt.log(
+                    pt.sub(0.5 * pt.erfc(-(b - mu) / (sg * np.sqrt(2.0))), 0.5 * pt.erfc(-(-b - mu) / (sg * np.sqrt(2.0)))))))
+            free = pt.set_subtensor(free[np.array(grp)], rv)
+        lkj = latent_corr_block(spec) if boxes else []
+        if lkj:
+            k = round((1 + np.sqrt(1 + 8 * len(lkj))) / 2)
+            rv = pm.Uniform("corr_pd", lower=-1.0, upper=1.0, shape=len(lkj), initval=np.zeros(len(lkj)),
+                            default_transform=cpc_transform(k))
+            free = pt.set_subtensor(free[np.array(lkj)], rv)
+        rest = [i for i in corr_ids if i not in set(lkj)]
+        if rest:
+            rv = pm.Uniform("corr", lower=-1.0, upper=1.0, shape=len(rest), initval=np.zeros(len(rest)))
+            free = pt.set_subtensor(free[np.array(rest)], rv)
         values, loglik, _ = ordinal_loglik_pt(spec, data, free)
         pm.Deterministic("param_value", values, dims="param")
         pm.Potential("correlations", loglik)
@@ -595,9 +802,9 @@ def ordinal_loglik_pt(spec: SemSpec, data: OrdinalSemData, free, *, target_var=N
         C = Syy
     d = pt.sqrt(pt.clip(pt.diagonal(C), 1e-12, np.inf))
     rho = C[pairs[:, 0], pairs[:, 1]] / (d[pairs[:, 0]] * d[pairs[:, 1]])
-    resid = r_w - pt.dot(Linv, rho)
-    ll = -0.5 * pt.sum(resid ** 2)
-    if tau is not None:
+    if tau is None:
+        ll = -0.5 * pt.sum((r_w - pt.dot(Linv, rho)) ** 2)
+    else:
         lat_idx = np.array([spec.node_index[v] for v in spec.latents], dtype=int)
         alpha = pt.zeros((N,))
         if latent_mean is not None and len(lat_idx):
@@ -608,10 +815,9 @@ def ordinal_loglik_pt(spec: SemSpec, data: OrdinalSemData, free, *, target_var=N
         mu = pt.dot(AF, alpha)
         sig = pt.sqrt(pt.clip(total, 1e-12, np.inf))
         t_model = pt.concatenate([(tau[c] - mu[obs_pos[c]]) / sig[obs_pos[c]] for c in data.ordered])
-        t_hat = np.concatenate([data.stats.thresholds[data.stats.names.index(c)] for c in data.ordered])
-        V = data.tau_acov + 1e-9 * np.trace(data.tau_acov) / len(t_hat) * np.eye(len(t_hat))
-        Lt_inv = np.linalg.solve(np.linalg.cholesky(V), np.eye(len(t_hat)))
-        ll = ll - 0.5 * pt.sum((Lt_inv @ t_hat - pt.dot(Lt_inv, t_model)) ** 2)
+        # (thresholds, correlations) jointly: one Gaussian with their full asymptotic covariance
+        e_hat, Lj = _joint_whitener(data)
+        ll = -0.5 * pt.sum((e_hat - pt.dot(Lj, pt.concatenate([t_model, rho]))) ** 2)
     ok = theta_ok
     if "corr" in spec.free_kind:
         dp = pt.sqrt(pt.clip(pt.diagonal(Psi), 1e-300, np.inf))
@@ -622,11 +828,37 @@ def ordinal_loglik_pt(spec: SemSpec, data: OrdinalSemData, free, *, target_var=N
     return values, pt.switch(ok, ll, -np.inf), total
 
 
+def _joint_covariance(data: OrdinalSemData) -> tuple[np.ndarray, np.ndarray]:
+    """Stacked stage-1 estimates ``(tau_hat, r_hat)`` and their joint asymptotic covariance (a
+    relative ridge on each diagonal block, as :func:`whiten_correlations`)."""
+    t_hat = np.concatenate([data.stats.thresholds[data.stats.names.index(c)] for c in data.ordered])
+    lik = data.lik_pairs
+    r_hat = data.stats.r[lik]
+    Vtt = data.tau_acov + 1e-9 * np.trace(data.tau_acov) / len(t_hat) * np.eye(len(t_hat))
+    Vrr = data.stats.acov[np.ix_(lik, lik)]
+    Vrr = Vrr + 1e-9 * np.trace(Vrr) / max(len(lik), 1) * np.eye(len(lik))
+    Vtr = np.zeros((len(t_hat), len(lik))) if data.tau_r_acov is None else data.tau_r_acov
+    return np.concatenate([t_hat, r_hat]), np.block([[Vtt, Vtr], [Vtr.T, Vrr]])
+
+
+def _joint_whitener(data: OrdinalSemData) -> tuple[np.ndarray, np.ndarray]:
+    """``L^-1 e_hat`` and ``L^-1`` for the joint covariance ``L L'`` of :func:`_joint_covariance`."""
+    e_hat, V = _joint_covariance(data)
+    try:
+        chol = np.linalg.cholesky(V)
+    except np.linalg.LinAlgError as err:
+        raise ModelError("the stage-1 asymptotic covariance of the thresholds and correlations is not positive "
+                         "definite (too few respondents for the number of thresholds and correlations?)") from err
+    Linv = np.linalg.solve(chol, np.eye(len(V)))
+    return Linv @ e_hat, Linv
+
+
 def implied_correlations_np(spec: SemSpec, data: OrdinalSemData, values: np.ndarray) -> np.ndarray:
     """Implied correlations of the likelihood's pairs at one set of table-row values (NumPy).
 
     An independent route to ``rho(theta)`` for tests: ``Sigma = F A Psi A' F'`` built from the
-    table rows (derived variances included), plus the covariates' block.
+    table rows (derived variances included), plus the covariates' block. ``values`` may also be
+    ``(S, R)`` (S draws): the result is then ``(S, s)``.
 
     Examples
     --------
@@ -636,18 +868,25 @@ def implied_correlations_np(spec: SemSpec, data: OrdinalSemData, values: np.ndar
     from veerkracht_bayes.sem.lavaan_model import implied_matrices
 
     _, q, pairs, F = _layout(spec, data)
-    m = implied_matrices(spec, np.asarray(values)[None])
-    A = np.linalg.inv(np.eye(len(spec.nodes)) - m["B"][0])
-    AF = A[F]
-    Syy = AF @ m["Psi"][0] @ AF.T
+    values = np.asarray(values, dtype=float)
+    one = values.ndim == 1
+    m = implied_matrices(spec, values[None] if one else values)
+    A = np.linalg.inv(np.eye(len(spec.nodes))[None] - m["B"])
+    AF = A[:, F]
+    AFt = np.swapaxes(AF, 1, 2)
+    Syy = AF @ m["Psi"] @ AFt
     if q:
-        AG = AF @ m["Gamma"][0]
+        AG = AF @ m["Gamma"]
         Sxx = data.base.x_cov
-        C = np.block([[Syy + AG @ Sxx @ AG.T, AG @ Sxx], [(AG @ Sxx).T, Sxx]])
+        Syx = AG @ Sxx
+        C = np.concatenate([np.concatenate([Syy + Syx @ np.swapaxes(AG, 1, 2), Syx], axis=2),
+                            np.concatenate([np.swapaxes(Syx, 1, 2),
+                                            np.broadcast_to(Sxx, (len(AF), *Sxx.shape))], axis=2)], axis=1)
     else:
         C = Syy
-    d = np.sqrt(np.diag(C))
-    return C[pairs[:, 0], pairs[:, 1]] / (d[pairs[:, 0]] * d[pairs[:, 1]])
+    d = np.sqrt(np.diagonal(C, axis1=1, axis2=2))
+    rho = C[:, pairs[:, 0], pairs[:, 1]] / (d[:, pairs[:, 0]] * d[:, pairs[:, 1]])
+    return rho[0] if one else rho
 
 
 # --------------------------------------------------------------------------- fit
@@ -770,7 +1009,9 @@ def fit_sem_ordinal(
     pm_model = build_ordinal_sem_model(spec, data, priors)
     idata = sample_sem_model(pm_model, draws=draws, tune=tune, chains=chains, seed=seed, sampler=sampler,
                              target_accept=target_accept, progressbar=progressbar)
-    tau_draws = draw_thresholds(data, chains, draws, seed + 7919)
+    vals = np.asarray(idata.posterior["param_value"].transpose("chain", "draw", "param").values)
+    rho = implied_correlations_np(spec, data, vals.reshape(-1, vals.shape[-1]))
+    tau_draws = draw_thresholds(data, vals.shape[0], vals.shape[1], seed + 7919, rho=rho)
     settings = {"draws": draws, "tune": tune, "chains": chains, "seed": seed, "sampler": sampler,
                 "target_accept": target_accept, "n": data.n, "n_dropped": data.n_dropped,
                 "ordered": list(data.ordered), "estimator": "two-stage polychoric (WLSMV analogue)"}
@@ -785,9 +1026,18 @@ def fit_sem_ordinal(
                          ordinal=data, tau_draws=tau_draws)
 
 
-def draw_thresholds(data: OrdinalSemData, chains: int, draws: int, seed: int) -> dict[str, np.ndarray]:
-    """Posterior draws of saturated thresholds: per ordered item ``(chains, draws, K - 1)`` from
-    ``N(tau_hat, tau_cov)`` (flat prior), independent of the structural draws.
+def draw_thresholds(data: OrdinalSemData, chains: int, draws: int, seed: int, *,
+                    rho: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Posterior draws of saturated thresholds: per ordered item ``(chains, draws, K - 1)``.
+
+    Thresholds and correlations are one Gaussian block, ``(tau_hat, r_hat) ~ N((tau, rho),
+    V)``, with a flat prior on ``tau``. Given the structural draws' implied correlations ``rho``
+    (``(chains, draws, s)``, the likelihood's pairs, e.g. from :func:`implied_correlations_np`),
+    each draw is from the conditional ``N(tau_hat - V_tr V_rr^-1 (r_hat - rho), V_tt - V_tr
+    V_rr^-1 V_rt)``: the joint posterior of thresholds and structural parameters (at the mode
+    this is lavaan's WLS threshold estimate; the structural posterior itself does not change,
+    a saturated block marginalises out exactly). Without ``rho`` (or without the cross block)
+    the draws are ``N(tau_hat, tau_cov)`` per item, independent of the structural draws.
 
     Examples
     --------
@@ -802,6 +1052,21 @@ def draw_thresholds(data: OrdinalSemData, chains: int, draws: int, seed: int) ->
     """
     rng = np.random.default_rng(seed)
     out = {}
+    if rho is not None and data.tau_r_acov is not None:
+        e_hat, V = _joint_covariance(data)
+        t = len(e_hat) - len(data.lik_pairs)
+        K = np.linalg.solve(V[t:, t:], V[t:, :t]).T  # V_tr V_rr^-1
+        cond = V[:t, :t] - K @ V[t:, :t]
+        L = np.linalg.cholesky(0.5 * (cond + cond.T))
+        rho = np.asarray(rho, dtype=float).reshape(chains, draws, len(data.lik_pairs))
+        mean = e_hat[:t] - (e_hat[t:] - rho) @ K.T
+        tau = mean + rng.standard_normal((chains, draws, t)) @ L.T
+        k0 = 0
+        for c in data.ordered:
+            k = len(data.stats.thresholds[data.stats.names.index(c)])
+            out[c] = tau[:, :, k0:k0 + k]
+            k0 += k
+        return out
     for c in data.ordered:
         j = data.stats.names.index(c)
         out[c] = rng.multivariate_normal(data.stats.thresholds[j], data.tau_cov[c], size=(chains, draws),

@@ -82,6 +82,7 @@ from veerkracht_bayes.survey.statistics import ModelData
 
 __all__ = ["EdgePriorValues", "ModelLayout", "StabilitySettings", "build_model", "data_container",
            "edge_prior_values", "edge_groups", "edge_rvs", "full_system", "measurement_parameters",
+           "fixed_item_reliability",
            "pattern_loglik_tensor",
            "perron_upper_bound"]
 
@@ -211,6 +212,9 @@ class ModelLayout:
     #: Per-link identification status (:class:`~veerkracht_bayes.graph.identification.IdentificationReport`),
     #: from the same classification as ``edge_kind``.
     identification: object | None = field(default=None, compare=False, repr=False)
+    #: Single items with their own reliability (item column -> value on the scale the model uses:
+    #: the observed, standardised score on the continuous path); the others take ``reliability``.
+    item_reliability: dict[str, float] = field(default_factory=dict)
 
 
 def _classify(graph: CausalGraph, data: ModelData | None) -> tuple[list[str], list[str], list[str]]:
@@ -452,7 +456,22 @@ def full_system(beta: pt.TensorVariable, graph: CausalGraph, edge_kind: Mapping[
     return B_full, psi_lat, rho
 
 
-def measurement_parameters(free: np.ndarray, mp: Mapping[str, float], reliability: float
+def fixed_item_reliability(layout: ModelLayout) -> np.ndarray:
+    """Per item of ``layout.items``: the reliability that fixes its loading when it is a single item
+    (``layout.item_reliability`` where it names the item, else ``layout.reliability``).
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> lay = SimpleNamespace(items=("a1", "b1"), reliability=0.8, item_reliability={"b1": 0.3})
+    >>> fixed_item_reliability(lay).tolist()
+    [0.8, 0.3]
+    """
+    own = dict(getattr(layout, "item_reliability", None) or {})
+    return np.array([float(own.get(it, layout.reliability)) for it in layout.items], dtype=float)
+
+
+def measurement_parameters(free: np.ndarray, mp: Mapping[str, float], reliability: float | np.ndarray
                            ) -> tuple[pt.TensorVariable, pt.TensorVariable]:
     """Loadings and residual variances of the standardised items (continuous-item models).
 
@@ -469,7 +488,8 @@ def measurement_parameters(free: np.ndarray, mp: Mapping[str, float], reliabilit
     mp
         Measurement priors (``loading_mu``, ``loading_sd``, ``theta_logmean``, ``theta_logsd``).
     reliability
-        Assumed reliability of single-item constructs.
+        Assumed reliability of single-item constructs: one value, or one per fixed item (the
+        items where ``free`` is False, in order).
 
     Examples
     --------
@@ -491,8 +511,9 @@ def measurement_parameters(free: np.ndarray, mp: Mapping[str, float], reliabilit
         lam = pt.set_subtensor(lam[np.flatnonzero(free)], lam_free)
         theta = pt.set_subtensor(theta[np.flatnonzero(free)], th_free)
     if (~free).any():
-        lam = pt.set_subtensor(lam[np.flatnonzero(~free)], np.sqrt(reliability))
-        theta = pt.set_subtensor(theta[np.flatnonzero(~free)], 1.0 - reliability)
+        rel = np.broadcast_to(np.asarray(reliability, dtype=float), (int((~free).sum()),))
+        lam = pt.set_subtensor(lam[np.flatnonzero(~free)], np.sqrt(rel))
+        theta = pt.set_subtensor(theta[np.flatnonzero(~free)], 1.0 - rel)
     pm.Deterministic("lambda", lam, dims="item")
     pm.Deterministic("theta", theta, dims="item")
     return lam, theta
@@ -510,6 +531,7 @@ def build_model(
     unmeasured: str = "cut",
     whiten_intercepts: bool = True,
     report_identification: bool = True,
+    item_reliability: Mapping[str, float] | None = None,
 ) -> tuple[pm.Model, ModelLayout]:
     """Build the PyMC model for ``graph`` and (optionally) survey data.
 
@@ -537,6 +559,11 @@ def build_model(
         Store a whitening matrix for the intercepts, so that the JAX sampler moves in
         whitened coordinates (:mod:`~veerkracht_bayes.sem.preconditioning`); the model and its
         posterior are the same either way.
+    item_reliability
+        Single items with their own reliability on the observed (standardised score) scale, item
+        column -> value in (0, 1], overriding ``reliability`` (for a binary or Likert item from a
+        latent-response value, :func:`~veerkracht_bayes.survey.codebook.observed_scale_reliability`).
+        Naming an item that is not the single item of its construct is an error.
     report_identification
         Log the one-line identification warning (cut links, order-condition failures). Builders
         that reuse this model for a classification already reported (the multi-group model)
@@ -556,6 +583,17 @@ def build_model(
     stability = stability or StabilitySettings()
     if not 0 < reliability <= 1:
         raise ModelError(f"reliability must be in (0, 1], got {reliability}")
+    own_rel = {str(k): float(v) for k, v in (item_reliability or {}).items()}
+    bad_rel = [Problem(f"item reliability must be in (0, 1], got {v}", field=k, value=v)
+               for k, v in own_rel.items() if not 0 < v <= 1]
+    if data is not None:
+        n_of = {c: list(data.item_construct).count(c) for c in set(data.item_construct)}
+        single_items = {it for it, c in zip(data.item_names, data.item_construct, strict=True) if n_of[c] == 1}
+        bad_rel += [Problem(f"item_reliability names {k!r}, which is not the single item of a construct "
+                            f"(single items: {sorted(single_items)})", field=k, value=own_rel[k])
+                    for k in own_rel if k not in single_items]
+    if bad_rel:
+        raise ModelError(bad_rel)
     mp = {"loading_mu": 0.7, "loading_sd": 0.3, "theta_logmean": float(np.log(0.5)),
           "theta_logsd": 0.75, "nu_sd": 0.5}
     mp.update(measurement_priors or {})
@@ -648,7 +686,8 @@ def build_model(
         if data is not None and len(items):
             c_idx = np.array([lli[c] for c in item_construct], dtype=int)
             free = np.array([counts[c] > 1 for c in item_construct])
-            lam, theta = measurement_parameters(free, mp, reliability)
+            lam, theta = measurement_parameters(free, mp, np.array(
+                [own_rel.get(it, reliability) for it, f in zip(items, free, strict=True) if not f]))
             st = data.stats
             nu = pm.Normal("nu", 0.0, mp["nu_sd"], dims="item")
             if whiten_intercepts:
@@ -678,5 +717,6 @@ def build_model(
         cut_active=bool(unmeasured == "cut" and data is not None and len(lik_latent) < len(latent)),
         sampled_edges=tuple(keys[i] for i in sampled),
         identification=id_report,
+        item_reliability=dict(own_rel),
     )
     return model, layout

@@ -34,6 +34,13 @@ and the whitening factor ``L^-1`` (``Gamma_hat = L L'``), so
 the columns up to each block's last row (it is lower triangular: the zeros above the diagonal
 are not read), and, from ``s >= 256``, in float32, applied to the small difference
 ``r_hat - rho`` (rounding ~1e-6 of a whitened residual), the sum of squares in float64.
+
+**Coordinates of the links on their priors.** Links that touch a construct without items (and
+absent links) are sampled as ``z ~ N(0, 1)`` with ``beta = F^-1(Phi(z))`` (``F`` the link's
+prior CDF; :func:`standardised_link_keys`, :func:`link_from_standard`): the same model, but
+without the exponential tail of ``log|beta|`` from which NUTS trajectories overshot the
+standardisation barrier (docs/performance.md §4b; ``PolychoricSettings(prior_links="native")``
+keeps PyMC's coordinates).
 """
 
 from __future__ import annotations
@@ -59,12 +66,19 @@ from veerkracht_bayes.sem.model_builder import (
 from veerkracht_bayes.survey.polychoric import PolychoricResult, whiten_correlations
 
 __all__ = [
+    "STANDARDISED_LINKS",
     "PolychoricData",
     "PolychoricSettings",
     "build_polychoric_model",
     "implied_correlations",
+    "link_from_standard",
+    "link_to_standard",
     "polychoric_data",
+    "standardised_link_keys",
 ]
+
+#: Name of the free variable holding the links sampled in prior-standardised coordinates.
+STANDARDISED_LINKS = "beta_standardised"
 
 
 @dataclass(frozen=True)
@@ -94,6 +108,10 @@ class PolychoricSettings:
     loading_sd: float = 1.0
     #: relative ridge added to Gamma_hat's diagonal before its Cholesky factor
     ridge: float = 1e-9
+    #: coordinates of the links on their priors (those touching a construct without items, and
+    #: absent links): "standardised" (``z ~ N(0, 1)``, the link its prior's quantile of
+    #: ``Phi(z)``; see :func:`standardised_link_keys`) or "native" (PyMC's ``log|beta|``)
+    prior_links: str = "standardised"
 
 
 @dataclass(frozen=True)
@@ -238,6 +256,160 @@ def implied_correlations(S_eta, SxG, l, item_c: np.ndarray,
     return out, np.argsort(order)
 
 
+def standardised_link_keys(layout: object, prior_links: str = "standardised") -> tuple[str, ...]:
+    """The links that the polychoric model samples in prior-standardised coordinates.
+
+    Those whose posterior is (close to) their prior: absent links (no part of the model but
+    their prior), and the links that touch a construct without items (``prior_only`` in the cut
+    system; in the joint system informed at most through products along paths and through the
+    standardisation). Only truncated-normal and normal priors have the closed-form quantile
+    function the map needs; links with other priors keep PyMC's coordinates.
+
+    Why (docs/performance.md §4b): in PyMC's ``log|beta|`` coordinates such a link has an
+    exponential left tail. A trajectory that starts deep in it gains several nats of kinetic
+    energy on the way back and overshoots the standardisation barrier of the construct it
+    points into (a link from an exogenous construct without items changes only
+    ``psi + beta^2`` of its target, so the likelihood is flat in it up to that barrier), into
+    the region where a disturbance variance is negative (log-density ``-inf``): a divergence.
+    In ``z`` the prior is ``N(0, 1)``: no tail to gain energy in, and no change of the posterior.
+
+    Parameters
+    ----------
+    layout
+        The model's :class:`~veerkracht_bayes.sem.model_builder.ModelLayout` (``edge_keys``,
+        ``edge_kind``, ``unobserved_latent``, ``edge_priors``).
+    prior_links
+        ``"standardised"`` or ``"native"`` (then no link: the empty tuple).
+
+    Returns
+    -------
+    tuple of str
+        Edge keys, in ``layout.edge_keys`` order.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> from veerkracht_bayes.sem.model_builder import EdgePriorValues
+    >>> p = EdgePriorValues("truncated_normal", 0.0, 0.2, 0.0, None)
+    >>> lay = SimpleNamespace(edge_keys=("a->b", "a->u", "u->b", "l->b"), unobserved_latent=("u",),
+    ...     edge_kind={"a->b": "latent", "a->u": "latent", "u->b": "latent", "l->b": "absent"},
+    ...     edge_priors=dict.fromkeys(("a->b", "a->u", "u->b", "l->b"), p))
+    >>> standardised_link_keys(lay)
+    ('a->u', 'u->b', 'l->b')
+    >>> standardised_link_keys(lay, "native")
+    ()
+    """
+    if prior_links not in ("standardised", "native"):
+        raise ModelError(Problem(f"prior_links must be 'standardised' or 'native', got {prior_links!r}",
+                                 field="prior_links", value=prior_links))
+    if prior_links == "native":
+        return ()
+    unobserved = set(layout.unobserved_latent)  # type: ignore[attr-defined]
+    kinds = layout.edge_kind  # type: ignore[attr-defined]
+    priors = layout.edge_priors  # type: ignore[attr-defined]
+    out = []
+    for k in layout.edge_keys:  # type: ignore[attr-defined]
+        src, dst = k.split("->")
+        on_prior = kinds[k] in ("absent", "prior_only") or src in unobserved or dst in unobserved
+        if on_prior and priors[k].distribution in ("truncated_normal", "normal") and priors[k].sd > 0:
+            out.append(k)
+    return tuple(out)
+
+
+def _bounds(priors: Mapping[str, object], keys: list[str]) -> tuple[np.ndarray, ...]:
+    """Per link: mean, sd and the prior mass below its lower / above its upper bound."""
+    from scipy.special import ndtr
+
+    mu = np.array([priors[k].mean for k in keys], dtype=float)  # type: ignore[attr-defined]
+    sd = np.array([priors[k].sd for k in keys], dtype=float)  # type: ignore[attr-defined]
+    trunc = np.array([priors[k].distribution == "truncated_normal" for k in keys])  # type: ignore[attr-defined]
+    lo = np.array([priors[k].lower if t and priors[k].lower is not None else -np.inf  # type: ignore[attr-defined]
+                   for k, t in zip(keys, trunc, strict=True)], dtype=float)
+    hi = np.array([priors[k].upper if t and priors[k].upper is not None else np.inf  # type: ignore[attr-defined]
+                   for k, t in zip(keys, trunc, strict=True)], dtype=float)
+    return mu, sd, lo, hi, ndtr((lo - mu) / sd), ndtr((mu - hi) / sd)
+
+
+def link_from_standard(z, priors: Mapping[str, object], keys: list[str], *, xp: str = "numpy"):
+    """Links from prior-standardised coordinates: ``beta = F^-1(Phi(z))``, ``F`` each link's prior CDF.
+
+    For ``z ~ N(0, 1)``, ``beta`` has exactly its (truncated) normal prior, so a model that puts
+    ``z ~ N(0, 1)`` and uses ``beta(z)`` has the same posterior of ``beta`` as one that puts the
+    prior on ``beta``. Computed from the nearer tail (``z < 0``: the mass below, else above), so
+    links near a bound keep their relative precision; the result is clipped into the bounds.
+
+    Parameters
+    ----------
+    z
+        ``(..., k)`` coordinates (NumPy or PyTensor, as ``xp`` says).
+    priors, keys
+        Edge priors (:class:`~veerkracht_bayes.sem.model_builder.EdgePriorValues` per key) and
+        the ``k`` links, in ``z``'s order.
+    xp
+        ``"numpy"`` or ``"pytensor"``.
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.sem.model_builder import EdgePriorValues
+    >>> pri = {"a->b": EdgePriorValues("truncated_normal", 0.0, 0.2, 0.0, None),
+    ...        "c->b": EdgePriorValues("normal", 0.1, 0.5, None, None)}
+    >>> link_from_standard(np.array([0.0, 1.0]), pri, ["a->b", "c->b"]).round(4).tolist()
+    [0.1349, 0.6]
+    >>> z = np.random.default_rng(0).normal(size=(20000, 1))
+    >>> b = link_from_standard(z, pri, ["a->b"])  # a half-normal(0.2) sample: mean 0.2 sqrt(2/pi)
+    >>> bool(b.min() >= 0 and abs(b.mean() - 0.2 * np.sqrt(2 / np.pi)) < 0.003)
+    True
+    """
+    mu, sd, lo, hi, pa, qb = _bounds(priors, keys)
+    if xp == "pytensor":
+        import pytensor.tensor as m
+
+        erfc, erfcinv, where = m.erfc, m.erfcinv, m.switch
+    else:
+        from scipy.special import erfc, erfcinv
+
+        m, where = np, np.where
+        z = np.asarray(z, dtype=float)
+    r2 = np.sqrt(2.0)
+    # lower tail: Phi(x) = Pa + Phi(z) (1 - Pa - Qb); upper: Phi(-x) = Qb + Phi(-z) (1 - Pa - Qb)
+    w = 1.0 - pa - qb
+    neg = z < 0
+    zl = where(neg, z, 0.0)
+    zu = where(neg, 0.0, z)
+    p_lo = pa + 0.5 * erfc(-zl / r2) * w
+    p_hi = qb + 0.5 * erfc(zu / r2) * w
+    x_lo = mu - sd * r2 * erfcinv(2.0 * p_lo)
+    x_hi = mu + sd * r2 * erfcinv(2.0 * p_hi)
+    x = where(neg, x_lo, x_hi)
+    lo_f = np.where(np.isfinite(lo), lo, -1e300)
+    hi_f = np.where(np.isfinite(hi), hi, 1e300)
+    return m.minimum(m.maximum(x, lo_f), hi_f)
+
+
+def link_to_standard(beta: np.ndarray, priors: Mapping[str, object], keys: list[str]) -> np.ndarray:
+    """Inverse of :func:`link_from_standard` (NumPy): ``z = Phi^-1(F(beta))``.
+
+    Links on a bound map to a finite ``z`` (at most 8 standard deviations out).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.sem.model_builder import EdgePriorValues
+    >>> pri = {"a->b": EdgePriorValues("truncated_normal", 0.3, 0.1, 0.0, None)}
+    >>> z = link_to_standard(np.array([0.05, 0.3, 0.5]), pri, ["a->b"])
+    >>> bool(np.allclose(link_from_standard(z, pri, ["a->b"]), [0.05, 0.3, 0.5]))
+    True
+    """
+    from scipy.special import ndtr, ndtri
+
+    mu, sd, lo, hi, pa, qb = _bounds(priors, keys)
+    b = np.clip(np.asarray(beta, dtype=float), lo, hi)
+    w = 1.0 - pa - qb
+    below = (ndtr((b - mu) / sd) - pa) / w  # F(beta)
+    above = (ndtr((mu - b) / sd) - qb) / w  # 1 - F(beta)
+    z = np.where(below < 0.5, ndtri(np.clip(below, 1e-300, 1.0)), -ndtri(np.clip(above, 1e-300, 1.0)))
+    return np.clip(z, -8.0, 8.0)
+
+
 def build_polychoric_model(graph: CausalGraph, data: PolychoricData, priors: object | None = None, *,
                            settings: PolychoricSettings | None = None,
                            stability: StabilitySettings | None = None):
@@ -253,8 +425,9 @@ def build_polychoric_model(graph: CausalGraph, data: PolychoricData, priors: obj
     Returns
     -------
     (pm.Model, ModelLayout)
-        Free variables: the grouped edge coefficients and ``loading`` (theta-parameterisation
-        scale, free loadings only). Deterministics ``beta`` (edge), ``psi`` and ``alpha``
+        Free variables: the grouped edge coefficients, ``beta_standardised`` (the links of
+        :func:`standardised_link_keys` in prior-standardised coordinates, when there are any) and
+        ``loading`` (theta-parameterisation scale, free loadings only). Deterministics ``beta`` (edge), ``psi`` and ``alpha``
         (node), ``lambda`` (item, correlation scale), ``rho_abs_bound``.
 
     Examples
@@ -314,8 +487,24 @@ def build_polychoric_model(graph: CausalGraph, data: PolychoricData, priors: obj
     free = np.array([counts[c] > 1 for c in data.item_construct], bool)
     coords = {"edge": list(keys), "node": list(graph.nodes), "latent": latent, "lik_latent": lik_latent,
               "item": list(data.item_names), "covariate": covariates, "correlation": np.arange(len(r_w_hat))}
+    layout = ModelLayout(
+        nodes=tuple(graph.nodes), latent=tuple(latent), covariates=tuple(covariates), absent=tuple(absent),
+        unobserved_latent=tuple(k for k in latent if k not in measured), edge_keys=tuple(keys),
+        edge_kind=edge_kind, items=tuple(data.item_names), item_construct=tuple(data.item_construct),
+        single_item_constructs=single, reliability=st.reliability, stability=stability, edge_priors=eps,
+        lik_latent=tuple(lik_latent), unmeasured=st.unmeasured)
+    std_keys = list(standardised_link_keys(layout, st.prior_links))
+    rest_keys = [k for k in keys if k not in set(std_keys)]
     with pm.Model(coords=coords) as model:
-        beta = pm.Deterministic("beta", edge_rvs(eps, list(keys)), dims="edge")
+        # links on their priors in prior-standardised coordinates (standardised_link_keys), the
+        # others as PyMC's grouped truncated normals
+        parts = [edge_rvs(eps, rest_keys)] if rest_keys else []
+        if std_keys:
+            z = pm.Normal(STANDARDISED_LINKS, 0.0, 1.0, shape=len(std_keys))
+            parts.append(link_from_standard(z, eps, std_keys, xp="pytensor"))
+        flat = pt.concatenate(parts) if len(parts) > 1 else parts[0]
+        order = np.argsort(np.array([list(keys).index(k) for k in rest_keys + std_keys]))
+        beta = pm.Deterministic("beta", flat[order], dims="edge")
 
         # full system: reported psi and stability (as in the continuous path)
         _, psi_full_lat, rho = full_system(beta, graph, edge_kind, latent, covariates, x_cov, stability)
@@ -347,12 +536,6 @@ def build_polychoric_model(graph: CausalGraph, data: PolychoricData, priors: obj
         rho_vec = pt.concatenate(parts)[inv] if len(parts) > 1 else parts[0][inv]
         pm.Potential("correlations", -0.5 * _whitened_sum_of_squares(
             model, rho_vec - data_container("correlations_hat", data.stats.r[data.lik_pairs]), Linv))
-    layout = ModelLayout(
-        nodes=tuple(graph.nodes), latent=tuple(latent), covariates=tuple(covariates), absent=tuple(absent),
-        unobserved_latent=tuple(k for k in latent if k not in measured), edge_keys=tuple(keys),
-        edge_kind=edge_kind, items=tuple(data.item_names), item_construct=tuple(data.item_construct),
-        single_item_constructs=single, reliability=st.reliability, stability=stability, edge_priors=eps,
-        lik_latent=tuple(lik_latent), unmeasured=st.unmeasured)
     return model, layout
 
 

@@ -226,10 +226,11 @@ def pair_from_value(x: np.ndarray, pairs: list[tuple[int, int]]) -> np.ndarray:
     return x
 
 
-def _loadings(R: np.ndarray, item_construct: tuple[str, ...], reliability: float) -> np.ndarray:
-    """Principal-axis loadings of each construct's items on standardised items (single items: ``sqrt(rel)``)."""
+def _loadings(R: np.ndarray, item_construct: tuple[str, ...], reliability: float | np.ndarray) -> np.ndarray:
+    """Principal-axis loadings of each construct's items on standardised items (single items: ``sqrt(rel)``,
+    ``reliability`` one value or one per item)."""
     ci = np.array(item_construct)
-    lam = np.full(len(ci), np.sqrt(reliability))
+    lam = np.sqrt(np.broadcast_to(np.asarray(reliability, dtype=float), (len(ci),))).copy()
     for c in dict.fromkeys(item_construct):
         idx = np.flatnonzero(ci == c)
         if idx.size < 2:
@@ -251,8 +252,8 @@ def _item_correlations(stats: PatternStats) -> tuple[np.ndarray, np.ndarray]:
     return C / np.outer(sd, sd), item_w
 
 
-def link_estimate(stats: PatternStats, layout: object, x_names: tuple[str, ...], floor: float = 0.02
-                  ) -> dict[str, np.ndarray]:
+def link_estimate(stats: PatternStats, layout: object, x_names: tuple[str, ...], floor: float = 0.02,
+                  item_reliability: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Rough values of the sampled links: least squares per equation on disattenuated correlations.
 
     Parameters
@@ -266,6 +267,10 @@ def link_estimate(stats: PatternStats, layout: object, x_names: tuple[str, ...],
     floor
         Smallest ``|beta|`` for sign-constrained links (estimates of the wrong sign or smaller
         are set to it).
+    item_reliability
+        Per item of ``layout.items``, the reliability that fixes a single item's loading
+        (:func:`~veerkracht_bayes.sem.model_builder.fixed_item_reliability`); None: the layout's
+        one ``reliability``.
 
     Returns
     -------
@@ -291,7 +296,8 @@ def link_estimate(stats: PatternStats, layout: object, x_names: tuple[str, ...],
 
     R, _ = _item_correlations(stats)
     items_c = tuple(layout.item_construct)  # type: ignore[attr-defined]
-    lam = _loadings(R, items_c, float(layout.reliability))  # type: ignore[attr-defined]
+    rel = float(layout.reliability) if item_reliability is None else item_reliability  # type: ignore[attr-defined]
+    lam = _loadings(R, items_c, rel)
     ci = np.array(items_c)
     lat = list(dict.fromkeys(items_c))
     q = stats.Suu.shape[1] - 1

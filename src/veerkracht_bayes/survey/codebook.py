@@ -35,6 +35,7 @@ combined with ``and``, ``or``, ``not`` and parentheses. See :mod:`veerkracht_bay
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -56,6 +57,11 @@ __all__ = [
     "parse_codebook",
     "check_codebook",
     "apply_transform",
+    "MeasurementChoice",
+    "resolve_measurement",
+    "is_ordinal_item",
+    "observed_scale_reliability",
+    "continuous_path_reliabilities",
 ]
 
 CODEBOOK_VERSION = 1
@@ -452,3 +458,275 @@ def apply_transform(values: Any, transform: str | None, column: str = "",
         return out
     raise SurveyError(Problem(f"unknown transform {transform!r} (expected log, log1p or rank_normal)",
                               file=file, field=column, value=transform))
+
+
+#: Likert items with at most this many categories are ordinal for ``measurement="auto"``.
+AUTO_MAX_CATEGORIES = 7
+
+
+def is_ordinal_item(item: ItemSpec, max_categories: int = AUTO_MAX_CATEGORIES) -> bool:
+    """True for a binary item or a Likert item with at most ``max_categories`` categories.
+
+    These are the items the polychoric route models on their latent-response scale (the rule of
+    :func:`resolve_measurement` and of the polychoric route's stage 1).
+
+    Examples
+    --------
+    >>> is_ordinal_item(ItemSpec(column="q", scale="binary"))
+    True
+    >>> is_ordinal_item(ItemSpec(column="q", scale="likert", categories=11))
+    False
+    """
+    if item.scale == "binary":
+        return True
+    return item.scale == "likert" and item.categories is not None and int(item.categories) <= max_categories
+
+
+@dataclass(frozen=True)
+class MeasurementChoice:
+    """The measurement route a fit uses, resolved from ``measurement="auto"`` or given.
+
+    Attributes
+    ----------
+    requested
+        What the caller asked for (``"auto"``, ``"continuous"``, ``"polychoric"``, ``"ordinal"``).
+    measurement
+        The route used: ``"continuous"``, ``"polychoric"`` or ``"ordinal"``.
+    unmeasured
+        ``"cut"`` or ``"joint"`` (constructs without items; the continuous path always cuts).
+    reason
+        One sentence: why this route (for the fit's attributes, the run's provenance and the brief).
+    ordinal_items
+        The model's items that are binary or Likert with at most 7 categories.
+
+    Examples
+    --------
+    >>> MeasurementChoice("continuous", "continuous", "cut", "given").to_dict()["measurement_resolved"]
+    'continuous'
+    """
+
+    requested: str
+    measurement: str
+    unmeasured: str
+    reason: str
+    ordinal_items: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON fields: ``measurement_requested``, ``measurement_resolved``, ``measurement_reason``,
+        ``unmeasured_resolved``, ``n_ordinal_items``."""
+        return {"measurement_requested": self.requested, "measurement_resolved": self.measurement,
+                "measurement_reason": self.reason, "unmeasured_resolved": self.unmeasured,
+                "n_ordinal_items": len(self.ordinal_items)}
+
+
+def resolve_measurement(codebook: "Codebook | None", graph: "CausalGraph | None" = None, *,
+                        measurement: str = "auto", unmeasured: str | None = None,
+                        blocked: str | None = None) -> MeasurementChoice:
+    """Resolve ``measurement="auto"`` from the codebook of the items that enter the model.
+
+    The rule: the model's items are the items of the codebook's constructs that are nodes of
+    ``graph`` (all constructs without a graph), less the covariates (single items of exogenous
+    root nodes, which every route conditions on at their observed scale). If any of them is binary
+    or Likert with at most 7 categories (:func:`is_ordinal_item`) the route is ``"polychoric"``
+    with ``unmeasured="joint"`` unless ``unmeasured`` says otherwise (the cut system biases the
+    measured links by the dropped paths, docs/performance.md §4b); otherwise ``"continuous"``.
+    Data without a codebook (``codebook=None``: prepared ``ModelData``, plain arrays, prior-only
+    fits) resolve to ``"continuous"``. ``blocked`` (a reason the polychoric route cannot run, e.g.
+    another sampler) makes auto fall back to ``"continuous"``, with that reason recorded.
+    An explicit ``measurement`` is kept as given (``unmeasured`` then defaults to ``"cut"``).
+
+    Parameters
+    ----------
+    codebook
+        The survey's :class:`Codebook`, or None.
+    graph
+        The diagram (None: every construct's items count).
+    measurement
+        ``"auto"``, ``"continuous"``, ``"polychoric"`` or ``"ordinal"``.
+    unmeasured
+        ``"cut"``, ``"joint"`` or None (the route's default).
+    blocked
+        Why the polychoric route cannot be used here (None: it can).
+
+    Returns
+    -------
+    MeasurementChoice
+
+    Examples
+    --------
+    >>> cb = Codebook(id_column="id", constructs={"a": ConstructSpec(items=[
+    ...     ItemSpec(column="q1", scale="likert", categories=5), ItemSpec(column="q2", scale="binary")])})
+    >>> ch = resolve_measurement(cb)
+    >>> ch.measurement, ch.unmeasured, ch.ordinal_items
+    ('polychoric', 'joint', ('q1', 'q2'))
+    >>> resolve_measurement(None).measurement
+    'continuous'
+    >>> resolve_measurement(cb, measurement="continuous").reason
+    'measurement = continuous (given)'
+    """
+    if measurement != "auto":
+        default = "cut"
+        return MeasurementChoice(measurement, measurement, unmeasured or default, f"measurement = {measurement} (given)")
+    if codebook is None:
+        return MeasurementChoice("auto", "continuous", "cut",
+                                 "auto: data without a codebook (no item scales to read), so every item is "
+                                 "treated as continuous")
+    items: list[ItemSpec] = []
+    for node, cons in codebook.constructs.items():
+        if graph is not None:
+            if not graph.has_node(node):
+                continue
+            if (len(cons.items) == 1 and not graph.parents(node)
+                    and getattr(graph.node(node), "role", None) == "exogenous"):
+                continue  # a covariate: on its observed scale on every route
+        items.extend(cons.items)
+    ordinal = tuple(it.column for it in items if is_ordinal_item(it))
+    if not ordinal:
+        return MeasurementChoice("auto", "continuous", "cut",
+                                 f"auto: none of the model's {len(items)} items is binary or Likert with at most "
+                                 f"{AUTO_MAX_CATEGORIES} categories, so the continuous path is used")
+    n_bin = sum(1 for it in items if it.scale == "binary" and it.column in ordinal)
+    what = (f"auto: {len(ordinal)} of the model's {len(items)} items are ordinal ({n_bin} binary, "
+            f"{len(ordinal) - n_bin} Likert with at most {AUTO_MAX_CATEGORIES} categories)")
+    if blocked:
+        return MeasurementChoice("auto", "continuous", "cut", f"{what}, but {blocked}, so the continuous path "
+                                 "is used (items treated as continuous)", ordinal)
+    um = unmeasured or "joint"
+    return MeasurementChoice("auto", "polychoric", um,
+                             f"{what}, so they are modelled on their latent-response scale (polychoric "
+                             f"route), unmeasured = {um}", ordinal)
+
+
+#: The largest squared point-biserial correlation of a 0/1 item with a normal variable it
+#: dichotomises (at p = 0.5): ``phi(0)^2 / 0.25 = 2 / pi``.
+BINARY_MAX_OBSERVED_RELIABILITY = 2.0 / 3.141592653589793
+
+
+def observed_scale_reliability(reliability: float, proportions: Any) -> float:
+    """A latent-response reliability converted to the observed score of a binary or ordinal item.
+
+    The codebook's ``reliability`` of a binary or Likert item is on its latent-response scale (the
+    squared correlation of the normal latent response ``y*`` with the construct; the polychoric
+    route uses it as is). The continuous path models the observed, standardised score (codes
+    ``0..K-1``), whose correlation with ``y*`` is the polyserial attenuation
+    ``sum_k phi(tau_k) / sd(score)`` with ``tau_k = Phi^-1(P(score <= k))`` (for a 0/1 item with
+    ``p = P(1)``: ``phi(tau) / sqrt(p (1 - p))``, at most 0.798). So
+
+        observed reliability = reliability * (sum_k phi(tau_k) / sd(score))^2,
+
+    at most ``2 / pi = 0.637`` times ``reliability`` for a 0/1 item.
+
+    Parameters
+    ----------
+    reliability
+        Latent-response reliability in (0, 1].
+    proportions
+        The (weighted) shares of the item's categories, lowest first (they are normalised).
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    SurveyError
+        Fewer than two categories observed, or a reliability outside (0, 1].
+
+    Examples
+    --------
+    >>> round(observed_scale_reliability(1.0, [0.5, 0.5]), 4)   # 2 / pi
+    0.6366
+    >>> round(observed_scale_reliability(0.4225, [0.85, 0.15]), 3)   # prof_help: 15 % yes
+    0.18
+    """
+    import numpy as np
+    from scipy.stats import norm
+
+    p = np.asarray(proportions, dtype=float)
+    if not 0 < float(reliability) <= 1:
+        raise SurveyError(Problem(f"reliability must be in (0, 1], got {reliability}", field="reliability",
+                                  value=reliability))
+    if p.ndim != 1 or np.sum(p > 0) < 2 or np.any(p < 0):
+        raise SurveyError(Problem(f"an item needs at least two observed categories to convert its reliability, "
+                                  f"got proportions {p.tolist()}", field="reliability"))
+    p = p / p.sum()
+    k = np.arange(len(p), dtype=float)
+    sd = float(np.sqrt(np.sum(k ** 2 * p) - np.sum(k * p) ** 2))
+    tau = norm.ppf(np.clip(np.cumsum(p)[:-1], 1e-12, 1 - 1e-12))
+    r = float(np.sum(norm.pdf(tau))) / sd
+    return float(reliability) * r ** 2
+
+
+def continuous_path_reliabilities(survey: Any, graph: "CausalGraph | None" = None,
+                                  reliability: float = 0.8) -> dict[str, float]:
+    """The single items' reliabilities on the continuous path's observed scale.
+
+    Per single item of a construct (a latent node of ``graph``; covariates, the single items of
+    exogenous roots, are observed and need none) that has a codebook ``reliability``: for a binary
+    or Likert item that value is read on the latent-response scale (the polychoric route's scale)
+    and converted by :func:`observed_scale_reliability` with the item's weighted category shares; a
+    continuous or count item's value is used as is. Single items without a codebook value are left
+    out: the global ``reliability`` applies to them, on the observed scale, as before.
+
+    Parameters
+    ----------
+    survey
+        A :class:`~veerkracht_bayes.survey.reading.SurveyData` (``codebook``, ``constructs``,
+        ``ordinal_codes``, ``weights``).
+    graph
+        The diagram (None: every construct counts, none is a covariate).
+    reliability
+        The global fallback.
+
+    Returns
+    -------
+    dict
+        Item column -> observed-scale reliability.
+
+    Examples
+    --------
+    >>> import veerkracht_bayes as vb  # doctest: +SKIP
+    >>> continuous_path_reliabilities(vb.read_survey("s.csv", "c.yaml"), vb.load_graph("marvel"))  # doctest: +SKIP
+    {'prof_help': 0.208, ...}
+    """
+    import numpy as np
+
+    codebook = survey.codebook
+    constructs = survey.constructs
+    codes = dict(survey.ordinal_codes(reverse=True))
+    x, cols = survey.item_matrix(reverse=True)
+    for j, col in enumerate(cols):  # binary items: codes 0/1 from their observed values
+        if codebook.item(col).scale == "binary":
+            v = np.asarray(x[:, j], dtype=float)
+            lo = np.nanmin(v) if np.isfinite(v).any() else 0.0
+            codes[col] = np.where(np.isfinite(v), v - lo, -1.0)
+    w = np.asarray(survey.weights, dtype=float) if getattr(survey, "weights", None) is not None else None
+    out: dict[str, float] = {}
+    for node, items in constructs.items():
+        if len(items) != 1:
+            continue
+        if graph is not None:
+            if not graph.has_node(node):
+                continue
+            if not graph.parents(node) and getattr(graph.node(node), "role", None) == "exogenous":
+                continue
+        col = items[0]
+        spec = codebook.item(col)
+        if spec.reliability is None:
+            continue  # the global ``reliability`` applies, on the observed scale as before
+        rel = float(spec.reliability)
+        if spec.scale in ("binary", "likert") and col in codes:
+            c = np.asarray(codes[col], dtype=float)
+            ok = c >= 0
+            k = int(np.nanmax(c[ok])) + 1 if ok.any() else 0
+            ww = np.ones_like(c) if w is None else w
+            shares = np.bincount(c[ok].astype(int), weights=ww[ok], minlength=k)
+            try:
+                out[col] = observed_scale_reliability(rel, shares)
+            except SurveyError as exc:
+                raise SurveyError(Problem(f"item {col!r} of construct {node!r}: {exc.problems[0].message}",
+                                          location=f"constructs.{node}.items.0.reliability", field="reliability",
+                                          value=rel)) from None
+        else:
+            out[col] = rel
+    return out

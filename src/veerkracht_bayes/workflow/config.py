@@ -140,19 +140,24 @@ class ModelConfig(_Strict):
     0.8
     >>> ModelConfig(measurement="polychoric", unmeasured="joint").unmeasured
     'joint'
+    >>> ModelConfig().measurement, ModelConfig().unmeasured
+    ('auto', None)
     """
 
     reliability: float = Field(default=0.8, gt=0.0, le=1.0,
                                description="Assumed reliability of single-item constructs.")
     missing: Literal["auto", "fiml", "two_stage"] = "auto"
-    measurement: Literal["continuous", "polychoric"] = Field(
-        default="continuous", description="'continuous' (every item standardised, the sufficient-statistics "
-        "path) or 'polychoric' (binary and Likert items with at most 7 categories on their latent-response "
-        "scale; docs/model.md §10; sampler numpyro; outputs that need the continuous fit are skipped with "
-        "a stated reason, docs/pipeline.md).")
-    unmeasured: Literal["cut", "joint"] = Field(
-        default="cut", description="measurement = 'polychoric' only: 'cut' (links touching constructs "
-        "without items left out of the implied correlations) or 'joint' (kept, on their priors).")
+    measurement: Literal["auto", "continuous", "polychoric"] = Field(
+        default="auto", description="'auto' (default: the codebook decides: 'polychoric' with unmeasured = "
+        "'joint' when any model item is binary or Likert with at most 7 categories, else 'continuous'; "
+        "the choice and its reason are in provenance.json and the brief), 'continuous' (every item "
+        "standardised, the sufficient-statistics path) or 'polychoric' (binary and Likert items with at "
+        "most 7 categories on their latent-response scale; docs/model.md §10; sampler numpyro; outputs "
+        "that need the continuous fit are skipped with a stated reason, docs/pipeline.md).")
+    unmeasured: Literal["cut", "joint"] | None = Field(
+        default=None, description="Polychoric route only: 'cut' (links touching constructs "
+        "without items left out of the implied correlations) or 'joint' (kept, on their priors). "
+        "Unset: 'joint' when measurement = 'auto' picks the polychoric route, else 'cut'.")
     groups: list[str] = Field(default_factory=list, description="Groupings of the multi-group model "
                               "(heterogeneity.csv): codebook subgroups (members vs the rest) or "
                               "categorical survey columns; empty = off (docs/pipeline.md, 'For whom').")
@@ -175,11 +180,11 @@ class ModelConfig(_Strict):
 
     @field_validator("unmeasured")
     @classmethod
-    def _unmeasured_needs_polychoric(cls, v: str, info: ValidationInfo) -> str:
-        if v != "cut" and info.data.get("measurement") != "polychoric":
+    def _unmeasured_needs_polychoric(cls, v: str | None, info: ValidationInfo) -> str | None:
+        if v not in (None, "cut") and info.data.get("measurement") == "continuous":
             raise ValueError(f"unmeasured = {v!r} applies to measurement = 'polychoric' (the continuous path "
                              "always cuts the links of constructs without items); expected 'cut' or "
-                             "measurement = 'polychoric'")
+                             "measurement = 'polychoric' or 'auto'")
         return v
 
     @field_validator("groups")

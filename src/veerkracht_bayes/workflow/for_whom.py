@@ -550,10 +550,12 @@ def _measurement(posterior: Any, layout: Any, constant: Any = None) -> tuple[np.
             for j, it in enumerate(free):
                 lam[:, items.index(it)] = fl[:, j]
                 th[:, items.index(it)] = ft[:, j]
-        rel = float(layout.reliability)
+        from veerkracht_bayes.sem.model_builder import fixed_item_reliability
+
+        rel = fixed_item_reliability(layout)
         for j, (it, c) in enumerate(zip(items, layout.item_construct)):
             if c in layout.single_item_constructs:
-                lam[:, j], th[:, j] = np.sqrt(rel), 1.0 - rel
+                lam[:, j], th[:, j] = np.sqrt(rel[j]), 1.0 - rel[j]
     nu = _flat(posterior, "nu")
     return lam, th, nu
 

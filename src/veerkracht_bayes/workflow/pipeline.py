@@ -51,7 +51,7 @@ from veerkracht_bayes.workflow.config import RunConfig, ValidatedInputs, fast_se
 
 __all__ = ["RunResult", "run", "write_outputs", "sweep_stale_staging", "subgroup_infos",
            "trajectory_table", "POSTERIOR_GROUPS", "EXIT_DIAGNOSTICS_FAILED", "CLEANUP_SIGNALS",
-           "write_posterior", "is_interactive", "StepProgress"]
+           "write_posterior", "is_interactive", "StepProgress", "resolve_run_measurement"]
 
 log = logging.getLogger(__name__)
 
@@ -412,6 +412,7 @@ def run(config_path_or_model: str | Path | RunConfig, *, overwrite: bool = False
         steps.done()
         q, s = cfg.query, cfg.sampler
         prior_only = cfg.inputs.prior_only
+        cfg, choice = resolve_run_measurement(cfg, None if prior_only else vi.survey, vi.graph)
         polychoric = cfg.model.measurement == "polychoric" and not prior_only
         if polychoric:
             check_polychoric_config(cfg)
@@ -433,10 +434,17 @@ def run(config_path_or_model: str | Path | RunConfig, *, overwrite: bool = False
         if polychoric:
             fitted = fit_main_polychoric(cfg, vi, settings)
         else:
+            from veerkracht_bayes.survey.codebook import continuous_path_reliabilities
+
             fitted = fit(vi.graph, data, vi.priors, settings=settings,
                          vague=cfg.inputs.priors == "vague", reliability=cfg.model.reliability,
+                         item_reliability=(None if vi.survey is None else
+                                           continuous_path_reliabilities(vi.survey, vi.graph,
+                                                                         cfg.model.reliability) or None),
                          files={k: v for k, v in vi.files.items() if k != "config"},
                          pointwise=not prior_only, prior_only=prior_only)
+        for k, v in choice.to_dict().items():
+            fitted.idata.attrs[k] = v
         steps.done()
         steps.step("diagnostics")
         diag = _diagnose(fitted, cfg)
@@ -495,6 +503,7 @@ def run(config_path_or_model: str | Path | RunConfig, *, overwrite: bool = False
         steps.done()
         prov = _provenance(cfg, vi, data, collect_provenance, prior_only=prior_only, fast=fast,
                            force=force)
+        prov.update(choice.to_dict())
         forced = bool(force and not diag.passed)
         result = RunResult(
             config=cfg, config_path=cfg.path, graph=vi.graph, priors=vi.priors,
@@ -891,6 +900,51 @@ def _uncertainty(cfg: RunConfig, fitted: Any, draws: Any, do_res: Any, vi: Any, 
     return tornado, struct, voi
 
 
+def resolve_run_measurement(cfg: RunConfig, survey: Any, graph: Any = None) -> tuple[RunConfig, Any]:
+    """Resolve ``[model] measurement = "auto"`` (the default) for a run.
+
+    The codebook of the survey decides (:func:`~veerkracht_bayes.survey.codebook.resolve_measurement`):
+    the polychoric route with ``unmeasured = "joint"`` (unless ``[model] unmeasured`` says otherwise)
+    when any model item is binary or Likert with at most 7 categories, else the continuous path.
+    A prior-only run (``survey=None``) is continuous; so is a run the polychoric route cannot take
+    (``[sampler] sampler`` other than numpyro, ``[inputs] priors = "vague"``), with that reason.
+    An explicit ``measurement`` is kept (``unmeasured`` unset then means ``"cut"``).
+
+    Returns
+    -------
+    (RunConfig, MeasurementChoice)
+        A copy of ``cfg`` whose ``[model] measurement`` / ``unmeasured`` are the resolved ones, and
+        the choice (its ``to_dict()`` goes into ``provenance.json``: ``measurement_requested``,
+        ``measurement_resolved``, ``measurement_reason``, ``unmeasured_resolved``).
+
+    Examples
+    --------
+    >>> from veerkracht_bayes.workflow.config import RunConfig
+    >>> cfg = RunConfig(inputs={"prior_only": True})
+    >>> resolved, choice = resolve_run_measurement(cfg, None)
+    >>> resolved.model.measurement, choice.requested, choice.reason.startswith("prior only")
+    ('continuous', 'auto', True)
+    """
+    from veerkracht_bayes.survey.codebook import MeasurementChoice, resolve_measurement
+
+    m = cfg.model
+    if survey is None:
+        used = "continuous" if m.measurement == "auto" else m.measurement
+        choice = MeasurementChoice(m.measurement, used, m.unmeasured or "cut",
+                                   "prior only: no survey data, so every measurement gives the same prior")
+    else:
+        blocked = None
+        if cfg.sampler.sampler != "numpyro":
+            blocked = f"[sampler] sampler = {cfg.sampler.sampler!r} (the polychoric route samples with numpyro)"
+        elif cfg.inputs.priors == "vague":
+            blocked = "[inputs] priors = 'vague' (the polychoric route takes sign-constrained priors)"
+        choice = resolve_measurement(getattr(survey, "codebook", None), graph, measurement=m.measurement,
+                                     unmeasured=m.unmeasured, blocked=blocked)
+    out = cfg.model_copy(deep=True).with_base(cfg.base_dir, cfg.path)
+    out.model = m.model_copy(update={"measurement": choice.measurement, "unmeasured": choice.unmeasured})
+    return out, choice
+
+
 def check_polychoric_config(cfg: RunConfig) -> None:
     """Raise a located :class:`~veerkracht_bayes.errors.ConfigError` when ``[model] measurement =
     "polychoric"`` meets a setting that route cannot take (a sampler other than numpyro, vague priors).
@@ -972,7 +1026,7 @@ def fit_main_polychoric(cfg: RunConfig, vi: Any, settings: Any) -> Any:
 
     return fit_polychoric(vi.graph, vi.survey, vi.priors, settings=settings,
                           polychoric=PolychoricSettings(reliability=cfg.model.reliability,
-                                                        unmeasured=cfg.model.unmeasured))
+                                                        unmeasured=cfg.model.unmeasured or "cut"))
 
 
 def _for_whom(cfg: RunConfig, vi: Any, data: Any, fitted: Any, do_res: Any, infos: Any, *,
