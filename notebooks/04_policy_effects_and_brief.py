@@ -87,6 +87,8 @@ if FAST:
     cfg.sampler.tune = cfg.sampler.draws = FAST_DRAWS
     cfg.sampler.prior_draws = max(2 * FAST_DRAWS, 50)
     cfg.model.group_draws = cfg.model.group_tune = FAST_DRAWS  # the "for whom" multi-group fit
+    if cfg.neighbourhoods is not None:  # the two-level neighbourhood fit
+        cfg.neighbourhoods.draws = cfg.neighbourhoods.tune = FAST_DRAWS
     cfg.diagnostics.ess_min = cfg.diagnostics.ess_min * FAST_DRAWS / 300
     cfg.diagnostics.ppp_draws = 50
 print(cfg.sampler)

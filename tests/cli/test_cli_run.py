@@ -133,6 +133,7 @@ def test_demo_fast_twin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(run_config, "FAST_DRAWS", 15)
     monkeypatch.setattr(run_config, "FAST_GROUP_DRAWS", 15)
     monkeypatch.setattr(run_config, "FAST_PRIOR_DRAWS", 60)
+    monkeypatch.setattr(run_config, "FAST_NEIGHBOURHOOD_DRAWS", 15)  # the two-level fit (else 250 + 250)
     res = runner.invoke(app, ["demo", "--fast", "--force", "--out", str(tmp_path / "demo")])
     assert res.exit_code == 0, res.output
     out = tmp_path / "demo"
