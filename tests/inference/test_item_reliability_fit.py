@@ -47,3 +47,11 @@ def test_the_global_reliability_would_attenuate_the_link(fitted) -> None:
     mean, sd = float(ab[0].mean()), float(ab[0].std())
     assert abs(mean - 0.5) < 4 * sd + 0.02, (mean, sd)
     assert mean - 0.31 > 2 * sd, (mean, sd)
+
+
+def test_the_item_reliabilities_are_in_the_provenance(fitted) -> None:
+    import json
+
+    prov = json.loads(fitted.idata.attrs["provenance"])
+    assert prov["settings"]["item_reliability"] == {"b1": 0.3}
+    assert prov["settings"]["reliability"] == 0.8

@@ -1115,7 +1115,7 @@ def fit(
         seed=settings.random_seed, files=dict(files or {}),
         hashes={"data": None if data is None else data.data_hash},
         settings={**settings.__dict__, "vague": vague, "reliability": reliability,
-                  "prior_only": data is None},
+                  "item_reliability": dict(item_reliability or {}), "prior_only": data is None},
     )
     import json
 
