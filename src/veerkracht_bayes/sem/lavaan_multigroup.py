@@ -122,6 +122,7 @@ from veerkracht_bayes.sem.lavaan_ordinal import (
     heywood_boxes,
     implied_correlations_np,
     latent_corr_block,
+    latent_sd_prior,
     ordinal_loglik_pt,
     ordinal_reference_scales,
     parse_ordered,
@@ -654,15 +655,9 @@ def build_sem_multigroup_model(layout: MultiGroupLayout, priors: Mapping[str, Se
                     pid, g = layout.owner[j]
                     v = frows[pid][0].lhs
                     s.append(float(np.mean([sc[v] for sc in scales])) if g < 0 else scales[g][v])
-                s = np.array(s)
-                init = np.sqrt(0.5) * s
-                kw = {}
-                if name == "sd_box":  # the marker's derived residual variance stays positive inside
-                    up = np.array([sd_box[j] for j in js])
-                    kw["default_transform"] = pm.distributions.transforms.Interval(
-                        bounds_fn=lambda *_, up=up: (pt.zeros(up.shape), pt.as_tensor(up)))
-                    init = np.minimum(init, 0.5 * up)
-                rv = pm.Gamma(name, alpha=1.0, beta=VAGUE_SD_RATE / s, shape=len(s), initval=init, **kw)
+                # in the box, the marker's derived residual variance stays positive
+                rv = latent_sd_prior(name, np.array(s),
+                                     np.array([sd_box[j] for j in js]) if name == "sd_box" else None)
                 J = pt.set_subtensor(J[np.array(js)], rv)
             return J
 

@@ -70,7 +70,7 @@ from veerkracht_bayes.sem.lavaan_model import (
     sample_sem_model,
     specify,
 )
-from veerkracht_bayes.survey.polychoric import PolychoricResult, polychoric, whiten_correlations
+from veerkracht_bayes.survey.polychoric import PolychoricResult, cholesky_whitener, polychoric, whiten_correlations
 
 __all__ = [
     "MAX_CATEGORIES",
@@ -83,6 +83,7 @@ __all__ = [
     "heywood_boxes",
     "implied_correlations_np",
     "latent_corr_block",
+    "latent_sd_prior",
     "ordinal_loglik_pt",
     "ordinal_map_estimate",
     "ordinal_reference_scales",
@@ -427,6 +428,49 @@ def ordinal_reference_scales(spec: SemSpec, data: OrdinalSemData) -> dict[str, f
     return {v: ref(v) for v in spec.nodes}
 
 
+def latent_sd_prior(name: str, scale: np.ndarray, upper: np.ndarray | None = None):  # noqa: ANN201 - a PyMC variable
+    """The vague ``Gamma(1, VAGUE_SD_RATE / scale)`` prior of latent SDs, inside ``(0, upper)`` when given.
+
+    With ``upper`` (the Heywood box of :func:`heywood_boxes`) the variable is sampled through an
+    interval transform on ``(0, upper)``, so every point of the sampler's space keeps the derived
+    residual variances positive; its start is ``min(sqrt(0.5) scale, upper / 2)``. Called inside
+    a ``pm.Model`` context; shared by the single- and multi-group ordinal models.
+
+    Parameters
+    ----------
+    name
+        Variable name.
+    scale
+        Reference scale per SD (the prior's rate is ``VAGUE_SD_RATE / scale``).
+    upper
+        Upper bound per SD, or None for an unbounded SD.
+
+    Returns
+    -------
+    pytensor.tensor.TensorVariable
+
+    Examples
+    --------
+    >>> import numpy as np, pymc as pm
+    >>> with pm.Model() as m:
+    ...     sd = latent_sd_prior("sd_box", np.ones(2), upper=np.array([0.8, 2.0]))
+    >>> m.rvs_to_transforms[sd].__class__.__name__, m.initial_point()["sd_box_interval__"].shape
+    ('Interval', (2,))
+    """
+    import pymc as pm
+    import pytensor.tensor as pt
+
+    scale = np.asarray(scale, dtype=float)
+    kw = {}
+    init = np.sqrt(0.5) * scale
+    if upper is not None:
+        up = np.asarray(upper, dtype=float)
+        kw["default_transform"] = pm.distributions.transforms.Interval(
+            bounds_fn=lambda *_, up=up: (pt.zeros(up.shape), pt.as_tensor(up)))
+        init = np.minimum(init, 0.5 * up)
+    return pm.Gamma(name, alpha=1.0, beta=VAGUE_SD_RATE / scale, shape=len(scale), initval=init, **kw)
+
+
 def heywood_boxes(spec: SemSpec, target_var: np.ndarray):
     """Boxes that keep the derived residual variances positive, for simple-structure factors.
 
@@ -647,14 +691,7 @@ def build_ordinal_sem_model(spec: SemSpec, data: OrdinalSemData,
             if not grp:
                 continue
             s = np.array([scale[frows[i][0].lhs] for i in grp])
-            kw = {}
-            init = np.sqrt(0.5) * s
-            if name == "sd_box":
-                up = np.array([sd_up[i] for i in grp])
-                kw["default_transform"] = pm.distributions.transforms.Interval(
-                    bounds_fn=lambda *_, up=up: (pt.zeros(up.shape), pt.as_tensor(up)))
-                init = np.minimum(init, 0.5 * up)
-            rv = pm.Gamma(name, alpha=1.0, beta=VAGUE_SD_RATE / s, shape=len(grp), initval=init, **kw)
+            rv = latent_sd_prior(name, s, np.array([sd_up[i] for i in grp]) if name == "sd_box" else None)
             free = pt.set_subtensor(free[np.array(grp)], rv)
             for k, i in enumerate(grp):
                 sd_of[frows[i][0].lhs] = rv[k]
@@ -844,13 +881,7 @@ def _joint_covariance(data: OrdinalSemData) -> tuple[np.ndarray, np.ndarray]:
 def _joint_whitener(data: OrdinalSemData) -> tuple[np.ndarray, np.ndarray]:
     """``L^-1 e_hat`` and ``L^-1`` for the joint covariance ``L L'`` of :func:`_joint_covariance`."""
     e_hat, V = _joint_covariance(data)
-    try:
-        chol = np.linalg.cholesky(V)
-    except np.linalg.LinAlgError as err:
-        raise ModelError("the stage-1 asymptotic covariance of the thresholds and correlations is not positive "
-                         "definite (too few respondents for the number of thresholds and correlations?)") from err
-    Linv = np.linalg.solve(chol, np.eye(len(V)))
-    return Linv @ e_hat, Linv
+    return cholesky_whitener(e_hat, V, "thresholds and correlations")
 
 
 def implied_correlations_np(spec: SemSpec, data: OrdinalSemData, values: np.ndarray) -> np.ndarray:

@@ -49,7 +49,7 @@ from scipy.special import ndtr, ndtri, owens_t
 
 from veerkracht_bayes.errors import ModelError, Problem, SurveyError
 
-__all__ = ["PolychoricResult", "bvn_cdf", "polychoric", "whiten_correlations"]
+__all__ = ["PolychoricResult", "bvn_cdf", "cholesky_whitener", "polychoric", "whiten_correlations"]
 
 #: finite stand-in for the infinite outer thresholds: Phi(38) == 1 in double precision
 BIG = 38.0
@@ -484,6 +484,43 @@ def polychoric(data: np.ndarray, kinds: Sequence[str], *, weights: np.ndarray | 
         threshold_r_acov=G_tr)
 
 
+def cholesky_whitener(mean: np.ndarray, cov: np.ndarray, what: str = "correlations"
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """``L^-1 mean`` and ``L^-1`` for ``cov = L L'`` (Cholesky), the whitening of a Gaussian stage-2 fit.
+
+    Parameters
+    ----------
+    mean
+        Stage-1 estimates.
+    cov
+        Their asymptotic covariance (positive definite).
+    what
+        What the estimates are, for the error message.
+
+    Returns
+    -------
+    (whitened mean, L^-1)
+
+    Raises
+    ------
+    ModelError
+        When ``cov`` is not positive definite.
+
+    Examples
+    --------
+    >>> w, l_inv = cholesky_whitener(np.array([1.0, 2.0]), np.diag([4.0, 1.0]))
+    >>> w.tolist(), l_inv.tolist()
+    ([0.5, 2.0], [[0.5, 0.0], [0.0, 1.0]])
+    """
+    try:
+        chol = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError as err:
+        raise ModelError(f"the stage-1 asymptotic covariance of the {what} is not positive definite "
+                         f"(too few respondents for the number of {what}?)") from err
+    l_inv = np.linalg.solve(chol, np.eye(len(chol)))
+    return l_inv @ mean, l_inv
+
+
 def whiten_correlations(stats: PolychoricResult, subset: np.ndarray | Sequence[int] | None = None, *,
                         ridge: float = 1e-9) -> tuple[np.ndarray, np.ndarray]:
     """Whitened correlations ``L^-1 r_hat`` and ``L^-1`` for the stage-2 least-squares fit.
@@ -530,13 +567,7 @@ def whiten_correlations(stats: PolychoricResult, subset: np.ndarray | Sequence[i
     r_hat = stats.r[idx]
     g_hat = stats.acov[np.ix_(idx, idx)]
     g_hat = g_hat + ridge * np.trace(g_hat) / max(len(g_hat), 1) * np.eye(len(g_hat))
-    try:
-        chol = np.linalg.cholesky(g_hat)
-    except np.linalg.LinAlgError as err:
-        raise ModelError("the stage-1 asymptotic covariance of the correlations is not positive definite "
-                         "(too few respondents for the number of correlations?)") from err
-    l_inv = np.linalg.solve(chol, np.eye(len(chol)))
-    return l_inv @ r_hat, l_inv
+    return cholesky_whitener(r_hat, g_hat, "correlations")
 
 
 def _cb_pair(cb: tuple, pairs: np.ndarray) -> int:
