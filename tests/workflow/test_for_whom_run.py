@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _fast_run import SAMPLER_TOML, fast_run
 
 from veerkracht_bayes.workflow.for_whom import HETEROGENEITY_COLUMNS, THRESHOLD_COLUMNS
 
@@ -23,8 +24,6 @@ from veerkracht_bayes.workflow.for_whom import HETEROGENEITY_COLUMNS, THRESHOLD_
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from veerkracht_bayes.datasets.synthetic import write_synthetic
-    from veerkracht_bayes.workflow import config as run_config
-    from veerkracht_bayes.workflow.pipeline import run
 
     d = tmp_path_factory.mktemp("for_whom_run")
     files = write_synthetic(d, n=1500, seed=2)
@@ -32,13 +31,7 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 [inputs]
 survey = "{files['data'].name}"
 codebook = "{files['codebook'].name}"
-[sampler]
-chains = 2
-draws = 400
-tune = 400
-prior_draws = 100
-seed = 5
-[model]
+{SAMPLER_TOML}[model]
 measurement = "continuous"          # threshold outcomes need the continuous measurement model
 groups = ["single_parent"]
 [query]
@@ -58,11 +51,7 @@ ppp_draws = 20
 dir = "out"
 formats = ["csv"]
 """, encoding="utf-8")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(run_config, "FAST_DRAWS", 25)
-        mp.setattr(run_config, "FAST_GROUP_DRAWS", 25)
-        mp.setattr(run_config, "FAST_PRIOR_DRAWS", 60)
-        run(d / "run.toml", fast=True, progress=False)
+    fast_run(d / "run.toml", draws=25, prior_draws=60, group_draws=25)
     return d
 
 

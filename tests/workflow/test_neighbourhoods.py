@@ -15,10 +15,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _fast_run import SAMPLER_TOML, fast_run
 
 from veerkracht_bayes.errors import ConfigError
 from veerkracht_bayes.workflow.config import fast_settings, parse_config, validate_inputs
-from veerkracht_bayes.workflow.neighbourhoods import EFFECT_COLUMNS, LINK_COLUMNS, policy_between_shifts
+from veerkracht_bayes.workflow.neighbourhoods import (
+    EFFECT_COLUMNS,
+    LINK_COLUMNS,
+    policy_between_shifts,
+)
 
 BETWEEN = ["neighbourhood_trust", "community_support", "collective_agency"]
 
@@ -138,17 +143,8 @@ def test_policy_shift_is_the_single_level_dose_times_the_lever_effect() -> None:
 # ---------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
 def run_result(survey_dir: Path):
-    from veerkracht_bayes.workflow import config as run_config
-    from veerkracht_bayes.workflow.pipeline import run
-
     d = survey_dir
-    (d / "run.toml").write_text((d / "inputs.toml").read_text() + """\
-[sampler]
-chains = 2
-draws = 400
-tune = 400
-prior_draws = 100
-seed = 5
+    (d / "run.toml").write_text((d / "inputs.toml").read_text() + SAMPLER_TOML + """\
 [model]
 measurement = "continuous"          # this test is about the neighbourhood fit beside the continuous main fit
 [query]
@@ -167,10 +163,7 @@ ppp_draws = 10
 dir = "out"
 formats = ["csv", "brief"]
 """, encoding="utf-8")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(run_config, "FAST_DRAWS", 20)
-        mp.setattr(run_config, "FAST_PRIOR_DRAWS", 50)
-        result = run(d / "run.toml", fast=True, progress=False, force=True)
+    result = fast_run(d / "run.toml", draws=20, prior_draws=50, force=True)
     return result
 
 
@@ -254,8 +247,9 @@ def test_brief_section(run_result, survey_dir: Path) -> None:
 
 def test_brief_section_from_a_hand_made_result() -> None:
     """Fast twin of the end-to-end brief check: the section's design effects, table and failure banner."""
-    import xarray as xr
     from types import SimpleNamespace
+
+    import xarray as xr
 
     from veerkracht_bayes.graph.causal_graph import load_graph
     from veerkracht_bayes.report.brief import brief_blocks, render_markdown

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from _fast_run import SAMPLER_TOML, fast_run
 
 from veerkracht_bayes.errors import ConfigError
 from veerkracht_bayes.workflow.config import load_config
@@ -51,22 +52,13 @@ def test_bad_values_are_located(tmp_path: Path, model: str, line: int, text: str
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, object]:
     from veerkracht_bayes.datasets.synthetic import write_synthetic
-    from veerkracht_bayes.workflow import config as run_config
-    from veerkracht_bayes.workflow.pipeline import run
-
     d = tmp_path_factory.mktemp("polychoric_run")
     files = write_synthetic(d, n=1500, seed=2)
     (d / "run.toml").write_text(f"""\
 [inputs]
 survey = "{files['data'].name}"
 codebook = "{files['codebook'].name}"
-[sampler]
-chains = 2
-draws = 400
-tune = 400
-prior_draws = 100
-seed = 5
-[model]
+{SAMPLER_TOML}[model]
 # measurement left at its default, "auto": the synthetic codebook's Likert and binary items make it
 # the polychoric route with unmeasured = "joint"
 [query]
@@ -86,10 +78,7 @@ ppp_draws = 20
 dir = "out"
 formats = ["csv", "netcdf"]
 """, encoding="utf-8")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(run_config, "FAST_DRAWS", 25)
-        mp.setattr(run_config, "FAST_PRIOR_DRAWS", 60)
-        result = run(d / "run.toml", fast=True, progress=False)
+    result = fast_run(d / "run.toml", draws=25, prior_draws=60)
     return d, result
 
 
