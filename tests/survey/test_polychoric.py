@@ -127,3 +127,20 @@ def test_whiten_correlations_whitens_and_refuses_a_singular_gamma():
     bad = dataclasses.replace(res, acov=-np.eye(len(res.r)))
     with pytest.raises(ModelError, match="not positive definite"):
         whiten_correlations(bad)
+
+
+def test_pair_counts_are_the_weighted_jointly_observed_rows():
+    """The tables behind every correlation (ordinal x ordinal, polyserial, Pearson) count each
+    pair's jointly observed rows with the normalised weights, whatever the missingness pattern."""
+    rng = np.random.default_rng(5)
+    n = 1500
+    z = rng.multivariate_normal(np.zeros(5), 0.3 + 0.7 * np.eye(5), size=n)
+    d = np.column_stack([np.digitize(z[:, 0], [-1, 0, 1]), np.digitize(z[:, 1], [0.3]), z[:, 2],
+                         np.exp(z[:, 3]), np.digitize(z[:, 4], [-0.5, 0.5])]).astype(float)
+    d[rng.random(d.shape) < 0.1] = np.nan
+    w = rng.gamma(2.0, 0.5, n)
+    res = polychoric(d, ["ordinal", "ordinal", "continuous", "continuous", "ordinal"], weights=w, acov="none")
+    wn = w * n / w.sum()
+    obs = ~np.isnan(d)
+    expected = [wn[obs[:, i] & obs[:, j]].sum() for i, j in res.pairs]
+    np.testing.assert_allclose(res.pair_n, expected, rtol=1e-12)

@@ -298,20 +298,13 @@ def polychoric(data: np.ndarray, kinds: Sequence[str], *, weights: np.ndarray | 
             raise SurveyError(Problem("a continuous item has no variance", field=names[j]))
         Z[o, j] = (data[o, j] - mu[j]) / sd[j]
 
-    # ---- one pass: all tables as blocks of X' diag(w) X
+    # ---- all tables, as blocks of X' diag(w) X (X: one-hot codes, z-scores, observed indicators)
     offs = {}
-    cols = []
     pos = 0
     for j in ordi:
-        oh = np.zeros((n, ncat[j]))
-        o = obs[:, j]
-        oh[np.flatnonzero(o), data[o, j].astype(int)] = 1.0
-        cols.append(oh)
         offs[j] = slice(pos, pos + ncat[j])
         pos += ncat[j]
-    H = np.concatenate(cols, axis=1) if cols else np.zeros((n, 0))
-    X = np.concatenate([H, Z[:, cont], obs[:, cont].astype(float)], axis=1)
-    T = (X * w[:, None]).T @ X
+    T = _weighted_tables(data, obs, w, Z, ordi, cont, ncat, offs, pos)
     nc = len(cont)
     zc = {j: pos + a for a, j in enumerate(cont)}
     mc = {j: pos + nc + a for a, j in enumerate(cont)}
@@ -605,6 +598,37 @@ def _model_acov(contrib: list[tuple], R: np.ndarray, tpad: dict[int, np.ndarray]
             C[:, p] = _contribution(cb, w[pick], ob, codes, Zs)
         G += C.T @ C
     return G * (n / rows)
+
+
+def _weighted_tables(data: np.ndarray, obs: np.ndarray, w: np.ndarray, Z: np.ndarray, ordi: list[int],
+                     cont: list[int], ncat: np.ndarray, offs: dict[int, slice], pos: int) -> np.ndarray:
+    """``X' diag(w) X`` for ``X = [one-hot codes of the ordinal items, z of the continuous items,
+    their observed indicators]`` (in that column order; ``offs`` places the one-hot blocks),
+    built block by block with weighted ``bincount``s instead of the ``n x (sum K + 2 c)`` matrix
+    ``X`` (at n = 1,000,000 with 9 five-category items: 3.7 s and 0.75 GB -> a fraction of both).
+    Unobserved entries contribute nothing (``Z`` is 0 there)."""
+    nc = len(cont)
+    T = np.zeros((pos + 2 * nc, pos + 2 * nc))
+    codes = {j: np.where(obs[:, j], np.nan_to_num(data[:, j]), 0).astype(np.int64) for j in ordi}
+    wo = {j: np.where(obs[:, j], w, 0.0) for j in ordi}
+    zc = [w * Z[:, c] for c in cont]          # w z_c (0 where c is missing)
+    mc = [w * obs[:, c] for c in cont]        # w 1[c observed]
+    for a, i in enumerate(ordi):
+        ki = int(ncat[i])
+        T[offs[i], offs[i]] = np.diag(np.bincount(codes[i], weights=wo[i], minlength=ki)[:ki])
+        for j in ordi[a + 1:]:
+            kj = int(ncat[j])
+            both = wo[i] * obs[:, j]
+            tab = np.bincount(codes[i] * kj + codes[j], weights=both, minlength=ki * kj)[: ki * kj]
+            T[offs[i], offs[j]] = tab.reshape(ki, kj)
+            T[offs[j], offs[i]] = tab.reshape(ki, kj).T
+        for b, c in enumerate(cont):
+            for col, v in ((pos + b, zc[b]), (pos + nc + b, mc[b])):
+                T[offs[i], col] = np.bincount(codes[i], weights=v * obs[:, i], minlength=ki)[:ki]
+                T[col, offs[i]] = T[offs[i], col]
+    V = np.column_stack([Z[:, cont], obs[:, cont].astype(float)]) if nc else np.zeros((len(w), 0))
+    T[pos:, pos:] = (V * w[:, None]).T @ V
+    return T
 
 
 def _threshold_effect(D: np.ndarray, t: np.ndarray, Wj: float, k: int) -> np.ndarray:
