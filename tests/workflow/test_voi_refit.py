@@ -163,3 +163,27 @@ def test_reweight_and_gaussian_match_true_refits():
     assert ec <= er + 3.0 * np.hypot(sr, sc)
     assert out["full"][0] > 5 * out["full"][1]  # not a comparison between two zeros
     assert _far_refits(out) == 0
+
+
+def test_refit_keeps_the_fits_reliabilities(fitted, monkeypatch):
+    """The refit's model keeps the measurement assumptions of the fit it refits (the global and
+    the per-item single-item reliabilities), not the defaults."""
+    import dataclasses
+
+    import veerkracht_bayes.inference.sampling as sampling
+
+    res, draws, ivs, _ = fitted
+    lay = dataclasses.replace(res.layout, reliability=0.7, item_reliability={res.layout.items[0]: 0.4})
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(sampling, "fit", spy)
+    with pytest.raises(Stop):
+        wave_refit(dataclasses.replace(res, layout=lay), ivs, "c", max_refits=1)("d", draws, ["via_d"])(0, None, 50)
+    assert seen["reliability"] == 0.7 and seen["item_reliability"] == {res.layout.items[0]: 0.4}

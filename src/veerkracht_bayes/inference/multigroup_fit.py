@@ -7,13 +7,16 @@ and disturbance variances; :meth:`MultiGroupFit.group_arrays` gives, per group, 
 :meth:`veerkracht_bayes.causal.draws.StructuralDraws.from_arrays` takes (the causal layer stays free
 of PyMC). In cut mode the prior-only links are completed exactly as in the single-group fit
 (:func:`~veerkracht_bayes.inference.sampling.fit`): drawn from their priors under the population
-system's barriers, and shared by every group.
+system's barriers, and shared by every group. Single-item constructs take the same per-item
+reliabilities as the single-group fit (``item_reliability``; the codebook's values on the observed
+scale in a run), recorded like there in ``idata.attrs["provenance"]`` (``settings.reliability``,
+``settings.item_reliability``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,6 +167,7 @@ def fit_multigroup(
     vague: bool = False,
     reliability: float = 0.8,
     unmeasured: str = "cut",
+    item_reliability: Mapping[str, float] | None = None,
     **overrides: object,
 ) -> MultiGroupFit:
     """Fit the multi-group model with NUTS (the package's JAX driver).
@@ -177,6 +181,11 @@ def fit_multigroup(
         Sampler settings (only the ``numpyro`` driver is supported here).
     tau_sd, pooled_links, free_loadings, free_intercepts, vague, reliability, unmeasured
         See :func:`~veerkracht_bayes.sem.multigroup.build_multigroup_model`.
+    item_reliability
+        Item column -> observed-scale reliability of a single item, overriding ``reliability`` for
+        it in every group (as :func:`~veerkracht_bayes.inference.sampling.fit`; a run passes
+        :func:`~veerkracht_bayes.survey.codebook.continuous_path_reliabilities`). Recorded in
+        ``idata.attrs["provenance"]`` (``settings.item_reliability``).
 
     Returns
     -------
@@ -209,7 +218,8 @@ def fit_multigroup(
     enable_compilation_cache()
     model, layout = build_multigroup_model(graph, data, priors, vague=vague, reliability=reliability, tau_sd=tau_sd,
                                            pooled_links=pooled_links, free_loadings=free_loadings,
-                                           free_intercepts=free_intercepts, unmeasured=unmeasured)
+                                           free_intercepts=free_intercepts, unmeasured=unmeasured,
+                                           item_reliability=item_reliability)
     initvals = _initvals(model, layout, graph, data, settings)
     jset = JaxNutsSettings(draws=settings.draws, tune=settings.tune, chains=settings.chains,
                            target_accept=settings.target_accept, dense_mass=settings.dense_mass,
@@ -233,4 +243,14 @@ def fit_multigroup(
         post.attrs["cut_redraws"] = int(redraws)
     idata = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
     idata.attrs["groups"] = ",".join(layout.labels)
+    import json
+
+    from veerkracht_bayes.inference.provenance import collect_provenance
+
+    # the same record as the single-group fit's (settings.reliability / settings.item_reliability)
+    prov = collect_provenance(seed=settings.random_seed, hashes={"data": data.pooled.data_hash},
+                              settings={**settings.__dict__, "vague": vague, "reliability": reliability,
+                                        "item_reliability": dict(base.item_reliability), "tau_sd": tau_sd,
+                                        "unmeasured": unmeasured})
+    idata.attrs["provenance"] = json.dumps(prov, sort_keys=True, default=str)
     return MultiGroupFit(idata=idata, layout=layout, graph=graph, data=data, settings=settings)

@@ -9,6 +9,9 @@ derived), the between disturbance SDs ``between_sd`` (sampled) and their standar
 ``item_icc`` and the stability bounds ``rho_within`` / ``rho_between``.
 :meth:`TwoLevelFit.between_arrays` gives the arrays that
 :func:`veerkracht_bayes.causal.twolevel.between_do` takes (the causal layer stays free of PyMC).
+Single-item constructs take the same per-item reliabilities as the single-level fit
+(``item_reliability``; the codebook's values on the observed scale in a run), recorded like there
+in ``idata.attrs["provenance"]`` (``settings.reliability``, ``settings.item_reliability``).
 """
 
 from __future__ import annotations
@@ -198,7 +201,8 @@ def fit_twolevel(stats: ClusterStatistics, item_construct: Mapping[str, str], gr
                  within_links: Iterable[object] | None = None, settings: SamplerSettings | None = None,
                  reliability: float = 0.8, link_sd: float = 0.5, share_prior: tuple[float, float] = (1.0, 4.0),
                  theta_b_sd: float = 0.2, priors: Any | None = None, between_scale: str = "raw",
-                 between_sd: float = 0.3, between_link_sd: float = 0.5, **overrides: Any) -> TwoLevelFit:
+                 between_sd: float = 0.3, between_link_sd: float = 0.5,
+                 item_reliability: Mapping[str, float] | None = None, **overrides: Any) -> TwoLevelFit:
     """Fit the two-level SEM (:mod:`veerkracht_bayes.sem.twolevel`) to per-cluster statistics with NUTS.
 
     Parameters
@@ -228,6 +232,10 @@ def fit_twolevel(stats: ClusterStatistics, item_construct: Mapping[str, str], gr
         within link gets the diagram link's literature prior with its sign constraint
         (:func:`~veerkracht_bayes.sem.model_builder.edge_prior_values`; needs ``graph``). None: the
         within links get ``Normal(0, link_sd)``. Between links always get the documented default.
+    item_reliability
+        Item -> observed-scale reliability of a single item, overriding ``reliability`` for it
+        (fixed loading ``sqrt(value)`` at both levels, within residual variance ``1 - value``; as
+        :func:`~veerkracht_bayes.inference.sampling.fit`). Recorded in ``idata.attrs["provenance"]``.
 
     Returns
     -------
@@ -268,7 +276,8 @@ def fit_twolevel(stats: ClusterStatistics, item_construct: Mapping[str, str], gr
     layout = twolevel_layout(graph, item_construct, between=between, between_links=between_links,
                              within_links=within_links, reliability=reliability, link_sd=link_sd,
                              share_prior=share_prior, theta_b_sd=theta_b_sd, between_scale=between_scale,
-                             between_sd=between_sd, between_link_sd=between_link_sd)
+                             between_sd=between_sd, between_link_sd=between_link_sd,
+                             item_reliability=item_reliability)
     if within_prior is not None:
         missing = [k for k in layout.within_links if k not in within_prior]
         if missing:
@@ -279,7 +288,8 @@ def fit_twolevel(stats: ClusterStatistics, item_construct: Mapping[str, str], gr
                                  within_links=within_links, reliability=reliability, link_sd=link_sd,
                                  share_prior=share_prior, theta_b_sd=theta_b_sd, between_scale=between_scale,
                                  between_sd=between_sd, between_link_sd=between_link_sd,
-                                 within_prior={k: within_prior[k] for k in layout.within_links})
+                                 within_prior={k: within_prior[k] for k in layout.within_links},
+                                 item_reliability=item_reliability)
     model = build_twolevel_model(stats, layout)
     initvals = _initvals(model, layout, stats, settings.chains, settings.random_seed)
     jset = JaxNutsSettings(draws=settings.draws, tune=settings.tune, chains=settings.chains,
@@ -292,5 +302,14 @@ def fit_twolevel(stats: ClusterStatistics, item_construct: Mapping[str, str], gr
     idata.attrs["cluster_column"] = str(stats.cluster_column)
     idata.attrs["between_scale"] = layout.between_scale
     idata.attrs["within_priors"] = "literature" if within_prior is not None else f"normal(0, {layout.link_sd})"
+    import json
+
+    from veerkracht_bayes.inference.provenance import collect_provenance
+
+    # the same record as the single-level fit's (settings.reliability / settings.item_reliability)
+    prov = collect_provenance(seed=settings.random_seed, settings={
+        **settings.__dict__, "reliability": layout.reliability, "item_reliability": dict(layout.item_reliability),
+        "between_scale": layout.between_scale, "within_priors": idata.attrs["within_priors"]})
+    idata.attrs["provenance"] = json.dumps(prov, sort_keys=True, default=str)
     return TwoLevelFit(idata=idata, layout=layout, stats=stats, settings=settings,
                        seconds=time.perf_counter() - t0, sampling_seconds=float(secs))

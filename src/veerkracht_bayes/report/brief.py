@@ -1323,6 +1323,12 @@ def measurement_text(result: Any) -> str:
     >>> "treated as continuous" in measurement_text(SimpleNamespace(provenance={}))
     True
 
+    On the continuous path, single items with a codebook reliability are named with their value:
+
+    >>> fit = SimpleNamespace(layout=SimpleNamespace(item_reliability={"prof_help": 0.178}))
+    >>> print(measurement_text(SimpleNamespace(provenance={}, fit=fit)).split(")")[0])
+    Survey items load on the constructs (single items with an assumed reliability: the codebook's own value, on the observed scale, for prof_help 0.18; 0.8 for the others; assumptions, not estimates
+
     A run whose ``[model] measurement`` was ``"auto"`` names the route it took and why:
 
     >>> r = SimpleNamespace(provenance={"measurement_requested": "auto", "measurement_resolved": "polychoric",
@@ -1352,8 +1358,16 @@ def measurement_text(result: Any) -> str:
                  f"reliability on the latent-response scale: the codebook's per-item value where it "
                  f"gives one, else {rel:g}; both are assumptions, not estimates.")
     else:
-        first = ("Survey items load on the constructs (single items with an assumed reliability, "
-                 f"{rel:g}). Likert items are treated as continuous.")
+        layout = getattr(getattr(result, "fit", None), "layout", None)
+        own = dict(getattr(layout, "item_reliability", None) or {})
+        if own:
+            each = ", ".join(f"{k} {float(v):.2f}" for k, v in sorted(own.items()))
+            first = ("Survey items load on the constructs (single items with an assumed reliability: the "
+                     f"codebook's own value, on the observed scale, for {each}; {rel:g} for the others; "
+                     "assumptions, not estimates). Likert items are treated as continuous.")
+        else:
+            first = ("Survey items load on the constructs (single items with an assumed reliability, "
+                     f"{rel:g}). Likert items are treated as continuous.")
     if model.get("unmeasured") == "joint":
         first += (" Constructs without survey items are kept in the model with their links on their "
                   "priors, so paths through them are part of the likelihood.")

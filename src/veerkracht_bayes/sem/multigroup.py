@@ -27,7 +27,11 @@ standardised unit is the pooled population's standard deviation in every group.
 Measurement part: invariant by default (equal loadings ``lambda``, intercepts ``nu`` and residual
 variances ``theta`` across groups, on items standardised in the pooled population).
 ``free_loadings`` / ``free_intercepts`` name items whose loading / intercept is estimated per group
-(partial invariance).
+(partial invariance). A single-item construct's loading is fixed in every group at
+``sqrt(reliability)`` of its item, with the item's own value where ``item_reliability`` gives one
+(the codebook's, on the observed scale: :func:`~veerkracht_bayes.survey.codebook.continuous_path_reliabilities`),
+exactly as in the single-group model
+(:func:`~veerkracht_bayes.sem.model_builder.fixed_item_reliability`).
 
 Likelihood: each group's per-missingness-pattern weighted sufficient statistics
 (:func:`~veerkracht_bayes.survey.statistics.pattern_stats`), with the same Woodbury-form Gaussian
@@ -55,6 +59,7 @@ from veerkracht_bayes.sem.model_builder import (
     build_model,
     data_container,
     edge_rvs,
+    fixed_item_reliability,
     measurement_parameters,
     pattern_loglik_tensor,
 )
@@ -371,7 +376,7 @@ def _check_items(names: Sequence[str], items: Sequence[str], what: str, fixed: S
                                      field=what, value=s))
         if s in fixed:
             raise ModelError(Problem(f"{what}: {s!r} is the single item of its construct; its loading is "
-                                     "fixed by the assumed reliability", field=what, value=s))
+                                     "fixed by its reliability", field=what, value=s))
     return out
 
 
@@ -391,13 +396,16 @@ def build_multigroup_model(
     log_scale_sd: float = 0.5,
     measurement_priors: Mapping[str, float] | None = None,
     unmeasured: str = "cut",
+    item_reliability: Mapping[str, float] | None = None,
 ) -> tuple[pm.Model, MultiGroupLayout]:
     """Build the PyMC model of the multi-group structural model (module docstring).
 
     Parameters
     ----------
-    graph, priors, vague, reliability, stability, measurement_priors, unmeasured
-        As :func:`~veerkracht_bayes.sem.model_builder.build_model` (the population links' priors).
+    graph, priors, vague, reliability, stability, measurement_priors, unmeasured, item_reliability
+        As :func:`~veerkracht_bayes.sem.model_builder.build_model` (the population links' priors;
+        ``item_reliability``: single items with their own observed-scale reliability, which fixes
+        their loading in every group; ``layout.base.item_reliability`` keeps them).
     data
         :class:`GroupData` (:func:`split_model_data` / :func:`prepare_group_data`).
     tau_sd
@@ -427,6 +435,13 @@ def build_multigroup_model(
     >>> model, layout = build_multigroup_model(graph_from_lavaan("b ~ a"), gd)
     >>> {"beta", "delta", "beta_group", "rho_group"} <= set(model.named_vars)
     True
+
+    A single item with its own reliability (here ``b1`` of a one-item construct ``b``):
+
+    >>> gd1 = prepare_group_data(y[:, :3], ["a1", "a2", "b1"], ["a", "a", "b"], ["u", "v"] * 40)
+    >>> model, layout = build_multigroup_model(graph_from_lavaan("b ~ a"), gd1, item_reliability={"b1": 0.3})
+    >>> layout.base.item_reliability, model["lambda_group"].eval()[:, 2].round(4).tolist()
+    ({'b1': 0.3}, [0.5477, 0.5477])
     """
     stability = stability or StabilitySettings()
     if not tau_sd > 0:
@@ -434,7 +449,8 @@ def build_multigroup_model(
     pooled = data.pooled
     _, base = build_model(graph, pooled, priors, vague=vague, reliability=reliability, stability=stability,
                           measurement_priors=measurement_priors, unmeasured=unmeasured, whiten_intercepts=False,
-                          report_identification=False)  # the same classification as the pooled fit's
+                          report_identification=False,  # the same classification as the pooled fit's
+                          item_reliability=item_reliability)  # validated there (single items only)
     keys = list(base.edge_keys)
     sampled = list(base.sampled_edges)
     if pooled_links is None:
@@ -531,7 +547,8 @@ def build_multigroup_model(
         ps_node = pt.set_subtensor(ps_node[:, node_pos], psi_g)
         pm.Deterministic("psi_group", ps_node, dims=("group", "node"))
         # measurement part (invariant unless freed)
-        lam, theta = measurement_parameters(free, mp, reliability)
+        # single items: their own reliability where given, else the global one (as the pooled fit)
+        lam, theta = measurement_parameters(free, mp, fixed_item_reliability(base)[~free])
         nu = pm.Normal("nu", 0.0, mp["nu_sd"], dims="item")
         lam_g = pt.repeat(lam[None, :], G, axis=0)
         nu_g = pt.repeat(nu[None, :], G, axis=0)

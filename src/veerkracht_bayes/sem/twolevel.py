@@ -56,14 +56,16 @@ positive-disturbance barriers; raw between links ``Normal(0, between_link_sd = 0
 disturbance SDs ``sqrt(omega_c) ~ HalfNormal(between_sd = 0.3)``; loadings
 ``TruncatedNormal(0.7, 0.3, lower=0)``; within residual variances ``LogNormal(log 0.4, 0.7)``; item
 random-intercept SDs ``sqrt(theta_B) ~ HalfNormal(0.2)``; intercepts ``nu ~ Normal(0, 0.5)``.
-Single-item constructs have loading ``sqrt(reliability)`` and within residual variance
-``1 - reliability`` (fixed).
+Single-item constructs have loading ``sqrt(reliability)`` (equal across levels) and within residual
+variance ``1 - reliability`` (fixed), with the item's own reliability where ``item_reliability``
+gives one (the codebook's value on the observed scale in a run, as in the single-level fit:
+:func:`~veerkracht_bayes.sem.model_builder.fixed_item_reliability`), else the global ``reliability``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
@@ -311,7 +313,8 @@ class TwoLevelLayout:
     within_links, between_links
         ``"source->target"`` keys of the within and between structural links.
     single_item_constructs
-        Constructs with one item (loading fixed by ``reliability``).
+        Constructs with one item (loading fixed by ``reliability``, or by the item's own value in
+        ``item_reliability``).
     reliability, link_sd, share_prior, theta_b_sd, loading_prior, between_sd, between_link_sd
         Settings of the priors (module docstring).
     between_scale
@@ -319,6 +322,10 @@ class TwoLevelLayout:
     within_prior
         One :class:`~veerkracht_bayes.sem.model_builder.EdgePriorValues` per within link, or empty
         (``Normal(0, link_sd)``).
+    item_reliability
+        Single items with their own reliability (item -> value on the observed, standardised
+        scale), overriding ``reliability`` for them
+        (:func:`~veerkracht_bayes.sem.model_builder.fixed_item_reliability` reads it).
 
     Examples
     --------
@@ -344,6 +351,7 @@ class TwoLevelLayout:
     between_sd: float = 0.3
     between_link_sd: float = 0.5
     within_prior: tuple[Any, ...] = ()
+    item_reliability: dict[str, float] = field(default_factory=dict)
 
     def within_priors(self) -> dict[str, Any]:
         """:class:`~veerkracht_bayes.sem.model_builder.EdgePriorValues` per within link
@@ -394,8 +402,8 @@ def twolevel_layout(graph: Any, item_construct: Mapping[str, str], *, between: S
                     between_links: Iterable[object] | None = None, within_links: Iterable[object] | None = None,
                     reliability: float = 0.8, link_sd: float = 0.5, share_prior: tuple[float, float] = (1.0, 4.0),
                     theta_b_sd: float = 0.2, between_scale: str = "raw", between_sd: float = 0.3,
-                    between_link_sd: float = 0.5, within_prior: Mapping[str, Any] | None = None
-                    ) -> TwoLevelLayout:
+                    between_link_sd: float = 0.5, within_prior: Mapping[str, Any] | None = None,
+                    item_reliability: Mapping[str, float] | None = None) -> TwoLevelLayout:
     """Validate the two-level model's choices and lay out its arrays.
 
     Parameters
@@ -426,6 +434,11 @@ def twolevel_layout(graph: Any, item_construct: Mapping[str, str], *, between: S
         :class:`~veerkracht_bayes.sem.model_builder.EdgePriorValues` (e.g. the literature prior with
         its sign constraint, from :func:`~veerkracht_bayes.sem.model_builder.edge_prior_values`) or
         ``(mean, sd)`` of a Normal; links not named get ``Normal(0, link_sd)``.
+    item_reliability
+        Item -> reliability in (0, 1) of a single item on the observed (standardised) scale,
+        overriding ``reliability`` for it at both levels (a run passes the codebook's values,
+        :func:`~veerkracht_bayes.survey.codebook.continuous_path_reliabilities`). Naming an item
+        that is not the single item of a construct is a located error.
 
     Examples
     --------
@@ -433,6 +446,10 @@ def twolevel_layout(graph: Any, item_construct: Mapping[str, str], *, between: S
     ...                       between=["trust", "support"], between_links=["support->trust"], within_links=[])
     >>> lay.between_links, lay.single_item_constructs
     (('support->trust',), ())
+    >>> lay = twolevel_layout(None, {"t1": "trust", "t2": "trust", "h": "help"}, between=["trust"],
+    ...                       between_links=[], within_links=["help->trust"], item_reliability={"h": 0.18})
+    >>> lay.item_reliability
+    {'h': 0.18}
     """
     items = tuple(item_construct)
     ic = tuple(item_construct[i] for i in items)
@@ -482,6 +499,16 @@ def twolevel_layout(graph: Any, item_construct: Mapping[str, str], *, between: S
                                      field="between", value=c))
     if not 0 < reliability < 1:
         raise ModelError(Problem(f"reliability must be in (0, 1), got {reliability}", field="reliability"))
+    own_rel = {str(k): float(v) for k, v in (item_reliability or {}).items()}
+    single_items = [it for it, c in zip(items, ic) if c in single]
+    bad_rel = [Problem(f"item reliability must be in (0, 1), got {v}", location=f"item_reliability.{k}",
+                       field="item_reliability", value=v) for k, v in own_rel.items() if not 0 < v < 1]
+    bad_rel += [Problem(f"item_reliability names {k!r}, which is not the single item of a construct of the "
+                        f"two-level model{did_you_mean(k, single_items)} (single items: {single_items})",
+                        location=f"item_reliability.{k}", field="item_reliability", value=k)
+                for k in own_rel if k not in single_items]
+    if bad_rel:
+        raise ModelError(bad_rel)
     if between_scale not in ("raw", "standardised"):
         raise ModelError(Problem(f"between_scale must be 'raw' or 'standardised', got {between_scale!r}",
                                  field="between_scale", value=between_scale))
@@ -509,7 +536,8 @@ def twolevel_layout(graph: Any, item_construct: Mapping[str, str], *, between: S
                           reliability=float(reliability), link_sd=float(link_sd),
                           share_prior=(float(share_prior[0]), float(share_prior[1])), theta_b_sd=float(theta_b_sd),
                           between_scale=between_scale, between_sd=float(between_sd),
-                          between_link_sd=float(between_link_sd), within_prior=wprior)
+                          between_link_sd=float(between_link_sd), within_prior=wprior,
+                          item_reliability=own_rel)
 
 
 def implied_twolevel_covariances(layout: TwoLevelLayout, lam: Any, theta_w: Any, theta_b: Any, beta_w: Any,
@@ -636,7 +664,7 @@ def build_twolevel_model(stats: ClusterStatistics, layout: TwoLevelLayout, *, rh
     import pymc as pm
     import pytensor.tensor as pt
 
-    from veerkracht_bayes.sem.model_builder import data_container, edge_rvs
+    from veerkracht_bayes.sem.model_builder import data_container, edge_rvs, fixed_item_reliability
 
     if tuple(stats.item_names) != layout.items:
         raise ModelError(Problem(f"statistics items {list(stats.item_names)[:5]}... differ from the layout's "
@@ -647,7 +675,7 @@ def build_twolevel_model(stats: ClusterStatistics, layout: TwoLevelLayout, *, rh
     coords = {"item": list(layout.items), "construct": list(layout.constructs), "between": list(layout.between),
               "within_link": list(layout.within_links), "between_link": list(layout.between_links)}
     lm, ls = layout.loading_prior
-    rel = layout.reliability
+    rel = fixed_item_reliability(layout)[single]  # per single item: its own value, else the global one
     raw = layout.between_scale == "raw"
     with pm.Model(coords=coords) as model:
         d = {"n": float(stats.n), "n_clusters": float(stats.n_clusters),

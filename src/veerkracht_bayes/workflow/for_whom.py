@@ -4,7 +4,10 @@ With ``[model] groups`` the pipeline fits, *after* the single-group fit, one mul
 (:mod:`veerkracht_bayes.sem.multigroup`) per grouping: a codebook subgroup gives two groups (members
 and ``not <subgroup>``), a categorical survey column one group per value. Every data-informed link
 gets partially pooled group deviations (``[model] group_pool``); loadings and intercepts are equal
-across groups unless single items are freed. Each group's links give its own do-queries, so a
+across groups unless single items are freed. A single-item construct's loading is fixed in every
+group by the same reliability as in the single-group fit: the codebook's per-item ``reliability:``
+on the observed scale (:func:`~veerkracht_bayes.survey.codebook.continuous_path_reliabilities`),
+else ``[model] reliability``; ``group_fits.json`` records both (``settings``). Each group's links give its own do-queries, so a
 policy's effect in a group differs from the population's by more than prevalence.
 
 Why after and not instead of the single-group fit: the population effects (``effects.csv``, the
@@ -98,6 +101,9 @@ class GroupingFit:
         Wall time of the fit.
     reason
         Why the grouping was not fitted (``fit`` None).
+    settings
+        The fit's measurement settings: ``reliability`` (the global fallback) and
+        ``item_reliability`` (single items' own observed-scale values).
 
     Examples
     --------
@@ -114,13 +120,15 @@ class GroupingFit:
     diagnostics: dict[str, Any] = field(default_factory=dict)
     seconds: float = float("nan")
     reason: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (``group_fits.json``)."""
         return {"grouping": self.by, "fitted": self.fit is not None, "reason": self.reason,
                 "groups": list(self.labels), "n": [int(c) for c in self.counts],
                 "share": [float(s) for s in self.share], "seconds": round(float(self.seconds), 1)
-                if np.isfinite(self.seconds) else None, "diagnostics": self.diagnostics}
+                if np.isfinite(self.seconds) else None, "diagnostics": self.diagnostics,
+                "settings": self.settings}
 
 
 def _flat(ds: Any, name: str) -> np.ndarray:
@@ -246,11 +254,15 @@ def fit_groupings(cfg: Any, vi: Any, *, draws: int, tune: int, progressbar: bool
     from veerkracht_bayes.inference.multigroup_fit import fit_multigroup
     from veerkracht_bayes.inference.sampling import SamplerSettings
     from veerkracht_bayes.sem.multigroup import group_data_from_survey
+    from veerkracht_bayes.survey.codebook import continuous_path_reliabilities
     from veerkracht_bayes.workflow.config import MIN_GROUP_FIT
 
     m, s = cfg.model, cfg.sampler
     out: list[GroupingFit] = []
     warnings: list[str] = []
+    # the single-group fit's single-item reliabilities (codebook values on the observed scale; the
+    # items are standardised in the pooled population in both fits, so the values carry over)
+    item_rel = continuous_path_reliabilities(vi.survey, vi.graph, m.reliability) if m.groups else {}
     # the ESS a summary needs does not depend on how many draws were taken: the configured
     # threshold as it stands (``--fast`` has already scaled it), not rescaled by group_draws
     ess_min = cfg.diagnostics.ess_min
@@ -282,12 +294,15 @@ def fit_groupings(cfg: Any, vi: Any, *, draws: int, tune: int, progressbar: bool
         settings = SamplerSettings(sampler="numpyro", chains=s.chains, draws=draws, tune=tune,
                                    target_accept=s.target_accept, random_seed=s.seed + 1 + k,
                                    progressbar=progressbar)
+        rel_g = {it: v for it, v in item_rel.items() if it in gd.pooled.item_names}
+        gf.settings = {"reliability": float(m.reliability), "item_reliability": dict(rel_g)}
         t0 = time.perf_counter()
         try:
             fit = fit_multigroup(vi.graph, gd, vi.priors, settings=settings, tau_sd=m.group_tau_sd,
                                  pooled_links=m.pooled_links, free_loadings=m.group_free_loadings,
                                  free_intercepts=m.group_free_intercepts,
-                                 vague=cfg.inputs.priors == "vague", reliability=m.reliability)
+                                 vague=cfg.inputs.priors == "vague", reliability=m.reliability,
+                                 item_reliability=rel_g or None)
         except VeerkrachtError as exc:
             gf.reason = f"not fitted: {exc}"
             warnings.append(f"grouping {by!r} {gf.reason}")

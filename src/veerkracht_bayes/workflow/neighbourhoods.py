@@ -5,7 +5,10 @@ model of :mod:`veerkracht_bayes.sem.twolevel` to the per-neighbourhood statistic
 the chosen constructs (:func:`veerkracht_bayes.survey.clusters.cluster_statistics_from_survey`)
 and evaluates the neighbourhood-level policies on its between level
 (:func:`veerkracht_bayes.causal.twolevel.between_do`). The single-level numbers (``effects.csv``,
-the ranking) are not changed by it.
+the ranking) are not changed by it. A single-item construct of the two-level model gets its loading
+from the codebook's per-item ``reliability:`` on the observed scale
+(:func:`~veerkracht_bayes.survey.codebook.continuous_path_reliabilities`, as the single-level fit),
+else from ``[model] reliability``; ``neighbourhoods.json`` records both (``meta.settings``).
 
 What a neighbourhood-level policy is here
 -----------------------------------------
@@ -401,16 +404,23 @@ def run_neighbourhoods(cfg: Any, vi: Any, do_res: Any, *, edge_evidence: Mapping
     """
     from veerkracht_bayes.inference.twolevel_fit import fit_twolevel
     from veerkracht_bayes.survey.clusters import cluster_statistics_from_survey
+    from veerkracht_bayes.survey.codebook import continuous_path_reliabilities
 
     nb, res = cfg.neighbourhoods, vi.neighbourhoods
     q = cfg.query
     stats, item_construct = cluster_statistics_from_survey(vi.survey, res["cluster"], constructs=res["constructs"],
                                                            min_cluster_size=nb.min_cluster_size)
+    # single items take the codebook's reliability on the observed scale, as in the single-level fit;
+    # every construct here is a latent of its own (graph=None: no covariates), and only the model's
+    # single items are named
+    n_items = {c: list(item_construct.values()).count(c) for c in set(item_construct.values())}
+    item_rel = {it: v for it, v in continuous_path_reliabilities(vi.survey, None, cfg.model.reliability).items()
+                if it in item_construct and n_items[item_construct[it]] == 1}
     t0 = time.perf_counter()
     fit = fit_twolevel(stats, item_construct, vi.graph, between=list(res["between"]), draws=nb.draws,
                        tune=nb.tune, chains=nb.chains, random_seed=cfg.sampler.seed,
                        target_accept=cfg.sampler.target_accept, progressbar=progressbar,
-                       reliability=cfg.model.reliability,
+                       reliability=cfg.model.reliability, item_reliability=item_rel or None,
                        # within links take the diagram's literature priors, as in the main fit
                        priors=None if cfg.inputs.priors == "vague" else vi.priors)
     seconds = time.perf_counter() - t0
@@ -432,7 +442,8 @@ def run_neighbourhoods(cfg: Any, vi: Any, do_res: Any, *, edge_evidence: Mapping
             "between_links": list(lay.between_links), "within_links": list(lay.within_links),
             "policies": list(res["policies"]), "skipped_policies": dict(res.get("skipped") or {}),
             "settings": {"draws": nb.draws, "tune": nb.tune, "chains": nb.chains, "seed": cfg.sampler.seed,
-                         "min_cluster_size": nb.min_cluster_size},
+                         "min_cluster_size": nb.min_cluster_size, "reliability": float(lay.reliability),
+                         "item_reliability": dict(lay.item_reliability)},
             "pairing": "two-level draw j is paired with single-level draw floor(j * S_single / S_two)",
             "semantics": "a lever's out-link into a between construct shifts that construct's neighbourhood "
                          "means by coverage x per-exposure effect (the single-level route's dose draws); the "

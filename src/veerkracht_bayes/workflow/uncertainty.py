@@ -208,7 +208,10 @@ def _refit_once(fit_result: Any, kept: StructuralDraws, j: int, n: int, construc
             sampler=st.sampler, chains=st.chains, draws=draws, tune=tune,
             target_accept=st.target_accept, random_seed=seed + 7919 * attempt, progressbar=False,
             prior_draws=max(draws, 100), dense_mass=st.dense_mass,
-            max_treedepth=st.max_treedepth), pointwise=False)
+            max_treedepth=st.max_treedepth), pointwise=False,
+            # the fit's own measurement assumptions (its single items' reliabilities), not defaults
+            reliability=float(fit_result.layout.reliability),
+            item_reliability=dict(getattr(fit_result.layout, "item_reliability", None) or {}) or None)
         keep = _healthy_chains(res.idata)
         if keep.any():
             new = StructuralDraws.from_posterior(res.idata, graph)
