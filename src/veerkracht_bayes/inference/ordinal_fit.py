@@ -134,6 +134,7 @@ def fit_ordinal(graph: CausalGraph, survey: object, priors: object | None = None
     if coordinates not in ("guided", "noncentred"):
         raise ModelError(f"coordinates must be 'guided' or 'noncentred', got {coordinates!r}")
     data = survey if isinstance(survey, OrdinalData) else ordinal_data_from_survey(survey, graph)
+    ordinal = _with_codebook_reliabilities(ordinal, survey, data)
     model, layout = build_ordinal_model(graph, data, priors, settings=ordinal, keep_eta=keep_eta,
                                         coordinates=coordinates)
     prior = ordinal_prior_draws(layout, graph, settings.prior_draws, settings.random_seed, data.x_cov)
@@ -173,6 +174,23 @@ def fit_ordinal(graph: CausalGraph, survey: object, priors: object | None = None
     return FitResult(idata=idata, layout=layout, graph=graph, data=data, settings=settings)  # type: ignore[arg-type]
 
 
+def _with_codebook_reliabilities(ordinal: OrdinalSettings | None, survey: object,
+                                 data: OrdinalData) -> OrdinalSettings | None:
+    """The codebook's per-item ``reliability`` fields (latent-response scale, the exact ordinal
+    path's own scale) for the items of ``data``, under the settings' own ``item_reliability``
+    (which wins item by item). An :class:`OrdinalData` has no codebook: settings unchanged."""
+    import dataclasses
+
+    codebook = getattr(survey, "codebook", None)
+    if codebook is None:
+        return ordinal
+    st = ordinal or OrdinalSettings()
+    names = set(data.item_names) | set(data.cont_names)
+    merged = {k: float(v) for k, v in codebook.item_reliabilities().items() if k in names}
+    merged.update(dict(st.item_reliability or {}))
+    return dataclasses.replace(st, item_reliability=merged or None)
+
+
 def _native_ordinal_tree(post: xr.Dataset, prior: xr.Dataset, stats: xr.Dataset, layout: ModelLayout,
                          graph: CausalGraph) -> xr.DataTree:
     """The ordinal fit's DataTree in ArviZ's layout, as the continuous path's
@@ -205,7 +223,9 @@ def _sample_guided(model, layout: ModelLayout, data: OrdinalData, initvals: list
 
     y = standardised_items(data)
     items_c = tuple(data.item_construct) + tuple(data.cont_construct)
-    start = ordinal_start(y, data.codes, data.n_categories, data.w, items_c, ordinal.reliability)
+    own = dict(ordinal.item_reliability or {})
+    rel = np.array([own.get(v, ordinal.reliability) for v in tuple(data.item_names) + tuple(data.cont_names)])
+    start = ordinal_start(y, data.codes, data.n_categories, data.w, items_c, rel)
     m = len(data.item_names)
     counts = {c: items_c.count(c) for c in items_c}
     free = np.array([counts[c] > 1 for c in items_c], bool)

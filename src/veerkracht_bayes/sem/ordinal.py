@@ -61,14 +61,14 @@ Likert scores as continuous (route (a)) biases the loadings and hence B.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from veerkracht_bayes.graph.causal_graph import CausalGraph
 from veerkracht_bayes.graph.identification import model_classes
-from veerkracht_bayes.errors import ModelError
+from veerkracht_bayes.errors import ModelError, Problem
 from veerkracht_bayes.sem import algebra
 from veerkracht_bayes.sem.model_builder import (DATA_PREFIX, ModelLayout, StabilitySettings, edge_prior_values,
                                                 edge_rvs, full_system)
@@ -469,12 +469,21 @@ class OrdinalSettings:
 
     Examples
     --------
+    ``reliability`` is the latent-response reliability of a single-item construct's item;
+    ``item_reliability`` gives single items their own (item name -> value in (0, 1); for a
+    Gaussian indicator the reliability of the standardised item), e.g. the codebook's
+    ``reliability`` fields, which :func:`~veerkracht_bayes.inference.ordinal_fit.fit_ordinal`
+    reads when it is given a survey.
+
     >>> s = OrdinalSettings(reliability=0.7)
     >>> s.reliability, s.threshold_sd
     (0.7, 2.5)
+    >>> OrdinalSettings(item_reliability={"prof_help": 0.42}).item_reliability
+    {'prof_help': 0.42}
     """
 
     reliability: float = 0.8
+    item_reliability: Mapping[str, float] | None = None
     loading_mu: float = 1.0
     loading_sd: float = 1.0
     threshold_sd: float = 2.5
@@ -540,6 +549,14 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
         raise ModelError(f"coordinates must be 'guided' or 'noncentred', got {coordinates!r}")
     if not 0 < st.reliability < 1:
         raise ModelError(f"reliability must be in (0, 1) on the ordinal path, got {st.reliability}")
+    item_rel = {str(k): float(v) for k, v in (st.item_reliability or {}).items()}
+    names_all = tuple(data.item_names) + tuple(data.cont_names)
+    bad = [Problem(f"item_reliability must be in (0, 1), got {v}", field=f"item_reliability.{k}", value=v)
+           for k, v in item_rel.items() if not 0 < v < 1]
+    bad += [Problem(f"item_reliability names {k!r}, which is not an item of the data (items: {list(names_all)})",
+                    field=f"item_reliability.{k}") for k in item_rel if k not in names_all]
+    if bad:
+        raise ModelError(bad)
 
     item_construct = tuple(data.item_construct) + tuple(data.cont_construct)
     unknown = sorted(set(item_construct) - set(graph.nodes))
@@ -595,7 +612,8 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
                                           shape=int(free.sum()))
             lam = pt.set_subtensor(lam[np.flatnonzero(free)], lam_free)
         if (~free).any():
-            lam = pt.set_subtensor(lam[np.flatnonzero(~free)], np.sqrt(st.reliability / (1 - st.reliability)))
+            rel_o = np.array([item_rel.get(v, st.reliability) for v, f in zip(data.item_names, free) if not f])
+            lam = pt.set_subtensor(lam[np.flatnonzero(~free)], np.sqrt(rel_o / (1 - rel_o)))
         tau_init = np.tile(np.linspace(-1.5, 1.5, kmax - 1), (m, 1))
         for i, k in enumerate(data.n_categories):  # spread each item's used thresholds
             tau_init[i, : k - 1] = np.linspace(-1.5, 1.5, k - 1) if k > 2 else 0.0
@@ -629,8 +647,9 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
                 ct = pt.set_subtensor(ct[np.flatnonzero(cfree)], pm.LogNormal(
                     "residual_var", mu=st.theta_logmean, sigma=st.theta_logsd, shape=int(cfree.sum())))
             if (~cfree).any():
-                cl = pt.set_subtensor(cl[np.flatnonzero(~cfree)], np.sqrt(st.reliability))
-                ct = pt.set_subtensor(ct[np.flatnonzero(~cfree)], 1 - st.reliability)
+                rel_c = np.array([item_rel.get(v, st.reliability) for v, f in zip(data.cont_names, cfree) if not f])
+                cl = pt.set_subtensor(cl[np.flatnonzero(~cfree)], np.sqrt(rel_c))
+                ct = pt.set_subtensor(ct[np.flatnonzero(~cfree)], 1 - rel_c)
             nu = pm.Normal("nu", 0.0, st.nu_sd, shape=mc)
             kw = dict(cont=data.cont, cont_c_idx=cc_idx, cont_lam=cl, cont_nu=nu, cont_theta=ct)
             lam_all = pt.concatenate([lam, cl])
@@ -678,7 +697,8 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
         unobserved_latent=tuple(k for k in latent if k not in measured), edge_keys=tuple(keys),
         edge_kind=edge_kind, items=all_items, item_construct=all_cons, single_item_constructs=single,
         reliability=st.reliability, stability=stability, edge_priors=eps, lik_latent=tuple(lik_latent),
-        unmeasured="cut")
+        unmeasured="cut", item_reliability={k: v for k, v in item_rel.items()
+                                            if item_construct[names_all.index(k)] in single})
     return model, layout
 
 

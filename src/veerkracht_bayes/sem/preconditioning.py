@@ -510,7 +510,7 @@ def ordinal_score_guide(codes: np.ndarray, n_categories: np.ndarray, w: np.ndarr
 
 
 def ordinal_start(y: np.ndarray, codes: np.ndarray, n_categories: np.ndarray, w: np.ndarray,
-                  item_construct: tuple[str, ...], reliability: float) -> dict[str, np.ndarray]:
+                  item_construct: tuple[str, ...], reliability: float | np.ndarray) -> dict[str, np.ndarray]:
     """Data-based values of the ordinal path's measurement parameters (constrained).
 
     Parameters
@@ -525,7 +525,8 @@ def ordinal_start(y: np.ndarray, codes: np.ndarray, n_categories: np.ndarray, w:
     item_construct
         Construct of every column of ``y``.
     reliability
-        Reliability of single-item constructs (their loadings are fixed by it).
+        Reliability of single-item constructs (their loadings are fixed by it): one value or one
+        per column of ``y``.
 
     Returns
     -------
@@ -565,7 +566,7 @@ def ordinal_start(y: np.ndarray, codes: np.ndarray, n_categories: np.ndarray, w:
     ci = np.array(item_construct)
     l_std = _loadings(R, item_construct, reliability)
     single = np.array([(ci == c).sum() == 1 for c in ci])
-    l_std[single] = np.sqrt(reliability)
+    l_std[single] = np.sqrt(np.broadcast_to(np.asarray(reliability, dtype=float), l_std.shape))[single]
     lam_ord = l_std[:m] / np.sqrt(1.0 - l_std[:m] ** 2)
     kmax = int(np.max(n_categories)) if m else 2
     tau = np.zeros((m, max(kmax - 1, 1)))
