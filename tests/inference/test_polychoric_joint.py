@@ -20,6 +20,7 @@ means of all 7 links within 1.1 Monte Carlo SE of each other.
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -156,7 +157,9 @@ def test_standardised_model_has_the_native_models_likelihood():
     g, data = loop_graph(), loop_data(2000, 1)
     eps = edge_prior_values(LoopPriors(), g)
     rng = np.random.default_rng(3)
-    models = {pl: build_polychoric_model(g, data, LoopPriors(), settings=_settings(pl)) for pl in ("standardised", "native")}
+    # the full weight: the sandwich's whitener depends on its pilot, found in each model's own coordinates
+    models = {pl: build_polychoric_model(g, data, LoopPriors(), settings=replace(_settings(pl), weight="full"))
+              for pl in ("standardised", "native")}
     keys = list(models["native"][1].edge_keys)
     std = list(standardised_link_keys(models["standardised"][1]))
     fns = {}
@@ -237,13 +240,19 @@ def test_standardised_and_native_coordinates_give_the_same_posterior():
 @pytest.mark.slow
 def test_shipped_survey_joint_fit_samples_cleanly():
     """``vb.fit("marvel", survey, measurement="polychoric", unmeasured="joint")`` on the shipped
-    synthetic survey, 2 chains x (500 + 500): bulk ESS >= 300 and R-hat <= 1.02 for every link, and
-    at most 5 divergent transitions of 1,000. Measured (docs/performance.md §4b): 3 here, 14 with
-    the native coordinates on the same path, so the bound fails if the fix is undone; the target
-    of the issue (at most 1 of 1,000, < 0.1 %) is NOT met yet: the remaining divergences are at
-    the standardisation boundary, not in the links' coordinates. R-hat: two chains of 500 give a
-    largest split R-hat over ~125 parameters above 1.01 in 10 % of replications even for
-    independent draws; measured 1.015 on a link with bulk ESS 1,647. Fast twin:
+    synthetic survey at vb.fit's settings for this route (2 chains x (500 tuning steps + 1,000
+    draws), sandwich stage-2 weight): bulk ESS >= 400 and R-hat <= 1.02 for every link, and at
+    most 10 divergent transitions of 2,000 (0.5 %). Measured (docs/performance.md §4b): 3 of 1,000
+    at 500 + 500 with the standardised coordinates, 14 with the native ones, so the bound fails if
+    that fix is undone; the target of the issue (< 0.1 %) is NOT met yet: the remaining
+    divergences are at the standardisation boundary, not in the links' coordinates.
+
+    Why 1,000 draws and 1.02: the largest split R-hat over the ~127 parameters is noisy. For
+    independent stationary AR(1) chains with bulk ESS 0.35 per draw (the weakest link's), a
+    simulation of the null (300 replications) put it above 1.02 in 67 % of replications at 2 x 500
+    draws (median 1.022), but at 2 x 1,000 its 99th percentile is 1.0175 (median 1.011). So at
+    500 + 500 an R-hat of 1.021 (measured with the sandwich weight, seed 2023) says nothing, and a
+    bound of 1.02 at 1,000 draws fails a healthy fit in fewer than 1 % of seeds. Fast twin:
     ``test_joint_loop_through_an_itemless_construct_samples_without_divergences``."""
     from pathlib import Path
 
@@ -255,7 +264,7 @@ def test_shipped_survey_joint_fit_samples_cleanly():
     g = vb.load_graph("marvel")
     sv = vb.read_survey(repo / "data/synthetic/veerkracht_synthetic.csv.gz",
                         repo / "data/synthetic/codebook_synthetic.yaml", graph=g)
-    f = vb.fit(g, sv, measurement="polychoric", unmeasured="joint", draws=500, tune=500, chains=2, seed=2023,
+    f = vb.fit(g, sv, measurement="polychoric", unmeasured="joint", draws=1000, tune=500, chains=2, seed=2023,
                progress=False)
     idata = f.result.idata
     div = int(idata["sample_stats"]["diverging"].sum())
@@ -264,6 +273,6 @@ def test_shipped_survey_joint_fit_samples_cleanly():
     ess = az.ess(post)["beta"].values
     keys = list(post["edge"].values)
     print("divergences", div, "max R-hat", rhat.max(), "min bulk ESS", ess.min(), keys[int(ess.argmin())])
-    assert div <= 5, div
+    assert div <= 10, div
     assert rhat.max() <= 1.02, (rhat.max(), keys[int(rhat.argmax())])
-    assert ess.min() >= 300, (ess.min(), keys[int(ess.argmin())])
+    assert ess.min() >= 400, (ess.min(), keys[int(ess.argmin())])

@@ -28,6 +28,7 @@ from veerkracht_bayes.errors import ModelError
 from veerkracht_bayes.inference.polychoric_fit import fit_polychoric
 from veerkracht_bayes.inference.sampling import SamplerSettings
 from veerkracht_bayes.sem.polychoric_likelihood import (
+    PolychoricSettings,
     build_polychoric_model,
     implied_correlations,
     polychoric_data,
@@ -75,7 +76,7 @@ def test_model_logdensity_is_the_gaussian_of_the_correlations():
     """The model's correlation term equals -1/2 (r - rho)' Gamma^-1 (r - rho) at the truth."""
 
     _, pdata = simulate(2000, 6)
-    model, layout = build_polychoric_model(make_graph(), pdata, WidePriors())
+    model, layout = build_polychoric_model(make_graph(), pdata, WidePriors(), settings=PolychoricSettings(weight="full"))
     assert layout.lik_latent == ("a", "b", "c") and layout.covariates == ("x",)
     assert set(layout.single_item_constructs) == set()
     rho = _truth_correlations(pdata)
@@ -149,8 +150,8 @@ def test_a_path_through_an_unmeasured_construct_biases_the_cut_system_not_the_jo
     for mode in ("cut", "joint"):
         # native coordinates: the links are set by value below (the default samples the links
         # touching u in prior-standardised coordinates, the same model; tests/inference/test_polychoric_joint.py)
-        model, layout = build_polychoric_model(g, pdata, WidePriors(),
-                                               settings=PolychoricSettings(unmeasured=mode, prior_links="native"))
+        model, layout = build_polychoric_model(g, pdata, WidePriors(), settings=PolychoricSettings(
+            unmeasured=mode, prior_links="native", weight="full"))
         assert layout.unmeasured == mode
         assert layout.edge_kind["a->u"] == ("prior_only" if mode == "cut" else "latent")
         q[mode] = -2 * _correlation_term_at(model, eps, layout.edge_keys, truth, theta_lam)
@@ -164,8 +165,8 @@ def test_single_items_take_their_own_reliability():
     _, pdata, _ = _path_through_unmeasured(2_000, 12)
     one = polychoric_data(pdata.stats, {"a0": "a", "a1": "a", "a2": "a", "b0": "b"})
     g = _path_through_unmeasured(10, 1)[0]
-    model, layout = build_polychoric_model(g, one, WidePriors(),
-                                           settings=PolychoricSettings(item_reliability={"b0": 0.36}))
+    model, layout = build_polychoric_model(g, one, WidePriors(), settings=PolychoricSettings(
+        item_reliability={"b0": 0.36}, weight="full"))  # the weight does not matter here: no pilot
     assert layout.single_item_constructs == ("b",)
     lam = model.compile_fn(model.replace_rvs_by_values([model["lambda"]]), inputs=model.value_vars,
                            on_unused_input="ignore")(model.initial_point())[0]
@@ -192,7 +193,8 @@ def test_blocked_float32_whitening_matches_the_float64_gaussian():
     names = [f"i{k}" for k in range(24)]
     pdata = polychoric_data(polychoric(codes, ["ordinal"] * 24, names=names),
                             dict(zip(names, ["A"] * 12 + ["B"] * 12, strict=True)))
-    model, _ = build_polychoric_model(graph_from_lavaan("B ~ A"), pdata, WidePriors())
+    model, _ = build_polychoric_model(graph_from_lavaan("B ~ A"), pdata, WidePriors(),
+                                      settings=PolychoricSettings(weight="full"))
     blocks = [v for v in model.data_vars if "gamma_inv_chol" in v.name]
     assert len(blocks) == 2 and all(v.dtype == "float32" for v in blocks)
     (rv,) = [v for v in model.free_RVs if v.name != "loading"]

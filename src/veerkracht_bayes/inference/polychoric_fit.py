@@ -23,6 +23,7 @@ from veerkracht_bayes.sem.polychoric_likelihood import (
     PolychoricData,
     PolychoricSettings,
     build_polychoric_model,
+    fit_sandwich_weight,
     link_to_standard,
     polychoric_data,
     standardised_link_keys,
@@ -154,8 +155,10 @@ def fit_polychoric(graph: CausalGraph, survey: object, priors: object | None = N
     settings
         :class:`~veerkracht_bayes.inference.sampling.SamplerSettings` (sampler ``numpyro``).
     polychoric
-        Loading priors, the single-item (latent-response) reliability and ``unmeasured``
-        (``"cut"`` or ``"joint"``). With a survey, the codebook's per-item ``reliability``
+        Loading priors, the single-item (latent-response) reliability, ``unmeasured``
+        (``"cut"`` or ``"joint"``) and the stage-2 ``weight`` (with ``"sandwich"`` the pilot
+        of :func:`~veerkracht_bayes.sem.polychoric_likelihood.fit_sandwich_weight` starts from
+        the chains' starting points). With a survey, the codebook's per-item ``reliability``
         fields fill ``item_reliability`` where the settings do not name the item
         (:func:`with_codebook_reliabilities`); ``reliability`` stays the fallback.
     item_construct
@@ -166,7 +169,9 @@ def fit_polychoric(graph: CausalGraph, survey: object, priors: object | None = N
     FitResult
         ``idata`` with ``posterior`` (``beta`` on ``edge``, ``psi``/``alpha`` on ``node``,
         ``lambda`` on ``item`` (correlation scale), ``loading``), ``prior``, ``sample_stats``;
-        ``attrs["likelihood"] == "polychoric"``. ``FitResult.data`` is the ``PolychoricData``.
+        ``attrs["likelihood"] == "polychoric"``, ``attrs["stage2_weight"]`` and, for the
+        sandwich, ``attrs["sandwich_pilot_seconds"]``, ``["sandwich_rank"]``,
+        ``["sandwich_pilot_converged"]``. ``FitResult.data`` is the ``PolychoricData``.
 
     Examples
     --------
@@ -198,14 +203,20 @@ def fit_polychoric(graph: CausalGraph, survey: object, priors: object | None = N
     else:
         data = polychoric_data_from_survey(survey, graph)
         polychoric = with_codebook_reliabilities(polychoric, survey, data)
-    model, layout = build_polychoric_model(graph, data, priors, settings=polychoric)
+    enable_compilation_cache()  # before the sandwich pilot's program is compiled
+    pst = polychoric or PolychoricSettings()
+    model, layout = build_polychoric_model(graph, data, priors, settings=polychoric, pilot=False)
     prior = ordinal_prior_draws(layout, graph, settings.prior_draws, settings.random_seed,  # type: ignore[attr-defined]
                          _x_cov(data, layout))
-    enable_compilation_cache()
     rng = np.random.default_rng(settings.random_seed)  # type: ignore[attr-defined]
     picks = rng.choice(prior.sizes["draw"], size=settings.chains, replace=False)  # type: ignore[attr-defined]
-    std_keys = standardised_link_keys(layout, (polychoric or PolychoricSettings()).prior_links)
+    std_keys = standardised_link_keys(layout, pst.prior_links)
     initvals = _initvals(model, layout, prior, picks, std_keys)
+    pilot = None
+    if pst.weight == "sandwich":
+        from veerkracht_bayes.inference.jax_nuts import model_fingerprint
+
+        pilot = fit_sandwich_weight(model, initvals, cache_key=model_fingerprint(model, JaxNutsSettings()))
     jset = JaxNutsSettings(draws=settings.draws, tune=settings.tune, chains=settings.chains,  # type: ignore[attr-defined]
                            target_accept=settings.target_accept, dense_mass=settings.dense_mass,  # type: ignore[attr-defined]
                            max_tree_depth=settings.max_treedepth, progressbar=settings.progressbar,  # type: ignore[attr-defined]
@@ -225,6 +236,11 @@ def fit_polychoric(graph: CausalGraph, survey: object, priors: object | None = N
     idata.attrs["prior_only"] = 0
     idata.attrs["likelihood"] = "polychoric"
     idata.attrs["sampling_seconds"] = float(seconds)
+    idata.attrs["stage2_weight"] = pst.weight
+    if pilot is not None:
+        idata.attrs["sandwich_pilot_seconds"] = float(pilot.seconds)
+        idata.attrs["sandwich_rank"] = int(pilot.rank)
+        idata.attrs["sandwich_pilot_converged"] = int(pilot.converged)
     return FitResult(idata=idata, layout=layout, graph=graph, data=data, settings=settings)  # type: ignore[arg-type]
 
 

@@ -24,7 +24,18 @@ with the construct (for a binary item that is the latent ``y*``, whose correlati
 construct can reach 1, unlike the 0/1 answer, whose point-biserial correlation with a normal
 variable cannot exceed 0.80). The same assumption as the exact ordinal path.
 
-**Likelihood.** ``r_hat ~ N(rho(theta), Gamma_hat)`` with ``Gamma_hat`` the *full* sandwich
+**Weights** (``PolychoricSettings(weight=...)``, :mod:`veerkracht_bayes.sem.moment_weights`).
+``"sandwich"``: ``log L = -1/2 |M (rho(theta) - r_hat)|^2`` with the ``p x s`` matrix ``M`` of
+the DWLS estimating equation's quasi-likelihood (``p`` = edges + free loadings): ``Gamma_hat``
+enters only linearly and through a ``p x p`` matrix, and the curvature is the sandwich
+(Godambe) information, so the posterior is calibrated where the full weight's is too narrow.
+``M`` needs a pilot point: the mode of the DWLS posterior (the same model with the diagonal
+weight, found by L-BFGS on the JAX-compiled log-density) and the exact Jacobian of the implied
+correlations in the links and free loadings there (:func:`fit_sandwich_weight`). ``"diagonal"``:
+``-1/2 sum (rho - r_hat)^2 / diag(Gamma_hat)``, DWLS without the adjustment (not calibrated;
+for comparison). ``"full"``, described next, was the route's only weight before.
+
+**Likelihood (full weight).** ``r_hat ~ N(rho(theta), Gamma_hat)`` with ``Gamma_hat`` the *full* sandwich
 covariance of stage 1 (thresholds held at their stage-1 values; their sampling error is
 already propagated into ``Gamma_hat``). The data enter as ``pm.Data`` containers: ``r_hat``
 and the whitening factor ``L^-1`` (``Gamma_hat = L L'``), so
@@ -45,7 +56,8 @@ keeps PyMC's coordinates).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,22 +75,39 @@ from veerkracht_bayes.sem.model_builder import (
     edge_rvs,
     full_system,
 )
+from veerkracht_bayes.sem.moment_weights import diagonal_whitener, sandwich_whitener
+from veerkracht_bayes.runtime import x64
 from veerkracht_bayes.survey.polychoric import PolychoricResult, whiten_correlations
 
 __all__ = [
     "STANDARDISED_LINKS",
+    "WEIGHTS",
     "PolychoricData",
     "PolychoricSettings",
+    "SandwichPilot",
     "build_polychoric_model",
     "implied_correlations",
     "link_from_standard",
     "link_to_standard",
     "polychoric_data",
+    "fit_sandwich_weight",
+    "sandwich_pilot_info",
+    "set_sandwich_whitener",
     "standardised_link_keys",
 ]
 
 #: Name of the free variable holding the links sampled in prior-standardised coordinates.
 STANDARDISED_LINKS = "beta_standardised"
+#: The stage-2 weights (``PolychoricSettings.weight``; :mod:`veerkracht_bayes.sem.moment_weights`).
+WEIGHTS = ("sandwich", "full", "diagonal")
+#: data containers of the diagonal / sandwich weights (after :data:`DATA_PREFIX`)
+WEIGHT_CONTAINERS = ("weight_dwls_diagonal", "weight_sandwich")
+#: pilot of each sandwich model (:func:`sandwich_pilot_info`)
+_PILOTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+#: compiled pilot programs by cache key (:func:`fit_sandwich_weight`)
+_PILOT_PROGRAMS: dict = {}
+#: what the pilot of each sandwich model needs (tensors, free loadings, Gamma_hat, tolerance)
+_CONTEXT: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 @dataclass(frozen=True)
@@ -90,11 +119,14 @@ class PolychoricSettings:
     items in the implied correlations (their links sampled with the others, on their priors);
     ``"cut"`` (default) leaves out of the implied correlations every link that touches one, which
     biases the links among measured constructs by the dropped paths (docs/performance.md §4b).
+    ``weight`` picks the stage-2 likelihood (module docstring; default ``"sandwich"``).
 
     Examples
     --------
     >>> PolychoricSettings().ridge
     1e-09
+    >>> PolychoricSettings().weight
+    'sandwich'
     >>> PolychoricSettings(item_reliability={"prof_help": 0.42}, unmeasured="joint").unmeasured
     'joint'
     """
@@ -112,6 +144,13 @@ class PolychoricSettings:
     #: absent links): "standardised" (``z ~ N(0, 1)``, the link its prior's quantile of
     #: ``Phi(z)``; see :func:`standardised_link_keys`) or "native" (PyMC's ``log|beta|``)
     prior_links: str = "standardised"
+    #: stage-2 weight (:mod:`veerkracht_bayes.sem.moment_weights`): "sandwich" (the DWLS
+    #: estimating equation's quasi-likelihood with the sandwich variance: calibrated by the SBC,
+    #: docs/performance.md §4b.1), "full" (``N(rho, Gamma_hat)``, Gamma_hat inverted: too narrow
+    #: at moderate n) or "diagonal" (DWLS without the adjustment: not calibrated, comparison only)
+    weight: str = "sandwich"
+    #: eigenvalues of the sandwich's ``J`` at or below ``sandwich_tol * max`` count as zero
+    sandwich_tol: float = 1e-9
 
 
 @dataclass(frozen=True)
@@ -412,7 +451,10 @@ def link_to_standard(beta: np.ndarray, priors: Mapping[str, object], keys: list[
 
 def build_polychoric_model(graph: CausalGraph, data: PolychoricData, priors: object | None = None, *,
                            settings: PolychoricSettings | None = None,
-                           stability: StabilitySettings | None = None):
+                           stability: StabilitySettings | None = None,
+                           whitener: np.ndarray | None = None,
+                           pilot_start: Mapping[str, object] | None = None,
+                           pilot: bool = True):
     """Build the PyMC model of the polychoric route (stage 2).
 
     Parameters
@@ -420,7 +462,22 @@ def build_polychoric_model(graph: CausalGraph, data: PolychoricData, priors: obj
     graph, data, priors
         The diagram, the stage-1 summaries (:func:`polychoric_data`) and the edge priors.
     settings, stability
-        Measurement priors / single-item reliability, and the stability barrier.
+        Measurement priors / single-item reliability, the stage-2 ``weight``, and the stability
+        barrier.
+    whitener
+        ``weight="sandwich"`` only: the ``(p, s)`` matrix ``M`` of
+        :func:`~veerkracht_bayes.sem.moment_weights.sandwich_whitener` (``p`` = edges + free
+        loadings, in that order; ``s`` correlations). Without it the model computes its own:
+        the mode of the DWLS posterior (the same model with the diagonal weight) from
+        ``pilot_start`` by L-BFGS, the Jacobian of the implied correlations in the links and
+        free correlation-scale loadings there, and ``M`` from that Jacobian and Gamma_hat
+        (:func:`sandwich_pilot_info` reports it).
+    pilot_start
+        Constrained starting values of the pilot's optimiser (free random variables by name,
+        as the samplers' initial values); PyMC's initial point when omitted.
+    pilot
+        ``False``: return a ``weight="sandwich"`` model without a whitener (it is then the DWLS
+        model) for :func:`fit_sandwich_weight` to finish, e.g. from the sampler's start points.
 
     Returns
     -------
@@ -437,9 +494,12 @@ def build_polychoric_model(graph: CausalGraph, data: PolychoricData, priors: obj
     >>> y = np.random.default_rng(1).integers(0, 3, (200, 3)).astype(float)
     >>> data = polychoric_data(polychoric(y, ["ordinal"] * 3, names=["a", "b", "c"]), {"a": "A", "b": "A", "c": "B"})
     >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
-    >>> model, layout = build_polychoric_model(graph_from_lavaan("B ~ A"), data)
+    >>> model, layout = build_polychoric_model(graph_from_lavaan("B ~ A"), data, pilot=False)
     >>> {"beta", "loading", "lambda", "correlations"} <= set(model.named_vars), layout.edge_keys
     (True, ('A->B',))
+
+    (``pilot=False`` only saves the doctest the sandwich pilot's seconds; see
+    :func:`fit_sandwich_weight`.)
     """
     import pymc as pm
     import pytensor.tensor as pt
@@ -451,6 +511,12 @@ def build_polychoric_model(graph: CausalGraph, data: PolychoricData, priors: obj
            [("reliability", st.reliability), *item_rel.items()] if not 0 < float(v) < 1]
     bad += [Problem(f"item_reliability names {k!r}, which is not an item of the data "
                     f"(items: {list(data.item_names)})", field=k) for k in item_rel if k not in data.item_names]
+    if st.weight not in WEIGHTS:
+        bad.append(Problem(f"weight must be one of {list(WEIGHTS)}, got {st.weight!r}", field="weight",
+                           value=st.weight))
+    if whitener is not None and st.weight != "sandwich":
+        bad.append(Problem(f"a whitener is used only with weight='sandwich', not {st.weight!r}",
+                           field="whitener"))
     if bad:
         raise ModelError(bad)
 
@@ -482,7 +548,11 @@ def build_polychoric_model(graph: CausalGraph, data: PolychoricData, priors: obj
     for k, c in enumerate(covariates):
         var_kind[names.index(xvar[c])], var_idx[names.index(xvar[c])] = 1, k
     pairs = data.stats.pairs[data.lik_pairs]
-    r_w_hat, Linv = whiten_correlations(data.stats, data.lik_pairs, ridge=st.ridge)
+    s_lik = len(data.lik_pairs)
+    if st.weight == "full":
+        r_w_hat, Linv = whiten_correlations(data.stats, data.lik_pairs, ridge=st.ridge)
+    else:
+        r_w_hat, Linv = np.zeros(s_lik), None
     item_c = np.array([lli[c] for c in data.item_construct], dtype=int)
     free = np.array([counts[c] > 1 for c in data.item_construct], bool)
     coords = {"edge": list(keys), "node": list(graph.nodes), "latent": latent, "lik_latent": lik_latent,
@@ -531,12 +601,288 @@ def build_polychoric_model(graph: CausalGraph, data: PolychoricData, priors: obj
         if (~free).any():
             rel = [float(item_rel.get(v, st.reliability)) for v, f in zip(data.item_names, free) if not f]
             l = pt.set_subtensor(l[np.flatnonzero(~free)], np.sqrt(np.array(rel)))
-        pm.Deterministic("lambda", l, dims="item")
+        l = pm.Deterministic("lambda", l, dims="item")
         parts, inv = implied_correlations(S_eta, SxG, l, item_c, var_kind, var_idx, pairs)
         rho_vec = pt.concatenate(parts)[inv] if len(parts) > 1 else parts[0][inv]
-        pm.Potential("correlations", -0.5 * _whitened_sum_of_squares(
-            model, rho_vec - data_container("correlations_hat", data.stats.r[data.lik_pairs]), Linv))
+        diff = rho_vec - data_container("correlations_hat", data.stats.r[data.lik_pairs])
+        if st.weight == "full":
+            pm.Potential("correlations", -0.5 * _whitened_sum_of_squares(model, diff, Linv))
+        else:
+            gamma = _lik_gamma(data, st.ridge)
+            # DWLS: the elementwise D^-1/2 (the sandwich's pilot; zero once the sandwich is set)
+            dw = _shared(model, WEIGHT_CONTAINERS[0], diagonal_whitener(gamma))
+            total = pt.sum((dw * diff) ** 2)
+            if st.weight == "sandwich":
+                p_par = len(keys) + int(free.sum())
+                mw = _shared(model, WEIGHT_CONTAINERS[1], np.zeros((p_par, s_lik)))
+                total = total + pt.sum(pt.dot(mw, diff) ** 2)
+            pm.Potential("correlations", -0.5 * total)
+    if st.weight == "sandwich":
+        _CONTEXT[model] = (beta, l, rho_vec, np.flatnonzero(free), gamma, st.sandwich_tol)
+        if whitener is None:
+            if pilot:
+                fit_sandwich_weight(model, [pilot_start] if pilot_start else ())
+            return model, layout
+        else:
+            whitener = np.asarray(whitener, dtype=float)
+            if whitener.shape != (p_par, s_lik):
+                raise ModelError(Problem(f"whitener has shape {whitener.shape}, expected ({p_par}, {s_lik}) "
+                                         "(edges + free loadings, correlations)", field="whitener",
+                                         value=whitener.shape))
+            info = SandwichPilot(point={}, delta=np.zeros((s_lik, 0)), whitener=whitener,
+                                 rank=int(np.any(whitener != 0, axis=1).sum()), seconds=0.0, iterations=0,
+                                 converged=True, message="whitener given")
+        set_sandwich_whitener(model, whitener)
+        _PILOTS[model] = info
     return model, layout
+
+
+def fit_sandwich_weight(model, starts: Sequence[Mapping[str, object]] = (), *,
+                        cache_key: str | None = None) -> SandwichPilot:
+    """Compute and set the sandwich whitener of a ``weight="sandwich"`` model (its pilot).
+
+    The pilot: the mode of the model's DWLS posterior (the same model with the diagonal weight)
+    by L-BFGS in the value space, from the first of ``starts`` with a finite log-density (then
+    PyMC's initial point, then its links shrunk towards 0); the Jacobian ``Delta`` of the
+    implied correlations in the edges and the free correlation-scale loadings there (JAX,
+    exact); ``M`` from ``Delta`` and Gamma_hat
+    (:func:`~veerkracht_bayes.sem.moment_weights.sandwich_whitener`). The pilot only affects
+    efficiency: ``E g(theta_true) = 0`` for any fixed ``Delta``.
+
+    Parameters
+    ----------
+    model
+        From ``build_polychoric_model(..., settings=PolychoricSettings(weight="sandwich"))``.
+    starts
+        Constrained candidate starts (free random variables by name).
+    cache_key
+        A key that identifies the model's graph up to its data values (e.g.
+        :func:`veerkracht_bayes.inference.jax_nuts.model_fingerprint`): models with the same key
+        reuse the pilot's compiled programs (the data containers are their arguments).
+
+    Returns
+    -------
+    SandwichPilot
+        Also kept for :func:`sandwich_pilot_info`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.survey.polychoric import polychoric
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> y = np.random.default_rng(1).integers(0, 3, (300, 3)).astype(float)
+    >>> data = polychoric_data(polychoric(y, ["ordinal"] * 3, names=["a", "b", "c"]), {"a": "A", "b": "A", "c": "B"})
+    >>> model, _ = build_polychoric_model(graph_from_lavaan("B ~ A"), data,
+    ...                                   settings=PolychoricSettings(weight="sandwich"), pilot=False)
+    >>> info = fit_sandwich_weight(model)
+    >>> info.whitener.shape, info.rank  # 1 edge + 2 free loadings, 3 correlations
+    ((3, 3), 3)
+    """
+    if model not in _CONTEXT:
+        raise ModelError(Problem("the model has no sandwich weight (build it with weight='sandwich')",
+                                 field="weight"))
+    beta, l, rho_vec, free_idx, gamma, tol = _CONTEXT[model]
+    info = _sandwich_pilot(model, beta, l, rho_vec, free_idx, gamma, list(starts), tol, cache_key)
+    set_sandwich_whitener(model, info.whitener)
+    _PILOTS[model] = info
+    return info
+
+
+def _lik_gamma(data: PolychoricData, ridge: float) -> np.ndarray:
+    """Gamma_hat of the correlations in the likelihood, with the same relative ridge as the full weight."""
+    idx = np.asarray(data.lik_pairs, dtype=int)
+    g = data.stats.acov[np.ix_(idx, idx)]
+    return g + ridge * np.trace(g) / max(len(g), 1) * np.eye(len(g))
+
+
+def _shared(model, name: str, value: np.ndarray):
+    """A float64 data container (``pytensor.shared`` registered as model data, replaceable in place)."""
+    import pytensor
+
+    v = pytensor.shared(np.asarray(value, dtype=float), name=DATA_PREFIX + name, shape=np.shape(value))
+    model.register_data_var(v)
+    return v
+
+
+def set_sandwich_whitener(model, whitener: np.ndarray) -> None:
+    """Put a sandwich whitener ``M`` into a ``weight="sandwich"`` model and switch its DWLS pilot term off.
+
+    The model's correlation term is then ``-1/2 |M (rho - r_hat)|^2``
+    (:func:`~veerkracht_bayes.sem.moment_weights.sandwich_whitener`). ``build_polychoric_model``
+    calls it; call it yourself only to replace the weight of a built model (same shape).
+
+    Parameters
+    ----------
+    model
+        A model from :func:`build_polychoric_model` with ``weight="sandwich"``.
+    whitener
+        ``(p, s)``: edges + free loadings by correlations.
+
+    Raises
+    ------
+    ModelError
+        When the model has no sandwich weight or the shape differs.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.survey.polychoric import polychoric
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> y = np.random.default_rng(1).integers(0, 3, (300, 3)).astype(float)
+    >>> data = polychoric_data(polychoric(y, ["ordinal"] * 3, names=["a", "b", "c"]), {"a": "A", "b": "A", "c": "B"})
+    >>> model, _ = build_polychoric_model(graph_from_lavaan("B ~ A"), data,
+    ...                                   settings=PolychoricSettings(weight="sandwich"), pilot=False)
+    >>> set_sandwich_whitener(model, np.zeros((3, 3)))  # edges (1) + free loadings (2) by 3 correlations
+    >>> abs(float(model.compile_logp(vars=[model["correlations"]], sum=True)(model.initial_point())))
+    0.0
+    """
+    found = {v.name: v for v in model.data_vars}
+    names = [DATA_PREFIX + n for n in WEIGHT_CONTAINERS]
+    if names[1] not in found:
+        raise ModelError(Problem("the model has no sandwich weight (build it with weight='sandwich')",
+                                 field="weight"))
+    mw, dw = found[names[1]], found[names[0]]
+    w = np.asarray(whitener, dtype=float)
+    shape = tuple(np.shape(mw.get_value(borrow=True)))
+    if w.shape != shape:
+        raise ModelError(Problem(f"whitener has shape {w.shape}, expected {shape}", field="whitener",
+                                 value=w.shape))
+    mw.set_value(w)
+    dw.set_value(np.zeros(np.shape(dw.get_value(borrow=True))))
+
+
+@dataclass(frozen=True)
+class SandwichPilot:
+    """How a sandwich model's weight was made (:func:`sandwich_pilot_info`).
+
+    Attributes
+    ----------
+    point
+        The pilot (DWLS posterior mode): ``beta`` (edges) and ``lambda`` (items, correlation scale).
+    delta
+        ``(s, p)`` Jacobian of the implied correlations in the edges and the free loadings there.
+    whitener
+        The ``(p, s)`` matrix ``M``; ``rank`` its non-zero rows.
+    seconds, iterations, converged, message
+        The optimiser's time (compilation included), iterations and verdict.
+
+    Examples
+    --------
+    >>> SandwichPilot({}, np.zeros((3, 1)), np.zeros((1, 3)), 0, 0.1, 5, True, "ok").rank
+    0
+    """
+
+    point: dict
+    delta: np.ndarray
+    whitener: np.ndarray
+    rank: int
+    seconds: float
+    iterations: int
+    converged: bool
+    message: str
+
+
+def sandwich_pilot_info(model) -> SandwichPilot | None:
+    """The pilot behind a ``weight="sandwich"`` model's whitener (None for other models).
+
+    Examples
+    --------
+    >>> import pymc as pm
+    >>> sandwich_pilot_info(pm.Model()) is None
+    True
+    """
+    return _PILOTS.get(model)
+
+
+@x64
+def _sandwich_pilot(model, beta_var, l_var, rho_var, free_idx: np.ndarray, gamma: np.ndarray,
+                    starts: list, tol: float, cache_key: str | None = None, maxiter: int = 1000) -> SandwichPilot:
+    """The DWLS posterior mode, the Jacobian of rho there, and the sandwich whitener."""
+    import time
+
+    import jax
+    import pytensor.tensor as pt
+    from pymc.initial_point import make_initial_point_fn
+    from pymc.sampling.jax import get_jaxified_graph
+    from pytensor.graph.replace import clone_replace
+    t0 = time.perf_counter()
+    value_vars = list(model.value_vars)
+    shared = sorted((v for v in model.data_vars if v.name.startswith(DATA_PREFIX)), key=lambda v: v.name)
+    names = [v.name for v in value_vars]
+    ip = model.initial_point()
+    shapes = [tuple(np.shape(ip[n])) for n in names]
+    sizes = [int(np.prod(sh, dtype=int)) for sh in shapes]
+    cuts = np.cumsum([0] + sizes)
+
+    def unravel(flat):
+        return [flat[cuts[i]:cuts[i + 1]].reshape(shapes[i]) for i in range(len(names))]
+
+    programs = _PILOT_PROGRAMS.get(cache_key) if cache_key is not None else None
+    if programs is None:
+        syms = [pt.tensor(dtype=str(v.dtype), shape=v.type.shape, name=v.name + "_in") for v in shared]
+        repl = dict(zip(shared, syms, strict=True))
+        logp = clone_replace([model.logp()], replace=repl)
+        f_logp = get_jaxified_graph(inputs=value_vars + syms, outputs=logp)
+        f_point = get_jaxified_graph(inputs=value_vars, outputs=model.replace_rvs_by_values([beta_var, l_var]))
+        b_in = pt.tensor(dtype="float64", shape=beta_var.type.shape, name="beta_in")
+        l_in = pt.tensor(dtype="float64", shape=l_var.type.shape, name="lambda_in")
+        f_rho = get_jaxified_graph(inputs=[b_in, l_in],
+                                   outputs=[clone_replace(rho_var, replace={beta_var: b_in, l_var: l_in})])
+        programs = (jax.jit(jax.value_and_grad(lambda flat, *d: f_logp(*unravel(flat), *d)[0])),
+                    jax.jit(lambda flat: f_point(*unravel(flat))),
+                    jax.jit(jax.jacfwd(lambda b, l_: f_rho(b, l_)[0], argnums=(0, 1))))
+        if cache_key is not None:
+            if len(_PILOT_PROGRAMS) >= 8:
+                _PILOT_PROGRAMS.pop(next(iter(_PILOT_PROGRAMS)))
+            _PILOT_PROGRAMS[cache_key] = programs
+    vg, point_fn, jac_fn = programs
+    # the DWLS model, whatever weight the model holds now (a second pilot starts from the same)
+    pilot_data = {DATA_PREFIX + WEIGHT_CONTAINERS[0]: diagonal_whitener(gamma),
+                  DATA_PREFIX + WEIGHT_CONTAINERS[1]: None}
+    data = [np.asarray(v.get_value(borrow=True)) for v in shared]
+    data = [np.zeros_like(d) if pilot_data.get(v.name, d) is None else np.asarray(pilot_data.get(v.name, d))
+            for v, d in zip(shared, data, strict=True)]
+
+    def value_point(overrides: Mapping[str, object]) -> dict:
+        return make_initial_point_fn(model=model, overrides=dict(overrides), jitter_rvs=set(),
+                                     return_transformed=True)(0)
+
+    def candidates():
+        yield from (dict(c) for c in starts if c)
+        yield {}
+        # PyMC's initial point with the links shrunk towards 0 (inside the standardisation and
+        # stability region for small enough links; signs and bounds kept)
+        plain = make_initial_point_fn(model=model, jitter_rvs=set(), return_transformed=False)(0)
+        links = [rv.name for rv in model.free_RVs if rv.name != "loading"]
+        yield from ({k: f * np.asarray(plain[k]) for k in links} for f in (0.3, 0.1, 0.03))
+
+    dj = [jax.device_put(d) for d in data]
+
+    def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
+        v, g = vg(flat, *dj)
+        v, g = float(v), np.asarray(g, dtype=float)
+        if not (np.isfinite(v) and np.isfinite(g).all()):
+            return 1e30, np.zeros_like(flat)
+        return -v, -g
+
+    for cand in candidates():
+        x0 = value_point(cand)
+        flat0 = np.concatenate([np.ravel(np.asarray(x0[n], dtype=float)) for n in names])
+        f0, _ = objective(flat0)
+        if f0 < 1e30:
+            break
+    if f0 >= 1e30:
+        raise ModelError(Problem("the sandwich pilot's start has a non-finite log-density; pass pilot_start "
+                                 "(e.g. a prior draw inside the stability and standardisation region)",
+                                 field="pilot_start"))
+    best, fbest, nit, converged, message = _lbfgs(objective, flat0, maxiter)
+    beta0, l0 = (np.asarray(a, dtype=float) for a in point_fn(best))
+    jb, jl = jac_fn(beta0, l0)
+    delta = np.column_stack([np.asarray(jb), np.asarray(jl)[:, free_idx]])
+    whitener, rank = sandwich_whitener(delta, gamma, tol=tol)
+    return SandwichPilot(point={"beta": beta0, "lambda": l0}, delta=delta, whitener=whitener, rank=rank,
+                         seconds=time.perf_counter() - t0, iterations=nit, converged=converged,
+                         message=f"{message}; log-density {-fbest:.6g} (start {-f0:.6g})")
 
 
 #: correlations from which the whitening product runs in float32 (below it, float64)
@@ -568,3 +914,59 @@ def _whitened_sum_of_squares(model, diff, Linv: np.ndarray):
         e = pt.cast(pt.dot(Lk, d[:i1]), "float64")
         total = total + pt.sum(e ** 2)
     return total
+
+
+def _lbfgs(objective, x0: np.ndarray, maxiter: int, memory: int = 10, rtol: float = 1e-10
+           ) -> tuple[np.ndarray, float, int, bool, str]:
+    """Minimise ``objective`` (returns value, gradient; ``>= 1e30`` outside the model's support)
+    by L-BFGS with a backtracking (Armijo) line search that halves the step out of the region
+    where the log-density is ``-inf`` (SciPy's L-BFGS-B stops there after a step or two: its line
+    search reads the barrier as no reduction). Returns (x, f, iterations, converged, message)."""
+    x = np.asarray(x0, dtype=float).copy()
+    f, g = objective(x)
+    s_hist: list[np.ndarray] = []
+    y_hist: list[np.ndarray] = []
+    small = 0
+    for it in range(1, maxiter + 1):
+        # two-loop recursion: d = -H g
+        q = g.copy()
+        alphas = []
+        for s_k, y_k in zip(reversed(s_hist), reversed(y_hist), strict=True):
+            a_k = (s_k @ q) / (y_k @ s_k)
+            alphas.append(a_k)
+            q -= a_k * y_k
+        if s_hist:
+            q *= (s_hist[-1] @ y_hist[-1]) / (y_hist[-1] @ y_hist[-1])
+        else:
+            q /= max(1.0, float(np.linalg.norm(g)))
+        for (s_k, y_k), a_k in zip(zip(s_hist, y_hist, strict=True), reversed(alphas), strict=True):
+            q += (a_k - (y_k @ q) / (y_k @ s_k)) * s_k
+        d = -q
+        slope = float(g @ d)
+        if slope >= 0:  # not a descent direction: restart from the gradient
+            s_hist, y_hist = [], []
+            d = -g / max(1.0, float(np.linalg.norm(g)))
+            slope = float(g @ d)
+        step, accepted = 1.0, False
+        for _ in range(60):
+            xn = x + step * d
+            fn, gn = objective(xn)
+            if fn < 1e30 and fn <= f + 1e-4 * step * slope:
+                accepted = True
+                break
+            step *= 0.5
+        if not accepted:
+            return x, f, it, False, "line search found no decrease"
+        sk, yk = xn - x, gn - g
+        if sk @ yk > 1e-12 * float(np.linalg.norm(sk) * np.linalg.norm(yk)):
+            s_hist.append(sk)
+            y_hist.append(yk)
+            if len(s_hist) > memory:
+                s_hist.pop(0)
+                y_hist.pop(0)
+        rel = (f - fn) / max(abs(f), abs(fn), 1.0)
+        x, f, g = xn, fn, gn
+        small = small + 1 if rel < rtol else 0
+        if small >= 3 or float(np.max(np.abs(g))) < 1e-6:
+            return x, f, it, True, "converged"
+    return x, f, maxiter, False, "iteration limit"
