@@ -127,7 +127,8 @@ def test_run_with_data_end_to_end_fast_twin(small_survey: Path, monkeypatch: pyt
 
 def test_demo_fast_twin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Fast twin of test_demo_fast_full: ``demo --fast --force`` on the shipped 20,000
-    respondents (shipped config, data, brief), with --fast shortened to 15 draws."""
+    respondents (shipped config, data, brief), with --fast shortened to 15 draws (the draws of
+    the notebook-04 fast twin in tests/test_notebooks.py, so the two share compiled programs)."""
     from veerkracht_bayes.workflow import config as run_config
 
     monkeypatch.setattr(run_config, "FAST_DRAWS", 15)

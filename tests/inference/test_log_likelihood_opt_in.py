@@ -17,7 +17,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np
 import pytest
 import xarray as xr
-from _small_fit import small_data, small_fit, small_graph
+from _small_fit import SHARED_DRAWS, small_data, small_fit, small_graph
 
 import veerkracht_bayes as vb
 from veerkracht_bayes.api import Fit
@@ -29,7 +29,7 @@ from veerkracht_bayes.inference.sampling import FitResult, compute_log_likelihoo
 @pytest.fixture(scope="module")
 def eager():
     """A small real fit with the log-likelihood computed during ``fit`` (pointwise=True)."""
-    return small_fit(draws=60, tune=80, seed=4)
+    return small_fit(seed=4)  # the suite's shared draws and tuning steps (_small_fit)
 
 
 def _without_log_likelihood(res: FitResult) -> FitResult:
@@ -44,7 +44,7 @@ def test_added_later_equals_eager_values(eager):
     a = eager.idata["log_likelihood"]["y"]
     b = late.idata["log_likelihood"]["y"]
     assert a.dims == b.dims == ("chain", "draw", "respondent")
-    assert b.shape == (2, 60, eager.data.n)
+    assert b.shape == (2, SHARED_DRAWS, eager.data.n)
     np.testing.assert_allclose(b.values, a.values, rtol=0, atol=1e-10)
     # a result that has the group is returned unchanged
     assert compute_log_likelihood(eager) is eager

@@ -24,7 +24,7 @@ from veerkracht_bayes.workflow.pipeline import POSTERIOR_GROUPS, write_posterior
 
 @pytest.fixture(scope="module")
 def reloaded(tmp_path_factory):
-    fitted = small_fit(draws=120, tune=150, seed=5)
+    fitted = small_fit(seed=5)  # the suite's shared draws and tuning steps (_small_fit)
     folder = tmp_path_factory.mktemp("post")
     name = write_posterior(fitted, folder)
     with xr.open_datatree(folder / name) as dt:

@@ -16,7 +16,7 @@ from veerkracht_bayes.workflow.uncertainty import voi_from_fit, wave_refit
 
 @pytest.fixture(scope="module")
 def fitted():
-    res = small_fit(draws=100, tune=150)
+    res = small_fit()  # 100 + 150 per chain: the suite's shared small-model program (_small_fit)
     draws = StructuralDraws.from_posterior(res.idata, res.graph)
     ivs = [Intervention(name="via_d", parts=[Shift(node="d", delta=1.0)]),
            Intervention(name="via_x", parts=[Shift(node="x", delta=1.0)])]
