@@ -28,13 +28,19 @@ leak between them; peak memory = VmHWM of that subprocess):
 3. ``graph_size``: random signed cyclic graphs with 10 ... 100 nodes (ρ(B) < 1 at the truth,
    3 items per node), N = 5,000: wall time and ESS/s.
 4. ``first_result``: the README's first result, ``vb.fit(graph, survey, priors="marvel")`` on
-   ``data/synthetic`` (20,000 rows; import, read, statistics (two-stage EM), fit) in a fresh
-   interpreter, on the continuous path named explicitly (``measurement="continuous"``) with
-   vb.fit's default draws and tuning steps (1000 + 1000, 2 chains; ``--smoke``: 50 + 50),
+   the ``SurveyData`` of ``data/synthetic`` (20,000 rows; import, read, statistics, fit) in a
+   fresh interpreter, with vb.fit's default draws and tuning steps (2 chains; ``--smoke``:
+   50 + 50), twice: on the continuous path named explicitly (``measurement="continuous"``, the
+   demo's; key ``first_result_seconds``) and as the README's call runs (``measurement="auto"``,
+   which the shipped codebook resolves to the polychoric route, joint mode; key
+   ``first_result_ordinal_seconds``; ``--skip first_ordinal`` leaves it out),
    (a) with ``VEERKRACHT_JAX_CACHE`` pointing at an empty directory and (b) after
-   ``veerkracht-bayes warmup`` (what scripts/bootstrap.sh runs; ``--draws D --tune D`` in
-   ``--smoke``) filled another empty directory. Each run also reports the load average at its
-   start and end, the draws, min bulk ESS of ``beta`` and divergences, its CPU seconds, the time (wall and CPU) of the per-respondent
+   ``veerkracht-bayes warmup`` (what scripts/bootstrap.sh runs: both routes; ``--draws D --tune D``
+   in ``--smoke``) filled another empty directory. Each run also reports the load average at its
+   start and end, the route resolved, the draws, min bulk ESS of ``beta``, max R-hat, leapfrog
+   steps per draw and divergences, its CPU seconds, the time (wall and CPU) of the survey's
+   statistics inside the fit (``stats_s``, ``stats_cpu_s``: the two-stage EM, or stage 1 of the
+   polychoric route), the time of the per-respondent
    log-likelihood for LOO (``pointwise_loglik_s``, ``pointwise_loglik_cpu_s``; 0 since ``vb.fit``
    computes it only with ``log_likelihood=True``)
    and, from ``jax.monitoring``, the seconds of tracing, lowering, XLA compilation and cache reads
@@ -71,7 +77,11 @@ leak between them; peak memory = VmHWM of that subprocess):
   ``first_result_seconds_after_warmup`` (= ``first_result_seconds_warm_cache``, the key of earlier
   runs), ``first_result_cache_warm`` (whether the README's first command, scripts/bootstrap.sh,
   runs ``veerkracht-bayes warmup``) and ``first_result_seconds`` (the after-warmup time if it
-  does, else the empty-cache time);
+  does, else the empty-cache time); the same for the README's call as it runs (auto ->
+  polychoric): ``first_result_ordinal`` (``cold``, ``warmup`` (its ``warmup_fit_s`` per route),
+  ``after_warmup``), ``first_result_ordinal_seconds_empty_cache``,
+  ``first_result_ordinal_seconds_after_warmup``, ``first_result_ordinal_cache_warm``,
+  ``first_result_ordinal_seconds``;
 * ``doquery``, ``doquery_seconds``; ``uncertainty``, ``structure_seconds``, ``voi_seconds``;
   ``parquet``;
 * ``ordinal`` (exact path), ``ordinal_exact_ess_per_s_ratio_vs_pymc``,
@@ -84,7 +94,7 @@ leak between them; peak memory = VmHWM of that subprocess):
   ``ordinal_flat_n_ratio_warm`` (stage 1 + a refit with the compiled program) and
   ``ordinal_flat_n_peak_rss_mb`` (peak memory of the largest run).
 
-``--skip`` takes ``ess,nutpie,scaling,graph,first,doquery,uncertainty,parquet,ordinal,polychoric``.
+``--skip`` takes ``ess,nutpie,scaling,graph,first,first_ordinal,doquery,uncertainty,parquet,ordinal,polychoric``.
 """
 
 from __future__ import annotations
@@ -528,57 +538,78 @@ def _cpu_s() -> float:
 def stage_first_result(a: dict) -> dict:
     """The README's first result in a fresh interpreter: import, read the shipped survey, fit.
 
-    ``vb.fit(graph, survey, priors="marvel", draws, tune)`` (the README's call), with the survey's
-    statistics computed (and timed) just before, as ``vb.fit`` does first.
+    ``vb.fit(graph, survey, priors="marvel", draws, tune, measurement=...)`` on the
+    :class:`SurveyData` itself, exactly as the README and ``veerkracht-bayes warmup`` call it
+    (``a["measurement"]``: ``"continuous"``, the continuous key, or ``"auto"``, the README's
+    call as it runs, which the shipped codebook resolves to the polychoric route). Fitting
+    prepared ``ModelData`` instead would leave out the codebook's per-item reliabilities, whose
+    values are constants of the compiled programs, so the warmup's cache would miss. The
+    survey's statistics (continuous: ``model_data_from_survey``; polychoric: stage 1,
+    ``polychoric_data_from_survey``) are timed inside the fit by wrapping those functions.
     Besides the wall times per step: this process's CPU seconds (a loaded machine stretches wall
     time, much less CPU time) and where the fit's time went according to ``jax.monitoring``.
     """
     t_start = a["t_start"]
     t0 = time.time()
     load_start = os.getloadavg()[0]
+    import numpy as np
+
     import veerkracht_bayes as vb
-    from veerkracht_bayes.survey.statistics import model_data_from_survey
+    import veerkracht_bayes.inference.polychoric_fit as pfit
+    import veerkracht_bayes.survey.statistics as stats_mod
 
     clock = _compile_clock()
     import veerkracht_bayes.inference.sampling as smp
 
-    # the per-respondent log-likelihood for LOO, timed on its own (NumPy); vb.fit computes it only
-    # with log_likelihood=True, so the README's call reports 0 here
-    pointwise = {"pointwise_loglik_s": 0.0, "pointwise_loglik_cpu_s": 0.0}
-    inner = smp.pointwise_loglik
+    timed = {"pointwise_loglik_s": 0.0, "pointwise_loglik_cpu_s": 0.0, "stats_s": 0.0, "stats_cpu_s": 0.0}
 
-    def timed_pointwise(*args, **kwargs):
-        w0, c0 = time.perf_counter(), _cpu_s()
-        try:
-            return inner(*args, **kwargs)
-        finally:
-            pointwise["pointwise_loglik_s"] += time.perf_counter() - w0
-            pointwise["pointwise_loglik_cpu_s"] += _cpu_s() - c0
+    def timing(inner, key):
+        def wrapped(*args, **kwargs):
+            w0, c0 = time.perf_counter(), _cpu_s()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                timed[f"{key}_s"] += time.perf_counter() - w0
+                timed[f"{key}_cpu_s"] += _cpu_s() - c0
+        return wrapped
 
-    smp.pointwise_loglik = timed_pointwise
+    # the per-respondent log-likelihood for LOO (NumPy; vb.fit computes it only with
+    # log_likelihood=True, so the README's call reports 0), and the survey's statistics, which
+    # vb.fit computes first (the functions are looked up when vb.fit runs, so the wrappers count)
+    smp.pointwise_loglik = timing(smp.pointwise_loglik, "pointwise_loglik")
+    stats_mod.model_data_from_survey = timing(stats_mod.model_data_from_survey, "stats")
+    pfit.polychoric_data_from_survey = timing(pfit.polychoric_data_from_survey, "stats")
     t_imp = time.time()
     cpu_imp = _cpu_s()
     g = vb.load_graph("marvel")
     sd = vb.read_survey(ROOT / "data/synthetic/veerkracht_synthetic.csv.gz",
                         ROOT / "data/synthetic/codebook_synthetic.yaml", graph=g)
     t_read = time.time()
-    md = model_data_from_survey(sd, g)  # what vb.fit(g, sd, ...) does first, timed on its own
-    t_stats = time.time()
-    # the continuous path explicitly (vb.fit's default measurement may follow the codebook);
+    measurement = a.get("measurement", "continuous")
     # draws / tune: vb.fit's defaults unless the profile names them
     kw = {k: a[k] for k in ("draws", "tune", "prior_draws") if a.get(k) is not None}
-    f = vb.fit(g, md, priors="marvel", progress=False, measurement="continuous", **kw)
+    f = vb.fit(g, sd, priors="marvel", progress=False, measurement=measurement, **kw)
     t_fit = time.time()
-    samp = float(f.idata["posterior"].attrs.get("sampling_time", float("nan")))
     post = f.idata["posterior"]
-    return {"draws": int(post.sizes["draw"]), "tune": int(post.attrs.get("tuning_steps", -1)),
-            "min_ess_beta": min_ess_beta(f.idata),
-            "divergences": int(f.idata["sample_stats"]["diverging"].sum()),
+    st = f.idata["sample_stats"]
+    samp = float(post.attrs.get("sampling_time", f.idata.attrs.get("sampling_seconds", float("nan"))))
+    from arviz_stats import rhat
+
+    pds = post.to_dataset() if hasattr(post, "to_dataset") else post
+    rh = rhat(pds, method="rank")
+    return {"measurement": measurement, "measurement_resolved": f.idata.attrs.get("measurement_resolved"),
+            "unmeasured_resolved": f.idata.attrs.get("unmeasured_resolved"),
+            "stage2_weight": f.idata.attrs.get("stage2_weight"),
+            "sandwich_pilot_s": f.idata.attrs.get("sandwich_pilot_seconds"),
+            "draws": int(post.sizes["draw"]), "tune": int(post.attrs.get("tuning_steps", -1)),
+            "min_ess_beta": min_ess_beta(f.idata), "rhat_max": float(max(np.nanmax(rh[v].values) for v in rh.data_vars)),
+            "divergences": int(st["diverging"].sum()),
+            "steps_per_draw": float(np.asarray(st["n_steps"]).mean()),
             "load_avg_start": load_start, "load_avg_end": os.getloadavg()[0],
             "total_s": t_fit - t_start, "interpreter_s": t0 - t_start, "import_s": t_imp - t0,
-            "read_s": t_read - t_imp, "stats_s": t_stats - t_read, "fit_s": t_fit - t_stats,
+            "read_s": t_read - t_imp, "fit_s": t_fit - t_read,
             "fit_sampling_incl_chain_compile_s": samp,
-            "cpu_s": _cpu_s(), "cpu_import_s": cpu_imp, **clock, **pointwise, "missing_method": md.missing_method,
+            "cpu_s": _cpu_s(), "cpu_import_s": cpu_imp, **clock, **timed,
             "cache_dir": os.environ.get("VEERKRACHT_JAX_CACHE")}
 
 
@@ -588,10 +619,14 @@ def stage_warmup(a: dict) -> dict:
     cmd = [str(Path(sys.executable).with_name("veerkracht-bayes")), "warmup"]
     for d in a["draws"]:  # none: the warmup's default, vb.fit's default setting
         cmd += ["--draws", str(d), "--tune", str(d)]
+    for m in a.get("measurement", []):  # none: the warmup's default (auto and continuous)
+        cmd += ["--measurement", m]
     r = subprocess.run(cmd, env=os.environ.copy(), capture_output=True, text=True, cwd=ROOT, check=False)
     if r.returncode != 0:
         return {"error": r.stderr[-2000:]}
-    return {"warmup_s": time.perf_counter() - t0}
+    # "compiled: ..., measurement M (route R) in S s", one line per setting
+    per = {m: float(x) for m, x in re.findall(r"measurement (\w+) \(route \w+\) in ([0-9.]+) s", r.stdout)}
+    return {"warmup_s": time.perf_counter() - t0, "warmup_fit_s": per}
 
 
 def stage_doquery(a: dict) -> dict:
@@ -700,7 +735,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--skip", default="", help="comma-separated stages to skip: ess,nutpie,scaling,graph,"
-                                               "first,doquery,uncertainty,parquet,ordinal,polychoric")
+                                               "first,first_ordinal,doquery,uncertainty,parquet,ordinal,"
+                                               "polychoric")
     ap.add_argument("--stage")
     ap.add_argument("--stage-args")
     args = ap.parse_args(argv)
@@ -773,29 +809,39 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(r)
         out["graph_size"] = rows
     if "first" not in skip:
-        fd = prof["first_draws"]  # None: vb.fit's defaults (1000 + 1000), as in the README
+        fd = prof["first_draws"]  # None: vb.fit's defaults, as in the README
         stage = {"draws": fd, "tune": fd}
-        cold = run_stage("first_result", {"t_start": time.time(), **stage}, cache=fresh_cache())
-        # a fresh install: the cache filled by `veerkracht-bayes warmup`, then a new interpreter
-        cache = fresh_cache()
-        wu = run_stage("warmup", {"draws": [] if fd is None else [fd]}, cache=cache)
-        warm = run_stage("first_result", {"t_start": time.time(), **stage}, cache=cache)
-        log(f"first result cold: {cold}; warmup: {wu}; after warmup: {warm}")
-        out["first_result"] = {"cold": cold, "warmup": wu, "after_warmup": warm}
+        routes = {"continuous": "first_result"}
+        if "first_ordinal" not in skip:
+            # the README's call as it runs: measurement "auto" -> polychoric route, joint
+            routes["auto"] = "first_result_ordinal"
         bootstrap = ROOT / "scripts" / "bootstrap.sh"
         installs_warm = bootstrap.is_file() and any(
             re.search(r"veerkracht-bayes\b.*\bwarmup\b", ln) for ln in bootstrap.read_text().splitlines()
             if not ln.lstrip().startswith(("#", "echo", '"')))
-        if "total_s" in cold:
-            out["first_result_seconds_empty_cache"] = cold["total_s"]
-        if "total_s" in warm:
-            out["first_result_seconds_after_warmup"] = warm["total_s"]
-            out["first_result_seconds_warm_cache"] = warm["total_s"]  # the key of earlier runs
-        # the README's first command (scripts/bootstrap.sh) fills the cache only if it runs the warmup
-        out["first_result_cache_warm"] = bool(installs_warm)
-        key = "first_result_seconds_after_warmup" if installs_warm else "first_result_seconds_empty_cache"
-        if key in out:
-            out["first_result_seconds"] = out[key]
+        colds = {m: run_stage("first_result", {"t_start": time.time(), "measurement": m, **stage},
+                              cache=fresh_cache()) for m in routes}
+        # a fresh install: the cache filled by `veerkracht-bayes warmup` (both routes), then new
+        # interpreters
+        cache = fresh_cache()
+        wu = run_stage("warmup", {"draws": [] if fd is None else [fd], "measurement": list(routes)}, cache=cache)
+        warms = {m: run_stage("first_result", {"t_start": time.time(), "measurement": m, **stage}, cache=cache)
+                 for m in routes}
+        for m, name in routes.items():
+            cold, warm = colds[m], warms[m]
+            log(f"{name} cold: {cold}; after warmup: {warm}")
+            out[name] = {"cold": cold, "warmup": wu, "after_warmup": warm}
+            if "total_s" in cold:
+                out[f"{name}_seconds_empty_cache"] = cold["total_s"]
+            if "total_s" in warm:
+                out[f"{name}_seconds_after_warmup"] = warm["total_s"]
+            if name == "first_result" and "total_s" in warm:
+                out["first_result_seconds_warm_cache"] = warm["total_s"]  # the key of earlier runs
+            # the README's first command (scripts/bootstrap.sh) fills the cache only if it runs the warmup
+            out[f"{name}_cache_warm"] = bool(installs_warm)
+            key = f"{name}_seconds_after_warmup" if installs_warm else f"{name}_seconds_empty_cache"
+            if key in out:
+                out[f"{name}_seconds"] = out[key]
     if "doquery" not in skip:
         r = run_stage("doquery", {"draws": prof["dq_draws"], "horizon": prof["horizon"]})
         log(f"doquery: {r}")
@@ -878,6 +924,13 @@ def write_markdown(out: dict) -> Path:
              f"| first result, empty compilation cache | {_f(out.get('first_result_seconds_empty_cache'))} | — |",
              f"| first result after `veerkracht-bayes warmup` | "
              f"{_f(out.get('first_result_seconds_after_warmup'))} | — |",
+             f"| first_result_ordinal_seconds (README's call, auto -> polychoric; cache "
+             f"{'filled by the install' if out.get('first_result_ordinal_cache_warm') else 'empty'}) "
+             f"| {_f(out.get('first_result_ordinal_seconds'))} | < 30 cold |",
+             f"| ordinal first result, empty compilation cache | "
+             f"{_f(out.get('first_result_ordinal_seconds_empty_cache'))} | < 30 |",
+             f"| ordinal first result after `veerkracht-bayes warmup` | "
+             f"{_f(out.get('first_result_ordinal_seconds_after_warmup'))} | — |",
              f"| doquery_seconds | {_f(out.get('doquery_seconds'))} | < 1 |",
              f"| structure_seconds | {_f(out.get('structure_seconds'))} | < 300 |",
              f"| voi_seconds | {_f(out.get('voi_seconds'))} | < 600 |",
@@ -912,7 +965,7 @@ def write_markdown(out: dict) -> Path:
             lines.append(f"| {_f(r.get('p'))} | {_f(r.get('edges'))} | {_f(r.get('wall_s'))} | "
                          f"{_f(r.get('ess_per_s'))} | {_f(r.get('peak_rss_mb'))} |")
         lines.append("")
-    for key in ("first_result", "doquery", "parquet", "ordinal", "ordinal_polychoric"):
+    for key in ("first_result", "first_result_ordinal", "doquery", "parquet", "ordinal", "ordinal_polychoric"):
         if key in out:
             lines += [f"## {key}", "", "```", json.dumps(out[key], indent=1, default=float), "```", ""]
     path = res / f"benchmark-{out['profile']}-{stamp}.md"

@@ -117,19 +117,26 @@ def compilation_cache_dir() -> Path | None:
     return Path(os.environ.get("VEERKRACHT_JAX_CACHE", Path.home() / ".cache" / "veerkracht_bayes" / "jax"))
 
 
-def warmup_stamp(draws: int, tune: int) -> Path | None:
+def warmup_stamp(draws: int, tune: int | None, measurement: str = "continuous") -> Path | None:
     """The file ``veerkracht-bayes warmup`` leaves in the compilation cache after a fit of
-    ``draws`` + ``tune`` iterations (``None`` when the cache is off).
+    ``draws`` + ``tune`` iterations with ``vb.fit(..., measurement=measurement)`` (``None`` when
+    the cache is off).
 
     Its name is a hash of what the compiled programs depend on besides the model's shape: the
     package's own source files, the versions of Python, JAX, jaxlib, numpyro, PyMC and PyTensor,
-    the number of CPU cores and the setting. A new release, an edited checkout or another machine
-    therefore gets another name, and ``warmup --if-missing`` fills the cache again.
+    the number of CPU cores and the setting: draws, tuning steps (``None``: vb.fit's default for
+    the route) and the measurement asked for (``"continuous"``, or ``"auto"``: the route the
+    shipped codebook resolves to, the polychoric one). A new release, an edited checkout or
+    another machine therefore gets another name, and ``warmup --if-missing`` fills the cache
+    again; each setting has its own stamp.
 
     Examples
     --------
     >>> a, b = warmup_stamp(1000, 1000), warmup_stamp(500, 500)
     >>> a is None or (a.parent == compilation_cache_dir() and a != b)
+    True
+    >>> c = warmup_stamp(1000, None, "auto")
+    >>> c is None or (c != warmup_stamp(1000, None, "continuous") and c != a)
     True
     """
     import hashlib
@@ -139,7 +146,8 @@ def warmup_stamp(draws: int, tune: int) -> Path | None:
     folder = compilation_cache_dir()
     if folder is None:
         return None
-    h = hashlib.sha256(f"{int(draws)}+{int(tune)}|{os.cpu_count()}|{platform.python_version()}".encode())
+    tuned = "default" if tune is None else str(int(tune))
+    h = hashlib.sha256(f"{int(draws)}+{tuned}|{measurement}|{os.cpu_count()}|{platform.python_version()}".encode())
     for dist in ("jax", "jaxlib", "numpyro", "pymc", "pytensor"):
         try:
             h.update(f"|{dist}={version(dist)}".encode())

@@ -65,6 +65,10 @@ def test_warmup_stamp_names_the_setting_and_follows_the_cache_setting(tmp_path: 
     assert a is not None and b is not None
     assert a.parent == tmp_path == compilation_cache_dir()
     assert a != b and a == warmup_stamp(1000, 1000) and a.name.endswith(".stamp")
+    # the route is part of the setting: the README's call (auto) and the continuous one, and
+    # vb.fit's default tuning (None) apart from an explicit one
+    assert warmup_stamp(1000, 1000, "auto") not in (a, warmup_stamp(1000, None, "auto"))
+    assert a == warmup_stamp(1000, 1000, "continuous")
     configure(compilation_cache=False)
     try:
         assert warmup_stamp(1000, 1000) is None

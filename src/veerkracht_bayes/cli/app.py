@@ -143,50 +143,72 @@ def warmup_command(
     draws: Annotated[list[int] | None, typer.Option("--draws", help="Draws per chain of a first fit to "
                                                     "compile for (repeatable; default 1000).")] = None,
     tune: Annotated[list[int] | None, typer.Option("--tune", help="Tuning steps per chain, one per "
-                                                   "--draws (default: as many as draws).")] = None,
+                                                   "--draws (default: vb.fit's default for the route).")] = None,
+    measurement: Annotated[list[str] | None, typer.Option(
+        "--measurement", help="vb.fit's measurement to compile for (repeatable): 'auto' (the README's first "
+                              "result: the shipped codebook's Likert and binary items take the polychoric "
+                              "route) and/or 'continuous' (the demo's); default both.")] = None,
     if_missing: Annotated[bool, typer.Option("--if-missing", help="Skip a setting whose programs this "
                                              "install already put in the cache (its stamp is there).")] = False,
 ) -> None:
     """Fill the persistent compilation cache with the programs of a first MARVEL fit.
 
-    One fit of the shipped synthetic survey per --draws (vb.fit's defaults otherwise). A later
+    One fit of the shipped synthetic survey per --draws and --measurement (vb.fit's defaults
+    otherwise): by default the README's first result as it runs, ``vb.fit(graph, survey,
+    priors="marvel")`` (measurement "auto", which the shipped codebook resolves to the
+    polychoric route), and the same fit on the continuous path, which the demo pins. A later
     fit of the same model shape (graph, items, number of missingness patterns) with the same
-    draws and tuning steps, on any data and seed, then reads its compiled programs from the
-    cache (veerkracht_bayes.runtime) instead of compiling them. After each fit a stamp
+    route, draws and tuning steps, on any data and seed, then reads its compiled programs from
+    the cache (veerkracht_bayes.runtime) instead of compiling them. After each fit a stamp
     (veerkracht_bayes.runtime.warmup_stamp: package sources, library versions, cores, setting)
     is left in the cache; with --if-missing a setting whose stamp is there is skipped, which is
     what scripts/bootstrap.sh runs.
     """
+    import time
+
     import veerkracht_bayes as vb
     from veerkracht_bayes.errors import ConfigError, Problem
     from veerkracht_bayes.resources import shipped_path
 
     draws = list(draws or [1000])
-    tune = list(tune or draws)
-    if len(tune) != len(draws):
-        raise ConfigError(Problem(f"{len(draws)} --draws but {len(tune)} --tune", field="tune"))
+    tunes: list[int | None] = list(tune) if tune else [None] * len(draws)
+    if len(tunes) != len(draws):
+        raise ConfigError(Problem(f"{len(draws)} --draws but {len(tunes)} --tune", field="tune"))
+    routes = list(dict.fromkeys(measurement or ["auto", "continuous"]))
+    for m in routes:
+        if m not in ("auto", "continuous"):
+            raise ConfigError(Problem(f"--measurement must be 'auto' or 'continuous', got {m!r}",
+                                      field="measurement", value=m))
     from veerkracht_bayes.runtime import compilation_cache_dir, warmup_stamp
 
     if compilation_cache_dir() is None:
         typer.echo("the compilation cache is turned off: nothing to fill")
         return
+
+    def label(n_draws: int, n_tune: int | None, m: str) -> str:
+        tuned = "default" if n_tune is None else str(n_tune)
+        return f"MARVEL fit, 2 chains x ({tuned} tune + {n_draws} draws), measurement {m}"
+
     todo = []
-    for n_draws, n_tune in zip(draws, tune):
-        stamp = warmup_stamp(n_draws, n_tune)
-        if if_missing and stamp is not None and stamp.is_file():
-            typer.echo(f"cached already: MARVEL fit, 2 chains x ({n_tune} tune + {n_draws} draws) in {stamp.parent}")
-        else:
-            todo.append((n_draws, n_tune, stamp))
+    for m in routes:
+        for n_draws, n_tune in zip(draws, tunes):
+            stamp = warmup_stamp(n_draws, n_tune, m)
+            if if_missing and stamp is not None and stamp.is_file():
+                typer.echo(f"cached already: {label(n_draws, n_tune, m)} in {stamp.parent}")
+            else:
+                todo.append((n_draws, n_tune, m, stamp))
     if not todo:
         return
     d = shipped_path("data", "synthetic")
     graph = vb.load_graph("marvel")
     survey = vb.read_survey(d / "veerkracht_synthetic.csv.gz", d / "codebook_synthetic.yaml", graph=graph)
-    for n_draws, n_tune, stamp in todo:
-        # the continuous path explicitly: the programs of the README's first result
-        vb.fit(graph, survey, priors="marvel", draws=n_draws, tune=n_tune, progress=False,
-               measurement="continuous")
+    for n_draws, n_tune, m, stamp in todo:
+        t0 = time.perf_counter()
+        # the README's call (measurement "auto") or the demo's (continuous), tune as the user's
+        # call leaves it: the compiled chains depend on the route, draws and tuning steps
+        f = vb.fit(graph, survey, priors="marvel", draws=n_draws, tune=n_tune, progress=False, measurement=m)
+        used = getattr(getattr(f.result, "idata", None), "attrs", {}).get("measurement_resolved", m)
         if stamp is not None:
             stamp.parent.mkdir(parents=True, exist_ok=True)
-            stamp.write_text(f"veerkracht-bayes warmup: MARVEL fit, 2 chains x ({n_tune} tune + {n_draws} draws)\n")
-        typer.echo(f"compiled: MARVEL fit, 2 chains x ({n_tune} tune + {n_draws} draws)")
+            stamp.write_text(f"veerkracht-bayes warmup: {label(n_draws, n_tune, m)} (route {used})\n")
+        typer.echo(f"compiled: {label(n_draws, n_tune, m)} (route {used}) in {time.perf_counter() - t0:.1f} s")
