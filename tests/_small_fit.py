@@ -56,3 +56,16 @@ def small_fit(draws: int = SHARED_DRAWS, tune: int = SHARED_TUNE, seed: int = 11
 
     return fit(small_graph(), small_data(), draws=draws, tune=tune, chains=2, random_seed=seed,
                prior_draws=300, progressbar=False)
+
+
+def small_marvel_survey(n: int = 600, seed: int = 4):
+    """A small synthetic MARVEL survey read with its codebook (for tests that stop before sampling)."""
+    import veerkracht_bayes as vb
+    from veerkracht_bayes.datasets.synthetic import simulate_population
+
+    s = simulate_population(n, seed)
+    return vb.read_survey(s.data, s.codebook, graph="marvel")
+
+
+class StopBeforeSampling(Exception):
+    """Raised by a stand-in for a fitting function once it has recorded its arguments."""

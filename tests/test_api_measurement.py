@@ -10,19 +10,12 @@ import veerkracht_bayes as vb
 from veerkracht_bayes.inference import polychoric_fit, sampling
 from veerkracht_bayes.survey.codebook import Codebook, ConstructSpec, ItemSpec, resolve_measurement
 
-from _small_fit import small_data, small_graph
+from _small_fit import StopBeforeSampling, small_marvel_survey, small_data, small_graph
 
 
 @pytest.fixture(scope="module")
 def survey():
-    from veerkracht_bayes.datasets.synthetic import simulate_population
-
-    s = simulate_population(600, 4)
-    return vb.read_survey(s.data, s.codebook, graph="marvel")
-
-
-class _Stop(Exception):
-    pass
+    return small_marvel_survey()
 
 
 def test_auto_takes_the_polychoric_route_for_likert_and_binary_items(monkeypatch, survey) -> None:
@@ -30,13 +23,13 @@ def test_auto_takes_the_polychoric_route_for_likert_and_binary_items(monkeypatch
 
     def fake(graph, data, priors=None, *, settings=None, polychoric=None, item_construct=None):
         seen.update(polychoric=polychoric)
-        raise _Stop
+        raise StopBeforeSampling
 
     monkeypatch.setattr(polychoric_fit, "fit_polychoric", fake)
-    with pytest.raises(_Stop):
+    with pytest.raises(StopBeforeSampling):
         vb.fit("marvel", survey, draws=10, progress=False)
     assert seen["polychoric"].unmeasured == "joint"  # auto's default: the cut system is misspecified
-    with pytest.raises(_Stop):
+    with pytest.raises(StopBeforeSampling):
         vb.fit("marvel", survey, unmeasured="cut", item_reliability={"prof_help": 0.5}, draws=10, progress=False)
     assert (seen["polychoric"].unmeasured, dict(seen["polychoric"].item_reliability)) == ("cut", {"prof_help": 0.5})
 

@@ -8,20 +8,14 @@ from __future__ import annotations
 import pytest
 
 import veerkracht_bayes as vb
+from _small_fit import StopBeforeSampling, small_marvel_survey
 from veerkracht_bayes.api import POLYCHORIC_DEFAULT_TUNE
 from veerkracht_bayes.inference import polychoric_fit, sampling
 
 
 @pytest.fixture(scope="module")
 def survey():
-    from veerkracht_bayes.datasets.synthetic import simulate_population
-
-    s = simulate_population(600, 4)
-    return vb.read_survey(s.data, s.codebook, graph="marvel")
-
-
-class _Stop(Exception):
-    pass
+    return small_marvel_survey()
 
 
 @pytest.fixture
@@ -30,11 +24,11 @@ def seen(monkeypatch):
 
     def fake_poly(graph, data, priors=None, *, settings=None, polychoric=None, item_construct=None):
         got.update(route="polychoric", draws=settings.draws, tune=settings.tune)
-        raise _Stop
+        raise StopBeforeSampling
 
     def fake_cont(graph, data, priors=None, *, settings=None, **kw):
         got.update(route="continuous", draws=settings.draws, tune=settings.tune)
-        raise _Stop
+        raise StopBeforeSampling
 
     monkeypatch.setattr(polychoric_fit, "fit_polychoric", fake_poly)
     monkeypatch.setattr(sampling, "fit", fake_cont)
@@ -50,7 +44,7 @@ def seen(monkeypatch):
     ({"measurement": "continuous", "draws": 700}, "continuous", 700, 700),
 ])
 def test_tuning_default_follows_the_route(survey, seen, kwargs, route, draws, tune) -> None:
-    with pytest.raises(_Stop):
+    with pytest.raises(StopBeforeSampling):
         vb.fit("marvel", survey, progress=False, **kwargs)
     assert seen == {"route": route, "draws": draws, "tune": tune}
     assert POLYCHORIC_DEFAULT_TUNE < 1000
