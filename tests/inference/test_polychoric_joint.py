@@ -1,4 +1,4 @@
-"""The polychoric route in joint mode (``unmeasured="joint"``) samples without divergences.
+"""The polychoric route in joint mode (``unmeasured="joint"``): the divergences of links on their priors.
 
 Cause (docs/performance.md §4b): a link that touches a construct without items sits on its
 prior. In PyMC's ``log|beta|`` coordinates it has an exponential left tail; trajectories that
@@ -188,11 +188,18 @@ def test_standardised_model_has_the_native_models_likelihood():
 
 
 def test_joint_loop_through_an_itemless_construct_samples_without_divergences():
-    """The fast twin of the shipped-survey check: 0 divergences in 2 x (300 + 300) (the native
-    parameterisation gives 2-3 here, module docstring), R-hat <= 1.05, bulk ESS >= 100 for every
+    """The fast twin of the shipped-survey check: at most 2 divergences in 2 x (300 + 300), R-hat
+    <= 1.05, bulk ESS >= 100 for every
     link, and the links on their priors keep them (``h -> p`` enters only ``psi_p + beta^2``: its
     posterior mean within 4 Monte Carlo SE of the prior mean 0.407 after the standardisation
-    barrier, which removes little mass here)."""
+    barrier, which removes little mass here).
+
+    Divergences measured on this loop (2 x (300 + 300), seeds 2-5, n = 20,000), sandwich weight:
+    standardised coordinates 0, 0, 0 (seeds 2-4; jax 0.12.0.1) and 2, 0, 0, 0 (jax 0.12.1, the
+    version a fresh install got on 2026-12-06); native coordinates 1, 3, 2 and 3, 1, 2, 6. The
+    chains' floating-point paths differ between jax versions, so a single fit's count is noisy:
+    the bound of 2 catches a return of the native geometry's worse runs, not every one; the
+    separation itself is measured by the slow shipped-survey test (3 vs 14 of 1,000)."""
     import arviz as az
     from scipy.stats import truncnorm
 
@@ -201,7 +208,7 @@ def test_joint_loop_through_an_itemless_construct_samples_without_divergences():
     post = f.idata["posterior"].to_dataset()
     rhat = float(az.rhat(post[["beta"]])["beta"].max())
     ess = az.ess(post[["beta"]])["beta"].values
-    assert div == 0, div
+    assert div <= 2, div
     # R-hat of 2 chains x 300 draws over 7 links: the largest exceeds 1.01 in a sizeable share of
     # runs even with independent draws (with the same seed this test gave <= 1.01 in the working
     # tree and 1.026 on a fresh clone with an empty compilation cache: the chains' floating-point

@@ -26,6 +26,10 @@ CHILD = textwrap.dedent("""
     # Python's own SIGINT handler, also when this process was started with SIGINT ignored (a
     # background job of a non-interactive shell inherits SIG_IGN, and Python then keeps it)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # and the default actions of SIGTERM and SIGHUP (a run under nohup inherits SIGHUP ignored,
+    # which write_outputs rightly keeps: then there is nothing to clean up on that signal)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
 
     def half_write(result, tmp):
         (tmp / "effects.csv").write_text("policy,outcome\\nP01,")
