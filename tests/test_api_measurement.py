@@ -4,6 +4,7 @@ themselves are tested in tests/inference and tests/workflow)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 import veerkracht_bayes as vb
@@ -73,3 +74,45 @@ def test_resolution_rule_reads_scales_and_categories() -> None:
     assert "not_a_node" not in g.nodes
     assert resolve_measurement(cb(ItemSpec(column="b", scale="binary"), node="not_a_node"), g).measurement \
         == "continuous"
+
+
+def test_item_reliability_reaches_every_route(monkeypatch, survey) -> None:
+    """vb.fit(item_reliability=...) on the continuous path (converted to the observed scale like
+    the codebook's values, which it replaces item by item) and on the exact ordinal route (as given);
+    a name that is not a single item, and prepared ModelData, are refused with located errors."""
+    from veerkracht_bayes.errors import ConfigError, SurveyError
+    from veerkracht_bayes.inference import ordinal_fit
+    from veerkracht_bayes.survey.codebook import continuous_path_reliabilities
+
+    seen: dict = {}
+
+    def fake_fit(graph, md, priors, **kwargs):
+        seen.update(kwargs)
+        raise StopBeforeSampling
+
+    monkeypatch.setattr(sampling, "fit", fake_fit)
+    with pytest.raises(StopBeforeSampling):
+        vb.fit("marvel", survey, measurement="continuous", item_reliability={"prof_help": 0.5}, progress=False)
+    g = vb.load_graph("marvel")
+    codebook_only = continuous_path_reliabilities(survey, g, 0.8)
+    overridden = continuous_path_reliabilities(survey, g, 0.8, {"prof_help": 0.5})
+    assert seen["item_reliability"] == overridden
+    # the override replaces the codebook's 0.4225 for prof_help (converted: below 2/pi x 0.5), the rest stays
+    assert overridden["prof_help"] != codebook_only["prof_help"] and 0 < overridden["prof_help"] < 0.5 * 2 / np.pi
+    assert {k: v for k, v in overridden.items() if k != "prof_help"} == \
+        {k: v for k, v in codebook_only.items() if k != "prof_help"}
+
+    def fake_ordinal(graph, data, priors=None, *, settings=None, ordinal=None, **kw):
+        seen.update(ordinal=ordinal)
+        raise StopBeforeSampling
+
+    monkeypatch.setattr(ordinal_fit, "fit_ordinal", fake_ordinal)
+    with pytest.raises(StopBeforeSampling):
+        vb.fit("marvel", survey, measurement="ordinal", item_reliability={"prof_help": 0.5}, progress=False)
+    assert dict(seen["ordinal"].item_reliability) == {"prof_help": 0.5}
+
+    with pytest.raises(SurveyError, match="item_reliability names 'not_an_item'"):
+        vb.fit("marvel", survey, measurement="continuous", item_reliability={"not_an_item": 0.5}, progress=False)
+    with pytest.raises(ConfigError, match="needs the survey"):
+        vb.fit(small_graph(), small_data(), priors="default", measurement="continuous",
+               item_reliability={"a1": 0.5}, progress=False)

@@ -189,9 +189,9 @@ def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "mar
     progress
         Show progress bars.
     reliability
-        Assumed reliability of single-item constructs. With ``measurement="polychoric"`` it is the
-        fallback: a single item whose codebook entry declares ``reliability`` (or that
-        ``item_reliability`` names) gets its own.
+        Assumed reliability of single-item constructs: the fallback on every route; a single item
+        whose codebook entry declares ``reliability`` (or that ``item_reliability`` names) gets its
+        own.
     prior_draws
         Number of prior draws stored next to the posterior.
     measurement
@@ -219,9 +219,12 @@ def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "mar
         stay in the model, their links sampled on their priors; the cut biases the measured links
         by the dropped paths, docs/performance.md §4b).
     item_reliability
-        Polychoric route only (explicit, or ``"auto"`` when it picks that route; ignored when auto
-        picks the continuous path): item column -> latent-response reliability in (0, 1) of a
-        single item, overriding the codebook's ``reliability`` field for that item.
+        Item column -> reliability in (0, 1) of a single item, overriding the codebook's
+        ``reliability`` field for that item, on the codebook's scale (the latent response's for
+        binary and Likert items; the item's own for continuous ones). Every route uses it: the
+        polychoric and exact ordinal routes as given, the continuous path converted to the observed
+        scale (:func:`~veerkracht_bayes.survey.codebook.continuous_path_reliabilities`). Needs a
+        survey from :func:`read_survey` (prepared ``ModelData`` has no codebook to convert with).
     ordered
         lavaan models only (lavaan's ``ordered=``): the ordinal/binary items, as names or
         ``"x1,x2"``; thresholds and polychoric correlations with a Gaussian likelihood on the
@@ -300,17 +303,15 @@ def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "mar
         raise ConfigError(Problem("log_likelihood=True needs measurement='continuous' (the polychoric and ordinal "
                                   "routes store no per-respondent log-likelihood)", field="log_likelihood",
                                   value=measurement))
-    if measurement in ("continuous", "ordinal") and (unmeasured not in (None, "cut") or item_reliability):
-        raise ConfigError(Problem("unmeasured= and item_reliability= apply to measurement='polychoric' "
+    if measurement in ("continuous", "ordinal") and unmeasured not in (None, "cut"):
+        raise ConfigError(Problem("unmeasured= applies to measurement='polychoric' "
                                   f"(got measurement={measurement!r})", field="measurement", value=measurement))
     graph = load_graph(model)
     prior_set, vague = _resolve_priors(priors, graph)
     choice = _measurement_choice(measurement, unmeasured, data, graph, prior_only=prior_only, sampler=sampler,
                                  vague=priors == "vague", log_likelihood=log_likelihood)
     measurement, unmeasured = choice.measurement, choice.unmeasured
-    if measurement != "polychoric":
-        item_reliability = None  # auto resolved to continuous: the polychoric-only settings do not apply
-    elif tune_asked is None:
+    if measurement == "polychoric" and tune_asked is None:
         tune = min(draws, POLYCHORIC_DEFAULT_TUNE)
     return _record_measurement(_fit_diagram(graph, data, prior_set, vague, choice, draws=draws, tune=tune,
                                             chains=chains, seed=seed, prior_only=prior_only, sampler=sampler,
@@ -367,6 +368,9 @@ def _fit_diagram(graph: CausalGraph, data: Any, prior_set: Any, vague: bool, cho
         if measurement != "continuous" and not prior_only:
             raise ConfigError(Problem(f"measurement={measurement!r} needs the survey's answers: pass the survey "
                                       "from vb.read_survey, not prepared ModelData", field="data"))
+        if item_reliability:
+            raise ConfigError(Problem("item_reliability= needs the survey from vb.read_survey (its codebook gives "
+                                      "each item's scale); prepared ModelData has none", field="item_reliability"))
         md = data
     elif isinstance(data, pd.DataFrame):
         raise ConfigError(Problem("vb.fit got a DataFrame with a diagram: read it with vb.read_survey(df, "
@@ -393,14 +397,15 @@ def _fit_diagram(graph: CausalGraph, data: Any, prior_set: Any, vague: bool, cho
         settings = SamplerSettings(sampler=sampler, chains=chains, draws=draws, tune=tune,  # type: ignore[arg-type]
                                    random_seed=seed, progressbar=progress, prior_draws=prior_draws)
         res = fit_ordinal(graph, data, prior_set, settings=settings,
-                          ordinal=OrdinalSettings(reliability=reliability))
+                          ordinal=OrdinalSettings(reliability=reliability,
+                                                  item_reliability=dict(item_reliability) if item_reliability else None))
         return Fit(result=res, kind="diagram", survey=data, priors=prior_set)
     else:
         from veerkracht_bayes.survey.codebook import continuous_path_reliabilities
 
         survey = data
         md = model_data_from_survey(data, graph)
-        observed_rel = continuous_path_reliabilities(data, graph, reliability) or None
+        observed_rel = continuous_path_reliabilities(data, graph, reliability, item_reliability) or None
     settings = SamplerSettings(sampler=sampler, chains=chains, draws=draws, tune=tune,  # type: ignore[arg-type]
                                random_seed=seed, progressbar=progress, prior_draws=prior_draws)
     res = _fit(graph, md, prior_set, settings=settings, vague=vague, reliability=reliability,

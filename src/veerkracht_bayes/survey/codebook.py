@@ -35,6 +35,7 @@ combined with ``and``, ``or``, ``not`` and parentheses. See :mod:`veerkracht_bay
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -658,7 +659,8 @@ def observed_scale_reliability(reliability: float, proportions: Any) -> float:
 
 
 def continuous_path_reliabilities(survey: Any, graph: "CausalGraph | None" = None,
-                                  reliability: float = 0.8) -> dict[str, float]:
+                                  reliability: float = 0.8,
+                                  item_reliability: "Mapping[str, float] | None" = None) -> dict[str, float]:
     """The single items' reliabilities on the continuous path's observed scale.
 
     Per single item of a construct (a latent node of ``graph``; covariates, the single items of
@@ -677,6 +679,10 @@ def continuous_path_reliabilities(survey: Any, graph: "CausalGraph | None" = Non
         The diagram (None: every construct counts, none is a covariate).
     reliability
         The global fallback.
+    item_reliability
+        Values that replace the codebook's, item by item, on the same (latent-response for binary
+        and Likert items) scale, e.g. ``vb.fit(..., item_reliability=...)``; each must name the
+        single item of a construct counted here (else a located :class:`SurveyError`).
 
     Returns
     -------
@@ -701,6 +707,8 @@ def continuous_path_reliabilities(survey: Any, graph: "CausalGraph | None" = Non
             lo = np.nanmin(v) if np.isfinite(v).any() else 0.0
             codes[col] = np.where(np.isfinite(v), v - lo, -1.0)
     w = np.asarray(survey.weights, dtype=float) if getattr(survey, "weights", None) is not None else None
+    own = {str(k): v for k, v in (item_reliability or {}).items()}
+    singles: set[str] = set()
     out: dict[str, float] = {}
     for node, items in constructs.items():
         if len(items) != 1:
@@ -711,10 +719,15 @@ def continuous_path_reliabilities(survey: Any, graph: "CausalGraph | None" = Non
             if not graph.parents(node) and getattr(graph.node(node), "role", None) == "exogenous":
                 continue
         col = items[0]
+        singles.add(col)
         spec = codebook.item(col)
-        if spec.reliability is None:
+        declared = own.get(col, spec.reliability)
+        if declared is None:
             continue  # the global ``reliability`` applies, on the observed scale as before
-        rel = float(spec.reliability)
+        rel = float(declared)
+        if not 0.0 < rel < 1.0:
+            raise SurveyError(Problem(f"the reliability of item {col!r} must be in (0, 1), got {declared!r}",
+                                      field=f"item_reliability.{col}", value=declared))
         if spec.scale in ("binary", "likert") and col in codes:
             c = np.asarray(codes[col], dtype=float)
             ok = c >= 0
@@ -729,4 +742,9 @@ def continuous_path_reliabilities(survey: Any, graph: "CausalGraph | None" = Non
                                           value=rel)) from None
         else:
             out[col] = rel
+    unknown = sorted(set(own) - singles)
+    if unknown:
+        raise SurveyError([Problem(f"item_reliability names {k!r}, which is not the single item of a construct "
+                                   f"of the model (single items: {sorted(singles)})", field=f"item_reliability.{k}")
+                           for k in unknown])
     return out
