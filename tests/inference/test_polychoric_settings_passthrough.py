@@ -43,7 +43,6 @@ def test_fit_passes_unmeasured_and_reliabilities(monkeypatch: pytest.MonkeyPatch
 @pytest.mark.parametrize("kwargs, field", [
     ({"measurement": "polychoric", "unmeasured": "joined"}, "unmeasured"),
     ({"measurement": "continuous", "unmeasured": "joint"}, "measurement"),
-    ({"measurement": "continuous", "item_reliability": {"prof_help": 0.5}}, "measurement"),
 ])
 def test_bad_unmeasured_is_a_config_error(survey, kwargs: dict, field: str) -> None:
     with pytest.raises(ConfigError) as exc:
