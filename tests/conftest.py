@@ -24,12 +24,10 @@ ensure_cpu_devices()
 
 #: Test modules that take the longest, longest first (from ``pytest -n auto --durations`` of a
 #: full run on 2 cores, fixtures plus calls: about 300 s for the ordinal SBC module, 2-3 min for the
-#: notebooks, 30-80 s for the others). The default suite runs
-#: with ``--dist loadfile`` (pyproject.toml): every module goes whole to one worker, so a
-#: module-scoped fit is made once, not once per worker the module's tests happen to land on.
-#: Handing the longest modules out first keeps the two workers' loads even (longest
-#: processing time first); an unlisted module keeps its place after these. A stale entry costs
-#: only balance, never a test.
+#: notebooks, 30-80 s for the others). xdist's default scheduler hands tests out in collection
+#: order, so putting the longest modules first keeps the two workers' loads even at the end of
+#: the run (longest processing time first); an unlisted module keeps its place after these. A
+#: stale entry costs only balance, never a test.
 HEAVY_MODULES_FIRST = (
     "tests/sem/test_ordinal_sbc.py",
     "tests/test_notebooks.py",
