@@ -74,6 +74,11 @@ def enable_compilation_cache(path: str | Path | None = None) -> None:
     # curvature, the outputs, the chains), and with a 0.5 s floor only 3 were kept, so a warm
     # cache still compiled the other 54 (benchmarks/run.py, first_result; docs/performance.md §7)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    # a size cap turns on JAX's LRU mode, whose reads and writes hold a file lock: without it two
+    # processes (xdist workers, parallel runs) that compile the same program write the same file
+    # at once, and a reader can see it half written; on 2026-12-06 a shared cache then gave
+    # "Failed to materialize symbols" and one abort in XLA's deserialisation
+    jax.config.update("jax_compilation_cache_max_size", 4 * 2**30)
 
 
 @dataclass(frozen=True)
