@@ -16,7 +16,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import pytest  # noqa: E402
 
 from veerkracht_bayes.graph.causal_graph import CausalGraph  # noqa: E402
-from veerkracht_bayes.runtime import ensure_cpu_devices  # noqa: E402
+from veerkracht_bayes.runtime import ensure_cpu_devices, release_compiled_programs_if_needed  # noqa: E402
 
 # One XLA CPU device per core before any test starts JAX (parallel chains), as fit() would ask.
 ensure_cpu_devices()
@@ -46,6 +46,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     inside a module, and of all other modules, is kept)."""
     rank = {m: i for i, m in enumerate(HEAVY_MODULES_FIRST)}
     items.sort(key=lambda it: rank.get(it.nodeid.split("::", 1)[0], len(rank)))
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    """Drop cached compiled programs once a worker's memory mappings pass 40% of the kernel's cap.
+
+    A worker compiles several hundred programs in a full run, each holding a hundred or more
+    mappings; past ``vm.max_map_count`` (65,530) LLVM can no longer load programs and tests fail
+    with "Failed to materialize symbols" or abort the worker. The package's samplers apply the same
+    rule at 50% before they compile; doctests, do-queries and fixtures compile without a sampler,
+    so the run checks after every test too.
+    """
+    release_compiled_programs_if_needed(fraction=0.4)
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,14 @@
   moves it. ``veerkracht-bayes warmup`` fills it (``scripts/bootstrap.sh`` runs it once per
   install) and leaves a :func:`warmup_stamp` there, so that ``warmup --if-missing`` knows the
   programs of this install and setting are in it.
+- **Compiled programs in one process.** On the CPU each compiled XLA program keeps its machine
+  code in a hundred or more memory mappings, and Linux caps a process's mappings
+  (``vm.max_map_count``, usually 65,530). A long session that compiles several hundred programs
+  (a notebook fitting many models, a test run) would then fail inside LLVM ("Cannot allocate
+  memory", "Failed to materialize symbols") or abort. :func:`release_compiled_programs_if_needed`,
+  which every sampler calls before it compiles, drops the package's cached programs and JAX's
+  in-memory caches once the mappings pass half of the cap; a later fit of a dropped shape reads its
+  program back from the persistent compilation cache.
 
 Examples
 --------
@@ -30,16 +38,23 @@ import contextlib
 import functools
 import logging
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["compilation_cache_dir", "configure", "ensure_cpu_devices", "warmup_stamp", "x64"]
+__all__ = ["compilation_cache_dir", "configure", "ensure_cpu_devices", "mapped_regions",
+           "register_program_cache", "release_compiled_programs", "release_compiled_programs_if_needed",
+           "warmup_stamp", "x64"]
 
 log = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 _state: dict[str, Any] = {"cache": True, "cpu_devices": None}
+#: functions that empty the package's own caches of compiled programs (see register_program_cache)
+_PROGRAM_CACHES: list[Callable[[], None]] = []
+#: share of ``vm.max_map_count`` above which cached programs are dropped
+MAPPED_REGIONS_FRACTION = 0.5
 
 
 def configure(*, cpu_devices: int | None = None, x64: bool | None = None,
@@ -186,3 +201,83 @@ def x64(func: F) -> F:
             return func(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def mapped_regions() -> tuple[int, int] | None:
+    """The number of memory mappings of this process and the kernel's cap on them
+    (``vm.max_map_count``), or ``None`` where the system does not say (not Linux).
+
+    Examples
+    --------
+    >>> r = mapped_regions()
+    >>> r is None or 0 < r[0] < r[1]
+    True
+    """
+    try:
+        with open("/proc/self/maps", "rb") as f:
+            used = f.read().count(b"\n")
+        with open("/proc/sys/vm/max_map_count", "rb") as f:
+            cap = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    return used, cap
+
+
+def register_program_cache(clear: Callable[[], None]) -> Callable[[], None]:
+    """Register a function that empties one of the package's caches of compiled programs, so
+    that :func:`release_compiled_programs` can free them; returns ``clear`` (usable as a
+    decorator).
+
+    Examples
+    --------
+    >>> cache: dict = {}
+    >>> _ = register_program_cache(cache.clear)
+    >>> cache["shape"] = "program"
+    >>> release_compiled_programs()
+    >>> cache
+    {}
+    """
+    _PROGRAM_CACHES.append(clear)
+    return clear
+
+
+def release_compiled_programs() -> None:
+    """Drop every compiled program this process keeps for reuse: the package's registered caches
+    and JAX's in-memory caches. Programs still held elsewhere (by a live fit object) stay; a later
+    call of a dropped program compiles it again or reads it from the persistent cache.
+
+    Examples
+    --------
+    >>> release_compiled_programs()
+    """
+    import gc
+
+    for clear in _PROGRAM_CACHES:
+        clear()
+    if "jax" in sys.modules:
+        sys.modules["jax"].clear_caches()
+    gc.collect()
+
+
+def release_compiled_programs_if_needed(fraction: float | None = None) -> bool:
+    """Call :func:`release_compiled_programs` when this process's memory mappings pass
+    ``fraction`` (default :data:`MAPPED_REGIONS_FRACTION`) of the kernel's cap; returns whether
+    it did. Each compiled CPU program holds a hundred or more mappings, and past the cap LLVM
+    fails to load new programs.
+
+    Examples
+    --------
+    >>> release_compiled_programs_if_needed()
+    False
+    >>> release_compiled_programs_if_needed(fraction=0.0)
+    True
+    """
+    limit = MAPPED_REGIONS_FRACTION if fraction is None else float(fraction)
+    regions = mapped_regions()
+    if regions is None or regions[0] <= limit * regions[1]:
+        return False
+    release_compiled_programs()
+    after = mapped_regions()
+    log.info("%d of at most %d memory mappings in use: cached compiled programs dropped (%s left)",
+             regions[0], regions[1], "?" if after is None else after[0])
+    return True

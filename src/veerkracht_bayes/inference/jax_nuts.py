@@ -33,6 +33,7 @@ import numpy as np
 import xarray as xr
 
 from veerkracht_bayes.errors import ModelError
+from veerkracht_bayes.runtime import register_program_cache, release_compiled_programs_if_needed
 
 __all__ = ["JaxNutsSettings", "sample_nuts", "data_inputs", "data_values", "CompiledModel", "model_fingerprint",
            "compiled_sampler", "value_initvals"]
@@ -517,6 +518,7 @@ class _ProgressBar:
 
 
 _CACHE: dict[str, tuple[CompiledModel, Any]] = {}
+register_program_cache(_CACHE.clear)
 
 
 def compiled_sampler(model: Any, settings: JaxNutsSettings) -> tuple[CompiledModel, Any]:
@@ -543,6 +545,7 @@ def compiled_sampler(model: Any, settings: JaxNutsSettings) -> tuple[CompiledMod
     if key in _CACHE:
         comp, mcmc = _CACHE[key]
         return comp, mcmc
+    release_compiled_programs_if_needed()
     comp = CompiledModel(model, settings.log_pairs, settings.exclude, settings.grad_chunk)
     shapes = comp.shapes
 

@@ -76,7 +76,7 @@ from veerkracht_bayes.sem.model_builder import (
     full_system,
 )
 from veerkracht_bayes.sem.moment_weights import diagonal_whitener, sandwich_whitener
-from veerkracht_bayes.runtime import x64
+from veerkracht_bayes.runtime import register_program_cache, release_compiled_programs_if_needed, x64
 from veerkracht_bayes.survey.polychoric import PolychoricResult, whiten_correlations
 
 __all__ = [
@@ -106,6 +106,7 @@ WEIGHT_CONTAINERS = ("weight_dwls_diagonal", "weight_sandwich")
 _PILOTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 #: compiled pilot programs by cache key (:func:`fit_sandwich_weight`)
 _PILOT_PROGRAMS: dict = {}
+register_program_cache(_PILOT_PROGRAMS.clear)
 #: what the pilot of each sandwich model needs (tensors, free loadings, Gamma_hat, tolerance)
 _CONTEXT: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
@@ -819,6 +820,7 @@ def _sandwich_pilot(model, beta_var, l_var, rho_var, free_idx: np.ndarray, gamma
 
     programs = _PILOT_PROGRAMS.get(cache_key) if cache_key is not None else None
     if programs is None:
+        release_compiled_programs_if_needed()
         syms = [pt.tensor(dtype=str(v.dtype), shape=v.type.shape, name=v.name + "_in") for v in shared]
         repl = dict(zip(shared, syms, strict=True))
         logp = clone_replace([model.logp()], replace=repl)
