@@ -313,7 +313,7 @@ def run_ordinal_benchmark(n: int, draws: int, tune: int, cap_s: float, *,
 
 def run_polychoric_benchmark(n: int, draws: int, tune: int, cap_s: float, *, flat_ns: tuple[int, int] = (1_000, 1_000_000),
                              pymc_draws: int | None = None, pymc_tune: int | None = None,
-                             cache_dir: str | None = None) -> dict:
+                             cache_dir: str | None = None, baseline: bool = True) -> dict:
     """The polychoric two-stage route vs PyMC's default NUTS on the exact ordinal model, and its cost in n.
 
     Parameters
@@ -331,6 +331,9 @@ def run_polychoric_benchmark(n: int, draws: int, tune: int, cap_s: float, *, fla
         compilation cache, stage 1 included).
     cache_dir
         Parent directory for the empty per-run compilation caches (default: the system's temp).
+    baseline
+        ``False`` runs only the two sizes of ``ordinal_flat_n_ratio`` (no fit at ``n``, no PyMC
+        run): the ratio alone, in minutes, when a quiet machine is short.
 
     Returns
     -------
@@ -345,9 +348,12 @@ def run_polychoric_benchmark(n: int, draws: int, tune: int, cap_s: float, *, fla
     import tempfile
 
     pd_, pt_ = pymc_draws or draws, pymc_tune or tune
-    ours = _run_sub("polychoric", n, draws, tune, None, "parallel", repeat=True,
-                    cache=tempfile.mkdtemp(prefix="vk_jax_", dir=cache_dir))
-    base = _run_sub("pymc", n, pd_, pt_, cap_s, "parallel")
+    ours: dict = {}
+    base: dict = {}
+    if baseline:
+        ours = _run_sub("polychoric", n, draws, tune, None, "parallel", repeat=True,
+                        cache=tempfile.mkdtemp(prefix="vk_jax_", dir=cache_dir))
+        base = _run_sub("pymc", n, pd_, pt_, cap_s, "parallel")
     if base.get("timed_out"):
         base.update(sampler="pymc", n=n, draws=pd_, tune=pt_, sampling_s=float(cap_s), wall_s=float(cap_s),
                     min_ess_beta=float(2 * pd_), ess_per_s=2 * pd_ / float(cap_s), capped=True)

@@ -94,7 +94,8 @@ leak between them; peak memory = VmHWM of that subprocess):
   ``ordinal_flat_n_ratio_warm`` (stage 1 + a refit with the compiled program) and
   ``ordinal_flat_n_peak_rss_mb`` (peak memory of the largest run).
 
-``--skip`` takes ``ess,nutpie,scaling,graph,first,first_ordinal,doquery,uncertainty,parquet,ordinal,polychoric``.
+``--skip`` takes ``ess,nutpie,scaling,graph,first,first_ordinal,doquery,uncertainty,parquet,ordinal,polychoric``
+and ``polychoric_baseline`` (the polychoric stage then measures ``ordinal_flat_n_ratio`` only).
 """
 
 from __future__ import annotations
@@ -736,7 +737,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--skip", default="", help="comma-separated stages to skip: ess,nutpie,scaling,graph,"
                                                "first,first_ordinal,doquery,uncertainty,parquet,ordinal,"
-                                               "polychoric")
+                                               "polychoric,polychoric_baseline")
     ap.add_argument("--stage")
     ap.add_argument("--stage-args")
     args = ap.parse_args(argv)
@@ -879,7 +880,8 @@ def main(argv: list[str] | None = None) -> int:
 
         r = run_polychoric_benchmark(prof["poly_n"], prof["poly_draws"], prof["poly_draws"], prof["poly_pymc_cap"],
                                      flat_ns=tuple(prof["poly_flat_ns"]), pymc_draws=prof["poly_pymc_draws"],
-                                     pymc_tune=prof["poly_pymc_draws"])
+                                     pymc_tune=prof["poly_pymc_draws"],
+                                     baseline="polychoric_baseline" not in skip)
         log(f"ordinal (polychoric route): {r}")
         out["ordinal_polychoric"] = r
         for k in ("ordinal_ess_per_s_ratio_vs_pymc", "ordinal_ess_per_s_wall_ratio_vs_pymc",
