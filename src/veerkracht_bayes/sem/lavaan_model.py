@@ -1285,9 +1285,10 @@ def fit_sem(
     ...
     veerkracht_bayes.errors.ModelError: ...draws must be >= 1, got 0...
     """
-    from veerkracht_bayes.runtime import ensure_cpu_devices
+    from veerkracht_bayes.runtime import ensure_cpu_devices, release_compiled_programs_if_needed
 
     ensure_cpu_devices()
+    release_compiled_programs_if_needed()  # PyMC's JAX sampler compiles new programs for each fit
 
     if sampler not in ("numpyro", "pymc", "nutpie", "blackjax"):
         raise ModelError(Problem(f"unknown sampler {sampler!r}{did_you_mean(str(sampler), ['numpyro', 'pymc', 'nutpie', 'blackjax'])} "

@@ -1121,9 +1121,10 @@ def _fit_joint(model: LavaanModel, frames: list[pd.DataFrame], labels: list[str]
                priors: Mapping[str, SemPrior] | None = None, draws: int = 1000, tune: int = 1000,
                chains: int = 2, sampler: str = "numpyro", target_accept: float = 0.9,
                progressbar: bool = False, ordered: Sequence[str] = ()) -> JointMultiGroupSemFit:
-    from veerkracht_bayes.runtime import ensure_cpu_devices
+    from veerkracht_bayes.runtime import ensure_cpu_devices, release_compiled_programs_if_needed
 
     ensure_cpu_devices()
+    release_compiled_programs_if_needed()  # PyMC's JAX sampler compiles new programs for each fit
 
     samplers = ["numpyro", "pymc", "nutpie", "blackjax"]
     if sampler not in samplers:

@@ -1014,9 +1014,10 @@ def fit_sem_ordinal(
     >>> fit.table()[["lhs", "op", "rhs"]].iloc[3].tolist()  # doctest: +SKIP
     ['y0', '|', 't1']
     """
-    from veerkracht_bayes.runtime import ensure_cpu_devices
+    from veerkracht_bayes.runtime import ensure_cpu_devices, release_compiled_programs_if_needed
 
     ensure_cpu_devices()
+    release_compiled_programs_if_needed()  # PyMC's JAX sampler compiles new programs for each fit
 
     if sampler not in ("numpyro", "pymc", "nutpie", "blackjax"):
         raise ModelError(Problem(f"unknown sampler {sampler!r} (expected numpyro, pymc, nutpie or blackjax)",
