@@ -76,8 +76,9 @@ def enable_compilation_cache(path: str | Path | None = None) -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     # a size cap turns on JAX's LRU mode, whose reads and writes hold a file lock: without it two
     # processes (xdist workers, parallel runs) that compile the same program write the same file
-    # at once, and a reader can see it half written; on 2026-12-06 a shared cache then gave
-    # "Failed to materialize symbols" and one abort in XLA's deserialisation
+    # with no lock and no atomic rename, and a reader can see it half written. (The "Failed to
+    # materialize symbols" errors first blamed on this came from the memory-mapping cap:
+    # runtime.release_compiled_programs_if_needed, docs/performance.md §1b.)
     jax.config.update("jax_compilation_cache_max_size", 4 * 2**30)
 
 
