@@ -181,14 +181,14 @@ def _with_codebook_reliabilities(ordinal: OrdinalSettings | None, survey: object
     (which wins item by item). An :class:`OrdinalData` has no codebook: settings unchanged."""
     import dataclasses
 
+    from veerkracht_bayes.survey.codebook import declared_item_reliabilities
+
     codebook = getattr(survey, "codebook", None)
     if codebook is None:
         return ordinal
     st = ordinal or OrdinalSettings()
-    names = set(data.item_names) | set(data.cont_names)
-    merged = {k: float(v) for k, v in codebook.item_reliabilities().items() if k in names}
-    merged.update(dict(st.item_reliability or {}))
-    return dataclasses.replace(st, item_reliability=merged or None)
+    return dataclasses.replace(st, item_reliability=declared_item_reliabilities(
+        codebook, tuple(data.item_names) + tuple(data.cont_names), st.item_reliability))
 
 
 def _native_ordinal_tree(post: xr.Dataset, prior: xr.Dataset, stats: xr.Dataset, layout: ModelLayout,

@@ -72,12 +72,11 @@ def with_codebook_reliabilities(polychoric: PolychoricSettings | None, survey: o
     """
     import dataclasses
 
+    from veerkracht_bayes.survey.codebook import declared_item_reliabilities
+
     st = polychoric or PolychoricSettings()
-    codebook = getattr(survey, "codebook", None)
-    declared = codebook.item_reliabilities() if codebook is not None else {}
-    merged = {k: v for k, v in declared.items() if k in data.item_names}
-    merged.update(dict(st.item_reliability or {}))
-    return dataclasses.replace(st, item_reliability=merged or None)
+    return dataclasses.replace(st, item_reliability=declared_item_reliabilities(
+        getattr(survey, "codebook", None), data.item_names, st.item_reliability))
 
 
 def polychoric_data_from_survey(survey: object, graph: CausalGraph, *, covariates: Sequence[str] | None = None,

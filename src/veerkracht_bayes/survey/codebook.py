@@ -35,7 +35,7 @@ combined with ``and``, ``or``, ``not`` and parentheses. See :mod:`veerkracht_bay
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -63,6 +63,7 @@ __all__ = [
     "is_ordinal_item",
     "observed_scale_reliability",
     "continuous_path_reliabilities",
+    "declared_item_reliabilities",
 ]
 
 CODEBOOK_VERSION = 1
@@ -656,6 +657,27 @@ def observed_scale_reliability(reliability: float, proportions: Any) -> float:
     tau = norm.ppf(np.clip(np.cumsum(p)[:-1], 1e-12, 1 - 1e-12))
     r = float(np.sum(norm.pdf(tau))) / sd
     return float(reliability) * r ** 2
+
+
+def declared_item_reliabilities(codebook: "Codebook | None", columns: "Iterable[str]",
+                                overrides: "Mapping[str, float] | None" = None) -> dict[str, float] | None:
+    """The codebook's declared ``reliability`` of each of ``columns`` that has one, replaced item by
+    item by ``overrides`` (e.g. a route's ``item_reliability`` setting); ``None`` when empty.
+
+    Examples
+    --------
+    >>> cb = Codebook(id_column="id", constructs={"a": ConstructSpec(items=[
+    ...     ItemSpec(column="q", scale="binary", reliability=0.42)])})
+    >>> declared_item_reliabilities(cb, ["q"]), declared_item_reliabilities(cb, ["q"], {"q": 0.5})
+    ({'q': 0.42}, {'q': 0.5})
+    >>> declared_item_reliabilities(None, ["q"]) is None
+    True
+    """
+    names = set(columns)
+    declared = codebook.item_reliabilities() if codebook is not None else {}
+    merged = {k: v for k, v in declared.items() if k in names}
+    merged.update(dict(overrides or {}))
+    return merged or None
 
 
 def continuous_path_reliabilities(survey: Any, graph: "CausalGraph | None" = None,
