@@ -830,14 +830,20 @@ def _sandwich_pilot(model, beta_var, l_var, rho_var, free_idx: np.ndarray, gamma
         l_in = pt.tensor(dtype="float64", shape=l_var.type.shape, name="lambda_in")
         f_rho = get_jaxified_graph(inputs=[b_in, l_in],
                                    outputs=[clone_replace(rho_var, replace={beta_var: b_in, l_var: l_in})])
-        programs = (jax.jit(jax.value_and_grad(lambda flat, *d: f_logp(*unravel(flat), *d)[0])),
+
+        def neg_logp(flat, *d):  # +inf outside the support (where the log-density is -inf)
+            v = f_logp(*unravel(flat), *d)[0]
+            return jax.numpy.where(jax.numpy.isfinite(v), -v, jax.numpy.inf)
+
+        programs = (_lbfgs_program(neg_logp),
                     jax.jit(lambda flat: f_point(*unravel(flat))),
                     jax.jit(jax.jacfwd(lambda b, l_: f_rho(b, l_)[0], argnums=(0, 1))))
         if cache_key is not None:
             if len(_PILOT_PROGRAMS) >= 8:
                 _PILOT_PROGRAMS.pop(next(iter(_PILOT_PROGRAMS)))
             _PILOT_PROGRAMS[cache_key] = programs
-    vg, point_fn, jac_fn = programs
+    lbfgs_program, point_fn, jac_fn = programs
+    vg = lbfgs_program[1]
     # the DWLS model, whatever weight the model holds now (a second pilot starts from the same)
     pilot_data = {DATA_PREFIX + WEIGHT_CONTAINERS[0]: diagonal_whitener(gamma),
                   DATA_PREFIX + WEIGHT_CONTAINERS[1]: None}
@@ -865,7 +871,7 @@ def _sandwich_pilot(model, beta_var, l_var, rho_var, free_idx: np.ndarray, gamma
         v, g = float(v), np.asarray(g, dtype=float)
         if not (np.isfinite(v) and np.isfinite(g).all()):
             return 1e30, np.zeros_like(flat)
-        return -v, -g
+        return v, g
 
     for cand in candidates():
         x0 = value_point(cand)
@@ -877,7 +883,7 @@ def _sandwich_pilot(model, beta_var, l_var, rho_var, free_idx: np.ndarray, gamma
         raise ModelError(Problem("the sandwich pilot's start has a non-finite log-density; pass pilot_start "
                                  "(e.g. a prior draw inside the stability and standardisation region)",
                                  field="pilot_start"))
-    best, fbest, nit, converged, message = _lbfgs(objective, flat0, maxiter)
+    best, fbest, nit, converged, message = _lbfgs(lbfgs_program, flat0, maxiter, *dj)
     beta0, l0 = (np.asarray(a, dtype=float) for a in point_fn(best))
     jb, jl = jac_fn(beta0, l0)
     delta = np.column_stack([np.asarray(jb), np.asarray(jl)[:, free_idx]])
@@ -918,57 +924,79 @@ def _whitened_sum_of_squares(model, diff, Linv: np.ndarray):
     return total
 
 
-def _lbfgs(objective, x0: np.ndarray, maxiter: int, memory: int = 10, rtol: float = 1e-10
+def _lbfgs_program(value_fn, memory: int = 10):
+    """optax's L-BFGS with its zoom (strong Wolfe) line search on ``value_fn(x, *args)``
+    (JAX-traceable; ``+inf`` outside the model's support), compiled: ``(init, value_and_grad,
+    step)`` with ``step(x, state, f, g, *args) -> (x_new, f_new, g_new, stepsize, state)`` (``f``,
+    ``g`` the value and gradient at ``x``). The line search bisects away from an infinite value
+    and never ends on one (it takes a zero step instead); the approximate-Wolfe relaxation is
+    off, so a step decreases the value. Build it once per ``value_fn`` (``jax.jit`` compiles per
+    function object).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> init, value_and_grad, step = _lbfgs_program(lambda x: jnp.sum((x - 1.0) ** 2))
+    >>> float(value_and_grad(jnp.zeros(2))[0])
+    2.0
+    """
+    import jax
+    import optax
+
+    opt = optax.lbfgs(memory_size=memory, linesearch=optax.scale_by_zoom_linesearch(
+        max_linesearch_steps=60, approx_dec_rtol=None, initial_guess_strategy="one"))
+
+    def step(x, state, f, g, *args):
+        updates, state = opt.update(g, state, x, value=f, grad=g, value_fn=lambda p: value_fn(p, *args))
+        return (optax.apply_updates(x, updates), optax.tree.get(state, "value"),
+                optax.tree.get(state, "grad"), optax.tree.get(state, "learning_rate"), state)
+
+    def init(x):  # strongly typed, as ``step`` returns the state: ``step`` compiles once
+        return jax.tree.map(lambda a: jax.numpy.asarray(a, dtype=a.dtype), opt.init(x))
+
+    return init, jax.jit(jax.value_and_grad(value_fn)), jax.jit(step)
+
+
+@x64
+def _lbfgs(program, x0: np.ndarray, maxiter: int, *args, rtol: float = 1e-10
            ) -> tuple[np.ndarray, float, int, bool, str]:
-    """Minimise ``objective`` (returns value, gradient; ``>= 1e30`` outside the model's support)
-    by L-BFGS with a backtracking (Armijo) line search that halves the step out of the region
-    where the log-density is ``-inf`` (SciPy's L-BFGS-B stops there after a step or two: its line
-    search reads the barrier as no reduction). Returns (x, f, iterations, converged, message)."""
-    x = np.asarray(x0, dtype=float).copy()
-    f, g = objective(x)
-    s_hist: list[np.ndarray] = []
-    y_hist: list[np.ndarray] = []
+    """Minimise the ``value_fn`` of ``program`` (:func:`_lbfgs_program`) from ``x0`` (inside the
+    support) by optax's L-BFGS: stops at a relative decrease below ``rtol`` three times in a row,
+    ``max|grad| < 1e-6`` or ``maxiter`` iterations. A step that ends outside the support (or
+    with a non-finite gradient) or does not decrease the value is not taken: L-BFGS restarts
+    from the gradient there, and stops if that fails too. (SciPy's L-BFGS-B stops at the
+    support's barrier after a step or two: its line search reads the barrier as no reduction.)
+    Returns (x, f, iterations, converged, message).
+
+    Examples
+    --------
+    >>> import jax.numpy as jnp
+    >>> program = _lbfgs_program(lambda x: jnp.where(x[0] < 1.0, jnp.sum((x - 0.9) ** 2), jnp.inf))
+    >>> x, f, it, converged, message = _lbfgs(program, np.array([0.5, 0.0]), 100)
+    >>> np.round(x, 6).tolist(), converged, message
+    ([0.9, 0.9], True, 'converged')
+    """
+    import jax.numpy as jnp
+
+    init, value_and_grad, step = program
+    x = jnp.asarray(x0, dtype=jnp.float64)
+    f_x, g_x = value_and_grad(x, *args)
+    f = float(f_x)
+    if not (np.isfinite(f) and np.isfinite(np.asarray(g_x)).all()):
+        return np.array(x), f, 0, False, "the start is outside the support"
+    state, fresh = init(x), True
     small = 0
     for it in range(1, maxiter + 1):
-        # two-loop recursion: d = -H g
-        q = g.copy()
-        alphas = []
-        for s_k, y_k in zip(reversed(s_hist), reversed(y_hist), strict=True):
-            a_k = (s_k @ q) / (y_k @ s_k)
-            alphas.append(a_k)
-            q -= a_k * y_k
-        if s_hist:
-            q *= (s_hist[-1] @ y_hist[-1]) / (y_hist[-1] @ y_hist[-1])
-        else:
-            q /= max(1.0, float(np.linalg.norm(g)))
-        for (s_k, y_k), a_k in zip(zip(s_hist, y_hist, strict=True), reversed(alphas), strict=True):
-            q += (a_k - (y_k @ q) / (y_k @ s_k)) * s_k
-        d = -q
-        slope = float(g @ d)
-        if slope >= 0:  # not a descent direction: restart from the gradient
-            s_hist, y_hist = [], []
-            d = -g / max(1.0, float(np.linalg.norm(g)))
-            slope = float(g @ d)
-        step, accepted = 1.0, False
-        for _ in range(60):
-            xn = x + step * d
-            fn, gn = objective(xn)
-            if fn < 1e30 and fn <= f + 1e-4 * step * slope:
-                accepted = True
-                break
-            step *= 0.5
-        if not accepted:
-            return x, f, it, False, "line search found no decrease"
-        sk, yk = xn - x, gn - g
-        if sk @ yk > 1e-12 * float(np.linalg.norm(sk) * np.linalg.norm(yk)):
-            s_hist.append(sk)
-            y_hist.append(yk)
-            if len(s_hist) > memory:
-                s_hist.pop(0)
-                y_hist.pop(0)
+        xn, fn_x, gn_x, stepsize, state_n = step(x, state, f_x, g_x, *args)
+        fn = float(fn_x)
+        if not (float(stepsize) > 0 and np.isfinite(fn) and fn <= f and np.isfinite(np.asarray(gn_x)).all()):
+            if fresh:  # already along the gradient
+                return np.array(x), f, it, False, "line search found no decrease"
+            state, fresh = init(x), True  # drop the curvature pairs: restart from the gradient
+            continue
         rel = (f - fn) / max(abs(f), abs(fn), 1.0)
-        x, f, g = xn, fn, gn
+        x, f, f_x, g_x, state, fresh = xn, fn, fn_x, gn_x, state_n, False
         small = small + 1 if rel < rtol else 0
-        if small >= 3 or float(np.max(np.abs(g))) < 1e-6:
-            return x, f, it, True, "converged"
-    return x, f, maxiter, False, "iteration limit"
+        if small >= 3 or float(jnp.max(jnp.abs(g_x))) < 1e-6:
+            return np.array(x), f, it, True, "converged"
+    return np.array(x), f, maxiter, False, "iteration limit"
