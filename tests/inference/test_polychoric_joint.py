@@ -128,6 +128,27 @@ def test_links_on_their_priors_are_the_ones_touching_constructs_without_items():
         standardised_link_keys(layout, "log")
 
 
+def test_joint_mode_gets_the_wider_standardisation_barrier_by_default():
+    """Joint mode without explicit settings: ``JOINT_MODE_BARRIER`` (psi from 0.1); cut mode the
+    continuous path's barrier; explicit ``StabilitySettings`` win. The prior draws use the
+    layout's barrier (``draw_prior``), so prior and posterior share one prior."""
+    from veerkracht_bayes.sem.algebra import PSI_FLOOR, PSI_WIDTH
+    from veerkracht_bayes.sem.model_builder import StabilitySettings
+    from veerkracht_bayes.sem.polychoric_likelihood import JOINT_MODE_BARRIER
+
+    data = loop_data(2000, 1)
+    _, joint = build_polychoric_model(loop_graph(), data, LoopPriors(), settings=_settings(), pilot=False)
+    assert (joint.stability.psi_floor, joint.stability.psi_width) == (JOINT_MODE_BARRIER["psi_floor"],
+                                                                       JOINT_MODE_BARRIER["psi_width"])
+    _, cut = build_polychoric_model(loop_graph(), data, LoopPriors(),
+                                    settings=replace(_settings(), unmeasured="cut"), pilot=False)
+    assert (cut.stability.psi_floor, cut.stability.psi_width) == (PSI_FLOOR, PSI_WIDTH)
+    mine = StabilitySettings(psi_floor=0.05, psi_width=0.02)
+    _, given = build_polychoric_model(loop_graph(), data, LoopPriors(), settings=_settings(), stability=mine,
+                                      pilot=False)
+    assert given.stability is mine
+
+
 def test_standardised_coordinates_map_a_normal_onto_the_prior():
     """``link_from_standard`` of N(0, 1) draws is the truncated-normal prior (KS test at 1 %, the
     mean within 4 Monte Carlo SE), and ``link_to_standard`` inverts it."""

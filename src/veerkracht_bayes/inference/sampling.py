@@ -309,7 +309,7 @@ def draw_prior(model, layout: ModelLayout, graph: CausalGraph, n: int, seed: int
         det = _deterministics(layout, graph, free, x_cov)
         psi_lat = det.pop("_psi_lat")
         log_acc = (algebra.stability_barrier(det["rho_abs_bound"], st.rho_max, st.width)
-                   + algebra.standardisation_barrier(psi_lat))
+                   + algebra.standardisation_barrier(psi_lat, floor=st.psi_floor, width=st.psi_width))
         keep = (psi_lat > 1e-4).all(axis=1) & (np.log(rng.random(m)) < log_acc)
         if accept is not None:
             keep &= accept(det)
@@ -501,7 +501,7 @@ def cut_completion(post: xr.Dataset, layout: ModelLayout, graph: CausalGraph, x_
                                               edge_groups(layout.edge_priors, keys)}, x_cov)
         psi_lat = det["_psi_lat"]
         log_acc = (algebra.stability_barrier(det["rho_abs_bound"], st.rho_max, st.width)
-                   + algebra.standardisation_barrier(psi_lat))
+                   + algebra.standardisation_barrier(psi_lat, floor=st.psi_floor, width=st.psi_width))
         ok = (psi_lat > 1e-4).all(axis=1) & (np.log(rng.random(len(pending))) < log_acc)
         pending = pending[~ok]
         if len(pending) == 0 or len(po_idx) == 0:

@@ -690,19 +690,25 @@ def stability_barrier(rho: Array, rho_max: float, width: float, *, xp: str | Mod
     return ops.log_sigmoid((rho_max - _asarray(ops, rho)) / width)
 
 
-def standardisation_barrier(psi: Array, *, xp: str | ModuleType | None = None) -> Array:
+def standardisation_barrier(psi: Array, *, floor: float = PSI_FLOOR, width: float = PSI_WIDTH,
+                            xp: str | ModuleType | None = None) -> Array:
     """Log of the smooth barrier that keeps every disturbance variance positive (R^2 < 1).
 
-    ``sum_k log_sigmoid((psi_k - 0.02) / 0.01)`` over the last axis.
+    ``sum_k log_sigmoid((psi_k - floor) / width)`` over the last axis (defaults
+    :data:`PSI_FLOOR` = 0.02, :data:`PSI_WIDTH` = 0.01). The barrier is part of the model's
+    prior: it down-weights disturbance variances near ``floor`` and below (a factor 1/2 at
+    ``floor``).
 
     Examples
     --------
     >>> import numpy as np
     >>> float(np.round(standardisation_barrier(np.array([0.5, 0.02])), 3))
     -0.693
+    >>> float(np.round(standardisation_barrier(np.array([0.1]), floor=0.1, width=0.03), 3))
+    -0.693
     """
     ops = _ops(psi, xp=xp)
-    return ops.m.sum(ops.log_sigmoid((_asarray(ops, psi) - PSI_FLOOR) / PSI_WIDTH), axis=-1)
+    return ops.m.sum(ops.log_sigmoid((_asarray(ops, psi) - floor) / width), axis=-1)
 
 
 # --------------------------------------------------------------------------- interventions

@@ -95,17 +95,35 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StabilitySettings:
-    """Smooth stability barrier: density times ``sigmoid((rho_max - rho(|B|)) / width)``.
+    """The model's smooth barriers (part of its prior).
+
+    Stability: density times ``sigmoid((rho_max - rho(|B|)) / width)``. Positive disturbance
+    variances (R^2 < 1): density times ``sigmoid((psi - psi_floor) / psi_width)`` per latent
+    (:func:`~veerkracht_bayes.sem.algebra.standardisation_barrier`); below ``psi = 1e-4`` the
+    density is 0. A wider standardisation barrier (``psi_floor=0.1, psi_width=0.03``) keeps
+    trajectories of the sampler away from that hard edge: on the polychoric route's joint mode it
+    removed most divergences at the cost of down-weighting R^2 above about 0.85
+    (docs/performance.md §4b).
 
     Examples
     --------
     >>> StabilitySettings().rho_max
     0.99
+    >>> StabilitySettings(psi_floor=0.1, psi_width=0.03).psi_floor
+    0.1
     """
 
     rho_max: float = 0.99
     width: float = 0.005
     power_iterations: int = 128
+    psi_floor: float = algebra.PSI_FLOOR
+    psi_width: float = algebra.PSI_WIDTH
+
+    def __post_init__(self) -> None:
+        if not 0 <= float(self.psi_floor) < 1 or not float(self.psi_width) > 0:
+            raise ModelError(Problem(f"psi_floor must be in [0, 1) and psi_width positive, got "
+                                     f"{self.psi_floor}, {self.psi_width}", field="psi_floor",
+                                     value=(self.psi_floor, self.psi_width)))
 
 
 @dataclass(frozen=True)
@@ -681,7 +699,8 @@ def build_model(
             rho_b, psi_b = rho_full, psi_full_lat
         pm.Potential("stability", algebra.stability_barrier(rho_b, stability.rho_max, stability.width,
                                                              xp="pytensor"))
-        pm.Potential("standardisation_soft", algebra.standardisation_barrier(psi_b, xp="pytensor"))
+        pm.Potential("standardisation_soft", algebra.standardisation_barrier(
+            psi_b, floor=stability.psi_floor, width=stability.psi_width, xp="pytensor"))
 
         if data is not None and len(items):
             c_idx = np.array([lli[c] for c in item_construct], dtype=int)

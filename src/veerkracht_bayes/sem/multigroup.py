@@ -512,7 +512,8 @@ def build_multigroup_model(
         psi_ok = pt.all(pt.gt(psi_lat, 1e-4))
         psi_safe = pt.switch(pt.gt(psi_lat, 1e-4), psi_lat, 1e-4)
         pm.Potential("standardisation", pt.switch(psi_ok, 0.0, -np.inf))
-        pm.Potential("standardisation_soft", algebra.standardisation_barrier(psi_lat, xp="pytensor"))
+        pm.Potential("standardisation_soft", algebra.standardisation_barrier(
+            psi_lat, floor=stability.psi_floor, width=stability.psi_width, xp="pytensor"))
         iters = stability.power_iterations
         rho0 = algebra.perron_bound(pt.abs(B0), iters, xp="pytensor") if plk else pt.constant(0.0)
         pm.Potential("stability", algebra.stability_barrier(rho0, stability.rho_max, stability.width,

@@ -591,7 +591,8 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
         # full system: reported psi and stability (as in the continuous path)
         _, psi_full_lat, rho = full_system(beta, graph, edge_kind, latent, covariates, x_cov, stability)
         pm.Potential("stability", algebra.stability_barrier(rho, stability.rho_max, stability.width, xp="pytensor"))
-        pm.Potential("standardisation_full", algebra.standardisation_barrier(psi_full_lat, xp="pytensor"))
+        pm.Potential("standardisation_full", algebra.standardisation_barrier(
+            psi_full_lat, floor=stability.psi_floor, width=stability.psi_width, xp="pytensor"))
         # likelihood system
         P = len(lik_latent)
         B, G = algebra.structural_matrices(beta, graph.edges, edge_kind, lik_latent, covariates, ("latent",),

@@ -80,6 +80,7 @@ from veerkracht_bayes.runtime import register_program_cache, release_compiled_pr
 from veerkracht_bayes.survey.polychoric import PolychoricResult, whiten_correlations
 
 __all__ = [
+    "JOINT_MODE_BARRIER",
     "STANDARDISED_LINKS",
     "WEIGHTS",
     "PolychoricData",
@@ -107,6 +108,15 @@ _PILOTS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 #: compiled pilot programs by cache key (:func:`fit_sandwich_weight`)
 _PILOT_PROGRAMS: dict = {}
 register_program_cache(_PILOT_PROGRAMS.clear)
+#: The joint mode's default standardisation barrier (``StabilitySettings`` fields): the density
+#: times ``sigmoid((psi - 0.1) / 0.03)`` per disturbance variance instead of the continuous path's
+#: ``sigmoid((psi - 0.02) / 0.01)``. In the joint mode, links out of constructs without items
+#: (flat likelihood up to the edge where a target's R^2 reaches 1) carried trajectories over the
+#: narrow default barrier into the hard edge at ``psi = 1e-4`` within one or two leapfrog steps:
+#: divergences. With this barrier: 1 of 6,000 draws on the shipped survey (4 + 7 + 10 with the
+#: default; seeds 2023-2025), link means unchanged within Monte Carlo error (docs/performance.md §4b).
+#: Part of the prior: it halves the density at R^2 = 0.9 and down-weights R^2 above about 0.85.
+JOINT_MODE_BARRIER = {"psi_floor": 0.1, "psi_width": 0.03}
 #: what the pilot of each sandwich model needs (tensors, free loadings, Gamma_hat, tolerance)
 _CONTEXT: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
@@ -463,8 +473,10 @@ def build_polychoric_model(graph: CausalGraph, data: PolychoricData, priors: obj
     graph, data, priors
         The diagram, the stage-1 summaries (:func:`polychoric_data`) and the edge priors.
     settings, stability
-        Measurement priors / single-item reliability, the stage-2 ``weight``, and the stability
-        barrier.
+        Measurement priors / single-item reliability, the stage-2 ``weight``, and the model's
+        barriers. Without ``stability``, the joint mode (``settings.unmeasured="joint"``) gets
+        :data:`JOINT_MODE_BARRIER` (a standardisation barrier from ``psi`` = 0.1 instead of 0.02),
+        the cut mode ``StabilitySettings()``.
     whitener
         ``weight="sandwich"`` only: the ``(p, s)`` matrix ``M`` of
         :func:`~veerkracht_bayes.sem.moment_weights.sandwich_whitener` (``p`` = edges + free
@@ -506,7 +518,8 @@ def build_polychoric_model(graph: CausalGraph, data: PolychoricData, priors: obj
     import pytensor.tensor as pt
 
     st = settings or PolychoricSettings()
-    stability = stability or StabilitySettings()
+    if stability is None:
+        stability = StabilitySettings(**JOINT_MODE_BARRIER) if st.unmeasured == "joint" else StabilitySettings()
     item_rel = dict(st.item_reliability or {})
     bad = [Problem(f"reliability must be in (0, 1), got {v}", field=k) for k, v in
            [("reliability", st.reliability), *item_rel.items()] if not 0 < float(v) < 1]
@@ -581,7 +594,8 @@ def build_polychoric_model(graph: CausalGraph, data: PolychoricData, priors: obj
         _, psi_full_lat, rho = full_system(beta, graph, edge_kind, latent, covariates, x_cov, stability)
         pm.Potential("stability", algebra.stability_barrier(rho, stability.rho_max, stability.width,
                                                             xp="pytensor"))
-        pm.Potential("standardisation_full", algebra.standardisation_barrier(psi_full_lat, xp="pytensor"))
+        pm.Potential("standardisation_full", algebra.standardisation_barrier(
+            psi_full_lat, floor=stability.psi_floor, width=stability.psi_width, xp="pytensor"))
         P = len(lik_latent)
         B, G = algebra.structural_matrices(beta, graph.edges, edge_kind, lik_latent, covariates, ("latent",),
                                            xp="pytensor")
