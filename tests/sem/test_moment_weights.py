@@ -200,20 +200,20 @@ def test_polychoric_model_weights_are_the_stated_quadratic_forms():
 
 
 def test_pilot_optimiser_steps_back_from_an_infinite_barrier():
-    """The pilot's L-BFGS (optax, ``_lbfgs``) on a quadratic whose minimum (0.9, 0.9) lies 0.1
+    """The pilot's L-BFGS (optax, ``minimise_lbfgs``) on a quadratic whose minimum (0.9, 0.9) lies 0.1
     from a wall (``x0 >= 1``: +inf, as the negative log-density outside the support; beyond it
     the quadratic itself would keep falling): the first unit step from (0.5, 0.5) lands at
     x0 = 1.5, in the wall, and must be shortened; the run ends at the minimum."""
     import jax
     import jax.numpy as jnp
 
-    from veerkracht_bayes.sem.polychoric_likelihood import _lbfgs, _lbfgs_program
+    from veerkracht_bayes.sem.polychoric_likelihood import minimise_lbfgs, lbfgs_program
 
     def f(x, c):
         q = 3.0 * (x[0] - c[0]) ** 2 + 2.0 * (x[1] - x[0]) ** 2
         return jnp.where(x[0] < 1.0, q, jnp.inf)
 
-    program = _lbfgs_program(f)
+    program = lbfgs_program(f)
     c = jnp.array([0.9])
     x0 = np.array([0.5, 0.5])
     with jax.enable_x64(True):
@@ -221,6 +221,6 @@ def test_pilot_optimiser_steps_back_from_an_infinite_barrier():
         v, g = value_and_grad(jnp.asarray(x0), c)
         first, f_first, _, stepsize, _ = step(jnp.asarray(x0), init(jnp.asarray(x0)), v, g, c)
     assert float(stepsize) < 1.0 and float(first[0]) < 1.0 and np.isfinite(float(f_first))
-    x, fx, it, converged, message = _lbfgs(program, x0, 100, c)
+    x, fx, it, converged, message = minimise_lbfgs(program, x0, 100, c)
     assert converged and message == "converged", message
     assert np.allclose(x, [0.9, 0.9], atol=1e-6) and 0.0 <= fx < 1e-10 and it < 100

@@ -57,8 +57,9 @@ keeps PyMC's coordinates).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -90,6 +91,8 @@ __all__ = [
     "implied_correlations",
     "link_from_standard",
     "link_to_standard",
+    "lbfgs_program",
+    "minimise_lbfgs",
     "polychoric_data",
     "fit_sandwich_weight",
     "sandwich_pilot_info",
@@ -849,15 +852,15 @@ def _sandwich_pilot(model, beta_var, l_var, rho_var, free_idx: np.ndarray, gamma
             v = f_logp(*unravel(flat), *d)[0]
             return jax.numpy.where(jax.numpy.isfinite(v), -v, jax.numpy.inf)
 
-        programs = (_lbfgs_program(neg_logp),
+        programs = (lbfgs_program(neg_logp),
                     jax.jit(lambda flat: f_point(*unravel(flat))),
                     jax.jit(jax.jacfwd(lambda b, l_: f_rho(b, l_)[0], argnums=(0, 1))))
         if cache_key is not None:
             if len(_PILOT_PROGRAMS) >= 8:
                 _PILOT_PROGRAMS.pop(next(iter(_PILOT_PROGRAMS)))
             _PILOT_PROGRAMS[cache_key] = programs
-    lbfgs_program, point_fn, jac_fn = programs
-    vg = lbfgs_program[1]
+    lbfgs_prog, point_fn, jac_fn = programs
+    vg = lbfgs_prog[1]
     # the DWLS model, whatever weight the model holds now (a second pilot starts from the same)
     pilot_data = {DATA_PREFIX + WEIGHT_CONTAINERS[0]: diagonal_whitener(gamma),
                   DATA_PREFIX + WEIGHT_CONTAINERS[1]: None}
@@ -897,7 +900,7 @@ def _sandwich_pilot(model, beta_var, l_var, rho_var, free_idx: np.ndarray, gamma
         raise ModelError(Problem("the sandwich pilot's start has a non-finite log-density; pass pilot_start "
                                  "(e.g. a prior draw inside the stability and standardisation region)",
                                  field="pilot_start"))
-    best, fbest, nit, converged, message = _lbfgs(lbfgs_program, flat0, maxiter, *dj)
+    best, fbest, nit, converged, message = minimise_lbfgs(lbfgs_prog, flat0, maxiter, *dj)
     beta0, l0 = (np.asarray(a, dtype=float) for a in point_fn(best))
     jb, jl = jac_fn(beta0, l0)
     delta = np.column_stack([np.asarray(jb), np.asarray(jl)[:, free_idx]])
@@ -938,19 +941,32 @@ def _whitened_sum_of_squares(model, diff, Linv: np.ndarray):
     return total
 
 
-def _lbfgs_program(value_fn, memory: int = 10):
-    """optax's L-BFGS with its zoom (strong Wolfe) line search on ``value_fn(x, *args)``
-    (JAX-traceable; ``+inf`` outside the model's support), compiled: ``(init, value_and_grad,
-    step)`` with ``step(x, state, f, g, *args) -> (x_new, f_new, g_new, stepsize, state)`` (``f``,
-    ``g`` the value and gradient at ``x``). The line search bisects away from an infinite value
-    and never ends on one (it takes a zero step instead); the approximate-Wolfe relaxation is
-    off, so a step decreases the value. Build it once per ``value_fn`` (``jax.jit`` compiles per
-    function object).
+def lbfgs_program(value_fn: Callable[..., Any], memory: int = 10) -> tuple[Callable, Callable, Callable]:
+    """optax's L-BFGS with its zoom (strong Wolfe) line search, compiled for one objective.
+
+    The line search bisects away from an infinite value and never ends on one (it takes a zero
+    step instead); the approximate-Wolfe relaxation is off, so a step decreases the value. Build
+    it once per ``value_fn`` (``jax.jit`` compiles per function object). Used by the sandwich
+    pilot (:func:`fit_sandwich_weight`) through :func:`minimise_lbfgs`.
+
+    Parameters
+    ----------
+    value_fn
+        ``value_fn(x, *args)``, JAX-traceable, ``+inf`` outside the support.
+    memory
+        Number of curvature pairs kept.
+
+    Returns
+    -------
+    (init, value_and_grad, step)
+        ``init(x)`` the optimiser state; ``value_and_grad(x, *args)`` compiled;
+        ``step(x, state, f, g, *args) -> (x_new, f_new, g_new, stepsize, state)`` compiled (``f``,
+        ``g`` the value and gradient at ``x``).
 
     Examples
     --------
     >>> import jax.numpy as jnp
-    >>> init, value_and_grad, step = _lbfgs_program(lambda x: jnp.sum((x - 1.0) ** 2))
+    >>> init, value_and_grad, step = lbfgs_program(lambda x: jnp.sum((x - 1.0) ** 2))
     >>> float(value_and_grad(jnp.zeros(2))[0])
     2.0
     """
@@ -972,21 +988,38 @@ def _lbfgs_program(value_fn, memory: int = 10):
 
 
 @x64
-def _lbfgs(program, x0: np.ndarray, maxiter: int, *args, rtol: float = 1e-10
-           ) -> tuple[np.ndarray, float, int, bool, str]:
-    """Minimise the ``value_fn`` of ``program`` (:func:`_lbfgs_program`) from ``x0`` (inside the
-    support) by optax's L-BFGS: stops at a relative decrease below ``rtol`` three times in a row,
-    ``max|grad| < 1e-6`` or ``maxiter`` iterations. A step that ends outside the support (or
-    with a non-finite gradient) or does not decrease the value is not taken: L-BFGS restarts
-    from the gradient there, and stops if that fails too. (SciPy's L-BFGS-B stops at the
-    support's barrier after a step or two: its line search reads the barrier as no reduction.)
-    Returns (x, f, iterations, converged, message).
+def minimise_lbfgs(program: tuple[Callable, Callable, Callable], x0: np.ndarray, maxiter: int, *args: Any,
+                   rtol: float = 1e-10) -> tuple[np.ndarray, float, int, bool, str]:
+    """Minimise the objective of ``program`` from ``x0`` (inside the support) by optax's L-BFGS.
+
+    Stops at a relative decrease below ``rtol`` three times in a row, ``max|grad| < 1e-6`` or
+    ``maxiter`` iterations. A step that ends outside the support (or with a non-finite
+    gradient) or does not decrease the value is not taken: L-BFGS restarts from the gradient
+    there, and stops if that fails too. (SciPy's L-BFGS-B stops at the support's barrier after
+    a step or two: its line search reads the barrier as no reduction.)
+
+    Parameters
+    ----------
+    program
+        :func:`lbfgs_program` of the objective.
+    x0
+        Start, inside the support.
+    maxiter
+        Most iterations.
+    *args
+        Further arguments of the objective (data).
+    rtol
+        Relative decrease counted as none.
+
+    Returns
+    -------
+    (x, f, iterations, converged, message)
 
     Examples
     --------
     >>> import jax.numpy as jnp
-    >>> program = _lbfgs_program(lambda x: jnp.where(x[0] < 1.0, jnp.sum((x - 0.9) ** 2), jnp.inf))
-    >>> x, f, it, converged, message = _lbfgs(program, np.array([0.5, 0.0]), 100)
+    >>> program = lbfgs_program(lambda x: jnp.where(x[0] < 1.0, jnp.sum((x - 0.9) ** 2), jnp.inf))
+    >>> x, f, it, converged, message = minimise_lbfgs(program, np.array([0.5, 0.0]), 100)
     >>> np.round(x, 6).tolist(), converged, message
     ([0.9, 0.9], True, 'converged')
     """
