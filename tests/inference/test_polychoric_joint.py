@@ -269,11 +269,15 @@ def test_standardised_and_native_coordinates_give_the_same_posterior():
 def test_shipped_survey_joint_fit_samples_cleanly():
     """``vb.fit("marvel", survey, measurement="polychoric", unmeasured="joint")`` on the shipped
     synthetic survey at vb.fit's settings for this route (2 chains x (500 tuning steps + 1,000
-    draws), sandwich stage-2 weight): bulk ESS >= 400 and R-hat <= 1.02 for every link, and at
-    most 10 divergent transitions of 2,000 (0.5 %). Measured (docs/performance.md §4b): 3 of 1,000
-    at 500 + 500 with the standardised coordinates, 14 with the native ones, so the bound fails if
-    that fix is undone; the target of the issue (< 0.1 %) is NOT met yet: the remaining
-    divergences are at the standardisation boundary, not in the links' coordinates.
+    draws), sandwich stage-2 weight, the joint mode's standardisation barrier
+    ``JOINT_MODE_BARRIER``): bulk ESS >= 400 and R-hat <= 1.02 for every link, and at most 3
+    divergent transitions of 2,000 (0.15 %). Measured (docs/performance.md §4b), 2 x (500 + 1,000):
+    1 at this seed (1, 0, 0, 2, 0 over seeds 2023-2027, 3 of 10,000); with the continuous path's
+    narrower barrier 4, 7, 10 (seeds 2023-2025), and at 500 + 500 with the native coordinates of
+    the links on their priors 14 of 1,000, so the bound fails if either fix is undone (the old
+    barrier's mean of about 7 per fit gives 3 or fewer in under 10 % of runs). Zero, the target,
+    is not met in every seed: the rare remaining divergences could not be traced (replayed
+    trajectories from the draws before them did not blow up).
 
     Why 1,000 draws and 1.02: the largest split R-hat over the ~127 parameters is noisy. For
     independent stationary AR(1) chains with bulk ESS 0.35 per draw (the weakest link's), a
@@ -301,6 +305,6 @@ def test_shipped_survey_joint_fit_samples_cleanly():
     ess = az.ess(post)["beta"].values
     keys = list(post["edge"].values)
     print("divergences", div, "max R-hat", rhat.max(), "min bulk ESS", ess.min(), keys[int(ess.argmin())])
-    assert div <= 10, div
+    assert div <= 3, div
     assert rhat.max() <= 1.02, (rhat.max(), keys[int(rhat.argmax())])
     assert ess.min() >= 400, (ess.min(), keys[int(ess.argmin())])
