@@ -120,10 +120,15 @@ class StabilitySettings:
     psi_width: float = algebra.PSI_WIDTH
 
     def __post_init__(self) -> None:
-        if not 0 <= float(self.psi_floor) < 1 or not float(self.psi_width) > 0:
-            raise ModelError(Problem(f"psi_floor must be in [0, 1) and psi_width positive, got "
-                                     f"{self.psi_floor}, {self.psi_width}", field="psi_floor",
-                                     value=(self.psi_floor, self.psi_width)))
+        bad = []
+        if not 0 <= float(self.psi_floor) < 1:
+            bad.append(Problem(f"psi_floor must be in [0, 1), got {self.psi_floor}", field="psi_floor",
+                               value=self.psi_floor))
+        if not float(self.psi_width) > 0:
+            bad.append(Problem(f"psi_width must be positive, got {self.psi_width}", field="psi_width",
+                               value=self.psi_width))
+        if bad:
+            raise ModelError(bad)
 
 
 @dataclass(frozen=True)
