@@ -124,15 +124,55 @@ def test_auto_records_the_route_and_its_reason(run_dir) -> None:
 def test_polychoric_run_states_what_it_skips(run_dir) -> None:
     d, result = run_dir
     text = " | ".join(result.warnings)
-    assert "no log_likelihood group" in text and "thresholds.csv not written" in text
-    assert not (d / "out" / "thresholds.csv").exists()
+    assert "no log_likelihood group" in text and "thresholds.csv not written" not in text
     import xarray as xr
 
     with xr.open_datatree(d / "out" / "posterior.nc") as tree:
         assert "log_likelihood" not in tree.children
         assert tree.attrs["log_likelihood"].startswith("none: the polychoric route")
     prov = json.loads((d / "out" / "provenance.json").read_text(encoding="utf-8"))
-    assert any("thresholds.csv not written" in w for w in prov["warnings"])
+    assert any("no log_likelihood group" in w for w in prov["warnings"])
+
+
+def test_polychoric_run_writes_threshold_outcomes_from_its_posterior(run_dir) -> None:
+    """The MHI-5 share comes from the polychoric posterior: the observed baseline, and a change whose
+    draws are the calibrated probit shift of :func:`score_shift` with the posterior's loadings and the
+    ordinal items' observed margins (recomputed here from the public functions)."""
+    import numpy as np
+    import pandas as pd
+
+    from veerkracht_bayes.causal.thresholds import calibrated_shares, item_margin, score_shift
+    from veerkracht_bayes.workflow.for_whom import observed_scale
+
+    d, result = run_dir
+    tab = pd.read_csv(d / "out" / "thresholds.csv")
+    pop = tab[(tab["scope"] == "population") & ~tab["suppressed"].astype(bool)]
+    assert len(pop) and pop["effect_pp"].notna().all() and (pop["lower"] <= pop["upper"]).all()
+    spec = result.config.query.thresholds[0]
+    from veerkracht_bayes.workflow.config import validate_inputs
+
+    sv = validate_inputs(result.config, overwrite=True).survey
+    p, sd, n = observed_scale(spec, sv)
+    assert np.allclose(pop["baseline_share"], 100 * p) and (pop["n_group"] == n).all()
+    # P06 targets everyone: recompute its row from the posterior
+    row = pop[pop["policy"] == "P06"].iloc[0]
+    y, cols = sv.item_matrix(reverse=True)
+    x = y[:, [cols.index(it) for it in spec.items]]
+    keep = ~np.isnan(x).any(axis=1)
+    margins = [item_margin(x[keep, j], sv.weights[keep], values=np.unique(x[np.isfinite(x[:, j]), j]))
+               for j in range(len(spec.items))]
+    lam = result.fit.idata["posterior"]["lambda"].sel(item=list(spec.items))
+    lam = lam.transpose("chain", "draw", "item").values.reshape(-1, len(spec.items))
+    i = list(result.do_result.names).index("P06")
+    ok = result.do_result.usable()[i]
+    shift = score_shift(spec.weights, lam, result.do_result.outcome_effect(spec.outcome)[i], margins)
+    pp = calibrated_shares(spec, p, sd, shift[ok]).effect_pp
+    assert row["effect_pp"] == pytest.approx(pp.mean(), rel=1e-9, abs=1e-12)
+    # the brief says how the polychoric route moves the scale
+    from veerkracht_bayes.report.brief import brief_blocks, render_markdown
+
+    md = render_markdown(brief_blocks(result))
+    assert "Threshold outcomes" in md and "On the polychoric route each ordinal item moves" in md
 
 
 def _survey_and_graph(tmp_path: Path, continuous_only: bool = False):

@@ -20,6 +20,21 @@ tail exactly. With the observed (weighted) share ``p_obs`` given, the baseline i
 standardised cut-off becomes ``z0 = Phi^-1(p_obs)`` in place of ``(k - mean) / sd``, and the
 intervened share is ``Phi(z0 - L e / sd)``. The model then supplies only the *shift*, in units of the
 score's SD. Effects are in percentage points, with central intervals over the posterior draws.
+
+**Ordinal items (the polychoric route).** There an ordinal item is the category its latent response
+``y* = lambda eta + eps`` (``Var(y*) = 1``, ``lambda`` the correlation-scale loading) falls in. In a
+(sub)population where the answers lie at or below category value ``v_k`` with probability ``P_k``, the
+latent response has its thresholds at ``z_k = Phi^-1(P_k)`` standard units above its mean; when the
+construct's mean moves by ``e``, the latent response's mean moves by ``lambda e`` and the item's mean
+by
+
+    sum_k (v_{k+1} - v_k) [Phi(z_k) - Phi(z_k - lambda e)]
+
+(:func:`score_shift`; a continuous item of the same route, standardised with native SD ``s``, moves
+by ``s lambda e``). This is exact for a shift when the latent response's SD within the (sub)population
+is 1 (the whole population; a subgroup whose latent spread is the population's), and the score's
+mean moves by the weighted sum over its items. The share beyond the cut-off is then the calibrated
+normal approximation above with this shift in place of ``L e`` (:func:`calibrated_shares`).
 """
 
 from __future__ import annotations
@@ -34,7 +49,8 @@ from scipy.special import ndtr, ndtri
 
 from veerkracht_bayes.errors import InterventionError, Problem, did_you_mean
 
-__all__ = ["ThresholdResult", "ThresholdSpec", "scale_moments", "threshold_shares"]
+__all__ = ["ItemMargin", "ThresholdResult", "ThresholdSpec", "calibrated_shares", "item_margin", "scale_moments",
+           "score_shift", "threshold_shares"]
 
 
 class ThresholdSpec(BaseModel):
@@ -200,8 +216,161 @@ def threshold_shares(spec: ThresholdSpec, intercept: np.ndarray, slope: np.ndarr
                                             f"{observed_share}", field="observed_share", value=observed_share))
         p = float(observed_share)
         z0 = np.full_like(sd, ndtri(p if spec.direction == "below" else 1.0 - p))
-    z1 = z0 - slope * np.asarray(effect, dtype=float) / sd
+    return _shares(spec, z0, z0 - slope * np.asarray(effect, dtype=float) / sd, calibrated)
+
+
+def _shares(spec: ThresholdSpec, z0: np.ndarray, z1: np.ndarray, calibrated: bool) -> ThresholdResult:
+    """Shares beyond the cut-off from the standardised cut-off before (``z0``) and after (``z1``)."""
     below0, below1 = ndtr(z0), ndtr(z1)
     if spec.direction == "below":
         return ThresholdResult(spec.name, below0 * np.ones_like(below1), below1, calibrated)
     return ThresholdResult(spec.name, (1.0 - below0) * np.ones_like(below1), 1.0 - below1, calibrated)
+
+
+def calibrated_shares(spec: ThresholdSpec, observed_share: float, score_sd: float,
+                      shift: np.ndarray) -> ThresholdResult:
+    """Baseline (the observed share) and intervened share when the score's mean moves by ``shift``.
+
+    The normal approximation calibrated to the data (module docstring): the standardised cut-off is
+    ``Phi^-1`` of the observed share and moves by ``shift / score_sd``.
+
+    Parameters
+    ----------
+    spec
+        The threshold outcome.
+    observed_share
+        Weighted observed share beyond the cut-off, in (0, 1).
+    score_sd
+        Weighted observed SD of the score.
+    shift
+        ``(S,)`` change of the score's mean per draw (:func:`score_shift`, or ``L e``).
+
+    Examples
+    --------
+    >>> spec = ThresholdSpec(name="low", outcome="b", items=["b1"], cutoff=-1.0)
+    >>> r = calibrated_shares(spec, 0.1587, 1.0, np.array([0.0, 1.0]))
+    >>> r.baseline.round(4).tolist(), r.effect_pp.round(2).tolist()
+    ([0.1587, 0.1587], [0.0, -13.59])
+    """
+    p = float(observed_share)
+    if not 0.0 < p < 1.0:
+        raise InterventionError(Problem(f"threshold {spec.name!r}: observed share must be in (0, 1), got "
+                                        f"{observed_share}", field="observed_share", value=observed_share))
+    if not (np.isfinite(score_sd) and score_sd > 0):
+        raise InterventionError(Problem(f"threshold {spec.name!r}: the score's SD must be positive, got "
+                                        f"{score_sd}", field="score_sd", value=score_sd))
+    shift = np.asarray(shift, dtype=float)
+    z0 = np.full_like(shift, ndtri(p if spec.direction == "below" else 1.0 - p))
+    return _shares(spec, z0, z0 - shift / float(score_sd), True)
+
+
+@dataclass(frozen=True)
+class ItemMargin:
+    """Where one ordinal item's answers lie in a (sub)population (:func:`item_margin`).
+
+    Attributes
+    ----------
+    values
+        ``(K,)`` the categories' native values, ascending.
+    cum_probit
+        ``(K - 1,)`` ``Phi^-1`` of the share answering at or below each of the first ``K - 1``
+        values: the latent response's thresholds in SD units above its mean (``-inf``/``+inf``
+        for an empty tail).
+
+    Examples
+    --------
+    >>> m = ItemMargin(np.array([0.0, 1.0]), np.array([0.0]))
+    >>> m.values.tolist(), m.cum_probit.tolist()
+    ([0.0, 1.0], [0.0])
+    """
+
+    values: np.ndarray
+    cum_probit: np.ndarray
+
+
+def item_margin(answers: np.ndarray, weights: np.ndarray | None = None,
+                values: np.ndarray | None = None) -> ItemMargin:
+    """The (weighted) margin of one ordinal item's answers.
+
+    Parameters
+    ----------
+    answers
+        ``(n,)`` the answers in native values (NaN: not answered, left out).
+    weights
+        ``(n,)`` survey weights (default equal).
+    values
+        The categories' native values (default: the distinct answers); answers must be among them.
+
+    Examples
+    --------
+    >>> m = item_margin(np.array([1.0, 1.0, 2.0, 3.0]))
+    >>> m.values.tolist(), m.cum_probit.round(4).tolist()
+    ([1.0, 2.0, 3.0], [0.0, 0.6745])
+    """
+    a = np.asarray(answers, dtype=float)
+    w = np.ones_like(a) if weights is None else np.asarray(weights, dtype=float)
+    ok = np.isfinite(a)
+    a, w = a[ok], w[ok]
+    vals = np.unique(a) if values is None else np.sort(np.asarray(values, dtype=float))
+    if a.size == 0 or w.sum() <= 0:
+        raise InterventionError(Problem("item_margin: no answers with positive weight", field="answers"))
+    pos = np.minimum(np.searchsorted(vals, a), vals.size - 1)
+    off = vals[pos] != a
+    if off.any():
+        bad = float(a[off][0])
+        raise InterventionError(Problem(f"item_margin: answer {bad} is not one of the categories "
+                                        f"{vals.tolist()}", field="answers", value=bad))
+    share = np.bincount(pos, weights=w, minlength=vals.size) / w.sum()
+    cum = np.clip(np.cumsum(share)[:-1], 0.0, 1.0)
+    return ItemMargin(vals, ndtri(cum))
+
+
+def score_shift(weights: Sequence[float], loadings: np.ndarray, effect: np.ndarray | float,
+                margins: Sequence[ItemMargin | float]) -> np.ndarray:
+    """Change of a score's mean when the construct's mean moves by ``effect`` (polychoric route).
+
+    Parameters
+    ----------
+    weights
+        ``(J,)`` the score's item weights.
+    loadings
+        ``(S, J)`` (or ``(J,)``) correlation-scale loadings of the items on the construct: of an
+        ordinal item's latent response, of a continuous item standardised.
+    effect
+        ``(S,)`` (or a number) the construct's change of mean, in its SD units.
+    margins
+        Per item an :class:`ItemMargin` (ordinal; exact for a shift, module docstring) or the
+        item's native SD (continuous: it moves by ``SD lambda e``).
+
+    Returns
+    -------
+    np.ndarray
+        ``(S,)`` the change of the score's mean in its native units.
+
+    Examples
+    --------
+    A binary item with half its answers at 1, loading 1: a latent shift of 1 SD moves the share
+    answering 1 from 0.5 to ``Phi(1)``:
+
+    >>> m = ItemMargin(np.array([0.0, 1.0]), np.array([0.0]))
+    >>> round(float(score_shift([1.0], np.array([1.0]), 1.0, [m])[0]), 4)
+    0.3413
+    """
+    lam = np.atleast_2d(np.asarray(loadings, dtype=float))
+    w = np.asarray(weights, dtype=float)
+    if lam.shape[1] != w.size or len(margins) != w.size:
+        raise InterventionError(Problem(f"score_shift: {w.size} weights, {lam.shape[1]} loadings and "
+                                        f"{len(margins)} margins", field="margins"))
+    e = np.asarray(effect, dtype=float).reshape(-1)
+    n = max(lam.shape[0], e.size)
+    lam, e = np.broadcast_to(lam, (n, lam.shape[1])), np.broadcast_to(e, (n,))
+    out = np.zeros(n)
+    for j, m in enumerate(margins):
+        mu = lam[:, j] * e  # the latent response's (or the standardised item's) change of mean
+        if isinstance(m, ItemMargin):
+            step = np.diff(np.asarray(m.values, dtype=float))
+            z = np.asarray(m.cum_probit, dtype=float)
+            out += w[j] * ((ndtr(z)[None, :] - ndtr(z[None, :] - mu[:, None])) @ step)
+        else:
+            out += w[j] * float(m) * mu
+    return out

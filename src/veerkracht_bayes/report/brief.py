@@ -1677,6 +1677,17 @@ def _threshold_evidence(c: _Ctx, pid: str, outcome: str) -> str:
     return effect_evidence_label(w.iloc[0]) if len(w) else "see the ranking"
 
 
+def _threshold_route_note(c: _Ctx) -> str:
+    """How the measurement model moves the scale on the polychoric route (empty on the others)."""
+    fit = getattr(c.result, "fit", None)
+    if fit is None or fit.idata.attrs.get("likelihood") != "polychoric":
+        return ""
+    return (" On the polychoric route each ordinal item moves through its categories: its latent response "
+            "shifts by its loading times the effect, against the item's thresholds in the population or "
+            "target group (from the observed answers); this assumes the latent response's spread in a "
+            "target group equals the population's (assumption).")
+
+
 def _for_whom_thresholds(c: _Ctx) -> list[Block]:
     """Threshold outcomes in percentage points (``thresholds.csv``)."""
     th = getattr(c.result, "thresholds", None)
@@ -1699,7 +1710,7 @@ def _for_whom_thresholds(c: _Ctx) -> list[Block]:
             f"(assumption). 'P(relevant {want})' is the probability that the share changes by more "
             f"than {_num(mrc, 1)} pp in the desirable direction ({want}): a stated minimal relevant "
             f"change (assumption). 'Change rests on' is what the recommendation's effect on the outcome "
-            f"rests mainly on (as in the ranking).")))
+            f"rests mainly on (as in the ranking).{_threshold_route_note(c)}")))
         rows, nonum = [], []
         for _, r in t.iterrows():
             if r["scope"] == "group":

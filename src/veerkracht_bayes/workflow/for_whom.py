@@ -27,7 +27,10 @@ of the (sub)population beyond a cut-off on an observed scale. The baseline share
 spread are the observed weighted ones (data); the model supplies the shift of the score's mean,
 ``L e`` (the measurement slope ``L`` times the do-query's latent effect ``e``), per posterior draw.
 Population rows use the single-group fit (the effects of ``effects.csv``), group rows the
-multi-group fit of their grouping.
+multi-group fit of their grouping. On the polychoric route the single-group fit's shift of the
+score is :func:`~veerkracht_bayes.causal.thresholds.score_shift` (each ordinal item through its
+categories, from the cell's observed margins and the posterior's correlation-scale loadings); the
+group rows still come from the continuous-path multi-group fits.
 """
 
 from __future__ import annotations
@@ -44,8 +47,16 @@ import pandas as pd
 from veerkracht_bayes.causal.do import DoResult, Outcome, do_query
 from veerkracht_bayes.causal.draws import StructuralDraws
 from veerkracht_bayes.causal.summaries import desirable_direction
-from veerkracht_bayes.causal.thresholds import ThresholdSpec, scale_moments, threshold_shares
-from veerkracht_bayes.errors import VeerkrachtError
+from veerkracht_bayes.causal.thresholds import (
+    ItemMargin,
+    ThresholdSpec,
+    calibrated_shares,
+    item_margin,
+    scale_moments,
+    score_shift,
+    threshold_shares,
+)
+from veerkracht_bayes.errors import InterventionError, Problem, VeerkrachtError, did_you_mean
 
 # fit_groupings and threshold_rows (the pipeline's entry points; they need a validated survey and a
 # fit) are reached as module attributes.
@@ -590,7 +601,24 @@ def _threshold_row(spec: ThresholdSpec, intercept: np.ndarray, slope: np.ndarray
     v = np.clip((sd_obs**2 - err[ok]) / np.maximum(L**2, 1e-300), 0.0, None)
     res = threshold_shares(spec, intercept[ok], L, err[ok], latent_var=v, effect=effect[ok],
                            observed_share=p_obs)
-    pp = scale * res.effect_pp
+    return _pp_summary(out, scale * res.effect_pp, ci_prob, mrc_pp, sign)
+
+
+def _shift_row(spec: ThresholdSpec, shift: np.ndarray, ok: np.ndarray, p_obs: float, sd_obs: float, *,
+               scale: float, ci_prob: float, mrc_pp: float, sign: int) -> dict[str, Any]:
+    """:func:`_threshold_row` for a score whose change of mean per draw is given (polychoric route)."""
+    nan = float("nan")
+    out: dict[str, Any] = {"baseline_share": 100.0 * p_obs if np.isfinite(p_obs) else nan,
+                           "p_stable": float(ok.mean()) if ok.size else nan, "n_used": int(ok.sum())}
+    if not (np.isfinite(p_obs) and SHARE_EPS < p_obs < 1.0 - SHARE_EPS) or not ok.any() \
+            or not (np.isfinite(sd_obs) and sd_obs > 0):
+        return {**out, "effect_pp": nan, "lower": nan, "upper": nan, "p_meaningful": nan}
+    res = calibrated_shares(spec, p_obs, sd_obs, shift[ok])
+    return _pp_summary(out, scale * res.effect_pp, ci_prob, mrc_pp, sign)
+
+
+def _pp_summary(out: dict[str, Any], pp: np.ndarray, ci_prob: float, mrc_pp: float, sign: int) -> dict[str, Any]:
+    """Mean, central interval and P(a desirable change beyond ``mrc_pp``) of a change in pp."""
     a = (1 - ci_prob) / 2
     lo, hi = np.quantile(pp, [a, 1 - a])
     return {**out, "effect_pp": float(pp.mean()), "lower": float(lo), "upper": float(hi),
@@ -658,79 +686,162 @@ def threshold_rows(specs: Sequence[ThresholdSpec], *, survey: Any, data: Any, fi
     >>> tab[["policy", "scope", "suppressed"]].values.tolist()  # P01's target group is below 50  # doctest: +SKIP
     [['P01', 'population', True], ['P03', 'population', False]]
     """
-    rows: list[dict[str, Any]] = []
+    polychoric = fitted.idata.attrs.get("likelihood") == "polychoric"
     post = fitted.idata["posterior"].to_dataset()
-    lam, th, nu = _measurement(post, fitted.layout)
-    items = list(fitted.layout.items)
-    centre, scale_ = _native(data, items)
+    if not polychoric:
+        lam, th, nu = _measurement(post, fitted.layout)
+        items = list(fitted.layout.items)
+        centre, scale_ = _native(data, items)
     usable = do_res.usable()
+    rows: list[dict[str, Any]] = []
     for spec in specs:
-        inter, slope, err = scale_moments(spec, items, lam, th, nu, centre, scale_)
-        L_sign = int(np.sign(np.nanmean(slope))) or 1
+        eff_within = do_res.outcome_effect(spec.outcome)
+        if polychoric:
+            score = _PolychoricScore(spec, fitted, survey)
+            L_sign = int(np.sign(np.nanmean(score.shift(None, 1.0)))) or 1
+
+            def cell(i: int, mask: np.ndarray | None, p: float, sd: float, scale: float, sign: int) -> dict[str, Any]:
+                return _shift_row(spec, score.shift(mask, eff_within[i]), usable[i], p, sd, scale=scale,
+                                  ci_prob=ci_prob, mrc_pp=mrc_pp, sign=sign)
+        else:
+            inter, slope, err = scale_moments(spec, items, lam, th, nu, centre, scale_)
+            L_sign = int(np.sign(np.nanmean(slope))) or 1
+
+            def cell(i: int, mask: np.ndarray | None, p: float, sd: float, scale: float, sign: int) -> dict[str, Any]:
+                return _threshold_row(spec, inter, slope, err, eff_within[i], usable[i], p, sd, scale=scale,
+                                      ci_prob=ci_prob, mrc_pp=mrc_pp, sign=sign)
         d = desirable_direction(spec.outcome)
-        # desirable sign of the change of the share: the score moves by L e; "below" shrinks as it rises
+        # desirable sign of the change of the share: the score moves with the construct (L_sign);
+        # "below" shrinks as it rises
         sign = (-1 if spec.direction == "below" else 1) * L_sign * d
         desirable = "decrease" if sign < 0 else "increase"
-        eff_within = do_res.outcome_effect(spec.outcome)
-        p_pop, sd_pop, n_pop = observed_scale(spec, survey)
         base = {"threshold": spec.name, "outcome": spec.outcome, "mrc_pp": mrc_pp, "desirable": desirable}
-        for i, pid in enumerate(do_res.names):
-            g = do_res.subgroups[i]
-            reason = do_res.suppressed[i]
-            common = {**base, "policy": pid}
-            if reason:
-                rows.append({**common, "scope": "population", "group": "population", "grouping": "",
-                             "n_group": n_pop, "suppressed": True, "reason": str(reason)})
-                continue
-            if g is None:
-                r = _threshold_row(spec, inter, slope, err, eff_within[i], usable[i], p_pop, sd_pop, scale=1.0,
-                                   ci_prob=ci_prob, mrc_pp=mrc_pp, sign=sign)
-                rows.append({**common, **r, "scope": "population", "group": "population", "grouping": "",
-                             "n_group": n_pop, "suppressed": False, "reason": ""})
-                continue
-            # targeted: the share changes only inside the target group; the population change is its
-            # weighted prevalence times the change there
-            mask = survey.subgroup_mask(g)
-            p_g, sd_g, n_g = observed_scale(spec, survey, mask)
-            prev = float(subgroups[g].prevalence) if g in subgroups else float("nan")
-            r_in = _threshold_row(spec, inter, slope, err, eff_within[i], usable[i], p_g, sd_g, scale=1.0,
-                                  ci_prob=ci_prob, mrc_pp=mrc_pp, sign=sign)
-            r_pop = _threshold_row(spec, inter, slope, err, eff_within[i], usable[i], p_g, sd_g, scale=prev,
-                                   ci_prob=ci_prob, mrc_pp=mrc_pp, sign=sign)
-            r_pop["baseline_share"] = 100.0 * p_pop
-            rows.append({**common, **r_pop, "scope": "population", "group": "population", "grouping": "",
+        rows += _policy_threshold_rows(spec, survey, do_res, subgroups, base=base, sign=sign, cell=cell,
+                                       min_cell_size=min_cell_size)
+        rows += _grouping_threshold_rows(spec, survey, groupings, group_results, base=base, sign=sign,
+                                         min_cell_size=min_cell_size, ci_prob=ci_prob, mrc_pp=mrc_pp)
+    return _threshold_frame(rows)
+
+
+def _policy_threshold_rows(spec: ThresholdSpec, survey: Any, do_res: DoResult, subgroups: Mapping[str, Any], *,
+                           base: dict[str, Any], sign: int, cell: Any, min_cell_size: int) -> list[dict[str, Any]]:
+    """Rows of the single-group fit's do-query: the population, and a targeted policy's group.
+
+    ``cell(i, mask, p_obs, sd_obs, scale, sign)`` summarises policy ``i`` in the respondents of
+    ``mask`` (None: everyone) given the observed share and SD there, its change times ``scale``.
+    """
+    rows: list[dict[str, Any]] = []
+    p_pop, sd_pop, n_pop = observed_scale(spec, survey)
+    for i, pid in enumerate(do_res.names):
+        g = do_res.subgroups[i]
+        reason = do_res.suppressed[i]
+        common = {**base, "policy": pid}
+        if reason:
+            rows.append({**common, "scope": "population", "group": "population", "grouping": "",
+                         "n_group": n_pop, "suppressed": True, "reason": str(reason)})
+            continue
+        if g is None:
+            r = cell(i, None, p_pop, sd_pop, 1.0, sign)
+            rows.append({**common, **r, "scope": "population", "group": "population", "grouping": "",
                          "n_group": n_pop, "suppressed": False, "reason": ""})
-            small = n_g < min_cell_size
-            rows.append({**common, **r_in, "scope": "target", "group": g, "grouping": "", "n_group": n_g,
-                         "suppressed": small, "reason": f"target group below the minimum cell size "
-                         f"{min_cell_size}" if small else ""})
-        # groups of the multi-group fits (the policy's dose given to everyone in the group)
-        for gf in groupings:
-            res = group_results.get(gf.by)
-            if gf.fit is None or res is None:
-                continue
-            gpost = gf.fit.posterior
-            glam, gth, gnu = _flat(gpost, "lambda_group"), _flat(gpost, "theta"), _flat(gpost, "nu_group")
-            gitems = list(gf.fit.layout.base.items)
-            gcentre, gscale = _native(gf.fit.data.pooled, gitems)
-            labels_row = np.asarray([None if v is None else str(v) for v in _row_labels(survey, gf.by)],
-                                    dtype=object)
-            for k, lab in enumerate(gf.labels):
-                gi, gs, ge = scale_moments(spec, gitems, glam[:, k], gth, gnu[:, k], gcentre, gscale)
-                p_g, sd_g, n_g = observed_scale(spec, survey, labels_row == lab)
-                rg = res[lab]
-                e_g = rg.outcome_effect(spec.outcome)
-                u_g = rg.usable()
-                for i, pid in enumerate(rg.names):
-                    common = {**base, "policy": pid, "scope": "group", "group": lab, "grouping": gf.by,
-                              "n_group": int(gf.counts[k])}
-                    if gf.counts[k] < min_cell_size:
-                        rows.append({**common, "baseline_share": float("nan"), "suppressed": True,
-                                     "reason": f"group below the minimum cell size {min_cell_size}"})
-                        continue
-                    r = _threshold_row(spec, gi, gs, ge, e_g[i], u_g[i], p_g, sd_g, scale=1.0, ci_prob=ci_prob,
-                                       mrc_pp=mrc_pp, sign=sign)
-                    rows.append({**common, **r, "suppressed": False, "reason": ""})
+            continue
+        # targeted: the share changes only inside the target group; the population change is its
+        # weighted prevalence times the change there
+        mask = survey.subgroup_mask(g)
+        p_g, sd_g, n_g = observed_scale(spec, survey, mask)
+        prev = float(subgroups[g].prevalence) if g in subgroups else float("nan")
+        r_in = cell(i, mask, p_g, sd_g, 1.0, sign)
+        r_pop = cell(i, mask, p_g, sd_g, prev, sign)
+        r_pop["baseline_share"] = 100.0 * p_pop
+        rows.append({**common, **r_pop, "scope": "population", "group": "population", "grouping": "",
+                     "n_group": n_pop, "suppressed": False, "reason": ""})
+        small = n_g < min_cell_size
+        rows.append({**common, **r_in, "scope": "target", "group": g, "grouping": "", "n_group": n_g,
+                     "suppressed": small, "reason": f"target group below the minimum cell size "
+                     f"{min_cell_size}" if small else ""})
+    return rows
+
+
+class _PolychoricScore:
+    """A threshold scale on the polychoric route: its items' loadings and margins per cell.
+
+    ``shift(mask, effect)`` is the score's change of mean per draw (:func:`score_shift`), with the
+    ordinal items' margins of the respondents in ``mask`` who answered every item of the scale (the
+    same respondents as :func:`observed_scale`), and a continuous item's SD over all who answered it.
+    """
+
+    def __init__(self, spec: ThresholdSpec, fitted: Any, survey: Any) -> None:
+        data = fitted.data
+        items = list(data.item_names)
+        for it in spec.items:
+            if it not in items:
+                raise InterventionError(Problem(
+                    f"threshold {spec.name!r}: item {it!r} is not an item of the polychoric fit"
+                    f"{did_you_mean(it, items)}", field="items", value=it))
+        lam = fitted.idata["posterior"]["lambda"].sel(item=list(spec.items))
+        self.loadings = lam.transpose("chain", "draw", "item").values.reshape(-1, len(spec.items))
+        self.weights = np.ones(len(spec.items)) if spec.weights is None else np.asarray(spec.weights, dtype=float)
+        y, cols = survey.item_matrix(reverse=True)
+        self.x = y[:, [cols.index(it) for it in spec.items]]
+        self.w = np.asarray(survey.weights, dtype=float)
+        kinds = dict(zip(data.stats.names, data.stats.kinds))
+        self.ordinal = [kinds[it] == "ordinal" for it in spec.items]
+        self.values = [np.unique(col[np.isfinite(col)]) for col in self.x.T]
+        self.sd = []
+        for col in self.x.T:
+            ok = np.isfinite(col)
+            ww = self.w[ok] / self.w[ok].sum()
+            self.sd.append(float(np.sqrt(ww @ (col[ok] - ww @ col[ok]) ** 2)))
+        self.complete = ~np.isnan(self.x).any(axis=1)
+
+    def margins(self, mask: np.ndarray | None) -> list[ItemMargin | float]:
+        keep = self.complete if mask is None else self.complete & np.asarray(mask, dtype=bool)
+        return [item_margin(self.x[keep, j], self.w[keep], values=self.values[j]) if o else self.sd[j]
+                for j, o in enumerate(self.ordinal)]
+
+    def shift(self, mask: np.ndarray | None, effect: np.ndarray | float) -> np.ndarray:
+        keep = self.complete if mask is None else self.complete & np.asarray(mask, dtype=bool)
+        if not keep.any():
+            return np.full(self.loadings.shape[0], np.nan)
+        return score_shift(self.weights, self.loadings, effect, self.margins(mask))
+
+
+def _grouping_threshold_rows(spec: ThresholdSpec, survey: Any, groupings: Sequence[GroupingFit],
+                             group_results: Mapping[str, Mapping[str, DoResult]], *, base: dict[str, Any],
+                             sign: int, min_cell_size: int, ci_prob: float, mrc_pp: float) -> list[dict[str, Any]]:
+    """Rows of the groups of the multi-group fits (the policy's dose given to everyone in the group)."""
+    rows: list[dict[str, Any]] = []
+    for gf in groupings:
+        res = group_results.get(gf.by)
+        if gf.fit is None or res is None:
+            continue
+        gpost = gf.fit.posterior
+        glam, gth, gnu = _flat(gpost, "lambda_group"), _flat(gpost, "theta"), _flat(gpost, "nu_group")
+        gitems = list(gf.fit.layout.base.items)
+        gcentre, gscale = _native(gf.fit.data.pooled, gitems)
+        labels_row = np.asarray([None if v is None else str(v) for v in _row_labels(survey, gf.by)],
+                                dtype=object)
+        for k, lab in enumerate(gf.labels):
+            gi, gs, ge = scale_moments(spec, gitems, glam[:, k], gth, gnu[:, k], gcentre, gscale)
+            p_g, sd_g, n_g = observed_scale(spec, survey, labels_row == lab)
+            rg = res[lab]
+            e_g = rg.outcome_effect(spec.outcome)
+            u_g = rg.usable()
+            for i, pid in enumerate(rg.names):
+                common = {**base, "policy": pid, "scope": "group", "group": lab, "grouping": gf.by,
+                          "n_group": int(gf.counts[k])}
+                if gf.counts[k] < min_cell_size:
+                    rows.append({**common, "baseline_share": float("nan"), "suppressed": True,
+                                 "reason": f"group below the minimum cell size {min_cell_size}"})
+                    continue
+                r = _threshold_row(spec, gi, gs, ge, e_g[i], u_g[i], p_g, sd_g, scale=1.0, ci_prob=ci_prob,
+                                   mrc_pp=mrc_pp, sign=sign)
+                rows.append({**common, **r, "suppressed": False, "reason": ""})
+    return rows
+
+
+def _threshold_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """``thresholds.csv``'s frame: suppressed cells blanked, a row without a number says why."""
     df = pd.DataFrame(rows, columns=list(THRESHOLD_COLUMNS))
     num = ["baseline_share", "effect_pp", "lower", "upper", "p_meaningful"]
     df.loc[df["suppressed"].astype(bool), num] = np.nan

@@ -979,10 +979,10 @@ def polychoric_skips(cfg: RunConfig) -> list[str]:
     """The run's stated skips under ``[model] measurement = "polychoric"`` (one line each).
 
     The polychoric fit's likelihood is on the correlation summaries, not on respondents, so
-    ``posterior.nc`` has no ``log_likelihood`` group (no LOO); threshold outcomes need the
-    continuous path's item intercepts and residual variances (``thresholds.csv`` is not written);
-    ``[model] groups`` (heterogeneity.csv) and ``[neighbourhoods]`` are fits of their own on the
-    continuous path, stated as such.
+    ``posterior.nc`` has no ``log_likelihood`` group (no LOO); ``[model] groups`` (heterogeneity.csv,
+    and the group rows of thresholds.csv) and ``[neighbourhoods]`` are fits of their own on the
+    continuous path, stated as such. Threshold outcomes of the population and of targeted groups
+    come from the polychoric posterior (:func:`veerkracht_bayes.causal.thresholds.score_shift`).
 
     Examples
     --------
@@ -994,10 +994,10 @@ def polychoric_skips(cfg: RunConfig) -> list[str]:
     """
     out = ["measurement = polychoric: posterior.nc has no log_likelihood group (the likelihood is on the "
            "polychoric correlations, not per respondent), so LOO / model comparison is not available"]
-    if cfg.query.thresholds:
-        out.append("measurement = polychoric: threshold outcomes need the continuous measurement model's item "
-                   "intercepts and residual variances; thresholds.csv not written (run with measurement = "
-                   "'continuous' for it)")
+    if cfg.query.thresholds and cfg.model.groups:
+        out.append("measurement = polychoric: in thresholds.csv the rows of [model] groups (scope 'group') come "
+                   "from those continuous-path multi-group fits; the population and target-group rows from the "
+                   "polychoric posterior (the ordinal items' latent responses)")
     if cfg.model.groups:
         out.append("measurement = polychoric: [model] groups (heterogeneity.csv, group_links.csv) are separate "
                    "multi-group fits on the continuous measurement path, not the polychoric posterior")
@@ -1053,9 +1053,7 @@ def _for_whom(cfg: RunConfig, vi: Any, data: Any, fitted: Any, do_res: Any, info
                                                      mrc=q.min_relevant_change)
         out["group_links"] = fw.group_links_table(groupings, prob=q.ci_prob)
         out["group_fits"] = groupings
-    if q.thresholds and cfg.model.measurement == "polychoric" and not prior_only:
-        pass  # skipped, with the reason in the run's warnings (polychoric_skips)
-    elif q.thresholds:
+    if q.thresholds:
         if prior_only or data is None:
             out["warnings"].append("threshold outcomes need a fit to survey data (prior_only): "
                                    "thresholds.csv not written")
