@@ -586,35 +586,39 @@ def _measurement(posterior: Any, layout: Any, constant: Any = None) -> tuple[np.
     return lam, th, nu
 
 
-def _threshold_row(spec: ThresholdSpec, intercept: np.ndarray, slope: np.ndarray, err: np.ndarray,
-                   effect: np.ndarray, ok: np.ndarray, p_obs: float, sd_obs: float, *, scale: float,
-                   ci_prob: float, mrc_pp: float, sign: int) -> dict[str, Any]:
-    """Summary of one threshold cell: the observed baseline, the change in pp (times ``scale``)."""
-    nan = float("nan")
-    out: dict[str, Any] = {"baseline_share": 100.0 * p_obs if np.isfinite(p_obs) else nan,
-                           "p_stable": float(ok.mean()) if ok.size else nan, "n_used": int(ok.sum())}
-    # a share of (almost) 0% or 100%: a group defined by the threshold itself; no probit shift
-    if not (np.isfinite(p_obs) and SHARE_EPS < p_obs < 1.0 - SHARE_EPS) or not ok.any():
-        return {**out, "effect_pp": nan, "lower": nan, "upper": nan, "p_meaningful": nan}
-    L = slope[ok]
-    # the score's spread is the observed one: the latent variance that makes L^2 v + error = sd_obs^2
-    v = np.clip((sd_obs**2 - err[ok]) / np.maximum(L**2, 1e-300), 0.0, None)
-    res = threshold_shares(spec, intercept[ok], L, err[ok], latent_var=v, effect=effect[ok],
-                           observed_share=p_obs)
-    return _pp_summary(out, scale * res.effect_pp, ci_prob, mrc_pp, sign)
+def _threshold_cell(spec: ThresholdSpec, intercept: np.ndarray, slope: np.ndarray, err: np.ndarray,
+                    effect: np.ndarray, ok: np.ndarray, p_obs: float, sd_obs: float) -> tuple[dict[str, Any], Any]:
+    """One threshold cell on the continuous measurement model (:func:`_cell`): the score moves by ``L e``."""
+    def change() -> np.ndarray:
+        L = slope[ok]
+        # the score's spread is the observed one: the latent variance that makes L^2 v + error = sd_obs^2
+        v = np.clip((sd_obs**2 - err[ok]) / np.maximum(L**2, 1e-300), 0.0, None)
+        return threshold_shares(spec, intercept[ok], L, err[ok], latent_var=v, effect=effect[ok],
+                                observed_share=p_obs).effect_pp
+
+    return _cell(ok, p_obs, sd_obs, change)
 
 
-def _shift_row(spec: ThresholdSpec, shift: np.ndarray, ok: np.ndarray, p_obs: float, sd_obs: float, *,
-               scale: float, ci_prob: float, mrc_pp: float, sign: int) -> dict[str, Any]:
-    """:func:`_threshold_row` for a score whose change of mean per draw is given (polychoric route)."""
-    nan = float("nan")
-    out: dict[str, Any] = {"baseline_share": 100.0 * p_obs if np.isfinite(p_obs) else nan,
-                           "p_stable": float(ok.mean()) if ok.size else nan, "n_used": int(ok.sum())}
+def _cell(ok: np.ndarray, p_obs: float, sd_obs: float, change: Any) -> tuple[dict[str, Any], Any]:
+    """The observed baseline of one threshold cell and its change in pp per usable draw (``change()``),
+    or None where no probit shift applies: a share of (almost) 0% or 100% (a group defined by the
+    threshold itself), no spread, or no usable draw."""
+    out: dict[str, Any] = {"baseline_share": 100.0 * p_obs if np.isfinite(p_obs) else float("nan"),
+                           "p_stable": float(ok.mean()) if ok.size else float("nan"), "n_used": int(ok.sum())}
     if not (np.isfinite(p_obs) and SHARE_EPS < p_obs < 1.0 - SHARE_EPS) or not ok.any() \
             or not (np.isfinite(sd_obs) and sd_obs > 0):
+        return out, None
+    return out, change()
+
+
+def _row(cell: tuple[dict[str, Any], Any], *, scale: float, ci_prob: float, mrc_pp: float,
+         sign: int) -> dict[str, Any]:
+    """A cell's row: the change in pp times ``scale`` summarised (:func:`_pp_summary`)."""
+    out, pp = cell
+    if pp is None:
+        nan = float("nan")
         return {**out, "effect_pp": nan, "lower": nan, "upper": nan, "p_meaningful": nan}
-    res = calibrated_shares(spec, p_obs, sd_obs, shift[ok])
-    return _pp_summary(out, scale * res.effect_pp, ci_prob, mrc_pp, sign)
+    return _pp_summary(out, scale * pp, ci_prob, mrc_pp, sign)
 
 
 def _pp_summary(out: dict[str, Any], pp: np.ndarray, ci_prob: float, mrc_pp: float, sign: int) -> dict[str, Any]:
@@ -700,23 +704,23 @@ def threshold_rows(specs: Sequence[ThresholdSpec], *, survey: Any, data: Any, fi
             score = _PolychoricScore(spec, fitted, survey)
             L_sign = int(np.sign(np.nanmean(score.shift(None, 1.0)))) or 1
 
-            def cell(i: int, mask: np.ndarray | None, p: float, sd: float, scale: float, sign: int) -> dict[str, Any]:
-                return _shift_row(spec, score.shift(mask, eff_within[i]), usable[i], p, sd, scale=scale,
-                                  ci_prob=ci_prob, mrc_pp=mrc_pp, sign=sign)
+            def cell(i: int, mask: np.ndarray | None, p: float, sd: float) -> tuple[dict[str, Any], Any]:
+                return _cell(usable[i], p, sd, lambda: calibrated_shares(
+                    spec, p, sd, score.shift(mask, eff_within[i])[usable[i]]).effect_pp)
         else:
             inter, slope, err = scale_moments(spec, items, lam, th, nu, centre, scale_)
             L_sign = int(np.sign(np.nanmean(slope))) or 1
 
-            def cell(i: int, mask: np.ndarray | None, p: float, sd: float, scale: float, sign: int) -> dict[str, Any]:
-                return _threshold_row(spec, inter, slope, err, eff_within[i], usable[i], p, sd, scale=scale,
-                                      ci_prob=ci_prob, mrc_pp=mrc_pp, sign=sign)
+            def cell(i: int, mask: np.ndarray | None, p: float, sd: float) -> tuple[dict[str, Any], Any]:
+                return _threshold_cell(spec, inter, slope, err, eff_within[i], usable[i], p, sd)
         d = desirable_direction(spec.outcome)
         # desirable sign of the change of the share: the score moves with the construct (L_sign);
         # "below" shrinks as it rises
         sign = (-1 if spec.direction == "below" else 1) * L_sign * d
         desirable = "decrease" if sign < 0 else "increase"
         base = {"threshold": spec.name, "outcome": spec.outcome, "mrc_pp": mrc_pp, "desirable": desirable}
-        rows += _policy_threshold_rows(spec, survey, do_res, subgroups, base=base, sign=sign, cell=cell,
+        summary = {"ci_prob": ci_prob, "mrc_pp": mrc_pp, "sign": sign}
+        rows += _policy_threshold_rows(spec, survey, do_res, subgroups, base=base, cell=cell, summary=summary,
                                        min_cell_size=min_cell_size)
         rows += _grouping_threshold_rows(spec, survey, groupings, group_results, base=base, sign=sign,
                                          min_cell_size=min_cell_size, ci_prob=ci_prob, mrc_pp=mrc_pp)
@@ -724,11 +728,13 @@ def threshold_rows(specs: Sequence[ThresholdSpec], *, survey: Any, data: Any, fi
 
 
 def _policy_threshold_rows(spec: ThresholdSpec, survey: Any, do_res: DoResult, subgroups: Mapping[str, Any], *,
-                           base: dict[str, Any], sign: int, cell: Any, min_cell_size: int) -> list[dict[str, Any]]:
+                           base: dict[str, Any], cell: Any, summary: dict[str, Any],
+                           min_cell_size: int) -> list[dict[str, Any]]:
     """Rows of the single-group fit's do-query: the population, and a targeted policy's group.
 
-    ``cell(i, mask, p_obs, sd_obs, scale, sign)`` summarises policy ``i`` in the respondents of
-    ``mask`` (None: everyone) given the observed share and SD there, its change times ``scale``.
+    ``cell(i, mask, p_obs, sd_obs)`` is policy ``i``'s cell (:func:`_cell`) in the respondents of
+    ``mask`` (None: everyone) given the observed share and SD there; ``summary`` the keywords of
+    :func:`_row`.
     """
     rows: list[dict[str, Any]] = []
     p_pop, sd_pop, n_pop = observed_scale(spec, survey)
@@ -741,7 +747,7 @@ def _policy_threshold_rows(spec: ThresholdSpec, survey: Any, do_res: DoResult, s
                          "n_group": n_pop, "suppressed": True, "reason": str(reason)})
             continue
         if g is None:
-            r = cell(i, None, p_pop, sd_pop, 1.0, sign)
+            r = _row(cell(i, None, p_pop, sd_pop), scale=1.0, **summary)
             rows.append({**common, **r, "scope": "population", "group": "population", "grouping": "",
                          "n_group": n_pop, "suppressed": False, "reason": ""})
             continue
@@ -750,8 +756,8 @@ def _policy_threshold_rows(spec: ThresholdSpec, survey: Any, do_res: DoResult, s
         mask = survey.subgroup_mask(g)
         p_g, sd_g, n_g = observed_scale(spec, survey, mask)
         prev = float(subgroups[g].prevalence) if g in subgroups else float("nan")
-        r_in = cell(i, mask, p_g, sd_g, 1.0, sign)
-        r_pop = cell(i, mask, p_g, sd_g, prev, sign)
+        c = cell(i, mask, p_g, sd_g)
+        r_in, r_pop = _row(c, scale=1.0, **summary), _row(c, scale=prev, **summary)
         r_pop["baseline_share"] = 100.0 * p_pop
         rows.append({**common, **r_pop, "scope": "population", "group": "population", "grouping": "",
                      "n_group": n_pop, "suppressed": False, "reason": ""})
@@ -834,8 +840,8 @@ def _grouping_threshold_rows(spec: ThresholdSpec, survey: Any, groupings: Sequen
                     rows.append({**common, "baseline_share": float("nan"), "suppressed": True,
                                  "reason": f"group below the minimum cell size {min_cell_size}"})
                     continue
-                r = _threshold_row(spec, gi, gs, ge, e_g[i], u_g[i], p_g, sd_g, scale=1.0, ci_prob=ci_prob,
-                                   mrc_pp=mrc_pp, sign=sign)
+                r = _row(_threshold_cell(spec, gi, gs, ge, e_g[i], u_g[i], p_g, sd_g), scale=1.0,
+                         ci_prob=ci_prob, mrc_pp=mrc_pp, sign=sign)
                 rows.append({**common, **r, "suppressed": False, "reason": ""})
     return rows
 
