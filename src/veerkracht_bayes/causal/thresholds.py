@@ -211,12 +211,17 @@ def threshold_shares(spec: ThresholdSpec, intercept: np.ndarray, slope: np.ndarr
     z0 = (spec.cutoff - mean) / sd  # standardised cut-off: share below = Phi(z0)
     calibrated = observed_share is not None
     if calibrated:
-        if not 0.0 < float(observed_share) < 1.0:
-            raise InterventionError(Problem(f"threshold {spec.name!r}: observed share must be in (0, 1), got "
-                                            f"{observed_share}", field="observed_share", value=observed_share))
-        p = float(observed_share)
-        z0 = np.full_like(sd, ndtri(p if spec.direction == "below" else 1.0 - p))
+        z0 = np.full_like(sd, _observed_z0(spec, observed_share))
     return _shares(spec, z0, z0 - slope * np.asarray(effect, dtype=float) / sd, calibrated)
+
+
+def _observed_z0(spec: ThresholdSpec, observed_share: float) -> float:
+    """The standardised cut-off of an observed share beyond it (share below = ``Phi(z0)``)."""
+    p = float(observed_share)
+    if not 0.0 < p < 1.0:
+        raise InterventionError(Problem(f"threshold {spec.name!r}: observed share must be in (0, 1), got "
+                                        f"{observed_share}", field="observed_share", value=observed_share))
+    return float(ndtri(p if spec.direction == "below" else 1.0 - p))
 
 
 def _shares(spec: ThresholdSpec, z0: np.ndarray, z1: np.ndarray, calibrated: bool) -> ThresholdResult:
@@ -252,15 +257,12 @@ def calibrated_shares(spec: ThresholdSpec, observed_share: float, score_sd: floa
     >>> r.baseline.round(4).tolist(), r.effect_pp.round(2).tolist()
     ([0.1587, 0.1587], [0.0, -13.59])
     """
-    p = float(observed_share)
-    if not 0.0 < p < 1.0:
-        raise InterventionError(Problem(f"threshold {spec.name!r}: observed share must be in (0, 1), got "
-                                        f"{observed_share}", field="observed_share", value=observed_share))
+    z = _observed_z0(spec, observed_share)
     if not (np.isfinite(score_sd) and score_sd > 0):
         raise InterventionError(Problem(f"threshold {spec.name!r}: the score's SD must be positive, got "
                                         f"{score_sd}", field="score_sd", value=score_sd))
     shift = np.asarray(shift, dtype=float)
-    z0 = np.full_like(shift, ndtri(p if spec.direction == "below" else 1.0 - p))
+    z0 = np.full_like(shift, z)
     return _shares(spec, z0, z0 - shift / float(score_sd), True)
 
 
