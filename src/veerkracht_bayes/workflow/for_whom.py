@@ -553,11 +553,14 @@ def observed_scale(spec: ThresholdSpec, survey: Any, mask: np.ndarray | None = N
         return float("nan"), float("nan"), 0
     score = spec.offset + x[keep] @ w_items
     w = survey.weights[keep]
-    w = w / w.sum()
     beyond = score <= spec.cutoff if spec.direction == "below" else score > spec.cutoff
-    mean = float(w @ score)
-    sd = float(np.sqrt(w @ (score - mean) ** 2))
-    return float(w @ beyond), sd, int(keep.sum())
+    return float(w @ beyond / w.sum()), _weighted_sd(score, w), int(keep.sum())
+
+
+def _weighted_sd(x: np.ndarray, w: np.ndarray) -> float:
+    """Weighted SD of ``x`` (weights normalised to sum 1; the population form, no df correction)."""
+    w = w / w.sum()
+    return float(np.sqrt(w @ (x - w @ x) ** 2))
 
 
 def _measurement(posterior: Any, layout: Any, constant: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -793,23 +796,16 @@ class _PolychoricScore:
         kinds = dict(zip(data.stats.names, data.stats.kinds))
         self.ordinal = [kinds[it] == "ordinal" for it in spec.items]
         self.values = [np.unique(col[np.isfinite(col)]) for col in self.x.T]
-        self.sd = []
-        for col in self.x.T:
-            ok = np.isfinite(col)
-            ww = self.w[ok] / self.w[ok].sum()
-            self.sd.append(float(np.sqrt(ww @ (col[ok] - ww @ col[ok]) ** 2)))
+        self.sd = [_weighted_sd(col[np.isfinite(col)], self.w[np.isfinite(col)]) for col in self.x.T]
         self.complete = ~np.isnan(self.x).any(axis=1)
-
-    def margins(self, mask: np.ndarray | None) -> list[ItemMargin | float]:
-        keep = self.complete if mask is None else self.complete & np.asarray(mask, dtype=bool)
-        return [item_margin(self.x[keep, j], self.w[keep], values=self.values[j]) if o else self.sd[j]
-                for j, o in enumerate(self.ordinal)]
 
     def shift(self, mask: np.ndarray | None, effect: np.ndarray | float) -> np.ndarray:
         keep = self.complete if mask is None else self.complete & np.asarray(mask, dtype=bool)
         if not keep.any():
             return np.full(self.loadings.shape[0], np.nan)
-        return score_shift(self.weights, self.loadings, effect, self.margins(mask))
+        margins = [item_margin(self.x[keep, j], self.w[keep], values=self.values[j]) if o else self.sd[j]
+                   for j, o in enumerate(self.ordinal)]
+        return score_shift(self.weights, self.loadings, effect, margins)
 
 
 def _grouping_threshold_rows(spec: ThresholdSpec, survey: Any, groupings: Sequence[GroupingFit],
