@@ -219,7 +219,7 @@ def load_yaml(
                     file=label, line=again, field=key, value=key)
         )
     try:
-        data = yaml.load(text, Loader=_SAFE_LOADER)  # noqa: S506 - a safe loader (yaml.safe_load on libyaml)
+        data = yaml.load(text, Loader=_SAFE_LOADER)  # a safe loader: yaml.safe_load on libyaml
     except yaml.YAMLError as exc:  # pragma: no cover - compose already parsed it
         raise error_cls(Problem(f"malformed YAML: {exc}", file=label)) from None
     return YamlDocument(data=data, root=root, path=label)
