@@ -31,9 +31,10 @@ def test_shipped_files_load_as_safe_load_reads_them(path: Path) -> None:
     assert doc.line_of([last]) == _pure_python_line(text, last)
 
 
-def test_python_tags_are_refused() -> None:
-    with pytest.raises(VeerkrachtError, match="malformed YAML"):
-        load_yaml("evil.yaml", text="x: !!python/object/apply:os.system ['true']\n")
+def test_python_tags_are_refused_with_file_and_line() -> None:
+    with pytest.raises(VeerkrachtError, match="no Python object tags") as err:
+        load_yaml("evil.yaml", text="a: 1\nx: !!python/object/apply:os.system ['true']\n")
+    assert "evil.yaml:2:" in str(err.value)
 
 
 def test_malformed_yaml_reports_the_pure_python_message_and_line() -> None:

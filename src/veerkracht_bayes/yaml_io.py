@@ -181,11 +181,13 @@ def load_yaml(
         if path is None:
             raise TypeError("load_yaml needs a path or text")
         text = read_text_utf8(path, error_cls)
+    loader: type = _SAFE_LOADER
     try:
         try:
-            root = yaml.compose(text, Loader=_SAFE_LOADER)
+            root = yaml.compose(text, Loader=loader)
         except yaml.YAMLError:  # the pure-Python parser's message (and verdict) is the one we give
-            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            loader = yaml.SafeLoader
+            root = yaml.compose(text, Loader=loader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -219,7 +221,13 @@ def load_yaml(
                     file=label, line=again, field=key, value=key)
         )
     try:
-        data = yaml.load(text, Loader=_SAFE_LOADER)  # a safe loader: yaml.safe_load on libyaml
-    except yaml.YAMLError as exc:  # pragma: no cover - compose already parsed it
-        raise error_cls(Problem(f"malformed YAML: {exc}", file=label)) from None
+        data = yaml.load(text, Loader=loader)  # a safe loader: yaml.safe_load (on libyaml where it parsed)
+    except yaml.YAMLError as exc:  # parsed, but not constructible: e.g. a Python object tag
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise error_cls(
+            Problem(f"malformed YAML: {problem} (expected plain YAML values: mappings, lists, strings, "
+                    "numbers, booleans, dates; no Python object tags)",
+                    file=label, line=mark.line + 1 if mark is not None else None)
+        ) from None
     return YamlDocument(data=data, root=root, path=label)
