@@ -74,8 +74,11 @@ def _execute(name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> "nbf
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     nb = _notebook(name)
     nb.cells.append(nbformat.v4.new_code_cell(_CPU_CELL))
+    # coalesce_streams: one print can reach the client as several stream messages (the kernel
+    # flushes its stdout on a timer); without merging them, "...: True" could arrive split in two
     client = nbclient.NotebookClient(nb, timeout=NOTEBOOK_TIMEOUT[name], kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
+                                     resources={"metadata": {"path": str(tmp_path)}},
+                                     coalesce_streams=True)
     start = time.perf_counter()
     try:
         client.execute()
