@@ -127,10 +127,16 @@ class TwoLevelFit:
         a = (1 - prob) / 2
         import arviz as az
 
+        import warnings
+
         post = self.posterior
         nchain = post.sizes.get("chain", 1)
-        rhat = az.rhat(post) if nchain > 1 else None
-        ess = az.ess(post)
+        with warnings.catch_warnings():
+            # constant entries (psi of exogenous constructs, fixed): ArviZ's 0/0 gives NaN, reported
+            # as such in the table; the warning would only alarm the reader
+            warnings.simplefilter("ignore", RuntimeWarning)
+            rhat = az.rhat(post) if nchain > 1 else None
+            ess = az.ess(post)
         rows = []
         lay = self.layout
         specs = [("share", "between", lay.between), ("beta_between", "between", lay.between_links),
