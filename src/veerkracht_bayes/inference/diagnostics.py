@@ -83,6 +83,7 @@ from veerkracht_bayes.sem.implied_moments import implied_moments, structural_mat
 
 __all__ = [
     "Diagnostics",
+    "constant_entries_quiet",
     "PPPResult",
     "SamplingDiagnostics",
     "StabilityDiagnostics",
@@ -795,6 +796,32 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in esc]
     return out
+
+
+def constant_entries_quiet() -> Any:
+    """Context manager for ArviZ's R-hat / ESS over posteriors with constant entries.
+
+    A constant entry (e.g. a disturbance variance fixed at 1) makes ArviZ divide 0 by 0: the
+    value is NaN, which the callers skip, and NumPy's RuntimeWarning would only alarm the reader.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, arviz as az
+    >>> post = xr.Dataset({"c": (("chain", "draw"), np.ones((2, 50)))})
+    >>> with constant_entries_quiet():
+    ...     bool(np.isnan(az.rhat(post)["c"]))
+    True
+    """
+    import contextlib
+    import warnings
+
+    @contextlib.contextmanager
+    def quiet() -> Any:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            yield
+
+    return quiet()
 
 
 # --------------------------------------------------------------------------- pieces

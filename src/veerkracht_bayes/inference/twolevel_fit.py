@@ -127,14 +127,11 @@ class TwoLevelFit:
         a = (1 - prob) / 2
         import arviz as az
 
-        import warnings
+        from veerkracht_bayes.inference.diagnostics import constant_entries_quiet
 
         post = self.posterior
         nchain = post.sizes.get("chain", 1)
-        with warnings.catch_warnings():
-            # constant entries (psi of exogenous constructs, fixed): ArviZ's 0/0 gives NaN, reported
-            # as such in the table; the warning would only alarm the reader
-            warnings.simplefilter("ignore", RuntimeWarning)
+        with constant_entries_quiet():  # psi of exogenous constructs is fixed: NaN in the table
             rhat = az.rhat(post) if nchain > 1 else None
             ess = az.ess(post)
         rows = []

@@ -170,12 +170,11 @@ def _diagnose_multigroup(fit: Any, *, rhat_max: float, ess_min: float) -> dict[s
             parts[v] = post[v]
     ds = __import__("xarray").Dataset(parts)
     out: dict[str, Any] = {"rhat_max": 0.0, "ess_bulk_min": np.inf, "ess_tail_min": np.inf}
-    import warnings
+    from veerkracht_bayes.inference.diagnostics import constant_entries_quiet
 
     for name in ds.data_vars:
         da = ds[[name]]
-        with warnings.catch_warnings():  # constant entries: 0/0 inside ArviZ, NaN here
-            warnings.simplefilter("ignore", RuntimeWarning)
+        with constant_entries_quiet():
             r = np.asarray(az.rhat(da)[name].values, dtype=float)
             eb = np.asarray(az.ess(da, method="bulk")[name].values, dtype=float)
             et = np.asarray(az.ess(da, method="tail")[name].values, dtype=float)
@@ -191,8 +190,7 @@ def _diagnose_multigroup(fit: Any, *, rhat_max: float, ess_min: float) -> dict[s
                           for d, i in zip(da[name].dims[2:], pos, strict=False)]
                 out[f"ess_{kind}_worst"] = f"{name}[{', '.join(coords)}]" if coords else str(name)
     if "beta_group" in post:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
+        with constant_entries_quiet():
             pop = [np.asarray(az.ess(post[[v]], method="bulk")[v].values, dtype=float)
                    for v in ("beta", "delta") if v in post]
         pop = [x[np.isfinite(x)] for x in pop]

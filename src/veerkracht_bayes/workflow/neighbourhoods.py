@@ -335,12 +335,9 @@ def twolevel_diagnostics(fit: Any, *, rhat_max: float = 1.01, ess_min: float = 4
     ndraw = int(post.sizes.get("draw", 0))
     worst_r, worst_r_name = float("nan"), None
     worst_e, worst_e_name = float("inf"), None
-    import warnings
+    from veerkracht_bayes.inference.diagnostics import constant_entries_quiet
 
-    with warnings.catch_warnings():
-        # constant entries (psi_within / psi_between of exogenous constructs, fixed at 1): ArviZ's
-        # 0/0 gives NaN, which the loop below skips; the warning would only alarm the reader
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with constant_entries_quiet():  # psi_within / psi_between of exogenous constructs are fixed at 1
         rhat = az.rhat(post) if nchain > 1 else None
         ess_b, ess_t = az.ess(post, method="bulk"), az.ess(post, method="tail")
     for var in post.data_vars:
