@@ -67,9 +67,11 @@ Posterior predictive check (covariance discrepancy)
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -798,7 +800,8 @@ def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
     return out
 
 
-def constant_entries_quiet() -> Any:
+@contextlib.contextmanager
+def constant_entries_quiet() -> Iterator[None]:
     """Context manager for ArviZ's R-hat / ESS over posteriors with constant entries.
 
     A constant entry (e.g. a disturbance variance fixed at 1) makes ArviZ divide 0 by 0: the
@@ -812,16 +815,9 @@ def constant_entries_quiet() -> Any:
     ...     bool(np.isnan(az.rhat(post)["c"]))
     True
     """
-    import contextlib
-    import warnings
-
-    @contextlib.contextmanager
-    def quiet() -> Any:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            yield
-
-    return quiet()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
 
 
 # --------------------------------------------------------------------------- pieces
@@ -1098,8 +1094,6 @@ def diagnose(
     >>> d.sampling.applicable, d.stability.n_draws, d.problems
     (False, 20, [])
     """
-    import warnings
-
     if ppp_draws < 1:
         raise ModelError(f"ppp_draws must be at least 1, got {ppp_draws}")
     if _group(result.idata, "posterior") is None:
@@ -1107,8 +1101,7 @@ def diagnose(
     problems: list[str] = []
     notes: list[str] = []
     prior_only = bool(result.prior_only)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
+    with constant_entries_quiet():  # fixed entries (R-hat 0/0) are NaN and skipped below
         sampling = SamplingDiagnostics(applicable=False) if prior_only else _sampling(result)
         stability = _stability(result)
         table = _edge_table(result, contraction_min, sensitivity_max, notes)
