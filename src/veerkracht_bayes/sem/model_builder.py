@@ -67,6 +67,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import logging
 
@@ -81,7 +82,8 @@ from veerkracht_bayes.sem.preconditioning import WHITEN_PREFIX, edge_groups, int
 from veerkracht_bayes.survey.statistics import ModelData
 
 __all__ = ["EdgePriorValues", "ModelLayout", "StabilitySettings", "build_model", "data_container",
-           "edge_prior_values", "edge_groups", "edge_rvs", "full_system", "measurement_parameters",
+           "edge_prior_values", "edge_groups", "edge_rvs", "full_system", "latent_system", "LatentSystem",
+           "measurement_parameters",
            "fixed_item_reliability",
            "pattern_loglik_tensor",
            "perron_upper_bound"]
@@ -422,9 +424,83 @@ def pattern_loglik_tensor(lam: pt.TensorVariable, theta: pt.TensorVariable, c_id
     return -0.5 * (W * (logdet + m_obs * LOG_2PI) + quad)
 
 
+class LatentSystem(NamedTuple):
+    """The matrices of one latent system, built once and shared by the model's terms.
+
+    Attributes
+    ----------
+    B, G
+        Coefficients among the latents and from the covariates (:func:`algebra.structural_matrices`).
+    A, AG
+        ``(I - B)^-1`` and ``A G`` (None without covariates).
+    psi
+        The latents' standardised disturbance variances (:func:`algebra.standardised_psi`).
+    latent, index
+        The latents (row order) and the edge positions of ``B`` and ``G``, which decide whether
+        another system is the same one (:func:`latent_system`'s ``same_as``).
+    """
+
+    B: pt.TensorVariable
+    G: pt.TensorVariable
+    A: pt.TensorVariable
+    AG: pt.TensorVariable | None
+    psi: pt.TensorVariable
+    latent: tuple[str, ...]
+    index: tuple[np.ndarray, ...]
+
+
+def latent_system(beta: pt.TensorVariable, graph: CausalGraph, edge_kind: Mapping[str, str],
+                  latent: list[str], covariates: list[str], x_cov: object,
+                  kinds: tuple[str, ...] = ("latent",), *, same_as: LatentSystem | None = None) -> LatentSystem:
+    """The latent system of ``latent`` with the links of ``kinds`` (PyTensor).
+
+    With ``same_as``, a system with the same latents and the same links is returned as it is, so
+    the full and the likelihood system of a model without a cut (every latent in the likelihood,
+    no prior-only link) share one inverse and one solve for ``psi`` in the compiled log-density.
+
+    Parameters
+    ----------
+    beta
+        Edge coefficients (graph edge order).
+    graph, edge_kind
+        The diagram and the kind of each link.
+    latent, covariates
+        The system's latents (row order) and the model's covariates.
+    x_cov
+        Covariance of the covariates (array or data container; unused without covariates).
+    kinds
+        Edge kinds in ``B`` (:func:`algebra.structural_indices`).
+    same_as
+        A system built before, reused when it is this one.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> g = graph_from_lavaan("b ~ a")
+    >>> full = latent_system(pt.as_tensor(np.array([0.6])), g, {"a->b": "latent"}, ["a", "b"], [], None,
+    ...                      ("latent", "prior_only"))
+    >>> full.psi.eval().round(2).tolist()
+    [1.0, 0.64]
+    >>> latent_system(full.B, g, {"a->b": "latent"}, ["a", "b"], [], None, same_as=full) is full
+    True
+    """
+    ib, ig = algebra.structural_indices(graph.edges, edge_kind, latent, covariates, kinds)
+    index = tuple(np.asarray(a) for i in (ib, ig) for a in (i.edges, i.rows, i.cols))
+    if (same_as is not None and same_as.latent == tuple(latent) and len(index) == len(same_as.index)
+            and all(np.array_equal(a, b) for a, b in zip(index, same_as.index, strict=True))):
+        return same_as
+    q = len(covariates)
+    B, G = algebra.assemble(beta, ib, xp="pytensor"), algebra.assemble(beta, ig, xp="pytensor")
+    A = algebra.equilibrium_matrix(B, xp="pytensor")
+    AG = pt.dot(A, G) if q else None
+    psi = algebra.standardised_psi(A, AG, x_cov if q else None, xp="pytensor")
+    return LatentSystem(B, G, A, AG, psi, tuple(latent), index)
+
+
 def full_system(beta: pt.TensorVariable, graph: CausalGraph, edge_kind: Mapping[str, str],
                 latent: list[str], covariates: list[str], x_cov: object,
-                stability: StabilitySettings) -> tuple[pt.TensorVariable, pt.TensorVariable, pt.TensorVariable]:
+                stability: StabilitySettings) -> tuple[LatentSystem, pt.TensorVariable]:
     """The full latent system of a model (every latent; prior-only links included).
 
     Registers the deterministics every model reports: ``psi`` (node: the latents'
@@ -445,8 +521,10 @@ def full_system(beta: pt.TensorVariable, graph: CausalGraph, edge_kind: Mapping[
 
     Returns
     -------
-    (B_full, psi_lat, rho)
-        The full system's coefficients, its latents' standardised ``psi`` and its stability bound.
+    (system, rho)
+        The full :class:`LatentSystem` (its ``psi``: the latents' standardised disturbance
+        variances) and its stability bound. Pass ``system`` as ``same_as`` to
+        :func:`latent_system` for the likelihood system.
 
     Examples
     --------
@@ -454,29 +532,25 @@ def full_system(beta: pt.TensorVariable, graph: CausalGraph, edge_kind: Mapping[
     >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
     >>> g = graph_from_lavaan("b ~ a")
     >>> with pm.Model(coords={"node": list(g.nodes)}):
-    ...     B, psi, rho = full_system(pt.as_tensor(np.array([0.6])), g, {"a->b": "latent"},
-    ...                               ["a", "b"], [], None, StabilitySettings())
-    >>> psi.eval().round(2).tolist()
+    ...     full, rho = full_system(pt.as_tensor(np.array([0.6])), g, {"a->b": "latent"},
+    ...                             ["a", "b"], [], None, StabilitySettings())
+    >>> full.psi.eval().round(2).tolist()
     [1.0, 0.64]
     """
     q = len(covariates)
-    B_full, G_full = algebra.structural_matrices(beta, graph.edges, edge_kind, latent, covariates,
-                                                 ("latent", "prior_only"), xp="pytensor")
-    A_full = algebra.equilibrium_matrix(B_full, xp="pytensor")
-    AG_full = pt.dot(A_full, G_full) if q else None
-    psi_lat = algebra.standardised_psi(A_full, AG_full, x_cov if q else None, xp="pytensor")
+    full = latent_system(beta, graph, edge_kind, latent, covariates, x_cov, ("latent", "prior_only"))
     psi = pt.zeros((len(graph.nodes),))
     lat_pos = np.array([graph.node_index[n] for n in latent], dtype=int)
-    psi = pt.set_subtensor(psi[lat_pos], psi_lat)
+    psi = pt.set_subtensor(psi[lat_pos], full.psi)
     if q:
         cov_pos = np.array([graph.node_index[n] for n in covariates], dtype=int)
         psi = pt.set_subtensor(psi[cov_pos], pt.diagonal(x_cov))
     pm.Deterministic("psi", psi, dims="node")
     pm.Deterministic("alpha", pt.zeros((len(graph.nodes),)), dims="node")
-    rho = (algebra.perron_bound(pt.abs(B_full), stability.power_iterations, xp="pytensor") if latent
+    rho = (algebra.perron_bound(pt.abs(full.B), stability.power_iterations, xp="pytensor") if latent
            else pt.constant(0.0))
     pm.Deterministic("rho_abs_bound", rho)
-    return B_full, psi_lat, rho
+    return full, rho
 
 
 def fixed_item_reliability(layout: ModelLayout) -> np.ndarray:
@@ -680,15 +754,12 @@ def build_model(
             x_cov = data_container("x_cov", x_cov)
         # full latent system: stability and reported psi (every latent standardised)
         pl = len(latent)
-        _, psi_full_lat, rho_full = full_system(beta, graph, edge_kind, latent, covariates, x_cov,
-                                                stability)
-        # likelihood system (measured sub-system in cut mode)
+        full, rho_full = full_system(beta, graph, edge_kind, latent, covariates, x_cov, stability)
+        psi_full_lat = full.psi
+        # likelihood system (measured sub-system in cut mode; the full one itself otherwise)
         plk = len(lik_latent)
-        B, G = algebra.structural_matrices(beta, graph.edges, edge_kind, lik_latent, covariates,
-                                           ("latent",), xp="pytensor")
-        A = algebra.equilibrium_matrix(B, xp="pytensor")
-        AG = pt.dot(A, G) if q else None
-        psi_lat = algebra.standardised_psi(A, AG, x_cov if q else None, xp="pytensor")
+        lik = latent_system(beta, graph, edge_kind, lik_latent, covariates, x_cov, same_as=full)
+        B, AG, psi_lat = lik.B, lik.AG, lik.psi
         psi_ok = pt.all(pt.gt(psi_lat, 1e-4))
         psi_safe = pt.switch(pt.gt(psi_lat, 1e-4), psi_lat, 1e-4)
         pm.Potential("standardisation", pt.switch(psi_ok, 0.0, -np.inf))

@@ -71,7 +71,7 @@ from veerkracht_bayes.graph.identification import model_classes
 from veerkracht_bayes.errors import ModelError, Problem
 from veerkracht_bayes.sem import algebra
 from veerkracht_bayes.sem.model_builder import (DATA_PREFIX, ModelLayout, StabilitySettings, edge_prior_values,
-                                                edge_rvs, full_system)
+                                                edge_rvs, full_system, latent_system)
 from veerkracht_bayes.sem.preconditioning import ordinal_normal_scores, ordinal_score_guide
 
 __all__ = ["OrdinalData", "ordinal_data_from_survey", "build_ordinal_model", "ordinal_loglik_terms", "ordinal_item_terms", "OrdinalSettings",
@@ -589,16 +589,14 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
         x_cov = data.x_cov
         x_d = _data("x", x) if (q and coordinates != "noncentred") else x
         # full system: reported psi and stability (as in the continuous path)
-        _, psi_full_lat, rho = full_system(beta, graph, edge_kind, latent, covariates, x_cov, stability)
+        full, rho = full_system(beta, graph, edge_kind, latent, covariates, x_cov, stability)
         pm.Potential("stability", algebra.stability_barrier(rho, stability.rho_max, stability.width, xp="pytensor"))
         pm.Potential("standardisation_full", algebra.standardisation_barrier(
-            psi_full_lat, floor=stability.psi_floor, width=stability.psi_width, xp="pytensor"))
-        # likelihood system
+            full.psi, floor=stability.psi_floor, width=stability.psi_width, xp="pytensor"))
+        # likelihood system (the full one itself when no link is cut)
         P = len(lik_latent)
-        B, G = algebra.structural_matrices(beta, graph.edges, edge_kind, lik_latent, covariates, ("latent",),
-                                           xp="pytensor")
-        A = algebra.equilibrium_matrix(B, xp="pytensor")
-        psi = algebra.standardised_psi(A, pt.dot(A, G) if q else None, x_cov if q else None, xp="pytensor")
+        lik = latent_system(beta, graph, edge_kind, lik_latent, covariates, x_cov, same_as=full)
+        B, G, A, psi = lik.B, lik.G, lik.A, lik.psi
         psi_ok = pt.all(pt.gt(psi, 1e-4))
         psi_safe = pt.switch(pt.gt(psi, 1e-4), psi, 1e-4)
         pm.Potential("standardisation", pt.switch(psi_ok, 0.0, -np.inf))

@@ -75,6 +75,7 @@ from veerkracht_bayes.sem.model_builder import (
     edge_prior_values,
     edge_rvs,
     full_system,
+    latent_system,
 )
 from veerkracht_bayes.sem.moment_weights import diagonal_whitener, sandwich_whitener
 from veerkracht_bayes.runtime import register_program_cache, release_compiled_programs_if_needed, x64
@@ -594,18 +595,16 @@ def build_polychoric_model(graph: CausalGraph, data: PolychoricData, priors: obj
         beta = pm.Deterministic("beta", flat[order], dims="edge")
 
         # full system: reported psi and stability (as in the continuous path)
-        _, psi_full_lat, rho = full_system(beta, graph, edge_kind, latent, covariates, x_cov, stability)
+        full, rho = full_system(beta, graph, edge_kind, latent, covariates, x_cov, stability)
         pm.Potential("stability", algebra.stability_barrier(rho, stability.rho_max, stability.width,
                                                             xp="pytensor"))
         pm.Potential("standardisation_full", algebra.standardisation_barrier(
-            psi_full_lat, floor=stability.psi_floor, width=stability.psi_width, xp="pytensor"))
+            full.psi, floor=stability.psi_floor, width=stability.psi_width, xp="pytensor"))
         P = len(lik_latent)
-        B, G = algebra.structural_matrices(beta, graph.edges, edge_kind, lik_latent, covariates, ("latent",),
-                                           xp="pytensor")
-        A = algebra.equilibrium_matrix(B, xp="pytensor")
-        AG = pt.dot(A, G) if q else None
+        # the likelihood system: the full one itself in the joint mode (one inverse, one psi solve)
+        lik = latent_system(beta, graph, edge_kind, lik_latent, covariates, x_cov, same_as=full)
+        A, AG, psi = lik.A, lik.AG, lik.psi
         SxG = pt.dot(AG, x_cov) if q else pt.zeros((P, 1))  # A G S_x: covariance of eta with x
-        psi = algebra.standardised_psi(A, AG, x_cov if q else None, xp="pytensor")
         psi_ok = pt.all(pt.gt(psi, 1e-4))
         psi_safe = pt.switch(pt.gt(psi, 1e-4), psi, 1e-4)
         pm.Potential("standardisation", pt.switch(psi_ok, 0.0, -np.inf))
@@ -908,6 +907,8 @@ def _sandwich_pilot(model, beta_var, l_var, rho_var, free_idx: np.ndarray, gamma
     return SandwichPilot(point={"beta": beta0, "lambda": l0}, delta=delta, whitener=whitener, rank=rank,
                          seconds=time.perf_counter() - t0, iterations=nit, converged=converged,
                          message=f"{message}; log-density {-fbest:.6g} (start {-f0:.6g})")
+
+
 
 
 #: correlations from which the whitening product runs in float32 (below it, float64)
