@@ -262,3 +262,34 @@ def test_prior_only_model_has_no_loglik():
     model, layout = build_model(g, None)
     assert "loglik" not in model.named_vars
     assert layout.absent == ("x",) and layout.latent == ("a", "b", "c")
+
+
+def test_latent_system_is_shared_only_when_it_is_the_same_system():
+    """The likelihood system is the full system's object when latents and links coincide, and
+    its own (with its own psi) when a prior-only link is left out of it."""
+    from veerkracht_bayes.sem.algebra import equilibrium_matrix, standardised_psi
+    from veerkracht_bayes.sem.model_builder import latent_system
+
+    g = make_graph(CYCLIC)
+    beta = np.array([0.4, 0.5, -0.3, -0.2])  # graph edge order: x->a, a->b, b->c, c->a
+    latent, covs = ["a", "b", "c"], ["x"]
+    kinds = {"x->a": "covariate", "a->b": "latent", "b->c": "latent", "c->a": "latent"}
+    x_cov = np.array([[1.0]])
+    full = latent_system(pt.as_tensor(beta), g, kinds, latent, covs, x_cov, ("latent", "prior_only"))
+    assert latent_system(pt.as_tensor(beta), g, kinds, latent, covs, x_cov, same_as=full) is full
+    # the reference: B, G by hand, psi from the NumPy algebra
+    B = np.zeros((3, 3))
+    B[1, 0], B[2, 1], B[0, 2] = 0.5, -0.3, -0.2
+    A = equilibrium_matrix(B)
+    AG = A @ np.array([[0.4], [0.0], [0.0]])
+    np.testing.assert_allclose(full.psi.eval(), standardised_psi(A, AG, x_cov), rtol=1e-12)
+
+    cut = dict(kinds, **{"c->a": "prior_only"})
+    full_c = latent_system(pt.as_tensor(beta), g, cut, latent, covs, x_cov, ("latent", "prior_only"))
+    lik_c = latent_system(pt.as_tensor(beta), g, cut, latent, covs, x_cov, same_as=full_c)
+    assert lik_c is not full_c
+    B[0, 2] = 0.0
+    A = equilibrium_matrix(B)
+    np.testing.assert_allclose(lik_c.psi.eval(), standardised_psi(A, A @ np.array([[0.4], [0.0], [0.0]]), x_cov),
+                               rtol=1e-12)
+    assert not np.allclose(lik_c.psi.eval(), full_c.psi.eval())

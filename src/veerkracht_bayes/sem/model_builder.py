@@ -436,8 +436,8 @@ class LatentSystem(NamedTuple):
     psi
         The latents' standardised disturbance variances (:func:`algebra.standardised_psi`).
     latent, index
-        The latents (row order) and the edge positions of ``B`` and ``G``, which decide whether
-        another system is the same one (:func:`latent_system`'s ``same_as``).
+        The latents (row order) and the edge positions and shapes of ``B`` and ``G``, which decide
+        whether another system is the same one (:func:`latent_system`'s ``same_as``).
     """
 
     B: pt.TensorVariable
@@ -478,15 +478,17 @@ def latent_system(beta: pt.TensorVariable, graph: CausalGraph, edge_kind: Mappin
     >>> import numpy as np
     >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
     >>> g = graph_from_lavaan("b ~ a")
-    >>> full = latent_system(pt.as_tensor(np.array([0.6])), g, {"a->b": "latent"}, ["a", "b"], [], None,
-    ...                      ("latent", "prior_only"))
+    >>> beta = pt.as_tensor(np.array([0.6]))
+    >>> full = latent_system(beta, g, {"a->b": "latent"}, ["a", "b"], [], None, ("latent", "prior_only"))
     >>> full.psi.eval().round(2).tolist()
     [1.0, 0.64]
-    >>> latent_system(full.B, g, {"a->b": "latent"}, ["a", "b"], [], None, same_as=full) is full
+    >>> latent_system(beta, g, {"a->b": "latent"}, ["a", "b"], [], None, same_as=full) is full
     True
+    >>> latent_system(beta, g, {"a->b": "latent"}, ["b"], [], None, same_as=full) is full  # a sub-system
+    False
     """
     ib, ig = algebra.structural_indices(graph.edges, edge_kind, latent, covariates, kinds)
-    index = tuple(np.asarray(a) for i in (ib, ig) for a in (i.edges, i.rows, i.cols))
+    index = tuple(np.asarray(a) for i in (ib, ig) for a in (i.edges, i.rows, i.cols, i.shape))
     if (same_as is not None and same_as.latent == tuple(latent) and len(index) == len(same_as.index)
             and all(np.array_equal(a, b) for a, b in zip(index, same_as.index, strict=True))):
         return same_as
