@@ -84,7 +84,7 @@ from veerkracht_bayes.survey.statistics import ModelData
 __all__ = ["EdgePriorValues", "ModelLayout", "StabilitySettings", "build_model", "data_container",
            "edge_prior_values", "edge_groups", "edge_rvs", "full_system", "latent_system", "LatentSystem",
            "measurement_parameters",
-           "fixed_item_reliability",
+           "fixed_item_reliability", "PSI_WALL", "standardisation_wall",
            "pattern_loglik_tensor",
            "perron_upper_bound"]
 
@@ -101,8 +101,8 @@ class StabilitySettings:
 
     Stability: density times ``sigmoid((rho_max - rho(|B|)) / width)``. Positive disturbance
     variances (R^2 < 1): density times ``sigmoid((psi - psi_floor) / psi_width)`` per latent
-    (:func:`~veerkracht_bayes.sem.algebra.standardisation_barrier`); below ``psi = 1e-4`` the
-    density is 0. A wider standardisation barrier (``psi_floor=0.1, psi_width=0.03``) keeps
+    (:func:`~veerkracht_bayes.sem.algebra.standardisation_barrier`); below ``psi = 1e-4``
+    (:data:`PSI_WALL`, :func:`standardisation_wall`) the density is 0. A wider standardisation barrier (``psi_floor=0.1, psi_width=0.03``) keeps
     trajectories of the sampler away from that hard edge: on the polychoric route's joint mode it
     removed most divergences at the cost of down-weighting R^2 above about 0.85
     (docs/performance.md §4b).
@@ -424,6 +424,31 @@ def pattern_loglik_tensor(lam: pt.TensorVariable, theta: pt.TensorVariable, c_id
     return -0.5 * (W * (logdet + m_obs * LOG_2PI) + quad)
 
 
+#: Below this standardised disturbance variance the density is 0: the hard edge behind the smooth
+#: standardisation barrier (:func:`standardisation_wall`).
+PSI_WALL = 1e-4
+
+
+def standardisation_wall(psi: pt.TensorVariable, name: str = "standardisation") -> pt.TensorVariable:
+    """Register the hard edge of the standardised system and return ``psi`` held at it.
+
+    Adds the potential ``name``: 0 while every disturbance variance exceeds :data:`PSI_WALL`,
+    minus infinity otherwise (R^2 >= 1 has no standardised solution). Returns ``psi`` with
+    values at or below the wall replaced by it, for the likelihood's algebra, which then stays
+    finite where the density is 0. Call it inside a ``pm.Model``.
+
+    Examples
+    --------
+    >>> import numpy as np, pymc as pm
+    >>> with pm.Model() as m:
+    ...     safe = standardisation_wall(pt.as_tensor(np.array([0.5, -0.1])))
+    >>> safe.eval().tolist(), float(m["standardisation"].eval())
+    ([0.5, 0.0001], -inf)
+    """
+    pm.Potential(name, pt.switch(pt.all(pt.gt(psi, PSI_WALL)), 0.0, -np.inf))
+    return pt.switch(pt.gt(psi, PSI_WALL), psi, PSI_WALL)
+
+
 class LatentSystem(NamedTuple):
     """The matrices of one latent system, built once and shared by the model's terms.
 
@@ -438,6 +463,17 @@ class LatentSystem(NamedTuple):
     latent, index
         The latents (row order) and the edge positions and shapes of ``B`` and ``G``, which decide
         whether another system is the same one (:func:`latent_system`'s ``same_as``).
+
+    Examples
+    --------
+    Built by :func:`latent_system`:
+
+    >>> import numpy as np
+    >>> from veerkracht_bayes.graph.causal_graph import graph_from_lavaan
+    >>> s = latent_system(pt.as_tensor(np.array([0.6])), graph_from_lavaan("b ~ a"), {"a->b": "latent"},
+    ...                   ["a", "b"], [], None)
+    >>> round(float(s.A.eval()[1, 0]), 2), s.AG is None, s.latent  # A = (I - B)^-1: b = 0.6 a + ...
+    (0.6, True, ('a', 'b'))
     """
 
     B: pt.TensorVariable
@@ -762,9 +798,7 @@ def build_model(
         plk = len(lik_latent)
         lik = latent_system(beta, graph, edge_kind, lik_latent, covariates, x_cov, same_as=full)
         B, AG, psi_lat = lik.B, lik.AG, lik.psi
-        psi_ok = pt.all(pt.gt(psi_lat, 1e-4))
-        psi_safe = pt.switch(pt.gt(psi_lat, 1e-4), psi_lat, 1e-4)
-        pm.Potential("standardisation", pt.switch(psi_ok, 0.0, -np.inf))
+        psi_safe = standardisation_wall(psi_lat)
         # Smooth barriers: stability and positive disturbance variances (R^2 < 1). In cut mode
         # they act on the likelihood system here; the full system's barriers are applied to the
         # prior-only links afterwards by rejection (sampling.fit), as the cut posterior requires.

@@ -62,6 +62,7 @@ from veerkracht_bayes.sem.model_builder import (
     fixed_item_reliability,
     measurement_parameters,
     pattern_loglik_tensor,
+    standardisation_wall,
 )
 from veerkracht_bayes.survey.statistics import (
     ModelData,
@@ -509,9 +510,7 @@ def build_multigroup_model(
         B0, G0 = blocks(beta)
         A0 = algebra.equilibrium_matrix(B0, xp="pytensor")
         psi_lat = algebra.standardised_psi(A0, pt.dot(A0, G0) if q else None, xc, xp="pytensor")
-        psi_ok = pt.all(pt.gt(psi_lat, 1e-4))
-        psi_safe = pt.switch(pt.gt(psi_lat, 1e-4), psi_lat, 1e-4)
-        pm.Potential("standardisation", pt.switch(psi_ok, 0.0, -np.inf))
+        psi_safe = standardisation_wall(psi_lat)
         pm.Potential("standardisation_soft", algebra.standardisation_barrier(
             psi_lat, floor=stability.psi_floor, width=stability.psi_width, xp="pytensor"))
         iters = stability.power_iterations

@@ -71,7 +71,8 @@ from veerkracht_bayes.graph.identification import model_classes
 from veerkracht_bayes.errors import ModelError, Problem
 from veerkracht_bayes.sem import algebra
 from veerkracht_bayes.sem.model_builder import (DATA_PREFIX, ModelLayout, StabilitySettings, edge_prior_values,
-                                                edge_rvs, full_system, latent_system)
+                                                edge_rvs, full_system, latent_system,
+                                                standardisation_wall)
 from veerkracht_bayes.sem.preconditioning import ordinal_normal_scores, ordinal_score_guide
 
 __all__ = ["OrdinalData", "ordinal_data_from_survey", "build_ordinal_model", "ordinal_loglik_terms", "ordinal_item_terms", "OrdinalSettings",
@@ -597,9 +598,7 @@ def build_ordinal_model(graph: CausalGraph, data: OrdinalData, priors: object | 
         P = len(lik_latent)
         lik = latent_system(beta, graph, edge_kind, lik_latent, covariates, x_cov, same_as=full)
         B, G, A, psi = lik.B, lik.G, lik.A, lik.psi
-        psi_ok = pt.all(pt.gt(psi, 1e-4))
-        psi_safe = pt.switch(pt.gt(psi, 1e-4), psi, 1e-4)
-        pm.Potential("standardisation", pt.switch(psi_ok, 0.0, -np.inf))
+        psi_safe = standardisation_wall(psi)
         c_idx = np.array([lli[c] for c in data.item_construct], dtype=int)
         free = np.array([counts[c] > 1 for c in data.item_construct], bool)
         mc = len(data.cont_names)

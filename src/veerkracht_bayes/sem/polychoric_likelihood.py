@@ -76,6 +76,7 @@ from veerkracht_bayes.sem.model_builder import (
     edge_rvs,
     full_system,
     latent_system,
+    standardisation_wall,
 )
 from veerkracht_bayes.sem.moment_weights import diagonal_whitener, sandwich_whitener
 from veerkracht_bayes.runtime import register_program_cache, release_compiled_programs_if_needed, x64
@@ -605,9 +606,7 @@ def build_polychoric_model(graph: CausalGraph, data: PolychoricData, priors: obj
         lik = latent_system(beta, graph, edge_kind, lik_latent, covariates, x_cov, same_as=full)
         A, AG, psi = lik.A, lik.AG, lik.psi
         SxG = pt.dot(AG, x_cov) if q else pt.zeros((P, 1))  # A G S_x: covariance of eta with x
-        psi_ok = pt.all(pt.gt(psi, 1e-4))
-        psi_safe = pt.switch(pt.gt(psi, 1e-4), psi, 1e-4)
-        pm.Potential("standardisation", pt.switch(psi_ok, 0.0, -np.inf))
+        psi_safe = standardisation_wall(psi)
         S_eta = algebra.latent_covariance(A, psi_safe, AG, x_cov if q else None, xp="pytensor")
         # loadings on the correlation scale
         l = pt.zeros((m,))
@@ -907,8 +906,6 @@ def _sandwich_pilot(model, beta_var, l_var, rho_var, free_idx: np.ndarray, gamma
     return SandwichPilot(point={"beta": beta0, "lambda": l0}, delta=delta, whitener=whitener, rank=rank,
                          seconds=time.perf_counter() - t0, iterations=nit, converged=converged,
                          message=f"{message}; log-density {-fbest:.6g} (start {-f0:.6g})")
-
-
 
 
 #: correlations from which the whitening product runs in float32 (below it, float64)

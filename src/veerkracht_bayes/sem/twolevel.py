@@ -664,7 +664,8 @@ def build_twolevel_model(stats: ClusterStatistics, layout: TwoLevelLayout, *, rh
     import pymc as pm
     import pytensor.tensor as pt
 
-    from veerkracht_bayes.sem.model_builder import data_container, edge_rvs, fixed_item_reliability
+    from veerkracht_bayes.sem.model_builder import (data_container, edge_rvs, fixed_item_reliability,
+                                                    standardisation_wall)
 
     if tuple(stats.item_names) != layout.items:
         raise ModelError(Problem(f"statistics items {list(stats.item_names)[:5]}... differ from the layout's "
@@ -740,7 +741,7 @@ def build_twolevel_model(stats: ClusterStatistics, layout: TwoLevelLayout, *, rh
             pm.Potential(f"stability_{lev}", stability_barrier(rho, rho_max, width, xp="pytensor"))
             if standardised:
                 pm.Potential(f"standardisation_{lev}", standardisation_barrier(psi, xp="pytensor"))
-                pm.Potential(f"psi_positive_{lev}", pt.switch(pt.all(pt.gt(psi, 1e-4)), 0.0, -np.inf))
+                standardisation_wall(psi, f"psi_positive_{lev}")
         Sw, Sb = imp["Sigma_W"], imp["Sigma_B"]
         pm.Deterministic("item_icc", pt.diagonal(Sb) / (pt.diagonal(Sb) + pt.diagonal(Sw)), dims="item")
         con = [layout.constructs.index(c) for c in layout.item_construct]
