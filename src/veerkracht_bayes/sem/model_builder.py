@@ -102,10 +102,10 @@ class StabilitySettings:
     Stability: density times ``sigmoid((rho_max - rho(|B|)) / width)``. Positive disturbance
     variances (R^2 < 1): density times ``sigmoid((psi - psi_floor) / psi_width)`` per latent
     (:func:`~veerkracht_bayes.sem.algebra.standardisation_barrier`); below ``psi = 1e-4``
-    (:data:`PSI_WALL`, :func:`standardisation_wall`) the density is 0. A wider standardisation barrier (``psi_floor=0.1, psi_width=0.03``) keeps
-    trajectories of the sampler away from that hard edge: on the polychoric route's joint mode it
-    removed most divergences at the cost of down-weighting R^2 above about 0.85
-    (docs/performance.md §4b).
+    (:data:`PSI_WALL`, :func:`standardisation_wall`) the density is 0. A wider standardisation
+    barrier (``psi_floor=0.1, psi_width=0.03``) keeps trajectories of the sampler away from that
+    hard edge: on the polychoric route's joint mode it removed most divergences at the cost of
+    down-weighting R^2 above about 0.85 (docs/performance.md §4b).
 
     Examples
     --------
