@@ -185,7 +185,10 @@ def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "mar
     prior_only
         Sample the priors only (no data).
     sampler
-        ``"numpyro"`` (default), ``"blackjax"``, ``"nutpie"`` or ``"pymc"``.
+        ``"numpyro"`` (default) or ``"blackjax"``: the package's JAX driver (the survey's
+        statistics are inputs of the compiled program) with that library's NUTS; ``"nutpie"`` or
+        ``"pymc"``: ``pm.sample``. The two JAX kernels sample the same posterior at about the
+        same ESS per second on MARVEL (docs/performance.md §7, "The NUTS kernel").
     progress
         Show progress bars.
     reliability
@@ -200,13 +203,13 @@ def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "mar
         or Likert with at most 7 categories, ``"polychoric"`` with ``unmeasured="joint"``, else
         ``"continuous"``. Data without a codebook (prepared ``ModelData``, prior-only fits) are
         ``"continuous"``, and so is a fit the polychoric route cannot take (sampler other than
-        ``numpyro``, ``priors="vague"``, ``log_likelihood=True``). The route used and the reason
+        ``numpyro`` or ``blackjax``, ``priors="vague"``, ``log_likelihood=True``). The route used and the reason
         are in ``fit.idata.attrs["measurement_resolved"]`` and ``["measurement_reason"]``.
         Or explicitly ``"continuous"`` (every item standardised, the sufficient-statistics path) or
         ``"polychoric"`` (binary items and Likert items with at most 7 categories on their
         latent-response scale: polychoric / polyserial correlations and their asymptotic
         covariance as the likelihood; docs/model.md, "Ordinal and binary items: polychoric
-        route"; diagrams with a survey only, sampler ``numpyro``) or ``"ordinal"`` (the exact
+        route"; diagrams with a survey only, sampler ``numpyro`` or ``blackjax``) or ``"ordinal"`` (the exact
         ordered-probit model on the respondents' answers,
         :func:`~veerkracht_bayes.inference.ordinal_fit.fit_ordinal`, with the same settings and
         the same :class:`Fit`; diagrams with a survey from :func:`read_survey` only; cost grows
@@ -323,6 +326,7 @@ def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "mar
 def _measurement_choice(measurement: str, unmeasured: str | None, data: Any, graph: CausalGraph, *,
                         prior_only: bool, sampler: str, vague: bool, log_likelihood: bool) -> Any:
     """The measurement route of a diagram fit (``"auto"`` resolved from the survey's codebook)."""
+    from veerkracht_bayes.inference.sampling import JAX_DRIVER_SAMPLERS
     from veerkracht_bayes.survey.codebook import MeasurementChoice, resolve_measurement
 
     if prior_only or data is None:
@@ -330,8 +334,9 @@ def _measurement_choice(measurement: str, unmeasured: str | None, data: Any, gra
         return MeasurementChoice(measurement, used, unmeasured or "cut",
                                  "prior only: no survey data, so every measurement gives the same prior")
     blocked = None
-    if sampler != "numpyro":
-        blocked = f"sampler {sampler!r} was asked for (the polychoric route samples with numpyro)"
+    if sampler not in JAX_DRIVER_SAMPLERS:
+        blocked = (f"sampler {sampler!r} was asked for (the polychoric route samples with the JAX driver: "
+                   f"{' or '.join(JAX_DRIVER_SAMPLERS)})")
     elif vague:
         blocked = "priors = 'vague' was asked for (the polychoric route takes sign-constrained priors)"
     elif log_likelihood:

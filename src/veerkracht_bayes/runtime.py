@@ -1,7 +1,7 @@
 """Process-wide JAX settings, changed only when asked: by an entry point that needs them or by
 :func:`configure`. Importing any module of the package changes none of them.
 
-- **CPU devices.** numpyro runs chains in parallel only on separate XLA devices. :func:`fit`
+- **CPU devices.** The JAX driver runs chains in parallel only on separate XLA devices. :func:`fit`
   calls :func:`ensure_cpu_devices`, which asks JAX for one CPU device per core (at most 8) when
   JAX's backend has not started yet and the user has not chosen; afterwards JAX keeps what it has
   (the chains then run one after the other, which is slower but gives the same numbers).
@@ -138,7 +138,7 @@ def warmup_stamp(draws: int, tune: int | None, measurement: str = "continuous") 
     the cache is off).
 
     Its name is a hash of what the compiled programs depend on besides the model's shape: the
-    package's own source files, the versions of Python, JAX, jaxlib, numpyro, PyMC and PyTensor,
+    package's own source files, the versions of Python, JAX, jaxlib, blackjax, numpyro, PyMC and PyTensor,
     the number of CPU cores and the setting: draws, tuning steps (``None``: vb.fit's default for
     the route) and the measurement asked for (``"continuous"``, or ``"auto"``: the route the
     shipped codebook resolves to, the polychoric one). A new release, an edited checkout or
@@ -163,7 +163,7 @@ def warmup_stamp(draws: int, tune: int | None, measurement: str = "continuous") 
         return None
     tuned = "default" if tune is None else str(int(tune))
     h = hashlib.sha256(f"{int(draws)}+{tuned}|{measurement}|{os.cpu_count()}|{platform.python_version()}".encode())
-    for dist in ("jax", "jaxlib", "numpyro", "pymc", "pytensor"):
+    for dist in ("jax", "jaxlib", "blackjax", "numpyro", "pymc", "pytensor"):
         try:
             h.update(f"|{dist}={version(dist)}".encode())
         except PackageNotFoundError:

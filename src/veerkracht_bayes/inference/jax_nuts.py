@@ -1,4 +1,4 @@
-"""NUTS on JAX (numpyro) with the data as arguments of the compiled program.
+"""NUTS on JAX (blackjax or numpyro) with the data as arguments of the compiled program.
 
 PyMC's own JAX bridge (``pm.sample(nuts_sampler="numpyro")``) bakes every data container
 into the compiled program as a constant, so every new data set — even one of the same
@@ -12,8 +12,11 @@ sufficient statistics, see :data:`veerkracht_bayes.sem.model_builder.DATA_PREFIX
   (:func:`veerkracht_bayes.inference.sampling.enable_compilation_cache`) finds the same program,
   because the program no longer depends on the data values.
 
-Chains run in parallel on separate XLA devices (one per CPU core, see the package's
-``__init__``; on a GPU use ``chain_method="vectorized"``). The result has the same layout as
+The NUTS implementation is ``JaxNutsSettings.kernel``: numpyro's (the default) or blackjax's
+(:class:`BlackjaxChains`). Both adapt the step size by dual averaging and the mass matrix in
+Stan's windows and sample the same posterior. Chains run in parallel on separate XLA devices (one per CPU
+core, :func:`veerkracht_bayes.runtime.ensure_cpu_devices`; on a GPU use
+``chain_method="vectorized"``). The result has the same layout as
 PyMC's: constrained free variables and deterministics with the model's dims and coords, and
 ``sample_stats`` with ``diverging``, ``energy``, ``n_steps``, ``tree_depth``,
 ``acceptance_rate``, ``lp`` and ``step_size``.
@@ -35,7 +38,7 @@ import xarray as xr
 from veerkracht_bayes.errors import ModelError
 from veerkracht_bayes.runtime import register_program_cache, release_compiled_programs_if_needed
 
-__all__ = ["JaxNutsSettings", "sample_nuts", "data_inputs", "data_values", "CompiledModel", "model_fingerprint",
+__all__ = ["JaxNutsSettings", "KERNELS", "BlackjaxChains", "sample_nuts", "data_inputs", "data_values", "CompiledModel", "model_fingerprint",
            "compiled_sampler", "value_initvals"]
 
 log = logging.getLogger(__name__)
@@ -73,6 +76,17 @@ class JaxNutsSettings:
     #: rows per call of the batched gradient (curvature scale, start check); lower it for
     #: models whose gradient holds large per-respondent intermediates
     grad_chunk: int = 32
+    #: the NUTS implementation: ``"numpyro"`` (numpyro's NUTS and warm-up) or ``"blackjax"``
+    #: (:class:`BlackjaxChains`); see :data:`KERNELS`
+    kernel: str = "numpyro"
+
+
+#: NUTS implementations the driver runs. Both adapt a diagonal (or dense) mass matrix in Stan's
+#: windows and the step size by dual averaging and sample the same posterior; numpyro's is the
+#: default: on MARVEL (N = 20,000, 2 cores) the two gave the same ESS per second, blackjax's
+#: transition being 10-20 % cheaper per leapfrog step and its warm-up longer (docs/performance.md
+#: section 7, "The NUTS kernel")
+KERNELS = ("numpyro", "blackjax")
 
 
 def data_inputs(model: Any) -> list[Any]:
@@ -517,12 +531,162 @@ class _ProgressBar:
             self.bar.close()
 
 
+class BlackjaxChains:
+    """blackjax NUTS chains (window adaptation, then draws) as one program with data as inputs.
+
+    Each chain adapts the step size (dual averaging towards ``target_accept``, from 1.0) and a
+    diagonal or dense mass matrix (Welford, from the identity) in Stan's windows for ``tune``
+    iterations, then draws with blackjax's multinomial NUTS at the adapted settings, all in one
+    loop (see :meth:`_chain`). The position is the flat vector of the sampler's coordinates
+    divided by ``scale`` (the curvature scale of :meth:`CompiledModel.curvature_scale`), so unit
+    step size and mass matrix are about right from the start; like ``blackjax.window_adaptation``
+    there is no separate search for a first step size.
+    The data, the scale and the starting points are *arguments* of the compiled program, so a
+    new data set, seed or start of the same shape compiles nothing (and the persistent cache
+    finds the program in a new process). Chains run on separate XLA devices (``"parallel"``,
+    ``pmap``), vectorised on one device (``"vectorized"``) or one after the other
+    (``"sequential"``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pymc as pm
+    >>> with pm.Model() as model:
+    ...     x = pm.Normal("x", 1.0, 2.0)
+    >>> settings = JaxNutsSettings(draws=400, tune=300, chains=1, chain_method="sequential")
+    >>> chains = BlackjaxChains(CompiledModel(model), settings)
+    >>> draws, stats = chains.run(3, np.zeros((1, 1)), np.ones(1), [])
+    >>> draws.shape, sorted(stats)
+    ((1, 400, 1), ['accept_prob', 'diverging', 'energy', 'num_steps', 'potential_energy', 'step_size', 'warmup_diverging', 'warmup_num_steps'])
+    >>> bool(abs(draws.mean() - 1.0) < 0.5)
+    True
+    """
+
+    def __init__(self, comp: CompiledModel, settings: JaxNutsSettings) -> None:
+        self.comp = comp
+        self.settings = settings
+        self.unravel = _unraveler(comp.shapes)
+        self._program: Any = None
+
+    def _chain(self, chain: Any, key: Any, x0: Any, scale: Any, data: Sequence) -> Any:
+        """One chain: ``tune`` adapting iterations, then ``draws``, in ONE scan.
+
+        The NUTS transition appears once in the program (``blackjax.window_adaptation`` followed
+        by a second scan would hold two copies of it and of the gradient, which doubled the
+        compilation); the adaptation (blackjax's dual averaging and Welford mass-matrix
+        estimators on Stan's window schedule, ``build_schedule``) runs inside the same loop for
+        the first ``tune`` iterations, and the step size and mass matrix it ends with are held
+        for the draws.
+        """
+        import blackjax
+        import jax
+        import jax.numpy as jnp
+        from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
+        from blackjax.adaptation.step_size import dual_averaging_adaptation
+        from blackjax.adaptation.window_adaptation import build_schedule
+        from jax.experimental import io_callback
+
+        s, comp, unravel = self.settings, self.comp, self.unravel
+
+        def logdensity(x: Any) -> Any:
+            return comp.logp(unravel(x * scale), data)
+
+        mm_init, mm_update, mm_final = mass_matrix_adaptation(not s.dense_mass)
+        da_init, da_update, da_final = dual_averaging_adaptation(s.target_accept)
+        nuts = blackjax.nuts.build_kernel()
+        n_iter = s.tune + s.draws
+        # Stan's windows: stage 0 fast (step size only), 1 slow (mass matrix too); window ends
+        # set the mass matrix and restart the step size's dual averaging; draws: stage -1
+        with jax.ensure_compile_time_eval():  # a constant of the program (blackjax returns a jnp array)
+            sched = np.array(build_schedule(s.tune), dtype=np.int32).reshape(-1, 2)
+        stage = np.concatenate([sched[:, 0], np.full(s.draws, -1, np.int32)])
+        window_end = np.concatenate([sched[:, 1], np.zeros(s.draws, np.int32)]).astype(bool)
+        keys = jax.random.split(jax.random.fold_in(key, chain), n_iter)
+
+        def adapt(carry: Any, x: Any, accept: Any, stg: Any, end: Any, last: Any) -> Any:
+            da, mm, eps, imm = carry
+            da = da_update(da, accept)
+            mm = jax.lax.cond(stg == 1, lambda m: mm_update(m, x), lambda m: m, mm)
+            eps = jnp.exp(da.log_step_size)
+
+            def close_window(c: Any) -> Any:
+                d, m, _, _ = c
+                m = mm_final(m)
+                d = da_init(da_final(d))
+                return d, m, jnp.exp(d.log_step_size), m.inverse_mass_matrix
+
+            da, mm, eps, imm = jax.lax.cond(end, close_window, lambda c: c, (da, mm, eps, imm))
+            # after the last tuning iteration: the dual average of the step size (Stan's choice)
+            eps = jnp.where(last, da_final(da), eps)
+            return da, mm, eps, imm
+
+        def one(carry: Any, xs: Any) -> Any:
+            state, ad = carry
+            k, stg, end, i = xs
+            eps = ad[2]
+            state, info = nuts(k, state, logdensity, eps, ad[3], max_num_doublings=s.max_tree_depth)
+            ad = jax.lax.cond(stg >= 0, lambda a: adapt(a, state.position, info.acceptance_rate, stg, end,
+                                                        i == s.tune - 1), lambda a: a, ad)
+            if s.progressbar:
+                io_callback(_progress_tick, None, np.int64(1), ordered=False)
+            out = (state.position, info.is_divergent, info.energy, info.num_integration_steps,
+                   info.acceptance_rate, -state.logdensity, eps)
+            return (state, ad), out
+
+        mm0 = mm_init(x0.shape[0])
+        ad0 = (da_init(1.0), mm0, jnp.asarray(1.0, dtype=x0.dtype), mm0.inverse_mass_matrix)
+        state0 = blackjax.nuts.init(x0, logdensity)
+        xs = (keys, jnp.asarray(stage), jnp.asarray(window_end), jnp.arange(n_iter))
+        _, out = jax.lax.scan(one, (state0, ad0), xs)
+        return out
+
+    def _compiled(self) -> Any:
+        import jax
+
+        if self._program is None:
+            method = self.settings.chain_method
+            if method == "parallel":
+                self._program = jax.pmap(self._chain, in_axes=(0, None, 0, None, None))
+            elif method == "vectorized":
+                self._program = jax.jit(jax.vmap(self._chain, in_axes=(0, None, 0, None, None)))
+            else:
+                self._program = jax.jit(lambda chains, key, x0, scale, data: jax.lax.map(
+                    lambda cx: self._chain(cx[0], key, cx[1], scale, data), (chains, x0)))
+        return self._program
+
+    def run(self, seed: int, x0: np.ndarray, scale: np.ndarray, data: Sequence) -> tuple[np.ndarray, dict]:
+        """Run the chains from the flat starts ``x0`` (chains, d) in coordinates ``x * scale``.
+
+        Returns the draws (chains, draws, d) in the sampler's coordinates (scale applied) and
+        the per-draw statistics by name (NumPy), with the warm-up's divergences and steps.
+        """
+        import jax
+
+        # the raw threefry key of the seed (what jax.random.PRNGKey gives), built in NumPy: an eager
+        # JAX call here would compile a program of its own; each chain folds in its index
+        seed = int(seed)
+        key = np.array([(seed >> 32) & 0xFFFFFFFF, seed & 0xFFFFFFFF], dtype=np.uint32)
+        start = np.asarray(x0, dtype=float) / np.asarray(scale, dtype=float)
+        put = jax.device_put
+        out = self._compiled()(put(np.arange(x0.shape[0], dtype=np.int32)), put(key), put(start),
+                               put(np.asarray(scale, dtype=float)), tuple(data))
+        pos, div, energy, steps, accept, potential, step = (np.asarray(a) for a in out)
+        t = self.settings.tune
+        return pos[:, t:] * np.asarray(scale, dtype=float), {
+            "diverging": div[:, t:], "energy": energy[:, t:], "num_steps": steps[:, t:],
+            "accept_prob": accept[:, t:], "potential_energy": potential[:, t:], "step_size": step[:, t:],
+            "warmup_diverging": div[:, :t], "warmup_num_steps": steps[:, :t]}
+
+
 _CACHE: dict[str, tuple[CompiledModel, Any]] = {}
 register_program_cache(_CACHE.clear)
 
 
 def compiled_sampler(model: Any, settings: JaxNutsSettings) -> tuple[CompiledModel, Any]:
-    """The compiled log-density and a numpyro MCMC object for this model shape (cached).
+    """The compiled log-density and the chains' runner for this model shape (cached).
+
+    The runner is a :class:`BlackjaxChains` (``settings.kernel == "blackjax"``) or a numpyro
+    ``MCMC`` object (``"numpyro"``).
 
     A second model with the same :func:`model_fingerprint` (same graph and constants, data of the
     same shapes) gets the same objects back: nothing is compiled again.
@@ -537,16 +701,35 @@ def compiled_sampler(model: Any, settings: JaxNutsSettings) -> tuple[CompiledMod
     >>> compiled_sampler(model, settings)[1] is mcmc
     True
     """
-    import numpyro
-    import numpyro.distributions as dist
-    from numpyro.infer import MCMC, NUTS
-
+    if settings.kernel not in KERNELS:
+        raise ModelError(f"unknown NUTS kernel {settings.kernel!r} (expected one of {', '.join(KERNELS)})")
     key = model_fingerprint(model, settings)
     if key in _CACHE:
         comp, mcmc = _CACHE[key]
         return comp, mcmc
     release_compiled_programs_if_needed()
     comp = CompiledModel(model, settings.log_pairs, settings.exclude, settings.grad_chunk)
+    if settings.kernel == "blackjax":
+        chains = BlackjaxChains(comp, settings)
+        _keep(key, comp, chains)
+        return comp, chains
+    mcmc = _numpyro_mcmc(comp, settings)
+    _keep(key, comp, mcmc)
+    return comp, mcmc
+
+
+def _keep(key: str, comp: CompiledModel, runner: Any) -> None:
+    if len(_CACHE) > 16:
+        _CACHE.pop(next(iter(_CACHE)))
+    _CACHE[key] = (comp, runner)
+
+
+def _numpyro_mcmc(comp: CompiledModel, settings: JaxNutsSettings) -> Any:
+    """numpyro's MCMC object for the compiled model (the ``"numpyro"`` kernel)."""
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer import MCMC, NUTS
+
     shapes = comp.shapes
 
     def numpyro_model(*args: Any) -> None:
@@ -569,12 +752,8 @@ def compiled_sampler(model: Any, settings: JaxNutsSettings) -> tuple[CompiledMod
     # numpyro's own bar is off: for a callable chain_method it switches itself off with a warning,
     # and its bars are closures of the first traced program (a reused program fails on the second
     # run); the kernel reports its iterations to :data:`_PROGRESS` instead
-    mcmc = MCMC(kernel, num_warmup=settings.tune, num_samples=settings.draws, num_chains=settings.chains,
+    return MCMC(kernel, num_warmup=settings.tune, num_samples=settings.draws, num_chains=settings.chains,
                 chain_method=chain_method, progress_bar=False, jit_model_args=True)
-    if len(_CACHE) > 16:
-        _CACHE.pop(next(iter(_CACHE)))
-    _CACHE[key] = (comp, mcmc)
-    return comp, mcmc
 
 
 def value_initvals(model: Any, initvals: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -677,12 +856,40 @@ def sample_nuts(model: Any, initvals: Sequence[dict[str, np.ndarray]], settings:
             x0 = comp.start_near(xs, x0, scale, data, int(random_seed), keep=settings.unit_scale)
     else:
         scale = {k: np.ones(v.shape[1:]) for k, v in x0.items()}
+    outputs_fn = comp.outputs_program(settings.chains * settings.draws, data)  # compiles while the chains do
+    if settings.kernel == "blackjax":
+        # x0 holds one row per chain (value_initvals stacks them)
+        flat0 = np.stack([_ravel({k: v[c] for k, v in x0.items()}) for c in range(settings.chains)])
+        with _ProgressBar(settings):
+            draws, extra = mcmc.run(int(random_seed), flat0, _ravel(scale), data)
+            jax.effects_barrier()
+        samples = _unravel_rows(draws, comp.shapes)
+        t_sample = time.perf_counter() - t0
+    else:
+        samples, extra, t_sample = _run_numpyro(mcmc, settings, random_seed, data, x0, scale, t0)
+    return _assemble(comp, settings, samples, extra, outputs_fn, data, t_sample)
+
+
+def _unravel_rows(flat: np.ndarray, shapes: dict) -> dict:
+    """Flat draws ``(chains, draws, d)`` -> arrays by name (the order of :func:`_ravel`)."""
+    out, start = {}, 0
+    for k in sorted(shapes):
+        size = int(np.prod(shapes[k], dtype=int))
+        out[k] = flat[..., start:start + size].reshape(flat.shape[:-1] + tuple(shapes[k]))
+        start += size
+    return out
+
+
+def _run_numpyro(mcmc: Any, settings: JaxNutsSettings, random_seed: int, data: Sequence, x0: dict, scale: dict,
+                 t0: float) -> tuple[dict, dict, float]:
+    """numpyro's chains (the ``"numpyro"`` kernel): draws by name, extra fields, seconds since ``t0``."""
+    import jax
+
     init_np = {k: np.asarray(v / scale[k] if settings.chains > 1 else v[0] / scale[k]) for k, v in x0.items()}
     init = {k: jax.device_put(v) for k, v in init_np.items()}
     # sliced in NumPy: slicing a device array here would compile a slice program per shape
     start = {k: jax.device_put(v[0] if settings.chains > 1 else v) for k, v in init_np.items()}
     scale_j = {k: jax.device_put(np.asarray(v, dtype=float)) for k, v in scale.items()}
-    outputs_fn = comp.outputs_program(settings.chains * settings.draws, data)  # compiles while the chains do
     with _ProgressBar(settings):
         mcmc.run(jax.random.PRNGKey(int(random_seed)), *data, scale_j, start, init_params=init,
                  extra_fields=("num_steps", "energy", "accept_prob", "potential_energy", "adapt_state.step_size"))
@@ -691,8 +898,14 @@ def sample_nuts(model: Any, initvals: Sequence[dict[str, np.ndarray]], settings:
         samples = {k: np.asarray(v) * np.asarray(scale[k], dtype=float) for k, v in samples.items()}
         extra = mcmc.get_extra_fields(group_by_chain=True)
         jax.effects_barrier()
-    t_sample = time.perf_counter() - t0
+    extra = {k: np.asarray(v) for k, v in extra.items()}
+    extra["step_size"] = extra.pop("adapt_state.step_size")
+    return samples, extra, time.perf_counter() - t0
 
+
+def _assemble(comp: CompiledModel, settings: JaxNutsSettings, samples: dict, extra: dict, outputs_fn: Any,
+              data: Sequence, t_sample: float) -> tuple[xr.Dataset, xr.Dataset, float]:
+    """Draws in the sampler's coordinates -> the model's variables and PyMC's sample_stats."""
     # constrained variables and deterministics, per draw
     # on the host: the chains' draws are spread over devices, the outputs program runs on one
     flat = {k: np.asarray(v).reshape((-1,) + v.shape[2:]) for k, v in samples.items()}
@@ -717,9 +930,13 @@ def sample_nuts(model: Any, initvals: Sequence[dict[str, np.ndarray]], settings:
         "tree_depth": (("chain", "draw"), np.floor(np.log2(np.maximum(steps, 1))).astype(int) + 1),
         "acceptance_rate": (("chain", "draw"), np.asarray(extra["accept_prob"])),
         "lp": (("chain", "draw"), -np.asarray(extra["potential_energy"])),
-        "step_size": (("chain", "draw"), np.asarray(extra["adapt_state.step_size"])),
+        "step_size": (("chain", "draw"), np.asarray(extra["step_size"])),
     }, coords={"chain": np.arange(nc), "draw": np.arange(nd)})
-    attrs = {"sampling_time": t_sample, "tuning_steps": settings.tune, "inference_library": "numpyro"}
+    attrs: dict[str, Any] = {"sampling_time": t_sample, "tuning_steps": settings.tune,
+                             "inference_library": settings.kernel}
+    if "warmup_diverging" in extra:
+        attrs["warmup_divergences"] = int(np.sum(extra["warmup_diverging"]))
+        attrs["warmup_leapfrog_steps"] = int(np.sum(extra["warmup_num_steps"]))
     post.attrs.update(attrs)
     stats.attrs.update(attrs)
     return post, stats, t_sample

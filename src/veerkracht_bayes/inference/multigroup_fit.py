@@ -24,7 +24,7 @@ import xarray as xr
 
 from veerkracht_bayes.errors import ModelError
 from veerkracht_bayes.graph.causal_graph import CausalGraph
-from veerkracht_bayes.inference.sampling import SamplerSettings, cut_completion, draw_prior
+from veerkracht_bayes.inference.sampling import JAX_DRIVER_SAMPLERS, SamplerSettings, cut_completion, draw_prior
 from veerkracht_bayes.sem.multigroup import (
     DEFAULT_TAU_SD,
     GroupData,
@@ -213,8 +213,9 @@ def fit_multigroup(
     settings = settings or SamplerSettings()
     if overrides:
         settings = SamplerSettings(**{**settings.__dict__, **overrides})
-    if settings.sampler != "numpyro":
-        raise ModelError(f"the multi-group model is sampled with the numpyro driver only (got {settings.sampler!r})")
+    if settings.sampler not in JAX_DRIVER_SAMPLERS:
+        raise ModelError(f"the multi-group model is sampled with the JAX driver only (sampler "
+                         f"{' or '.join(JAX_DRIVER_SAMPLERS)}; got {settings.sampler!r})")
     enable_compilation_cache()
     model, layout = build_multigroup_model(graph, data, priors, vague=vague, reliability=reliability, tau_sd=tau_sd,
                                            pooled_links=pooled_links, free_loadings=free_loadings,
@@ -224,7 +225,7 @@ def fit_multigroup(
     jset = JaxNutsSettings(draws=settings.draws, tune=settings.tune, chains=settings.chains,
                            target_accept=settings.target_accept, dense_mass=settings.dense_mass,
                            max_tree_depth=settings.max_treedepth, progressbar=settings.progressbar,
-                           chain_method="parallel" if settings.chains > 1 else "sequential")
+                           chain_method="parallel" if settings.chains > 1 else "sequential", kernel=settings.sampler)
     post, stats, _ = sample_nuts(model, initvals, jset, settings.random_seed)
     base = layout.base
     if base.cut_active:

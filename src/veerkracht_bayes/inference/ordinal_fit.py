@@ -126,7 +126,12 @@ def fit_ordinal(graph: CausalGraph, survey: object, priors: object | None = None
     import pymc as pm
 
     from veerkracht_bayes.inference.provenance import collect_provenance
-    from veerkracht_bayes.inference.sampling import FitResult, SamplerSettings, enable_compilation_cache
+    from veerkracht_bayes.inference.sampling import (
+        JAX_DRIVER_SAMPLERS,
+        FitResult,
+        SamplerSettings,
+        enable_compilation_cache,
+    )
 
     settings = settings or SamplerSettings()
     if chain_method not in ("vectorized", "parallel", "sequential"):
@@ -144,7 +149,7 @@ def fit_ordinal(graph: CausalGraph, survey: object, priors: object | None = None
     picks = np.random.default_rng(settings.random_seed).choice(prior.sizes["draw"], size=settings.chains,
                                                                replace=False)
     initvals = _beta_initvals(model, layout, prior, picks)
-    if settings.sampler == "numpyro" and coordinates == "guided":
+    if settings.sampler in JAX_DRIVER_SAMPLERS and coordinates == "guided":
         post, stats = _sample_guided(model, layout, data, initvals, settings, ordinal or OrdinalSettings(),
                                      chain_method)
         idata = xr.DataTree.from_dict({"posterior": post, "sample_stats": stats})
@@ -253,7 +258,8 @@ def _sample_guided(model, layout: ModelLayout, data: OrdinalData, initvals: list
                            max_tree_depth=settings.max_treedepth, progressbar=settings.progressbar,  # type: ignore[attr-defined]
                            chain_method=chain_method if settings.chains > 1 else "sequential",  # type: ignore[attr-defined]
                            log_pairs=reciprocal_log_pairs(layout), unit_scale=("u",), exclude=("u",),
-                           grad_chunk=int(np.clip(4_000_000 // cells, 1, 32)))
+                           grad_chunk=int(np.clip(4_000_000 // cells, 1, 32)),
+                           kernel=settings.sampler)  # type: ignore[attr-defined]
     post, stats_ds, _ = sample_nuts(model, initvals, jset, settings.random_seed, scale_points)  # type: ignore[attr-defined]
     keep = [k for k in _posterior_names(model) if k in post]
     return post[keep], stats_ds

@@ -183,6 +183,7 @@ def fit_polychoric(graph: CausalGraph, survey: object, priors: object | None = N
     from veerkracht_bayes.inference.ordinal_fit import ordinal_prior_draws
     from veerkracht_bayes.inference.provenance import collect_provenance
     from veerkracht_bayes.inference.sampling import (
+        JAX_DRIVER_SAMPLERS,
         FitResult,
         SamplerSettings,
         enable_compilation_cache,
@@ -191,8 +192,9 @@ def fit_polychoric(graph: CausalGraph, survey: object, priors: object | None = N
     from veerkracht_bayes.survey.polychoric import PolychoricResult
 
     settings = settings or SamplerSettings()
-    if settings.sampler != "numpyro":  # type: ignore[attr-defined]
-        raise ModelError(f"the polychoric route samples with numpyro, got sampler {settings.sampler!r}")  # type: ignore[attr-defined]
+    if settings.sampler not in JAX_DRIVER_SAMPLERS:  # type: ignore[attr-defined]
+        raise ModelError(f"the polychoric route samples with the JAX driver (sampler "  # type: ignore[attr-defined]
+                         f"{' or '.join(JAX_DRIVER_SAMPLERS)}), got sampler {settings.sampler!r}")  # type: ignore[attr-defined]
     if isinstance(survey, PolychoricData):
         data = survey
     elif isinstance(survey, PolychoricResult):
@@ -220,7 +222,8 @@ def fit_polychoric(graph: CausalGraph, survey: object, priors: object | None = N
                            target_accept=settings.target_accept, dense_mass=settings.dense_mass,  # type: ignore[attr-defined]
                            max_tree_depth=settings.max_treedepth, progressbar=settings.progressbar,  # type: ignore[attr-defined]
                            chain_method="parallel" if settings.chains > 1 else "sequential",  # type: ignore[attr-defined]
-                           log_pairs=reciprocal_log_pairs(_grouped(layout, std_keys)))
+                           log_pairs=reciprocal_log_pairs(_grouped(layout, std_keys)),
+                           kernel=settings.sampler)  # type: ignore[attr-defined]
     # joint systems: start at the prior draws themselves (the sampler's move towards the curvature
     # scale point can leave the standardisation region when prior-only loops enter the system)
     scale_points = initvals if layout.unmeasured == "cut" else []

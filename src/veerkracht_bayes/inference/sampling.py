@@ -1,4 +1,4 @@
-"""Sampling: the `fit` entry point (NUTS via numpyro, blackjax, nutpie or PyMC).
+"""Sampling: the `fit` entry point (NUTS via numpyro or blackjax in the package's JAX driver, or nutpie or PyMC).
 
 `fit` returns an ArviZ DataTree (:func:`native_groups` lists the variables and dims) with groups
 ``posterior`` and ``prior`` (the same variables, named dims and coordinates; the prior: forward
@@ -42,6 +42,10 @@ __all__ = ["SamplerSettings", "FitResult", "fit", "compute_log_likelihood", "ena
 log = logging.getLogger(__name__)
 
 Sampler = Literal["numpyro", "blackjax", "nutpie", "pymc"]
+#: samplers run by the package's JAX driver (:func:`veerkracht_bayes.inference.jax_nuts.sample_nuts`,
+#: data as program inputs), named after the NUTS implementation it uses; nutpie and pymc go
+#: through ``pm.sample``
+JAX_DRIVER_SAMPLERS = ("numpyro", "blackjax")
 
 
 def enable_compilation_cache(path: str | Path | None = None) -> None:
@@ -93,6 +97,8 @@ class SamplerSettings:
     ('numpyro', 500)
     """
 
+    #: ``"numpyro"`` or ``"blackjax"``: the package's JAX driver with that NUTS implementation
+    #: (:data:`JAX_DRIVER_SAMPLERS`); ``"nutpie"`` or ``"pymc"``: ``pm.sample``
     sampler: Sampler = "numpyro"
     chains: int = 2
     draws: int = 500
@@ -397,8 +403,6 @@ def log_prior_numpy(post: xr.Dataset, layout: ModelLayout) -> xr.Dataset:
     no Jacobians, no potentials): the raw edge groups ``beta_<dist>[_pos|_neg]``, ``loading``,
     ``residual_var`` and ``nu``. Used by the prior-sensitivity diagnostics.
     """
-    from scipy import stats
-
     from veerkracht_bayes.sem.preconditioning import edge_groups
 
     keys = list(layout.sampled_edges)
@@ -1046,25 +1050,18 @@ def fit(
     if data is None:
         idata = _native_tree(prior.copy(), prior, layout, graph, {})
     else:
-        if settings.sampler in ("numpyro", "blackjax"):
+        if settings.sampler in JAX_DRIVER_SAMPLERS:
             enable_compilation_cache()
         kwargs: dict[str, object] = {}
         initvals = initial_values(model, layout, prior, settings.chains, settings.random_seed)
-        nuts: dict[str, object] = {"target_accept": settings.target_accept}
-        if settings.sampler in ("numpyro", "blackjax"):
-            nuts["jitter"] = False
-        if settings.sampler == "numpyro":
-            nuts["chain_method"] = "parallel" if settings.chains > 1 else "sequential"
-            nuts["dense_mass"] = settings.dense_mass
-            nuts["max_tree_depth"] = settings.max_treedepth
-        kwargs["nuts"] = nuts
-        # nutpie takes one start dict for all chains; the others one per chain
+        kwargs["nuts"] = {"target_accept": settings.target_accept}
+        # nutpie takes one start dict for all chains; PyMC one per chain
         kwargs["initvals"] = initvals[0] if settings.sampler == "nutpie" else initvals
         if settings.sampler == "pymc":
             kwargs["init"] = "adapt_diag"
         log.info("sampling %d chains x (%d tune + %d draws) with %s", settings.chains, settings.tune,
                  settings.draws, settings.sampler)
-        if settings.sampler == "numpyro":
+        if settings.sampler in JAX_DRIVER_SAMPLERS:
             # our JAX driver: the data statistics are arguments of the compiled program, so
             # it is compiled once per model shape (and found in the persistent cache)
             from veerkracht_bayes.inference.jax_nuts import JaxNutsSettings, sample_nuts
@@ -1086,7 +1083,7 @@ def fit(
                                    target_accept=settings.target_accept, dense_mass=settings.dense_mass,
                                    max_tree_depth=settings.max_treedepth, progressbar=settings.progressbar,
                                    chain_method="parallel" if settings.chains > 1 else "sequential",
-                                   log_pairs=reciprocal_log_pairs(layout))
+                                   log_pairs=reciprocal_log_pairs(layout), kernel=settings.sampler)
             post, stats, _ = sample_nuts(model, initvals, jset, settings.random_seed, scale_points)
         else:
             with model:

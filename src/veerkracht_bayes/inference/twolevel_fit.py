@@ -25,7 +25,7 @@ import numpy as np
 import xarray as xr
 
 from veerkracht_bayes.errors import ModelError, Problem
-from veerkracht_bayes.inference.sampling import SamplerSettings
+from veerkracht_bayes.inference.sampling import JAX_DRIVER_SAMPLERS, SamplerSettings
 from veerkracht_bayes.sem.twolevel import TwoLevelLayout, build_twolevel_model, twolevel_layout
 from veerkracht_bayes.survey.clusters import ClusterStatistics
 
@@ -264,8 +264,9 @@ def fit_twolevel(stats: ClusterStatistics, item_construct: Mapping[str, str], gr
     settings = settings or SamplerSettings()
     if overrides:
         settings = SamplerSettings(**{**settings.__dict__, **overrides})
-    if settings.sampler != "numpyro":
-        raise ModelError(f"the two-level model is sampled with the numpyro driver only (got {settings.sampler!r})")
+    if settings.sampler not in JAX_DRIVER_SAMPLERS:
+        raise ModelError(f"the two-level model is sampled with the JAX driver only (sampler "
+                         f"{' or '.join(JAX_DRIVER_SAMPLERS)}; got {settings.sampler!r})")
     enable_compilation_cache()
     t0 = time.perf_counter()
     within_prior = None
@@ -298,7 +299,7 @@ def fit_twolevel(stats: ClusterStatistics, item_construct: Mapping[str, str], gr
     jset = JaxNutsSettings(draws=settings.draws, tune=settings.tune, chains=settings.chains,
                            target_accept=settings.target_accept, dense_mass=settings.dense_mass,
                            max_tree_depth=settings.max_treedepth, progressbar=settings.progressbar,
-                           chain_method="parallel" if settings.chains > 1 else "sequential")
+                           chain_method="parallel" if settings.chains > 1 else "sequential", kernel=settings.sampler)
     post, sstats, secs = sample_nuts(model, initvals, jset, settings.random_seed)
     idata = xr.DataTree.from_dict({"posterior": post, "sample_stats": sstats})
     idata.attrs["model"] = "twolevel"

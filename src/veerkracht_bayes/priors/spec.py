@@ -27,7 +27,6 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
-from scipy import stats
 
 from veerkracht_bayes.resources import shipped_root
 from veerkracht_bayes.graph.causal_graph import CausalGraph, load_graph
@@ -101,6 +100,8 @@ class ConversionStep(_Strict):
 
 
 def _side_dist(mean: float, sd: float, side: str) -> Any:
+    from scipy import stats  # here, not at import: scipy.stats costs 0.4-1 s, and a fit never needs it
+
     if side == "+":
         return stats.truncnorm(a=(0.0 - mean) / sd, b=np.inf, loc=mean, scale=sd)
     return stats.truncnorm(a=-np.inf, b=(0.0 - mean) / sd, loc=mean, scale=sd)
@@ -184,6 +185,8 @@ class EdgePrior(_Strict):
             ``truncnorm`` (truncated and half normal), ``norm`` or ``t``; use ``.mean()``,
             ``.var()``, ``.ppf()``, ``.rvs()`` for prior predictive and contraction computations.
         """
+        from scipy import stats
+
         if self.distribution == "normal":
             return stats.norm(loc=self.mean, scale=self.sd)
         if self.distribution == "student_t":
@@ -232,6 +235,8 @@ class ParamPrior(_Strict):
 
     def dist(self) -> Any:
         """A frozen :mod:`scipy.stats` distribution (on the scale named by :attr:`scale`)."""
+        from scipy import stats
+
         d = self.distribution
         if d == "normal":
             return stats.norm(loc=self.mean or 0.0, scale=self.sd)

@@ -122,7 +122,9 @@ class SamplerConfig(_Strict):
     'numpyro'
     """
 
-    sampler: Literal["numpyro", "blackjax", "nutpie", "pymc"] = "numpyro"
+    sampler: Literal["numpyro", "blackjax", "nutpie", "pymc"] = Field(
+        default="numpyro", description="'numpyro' (default) or 'blackjax': the package's JAX driver with "
+        "that library's NUTS; 'nutpie' or 'pymc': pm.sample (continuous path only).")
     chains: int = Field(default=2, ge=1, le=64)
     draws: int = Field(default=500, ge=10)
     tune: int = Field(default=500, ge=0)
@@ -152,7 +154,7 @@ class ModelConfig(_Strict):
         "'joint' when any model item is binary or Likert with at most 7 categories, else 'continuous'; "
         "the choice and its reason are in provenance.json and the brief), 'continuous' (every item "
         "standardised, the sufficient-statistics path) or 'polychoric' (binary and Likert items with at "
-        "most 7 categories on their latent-response scale; docs/model.md §10; sampler numpyro; outputs "
+        "most 7 categories on their latent-response scale; docs/model.md §10; sampler numpyro or blackjax; outputs "
         "that need the continuous fit are skipped with a stated reason, docs/pipeline.md).")
     unmeasured: Literal["cut", "joint"] | None = Field(
         default=None, description="Polychoric route only: 'cut' (links touching constructs "

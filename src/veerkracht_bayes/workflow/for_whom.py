@@ -261,7 +261,7 @@ def fit_groupings(cfg: Any, vi: Any, *, draws: int, tune: int, progressbar: bool
     (('not refugee', 'refugee'), (285, 15))
     """
     from veerkracht_bayes.inference.multigroup_fit import fit_multigroup
-    from veerkracht_bayes.inference.sampling import SamplerSettings
+    from veerkracht_bayes.inference.sampling import JAX_DRIVER_SAMPLERS, SamplerSettings
     from veerkracht_bayes.sem.multigroup import group_data_from_survey
     from veerkracht_bayes.survey.codebook import continuous_path_reliabilities
     from veerkracht_bayes.workflow.config import MIN_GROUP_FIT
@@ -300,7 +300,9 @@ def fit_groupings(cfg: Any, vi: Any, *, draws: int, tune: int, progressbar: bool
                             + " (approximate group statistics)")
         gf.labels, gf.counts = tuple(gd.labels), tuple(int(c) for c in gd.counts)
         gf.share = tuple(float(x) for x in gd.share)
-        settings = SamplerSettings(sampler="numpyro", chains=s.chains, draws=draws, tune=tune,
+        # the multi-group model needs the JAX driver: [sampler] sampler when it names one, else numpyro
+        driver = s.sampler if s.sampler in JAX_DRIVER_SAMPLERS else "numpyro"
+        settings = SamplerSettings(sampler=driver, chains=s.chains, draws=draws, tune=tune,
                                    target_accept=s.target_accept, random_seed=s.seed + 1 + k,
                                    progressbar=progressbar)
         rel_g = {it: v for it, v in item_rel.items() if it in gd.pooled.item_names}

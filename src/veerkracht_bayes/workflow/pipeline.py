@@ -907,7 +907,7 @@ def resolve_run_measurement(cfg: RunConfig, survey: Any, graph: Any = None) -> t
     the polychoric route with ``unmeasured = "joint"`` (unless ``[model] unmeasured`` says otherwise)
     when any model item is binary or Likert with at most 7 categories, else the continuous path.
     A prior-only run (``survey=None``) is continuous; so is a run the polychoric route cannot take
-    (``[sampler] sampler`` other than numpyro, ``[inputs] priors = "vague"``), with that reason.
+    (``[sampler] sampler`` other than numpyro or blackjax, ``[inputs] priors = "vague"``), with that reason.
     An explicit ``measurement`` is kept (``unmeasured`` unset then means ``"cut"``).
 
     Returns
@@ -925,6 +925,7 @@ def resolve_run_measurement(cfg: RunConfig, survey: Any, graph: Any = None) -> t
     >>> resolved.model.measurement, choice.requested, choice.reason.startswith("prior only")
     ('continuous', 'auto', True)
     """
+    from veerkracht_bayes.inference.sampling import JAX_DRIVER_SAMPLERS
     from veerkracht_bayes.survey.codebook import MeasurementChoice, resolve_measurement
 
     m = cfg.model
@@ -934,8 +935,9 @@ def resolve_run_measurement(cfg: RunConfig, survey: Any, graph: Any = None) -> t
                                    "prior only: no survey data, so every measurement gives the same prior")
     else:
         blocked = None
-        if cfg.sampler.sampler != "numpyro":
-            blocked = f"[sampler] sampler = {cfg.sampler.sampler!r} (the polychoric route samples with numpyro)"
+        if cfg.sampler.sampler not in JAX_DRIVER_SAMPLERS:
+            blocked = (f"[sampler] sampler = {cfg.sampler.sampler!r} (the polychoric route samples with the JAX "
+                       f"driver: {' or '.join(JAX_DRIVER_SAMPLERS)})")
         elif cfg.inputs.priors == "vague":
             blocked = "[inputs] priors = 'vague' (the polychoric route takes sign-constrained priors)"
         choice = resolve_measurement(getattr(survey, "codebook", None), graph, measurement=m.measurement,

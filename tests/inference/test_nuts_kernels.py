@@ -1,0 +1,87 @@
+"""The JAX driver's two NUTS kernels (numpyro, the default, and blackjax) on a closed-form posterior.
+
+The model: ``mu ~ N(0, 1)`` per coordinate (2 coordinates) with ``n`` observations of known
+variance 1 entering through a data container (their mean ``ybar``), so the posterior of each
+``mu_j`` is ``N(n ybar_j / (n + 1), 1 / (n + 1))``; and ``s ~ HalfNormal(1)``, which no data touch,
+sampled on the log scale, so its posterior mean is ``sqrt(2 / pi)`` and its sd
+``sqrt(1 - 2 / pi)``. Tolerances are Monte Carlo errors from each run's own effective sample size:
+a mean within 4 MCSE, a standard deviation within 4 of its large-sample standard errors
+(``sd / sqrt(2 ESS)``).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from veerkracht_bayes.errors import ModelError  # noqa: E402
+from veerkracht_bayes.inference import jax_nuts  # noqa: E402
+from veerkracht_bayes.sem.model_builder import DATA_PREFIX  # noqa: E402
+
+N_OBS = 50
+
+
+def _model(ybar: np.ndarray):
+    import pymc as pm
+
+    with pm.Model() as model:
+        data = pm.Data(DATA_PREFIX + "ybar", np.asarray(ybar, dtype=float))
+        mu = pm.Normal("mu", 0.0, 1.0, shape=2)
+        pm.HalfNormal("s", 1.0)
+        pm.Potential("obs", -0.5 * N_OBS * ((data - mu) ** 2).sum())
+    return model
+
+
+def _run(kernel: str, ybar: np.ndarray, seed: int, draws: int = 1000, tune: int = 500):
+    model = _model(ybar)
+    s = jax_nuts.JaxNutsSettings(draws=draws, tune=tune, chains=2, kernel=kernel, precondition=False)
+    starts = [{"mu": np.zeros(2), "s": 1.0}, {"mu": np.ones(2), "s": 0.5}]
+    return jax_nuts.sample_nuts(model, starts, s, seed)
+
+
+@pytest.mark.parametrize("kernel", jax_nuts.KERNELS)
+def test_kernel_recovers_the_closed_form_posterior(kernel: str) -> None:
+    from arviz_stats import ess
+
+    ybar = np.array([0.8, -0.3])
+    post, stats, _ = _run(kernel, ybar, seed=5)
+    e = ess(post[["mu", "s"]], method="bulk")
+    mean_mu = N_OBS * ybar / (N_OBS + 1)
+    sd_mu = np.sqrt(1.0 / (N_OBS + 1))
+    mu = post["mu"].values.reshape(-1, 2)
+    ess_mu = e["mu"].values
+    assert np.all(np.abs(mu.mean(0) - mean_mu) < 4 * sd_mu / np.sqrt(ess_mu))
+    assert np.all(np.abs(mu.std(0) / sd_mu - 1) < 4 / np.sqrt(2 * ess_mu))
+    s = post["s"].values.ravel()
+    ess_s = float(e["s"])
+    mean_s, sd_s = np.sqrt(2 / np.pi), np.sqrt(1 - 2 / np.pi)
+    assert abs(s.mean() - mean_s) < 4 * sd_s / np.sqrt(ess_s)
+    # |s| ~ HalfNormal has excess kurtosis, so its sd's error is wider than the normal-theory one
+    assert abs(s.std() / sd_s - 1) < 6 / np.sqrt(2 * ess_s)
+    assert int(stats["diverging"].sum()) == 0
+    assert post.attrs["inference_library"] == kernel
+    assert set(stats) >= {"diverging", "energy", "n_steps", "tree_depth", "acceptance_rate", "lp", "step_size"}
+
+
+def test_blackjax_kernel_is_reproducible_and_records_its_warmup() -> None:
+    ybar = np.array([0.1, 0.2])
+    a, sa, _ = _run("blackjax", ybar, seed=3, draws=200, tune=200)
+    b, _, _ = _run("blackjax", ybar, seed=3, draws=200, tune=200)
+    c, _, _ = _run("blackjax", ybar, seed=4, draws=200, tune=200)
+    np.testing.assert_array_equal(a["mu"].values, b["mu"].values)
+    assert not np.array_equal(a["mu"].values, c["mu"].values)
+    # the two chains are different chains (each folds its index into the seed's key)
+    assert not np.array_equal(a["mu"].values[0], a["mu"].values[1])
+    assert sa.attrs["warmup_leapfrog_steps"] >= 2 * 200 and sa.attrs["warmup_divergences"] >= 0
+    # the step size is the adapted one, constant over a chain's draws
+    assert np.all(sa["step_size"].values == sa["step_size"].values[:, :1])
+
+
+def test_unknown_kernel_is_refused() -> None:
+    model = _model(np.zeros(2))
+    with pytest.raises(ModelError, match="unknown NUTS kernel 'hmc'"):
+        jax_nuts.compiled_sampler(model, jax_nuts.JaxNutsSettings(kernel="hmc"))
