@@ -85,3 +85,38 @@ def test_unknown_kernel_is_refused() -> None:
     model = _model(np.zeros(2))
     with pytest.raises(ModelError, match="unknown NUTS kernel 'hmc'"):
         jax_nuts.compiled_sampler(model, jax_nuts.JaxNutsSettings(kernel="hmc"))
+
+
+def test_the_multigroup_and_twolevel_routes_take_the_blackjax_kernel() -> None:
+    """``sampler="blackjax"`` runs through the JAX driver on the routes that refused it before
+    (PyMC's own blackjax bridge compiled the data in as constants)."""
+    from _small_fit import CONSTRUCT, ITEMS, small_graph
+
+    from veerkracht_bayes.datasets.clustered import simulate_clustered
+    from veerkracht_bayes.inference.multigroup_fit import fit_multigroup
+    from veerkracht_bayes.inference.twolevel_fit import fit_twolevel
+    from veerkracht_bayes.sem.multigroup import prepare_group_data
+    from veerkracht_bayes.survey.clusters import cluster_statistics
+
+    rng = np.random.default_rng(8)
+    n = 400
+    x = rng.normal(size=(n, 1))
+    a = 0.4 * x[:, 0] + rng.normal(size=n)
+    d = rng.normal(size=n)
+    b = 0.4 * a + 0.3 * d + rng.normal(size=n)
+    c = 0.3 * b + rng.normal(size=n)
+    y = 0.8 * np.column_stack([a, a, b, b, c, d, d]) + rng.normal(0, 0.6, size=(n, 7))
+    gd = prepare_group_data(y, ITEMS, CONSTRUCT, np.where(np.arange(n) % 2 == 0, "g1", "g2"),
+                            covariates=x, covariate_names=["x"])
+    res = fit_multigroup(small_graph(), gd, None, draws=60, tune=60, chains=2, random_seed=3,
+                         progressbar=False, sampler="blackjax")
+    assert res.idata["sample_stats"].attrs["inference_library"] == "blackjax"
+    assert np.isfinite(res.posterior["beta"].values).all()
+
+    df, truth = simulate_clustered(n_clusters=30, min_size=3, max_size=8, seed=2)
+    items = list(truth.item_construct)
+    cs = cluster_statistics(df[items].to_numpy(), df["wijk_code"], item_names=items)
+    tl = fit_twolevel(cs, truth.item_construct, between=list(truth.between),
+                      between_links=list(truth.between_links), within_links=list(truth.within_links),
+                      draws=30, tune=30, chains=2, random_seed=1, progressbar=False, sampler="blackjax")
+    assert tl.idata["sample_stats"].attrs["inference_library"] == "blackjax"
