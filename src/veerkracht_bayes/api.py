@@ -203,8 +203,9 @@ def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "mar
         or Likert with at most 7 categories, ``"polychoric"`` with ``unmeasured="joint"``, else
         ``"continuous"``. Data without a codebook (prepared ``ModelData``, prior-only fits) are
         ``"continuous"``, and so is a fit the polychoric route cannot take (sampler other than
-        ``numpyro`` or ``blackjax``, ``priors="vague"``, ``log_likelihood=True``). The route used and the reason
-        are in ``fit.idata.attrs["measurement_resolved"]`` and ``["measurement_reason"]``.
+        ``numpyro`` or ``blackjax``, ``priors="vague"``, ``log_likelihood=True``). The route used
+        and the reason are in ``fit.idata.attrs["measurement_resolved"]`` and
+        ``["measurement_reason"]``.
         Or explicitly ``"continuous"`` (every item standardised, the sufficient-statistics path) or
         ``"polychoric"`` (binary items and Likert items with at most 7 categories on their
         latent-response scale: polychoric / polyserial correlations and their asymptotic

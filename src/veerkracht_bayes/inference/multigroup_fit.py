@@ -24,7 +24,12 @@ import xarray as xr
 
 from veerkracht_bayes.errors import ModelError
 from veerkracht_bayes.graph.causal_graph import CausalGraph
-from veerkracht_bayes.inference.sampling import JAX_DRIVER_SAMPLERS, SamplerSettings, cut_completion, draw_prior
+from veerkracht_bayes.inference.sampling import (
+    JAX_DRIVER_SAMPLERS,
+    SamplerSettings,
+    cut_completion,
+    draw_prior,
+)
 from veerkracht_bayes.sem.multigroup import (
     DEFAULT_TAU_SD,
     GroupData,
@@ -225,7 +230,8 @@ def fit_multigroup(
     jset = JaxNutsSettings(draws=settings.draws, tune=settings.tune, chains=settings.chains,
                            target_accept=settings.target_accept, dense_mass=settings.dense_mass,
                            max_tree_depth=settings.max_treedepth, progressbar=settings.progressbar,
-                           chain_method="parallel" if settings.chains > 1 else "sequential", kernel=settings.sampler)
+                           chain_method="parallel" if settings.chains > 1 else "sequential",
+                           kernel=settings.sampler)
     post, stats, _ = sample_nuts(model, initvals, jset, settings.random_seed)
     base = layout.base
     if base.cut_active:

@@ -1,4 +1,4 @@
-"""Sampling: the `fit` entry point (NUTS via numpyro or blackjax in the package's JAX driver, or nutpie or PyMC).
+"""Sampling: the `fit` entry point (NUTS: numpyro or blackjax in the package's JAX driver, nutpie, PyMC).
 
 `fit` returns an ArviZ DataTree (:func:`native_groups` lists the variables and dims) with groups
 ``posterior`` and ``prior`` (the same variables, named dims and coordinates; the prior: forward

@@ -299,7 +299,8 @@ def fit_twolevel(stats: ClusterStatistics, item_construct: Mapping[str, str], gr
     jset = JaxNutsSettings(draws=settings.draws, tune=settings.tune, chains=settings.chains,
                            target_accept=settings.target_accept, dense_mass=settings.dense_mass,
                            max_tree_depth=settings.max_treedepth, progressbar=settings.progressbar,
-                           chain_method="parallel" if settings.chains > 1 else "sequential", kernel=settings.sampler)
+                           chain_method="parallel" if settings.chains > 1 else "sequential",
+                           kernel=settings.sampler)
     post, sstats, secs = sample_nuts(model, initvals, jset, settings.random_seed)
     idata = xr.DataTree.from_dict({"posterior": post, "sample_stats": sstats})
     idata.attrs["model"] = "twolevel"

@@ -29,7 +29,7 @@ import math
 from typing import Literal
 
 import numpy as np
-from scipy.special import ndtri  # the normal quantile; scipy.stats would cost 0.4-1 s of import
+from scipy.special import ndtri  # the normal quantile; scipy.stats would cost about 0.4 s of import
 
 from veerkracht_bayes.errors import Problem, PriorError
 

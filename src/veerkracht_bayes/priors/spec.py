@@ -100,7 +100,7 @@ class ConversionStep(_Strict):
 
 
 def _side_dist(mean: float, sd: float, side: str) -> Any:
-    from scipy import stats  # here, not at import: scipy.stats costs 0.4-1 s, and a fit never needs it
+    from scipy import stats  # here, not at import: scipy.stats costs about 0.4 s, and a fit never needs it
 
     if side == "+":
         return stats.truncnorm(a=(0.0 - mean) / sd, b=np.inf, loc=mean, scale=sd)

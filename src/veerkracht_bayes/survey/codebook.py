@@ -454,7 +454,7 @@ def apply_transform(values: Any, transform: str | None, column: str = "",
                 f"({bad.size} such rows)", file=file, line=r + 2, field=column, value=float(v[r])))
         return np.log(v) if transform == "log" else np.log1p(v)
     if transform == "rank_normal":
-        from scipy.stats import rankdata  # here: scipy.stats costs 0.4-1 s of import
+        from scipy.stats import rankdata  # here: scipy.stats costs about 0.4 s of import
 
         out = np.full_like(v, np.nan)
         out[obs] = ndtri((rankdata(v[obs]) - 0.5) / obs.sum())
@@ -643,7 +643,7 @@ def observed_scale_reliability(reliability: float, proportions: Any) -> float:
     0.18
     """
     import numpy as np
-    from scipy.special import ndtri  # the normal quantile (scipy.stats would cost 0.4-1 s of import)
+    from scipy.special import ndtri  # the normal quantile (scipy.stats would cost about 0.4 s of import)
 
     p = np.asarray(proportions, dtype=float)
     if not 0 < float(reliability) <= 1:

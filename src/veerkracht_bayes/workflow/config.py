@@ -154,8 +154,8 @@ class ModelConfig(_Strict):
         "'joint' when any model item is binary or Likert with at most 7 categories, else 'continuous'; "
         "the choice and its reason are in provenance.json and the brief), 'continuous' (every item "
         "standardised, the sufficient-statistics path) or 'polychoric' (binary and Likert items with at "
-        "most 7 categories on their latent-response scale; docs/model.md §10; sampler numpyro or blackjax; outputs "
-        "that need the continuous fit are skipped with a stated reason, docs/pipeline.md).")
+        "most 7 categories on their latent-response scale; docs/model.md §10; sampler numpyro or blackjax; "
+        "outputs that need the continuous fit are skipped with a stated reason, docs/pipeline.md).")
     unmeasured: Literal["cut", "joint"] | None = Field(
         default=None, description="Polychoric route only: 'cut' (links touching constructs "
         "without items left out of the implied correlations) or 'joint' (kept, on their priors). "
