@@ -187,8 +187,8 @@ def fit(model: CausalGraph | str | Path, data: Any = None, *, priors: Any = "mar
     sampler
         ``"numpyro"`` (default) or ``"blackjax"``: the package's JAX driver (the survey's
         statistics are inputs of the compiled program) with that library's NUTS; ``"nutpie"`` or
-        ``"pymc"``: ``pm.sample``. The two JAX kernels sample the same posterior at about the
-        same ESS per second on MARVEL (docs/performance.md §7, "The NUTS kernel").
+        ``"pymc"``: ``pm.sample``. The two JAX kernels sample the same posterior in about the
+        same wall time on MARVEL (docs/performance.md §7, "The NUTS kernel").
     progress
         Show progress bars.
     reliability

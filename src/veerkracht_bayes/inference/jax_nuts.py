@@ -82,10 +82,10 @@ class JaxNutsSettings:
 
 
 #: NUTS implementations the driver runs. Both adapt a diagonal (or dense) mass matrix in Stan's
-#: windows and the step size by dual averaging and sample the same posterior; numpyro's is the
-#: default: on MARVEL (N = 20,000, 2 cores) the two gave the same ESS per second, blackjax's
-#: transition being 10-20 % cheaper per leapfrog step and its warm-up longer (docs/performance.md
-#: section 7, "The NUTS kernel")
+#: windows and the step size by dual averaging and sample the same posterior. numpyro's is the
+#: default: on MARVEL (N = 20,000, 2 cores) the chains took the same wall time with either, and
+#: the README's first result does not move (docs/performance.md section 7, "The NUTS kernel",
+#: which also gives the ESS per second of each)
 KERNELS = ("numpyro", "blackjax")
 
 
