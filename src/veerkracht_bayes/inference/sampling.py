@@ -30,6 +30,7 @@ from veerkracht_bayes.graph.causal_graph import CausalGraph
 from veerkracht_bayes.errors import ModelError
 from veerkracht_bayes.sem.implied_moments import implied_moments, pointwise_loglik, structural_matrices
 from veerkracht_bayes.sem import algebra
+from veerkracht_bayes.inference.jax_nuts import KERNELS
 from veerkracht_bayes.sem.model_builder import ModelLayout, build_model, fixed_item_reliability
 from veerkracht_bayes.inference.provenance import collect_provenance
 from veerkracht_bayes.survey.statistics import ModelData
@@ -43,9 +44,9 @@ log = logging.getLogger(__name__)
 
 Sampler = Literal["numpyro", "blackjax", "nutpie", "pymc"]
 #: samplers run by the package's JAX driver (:func:`veerkracht_bayes.inference.jax_nuts.sample_nuts`,
-#: data as program inputs), named after the NUTS implementation it uses; nutpie and pymc go
+#: data as program inputs): the driver's NUTS kernels, by library name; nutpie and pymc go
 #: through ``pm.sample``
-JAX_DRIVER_SAMPLERS = ("numpyro", "blackjax")
+JAX_DRIVER_SAMPLERS = KERNELS
 
 
 def enable_compilation_cache(path: str | Path | None = None) -> None:
