@@ -1,6 +1,6 @@
 """The package's import rules (ARCHITECTURE.md), read from the source with :mod:`ast`.
 
-- Layers, top to bottom: foundation (errors, yaml_io, resources, runtime) -> graph -> priors ->
+- Layers, top to bottom: foundation (errors, yaml_io, resources, runtime, programs) -> graph -> priors ->
   survey -> datasets -> sem -> inference -> causal -> report -> workflow -> cli. A module imports
   only from its own layer or layers above it (lazy imports inside functions included; imports
   under ``if TYPE_CHECKING:`` are type hints, not imports, and are left out).
@@ -27,7 +27,7 @@ import pytest
 PKG = Path(__file__).resolve().parents[1] / "src" / "veerkracht_bayes"
 LAYERS = ["foundation", "graph", "priors", "survey", "sem", "datasets", "inference", "causal", "report",
           "workflow", "api", "cli"]
-FOUNDATION = {"errors", "yaml_io", "resources", "runtime", "_lazy"}
+FOUNDATION = {"errors", "yaml_io", "resources", "runtime", "programs", "_lazy"}
 NO_PYMC = {"graph", "priors", "survey", "causal"}
 
 

@@ -43,7 +43,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-__all__ = ["compilation_cache_dir", "configure", "ensure_cpu_devices", "mapped_regions",
+__all__ = ["compilation_cache_dir", "configure", "ensure_cpu_devices", "environment_hash", "mapped_regions",
            "register_program_cache", "release_compiled_programs", "release_compiled_programs_if_needed",
            "warmup_stamp", "x64"]
 
@@ -155,14 +155,34 @@ def warmup_stamp(draws: int, tune: int | None, measurement: str = "continuous") 
     True
     """
     import hashlib
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
 
     folder = compilation_cache_dir()
     if folder is None:
         return None
     tuned = "default" if tune is None else str(int(tune))
-    h = hashlib.sha256(f"{int(draws)}+{tuned}|{measurement}|{os.cpu_count()}|{platform.python_version()}".encode())
+    h = hashlib.sha256(f"{int(draws)}+{tuned}|{measurement}|{environment_hash()}".encode())
+    return folder / f"veerkracht-warmup-{h.hexdigest()[:24]}.stamp"
+
+
+@functools.cache
+def environment_hash() -> str:
+    """A hash of what compiled programs depend on besides a model: this install and this machine.
+
+    The package's own source files, the versions of Python, JAX, jaxlib, blackjax, numpyro, PyMC
+    and PyTensor, and the number of CPU cores. Computed once per process. :func:`warmup_stamp` and
+    the serialised programs of :mod:`veerkracht_bayes.programs` put it in their names,
+    so an edited checkout, a new release or another machine never reads another's.
+
+    Examples
+    --------
+    >>> len(environment_hash()), environment_hash() == environment_hash()
+    (64, True)
+    """
+    import hashlib
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    h = hashlib.sha256(f"{os.cpu_count()}|{platform.python_version()}".encode())
     for dist in ("jax", "jaxlib", "blackjax", "numpyro", "pymc", "pytensor"):
         try:
             h.update(f"|{dist}={version(dist)}".encode())
@@ -172,7 +192,7 @@ def warmup_stamp(draws: int, tune: int | None, measurement: str = "continuous") 
     for f in sorted(root.rglob("*.py")):
         h.update(str(f.relative_to(root)).encode())
         h.update(f.read_bytes())
-    return folder / f"veerkracht-warmup-{h.hexdigest()[:24]}.stamp"
+    return h.hexdigest()
 
 
 @contextlib.contextmanager

@@ -161,12 +161,8 @@ class CompiledModel:
     """
 
     def __init__(self, model: Any, log_pairs: Sequence[tuple[str, int, int]] = (),
-                 exclude: Sequence[str] = (), grad_chunk: int = _GRAD_CHUNK) -> None:
-        import jax
-        import pytensor.tensor as pt
-        from pymc.sampling.jax import get_jaxified_graph
+                 exclude: Sequence[str] = (), grad_chunk: int = _GRAD_CHUNK, key: str | None = None) -> None:
         from pymc.util import get_default_varnames
-        from pytensor.graph.replace import clone_replace
 
         from veerkracht_bayes.sem.model_builder import DATA_PREFIX
         from veerkracht_bayes.sem.preconditioning import WHITEN_PREFIX
@@ -184,27 +180,61 @@ class CompiledModel:
             if name not in self.value_names:
                 raise ModelError(f"log pair on {name!r}, which is not a value variable of the model")
             self.pairs.setdefault(name, []).append((int(a), int(b)))
-        self._hess = None
+        #: the key of the serialised programs (:func:`model_fingerprint`; None: not serialised)
+        self.key = key
         self._hess_exec = None
         self._out_programs: dict[Any, Any] = {}
         self.grad_chunk = max(1, int(grad_chunk))
-        graph_shared = [shared[i] for i in self._graph_idx]
-        syms = [pt.tensor(dtype=str(v.dtype), shape=v.type.shape, name=v.name + "_in") for v in graph_shared]
-        repl = dict(zip(graph_shared, syms))
-        logp = clone_replace([model.logp()], replace=repl)
-        # jitted, so the PyTensor-generated function is traced once (numpyro traces the model
-        # four times, the curvature gradient once more: 0.2-0.4 s each on MARVEL)
-        self._logp = jax.jit(get_jaxified_graph(inputs=self.value_vars + syms, outputs=logp))
         outs = [v for v in model.unobserved_value_vars]
         names = list(get_default_varnames([v.name for v in outs], include_transformed=False))
-        outs = [v for v in outs if v.name in names and v.name not in set(exclude)]
-        self.out_names = [v.name for v in outs]
-        self._outs = get_jaxified_graph(inputs=self.value_vars + syms,
-                                        outputs=clone_replace(outs, replace=repl))
+        self._out_vars = [v for v in outs if v.name in names and v.name not in set(exclude)]
+        self.out_names = [v.name for v in self._out_vars]
         ip = model.initial_point()
         self.shapes = {v.name: tuple(int(s) for s in ip[v.name].shape) for v in self.value_vars}
         self.dims = {n: model.named_vars_to_dims.get(n) for n in self.out_names}
         self.coords = {k: list(v) for k, v in model.coords.items() if v is not None}
+        self._model: Any = model
+        self._jax: tuple[Any, Any] | None = None
+
+    def _functions(self) -> tuple[Any, Any]:
+        """The log-density and the outputs as JAX functions (PyTensor's conversion, done on first use).
+
+        A fit whose programs are all read back serialised never needs them.
+        """
+        if self._jax is None:
+            import jax
+            import pytensor.tensor as pt
+            from pymc.sampling.jax import get_jaxified_graph
+            from pytensor.graph.replace import clone_replace
+
+            model = self._model
+            shared = data_inputs(model)
+            graph_shared = [shared[i] for i in self._graph_idx]
+            syms = [pt.tensor(dtype=str(v.dtype), shape=v.type.shape, name=v.name + "_in") for v in graph_shared]
+            repl = dict(zip(graph_shared, syms))
+            logp = clone_replace([model.logp()], replace=repl)
+            # first used while a program is traced: the constants the conversion makes must be
+            # concrete arrays, not tracers of that program
+            with jax.ensure_compile_time_eval():
+                # jitted, so the PyTensor-generated function is traced once (the chains' programs
+                # and the curvature gradient each trace the log-density: 0.2-0.4 s each on MARVEL)
+                f_logp = jax.jit(get_jaxified_graph(inputs=self.value_vars + syms, outputs=logp))
+                f_outs = get_jaxified_graph(inputs=self.value_vars + syms,
+                                            outputs=clone_replace(self._out_vars, replace=repl))
+            self._jax = (f_logp, f_outs)
+            self._model = None
+        return self._jax
+
+    def _outputs_hash(self) -> str:
+        import pytensor
+
+        text = pytensor.printing.debugprint(self._out_vars, file="str", print_type=True)
+        return hashlib.sha256(f"{self.out_names}|{text}".encode()).hexdigest()
+
+    def _program(self, name: str, fn: Any, specs: Sequence, **kwargs: Any) -> Any:
+        from veerkracht_bayes.programs import serialised_program
+
+        return serialised_program(name, self.key, fn, specs, **kwargs)
 
     def to_value(self, params: dict, data: Sequence) -> dict:
         """Sampler coordinates -> the model's value variables (JAX)."""
@@ -266,11 +296,24 @@ class CompiledModel:
         within a chunk the rows are evaluated one after the other, so memory is that of one
         gradient.
         """
+        import jax
+        from jax.flatten_util import ravel_pytree
+
         rows = flat.shape[0]
         chunk = self.grad_chunk
         padded = np.resize(flat, (-(-rows // chunk) * chunk, flat.shape[1]))
         if self._hess_exec is None:  # compiled for speed of compilation: it runs ~0.5 s, once
-            self._hess_exec = self._hess.lower(padded[:chunk], *data).compile(
+            unravel = _unraveler(self.shapes)
+
+            def grad_flat(f: Any, *d: Any) -> Any:
+                return ravel_pytree(jax.grad(lambda q: self.logp(q, d))(unravel(f)))[0]
+
+            # rows one after the other inside one program (lax.map), not vmapped: a batched
+            # gradient cost 9x more per row here (batched small matrix products) and compiled slower
+            specs = (jax.ShapeDtypeStruct((chunk, flat.shape[1]), np.float64),
+                     *(jax.ShapeDtypeStruct(tuple(d.shape), d.dtype) for d in data))
+            self._hess_exec = self._program(
+                "gradients", lambda r, *d: jax.lax.map(lambda f: grad_flat(f, *d), r), specs,
                 compiler_options=_QUICK_COMPILE)
         # NumPy rows go in as they are (jnp.asarray would compile a copy program per shape)
         out = [np.asarray(self._hess_exec(padded[i:i + chunk], *data))
@@ -287,19 +330,9 @@ class CompiledModel:
         Variables in ``unit`` get scale 1 without being measured. Returns the scales and the
         fraction of measured coordinates with a finite positive curvature.
         """
-        import jax
-        from jax.flatten_util import ravel_pytree
-
         # flattening and unflattening in NumPy outside the traced gradient: each eager jnp call
         # on a new shape is a program of its own to compile or to read from the cache
         unravel = _unraveler({k: np.shape(v)[1:] for k, v in points.items()})
-        if self._hess is None:
-            def grad_flat(f: Any, *d: Any) -> Any:
-                return ravel_pytree(jax.grad(lambda q: self.logp(q, d))(unravel(f)))[0]
-
-            # rows one after the other inside one program (lax.map), not vmapped: a batched
-            # gradient cost 9x more per row here (batched small matrix products) and compiled slower
-            self._hess = jax.jit(lambda rows, *d: jax.lax.map(lambda f: grad_flat(f, *d), rows))
         n_chain = int(np.shape(next(iter(points.values())))[0])
         flats = np.stack([_ravel({k: v[c] for k, v in points.items()}) for c in range(n_chain)])
         n = flats.shape[1]
@@ -338,21 +371,29 @@ class CompiledModel:
         """
         import jax
 
+        from veerkracht_bayes.programs import serialised_program
+
         key = (n_draws, tuple((tuple(d.shape), str(d.dtype)) for d in data))
         if key not in self._out_programs:
-            fn = jax.jit(jax.vmap(lambda p, *d: self.outputs(p, d), in_axes=(0,) + (None,) * len(data)))
             spec = {k: jax.ShapeDtypeStruct((n_draws,) + tuple(shape), np.float64) for k, shape in self.shapes.items()}
             dspec = [jax.ShapeDtypeStruct(d.shape, d.dtype) for d in data]
-            self._out_programs[key] = _BACKGROUND.submit(lambda: fn.lower(spec, *dspec).compile(
-                compiler_options=_QUICK_COMPILE))
+
+            def per_draw(p: Any, *d: Any) -> Any:
+                return jax.vmap(lambda q: self.outputs(q, d))(p)
+
+            # the outputs (deterministics) are not all in the log-density's graph: theirs joins the key
+            key_out = None if self.key is None else f"{self.key}|{self._outputs_hash()}"
+            self._out_programs[key] = _BACKGROUND.submit(
+                lambda: serialised_program("outputs", key_out, per_draw, (spec, *dspec),
+                                           compiler_options=_QUICK_COMPILE))
         future: concurrent.futures.Future = self._out_programs[key]
         return future.result
 
     def logp(self, params: dict, data: Sequence) -> Any:
-        return self._logp(*self._args(params, data))[0]
+        return self._functions()[0](*self._args(params, data))[0]
 
     def outputs(self, params: dict, data: Sequence) -> list:
-        return self._outs(*self._args(params, data))
+        return self._functions()[1](*self._args(params, data))
 
 
 def _ravel(point: dict) -> np.ndarray:
@@ -406,6 +447,9 @@ def model_fingerprint(model: Any, settings: JaxNutsSettings) -> str:
                 h.update(repr(val.shape).encode())
             else:
                 h.update(np.ascontiguousarray(val).tobytes())
+    # the reported variables and their dims (not all of them are in the log-density's graph)
+    h.update(repr(sorted(model.named_vars)).encode())
+    h.update(repr(sorted((k, tuple(v or ())) for k, v in model.named_vars_to_dims.items())).encode())
     h.update(repr(sorted(settings.__dict__.items())).encode())
     return h.hexdigest()
 
@@ -415,14 +459,13 @@ class _StartAt:
 
     numpyro checks a model's starting point by drawing its *init strategy's* values (by
     default uniform on (-2, 2) in the unconstrained space, 100 tries) before it uses the
-    ``init_params`` passed to ``run``; with stability and standardisation barriers most such
+    ``init_params`` passed to ``init``; with stability and standardisation barriers most such
     points have zero density and the check fails at random ("Cannot find valid initial
     parameters"). The check is made at our own valid starting point instead.
 
     The point reaches the strategy as an *argument* of the model (set while the model runs,
     read when numpyro asks for a site's value), so it is a traced input of the compiled program,
-    not a constant: new starting points (another seed, other data) reuse the program (see also
-    :class:`_ParallelWithArgs`, without which all model arguments were constants).
+    not a constant: new starting points (another seed, other data) reuse the program.
     """
 
     def __init__(self) -> None:
@@ -434,89 +477,18 @@ class _StartAt:
         return init_to_value(site, values=self.values)
 
 
-class _ParallelWithArgs:
-    """numpyro ``chain_method``: ``pmap`` over chains with the model arguments as *inputs*.
-
-    numpyro's own ``"parallel"`` closes the model arguments (here: the data statistics, the
-    coordinate scales and the check point) into the ``pmap``-ed function, so they are compiled
-    in as constants and every new data set or seed compiles the sampler again (6 s on MARVEL).
-    numpyro passes a ``functools.partial`` of its per-chain function with ``args=...``; this
-    takes ``args`` out of it and hands them to ``pmap`` as a broadcast input. The ``pmap``-ed
-    function is kept per field selection, so a refit of the same shape compiles nothing.
-    """
-
-    def __init__(self) -> None:
-        self._fns: dict[Any, Any] = {}
-
-    def __call__(self, fn: Any) -> Any:
-        import functools
-
-        import jax
-
-        kw = getattr(fn, "keywords", None)
-        if not isinstance(fn, functools.partial) or kw is None or "args" not in kw:
-            return jax.pmap(fn)
-        args = kw["args"]
-        rest = {k: v for k, v in kw.items() if k != "args"}
-        key = (fn.func, repr(sorted(rest.items())))
-        if key not in self._fns:
-            func = fn.func
-
-            def per_chain(map_args: Any, model_args: Any) -> Any:
-                return func(map_args, args=model_args, **rest)
-
-            self._fns[key] = jax.pmap(per_chain, in_axes=(0, None))
-        pm_fn = self._fns[key]
-        return lambda map_args: pm_fn(map_args, args)
-
-
-#: The progress bar of the run in progress (``None``: no bar); the compiled kernels' host callback
-#: updates whatever bar is here, so a program compiled once serves every later run
-_PROGRESS: list[Any] = [None]
-#: progress updates per chain and run
+#: progress updates per run: the chains run in this many chunks of iterations
 _PROGRESS_TICKS = 40
 
 
-def _progress_every(settings: JaxNutsSettings) -> int:
-    return max(1, (settings.tune + settings.draws) // _PROGRESS_TICKS)
-
-
-def _progress_tick(n: Any) -> None:
-    """Host side of the kernels' progress callback: advance the current bar by ``n`` iterations."""
-    bar = _PROGRESS[0]
-    if bar is not None:
-        bar.update(int(n))
-
-
-def _progress_nuts(every: int) -> Any:
-    """numpyro's NUTS whose ``sample`` reports every ``every``-th iteration of each chain to the host.
-
-    One ``lax.cond`` per iteration and one unordered host callback per ``every`` iterations
-    (40 per chain and run); see ``tests/inference/test_progress.py`` for the measured cost.
-    """
-    import jax
-    from jax.experimental import io_callback
-    from numpyro.infer import NUTS
-
-    class _ProgressNUTS(NUTS):
-        def sample(self, state: Any, model_args: Any, model_kwargs: Any) -> Any:
-            new = super().sample(state, model_args, model_kwargs)
-            jax.lax.cond(new.i % every == 0,
-                         lambda: io_callback(_progress_tick, None, np.int64(every), ordered=False),
-                         lambda: None)
-            return new
-
-    return _ProgressNUTS
-
-
 class _ProgressBar:
-    """A ``tqdm.auto`` bar (terminal or Jupyter) over all chains' iterations, on :data:`_PROGRESS`."""
+    """A ``tqdm.auto`` bar (terminal or Jupyter) over all chains' iterations (``None`` when off)."""
 
     def __init__(self, settings: JaxNutsSettings) -> None:
         self.settings = settings
         self.bar = None
 
-    def __enter__(self) -> "_ProgressBar":
+    def __enter__(self) -> Any:
         if self.settings.progressbar:
             from tqdm.auto import tqdm
 
@@ -524,30 +496,245 @@ class _ProgressBar:
             self.bar = tqdm(total=s.chains * (s.tune + s.draws), unit="it", leave=False, dynamic_ncols=True,
                             desc=f"NUTS {s.chains} chain{'s' if s.chains > 1 else ''} x ({s.tune} warm-up + "
                                  f"{s.draws} draws)")
-            _PROGRESS[0] = self.bar
-        return self
+        return self.bar
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
-            _PROGRESS[0] = None
             self.bar.close()
 
 
-class BlackjaxChains:
-    """blackjax NUTS chains (window adaptation, then draws) as one program with data as inputs.
+def chunk_length(n_iter: int, ticks: int = _PROGRESS_TICKS) -> int:
+    """Iterations per call of the chains' program: about ``n_iter / ticks``, a divisor of ``n_iter``
+    where one is near (then no iteration of the last chunk is padding).
+
+    Examples
+    --------
+    >>> chunk_length(2000), chunk_length(1500), chunk_length(1999), chunk_length(10)
+    (50, 50, 50, 1)
+    """
+    base = max(1, -(-int(n_iter) // ticks))
+    for length in range(base, 2 * base + 1):
+        if n_iter % length == 0:
+            return length
+    return base
+
+
+class _Chains:
+    """NUTS chains run in chunks of iterations by two serialised programs, with data as inputs.
+
+    ``init`` builds each chain's state from its start; ``chunk`` advances every chain by
+    :func:`chunk_length` iterations and returns the draws and statistics of those iterations.
+    Between chunks the host updates the progress bar, so the programs hold no host callback and
+    can be serialised (:mod:`veerkracht_bayes.programs`): a new process deserialises
+    them instead of converting the model to JAX and tracing the sampler. The data, the scale,
+    the seed and the starts are arguments, so a new data set, seed or start of the same shape
+    compiles nothing. Chains run on separate XLA devices (``"parallel"``, ``shard_map`` over a
+    mesh of one device per chain), vectorised on one device (``"vectorized"``) or one after the
+    other (``"sequential"``); the numbers are the same either way.
+
+    Subclasses give one chain's ``_init_one(key, chain, x0, scale, start, data)`` and
+    ``_chunk_one(state, key, chain, it0, scale, start, data)``; states are pytrees, passed between
+    the programs as their list of leaves. Positions are the flat sampler coordinates divided by
+    ``scale`` (the curvature scale of :meth:`CompiledModel.curvature_scale`).
+    """
+
+    #: per-iteration outputs of ``_chunk_one``, in this order
+    fields = ("position", "diverging", "energy", "num_steps", "accept_prob", "potential_energy", "step_size")
+    #: program names (part of the serialised programs' names)
+    name = "chains"
+
+    def __init__(self, comp: CompiledModel, settings: JaxNutsSettings, key: str | None = None) -> None:
+        self.comp = comp
+        self.settings = settings
+        self.key = key
+        self.unravel = _unraveler(comp.shapes)
+        self.dim = int(sum(int(np.prod(s, dtype=int)) for s in comp.shapes.values()))
+        self.n_iter = settings.tune + settings.draws
+        self.length = chunk_length(self.n_iter)
+        self.n_chunks = -(-self.n_iter // self.length)
+        self._programs: dict[Any, tuple[Any, Any]] = {}
+
+    # -- one chain (subclasses) -------------------------------------------------------------
+    def _init_one(self, key: Any, chain: Any, x0: Any, scale: Any, start: Any, data: Sequence) -> Any:
+        raise NotImplementedError
+
+    def _chunk_one(self, state: Any, key: Any, chain: Any, it0: Any, scale: Any, start: Any,
+                   data: Sequence) -> tuple[Any, tuple]:
+        raise NotImplementedError
+
+    def _logdensity(self, scale: Any, data: Sequence) -> Any:
+        comp, unravel = self.comp, self.unravel
+        return lambda x: comp.logp(unravel(x * scale), data)
+
+    # -- all chains ---------------------------------------------------------------------------
+    def _mesh(self) -> Any:
+        import jax
+        from jax.sharding import Mesh
+
+        return Mesh(np.array(jax.devices()[:self.settings.chains]), ("chain",))
+
+    def _over_chains(self, fn: Any, n_chain_args: int, n_shared: int) -> Any:
+        """``fn(*per_chain, *shared)`` for one chain -> the same over a leading chain axis."""
+        import jax
+
+        def one_after_other(*args: Any) -> Any:
+            per, shared = args[:n_chain_args], args[n_chain_args:]
+            return jax.lax.map(lambda c: fn(*c, *shared), per)
+
+        method = self.settings.chain_method
+        if method == "vectorized":
+            return jax.vmap(fn, in_axes=(0,) * n_chain_args + (None,) * n_shared)
+        if method == "parallel":
+            from jax.sharding import PartitionSpec
+
+            # each device runs its own chain(s): no lockstep of the trees' while loops across chains
+            # check_vma off: the kernels' conds mix per-chain values with constants they create
+            return jax.shard_map(one_after_other, mesh=self._mesh(),
+                                 in_specs=(PartitionSpec("chain"),) * n_chain_args + (PartitionSpec(),) * n_shared,
+                                 out_specs=PartitionSpec("chain"), check_vma=False)
+        return one_after_other
+
+    def _specs(self, data: Sequence) -> tuple[list, list]:
+        """Argument specs of ``init`` (per chain: chain, x0; shared: key, scale, start, data)."""
+        import jax
+
+        sd = jax.ShapeDtypeStruct
+        c, d = self.settings.chains, self.dim
+        per, shared = self._shardings()
+        per_chain = [sd((c,), np.int32, sharding=per), sd((c, d), np.float64, sharding=per)]
+        common = [sd((2,), np.uint32, sharding=shared), sd((d,), np.float64, sharding=shared),
+                  sd((d,), np.float64, sharding=shared),
+                  tuple(sd(tuple(x.shape), x.dtype, sharding=shared) for x in data)]
+        return per_chain, common
+
+    def _shardings(self) -> tuple[Any, Any]:
+        if self.settings.chain_method != "parallel":
+            return None, None
+        from jax.sharding import NamedSharding, PartitionSpec
+
+        mesh = self._mesh()
+        return NamedSharding(mesh, PartitionSpec("chain")), NamedSharding(mesh, PartitionSpec())
+
+    def _compiled(self, data: Sequence) -> tuple[Any, Any]:
+        """The ``init`` and ``chunk`` programs for data like ``data`` (serialised, kept per shape)."""
+        import jax
+
+        from veerkracht_bayes.programs import serialised_program
+
+        shape_key = tuple((tuple(x.shape), str(x.dtype)) for x in data)
+        if shape_key in self._programs:
+            return self._programs[shape_key]
+        per_chain, common = self._specs(data)
+
+        def init_fn(chain: Any, x0: Any, key: Any, scale: Any, start: Any, d: Sequence) -> list:
+            def one(ch: Any, x: Any, k: Any, s: Any, st: Any, dd: Sequence) -> list:
+                # strongly typed, as the chunk program's inputs are (state_specs)
+                leaves = [jax.numpy.asarray(v) for v in jax.tree.leaves(self._init_one(k, ch, x, s, st, dd))]
+                return [jax.lax.convert_element_type(v, v.dtype) for v in leaves]
+            return self._over_chains(one, 2, 4)(chain, x0, key, scale, start, d)
+
+        def state_specs() -> list:
+            # one chain's state, traced without running it: only when the programs are exported
+            sd = jax.ShapeDtypeStruct
+            plain = [sd(tuple(x.shape), x.dtype) for x in common[:3]] + [tuple(sd(tuple(x.shape), x.dtype)
+                                                                              for x in common[3])]
+            return jax.eval_shape(self._init_one, plain[0], sd((), np.int32), sd((self.dim,), np.float64),
+                                  plain[1], plain[2], plain[3])
+
+        def chunk_fn(leaves: list, chain: Any, it0: Any, key: Any, scale: Any, start: Any, d: Sequence) -> Any:
+            treedef = jax.tree.structure(state_specs())
+
+            def one(lv: list, ch: Any, i0: Any, k: Any, s: Any, st: Any, dd: Sequence) -> Any:
+                state, outs = self._chunk_one(jax.tree.unflatten(treedef, lv), k, ch, i0, s, st, dd)
+                return jax.tree.leaves(state), outs
+            # it0 is per chain too (the same value), so every shared input is one of the four
+            return self._over_chains(one, 3, 4)(leaves, chain, it0, key, scale, start, d)
+
+        def chunk_specs() -> list:
+            per, _ = self._shardings()
+            c = self.settings.chains
+            leaves = [jax.ShapeDtypeStruct((c,) + tuple(x.shape), x.dtype, sharding=per)
+                      for x in jax.tree.leaves(state_specs())]
+            return [leaves, per_chain[0], jax.ShapeDtypeStruct((c,), np.int32, sharding=per)] + common
+
+        key = None if self.key is None else f"{self.key}|{self.settings.chain_method}|{self.length}"
+        init = serialised_program(f"{self.name}-init", key, init_fn, per_chain + common)
+        chunk = serialised_program(f"{self.name}-chunk", key, chunk_fn, chunk_specs,
+                                   signature=str(per_chain + common))
+        self._programs[shape_key] = (init, chunk)
+        return init, chunk
+
+    def run(self, seed: int, x0: np.ndarray, scale: np.ndarray, data: Sequence,
+            bar: Any = None) -> tuple[np.ndarray, dict]:
+        """Run the chains from the flat starts ``x0`` (chains, d) in coordinates ``x * scale``.
+
+        Returns the draws (chains, draws, d) in the sampler's coordinates (scale applied) and
+        the per-draw statistics by name (NumPy), with the warm-up's divergences and steps.
+        ``bar`` (a tqdm-like object or None) advances after each chunk of iterations.
+        """
+        import jax
+
+        jax.config.update("jax_enable_x64", True)  # as sample_nuts: the samplers run in 64 bits
+        init, chunk = self._compiled(data)
+        per, shared = self._shardings()
+        c = self.settings.chains
+
+        def put(x: Any, sharding: Any) -> Any:
+            return jax.device_put(x, sharding) if sharding is not None else jax.device_put(x)
+
+        # the raw threefry key of the seed (what jax.random.PRNGKey gives), built in NumPy: an eager
+        # JAX call here would compile a program of its own
+        seed = int(seed)
+        key = np.array([(seed >> 32) & 0xFFFFFFFF, seed & 0xFFFFFFFF], dtype=np.uint32)
+        scale = np.asarray(scale, dtype=float)
+        start = np.asarray(x0, dtype=float) / scale
+        chains = put(np.arange(c, dtype=np.int32), per)
+        common = [put(key, shared), put(scale, shared), put(start[0], shared),
+                  tuple(put(np.asarray(x), shared) for x in data)]
+        leaves = init(chains, put(start, per), *common)
+        pieces = []
+        for k in range(self.n_chunks):
+            it0 = put(np.full(c, k * self.length, dtype=np.int32), per)
+            leaves, outs = chunk(leaves, chains, it0, *common)
+            pieces.append([np.asarray(o) for o in outs])  # waits for the chunk
+            if bar is not None:
+                bar.update(c * (min(self.n_iter, (k + 1) * self.length) - k * self.length))
+        out = {f: np.concatenate([p[i] for p in pieces], axis=1)[:, :self.n_iter]
+               for i, f in enumerate(self.fields)}
+        t = self.settings.tune
+        return out["position"][:, t:] * scale, {
+            "diverging": out["diverging"][:, t:], "energy": out["energy"][:, t:],
+            "num_steps": out["num_steps"][:, t:], "accept_prob": out["accept_prob"][:, t:],
+            "potential_energy": out["potential_energy"][:, t:], "step_size": out["step_size"][:, t:],
+            "warmup_diverging": out["diverging"][:, :t], "warmup_num_steps": out["num_steps"][:, :t]}
+
+    def _iterations(self, it0: Any, step: Any, state: Any) -> tuple[Any, tuple]:
+        """``step(state, i)`` for the chunk's iterations ``it0 ... it0 + length - 1`` (a scan);
+        iterations past the run's end (padding of the last chunk) leave the state as it is."""
+        import jax
+
+        idx = it0 + np.arange(self.length, dtype=np.int32)
+        if self.n_iter % self.length == 0:
+            return jax.lax.scan(step, state, idx)
+
+        def guarded(st: Any, i: Any) -> Any:
+            new, out = step(st, i)
+            keep = i < self.n_iter
+            return jax.tree.map(lambda a, b: jax.numpy.where(keep, a, b), new, st), out
+
+        return jax.lax.scan(guarded, state, idx)
+
+
+class BlackjaxChains(_Chains):
+    """blackjax NUTS chains (window adaptation, then draws) with data as inputs (:class:`_Chains`).
 
     Each chain adapts the step size (dual averaging towards ``target_accept``, from 1.0) and a
     diagonal or dense mass matrix (Welford, from the identity) in Stan's windows for ``tune``
-    iterations, then draws with blackjax's multinomial NUTS at the adapted settings, all in one
-    loop (see :meth:`_chain`). The position is the flat vector of the sampler's coordinates
-    divided by ``scale`` (the curvature scale of :meth:`CompiledModel.curvature_scale`), so unit
-    step size and mass matrix are about right from the start; like ``blackjax.window_adaptation``
-    there is no separate search for a first step size.
-    The data, the scale and the starting points are *arguments* of the compiled program, so a
-    new data set, seed or start of the same shape compiles nothing (and the persistent cache
-    finds the program in a new process). Chains run on separate XLA devices (``"parallel"``,
-    ``pmap``), vectorised on one device (``"vectorized"``) or one after the other
-    (``"sequential"``).
+    iterations, then draws with blackjax's multinomial NUTS at the adapted settings. Because the
+    position is in curvature-scaled coordinates, unit step size and mass matrix are about right
+    from the start; like ``blackjax.window_adaptation`` there is no separate search for a first
+    step size. Iteration ``i`` of chain ``c`` uses the ``i``-th of ``n_iter`` keys split from
+    the seed's key folded with ``c``.
 
     Examples
     --------
@@ -564,46 +751,47 @@ class BlackjaxChains:
     True
     """
 
-    def __init__(self, comp: CompiledModel, settings: JaxNutsSettings) -> None:
-        self.comp = comp
-        self.settings = settings
-        self.unravel = _unraveler(comp.shapes)
-        self._program: Any = None
+    name = "blackjax"
 
-    def _chain(self, chain: Any, key: Any, x0: Any, scale: Any, data: Sequence) -> Any:
-        """One chain: ``tune`` adapting iterations, then ``draws``, in ONE scan.
+    def _parts(self) -> Any:
+        from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
+        from blackjax.adaptation.step_size import dual_averaging_adaptation
 
-        The NUTS transition appears once in the program (``blackjax.window_adaptation`` followed
-        by a second scan holds two copies of it and of the gradient, and a first version built
-        that way compiled several seconds longer on MARVEL); the adaptation (blackjax's dual
-        averaging and Welford mass-matrix estimators on Stan's window schedule,
-        ``build_schedule``) runs inside the same loop for the first ``tune`` iterations, and the
-        step size and mass matrix it ends with are held for the draws.
-        """
+        return mass_matrix_adaptation(not self.settings.dense_mass), dual_averaging_adaptation(self.settings.target_accept)
+
+    def _init_one(self, key: Any, chain: Any, x0: Any, scale: Any, start: Any, data: Sequence) -> Any:
+        import blackjax
+        import jax.numpy as jnp
+
+        (mm_init, _, _), (da_init, _, _) = self._parts()
+        mm0 = mm_init(self.dim)
+        ad0 = (da_init(1.0), mm0, jnp.asarray(1.0, dtype=x0.dtype), mm0.inverse_mass_matrix)
+        return blackjax.nuts.init(x0, self._logdensity(scale, data)), ad0
+
+    def _chunk_one(self, state: Any, key: Any, chain: Any, it0: Any, scale: Any, start: Any,
+                   data: Sequence) -> tuple[Any, tuple]:
+        """Iterations of one chain: while ``i < tune`` the adaptation (blackjax's dual averaging
+        and Welford estimators on Stan's window schedule, ``build_schedule``) runs after each
+        transition; from ``tune`` on the step size and mass matrix it ended with are held. The
+        transition and the gradient appear once in the program."""
         import blackjax
         import jax
         import jax.numpy as jnp
-        from blackjax.adaptation.mass_matrix import mass_matrix_adaptation
-        from blackjax.adaptation.step_size import dual_averaging_adaptation
         from blackjax.adaptation.window_adaptation import build_schedule
-        from jax.experimental import io_callback
 
-        s, comp, unravel = self.settings, self.comp, self.unravel
-
-        def logdensity(x: Any) -> Any:
-            return comp.logp(unravel(x * scale), data)
-
-        mm_init, mm_update, mm_final = mass_matrix_adaptation(not s.dense_mass)
-        da_init, da_update, da_final = dual_averaging_adaptation(s.target_accept)
+        s = self.settings
+        (_, mm_update, mm_final), (da_init, da_update, da_final) = self._parts()
         nuts = blackjax.nuts.build_kernel()
-        n_iter = s.tune + s.draws
+        logdensity = self._logdensity(scale, data)
         # Stan's windows: stage 0 fast (step size only), 1 slow (mass matrix too); window ends
         # set the mass matrix and restart the step size's dual averaging; draws: stage -1
         with jax.ensure_compile_time_eval():  # a constant of the program (blackjax returns a jnp array)
-            sched = np.array(build_schedule(s.tune), dtype=np.int32).reshape(-1, 2)
-        stage = np.concatenate([sched[:, 0], np.full(s.draws, -1, np.int32)])
-        window_end = np.concatenate([sched[:, 1], np.zeros(s.draws, np.int32)]).astype(bool)
-        keys = jax.random.split(jax.random.fold_in(key, chain), n_iter)
+            sched = (np.array(build_schedule(s.tune), dtype=np.int32).reshape(-1, 2) if s.tune
+                     else np.zeros((0, 2), np.int32))
+        pad = self.n_chunks * self.length - s.tune
+        stage = jnp.asarray(np.concatenate([sched[:, 0], np.full(pad, -1, np.int32)]))
+        window_end = jnp.asarray(np.concatenate([sched[:, 1], np.zeros(pad, np.int32)]).astype(bool))
+        keys = jax.random.split(jax.random.fold_in(key, chain), self.n_iter)
 
         def adapt(carry: Any, x: Any, accept: Any, stg: Any, end: Any, last: Any) -> Any:
             da, mm, eps, imm = carry
@@ -622,62 +810,97 @@ class BlackjaxChains:
             eps = jnp.where(last, da_final(da), eps)
             return da, mm, eps, imm
 
-        def one(carry: Any, xs: Any) -> Any:
-            state, ad = carry
-            k, stg, end, i = xs
+        def step(carry: Any, i: Any) -> Any:
+            st, ad = carry
+            stg, end = stage[i], window_end[i]
             eps = ad[2]
-            state, info = nuts(k, state, logdensity, eps, ad[3], max_num_doublings=s.max_tree_depth)
-            ad = jax.lax.cond(stg >= 0, lambda a: adapt(a, state.position, info.acceptance_rate, stg, end,
+            st, info = nuts(keys[jnp.minimum(i, self.n_iter - 1)], st, logdensity, eps, ad[3],
+                            max_num_doublings=s.max_tree_depth)
+            ad = jax.lax.cond(stg >= 0, lambda a: adapt(a, st.position, info.acceptance_rate, stg, end,
                                                         i == s.tune - 1), lambda a: a, ad)
-            if s.progressbar:
-                io_callback(_progress_tick, None, np.int64(1), ordered=False)
-            out = (state.position, info.is_divergent, info.energy, info.num_integration_steps,
-                   info.acceptance_rate, -state.logdensity, eps)
-            return (state, ad), out
+            out = (st.position, info.is_divergent, info.energy, info.num_integration_steps,
+                   info.acceptance_rate, -st.logdensity, eps)
+            return (st, ad), out
 
-        mm0 = mm_init(x0.shape[0])
-        ad0 = (da_init(1.0), mm0, jnp.asarray(1.0, dtype=x0.dtype), mm0.inverse_mass_matrix)
-        state0 = blackjax.nuts.init(x0, logdensity)
-        xs = (keys, jnp.asarray(stage), jnp.asarray(window_end), jnp.arange(n_iter))
-        _, out = jax.lax.scan(one, (state0, ad0), xs)
-        return out
+        return self._iterations(it0, step, state)
 
-    def _compiled(self) -> Any:
+
+class NumpyroChains(_Chains):
+    """numpyro NUTS chains (its window adaptation, then draws) with data as inputs (:class:`_Chains`).
+
+    numpyro's own ``NUTS`` kernel with its ``init`` and ``sample``, the loop that ``MCMC.run``
+    would run written out, so that the chains are two serialisable programs: the same keys (the
+    seed's key split over the chains), the same starts and the same transitions, so the draws
+    equal ``MCMC.run``'s (``tests/inference/test_nuts_kernels.py``). The model numpyro sees has
+    one improper flat site per value variable, scaled by the curvature scale, and the
+    log-density as a factor.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import pymc as pm
+    >>> with pm.Model() as model:
+    ...     x = pm.Normal("x", 1.0, 2.0)
+    >>> settings = JaxNutsSettings(draws=400, tune=300, chains=1, chain_method="sequential")
+    >>> draws, stats = NumpyroChains(CompiledModel(model), settings).run(3, np.zeros((1, 1)), np.ones(1), [])
+    >>> draws.shape, bool(abs(draws.mean() - 1.0) < 0.5)
+    ((1, 400, 1), True)
+    """
+
+    name = "numpyro"
+
+    def _kernel(self) -> Any:
+        import numpyro
+        import numpyro.distributions as dist
+        from numpyro.infer import NUTS
+
+        shapes, comp, s = self.comp.shapes, self.comp, self.settings
+        strategy = _StartAt()
+
+        def numpyro_model(*args: Any) -> None:
+            # the last arguments: the diagonal scale of each coordinate (an argument, not a
+            # constant, so a new scale does not recompile), then the point numpyro checks
+            # before it takes the chains' init_params (_StartAt)
+            data, scale, start = args[:-2], args[-2], args[-1]
+            strategy.values = start
+            params = {k: numpyro.sample(k, dist.ImproperUniform(dist.constraints.real, (), shape)) * scale[k]
+                      for k, shape in shapes.items()}
+            numpyro.factor("logp", comp.logp(params, data))
+
+        return NUTS(numpyro_model, target_accept_prob=s.target_accept, dense_mass=s.dense_mass,
+                    max_tree_depth=s.max_tree_depth, init_strategy=strategy)
+
+    def _key(self, key: Any, chain: Any) -> Any:
         import jax
 
-        if self._program is None:
-            method = self.settings.chain_method
-            if method == "parallel":
-                self._program = jax.pmap(self._chain, in_axes=(0, None, 0, None, None))
-            elif method == "vectorized":
-                self._program = jax.jit(jax.vmap(self._chain, in_axes=(0, None, 0, None, None)))
-            else:
-                self._program = jax.jit(lambda chains, key, x0, scale, data: jax.lax.map(
-                    lambda cx: self._chain(cx[0], key, cx[1], scale, data), (chains, x0)))
-        return self._program
+        # MCMC.run: the seed's key itself for one chain, else split over the chains
+        return jax.random.split(key, self.settings.chains)[chain] if self.settings.chains > 1 else key
 
-    def run(self, seed: int, x0: np.ndarray, scale: np.ndarray, data: Sequence) -> tuple[np.ndarray, dict]:
-        """Run the chains from the flat starts ``x0`` (chains, d) in coordinates ``x * scale``.
+    def _init_one(self, key: Any, chain: Any, x0: Any, scale: Any, start: Any, data: Sequence,
+                  kernel: Any = None) -> Any:
+        kernel = kernel or self._kernel()
+        args = (*data, self.unravel(scale), self.unravel(start))
+        return kernel.init(self._key(key, chain), self.settings.tune, self.unravel(x0), model_args=args,
+                           model_kwargs={})
 
-        Returns the draws (chains, draws, d) in the sampler's coordinates (scale applied) and
-        the per-draw statistics by name (NumPy), with the warm-up's divergences and steps.
-        """
-        import jax
+    def _chunk_one(self, state: Any, key: Any, chain: Any, it0: Any, scale: Any, start: Any,
+                   data: Sequence) -> tuple[Any, tuple]:
+        import jax.numpy as jnp
 
-        # the raw threefry key of the seed (what jax.random.PRNGKey gives), built in NumPy: an eager
-        # JAX call here would compile a program of its own; each chain folds in its index
-        seed = int(seed)
-        key = np.array([(seed >> 32) & 0xFFFFFFFF, seed & 0xFFFFFFFF], dtype=np.uint32)
-        start = np.asarray(x0, dtype=float) / np.asarray(scale, dtype=float)
-        put = jax.device_put
-        out = self._compiled()(put(np.arange(x0.shape[0], dtype=np.int32)), put(key), put(start),
-                               put(np.asarray(scale, dtype=float)), tuple(data))
-        pos, div, energy, steps, accept, potential, step = (np.asarray(a) for a in out)
-        t = self.settings.tune
-        return pos[:, t:] * np.asarray(scale, dtype=float), {
-            "diverging": div[:, t:], "energy": energy[:, t:], "num_steps": steps[:, t:],
-            "accept_prob": accept[:, t:], "potential_energy": potential[:, t:], "step_size": step[:, t:],
-            "warmup_diverging": div[:, :t], "warmup_num_steps": steps[:, :t]}
+        kernel = self._kernel()
+        # init sets up the kernel's transition (its adaptation schedule for `tune` steps); its
+        # own result is not used here, and XLA drops it from the program
+        self._init_one(key, chain, jnp.zeros(self.dim), scale, start, data, kernel=kernel)
+        args = (*data, self.unravel(scale), self.unravel(start))
+        keys = sorted(self.comp.shapes)
+
+        def step(st: Any, i: Any) -> Any:
+            st = kernel.sample(st, args, {})
+            pos = jnp.concatenate([jnp.ravel(st.z[k]) for k in keys]) if keys else jnp.zeros(0)
+            return st, (pos, st.diverging, st.energy, st.num_steps, st.accept_prob, st.potential_energy,
+                        st.adapt_state.step_size)
+
+        return self._iterations(it0, step, state)
 
 
 _CACHE: dict[str, tuple[CompiledModel, Any]] = {}
@@ -687,8 +910,9 @@ register_program_cache(_CACHE.clear)
 def compiled_sampler(model: Any, settings: JaxNutsSettings) -> tuple[CompiledModel, Any]:
     """The compiled log-density and the chains' runner for this model shape (cached).
 
-    The runner is a :class:`BlackjaxChains` (``settings.kernel == "blackjax"``) or a numpyro
-    ``MCMC`` object (``"numpyro"``).
+    The runner is a :class:`NumpyroChains` (``settings.kernel == "numpyro"``) or a
+    :class:`BlackjaxChains` (``"blackjax"``); its programs are serialised under the model's
+    fingerprint (:mod:`veerkracht_bayes.programs`).
 
     A second model with the same :func:`model_fingerprint` (same graph and constants, data of the
     same shapes) gets the same objects back: nothing is compiled again.
@@ -699,63 +923,26 @@ def compiled_sampler(model: Any, settings: JaxNutsSettings) -> tuple[CompiledMod
     >>> with pm.Model() as model:
     ...     s = pm.HalfNormal("s", 1.0)
     >>> settings = JaxNutsSettings(draws=10, tune=10, chains=1, chain_method="sequential")
-    >>> comp, mcmc = compiled_sampler(model, settings)
-    >>> compiled_sampler(model, settings)[1] is mcmc
+    >>> comp, chains = compiled_sampler(model, settings)
+    >>> compiled_sampler(model, settings)[1] is chains
     True
     """
     if settings.kernel not in KERNELS:
         raise ModelError(f"unknown NUTS kernel {settings.kernel!r} (expected one of {', '.join(KERNELS)})")
     key = model_fingerprint(model, settings)
     if key in _CACHE:
-        comp, mcmc = _CACHE[key]
-        return comp, mcmc
+        return _CACHE[key]
     release_compiled_programs_if_needed()
-    comp = CompiledModel(model, settings.log_pairs, settings.exclude, settings.grad_chunk)
-    if settings.kernel == "blackjax":
-        chains = BlackjaxChains(comp, settings)
-        _keep(key, comp, chains)
-        return comp, chains
-    mcmc = _numpyro_mcmc(comp, settings)
-    _keep(key, comp, mcmc)
-    return comp, mcmc
+    comp = CompiledModel(model, settings.log_pairs, settings.exclude, settings.grad_chunk, key=key)
+    runner = {"numpyro": NumpyroChains, "blackjax": BlackjaxChains}[settings.kernel](comp, settings, key)
+    _keep(key, comp, runner)
+    return comp, runner
 
 
 def _keep(key: str, comp: CompiledModel, runner: Any) -> None:
     if len(_CACHE) > 16:
         _CACHE.pop(next(iter(_CACHE)))
     _CACHE[key] = (comp, runner)
-
-
-def _numpyro_mcmc(comp: CompiledModel, settings: JaxNutsSettings) -> Any:
-    """numpyro's MCMC object for the compiled model (the ``"numpyro"`` kernel)."""
-    import numpyro
-    import numpyro.distributions as dist
-    from numpyro.infer import MCMC, NUTS
-
-    shapes = comp.shapes
-
-    def numpyro_model(*args: Any) -> None:
-        # the last argument: the diagonal scale of each coordinate (an argument, not a constant,
-        # so a new scale does not recompile)
-        # and then the point numpyro checks before it takes the chains' init_params (_StartAt)
-        data, scale, start = args[:-2], args[-2], args[-1]
-        strategy.values = start
-        params = {k: numpyro.sample(k, dist.ImproperUniform(dist.constraints.real, (), shape)) * scale[k]
-                  for k, shape in shapes.items()}
-        numpyro.factor("logp", comp.logp(params, data))
-
-    strategy = _StartAt()
-    nuts_cls = _progress_nuts(_progress_every(settings)) if settings.progressbar else NUTS
-    kernel = nuts_cls(numpyro_model, target_accept_prob=settings.target_accept, dense_mass=settings.dense_mass,
-                      max_tree_depth=settings.max_tree_depth, init_strategy=strategy)
-    chain_method: Any = settings.chain_method
-    if chain_method == "parallel" and settings.chains > 1:
-        chain_method = _ParallelWithArgs()
-    # numpyro's own bar is off: for a callable chain_method it switches itself off with a warning,
-    # and its bars are closures of the first traced program (a reused program fails on the second
-    # run); the kernel reports its iterations to :data:`_PROGRESS` instead
-    return MCMC(kernel, num_warmup=settings.tune, num_samples=settings.draws, num_chains=settings.chains,
-                chain_method=chain_method, progress_bar=False, jit_model_args=True)
 
 
 def value_initvals(model: Any, initvals: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -837,7 +1024,7 @@ def sample_nuts(model: Any, initvals: Sequence[dict[str, np.ndarray]], settings:
         chain_method = "sequential"
     if chain_method != settings.chain_method:
         settings = JaxNutsSettings(**{**settings.__dict__, "chain_method": chain_method})
-    comp, mcmc = compiled_sampler(model, settings)
+    comp, runner = compiled_sampler(model, settings)
     # device_put, not jnp.asarray: in this JAX, jnp.asarray of a NumPy array compiles a small copy
     # program per shape (about 25 of a MARVEL fit's 57 programs were such copies)
     data = tuple(jax.device_put(np.asarray(v)) for v in data_values(model))
@@ -859,44 +1046,18 @@ def sample_nuts(model: Any, initvals: Sequence[dict[str, np.ndarray]], settings:
     else:
         scale = {k: np.ones(v.shape[1:]) for k, v in x0.items()}
     outputs_fn = comp.outputs_program(settings.chains * settings.draws, data)  # compiles while the chains do
-    if settings.kernel == "blackjax":
-        # x0 holds one row per chain (value_initvals stacks them)
-        flat0 = np.stack([_ravel({k: v[c] for k, v in x0.items()}) for c in range(settings.chains)])
-        with _ProgressBar(settings):
-            draws, extra = mcmc.run(int(random_seed), flat0, _ravel(scale), data)
-            jax.effects_barrier()
-        samples = _unraveler(comp.shapes)(draws)
-        t_sample = time.perf_counter() - t0
-    else:
-        samples, extra, t_sample = _run_numpyro(mcmc, settings, random_seed, data, x0, scale, t0)
-    return _assemble(comp, settings, samples, extra, outputs_fn, data, t_sample)
-
-
-def _run_numpyro(mcmc: Any, settings: JaxNutsSettings, random_seed: int, data: Sequence, x0: dict, scale: dict,
-                 t0: float) -> tuple[dict, dict, float]:
-    """numpyro's chains (the ``"numpyro"`` kernel): draws by name, extra fields, seconds since ``t0``."""
-    import jax
-
-    init_np = {k: np.asarray(v / scale[k] if settings.chains > 1 else v[0] / scale[k]) for k, v in x0.items()}
-    init = {k: jax.device_put(v) for k, v in init_np.items()}
-    # sliced in NumPy: slicing a device array here would compile a slice program per shape
-    start = {k: jax.device_put(v[0] if settings.chains > 1 else v) for k, v in init_np.items()}
-    scale_j = {k: jax.device_put(np.asarray(v, dtype=float)) for k, v in scale.items()}
-    with _ProgressBar(settings):
-        mcmc.run(jax.random.PRNGKey(int(random_seed)), *data, scale_j, start, init_params=init,
-                 extra_fields=("num_steps", "energy", "accept_prob", "potential_energy", "adapt_state.step_size"))
-        samples = mcmc.get_samples(group_by_chain=True)
-        jax.block_until_ready(samples)
-        samples = {k: np.asarray(v) * np.asarray(scale[k], dtype=float) for k, v in samples.items()}
-        extra = mcmc.get_extra_fields(group_by_chain=True)
-        jax.effects_barrier()
-    extra = {k: np.asarray(v) for k, v in extra.items()}
-    extra["step_size"] = extra.pop("adapt_state.step_size")
-    return samples, extra, time.perf_counter() - t0
+    # x0 holds one row per chain (value_initvals stacks them)
+    flat0 = np.stack([_ravel({k: v[c] for k, v in x0.items()}) for c in range(settings.chains)])
+    with _ProgressBar(settings) as bar:
+        draws, extra = runner.run(int(random_seed), flat0, _ravel(scale), data, bar)
+    samples = _unraveler(comp.shapes)(draws)
+    # labels from this model: another model of the same fingerprint may name its nodes otherwise
+    coords = {k: list(v) for k, v in model.coords.items() if v is not None}
+    return _assemble(comp, settings, samples, extra, outputs_fn, data, time.perf_counter() - t0, coords)
 
 
 def _assemble(comp: CompiledModel, settings: JaxNutsSettings, samples: dict, extra: dict, outputs_fn: Any,
-              data: Sequence, t_sample: float) -> tuple[xr.Dataset, xr.Dataset, float]:
+              data: Sequence, t_sample: float, labels: dict) -> tuple[xr.Dataset, xr.Dataset, float]:
     """Draws in the sampler's coordinates -> the model's variables and PyMC's sample_stats."""
     # constrained variables and deterministics, per draw
     # on the host: the chains' draws are spread over devices, the outputs program runs on one
@@ -910,8 +1071,8 @@ def _assemble(comp: CompiledModel, settings: JaxNutsSettings, samples: dict, ext
         dims = comp.dims.get(name) or tuple(f"{name}_dim_{i}" for i in range(arr.ndim - 2))
         dims = tuple(d if d is not None else f"{name}_dim_{i}" for i, d in enumerate(dims))
         for d in dims:
-            if d in comp.coords:
-                coords[d] = comp.coords[d]
+            if d in labels:
+                coords[d] = labels[d]
         data_vars[name] = (("chain", "draw") + dims, arr)
     post = xr.Dataset(data_vars, coords=coords)
     steps = np.asarray(extra["num_steps"])

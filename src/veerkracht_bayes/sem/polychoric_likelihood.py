@@ -821,6 +821,8 @@ def _sandwich_pilot(model, beta_var, l_var, rho_var, free_idx: np.ndarray, gamma
     from pymc.initial_point import make_initial_point_fn
     from pymc.sampling.jax import get_jaxified_graph
     from pytensor.graph.replace import clone_replace
+
+    from veerkracht_bayes.programs import serialised_program
     t0 = time.perf_counter()
     value_vars = list(model.value_vars)
     shared = sorted((v for v in model.data_vars if v.name.startswith(DATA_PREFIX)), key=lambda v: v.name)
@@ -833,38 +835,61 @@ def _sandwich_pilot(model, beta_var, l_var, rho_var, free_idx: np.ndarray, gamma
     def unravel(flat):
         return [flat[cuts[i]:cuts[i + 1]].reshape(shapes[i]) for i in range(len(names))]
 
-    programs = _PILOT_PROGRAMS.get(cache_key) if cache_key is not None else None
-    if programs is None:
-        release_compiled_programs_if_needed()
-        syms = [pt.tensor(dtype=str(v.dtype), shape=v.type.shape, name=v.name + "_in") for v in shared]
-        repl = dict(zip(shared, syms, strict=True))
-        logp = clone_replace([model.logp()], replace=repl)
-        f_logp = get_jaxified_graph(inputs=value_vars + syms, outputs=logp)
-        f_point = get_jaxified_graph(inputs=value_vars, outputs=model.replace_rvs_by_values([beta_var, l_var]))
-        b_in = pt.tensor(dtype="float64", shape=beta_var.type.shape, name="beta_in")
-        l_in = pt.tensor(dtype="float64", shape=l_var.type.shape, name="lambda_in")
-        f_rho = get_jaxified_graph(inputs=[b_in, l_in],
-                                   outputs=[clone_replace(rho_var, replace={beta_var: b_in, l_var: l_in})])
-
-        def neg_logp(flat, *d):  # +inf outside the support (where the log-density is -inf)
-            v = f_logp(*unravel(flat), *d)[0]
-            return jax.numpy.where(jax.numpy.isfinite(v), -v, jax.numpy.inf)
-
-        programs = (lbfgs_program(neg_logp),
-                    jax.jit(lambda flat: f_point(*unravel(flat))),
-                    jax.jit(jax.jacfwd(lambda b, l_: f_rho(b, l_)[0], argnums=(0, 1))))
-        if cache_key is not None:
-            if len(_PILOT_PROGRAMS) >= 8:
-                _PILOT_PROGRAMS.pop(next(iter(_PILOT_PROGRAMS)))
-            _PILOT_PROGRAMS[cache_key] = programs
-    lbfgs_prog, point_fn, jac_fn = programs
-    vg = lbfgs_prog[1]
     # the DWLS model, whatever weight the model holds now (a second pilot starts from the same)
     pilot_data = {DATA_PREFIX + WEIGHT_CONTAINERS[0]: diagonal_whitener(gamma),
                   DATA_PREFIX + WEIGHT_CONTAINERS[1]: None}
     data = [np.asarray(v.get_value(borrow=True)) for v in shared]
     data = [np.zeros_like(d) if pilot_data.get(v.name, d) is None else np.asarray(pilot_data.get(v.name, d))
             for v, d in zip(shared, data, strict=True)]
+    programs = _PILOT_PROGRAMS.get(cache_key) if cache_key is not None else None
+    if programs is None:
+        release_compiled_programs_if_needed()
+        converted: dict[str, Any] = {}
+
+        def graphs() -> dict[str, Any]:
+            """The log-density, the links and loadings, and rho as JAX functions (PyTensor's
+            conversion, done when a program is traced: not when all are read back serialised)."""
+            if not converted:
+                syms = [pt.tensor(dtype=str(v.dtype), shape=v.type.shape, name=v.name + "_in") for v in shared]
+                repl = dict(zip(shared, syms, strict=True))
+                logp = clone_replace([model.logp()], replace=repl)
+                b_in = pt.tensor(dtype="float64", shape=beta_var.type.shape, name="beta_in")
+                l_in = pt.tensor(dtype="float64", shape=l_var.type.shape, name="lambda_in")
+                # constants of the conversion must be arrays, not tracers of the program being traced
+                with jax.ensure_compile_time_eval():
+                    converted["logp"] = get_jaxified_graph(inputs=value_vars + syms, outputs=logp)
+                    converted["point"] = get_jaxified_graph(
+                        inputs=value_vars, outputs=model.replace_rvs_by_values([beta_var, l_var]))
+                    converted["rho"] = get_jaxified_graph(
+                        inputs=[b_in, l_in], outputs=[clone_replace(rho_var, replace={beta_var: b_in, l_var: l_in})])
+            return converted
+
+        def neg_logp(flat, *d):  # +inf outside the support (where the log-density is -inf)
+            v = graphs()["logp"](*unravel(flat), *d)[0]
+            return jax.numpy.where(jax.numpy.isfinite(v), -v, jax.numpy.inf)
+
+        flat_spec = jax.ShapeDtypeStruct((int(cuts[-1]),), np.float64)
+        data_specs = [jax.ShapeDtypeStruct(d.shape, d.dtype) for d in data]
+        jacobians: dict[Any, Any] = {}
+
+        def jac_fn(b, l_):
+            shapes_bl = (np.shape(b), np.shape(l_))
+            if shapes_bl not in jacobians:
+                jacobians[shapes_bl] = serialised_program(
+                    "pilot-jacobian", cache_key, jax.jacfwd(lambda bb, ll: graphs()["rho"](bb, ll)[0], argnums=(0, 1)),
+                    tuple(jax.ShapeDtypeStruct(sh, np.float64) for sh in shapes_bl))
+            return jacobians[shapes_bl](b, l_)
+
+        programs = (lbfgs_program(neg_logp, key=cache_key, specs=(flat_spec, *data_specs)),
+                    serialised_program("pilot-point", cache_key, lambda flat: graphs()["point"](*unravel(flat)),
+                                       (flat_spec,)),
+                    jac_fn)
+        if cache_key is not None:
+            if len(_PILOT_PROGRAMS) >= 8:
+                _PILOT_PROGRAMS.pop(next(iter(_PILOT_PROGRAMS)))
+            _PILOT_PROGRAMS[cache_key] = programs
+    lbfgs_prog, point_fn, jac_fn = programs
+    vg = lbfgs_prog[1]
 
     def value_point(overrides: Mapping[str, object]) -> dict:
         return make_initial_point_fn(model=model, overrides=dict(overrides), jitter_rvs=set(),
@@ -939,7 +964,8 @@ def _whitened_sum_of_squares(model, diff, Linv: np.ndarray):
     return total
 
 
-def lbfgs_program(value_fn: Callable[..., Any], memory: int = 10) -> tuple[Callable, Callable, Callable]:
+def lbfgs_program(value_fn: Callable[..., Any], memory: int = 10, *, key: str | None = None,
+                  specs: Sequence[Any] | None = None) -> tuple[Callable, Callable, Callable]:
     """optax's L-BFGS with its zoom (strong Wolfe) line search, compiled for one objective.
 
     The line search bisects away from an infinite value and never ends on one (it takes a zero
@@ -953,6 +979,10 @@ def lbfgs_program(value_fn: Callable[..., Any], memory: int = 10) -> tuple[Calla
         ``value_fn(x, *args)``, JAX-traceable, ``+inf`` outside the support.
     memory
         Number of curvature pairs kept.
+    key, specs
+        With both, the value-and-gradient and step programs are serialised under ``key``
+        (:func:`veerkracht_bayes.programs.serialised_program`; ``specs``: ``x`` and the
+        further arguments), so a later process reads them instead of tracing the objective.
 
     Returns
     -------
@@ -982,7 +1012,28 @@ def lbfgs_program(value_fn: Callable[..., Any], memory: int = 10) -> tuple[Calla
     def init(x):  # strongly typed, as ``step`` returns the state: ``step`` compiles once
         return jax.tree.map(lambda a: jax.numpy.asarray(a, dtype=a.dtype), opt.init(x))
 
-    return init, jax.jit(jax.value_and_grad(value_fn)), jax.jit(step)
+    if key is None or specs is None:
+        return init, jax.jit(jax.value_and_grad(value_fn)), jax.jit(step)
+    from veerkracht_bayes.programs import serialised_program
+
+    # serialised: the optimiser's state crosses the program boundary as its list of leaves
+    state = jax.eval_shape(opt.init, specs[0])
+    treedef = jax.tree.structure(state)
+    leaf_specs = [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in jax.tree.leaves(state)]
+
+    def step_leaves(x, leaves, f, g, *args):
+        x_new, f_new, g_new, rate, st = step(x, jax.tree.unflatten(treedef, leaves), f, g, *args)
+        return x_new, f_new, g_new, rate, jax.tree.leaves(st)
+
+    value_and_grad = serialised_program("lbfgs-value", key, jax.value_and_grad(value_fn), specs)
+    step_program = serialised_program("lbfgs-step", key, step_leaves, (
+        specs[0], leaf_specs, jax.ShapeDtypeStruct((), specs[0].dtype), specs[0], *specs[1:]))
+
+    def step_state(x, st, f, g, *args):
+        x_new, f_new, g_new, rate, leaves = step_program(x, jax.tree.leaves(st), f, g, *args)
+        return x_new, f_new, g_new, rate, jax.tree.unflatten(treedef, leaves)
+
+    return init, value_and_grad, step_state
 
 
 @x64
