@@ -104,7 +104,8 @@ def serialised_program(name: str, key: str | None, fn: Callable[..., Any],
     Returns
     -------
     A compiled (``jax.jit`` with ``compiler_options``) function of arrays like ``specs``; it is
-    compiled, or read from the compilation cache, on its first call.
+    compiled, or read from the compilation cache, on its first call. A one-device program puts its
+    arguments on the default device itself.
 
     Examples
     --------
@@ -135,7 +136,20 @@ def serialised_program(name: str, key: str | None, fn: Callable[..., Any],
             log.debug("program %s is not serialisable (%s); compiled directly", name, err)
             return jax.jit(fn, **jit_opts)
         _write(path, exp)
-    return jax.jit(exp.call, **jit_opts)
+        log.debug("program %s traced, lowered and kept (%s)", name, path.name)
+    else:
+        log.debug("program %s read (%s)", name, path.name)
+    compiled = jax.jit(exp.call, **jit_opts)
+    if exp.nr_devices != 1:
+        return compiled  # the caller places the arguments on the program's devices
+    device = jax.devices()[0]
+
+    def on_device(*args: Any) -> Any:
+        # committed arguments, always: the exported call compiles once for committed and once
+        # for uncommitted inputs, and a program fed its own (committed) outputs saw both
+        return compiled(*jax.device_put(args, device))
+
+    return on_device
 
 
 def _write(path: Any, exp: Any) -> None:

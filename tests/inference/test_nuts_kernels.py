@@ -120,3 +120,46 @@ def test_the_multigroup_and_twolevel_routes_take_the_blackjax_kernel() -> None:
                       between_links=list(truth.between_links), within_links=list(truth.within_links),
                       draws=30, tune=30, chains=2, random_seed=1, progressbar=False, sampler="blackjax")
     assert tl.idata["sample_stats"].attrs["inference_library"] == "blackjax"
+
+
+def test_numpyro_chains_equal_numpyros_own_mcmc_run() -> None:
+    """The "numpyro" kernel runs numpyro's NUTS ``init`` and ``sample`` in the driver's own chunked
+    loop: its draws and statistics must be numpyro's ``MCMC.run``'s, bit for bit, for the same
+    keys and starts (parallel chains on one device each)."""
+    import jax
+    import numpyro
+    import numpyro.distributions as dist
+    from numpyro.infer import MCMC, NUTS, init_to_value
+
+    from veerkracht_bayes.runtime import ensure_cpu_devices
+
+    ensure_cpu_devices()
+    if jax.local_device_count() < 2:
+        pytest.skip("needs two XLA devices (asked for by veerkracht_bayes.runtime.ensure_cpu_devices on a machine with 2+ cores)")
+    jax.config.update("jax_enable_x64", True)
+    model = _model(np.array([0.4, -0.2]))
+    comp = jax_nuts.CompiledModel(model)
+    data = [np.asarray(v) for v in jax_nuts.data_values(model)]
+    x0 = {"mu": np.array([[0.0, 0.0], [1.0, 1.0]]), "s_log__": np.array([0.0, -0.7])}
+    flat0 = np.column_stack([x0["mu"], x0["s_log__"]])  # sorted names: mu, s_log__
+    s = jax_nuts.JaxNutsSettings(draws=150, tune=150, chains=2, chain_method="parallel")
+    draws, stats = jax_nuts.NumpyroChains(comp, s).run(11, flat0, np.ones(3), data)
+
+    def numpyro_model(ybar):
+        params = {k: numpyro.sample(k, dist.ImproperUniform(dist.constraints.real, (), shape))
+                  for k, shape in comp.shapes.items()}
+        numpyro.factor("logp", comp.logp(params, [ybar]))
+
+    start = {k: v[0] for k, v in x0.items()}
+    kernel = NUTS(numpyro_model, target_accept_prob=s.target_accept, max_tree_depth=s.max_tree_depth,
+                  init_strategy=init_to_value(values=start))
+    mcmc = MCMC(kernel, num_warmup=s.tune, num_samples=s.draws, num_chains=2, chain_method="parallel",
+                progress_bar=False)
+    mcmc.run(jax.random.PRNGKey(11), data[0], init_params=x0, extra_fields=("num_steps", "potential_energy"))
+    theirs = mcmc.get_samples(group_by_chain=True)
+    extra = mcmc.get_extra_fields(group_by_chain=True)
+    np.testing.assert_array_equal(draws[..., :2], np.asarray(theirs["mu"]))
+    np.testing.assert_array_equal(draws[..., 2], np.asarray(theirs["s_log__"]))
+    np.testing.assert_array_equal(stats["num_steps"], np.asarray(extra["num_steps"]))
+    np.testing.assert_array_equal(stats["potential_energy"], np.asarray(extra["potential_energy"]))
+    assert stats["warmup_num_steps"].shape == (2, 150)

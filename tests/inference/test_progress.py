@@ -1,8 +1,8 @@
 """Progress of the JAX NUTS driver: one bar over all chains' iterations, from a reused program.
 
-numpyro's own bar is switched off for our parallel chain method (with a warning) and its bars
-belong to the first traced program; ours are fed by a host callback that reads the current bar,
-so a second run of the same compiled sampler reports too.
+The chains run in chunks of iterations (``inference.jax_nuts``), and the bar advances between
+chunks, so the compiled programs hold no host callback (they can be serialised) and a second run
+of the same compiled sampler reports too.
 """
 
 from __future__ import annotations

@@ -158,8 +158,9 @@ def warmup_command(
     priors="marvel")`` (measurement "auto", which the shipped codebook resolves to the
     polychoric route), and the same fit on the continuous path, which the demo pins. A later
     fit of the same model shape (graph, items, number of missingness patterns) with the same
-    route, draws and tuning steps, on any data and seed, then reads its compiled programs from
-    the cache (veerkracht_bayes.runtime) instead of compiling them. After each fit a stamp
+    route, draws and tuning steps, on any data and seed, then reads its programs from the cache
+    (veerkracht_bayes.runtime), traced and lowered (veerkracht_bayes.programs) and compiled,
+    instead of converting the model to JAX, tracing and compiling them. After each fit a stamp
     (veerkracht_bayes.runtime.warmup_stamp: package sources, library versions, cores, setting)
     is left in the cache; with --if-missing a setting whose stamp is there is skipped, which is
     what scripts/bootstrap.sh runs.

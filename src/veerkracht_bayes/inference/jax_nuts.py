@@ -10,10 +10,13 @@ sufficient statistics, see :data:`veerkracht_bayes.sem.model_builder.DATA_PREFIX
   (refits, sensitivity analyses, test fixtures);
 * across processes JAX's persistent compilation cache
   (:func:`veerkracht_bayes.inference.sampling.enable_compilation_cache`) finds the same program,
-  because the program no longer depends on the data values.
+  because the program no longer depends on the data values; and the programs themselves are kept
+  serialised (:mod:`veerkracht_bayes.programs`), so a new process neither converts the model to
+  JAX nor traces the sampler (the chains run in chunks of iterations, with the progress bar
+  advanced between them, so no program holds a host callback).
 
-The NUTS implementation is ``JaxNutsSettings.kernel``: numpyro's (the default) or blackjax's
-(:class:`BlackjaxChains`). Both adapt the step size by dual averaging and the mass matrix in
+The NUTS implementation is ``JaxNutsSettings.kernel``: numpyro's (the default,
+:class:`NumpyroChains`) or blackjax's (:class:`BlackjaxChains`). Both adapt the step size by dual averaging and the mass matrix in
 Stan's windows and sample the same posterior. Chains run in parallel on separate XLA devices
 (one per CPU core, :func:`veerkracht_bayes.runtime.ensure_cpu_devices`; on a GPU use
 ``chain_method="vectorized"``). The result has the same layout as PyMC's: constrained free
@@ -38,8 +41,9 @@ import xarray as xr
 from veerkracht_bayes.errors import ModelError
 from veerkracht_bayes.runtime import register_program_cache, release_compiled_programs_if_needed
 
-__all__ = ["JaxNutsSettings", "KERNELS", "BlackjaxChains", "sample_nuts", "data_inputs", "data_values",
-           "CompiledModel", "model_fingerprint", "compiled_sampler", "value_initvals"]
+__all__ = ["JaxNutsSettings", "KERNELS", "BlackjaxChains", "NumpyroChains", "sample_nuts", "data_inputs",
+           "data_values", "CompiledModel", "model_fingerprint", "compiled_sampler", "value_initvals",
+           "chunk_length"]
 
 log = logging.getLogger(__name__)
 
@@ -633,13 +637,17 @@ class _Chains:
                 return [jax.lax.convert_element_type(v, v.dtype) for v in leaves]
             return self._over_chains(one, 2, 4)(chain, x0, key, scale, start, d)
 
-        def state_specs() -> list:
-            # one chain's state, traced without running it: only when the programs are exported
-            sd = jax.ShapeDtypeStruct
-            plain = [sd(tuple(x.shape), x.dtype) for x in common[:3]] + [tuple(sd(tuple(x.shape), x.dtype)
-                                                                              for x in common[3])]
-            return jax.eval_shape(self._init_one, plain[0], sd((), np.int32), sd((self.dim,), np.float64),
-                                  plain[1], plain[2], plain[3])
+        traced: list = []
+
+        def state_specs() -> Any:
+            # one chain's state, traced without running it (once): only when a program is traced
+            if not traced:
+                sd = jax.ShapeDtypeStruct
+                plain = [sd(tuple(x.shape), x.dtype) for x in common[:3]] + [
+                    tuple(sd(tuple(x.shape), x.dtype) for x in common[3])]
+                traced.append(jax.eval_shape(self._init_one, plain[0], sd((), np.int32),
+                                             sd((self.dim,), np.float64), plain[1], plain[2], plain[3]))
+            return traced[0]
 
         def chunk_fn(leaves: list, chain: Any, it0: Any, key: Any, scale: Any, start: Any, d: Sequence) -> Any:
             treedef = jax.tree.structure(state_specs())
@@ -880,17 +888,23 @@ class NumpyroChains(_Chains):
                   kernel: Any = None) -> Any:
         kernel = kernel or self._kernel()
         args = (*data, self.unravel(scale), self.unravel(start))
-        return kernel.init(self._key(key, chain), self.settings.tune, self.unravel(x0), model_args=args,
-                           model_kwargs={})
+        state = kernel.init(self._key(key, chain), self.settings.tune, self.unravel(x0), model_args=args,
+                            model_kwargs={})
+        self._ready = kernel  # its transition is set up (for a chunk program traced next)
+        return state
 
     def _chunk_one(self, state: Any, key: Any, chain: Any, it0: Any, scale: Any, start: Any,
                    data: Sequence) -> tuple[Any, tuple]:
         import jax.numpy as jnp
 
-        kernel = self._kernel()
-        # init sets up the kernel's transition (its adaptation schedule for `tune` steps); its
-        # own result is not used here, and XLA drops it from the program
-        self._init_one(key, chain, jnp.zeros(self.dim), scale, start, data, kernel=kernel)
+        # a kernel whose init has run sets up its transition (the adaptation schedule for `tune`
+        # steps; the potential is rebuilt from the arguments of each `sample`): the one of the
+        # init program or state specs traced before, else a fresh one initialised here (that
+        # init's own result is not used, and XLA drops it from the program)
+        kernel = getattr(self, "_ready", None)
+        if kernel is None:
+            kernel = self._kernel()
+            self._init_one(key, chain, jnp.zeros(self.dim), scale, start, data, kernel=kernel)
         args = (*data, self.unravel(scale), self.unravel(start))
         keys = sorted(self.comp.shapes)
 
