@@ -103,9 +103,10 @@ def serialised_program(name: str, key: str | None, fn: Callable[..., Any],
 
     Returns
     -------
-    A compiled (``jax.jit`` with ``compiler_options``) function of arrays like ``specs``; it is
-    compiled, or read from the compilation cache, on its first call. A one-device program puts its
-    arguments on the default device itself.
+    The compiled program (``jax.stages.Compiled``, compiled here or read from the compilation
+    cache), called with arrays like ``specs``. With ``specs`` a function: a ``jax.jit`` function,
+    compiled on its first call (pass committed arrays, e.g. a program's own outputs, from the
+    first call on: the call compiles again when committed inputs follow uncommitted ones).
 
     Examples
     --------
@@ -119,7 +120,6 @@ def serialised_program(name: str, key: str | None, fn: Callable[..., Any],
     from jax import export
 
     path = program_path(name, key, signature if signature is not None else specs)
-    jit_opts = {"compiler_options": compiler_options} if compiler_options else {}
     exp = None
     if path is not None and path.exists():
         try:
@@ -127,29 +127,21 @@ def serialised_program(name: str, key: str | None, fn: Callable[..., Any],
         except Exception as err:  # noqa: BLE001 - a damaged or foreign file is rebuilt, not fatal
             log.info("serialised program %s could not be read (%s); it is built again", path.name, err)
             exp = None
-    if exp is None:
-        if path is None:
-            return jax.jit(fn, **jit_opts)
+    if exp is None and path is not None:
         try:
             exp = export.export(jax.jit(fn))(*(specs() if callable(specs) else specs))
         except Exception as err:  # noqa: BLE001 - e.g. host callbacks, which cannot be serialised
             log.debug("program %s is not serialisable (%s); compiled directly", name, err)
-            return jax.jit(fn, **jit_opts)
-        _write(path, exp)
-        log.debug("program %s traced, lowered and kept (%s)", name, path.name)
-    else:
+        else:
+            _write(path, exp)
+            log.debug("program %s traced, lowered and kept (%s)", name, path.name)
+    elif exp is not None:
         log.debug("program %s read (%s)", name, path.name)
-    compiled = jax.jit(exp.call, **jit_opts)
-    if exp.nr_devices != 1:
-        return compiled  # the caller places the arguments on the program's devices
-    device = jax.devices()[0]
-
-    def on_device(*args: Any) -> Any:
-        # committed arguments, always: the exported call compiles once for committed and once
-        # for uncommitted inputs, and a program fed its own (committed) outputs saw both
-        return compiled(*jax.device_put(args, device))
-
-    return on_device
+    jitted = jax.jit(fn if exp is None else exp.call,
+                     **({"compiler_options": compiler_options} if compiler_options else {}))
+    # with the argument specs at hand: compiled now, one executable for any placement of the
+    # arguments (a jitted call compiles again for committed after uncommitted inputs)
+    return jitted if callable(specs) else jitted.lower(*specs).compile()
 
 
 def _write(path: Any, exp: Any) -> None:

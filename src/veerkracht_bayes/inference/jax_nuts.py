@@ -687,8 +687,12 @@ class _Chains:
         per, shared = self._shardings()
         c = self.settings.chains
 
+        # committed placement (one device, or one per chain), as the chunks' own outputs are: the
+        # chunk program then compiles once
+        device = jax.devices()[0]
+
         def put(x: Any, sharding: Any) -> Any:
-            return jax.device_put(x, sharding) if sharding is not None else jax.device_put(x)
+            return jax.device_put(x, sharding if sharding is not None else device)
 
         # the raw threefry key of the seed (what jax.random.PRNGKey gives), built in NumPy: an eager
         # JAX call here would compile a program of its own
