@@ -65,6 +65,7 @@ def test_data_containers_are_named_and_shaped(two_models):
 def test_compiled_logp_equals_model_logp_for_new_data_same_program(two_models):
     """The cached program, given the second data set as arguments, reproduces the second model's
     own PyMC log-density: the data are not stale constants of the first compilation."""
+    import jax
     import jax.numpy as jnp
     import pytensor
 
@@ -77,16 +78,19 @@ def test_compiled_logp_equals_model_logp_for_new_data_same_program(two_models):
     prior = draw_prior(m2, lay2, g, 20, 3, md2.x_cov)
     point = jax_nuts.value_initvals(m2, initial_values(m2, lay2, prior, 1, 3))
     point = {k: v[0] for k, v in point.items()}
-    for comp, model in ((comp1, m1), (comp2, m2)):
-        ref = float(pytensor.function(model.value_vars, model.logp(), mode="FAST_COMPILE")(
-            *[point[v.name] for v in model.value_vars]))
-        data = [jnp.asarray(v) for v in jax_nuts.data_values(model)]
-        z = comp.from_value(point, data)  # the sampler's (whitened) coordinates
-        got = float(comp.logp({k: jnp.asarray(v) for k, v in z.items()}, data))
-        assert np.isfinite(ref) and got == pytest.approx(ref, rel=1e-10, abs=1e-8)
-    # and the two data sets give different values (the test can fail)
-    v1 = float(comp1.logp(point, [jnp.asarray(v) for v in jax_nuts.data_values(m1)]))
-    v2 = float(comp2.logp(point, [jnp.asarray(v) for v in jax_nuts.data_values(m2)]))
+    # in 64 bits, as the sampler runs (alone, without an earlier test having switched x64 on, the
+    # arrays would be float32 and agree only to ~1e-8)
+    with jax.enable_x64(True):
+        for comp, model in ((comp1, m1), (comp2, m2)):
+            ref = float(pytensor.function(model.value_vars, model.logp(), mode="FAST_COMPILE")(
+                *[point[v.name] for v in model.value_vars]))
+            data = [jnp.asarray(v) for v in jax_nuts.data_values(model)]
+            z = comp.from_value(point, data)  # the sampler's (whitened) coordinates
+            got = float(comp.logp({k: jnp.asarray(v) for k, v in z.items()}, data))
+            assert np.isfinite(ref) and got == pytest.approx(ref, rel=1e-10, abs=1e-8)
+        # and the two data sets give different values (the test can fail)
+        v1 = float(comp1.logp(point, [jnp.asarray(v) for v in jax_nuts.data_values(m1)]))
+        v2 = float(comp2.logp(point, [jnp.asarray(v) for v in jax_nuts.data_values(m2)]))
     assert abs(v1 - v2) > 1.0
 
 

@@ -132,8 +132,13 @@ def test_pattern_e_step_equals_rowwise_reference():
     extra = rng.normal(size=(300, 3))  # 6 items: more patterns, k from 1 to 5
     extra[rng.random((300, 3)) < 0.3] = np.nan
     y = np.concatenate([y, extra + 0.5 * np.nan_to_num(y[:, :1])], axis=1)
-    n_pat = np.unique(~np.isnan(y), axis=0).shape[0]
-    assert n_pat > 20
+    pats, counts = np.unique(~np.isnan(y), axis=0, return_counts=True)
+    assert len(pats) > 20
+    # both forms of the E-step: incomplete patterns with at least D = q + 1 + m rows (their
+    # moment matrix) and with fewer (their rows)
+    D = u.shape[1] + y.shape[1]
+    incomplete = ~pats.all(axis=1)
+    assert np.any(counts[incomplete] >= D) and np.any(counts[incomplete] < D)
     em = em_saturated(y, u, w, tol=1e-10, max_iter=5000)
     assert em.converged
     Syy, Suy = _rowwise_expected_stats(y, u, w, em.M, em.S)

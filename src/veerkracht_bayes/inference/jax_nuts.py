@@ -165,7 +165,8 @@ class CompiledModel:
     """
 
     def __init__(self, model: Any, log_pairs: Sequence[tuple[str, int, int]] = (),
-                 exclude: Sequence[str] = (), grad_chunk: int = _GRAD_CHUNK, key: str | None = None) -> None:
+                 exclude: Sequence[str] = (), grad_chunk: int = _GRAD_CHUNK, key: str | None = None,
+                 shapes: dict[str, tuple[int, ...]] | None = None) -> None:
         from pymc.util import get_default_varnames
 
         from veerkracht_bayes.sem.model_builder import DATA_PREFIX
@@ -193,8 +194,13 @@ class CompiledModel:
         names = list(get_default_varnames([v.name for v in outs], include_transformed=False))
         self._out_vars = [v for v in outs if v.name in names and v.name not in set(exclude)]
         self.out_names = [v.name for v in self._out_vars]
-        ip = model.initial_point()
-        self.shapes = {v.name: tuple(int(s) for s in ip[v.name].shape) for v in self.value_vars}
+        if shapes is None:  # the model's initial point (compiles a PyTensor function: 0.1-0.3 s)
+            ip = model.initial_point()
+            shapes = {v.name: ip[v.name].shape for v in self.value_vars}
+        elif set(shapes) != set(self.value_names):
+            raise ModelError(f"shapes given for {sorted(shapes)}, the model's value variables are {self.value_names}")
+        #: the value variables' shapes
+        self.shapes = {v.name: tuple(int(s) for s in shapes[v.name]) for v in self.value_vars}
         self.dims = {n: model.named_vars_to_dims.get(n) for n in self.out_names}
         self.coords = {k: list(v) for k, v in model.coords.items() if v is not None}
         self._model: Any = model
@@ -925,7 +931,8 @@ _CACHE: dict[str, tuple[CompiledModel, Any]] = {}
 register_program_cache(_CACHE.clear)
 
 
-def compiled_sampler(model: Any, settings: JaxNutsSettings) -> tuple[CompiledModel, Any]:
+def compiled_sampler(model: Any, settings: JaxNutsSettings,
+                     shapes: dict[str, tuple[int, ...]] | None = None) -> tuple[CompiledModel, Any]:
     """The compiled log-density and the chains' runner for this model shape (cached).
 
     The runner is a :class:`NumpyroChains` (``settings.kernel == "numpyro"``) or a
@@ -933,7 +940,9 @@ def compiled_sampler(model: Any, settings: JaxNutsSettings) -> tuple[CompiledMod
     fingerprint (:mod:`veerkracht_bayes.programs`).
 
     A second model with the same :func:`model_fingerprint` (same graph and constants, data of the
-    same shapes) gets the same objects back: nothing is compiled again.
+    same shapes) gets the same objects back: nothing is compiled again. ``shapes`` (the value
+    variables' shapes, e.g. from :func:`value_initvals`) spares :class:`CompiledModel` the model's
+    initial point, a PyTensor function of its own.
 
     Examples
     --------
@@ -951,7 +960,7 @@ def compiled_sampler(model: Any, settings: JaxNutsSettings) -> tuple[CompiledMod
     if key in _CACHE:
         return _CACHE[key]
     release_compiled_programs_if_needed()
-    comp = CompiledModel(model, settings.log_pairs, settings.exclude, settings.grad_chunk, key=key)
+    comp = CompiledModel(model, settings.log_pairs, settings.exclude, settings.grad_chunk, key=key, shapes=shapes)
     runner = {"numpyro": NumpyroChains, "blackjax": BlackjaxChains}[settings.kernel](comp, settings, key)
     _keep(key, comp, runner)
     return comp, runner
@@ -1042,12 +1051,13 @@ def sample_nuts(model: Any, initvals: Sequence[dict[str, np.ndarray]], settings:
         chain_method = "sequential"
     if chain_method != settings.chain_method:
         settings = JaxNutsSettings(**{**settings.__dict__, "chain_method": chain_method})
-    comp, runner = compiled_sampler(model, settings)
+    start = value_initvals(model, initvals)  # (chains, ...) per value variable
+    comp, runner = compiled_sampler(model, settings, shapes={k: v.shape[1:] for k, v in start.items()})
     # device_put, not jnp.asarray: in this JAX, jnp.asarray of a NumPy array compiles a small copy
     # program per shape (about 25 of a MARVEL fit's 57 programs were such copies)
     data = tuple(jax.device_put(np.asarray(v)) for v in data_values(model))
     t0 = time.perf_counter()
-    x0 = comp.from_value(value_initvals(model, initvals), data)  # (chains, ...) per variable
+    x0 = comp.from_value(start, data)
     if settings.precondition:
         scale = None
         for point in scale_points:

@@ -25,7 +25,10 @@ while the observed blocks ``Σ_p Z_p`` are constant and summed once. One iterati
 patterns with the same ``k``) instead of ``O(n_patterns · m (q + m)²)``; the only large array
 is the stack of ``Z_p`` itself, which may be passed in blocks (out of core). The same code
 serves the in-memory path (:func:`em_saturated`, statistics from the rows) and the Parquet /
-Dask path (:mod:`veerkracht_bayes.survey.out_of_core`), so both give the same numbers.
+Dask path (:mod:`veerkracht_bayes.survey.out_of_core`), so both give the same numbers (up to
+rounding). In memory, a pattern with fewer rows than ``Z_p`` has columns keeps its rows instead:
+``J_p Z_p = Σ_n w_n (J_p z_n) z_nᵀ`` and ``J_p Z_p J_pᵀ = Σ_n w_n (J_p z_n)(J_p z_n)ᵀ`` cost
+``k (q + m)`` per row, less than the ``k (q + m)²`` of the pattern's matrix.
 """
 
 from __future__ import annotations
@@ -108,12 +111,22 @@ def conditional_fill(y: np.ndarray, u: np.ndarray, M: np.ndarray, S: np.ndarray,
 # ----------------------------------------------------------------------------- pattern EM
 @dataclass
 class _Batch:
-    """Patterns with the same number ``k >= 1`` of missing items (a view into a Z block)."""
+    """Patterns with the same number ``k >= 1`` of missing items.
 
-    Z: np.ndarray  # (P, D, D)
+    Either their moment matrices ``Z`` (a view into a Z block), or, for patterns with fewer
+    rows than ``Z`` has columns, the rows themselves: ``rows`` ``(R, D)`` the values of
+    ``z = [u, y0]`` ordered by pattern, ``row_w`` their weights, ``starts`` each pattern's
+    first row. ``Z_p = Σ w z zᵀ`` is then never formed (``J_p Z_p = Σ w (J_p z) zᵀ``).
+    """
+
+    Z: np.ndarray | None  # (P, D, D)
     miss: np.ndarray  # (P, k) missing item indices
     d: np.ndarray  # (P, m) 1.0 where observed
     W: np.ndarray  # (P,)
+    rows: np.ndarray | None = None  # (R, D)
+    row_w: np.ndarray | None = None  # (R,)
+    starts: np.ndarray | None = None  # (P,)
+    pattern: np.ndarray | None = None  # (R,) each row's pattern in the batch
 
 
 def _sort_block_by_k(Z: np.ndarray, masks: np.ndarray, W: np.ndarray, *, copy: bool
@@ -154,8 +167,14 @@ def _e_step(batches: Sequence[_Batch], M: np.ndarray, S: np.ndarray, Syy_obs: np
         J = np.empty((P, k, q1 + m))
         J[:, :, :q1] = M[miss] + C @ M
         J[:, :, q1:] = -C
-        JZ = J @ bt.Z  # (P, k, D)
-        JZJ = JZ @ J.transpose(0, 2, 1)  # (P, k, k)
+        if bt.Z is not None:
+            JZ = J @ bt.Z  # (P, k, D)
+            JZJ = JZ @ J.transpose(0, 2, 1)  # (P, k, k)
+        else:  # the rows of thin patterns: J_p Z_p = Σ w a zᵀ and J_p Z_p J_pᵀ = Σ w a aᵀ, a = J_p z
+            a = np.einsum("rkd,rd->rk", J[bt.pattern], bt.rows)
+            wa = a * bt.row_w[:, None]
+            JZ = np.add.reduceat(wa[:, :, None] * bt.rows[:, None, :], bt.starts, axis=0)
+            JZJ = np.add.reduceat(wa[:, :, None] * a[:, None, :], bt.starts, axis=0)
         JZJ += bt.W[:, None, None] * Kmm_inv
         rows = miss.reshape(-1)
         onehot = np.zeros((P * k, m))
@@ -232,6 +251,13 @@ def em_pattern_blocks(
         Wt += float(W.sum())
         _, bts, _, _ = _sort_block_by_k(Z, masks, W, copy=not in_place)
         batches.extend(bts)
+    return _em_iterate(batches, q1, Syy_obs, Suy_obs, Suu, Wj, Wt, max_iter=max_iter, tol=tol)
+
+
+def _em_iterate(batches: Sequence[_Batch], q1: int, Syy_obs: np.ndarray, Suy_obs: np.ndarray,
+                Suu: np.ndarray, Wj: np.ndarray, Wt: float, *, max_iter: int, tol: float) -> EMResult:
+    """The EM iterations on prepared batches and the observed totals (``Σ_p Z_p`` blocks)."""
+    m = len(Wj)
     Suu = 0.5 * (Suu + Suu.T)
     # a design column collinear with others (e.g. a covariate constant in the rows given) leaves M
     # unidentified along that direction and EM would wander along it without converging; the
@@ -264,10 +290,15 @@ def em_saturated(y: np.ndarray, u: np.ndarray, w: np.ndarray, *, max_iter: int =
                  tol: float = 1e-9) -> EMResult:
     """EM for the saturated regression ``y | u ~ N(M u, S)`` with missing ``y``.
 
-    The rows are first reduced to per-pattern moment matrices ``Z_p`` (one ``D × D`` product
-    per pattern, patterns found by 64-bit keys, ordered by their number of missing items);
-    the EM then runs on those (:func:`em_pattern_blocks`), exactly as the out-of-core path
-    does. Memory: ``n_patterns · (q + 1 + m)²`` doubles besides the data.
+    The rows are grouped by missingness pattern (patterns found by 64-bit keys, ordered by
+    their number of missing items). A pattern with at least ``D = q + 1 + m`` rows is reduced
+    to its moment matrix ``Z_p`` (one ``D × D`` product), as the out-of-core path
+    (:func:`em_pattern_blocks`) gets it; a pattern with fewer rows keeps them, and the E-step
+    forms ``J_p Z_p = Σ w (J_p z) zᵀ`` from the rows (``k · D`` per row instead of
+    ``k · D²`` per pattern). Both are the same E-step up to rounding; the iterations are
+    shared. Scattered non-response makes most patterns one or two rows: on the shipped survey
+    (20,000 rows, 57 items, 5,829 patterns) the stack of ``Z_p`` would be 168 MB. Memory: at
+    most one copy of the rows besides the data, plus ``D²`` doubles per pattern of ``≥ D`` rows.
 
     Parameters
     ----------
@@ -299,27 +330,51 @@ def em_saturated(y: np.ndarray, u: np.ndarray, w: np.ndarray, *, max_iter: int =
     first = np.full(n_pat, len(y))
     np.minimum.at(first, inverse, np.arange(len(y)))
     masks = obs[first]
-    # patterns ordered by number of missing items, so the EM's batches are contiguous views
+    # patterns ordered by number of missing items, rows ordered by pattern
     porder = np.argsort((~masks).sum(axis=1), kind="stable")
     rank = np.empty(n_pat, np.int64)
     rank[porder] = np.arange(n_pat)
     prow = rank[inverse]
     rows = np.argsort(prow, kind="stable")
-    bounds = np.concatenate([[0], np.cumsum(cnt[porder])])
+    masks, cnt = masks[porder], cnt[porder]
+    bounds = np.concatenate([[0], np.cumsum(cnt)])
+    kmiss = (~masks).sum(axis=1)
     q1, m = u.shape[1], y.shape[1]
-    z = np.empty((len(y), q1 + m))
+    D = q1 + m
+    z = np.empty((len(y), D))
     z[:, :q1] = u[rows]
     zy = z[:, q1:]
     np.take(y, rows, axis=0, out=zy)
     zy[np.isnan(zy)] = 0.0
-    ws = w[rows][:, None]
-    Z = np.empty((n_pat, q1 + m, q1 + m))
-    for p in range(n_pat):
-        seg = z[bounds[p]:bounds[p + 1]]
-        np.matmul(seg.T, seg * ws[bounds[p]:bounds[p + 1]], out=Z[p])
-    del z, zy
+    ws = w[rows]
+    Zt = z.T @ (z * ws[:, None])  # Σ_p Z_p
     Wp = np.bincount(prow, weights=w, minlength=n_pat)
-    return em_pattern_blocks([(Z, masks[porder], Wp)], q1, max_iter=max_iter, tol=tol, in_place=True)
+    batches: list[_Batch] = []
+    for k in np.unique(kmiss):
+        if k == 0:
+            continue
+        a, b = np.searchsorted(kmiss, [k, k + 1])
+        mk = masks[a:b]
+        miss = np.argsort(mk, axis=1, kind="stable")[:, :k]  # False (missing) first, ascending
+        # a pattern with fewer rows than D keeps its rows (k·D per row and iteration, no D×D matrix)
+        thick = np.flatnonzero(cnt[a:b] >= D)
+        if len(thick):
+            Z = np.empty((len(thick), D, D))
+            for i, p in enumerate(a + thick):
+                seg = z[bounds[p]:bounds[p + 1]]
+                np.matmul(seg.T, seg * ws[bounds[p]:bounds[p + 1], None], out=Z[i])
+            batches.append(_Batch(Z, miss[thick], mk[thick].astype(float), Wp[a:b][thick]))
+        thin = np.flatnonzero(cnt[a:b] < D)
+        if len(thin):
+            lens = cnt[a + thin]
+            offs = np.concatenate([[0], np.cumsum(lens)[:-1]])
+            ridx = np.repeat(bounds[a + thin] - offs, lens) + np.arange(int(lens.sum()))
+            batches.append(_Batch(None, miss[thin], mk[thin].astype(float), Wp[a:b][thin], rows=z[ridx],
+                                  row_w=ws[ridx], starts=offs, pattern=np.repeat(np.arange(len(thin)), lens)))
+    del z, zy
+    Suu = Zt[:q1, :q1]
+    return _em_iterate(batches, q1, Zt[q1:, q1:].copy(), Zt[:q1, q1:].copy(), Suu, masks.T.astype(float) @ Wp,
+                       float(Wp.sum()), max_iter=max_iter, tol=tol)
 
 
 def pattern_keys(obs: np.ndarray) -> tuple[list[bytes], np.ndarray]:
