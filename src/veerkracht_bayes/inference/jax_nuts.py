@@ -202,7 +202,6 @@ class CompiledModel:
         #: the value variables' shapes
         self.shapes = {v.name: tuple(int(s) for s in shapes[v.name]) for v in self.value_vars}
         self.dims = {n: model.named_vars_to_dims.get(n) for n in self.out_names}
-        self.coords = {k: list(v) for k, v in model.coords.items() if v is not None}
         self._model: Any = model
         self._jax: tuple[Any, Any] | None = None
 
