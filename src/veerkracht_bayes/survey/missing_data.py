@@ -129,6 +129,17 @@ class _Batch:
     pattern: np.ndarray | None = None  # (R,) each row's pattern in the batch
 
 
+def _k_groups(kmiss: np.ndarray, masks: np.ndarray):  # noqa: ANN202 - a generator of tuples
+    """For patterns sorted by their number of missing items ``kmiss``: each ``k >= 1`` with the
+    slice ``a:b`` of its patterns, their masks and missing item indices (ascending)."""
+    for k in np.unique(kmiss):
+        if k == 0:
+            continue
+        a, b = np.searchsorted(kmiss, [k, k + 1])
+        mk = masks[a:b]
+        yield a, b, mk, np.argsort(mk, axis=1, kind="stable")[:, :k]  # False (missing) first
+
+
 def _sort_block_by_k(Z: np.ndarray, masks: np.ndarray, W: np.ndarray, *, copy: bool
                      ) -> tuple[np.ndarray, list[_Batch], np.ndarray, np.ndarray]:
     """Order a block's patterns by their number of missing items; return its k >= 1 batches."""
@@ -140,14 +151,7 @@ def _sort_block_by_k(Z: np.ndarray, masks: np.ndarray, W: np.ndarray, *, copy: b
         else:  # a temporary of one block, released at once (callers pass bounded blocks)
             Z[:] = Z[order]
         masks, W, kmiss = masks[order], W[order], kmiss[order]
-    batches = []
-    for k in np.unique(kmiss):
-        if k == 0:
-            continue
-        a, b = np.searchsorted(kmiss, [k, k + 1])
-        mk = masks[a:b]
-        miss = np.argsort(mk, axis=1, kind="stable")[:, :k]  # False (missing) first, ascending
-        batches.append(_Batch(Z[a:b], miss, mk.astype(float), W[a:b]))
+    batches = [_Batch(Z[a:b], miss, mk.astype(float), W[a:b]) for a, b, mk, miss in _k_groups(kmiss, masks)]
     return Z, batches, masks, W
 
 
@@ -350,12 +354,7 @@ def em_saturated(y: np.ndarray, u: np.ndarray, w: np.ndarray, *, max_iter: int =
     Zt = z.T @ (z * ws[:, None])  # Σ_p Z_p
     Wp = np.bincount(prow, weights=w, minlength=n_pat)
     batches: list[_Batch] = []
-    for k in np.unique(kmiss):
-        if k == 0:
-            continue
-        a, b = np.searchsorted(kmiss, [k, k + 1])
-        mk = masks[a:b]
-        miss = np.argsort(mk, axis=1, kind="stable")[:, :k]  # False (missing) first, ascending
+    for a, b, mk, miss in _k_groups(kmiss, masks):
         # a pattern with fewer rows than D keeps its rows (k·D per row and iteration, no D×D matrix)
         thick = np.flatnonzero(cnt[a:b] >= D)
         if len(thick):
