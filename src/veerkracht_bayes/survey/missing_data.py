@@ -109,6 +109,10 @@ def conditional_fill(y: np.ndarray, u: np.ndarray, M: np.ndarray, S: np.ndarray,
 
 
 # ----------------------------------------------------------------------------- pattern EM
+#: rows per batch of thin patterns in :func:`em_saturated` (bounds the E-step's temporaries)
+_ROWS_PER_BATCH = 8192
+
+
 @dataclass
 class _Batch:
     """Patterns with the same number ``k >= 1`` of missing items.
@@ -363,8 +367,10 @@ def em_saturated(y: np.ndarray, u: np.ndarray, w: np.ndarray, *, max_iter: int =
                 seg = z[bounds[p]:bounds[p + 1]]
                 np.matmul(seg.T, seg * ws[bounds[p]:bounds[p + 1], None], out=Z[i])
             batches.append(_Batch(Z, miss[thick], mk[thick].astype(float), Wp[a:b][thick]))
-        thin = np.flatnonzero(cnt[a:b] < D)
-        if len(thin):
+        thin_all = np.flatnonzero(cnt[a:b] < D)
+        # in batches of about _ROWS_PER_BATCH rows: the E-step's temporaries are rows x k x D
+        cut = np.cumsum(cnt[a + thin_all]) // _ROWS_PER_BATCH
+        for thin in np.split(thin_all, np.flatnonzero(np.diff(cut)) + 1) if len(thin_all) else ():
             lens = cnt[a + thin]
             offs = np.concatenate([[0], np.cumsum(lens)[:-1]])
             ridx = np.repeat(bounds[a + thin] - offs, lens) + np.arange(int(lens.sum()))
