@@ -878,7 +878,11 @@ def _infer_column(s: pd.Series, decimal: str) -> pd.Series:
     """Text columns whose every non-empty value is a number become float; else text (""->NaN)."""
     if not (pd.api.types.is_object_dtype(s) or pd.api.types.is_string_dtype(s)):
         return s
-    c = coerce_numeric(s, decimal)
+    # a text entry among the first ones decides it without parsing the whole column (codes such
+    # as "GM0363" would each go through the slow path of coerce_numeric)
+    c = coerce_numeric(s.iloc[:64], decimal)
+    if len(c.bad_pos) == 0:
+        c = coerce_numeric(s, decimal)
     obj = s.astype(object)
     stripped = obj.map(lambda v: v.strip() if isinstance(v, str) else v)
     empty = stripped.map(lambda v: v is None or (isinstance(v, float) and math.isnan(v)) or v == "" or
