@@ -304,9 +304,10 @@ def em_saturated(y: np.ndarray, u: np.ndarray, w: np.ndarray, *, max_iter: int =
     (:func:`em_pattern_blocks`) gets it; a pattern with fewer rows keeps them, and the E-step
     forms ``J_p Z_p = Σ w (J_p z) zᵀ`` from the rows (``k · D`` per row instead of
     ``k · D²`` per pattern). Both are the same E-step up to rounding; the iterations are
-    shared. Scattered non-response makes most patterns one or two rows: on the shipped survey
-    (20,000 rows, 57 items, 5,829 patterns) the stack of ``Z_p`` would be 168 MB. Memory: at
-    most one copy of the rows besides the data, plus ``D²`` doubles per pattern of ``≥ D`` rows.
+    shared. Scattered non-response makes most patterns a few rows: on the shipped survey
+    (20,000 rows, 57 items, 5,829 patterns) the stack of ``Z_p`` would be 168 MB. Memory besides
+    the data: the thin patterns' rows (a copy, in batches of about 8,192 rows) and ``D²`` doubles
+    per pattern of at least ``D`` rows; while they are set up, one sorted copy of all rows too.
 
     Parameters
     ----------
