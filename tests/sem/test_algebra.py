@@ -215,6 +215,26 @@ def test_gradients_agree_jax_pytensor() -> None:
     np.testing.assert_allclose(grad(beta[0]), _jax_grads(beta[0], ib, ig, Sx), rtol=1e-8, atol=1e-10)
 
 
+@x64
+def test_gradient_of_a_pytensor_graph_converted_to_jax_holds_the_test_vector() -> None:
+    """The samplers differentiate PyMC's graph after its conversion to JAX: that gradient must be
+    PyTensor's (test vector held constant), not one through the power iteration, and its program
+    must not run the squarings backwards."""
+    import jax
+    from pymc.sampling.jax import get_jaxified_graph
+
+    beta, ib, ig, Sx = _system(7, 5, 2, 0.4, 0.8)
+    b = pt.vector("beta")
+    obj = algebra.perron_bound(pt.abs(algebra.assemble(b, ib, xp="pytensor")), xp="pytensor")
+    ref = pytensor.function([b], pytensor.grad(obj, b), mode="FAST_COMPILE")(beta[0])
+    f = get_jaxified_graph(inputs=[b], outputs=[obj])
+    grad = jax.jit(jax.grad(lambda x: f(x)[0]))
+    np.testing.assert_allclose(np.asarray(grad(beta[0])), ref, rtol=1e-8, atol=1e-12)
+    squarings = algebra.power_squarings(128)
+    hlo = grad.lower(beta[0]).as_text()
+    assert hlo.count("dot_general") < 2 * squarings, "the gradient runs through the power iteration"
+
+
 def test_backend_detection() -> None:
     assert algebra.backend(np.zeros(2)) == "numpy"
     assert algebra.backend(pt.vector("v")) == "pytensor"

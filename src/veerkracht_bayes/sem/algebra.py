@@ -208,16 +208,17 @@ class _Ops:
             return jax.nn.log_sigmoid(z)
         return -np.logaddexp(0.0, -z)
 
-    def stop_gradient(self, a: Array) -> Array:
-        if self.name == "pytensor":
-            from pytensor.gradient import disconnected_grad
+    def held_positive(self, a: Array) -> Array:
+        """A positive array, held constant for gradients in every backend.
 
-            return disconnected_grad(a)
-        if self.name == "jax":
-            import jax
-
-            return jax.lax.stop_gradient(a)
-        return a
+        ``log a`` is rounded to a multiple of ``2^-32`` (a relative change below ``1.2e-10``), so
+        the value is piecewise constant and its derivative is 0 wherever it exists: in PyTensor,
+        in JAX, and in a PyTensor graph converted to JAX. (PyTensor's ``disconnected_grad`` is a
+        view that its rewrites remove before a graph is converted, after which JAX differentiated
+        through whatever computed ``a``.)
+        """
+        m = self.m
+        return m.exp(m.round(m.log(a) * 2.0 ** 32) / 2.0 ** 32)
 
 
 def _ops(*arrays: Array, xp: str | ModuleType | None = None) -> _Ops:
@@ -619,8 +620,9 @@ def perron_bound(absb: Array, iters: int = 128, *, xp: str | ModuleType | None =
     ``M + I`` (which converges even when ``|B|`` is periodic or reducible), done by repeated
     squaring: ``(M + I)^(2^s) 1`` with ``2^s >= iters``. By the Collatz-Wielandt formula
     ``max_i (M v)_i / v_i >= rho(M) >= rho(|B|) >= rho(B)`` for ANY positive ``v``, tight once
-    ``v`` has converged; so ``v`` is held constant for the gradient and the bound stays valid at
-    every point. The max is smoothed by a log-sum-exp with temperature 1000 (which can only raise
+    ``v`` has converged; so ``v`` is held constant for the gradient (``log v`` rounded to
+    ``2^-32``, whose derivative is 0 in NumPy, PyTensor and JAX alike, so no backward pass goes
+    through the squarings) and the bound stays valid at every point. The max is smoothed by a log-sum-exp with temperature 1000 (which can only raise
     it, by at most ``log(P)/1000``). Vectorised over leading dimensions.
 
     Parameters
@@ -646,7 +648,7 @@ def perron_bound(absb: Array, iters: int = 128, *, xp: str | ModuleType | None =
         t = ops.matmul(t, t)
         t = t / m.sum(t, axis=(-2, -1), keepdims=True)
     v = m.sum(t, axis=-1)
-    v = ops.stop_gradient(v / m.sum(v, axis=-1, keepdims=True))
+    v = ops.held_positive(v / m.sum(v, axis=-1, keepdims=True))
     ratio = ops.matmul(mat, v[..., None])[..., 0] / v
     return ops.logsumexp(1000.0 * ratio) / 1000.0
 
