@@ -26,6 +26,29 @@ def test_public_names() -> None:
         assert obj.__doc__, f"vb.{name} has no docstring"
 
 
+SUBPACKAGES = ["graph", "priors", "survey", "sem", "datasets", "inference", "causal", "report", "workflow"]
+
+
+@pytest.mark.parametrize("package", SUBPACKAGES)
+def test_subpackage_namespace_lists_its_modules_all(package: str) -> None:
+    """Each subpackage's lazy namespace holds exactly the names of its modules' ``__all__``, each
+    resolving to that module's object (reference: every module parsed whole)."""
+    import ast
+
+    pkg = importlib.import_module(f"veerkracht_bayes.{package}")
+    expected: dict[str, str] = {}
+    for path in sorted(Path(pkg.__file__).parent.glob("*.py")):
+        if path.name.startswith("_"):
+            continue
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == "__all__" for t in node.targets):
+                for name in ast.literal_eval(node.value):
+                    expected.setdefault(name, path.stem)
+    assert expected and dir(pkg) == sorted(expected)
+    name, module = next(iter(expected.items()))
+    assert getattr(pkg, name) is getattr(importlib.import_module(f"veerkracht_bayes.{package}.{module}"), name)
+
+
 SRC = Path(vb.__file__).resolve().parent
 MODULES = sorted(".".join(p.relative_to(SRC.parent).with_suffix("").parts).removesuffix(".__init__")
                  for p in SRC.rglob("*.py") if p.name != "__main__.py")
