@@ -213,7 +213,7 @@ class CompiledModel:
         if self._jax is None:
             import jax
             import pytensor.tensor as pt
-            from pymc.sampling.jax import get_jaxified_graph
+            from veerkracht_bayes.sem.jax_conversion import jaxify
             from pytensor.graph.replace import clone_replace
 
             model = self._model
@@ -227,8 +227,8 @@ class CompiledModel:
             with jax.ensure_compile_time_eval():
                 # jitted, so the PyTensor-generated function is traced once (the chains' programs
                 # and the curvature gradient each trace the log-density: 0.2-0.4 s each on MARVEL)
-                f_logp = jax.jit(get_jaxified_graph(inputs=self.value_vars + syms, outputs=logp))
-                f_outs = get_jaxified_graph(inputs=self.value_vars + syms,
+                f_logp = jax.jit(jaxify(inputs=self.value_vars + syms, outputs=logp))
+                f_outs = jaxify(inputs=self.value_vars + syms,
                                             outputs=clone_replace(self._out_vars, replace=repl))
             self._jax = (f_logp, f_outs)
             self._model = None

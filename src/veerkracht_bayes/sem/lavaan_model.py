@@ -1462,14 +1462,15 @@ def ml_start(pm_model, chains: int, seed: int, with_values: bool = False):
     """
     import jax
     import jax.numpy as jnp
-    from pymc.sampling.jax import get_jaxified_graph
     from scipy.optimize import minimize
+
+    from veerkracht_bayes.sem.jax_conversion import jaxify
 
     jax.config.update("jax_enable_x64", True)
     value_vars = pm_model.value_vars
-    logp_fn = get_jaxified_graph(inputs=value_vars, outputs=[pm_model.logp(jacobian=False)])
+    logp_fn = jaxify(inputs=value_vars, outputs=[pm_model.logp(jacobian=False)])
     outs = pm_model.replace_rvs_by_values(list(pm_model.free_RVs) + [pm_model["param_value"]])
-    back_fn = get_jaxified_graph(inputs=value_vars, outputs=outs)
+    back_fn = jaxify(inputs=value_vars, outputs=outs)
     ip = pm_model.initial_point()
     shapes = [np.shape(ip[v.name]) for v in value_vars]
     sizes = [int(np.prod(s)) for s in shapes]

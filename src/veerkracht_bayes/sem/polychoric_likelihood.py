@@ -819,10 +819,10 @@ def _sandwich_pilot(model, beta_var, l_var, rho_var, free_idx: np.ndarray, gamma
     import jax
     import pytensor.tensor as pt
     from pymc.initial_point import make_initial_point_fn
-    from pymc.sampling.jax import get_jaxified_graph
     from pytensor.graph.replace import clone_replace
 
     from veerkracht_bayes.programs import serialised_program
+    from veerkracht_bayes.sem.jax_conversion import jaxify
     t0 = time.perf_counter()
     value_vars = list(model.value_vars)
     shared = sorted((v for v in model.data_vars if v.name.startswith(DATA_PREFIX)), key=lambda v: v.name)
@@ -857,10 +857,10 @@ def _sandwich_pilot(model, beta_var, l_var, rho_var, free_idx: np.ndarray, gamma
                 l_in = pt.tensor(dtype="float64", shape=l_var.type.shape, name="lambda_in")
                 # constants of the conversion must be arrays, not tracers of the program being traced
                 with jax.ensure_compile_time_eval():
-                    converted["logp"] = get_jaxified_graph(inputs=value_vars + syms, outputs=logp)
-                    converted["point"] = get_jaxified_graph(
+                    converted["logp"] = jaxify(inputs=value_vars + syms, outputs=logp)
+                    converted["point"] = jaxify(
                         inputs=value_vars, outputs=model.replace_rvs_by_values([beta_var, l_var]))
-                    converted["rho"] = get_jaxified_graph(
+                    converted["rho"] = jaxify(
                         inputs=[b_in, l_in], outputs=[clone_replace(rho_var, replace={beta_var: b_in, l_var: l_in})])
             return converted
 
