@@ -213,8 +213,9 @@ class CompiledModel:
         if self._jax is None:
             import jax
             import pytensor.tensor as pt
-            from veerkracht_bayes.sem.jax_conversion import jaxify
             from pytensor.graph.replace import clone_replace
+
+            from veerkracht_bayes.sem.jax_conversion import jaxify
 
             model = self._model
             shared = data_inputs(model)
@@ -229,7 +230,7 @@ class CompiledModel:
                 # and the curvature gradient each trace the log-density: 0.2-0.4 s each on MARVEL)
                 f_logp = jax.jit(jaxify(inputs=self.value_vars + syms, outputs=logp))
                 f_outs = jaxify(inputs=self.value_vars + syms,
-                                            outputs=clone_replace(self._out_vars, replace=repl))
+                                outputs=clone_replace(self._out_vars, replace=repl))
             self._jax = (f_logp, f_outs)
             self._model = None
         return self._jax

@@ -622,8 +622,9 @@ def perron_bound(absb: Array, iters: int = 128, *, xp: str | ModuleType | None =
     ``max_i (M v)_i / v_i >= rho(M) >= rho(|B|) >= rho(B)`` for ANY positive ``v``, tight once
     ``v`` has converged; so ``v`` is held constant for the gradient (``log v`` rounded to
     ``2^-32``, whose derivative is 0 in NumPy, PyTensor and JAX alike, so no backward pass goes
-    through the squarings) and the bound stays valid at every point. The max is smoothed by a log-sum-exp with temperature 1000 (which can only raise
-    it, by at most ``log(P)/1000``). Vectorised over leading dimensions.
+    through the squarings) and the bound stays valid at every point. The max is smoothed by a
+    log-sum-exp with temperature 1000 (which can only raise it, by at most ``log(P)/1000``).
+    Vectorised over leading dimensions.
 
     Parameters
     ----------
